@@ -1,0 +1,176 @@
+package core
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Config tunes a connection. The zero value of every field means its
+// default; DefaultConfig shows them. A Config is read once, when a Conn or
+// Endpoint is made, and may be shared by many.
+type Config struct {
+	// Clock is where Endpoint reads the time (the system clock if nil).
+	// Conn never reads it: its callers pass the time in.
+	Clock Clock
+
+	// Rand is the source of the connection's randomness (connection IDs).
+	// If nil, a source seeded from crypto/rand is used. Simulations seed it.
+	Rand rand.Source
+
+	// HeartbeatPeriod is how long a connection may send nothing before it
+	// sends a PING to keep the path and the peer's idle timer alive.
+	HeartbeatPeriod time.Duration // default 10s
+
+	// IdleTimeout ends a connection that received nothing for this long.
+	IdleTimeout time.Duration // default 30s
+
+	// HandshakeTimeout ends a connection still not established after this long.
+	HandshakeTimeout time.Duration // default 10s
+
+	// MaxDatagramSize is the largest datagram sent (header included).
+	MaxDatagramSize int // default 1200, at least MinHelloDatagram
+
+	// MaxMessageSize is the largest message accepted by the send calls and
+	// from the peer; larger messages are fragmented on the wire.
+	MaxMessageSize int // default 1 MiB
+
+	// SendBufferSize bounds the bytes queued or awaiting acknowledgement;
+	// a send that does not fit fails with ErrSendBufferFull (backpressure).
+	SendBufferSize int // default 4 MiB, at least MaxMessageSize
+
+	// ReceiveWindow is the flow-control window: the Delivery bytes the peer
+	// may have in flight beyond what the application has read.
+	ReceiveWindow int // default 4 MiB, at least MaxMessageSize
+
+	// ReceiveArenaSize is the stack-like arena received messages are stored
+	// in; when it is full, pooled heap buffers take over.
+	ReceiveArenaSize int // default 16 KiB
+
+	// ReassemblyTimeout drops an incomplete None/Order message (and frees
+	// its memory) this long after its first fragment arrived.
+	ReassemblyTimeout time.Duration // default 3s
+
+	// MaxAckDelay is the longest a received packet waits before it is
+	// acknowledged; the peer adds it to its retransmission timeout.
+	MaxAckDelay time.Duration // default 1ms
+
+	// InitialRTT is the round-trip time assumed before the first sample.
+	InitialRTT time.Duration // default 100ms
+
+	// InitialSequence is the first packet number, message sequence and
+	// delivery index this side sends. They wrap around at 2^32; tests start
+	// them just before the wrap.
+	InitialSequence uint32
+
+	// NewCongestionController makes the connection's congestion controller
+	// (NewReno if nil).
+	NewCongestionController func(maxDatagramSize int) CongestionController
+
+	// DisablePacing sends bursts up to the congestion window at once.
+	DisablePacing bool
+
+	// Logger receives debug events; nil is silent.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.fillDefaults()
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	setDuration(&c.HeartbeatPeriod, 10*time.Second)
+	setDuration(&c.IdleTimeout, 30*time.Second)
+	setDuration(&c.HandshakeTimeout, 10*time.Second)
+	setInt(&c.MaxDatagramSize, 1200)
+	setInt(&c.MaxMessageSize, 1<<20)
+	setInt(&c.SendBufferSize, 4<<20)
+	setInt(&c.ReceiveWindow, 4<<20)
+	setInt(&c.ReceiveArenaSize, 16<<10)
+	setDuration(&c.ReassemblyTimeout, 3*time.Second)
+	setDuration(&c.MaxAckDelay, time.Millisecond)
+	setDuration(&c.InitialRTT, 100*time.Millisecond)
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Rand == nil {
+		var seed [16]byte
+		_, _ = crand.Read(seed[:])
+		c.Rand = rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))
+	}
+	if c.NewCongestionController == nil {
+		c.NewCongestionController = NewNewReno
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func setDuration(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func setInt(v *int, def int) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Validate reports the first field of c that holds a value no connection
+// can work with, naming it. Zero fields are valid (they mean the default).
+func (c *Config) Validate() error {
+	d := *c
+	d.fillDefaults()
+	switch {
+	case d.HeartbeatPeriod < 0:
+		return fieldError("HeartbeatPeriod", d.HeartbeatPeriod, "must not be negative")
+	case d.IdleTimeout < 0:
+		return fieldError("IdleTimeout", d.IdleTimeout, "must not be negative")
+	case d.HeartbeatPeriod >= d.IdleTimeout:
+		return fieldError("HeartbeatPeriod", d.HeartbeatPeriod, fmt.Sprintf("must be shorter than IdleTimeout (%v)", d.IdleTimeout))
+	case d.HandshakeTimeout < 0:
+		return fieldError("HandshakeTimeout", d.HandshakeTimeout, "must not be negative")
+	case d.MaxDatagramSize < MinHelloDatagram || d.MaxDatagramSize > 65507:
+		return fieldError("MaxDatagramSize", d.MaxDatagramSize, fmt.Sprintf("must be between %d and 65507", MinHelloDatagram))
+	case d.MaxMessageSize < 1 || d.MaxMessageSize > 1<<30:
+		return fieldError("MaxMessageSize", d.MaxMessageSize, "must be between 1 and 1 GiB")
+	case d.SendBufferSize < d.MaxMessageSize:
+		return fieldError("SendBufferSize", d.SendBufferSize, fmt.Sprintf("must be at least MaxMessageSize (%d)", d.MaxMessageSize))
+	case d.ReceiveWindow < d.MaxMessageSize+msgCreditOverhead:
+		return fieldError("ReceiveWindow", d.ReceiveWindow, fmt.Sprintf("must be at least MaxMessageSize+%d (%d)", msgCreditOverhead, d.MaxMessageSize+msgCreditOverhead))
+	case d.ReceiveWindow > 1<<30:
+		return fieldError("ReceiveWindow", d.ReceiveWindow, "must be at most 1 GiB")
+	case d.ReceiveArenaSize < 0:
+		return fieldError("ReceiveArenaSize", d.ReceiveArenaSize, "must not be negative")
+	case d.ReassemblyTimeout < 0:
+		return fieldError("ReassemblyTimeout", d.ReassemblyTimeout, "must not be negative")
+	case d.MaxAckDelay < 0 || d.MaxAckDelay > time.Second:
+		return fieldError("MaxAckDelay", d.MaxAckDelay, "must be between 0 and 1s")
+	case d.InitialRTT < 0 || d.InitialRTT > time.Minute:
+		return fieldError("InitialRTT", d.InitialRTT, "must be between 0 and 1m")
+	}
+	return nil
+}
+
+// ConfigError names a Config field holding a bad value.
+type ConfigError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("rudp: invalid Config.%s (%v): %s", e.Field, e.Value, e.Reason)
+}
+
+func fieldError(field string, v any, reason string) error {
+	return &ConfigError{Field: field, Value: v, Reason: reason}
+}

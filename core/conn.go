@@ -1,0 +1,337 @@
+package core
+
+import (
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Conn is one connection's protocol state machine, sans I/O: it never reads
+// a clock, touches a socket, starts a goroutine or blocks. Its caller feeds
+// it received datagrams (HandleDatagram), asks it for datagrams to send
+// (PollTransmit), fires its timers (NextTimeout, HandleTimeout) and moves
+// messages in and out (Send, Recv). Every input carries the current time.
+//
+// A Conn is not safe for concurrent use: its owner serializes all calls
+// (the root package holds one mutex per Conn).
+type Conn struct {
+	cfg      Config
+	log      *slog.Logger
+	state    connState
+	err      error // why the connection ended; nil for a graceful end
+	created  time.Time
+	localCID uint64
+	// remoteCID is the peer's connection ID, learnt from its HELLO; 0 until then.
+	remoteCID uint64
+
+	handshake handshakeState
+	closing   closeState
+
+	sender
+	receiver
+	recovery
+
+	timers [numTimers]time.Time
+	stats  Stats
+}
+
+type connState uint8
+
+const (
+	stateHandshake   connState = iota // HELLO sent, peer's not yet received
+	stateEstablished                  // both directions open
+	stateClosed                       // terminal: err says why
+)
+
+// handshakeState tracks our HELLO and the peer's.
+type handshakeState struct {
+	helloNeeded bool // our HELLO must go out (first time or again)
+	helloAcked  bool
+	cookie      [MaxCookieLen]byte
+	cookieLen   int
+	retries     int // Retry packets accepted (bounded)
+	peerHello   bool
+	peerInitial uint64 // the peer's InitialSequence
+}
+
+// closeState tracks a graceful close in both directions.
+type closeState struct {
+	requested   bool // local Close called
+	needed      bool // our CLOSE frame must go out (first time or again)
+	sent        bool
+	acked       bool
+	peerClosed  bool // the peer's graceful CLOSE arrived
+	deadline    time.Time
+	abortReason error // a local Abort: CLOSE carries CloseError
+}
+
+// timer slots; the next timeout is their minimum.
+type timerKind int
+
+const (
+	timerAck        timerKind = iota // delayed ACK due
+	timerLoss                        // time-threshold loss detection
+	timerPTO                         // probe timeout
+	timerPacing                      // pacer allows the next packet
+	timerIdle                        // idle timeout
+	timerHeartbeat                   // keep-alive PING due
+	timerHandshake                   // handshake must have completed
+	timerReassembly                  // an incomplete unreliable message expires
+	timerClose                       // give up waiting for our CLOSE to be acked
+	numTimers
+)
+
+// NewConn returns a connection that starts its handshake at now.
+// localCID must be nonzero and unique among the connections sharing a
+// socket: the peer puts it in the header of every packet it sends here.
+func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
+	if localCID == 0 {
+		return nil, fieldError("localCID", localCID, "must be nonzero")
+	}
+	c := &Conn{}
+	if cfg != nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		c.cfg = *cfg
+	}
+	c.cfg.fillDefaults()
+	c.log = c.cfg.Logger
+	c.created = now
+	c.localCID = localCID
+	c.handshake.helloNeeded = true
+	c.initSender()
+	c.initReceiver()
+	c.initRecovery()
+	c.lastRecv = now
+	c.setTimer(timerHandshake, now.Add(c.cfg.HandshakeTimeout))
+	c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
+	return c, nil
+}
+
+// NewConnectionID draws a random nonzero connection ID from r.
+func NewConnectionID(r rand.Source) uint64 {
+	for {
+		if id := r.Uint64(); id != 0 {
+			return id
+		}
+	}
+}
+
+// LocalCID returns this side's connection ID.
+func (c *Conn) LocalCID() uint64 { return c.localCID }
+
+// RemoteCID returns the peer's connection ID (0 before its HELLO arrived).
+func (c *Conn) RemoteCID() uint64 { return c.remoteCID }
+
+// Established reports whether the handshake has completed on this side.
+func (c *Conn) Established() bool { return c.state == stateEstablished }
+
+// Closed reports whether the connection has ended; Err says why.
+func (c *Conn) Closed() bool { return c.state == stateClosed }
+
+// Err returns why the connection ended: nil while it is open and after a
+// graceful close, ErrIdleTimeout, ErrRefused and so on otherwise.
+func (c *Conn) Err() error { return c.err }
+
+// PeerClosed reports whether the peer closed its side gracefully.
+func (c *Conn) PeerClosed() bool { return c.closing.peerClosed }
+
+// SetCookie sets the cookie this side echoes in its HELLO (a listener hands
+// it out in a Retry packet; HandleDatagram takes it from there by itself).
+func (c *Conn) SetCookie(cookie []byte) {
+	c.handshake.cookieLen = copy(c.handshake.cookie[:], cookie)
+}
+
+// Close starts a graceful close: what was sent is still delivered and
+// acknowledged, then a CLOSE tells the peer. The connection reports Closed
+// once the peer acknowledged it, or after the idle timeout if it never does.
+func (c *Conn) Close(now time.Time) {
+	if c.state == stateClosed || c.closing.requested {
+		return
+	}
+	c.closing.requested = true
+	if c.closing.peerClosed {
+		// The peer reads nothing more: nothing to flush.
+		c.discardSendQueues()
+	}
+	c.maybeSendClose(now)
+}
+
+// Abort ends the connection at once, telling the peer with a CLOSE carrying
+// an error code; queued data is discarded. reason becomes Err.
+func (c *Conn) Abort(now time.Time, reason error) {
+	if c.state == stateClosed {
+		return
+	}
+	c.closing.requested = true
+	c.closing.abortReason = reason
+	c.discardSendQueues()
+	c.closing.needed = true
+	c.closing.deadline = now.Add(c.rtt.pto(c.peerMaxAckDelay))
+	c.setTimer(timerClose, c.closing.deadline)
+}
+
+// maybeSendClose queues our CLOSE once everything we sent was acknowledged.
+func (c *Conn) maybeSendClose(now time.Time) {
+	if !c.closing.requested || c.closing.sent || c.closing.needed || c.state != stateEstablished {
+		return
+	}
+	if !c.closing.peerClosed && !c.sendQueuesDrained() {
+		return
+	}
+	c.closing.needed = true
+	// Bound the wait for the peer's acknowledgement: forever would leak a
+	// connection whose peer vanished; the idle timeout bounds it too.
+	c.closing.deadline = now.Add(max(3*c.rtt.pto(c.peerMaxAckDelay), 3*timerGranularity) * 8)
+	c.setTimer(timerClose, c.closing.deadline)
+}
+
+// terminate ends the connection with err (nil: gracefully) and frees its buffers.
+func (c *Conn) terminate(err error) {
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateClosed
+	c.err = err
+	c.discardSendQueues()
+	c.discardSent()
+	c.discardReceived()
+	c.timers = [numTimers]time.Time{}
+	c.log.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
+}
+
+func (c *Conn) setTimer(k timerKind, t time.Time) { c.timers[k] = t }
+
+// NextTimeout returns when HandleTimeout must next be called; the zero time
+// means no timer is armed (the connection is closed).
+func (c *Conn) NextTimeout() time.Time {
+	var next time.Time
+	for _, t := range c.timers {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
+// HandleTimeout fires every timer due at now. Calling it early is harmless.
+func (c *Conn) HandleTimeout(now time.Time) {
+	if c.state == stateClosed {
+		return
+	}
+	due := func(k timerKind) bool {
+		t := c.timers[k]
+		if t.IsZero() || t.After(now) {
+			return false
+		}
+		c.timers[k] = time.Time{}
+		return true
+	}
+	if due(timerIdle) {
+		if now.Sub(c.lastRecv) >= c.cfg.IdleTimeout {
+			c.terminate(ErrIdleTimeout)
+			return
+		}
+		c.setTimer(timerIdle, c.lastRecv.Add(c.cfg.IdleTimeout))
+	}
+	if due(timerHandshake) && c.state == stateHandshake {
+		c.terminate(ErrHandshakeTimeout)
+		return
+	}
+	if due(timerClose) {
+		c.terminate(c.closing.abortReason)
+		return
+	}
+	if due(timerLoss) {
+		c.detectLoss(now)
+	}
+	if due(timerPTO) {
+		c.onProbeTimeout(now)
+	}
+	if due(timerAck) {
+		c.ackNow = true
+	}
+	due(timerPacing)
+	if due(timerHeartbeat) {
+		c.pingNeeded = true
+	}
+	if due(timerReassembly) {
+		c.expireReassembly(now)
+	}
+	c.armHeartbeat()
+}
+
+// armHeartbeat keeps a PING scheduled a heartbeat period after the last
+// ack-eliciting packet we sent.
+func (c *Conn) armHeartbeat() {
+	if c.state != stateEstablished || c.pingNeeded {
+		c.timers[timerHeartbeat] = time.Time{}
+		return
+	}
+	c.setTimer(timerHeartbeat, c.lastAckElicitingSent.Add(c.cfg.HeartbeatPeriod))
+}
+
+// Recv returns the next message ready for the application. A zero Message
+// and nil error mean nothing is ready yet. Message.Data aliases the
+// connection's buffers and stays valid until the next call of Recv. After
+// the peer's graceful close and its last message, Recv returns io.EOF; after
+// any other end, the error that ended the connection.
+func (c *Conn) Recv() (Message, error) {
+	c.releaseYielded()
+	if c.state == stateClosed && c.err != nil {
+		return Message{}, c.err
+	}
+	if c.closing.requested {
+		return Message{}, ErrClosed
+	}
+	if m, ok := c.nextMessage(); ok {
+		return m, nil
+	}
+	if c.closing.peerClosed || c.state == stateClosed {
+		return Message{}, io.EOF
+	}
+	return Message{}, nil
+}
+
+// Message is one whole message as the application sees it.
+type Message struct {
+	Data      []byte
+	Guarantee Guarantee
+}
+
+// Stats is a snapshot of a connection's counters and estimates.
+type Stats struct {
+	RTT              RTTStats
+	CongestionWindow int
+	BytesInFlight    int
+
+	PacketsSent, PacketsReceived uint64
+	BytesSent, BytesReceived     uint64
+	PacketsLost                  uint64 // declared lost by ack or time threshold
+	FragmentsRetransmitted       uint64 // Delivery fragments sent again
+	ProbesSent                   uint64 // probe timeouts that fired
+
+	MessagesSent, MessagesReceived uint64
+	StaleDropped                   uint64 // Order messages overtaken by newer ones
+	ReassemblyExpired              uint64 // incomplete None/Order messages dropped
+	UnreliableDropped              uint64 // None/Order messages dropped for lack of buffer
+
+	DatagramsDropped  uint64 // malformed, checksum, unknown connection, before handshake
+	DuplicatesDropped uint64 // packets received twice
+	FlowViolations    uint64 // frames beyond the advertised window (peer misbehaving)
+}
+
+// Stats returns the current counters.
+func (c *Conn) Stats() Stats {
+	s := c.stats
+	s.RTT = c.rttStats()
+	s.CongestionWindow = c.cc.Window()
+	s.BytesInFlight = c.bytesInFlight
+	return s
+}
+
+func (c *Conn) rttStats() RTTStats {
+	return RTTStats{Smoothed: c.rtt.smoothed, Min: c.rtt.min, Variance: c.rtt.variance, Latest: c.rtt.latest}
+}

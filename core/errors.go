@@ -1,0 +1,73 @@
+package core
+
+import "errors"
+
+// Sentinel errors of the core. Callers match them with errors.Is.
+var (
+	// ErrWouldBlock is returned by a UDPLike's Recv when no datagram is ready,
+	// and by the send calls when the send buffer is full (backpressure): the
+	// caller should retry after Maintain/Recv has made progress.
+	ErrWouldBlock = errors.New("rudp: operation would block")
+
+	// ErrSendBufferFull is returned (wrapping ErrWouldBlock) when a message
+	// does not fit in the remaining send buffer. Nothing was queued.
+	ErrSendBufferFull = &wouldBlockError{"rudp: send buffer full"}
+
+	// ErrMessageTooLarge is returned when a message exceeds Config.MaxMessageSize.
+	ErrMessageTooLarge = errors.New("rudp: message larger than MaxMessageSize")
+
+	// ErrClosed is returned by calls on a connection that was closed locally.
+	ErrClosed = errors.New("rudp: connection closed")
+
+	// ErrPeerClosed is returned by send calls after the peer closed the
+	// connection; Recv returns io.EOF once everything the peer sent is read.
+	ErrPeerClosed = errors.New("rudp: connection closed by peer")
+
+	// ErrIdleTimeout ends a connection that heard nothing from its peer for
+	// Config.IdleTimeout.
+	ErrIdleTimeout = &timeoutError{"rudp: idle timeout"}
+
+	// ErrHandshakeTimeout ends a connection whose handshake did not complete
+	// within Config.HandshakeTimeout.
+	ErrHandshakeTimeout = &timeoutError{"rudp: handshake timeout"}
+
+	// ErrRefused ends a connection the peer refused (for example a listener
+	// whose accept queue is full).
+	ErrRefused = errors.New("rudp: connection refused by peer")
+
+	// ErrAborted ends a connection the peer aborted with an error code.
+	ErrAborted = errors.New("rudp: connection aborted by peer")
+
+	// ErrInvalidGuarantee is returned for a Guarantee outside None..Delivery.
+	ErrInvalidGuarantee = errors.New("rudp: invalid guarantee")
+
+	// ErrNestedSet is returned when AsSet is called inside AsSet.
+	ErrNestedSet = errors.New("rudp: AsSet called inside AsSet")
+
+	// ErrBufferTooSmall is returned when a caller's buffer cannot hold a whole
+	// message; the message is kept for the next call.
+	ErrBufferTooSmall = errors.New("rudp: buffer too small for message")
+
+	// Decoding errors: the datagram is dropped and counted, never delivered.
+	errTruncated   = errors.New("rudp: truncated packet")
+	errBadVersion  = errors.New("rudp: unknown version")
+	errBadChecksum = errors.New("rudp: bad checksum")
+	errBadType     = errors.New("rudp: unknown packet type")
+	errBadFrame    = errors.New("rudp: unknown frame type")
+	errBadVarint   = errors.New("rudp: malformed varint")
+	errBadAck      = errors.New("rudp: malformed ack ranges")
+	errBadMessage  = errors.New("rudp: malformed message frame")
+)
+
+// wouldBlockError is a distinct error that still matches ErrWouldBlock.
+type wouldBlockError struct{ msg string }
+
+func (e *wouldBlockError) Error() string        { return e.msg }
+func (e *wouldBlockError) Is(target error) bool { return target == ErrWouldBlock }
+
+// timeoutError reports Timeout() true, as net.Error callers expect.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }

@@ -1,0 +1,456 @@
+package core
+
+import (
+	"time"
+)
+
+// Loss detection and acknowledgement, in the manner of RFC 9002.
+const (
+	packetThreshold = 3 // a packet this many below an acked one is lost
+	maxPTOBackoff   = 8 // probe timeouts double at most this many times
+	maxRetries      = 4 // Retry packets a client follows before giving up on cookies
+)
+
+// sentPacket is what we remember of an ack-eliciting packet in flight.
+type sentPacket struct {
+	pn        uint64
+	sentAt    time.Time
+	size      int
+	eliciting bool
+	hello     bool
+	close     bool
+	ping      bool
+	frags     []*outFragment // Delivery fragments it carries
+}
+
+func (p *sentPacket) ackEliciting() bool { return p.eliciting }
+
+// recovery is the loss-recovery half: sent packets, RTT, congestion.
+type recovery struct {
+	nextPN uint64
+	// sentRing holds in-flight packets indexed by pn-sentBase; acked and
+	// lost ones are nil, and sentBase advances past them.
+	sentRing             []*sentPacket
+	sentHead             int
+	sentBase             uint64
+	sentFree             []*sentPacket
+	largestAcked         uint64
+	anyAcked             bool
+	bytesInFlight        int
+	elicitingInFlight    int
+	lastAckElicitingSent time.Time
+	ptoCount             int
+	rtt                  rttEstimator
+	cc                   CongestionController
+	pacer                pacer
+
+	// acknowledging what we receive
+	recvd          pnRanges
+	ackPending     bool // ack-eliciting packets received and not yet acked
+	ackNow         bool
+	ackEliciting   int
+	largestRecvdAt time.Time
+	lastRecv       time.Time
+}
+
+func (c *Conn) initRecovery() {
+	r := &c.recovery
+	r.nextPN = uint64(c.cfg.InitialSequence)
+	r.sentBase = r.nextPN
+	r.rtt = newRTTEstimator(c.cfg.InitialRTT)
+	r.cc = c.cfg.NewCongestionController(c.cfg.MaxDatagramSize)
+}
+
+func (c *Conn) newSentPacket() *sentPacket {
+	if k := len(c.sentFree); k > 0 {
+		p := c.sentFree[k-1]
+		c.sentFree = c.sentFree[:k-1]
+		return p
+	}
+	return &sentPacket{}
+}
+
+func (c *Conn) recycleSentPacket(p *sentPacket) {
+	frags := p.frags[:0]
+	*p = sentPacket{frags: frags}
+	if len(c.sentFree) < 1024 {
+		c.sentFree = append(c.sentFree, p)
+	}
+}
+
+// onPacketSent records an ack-eliciting packet as in flight.
+func (c *Conn) onPacketSent(now time.Time, p *sentPacket) {
+	// sentRing is contiguous in pn from sentBase; fill skipped numbers
+	// (ack-only packets) with nil.
+	for c.sentBase+uint64(len(c.sentRing)-c.sentHead) < p.pn {
+		c.sentRing = append(c.sentRing, nil)
+	}
+	c.sentRing = append(c.sentRing, p)
+	c.bytesInFlight += p.size
+	c.elicitingInFlight++
+	c.lastAckElicitingSent = now
+	c.cc.OnPacketSent(now, p.size)
+	c.armPTO()
+	c.armHeartbeat()
+}
+
+// sentAt returns the in-flight packet numbered pn, or nil.
+func (c *Conn) sentPacketAt(pn uint64) *sentPacket {
+	if pn < c.sentBase {
+		return nil
+	}
+	i := c.sentHead + int(pn-c.sentBase)
+	if i >= len(c.sentRing) {
+		return nil
+	}
+	return c.sentRing[i]
+}
+
+// removeSent drops pn from the ring and advances the base past the holes.
+func (c *Conn) removeSent(pn uint64) {
+	c.sentRing[c.sentHead+int(pn-c.sentBase)] = nil
+	c.bytesInFlightAdjust()
+	for c.sentHead < len(c.sentRing) && c.sentRing[c.sentHead] == nil {
+		c.sentHead++
+		c.sentBase++
+	}
+	if c.sentHead == len(c.sentRing) {
+		c.sentRing, c.sentHead = c.sentRing[:0], 0
+		c.sentBase = c.nextPN
+	} else if c.sentHead > 256 && c.sentHead*2 > len(c.sentRing) {
+		n := copy(c.sentRing, c.sentRing[c.sentHead:])
+		clear(c.sentRing[n:])
+		c.sentRing, c.sentHead = c.sentRing[:n], 0
+	}
+}
+
+func (c *Conn) bytesInFlightAdjust() {}
+
+// handleAck processes an ACK frame received at now.
+func (c *Conn) handleAck(now time.Time, a *ackFrame) {
+	if a.maxData > c.peerMaxData {
+		c.peerMaxData = a.maxData
+	}
+	largest := unwrap32(c.nextPN, a.largest)
+	if largest >= c.nextPN {
+		c.stats.DatagramsDropped++ // acknowledges a packet never sent
+		return
+	}
+	largestNewlyAcked := false
+	var ackedBytes int
+	for _, rg := range a.ranges {
+		if rg.hi > largest {
+			break
+		}
+		hi := largest - rg.lo
+		lo := largest - rg.hi
+		if hi < c.sentBase {
+			break // ranges go down; everything below is settled
+		}
+		lo = max(lo, c.sentBase)
+		for pn := lo; pn <= hi; pn++ {
+			p := c.sentPacketAt(pn)
+			if p == nil {
+				continue
+			}
+			if pn == largest {
+				largestNewlyAcked = true
+				delay := min(time.Duration(a.delay)*time.Microsecond, c.peerMaxAckDelay)
+				if c.state != stateEstablished {
+					delay = 0
+				}
+				c.rtt.update(now.Sub(p.sentAt), delay)
+			}
+			ackedBytes += p.size
+			c.onPacketAcked(now, p)
+		}
+	}
+	if !c.anyAcked || largest > c.largestAcked {
+		c.largestAcked = largest
+		c.anyAcked = true
+	}
+	if ackedBytes > 0 {
+		c.ptoCount = 0
+	}
+	_ = largestNewlyAcked
+	c.detectLoss(now)
+	c.armPTO()
+	c.maybeSendClose(now)
+}
+
+func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
+	c.bytesInFlight -= p.size
+	c.elicitingInFlight--
+	rtt := c.rttStats()
+	c.cc.OnPacketAcked(now, p.size, p.sentAt, &rtt)
+	for _, f := range p.frags {
+		f.inflight--
+		c.onFragmentAcked(f)
+		c.maybeFreeFragment(f)
+	}
+	if p.hello {
+		c.handshake.helloAcked = true
+		c.handshake.helloNeeded = false
+	}
+	if p.close {
+		c.closing.acked = true
+	}
+	c.removeSent(p.pn)
+	c.recycleSentPacket(p)
+	if c.closing.acked {
+		c.terminate(c.closing.abortReason)
+	}
+}
+
+// detectLoss declares lost the packets below the largest acknowledged that
+// are packetThreshold older or were sent a loss delay ago, and arms the
+// loss timer for the rest (RFC 9002 section 6.1).
+func (c *Conn) detectLoss(now time.Time) {
+	c.timers[timerLoss] = time.Time{}
+	if !c.anyAcked || c.state == stateClosed {
+		return
+	}
+	delay := c.rtt.lossDelay()
+	var lostBytes int
+	var largestLostAt time.Time
+	var earliest time.Time
+	for pn := c.sentBase; pn < c.largestAcked && pn < c.nextPN; pn++ {
+		p := c.sentPacketAt(pn)
+		if p == nil {
+			continue
+		}
+		if c.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
+			lostBytes += p.size
+			if p.sentAt.After(largestLostAt) {
+				largestLostAt = p.sentAt
+			}
+			c.onPacketLost(p)
+			continue
+		}
+		if at := p.sentAt.Add(delay); earliest.IsZero() || at.Before(earliest) {
+			earliest = at
+		}
+	}
+	if lostBytes > 0 {
+		c.cc.OnPacketsLost(now, lostBytes, largestLostAt, false)
+	}
+	if !earliest.IsZero() {
+		c.setTimer(timerLoss, earliest)
+	}
+}
+
+func (c *Conn) onPacketLost(p *sentPacket) {
+	c.stats.PacketsLost++
+	c.bytesInFlight -= p.size
+	c.elicitingInFlight--
+	c.requeue(p, false)
+	c.removeSent(p.pn)
+	c.recycleSentPacket(p)
+}
+
+// requeue puts what p carried that is still owed back on the queues.
+// front: a probe, which goes before other retransmissions.
+func (c *Conn) requeue(p *sentPacket, probe bool) {
+	for i := len(p.frags) - 1; i >= 0; i-- {
+		f := p.frags[i]
+		if !probe {
+			f.inflight--
+		}
+		if !f.acked && !f.queued {
+			f.queued = true
+			if probe {
+				c.retransmit.pushFront(f)
+			} else {
+				c.retransmitInsert(f)
+			}
+		}
+		c.maybeFreeFragment(f)
+	}
+	if p.hello && !c.handshake.helloAcked {
+		c.handshake.helloNeeded = true
+	}
+	if p.close && !c.closing.acked {
+		c.closing.needed = true
+	}
+}
+
+// retransmitInsert appends f to the retransmit queue. Losses are found in
+// packet-number order, so appending keeps older data first.
+func (c *Conn) retransmitInsert(f *outFragment) { c.retransmit.push(f) }
+
+// armPTO sets the probe timer: a PTO after the last ack-eliciting packet,
+// doubled per consecutive timeout, while anything is in flight or owed.
+func (c *Conn) armPTO() {
+	if c.state == stateClosed {
+		return
+	}
+	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
+		c.timers[timerPTO] = time.Time{}
+		return
+	}
+	pto := c.rtt.pto(c.peerMaxAckDelay) << min(c.ptoCount, maxPTOBackoff)
+	c.setTimer(timerPTO, c.lastAckElicitingSent.Add(pto))
+}
+
+// onProbeTimeout sends up to two probes carrying the oldest unacknowledged
+// data (or a PING), without waiting for the congestion window.
+func (c *Conn) onProbeTimeout(now time.Time) {
+	c.ptoCount++
+	c.stats.ProbesSent++
+	c.probesOwed = 2
+	for pn := c.sentBase; pn < c.nextPN; pn++ {
+		if p := c.sentPacketAt(pn); p != nil {
+			c.requeue(p, true)
+			break
+		}
+	}
+	if c.lastAckElicitingSent.IsZero() {
+		c.lastAckElicitingSent = now
+	}
+	// The next probe timer counts from the probes about to be sent.
+	c.lastAckElicitingSent = now
+	c.armPTO()
+}
+
+// discardSent forgets every packet in flight (the connection ended).
+func (c *Conn) discardSent() {
+	for i := c.sentHead; i < len(c.sentRing); i++ {
+		if p := c.sentRing[i]; p != nil {
+			for _, f := range p.frags {
+				f.inflight--
+				c.maybeFreeFragment(f)
+			}
+			c.recycleSentPacket(p)
+		}
+	}
+	c.sentRing, c.sentHead = c.sentRing[:0], 0
+	c.sentBase = c.nextPN
+	c.bytesInFlight = 0
+	c.elicitingInFlight = 0
+}
+
+// pnRange is a run lo..hi of received packet numbers.
+type pnRange struct{ lo, hi uint64 }
+
+// pnRanges records received packet numbers as at most maxAckRanges runs,
+// newest first. Numbers below floor (dropped oldest runs) count as seen:
+// a packet that old is dropped as a duplicate and, if it mattered, resent.
+type pnRanges struct {
+	runs  []pnRange
+	floor uint64
+}
+
+// contains reports whether pn was already received (or is below the floor).
+func (r *pnRanges) contains(pn uint64) bool {
+	if pn < r.floor {
+		return true
+	}
+	for _, run := range r.runs {
+		if pn > run.hi {
+			return false
+		}
+		if pn >= run.lo {
+			return true
+		}
+	}
+	return false
+}
+
+// add records pn and reports whether it arrived in order (extends the newest run).
+func (r *pnRanges) add(pn uint64) (inOrder bool) {
+	if len(r.runs) == 0 {
+		r.runs = append(r.runs, pnRange{pn, pn})
+		return true
+	}
+	if pn == r.runs[0].hi+1 {
+		r.runs[0].hi = pn
+		return true
+	}
+	i := 0
+	for i < len(r.runs) && r.runs[i].lo > pn {
+		i++
+	}
+	// runs[i] is the first run with lo <= pn (or i == len): pn > runs[i].hi.
+	switch {
+	case i < len(r.runs) && r.runs[i].hi+1 == pn:
+		r.runs[i].hi = pn
+		if i > 0 && r.runs[i-1].lo == pn+1 {
+			r.runs[i-1].lo = r.runs[i].lo
+			r.runs = append(r.runs[:i], r.runs[i+1:]...)
+		}
+	case i > 0 && r.runs[i-1].lo == pn+1:
+		r.runs[i-1].lo = pn
+	default:
+		r.runs = append(r.runs, pnRange{})
+		copy(r.runs[i+1:], r.runs[i:])
+		r.runs[i] = pnRange{pn, pn}
+	}
+	if len(r.runs) > maxAckRanges {
+		last := r.runs[len(r.runs)-1]
+		r.floor = last.hi + 1
+		r.runs = r.runs[:len(r.runs)-1]
+	}
+	return false
+}
+
+// largest returns the highest received packet number.
+func (r *pnRanges) largest() (uint64, bool) {
+	if len(r.runs) == 0 {
+		return 0, false
+	}
+	return r.runs[0].hi, true
+}
+
+// onPacketReceived updates acknowledgement state for a new packet.
+func (c *Conn) onPacketReceived(now time.Time, pn uint64, eliciting bool) {
+	largest, had := c.recvd.largest()
+	inOrder := c.recvd.add(pn)
+	if !had || pn > largest {
+		c.largestRecvdAt = now
+	}
+	if !eliciting {
+		return
+	}
+	c.ackEliciting++
+	if !c.ackPending {
+		c.ackPending = true
+		c.setTimer(timerAck, now.Add(c.cfg.MaxAckDelay))
+	}
+	if !inOrder || c.ackEliciting >= 2 || c.cfg.MaxAckDelay == 0 {
+		c.ackNow = true
+	}
+}
+
+func (c *Conn) ackDeadlinePassed(now time.Time) bool {
+	t := c.timers[timerAck]
+	return !t.IsZero() && !t.After(now)
+}
+
+// buildAck encodes an ACK frame of what we received into scratch storage.
+func (c *Conn) buildAck(now time.Time) []byte {
+	runs := c.recvd.runs
+	if len(runs) == 0 {
+		return nil
+	}
+	largest := runs[0].hi
+	a := ackFrame{
+		largest: uint32(largest),
+		delay:   uint64(max(now.Sub(c.largestRecvdAt), 0) / time.Microsecond),
+		maxData: c.advertisedMaxData(),
+	}
+	var ranges [maxAckRanges]ackRange
+	a.ranges = ranges[:0]
+	for _, run := range runs {
+		a.ranges = append(a.ranges, ackRange{lo: largest - run.hi, hi: largest - run.lo})
+	}
+	c.scratchAck = appendAck(c.scratchAck[:0], &a)
+	return c.scratchAck
+}
+
+func (c *Conn) onAckSent() {
+	c.ackPending = false
+	c.ackNow = false
+	c.ackEliciting = 0
+	c.timers[timerAck] = time.Time{}
+	c.maxDataSent = c.advertisedMaxData()
+}

@@ -1,0 +1,698 @@
+package core
+
+import (
+	"sort"
+	"time"
+)
+
+// maxFragmentRuns bounds the disjoint pieces an incomplete message may be
+// in; a peer that scatters more is misbehaving and the message is dropped.
+const maxFragmentRuns = 64
+
+// recvMsg is a message (or the message a fragment belongs to) held by the
+// receiver until the application reads it.
+type recvMsg struct {
+	guarantee Guarantee
+	seq       uint64 // Order/Delivery: sequence; None: id
+	group     uint64 // first sequence of its set (seq when not in a set)
+	inSet     bool
+	d         uint64 // Delivery: delivery index
+	base      uint64 // delivery messages that must be read before it
+	credit    uint64 // flow-control credit it holds (Delivery)
+	data      []byte
+	inArena   bool
+	filled    int       // bytes received so far
+	runs      []pnRange // received byte runs [lo, hi) while incomplete
+	firstAt   time.Time
+	yielded   bool
+}
+
+func (m *recvMsg) complete() bool { return m.filled == len(m.data) }
+
+// receiver is the receiving half: ordering, reassembly, flow control.
+type receiver struct {
+	pending  []*recvMsg // Order/Delivery messages, sorted by seq
+	noneMsgs []*recvMsg // None messages: complete ones are ready, in arrival order
+	seqRef   uint64     // highest sequence seen + 1, for unwrapping
+	noneRef  uint64
+	dContig  uint64 // every delivery index below it was read
+	groupHi  uint64 // highest group read (valid when anyRead)
+	seqHi    uint64 // highest sequence read
+	anyRead  bool
+
+	yieldedMsg *recvMsg // returned by the last Recv, freed by the next
+
+	pendingDelivery int // bytes held for Delivery messages
+	unreliableBytes int // bytes held for None/Order messages
+	consumed        uint64
+	maxDataSent     uint64
+
+	arena        arena
+	bufPool      bufPool
+	msgFree      []*recvMsg
+	decodeRanges []ackRange
+}
+
+func (c *Conn) initReceiver() {
+	c.arena.size = c.cfg.ReceiveArenaSize
+}
+
+// advertisedMaxData is the flow-control credit we give the peer.
+func (c *Conn) advertisedMaxData() uint64 {
+	return c.consumed + uint64(c.cfg.ReceiveWindow)
+}
+
+// HandleDatagram processes one received datagram. It never fails: a
+// malformed, misdirected, duplicated or unexpected datagram is dropped and
+// counted in Stats. b is not retained.
+func (c *Conn) HandleDatagram(now time.Time, b []byte) {
+	if c.state == stateClosed {
+		return
+	}
+	c.stats.BytesReceived += uint64(len(b))
+	h, body, err := ParseHeader(b)
+	if err != nil {
+		c.stats.DatagramsDropped++
+		return
+	}
+	if h.Type == PacketRetry {
+		c.handleRetry(h, body)
+		return
+	}
+	if h.DstCID != c.localCID {
+		hello, ok := PeekHello(body)
+		if h.DstCID != 0 || !ok || (c.remoteCID != 0 && hello.SrcCID != c.remoteCID) {
+			c.stats.DatagramsDropped++
+			return
+		}
+	}
+	if !c.handshake.peerHello {
+		hello, ok := PeekHello(body)
+		if !ok {
+			c.handleEarly(body)
+			return
+		}
+		c.handshake.peerInitial = uint64(hello.InitialSeq)
+	}
+	expected := c.handshake.peerInitial
+	if largest, ok := c.recvd.largest(); ok {
+		expected = largest + 1
+	}
+	pn := unwrap32(expected, h.PacketNumber)
+	if c.recvd.contains(pn) {
+		c.stats.DuplicatesDropped++
+		return
+	}
+	eliciting, ok := c.handleFrames(now, body)
+	if !ok {
+		c.stats.DatagramsDropped++
+		return
+	}
+	if c.state == stateClosed {
+		return
+	}
+	c.stats.PacketsReceived++
+	c.lastRecv = now
+	c.onPacketReceived(now, pn, eliciting)
+	if c.timers[timerIdle].IsZero() {
+		c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
+	}
+}
+
+// handleEarly looks at a packet that arrived before the peer's HELLO: only
+// a listener's refusal matters; anything else is dropped unacknowledged
+// (the peer sends it again).
+func (c *Conn) handleEarly(body []byte) {
+	var f frame
+	if n, err := decodeFrame(body, &f); err == nil && f.typ == frameClose && n == len(body) && f.closeCode == CloseRefused {
+		c.terminate(ErrRefused)
+		return
+	}
+	c.stats.DatagramsDropped++
+}
+
+func (c *Conn) handleRetry(h Header, body []byte) {
+	if h.DstCID != c.localCID || c.handshake.peerHello || c.handshake.retries >= maxRetries {
+		c.stats.DatagramsDropped++
+		return
+	}
+	cookie, err := parseRetry(body)
+	if err != nil {
+		c.stats.DatagramsDropped++
+		return
+	}
+	c.handshake.retries++
+	c.SetCookie(cookie)
+	c.handshake.helloNeeded = true
+}
+
+// handleFrames applies every frame of a packet. It reports whether the
+// packet was ack-eliciting, and false in ok if a frame was malformed.
+func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
+	var f frame
+	f.ack.ranges = c.decodeRanges[:0]
+	for len(body) > 0 {
+		n, err := decodeFrame(body, &f)
+		if err != nil {
+			return eliciting, false
+		}
+		body = body[n:]
+		switch {
+		case f.typ == framePadding:
+		case f.typ == framePing:
+			eliciting = true
+		case f.typ == frameAck:
+			c.handleAck(now, &f.ack)
+		case f.typ == frameHello:
+			eliciting = true
+			c.handleHello(now, &f.hello)
+		case f.typ == frameClose:
+			eliciting = true
+			c.handleClose(now, f.closeCode)
+		default: // MSG
+			eliciting = true
+			c.handleMsg(now, &f.msg)
+		}
+		if c.state == stateClosed {
+			return eliciting, true
+		}
+	}
+	c.decodeRanges = f.ack.ranges[:0]
+	return eliciting, true
+}
+
+func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
+	if c.handshake.peerHello {
+		return // a retransmission: the ACK it elicits is what the peer needs
+	}
+	c.handshake.peerHello = true
+	c.remoteCID = h.SrcCID
+	c.handshake.peerInitial = uint64(h.InitialSeq)
+	c.seqRef = uint64(h.InitialSeq)
+	c.noneRef = uint64(h.InitialSeq)
+	c.dContig = uint64(h.InitialSeq)
+	c.peerMaxData = max(c.peerMaxData, h.MaxData)
+	c.peerMaxAckDelay = min(time.Duration(h.MaxAckDelay)*time.Microsecond, time.Second)
+	if c.state == stateHandshake {
+		c.state = stateEstablished
+		c.timers[timerHandshake] = time.Time{}
+		c.armHeartbeat()
+		c.maybeSendClose(now)
+	}
+}
+
+func (c *Conn) handleClose(now time.Time, code uint64) {
+	switch code {
+	case CloseGraceful:
+		if c.closing.peerClosed {
+			return
+		}
+		c.closing.peerClosed = true
+		c.discardSendQueues() // the peer reads nothing more
+		if c.closing.requested {
+			if c.closing.acked {
+				c.terminate(nil)
+				return
+			}
+			c.maybeSendClose(now)
+		}
+	case CloseRefused:
+		c.terminate(ErrRefused)
+	default:
+		c.terminate(ErrAborted)
+	}
+}
+
+// handleMsg files a MSG frame: a whole message or a fragment.
+func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
+	if c.closing.requested {
+		return // we read nothing more
+	}
+	total := len(f.data)
+	if f.fragment {
+		total = int(min(f.total, uint64(c.cfg.MaxMessageSize)+1))
+	}
+	if total > c.cfg.MaxMessageSize {
+		c.stats.FlowViolations++
+		return
+	}
+	if f.guarantee == None {
+		c.handleNone(now, f, total)
+		return
+	}
+	seq := unwrap32(c.seqRef, f.seq)
+	if seq+1 > c.seqRef {
+		c.seqRef = seq + 1
+	}
+	d := unwrap32(c.dContig, f.d)
+	group := seq - f.groupOff
+	base := d - f.baseOff
+	if f.guarantee == Delivery {
+		if d < c.dContig {
+			return // already read: a duplicate
+		}
+	} else if c.anyRead && (group < c.groupHi || (!f.inSet && seq <= c.seqHi)) {
+		c.stats.StaleDropped++
+		return
+	}
+	i, found := c.findPending(seq)
+	var m *recvMsg
+	if found {
+		m = c.pending[i]
+		if m.yielded || m.complete() || m.guarantee != f.guarantee || len(m.data) != total {
+			return // duplicate, or inconsistent with what we have
+		}
+	} else {
+		credit := uint64(0)
+		if f.guarantee == Delivery {
+			credit = uint64(total) + msgCreditOverhead
+			if c.pendingDelivery+int(credit) > c.cfg.ReceiveWindow {
+				c.stats.FlowViolations++
+				return
+			}
+		} else if !c.admitUnreliable(total) {
+			return
+		}
+		m = c.newRecvMsg(total, now)
+		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.credit = f.guarantee, seq, group, f.inSet, d, base, credit
+		if f.guarantee == Order {
+			m.base = d
+			c.unreliableBytes += total
+		} else {
+			c.pendingDelivery += int(credit)
+		}
+		c.pending = append(c.pending, nil)
+		copy(c.pending[i+1:], c.pending[i:])
+		c.pending[i] = m
+	}
+	if !c.fill(m, f) {
+		c.dropPending(i)
+	}
+}
+
+func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
+	id := unwrap32(c.noneRef, f.seq)
+	if id+1 > c.noneRef {
+		c.noneRef = id + 1
+	}
+	var m *recvMsg
+	if f.fragment {
+		for _, x := range c.noneMsgs {
+			if x.seq == id {
+				m = x
+				break
+			}
+		}
+	}
+	if m != nil {
+		if m.complete() || len(m.data) != total {
+			return
+		}
+	} else {
+		if !c.admitUnreliable(total) {
+			return
+		}
+		m = c.newRecvMsg(total, now)
+		m.guarantee, m.seq = None, id
+		c.unreliableBytes += total
+		c.noneMsgs = append(c.noneMsgs, m)
+	}
+	if !c.fill(m, f) {
+		for i, x := range c.noneMsgs {
+			if x == m {
+				c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
+				break
+			}
+		}
+		c.unreliableBytes -= len(m.data)
+		c.freeRecvMsg(m)
+	}
+}
+
+// admitUnreliable reports whether a None/Order message of n bytes fits the
+// quarter of the receive window unreliable messages may hold.
+func (c *Conn) admitUnreliable(n int) bool {
+	if c.unreliableBytes+n > c.cfg.ReceiveWindow/4 && c.unreliableBytes > 0 {
+		c.stats.UnreliableDropped++
+		return false
+	}
+	return true
+}
+
+// fill copies a frame's data into its message. It reports false when the
+// message must be dropped (a peer scattering too many pieces).
+func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
+	if !f.fragment {
+		copy(m.data, f.data)
+		m.filled = len(m.data)
+		return true
+	}
+	lo, hi := f.offset, f.offset+uint64(len(f.data))
+	if hi > uint64(len(m.data)) {
+		return true // inconsistent total: ignore the piece
+	}
+	// Merge [lo, hi) into the runs; count only bytes not already present.
+	runs := m.runs
+	i := sort.Search(len(runs), func(k int) bool { return runs[k].hi >= lo })
+	j := i
+	newLo, newHi := lo, hi
+	covered := uint64(0)
+	for j < len(runs) && runs[j].lo <= hi {
+		newLo = min(newLo, runs[j].lo)
+		newHi = max(newHi, runs[j].hi)
+		covered += min(runs[j].hi, hi) - max(runs[j].lo, lo)
+		j++
+	}
+	copy(m.data[lo:hi], f.data)
+	m.filled += int(hi - lo - covered)
+	if j-i == 0 {
+		runs = append(runs, pnRange{})
+		copy(runs[i+1:], runs[i:])
+	} else if j-i > 1 {
+		runs = append(runs[:i+1], runs[j:]...)
+	}
+	runs[i] = pnRange{newLo, newHi}
+	m.runs = runs
+	if len(runs) > maxFragmentRuns {
+		return false
+	}
+	if !m.firstAt.IsZero() && m.guarantee != Delivery && !m.complete() {
+		c.armReassembly()
+	}
+	return true
+}
+
+// findPending returns the index of seq in pending, or where it would go.
+func (c *Conn) findPending(seq uint64) (int, bool) {
+	p := c.pending
+	if n := len(p); n == 0 || p[n-1].seq < seq {
+		return n, false
+	}
+	i := sort.Search(len(p), func(k int) bool { return p[k].seq >= seq })
+	return i, i < len(p) && p[i].seq == seq
+}
+
+func (c *Conn) dropPending(i int) {
+	m := c.pending[i]
+	c.pending = append(c.pending[:i], c.pending[i+1:]...)
+	c.releaseCredit(m)
+	c.freeRecvMsg(m)
+}
+
+// releaseCredit returns a message's share of the receive buffers.
+func (c *Conn) releaseCredit(m *recvMsg) {
+	if m.guarantee == Delivery {
+		c.pendingDelivery -= int(m.credit)
+		c.consumed += m.credit
+		c.maybeUpdateWindow()
+	} else {
+		c.unreliableBytes -= len(m.data)
+	}
+}
+
+// maybeUpdateWindow sends a window update once the application has read a
+// quarter of the window since we last advertised it.
+func (c *Conn) maybeUpdateWindow() {
+	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.cfg.ReceiveWindow/4) {
+		c.ackPending = true
+		c.ackNow = true
+	}
+}
+
+// nextMessage picks the next message the guarantees allow the application
+// to read, or ok false.
+func (c *Conn) nextMessage() (Message, bool) {
+	for i, m := range c.noneMsgs {
+		if m.complete() {
+			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
+			return c.yield(m), true
+		}
+	}
+	for i := 0; i < len(c.pending); i++ {
+		m := c.pending[i]
+		if m.yielded {
+			continue
+		}
+		if m.guarantee == Order && c.anyRead && (m.group < c.groupHi || (!m.inSet && m.seq <= c.seqHi)) {
+			c.stats.StaleDropped++
+			c.dropPending(i)
+			i--
+			continue
+		}
+		if m.base > c.dContig {
+			break // waits for an earlier Delivery message, as does all after it
+		}
+		if !m.complete() {
+			if m.guarantee == Delivery && !m.inSet {
+				break
+			}
+			continue
+		}
+		m.yielded = true
+		if !c.anyRead || m.group > c.groupHi {
+			c.groupHi = m.group
+		}
+		if !c.anyRead || m.seq > c.seqHi {
+			c.seqHi = m.seq
+		}
+		c.anyRead = true
+		if m.guarantee == Delivery && m.d == c.dContig {
+			c.dContig++
+			for j := i + 1; j < len(c.pending); j++ {
+				x := c.pending[j]
+				if x.guarantee == Delivery && x.yielded && x.d == c.dContig {
+					c.dContig++
+				}
+			}
+		}
+		out := c.yield(m)
+		c.prunePending()
+		return out, true
+	}
+	c.prunePending()
+	if c.closing.peerClosed {
+		c.dropIncompleteUnreliable()
+	}
+	return Message{}, false
+}
+
+// yield hands m to the application until the next Recv.
+func (c *Conn) yield(m *recvMsg) Message {
+	c.stats.MessagesReceived++
+	c.yieldedMsg = m
+	return Message{Data: m.data, Guarantee: m.guarantee}
+}
+
+// prunePending removes read messages from the front of pending once
+// nothing needs them for duplicate detection.
+func (c *Conn) prunePending() {
+	k := 0
+	for k < len(c.pending) {
+		m := c.pending[k]
+		if !m.yielded || (m.guarantee == Delivery && m.d >= c.dContig) || (m.inSet && m.group >= c.groupHi) {
+			break
+		}
+		if m != c.yieldedMsg {
+			c.freeRecvMsg(m)
+		}
+		k++
+	}
+	if k > 0 {
+		n := copy(c.pending, c.pending[k:])
+		clear(c.pending[n:])
+		c.pending = c.pending[:n]
+	}
+}
+
+// releaseYielded frees the message the previous Recv returned.
+func (c *Conn) releaseYielded() {
+	m := c.yieldedMsg
+	if m == nil {
+		return
+	}
+	c.yieldedMsg = nil
+	c.releaseCredit(m)
+	if i, found := c.findPending(m.seq); m.guarantee != None && found && c.pending[i] == m {
+		// still needed for duplicate detection: keep the entry, drop its data
+		c.freeData(m)
+		return
+	}
+	c.freeRecvMsg(m)
+}
+
+func (c *Conn) dropIncompleteUnreliable() {
+	for i := 0; i < len(c.pending); i++ {
+		if m := c.pending[i]; m.guarantee == Order && !m.complete() {
+			c.dropPending(i)
+			i--
+		}
+	}
+	for i := 0; i < len(c.noneMsgs); i++ {
+		if m := c.noneMsgs[i]; !m.complete() {
+			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
+			c.unreliableBytes -= len(m.data)
+			c.freeRecvMsg(m)
+			i--
+		}
+	}
+}
+
+// armReassembly schedules the expiry of the oldest incomplete unreliable message.
+func (c *Conn) armReassembly() {
+	var first time.Time
+	visit := func(m *recvMsg) {
+		if m.guarantee != Delivery && !m.complete() && (first.IsZero() || m.firstAt.Before(first)) {
+			first = m.firstAt
+		}
+	}
+	for _, m := range c.pending {
+		visit(m)
+	}
+	for _, m := range c.noneMsgs {
+		visit(m)
+	}
+	if first.IsZero() {
+		c.timers[timerReassembly] = time.Time{}
+		return
+	}
+	c.setTimer(timerReassembly, first.Add(c.cfg.ReassemblyTimeout))
+}
+
+// expireReassembly drops incomplete None/Order messages that waited too long.
+func (c *Conn) expireReassembly(now time.Time) {
+	expired := func(m *recvMsg) bool {
+		return m.guarantee != Delivery && !m.complete() && !m.firstAt.Add(c.cfg.ReassemblyTimeout).After(now)
+	}
+	for i := 0; i < len(c.pending); i++ {
+		if expired(c.pending[i]) {
+			c.stats.ReassemblyExpired++
+			c.dropPending(i)
+			i--
+		}
+	}
+	for i := 0; i < len(c.noneMsgs); i++ {
+		if m := c.noneMsgs[i]; expired(m) {
+			c.stats.ReassemblyExpired++
+			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
+			c.unreliableBytes -= len(m.data)
+			c.freeRecvMsg(m)
+			i--
+		}
+	}
+	c.armReassembly()
+}
+
+// discardReceived frees everything held (the connection ended).
+func (c *Conn) discardReceived() {
+	for _, m := range c.pending {
+		if m != c.yieldedMsg {
+			c.freeRecvMsg(m)
+		}
+	}
+	for _, m := range c.noneMsgs {
+		c.freeRecvMsg(m)
+	}
+	c.pending, c.noneMsgs = c.pending[:0], c.noneMsgs[:0]
+	c.pendingDelivery, c.unreliableBytes = 0, 0
+}
+
+func (c *Conn) newRecvMsg(size int, now time.Time) *recvMsg {
+	var m *recvMsg
+	if k := len(c.msgFree); k > 0 {
+		m = c.msgFree[k-1]
+		c.msgFree = c.msgFree[:k-1]
+	} else {
+		m = &recvMsg{}
+	}
+	if b, ok := c.arena.alloc(size); ok {
+		m.data, m.inArena = b, true
+	} else {
+		m.data = c.bufPool.get(size)
+	}
+	m.firstAt = now
+	return m
+}
+
+func (c *Conn) freeData(m *recvMsg) {
+	if m.data == nil {
+		return
+	}
+	if m.inArena {
+		c.arena.release()
+	} else {
+		c.bufPool.put(m.data)
+	}
+	m.data, m.inArena = nil, false
+}
+
+func (c *Conn) freeRecvMsg(m *recvMsg) {
+	c.freeData(m)
+	runs := m.runs[:0]
+	*m = recvMsg{runs: runs}
+	if len(c.msgFree) < 256 {
+		c.msgFree = append(c.msgFree, m)
+	}
+}
+
+// arena is the stack-like receive store: messages are carved from one
+// block in arrival order and the block is reused from the start whenever
+// every message in it has been released. When it is full, bufPool serves.
+type arena struct {
+	size int
+	buf  []byte
+	top  int
+	live int
+}
+
+func (a *arena) alloc(n int) ([]byte, bool) {
+	if a.size == 0 || n > a.size-a.top {
+		return nil, false
+	}
+	if a.buf == nil {
+		a.buf = make([]byte, a.size)
+	}
+	b := a.buf[a.top : a.top+n : a.top+n]
+	a.top += n
+	a.live++
+	return b, true
+}
+
+func (a *arena) release() {
+	a.live--
+	if a.live == 0 {
+		a.top = 0
+	}
+}
+
+// bufPool keeps freed heap buffers by power-of-two size class.
+type bufPool struct {
+	classes [32][][]byte
+}
+
+const bufPoolPerClass = 4
+
+func sizeClass(n int) int {
+	k := 8 // 256 bytes at least
+	for 1<<k < n {
+		k++
+	}
+	return k
+}
+
+func (p *bufPool) get(n int) []byte {
+	k := sizeClass(n)
+	if l := len(p.classes[k]); l > 0 {
+		b := p.classes[k][l-1]
+		p.classes[k] = p.classes[k][:l-1]
+		return b[:n]
+	}
+	return make([]byte, n, 1<<k)
+}
+
+func (p *bufPool) put(b []byte) {
+	k := sizeClass(cap(b))
+	if 1<<k != cap(b) || len(p.classes[k]) >= bufPoolPerClass {
+		return
+	}
+	p.classes[k] = append(p.classes[k], b[:0])
+}

@@ -1,0 +1,420 @@
+package core
+
+import (
+	"time"
+)
+
+// msgCreditOverhead is what every Delivery message costs in flow-control
+// credit beyond its length, so that empty messages are bounded too.
+const msgCreditOverhead = 64
+
+// ackFrameReserve is room kept in every data packet for a small ACK frame.
+const ackFrameReserve = 32
+
+// outFragment is one message, or one piece of a message larger than a
+// datagram, waiting to be sent or acknowledged. Delivery fragments live
+// until acknowledged; None/Order fragments are sent once.
+type outFragment struct {
+	msg      msgFrame // header fields; msg.data aliases chunk
+	chunk    []byte   // pooled storage for the data
+	credit   uint64   // flow-control cost, on the first fragment of a Delivery message
+	charged  bool     // credit already taken from the peer's window
+	acked    bool
+	queued   bool  // in the new or retransmit queue
+	inflight int32 // sent packets carrying it, not yet acked or lost
+	sends    int32
+}
+
+// fragQueue is a FIFO of fragments.
+type fragQueue struct {
+	items []*outFragment
+	head  int
+}
+
+func (q *fragQueue) len() int { return len(q.items) - q.head }
+
+func (q *fragQueue) push(f *outFragment) { q.items = append(q.items, f) }
+
+func (q *fragQueue) pushFront(f *outFragment) {
+	if q.head > 0 {
+		q.head--
+		q.items[q.head] = f
+		return
+	}
+	q.items = append(q.items, nil)
+	copy(q.items[1:], q.items)
+	q.items[0] = f
+}
+
+func (q *fragQueue) peek() *outFragment { return q.items[q.head] }
+
+func (q *fragQueue) pop() *outFragment {
+	f := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 64 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return f
+}
+
+// sender is the sending half: message numbering, queues, flow control.
+type sender struct {
+	nextSeq, nextDelivery, nextNoneID uint64 // unwrapped counters
+	inSet                             bool
+	setSeq, setBase                   uint64
+
+	queue      fragQueue // new fragments, in the order sent by the application
+	retransmit fragQueue // lost Delivery fragments, sent before new ones
+
+	sendBuffered     int // bytes queued or unacknowledged (SendBufferSize bounds it)
+	unackedDelivery  int // Delivery fragments not yet acknowledged
+	fragPayload      int // data bytes per fragment
+	peerMaxData      uint64
+	dataSent         uint64 // flow-control credit used
+	peerMaxAckDelay  time.Duration
+	pingNeeded       bool
+	probesOwed       int
+	flowBlocked      bool
+	fragFree         []*outFragment
+	chunkFree        [][]byte
+	scratchAck       []byte
+	lastTransmitTime time.Time
+}
+
+func (c *Conn) initSender() {
+	s := &c.sender
+	start := uint64(c.cfg.InitialSequence)
+	s.nextSeq, s.nextDelivery, s.nextNoneID = start, start, start
+	s.fragPayload = c.cfg.MaxDatagramSize - PacketOverhead - maxMsgHeader - ackFrameReserve
+	s.peerMaxAckDelay = 25 * time.Millisecond // until the peer's HELLO says
+}
+
+// MaxFragmentPayload is the data one datagram carries; a message this size
+// or smaller travels whole, a larger one in fragments.
+func (c *Conn) MaxFragmentPayload() int { return c.fragPayload }
+
+// SendBufferAvailable returns how many more bytes Send would accept now.
+func (c *Conn) SendBufferAvailable() int { return max(c.cfg.SendBufferSize-c.sendBuffered, 0) }
+
+// Send queues one message with guarantee g. The data is copied. It fails
+// with ErrSendBufferFull (matching ErrWouldBlock) when the send buffer
+// cannot take it now, ErrMessageTooLarge, ErrInvalidGuarantee, ErrClosed or
+// ErrPeerClosed; a failed Send queued nothing.
+func (c *Conn) Send(g Guarantee, p []byte) error {
+	switch {
+	case !g.Valid():
+		return ErrInvalidGuarantee
+	case len(p) > c.cfg.MaxMessageSize:
+		return ErrMessageTooLarge
+	case c.state == stateClosed:
+		if c.err != nil {
+			return c.err
+		}
+		return ErrClosed
+	case c.closing.requested:
+		return ErrClosed
+	case c.closing.peerClosed:
+		return ErrPeerClosed
+	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
+		return ErrSendBufferFull
+	}
+	m := msgFrame{guarantee: g, inSet: c.inSet}
+	switch g {
+	case None:
+		m.seq = uint32(c.nextNoneID)
+		c.nextNoneID++
+		m.inSet = false
+	case Order:
+		m.seq = uint32(c.nextSeq)
+		c.nextSeq++
+		m.d = uint32(c.nextDelivery)
+		if c.inSet {
+			m.d = uint32(c.setBase)
+			m.groupOff = uint64(uint32(m.seq) - uint32(c.setSeq))
+		}
+	case Delivery:
+		m.seq = uint32(c.nextSeq)
+		c.nextSeq++
+		m.d = uint32(c.nextDelivery)
+		c.nextDelivery++
+		if c.inSet {
+			m.groupOff = uint64(uint32(m.seq) - uint32(c.setSeq))
+			m.baseOff = uint64(m.d - uint32(c.setBase))
+		}
+	}
+	c.stats.MessagesSent++
+	m.fragment = len(p) > c.fragPayload
+	m.total = uint64(len(p))
+	for off := 0; off == 0 || off < len(p); {
+		n := min(len(p)-off, c.fragPayload)
+		f := c.newFragment(n)
+		f.msg = m
+		f.msg.offset = uint64(off)
+		f.msg.data = f.chunk[:n]
+		copy(f.msg.data, p[off:off+n])
+		if off == 0 && g == Delivery {
+			f.credit = uint64(len(p)) + msgCreditOverhead
+		}
+		if g == Delivery {
+			c.unackedDelivery++
+		}
+		f.queued = true
+		c.queue.push(f)
+		c.sendBuffered += n
+		off += n
+		if len(p) == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// BeginSet starts a set: the messages sent until EndSet may be delivered in
+// any order among themselves, and nothing sent after the set is delivered
+// before every Delivery message of the set.
+func (c *Conn) BeginSet() error {
+	if c.inSet {
+		return ErrNestedSet
+	}
+	c.inSet = true
+	c.setSeq = c.nextSeq
+	c.setBase = c.nextDelivery
+	return nil
+}
+
+// EndSet ends the set BeginSet started.
+func (c *Conn) EndSet() { c.inSet = false }
+
+func (c *Conn) newFragment(n int) *outFragment {
+	var f *outFragment
+	if k := len(c.fragFree); k > 0 {
+		f = c.fragFree[k-1]
+		c.fragFree = c.fragFree[:k-1]
+	} else {
+		f = new(outFragment)
+	}
+	if k := len(c.chunkFree); k > 0 && n <= c.fragPayload {
+		f.chunk = c.chunkFree[k-1]
+		c.chunkFree = c.chunkFree[:k-1]
+	} else {
+		f.chunk = make([]byte, c.fragPayload)
+	}
+	return f
+}
+
+// freeFragment returns f and its chunk to the pools once nothing refers to it.
+func (c *Conn) maybeFreeFragment(f *outFragment) {
+	if f.inflight > 0 || f.queued {
+		return
+	}
+	if f.msg.guarantee == Delivery && !f.acked {
+		return // still owed to the peer
+	}
+	if len(c.chunkFree) < 256 {
+		c.chunkFree = append(c.chunkFree, f.chunk)
+	}
+	*f = outFragment{}
+	if len(c.fragFree) < 256 {
+		c.fragFree = append(c.fragFree, f)
+	}
+}
+
+// onFragmentAcked releases an acknowledged Delivery fragment.
+func (c *Conn) onFragmentAcked(f *outFragment) {
+	if f.msg.guarantee == Delivery && !f.acked {
+		f.acked = true
+		c.sendBuffered -= len(f.msg.data)
+		c.unackedDelivery--
+	}
+}
+
+func (c *Conn) sendQueuesDrained() bool {
+	return c.queue.len() == 0 && c.retransmit.len() == 0 && c.unackedDelivery == 0
+}
+
+// discardSendQueues drops everything not yet sent or acknowledged.
+func (c *Conn) discardSendQueues() {
+	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
+		for q.len() > 0 {
+			f := q.pop()
+			f.queued = false
+			f.acked = true
+			c.maybeFreeFragment(f)
+		}
+	}
+	for _, p := range c.sentRing {
+		if p == nil {
+			continue
+		}
+		for _, f := range p.frags {
+			f.acked = true
+		}
+	}
+	c.sendBuffered = 0
+	c.unackedDelivery = 0
+}
+
+// PollTransmit writes the next datagram to send into buf and returns its
+// length, or 0 when nothing may be sent now (then NextTimeout says when to
+// ask again, or a Send or HandleDatagram may make something ready).
+// buf should hold Config.MaxDatagramSize bytes; a shorter one gets nothing.
+func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
+	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize {
+		return 0
+	}
+	buf = buf[:c.cfg.MaxDatagramSize]
+	limit := len(buf) - trailerLen
+
+	probe := c.probesOwed > 0
+	hello := c.handshake.helloNeeded
+	closeFrame := c.closing.needed
+	wantData := c.state == stateEstablished && !c.closing.sent && (c.retransmit.len() > 0 || c.queue.len() > 0)
+	if c.closing.needed && c.closing.abortReason != nil {
+		wantData = false
+	}
+	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now))
+
+	// Congestion and pacing gate everything ack-eliciting except probes.
+	eliciting := hello || closeFrame || wantData || c.pingNeeded || probe
+	if eliciting && !probe {
+		if c.bytesInFlight+c.cfg.MaxDatagramSize > c.cc.Window() {
+			eliciting = false // wait for acknowledgements
+		} else if !c.cfg.DisablePacing {
+			if at := c.pacer.ready(now, c.cfg.MaxDatagramSize, c.cc.Window(), c.rtt.smoothed); at.After(now) {
+				c.setTimer(timerPacing, at)
+				eliciting = false
+			}
+		}
+	}
+	if !eliciting && !ackDue {
+		return 0
+	}
+
+	pn := c.nextPN
+	n := headerLen
+	pkt := c.newSentPacket()
+	pkt.pn = pn
+	pkt.sentAt = now
+
+	// HELLO goes first: a listener finds it there (PeekHello).
+	if eliciting && hello {
+		h := HelloFrame{
+			SrcCID:      c.localCID,
+			InitialSeq:  c.cfg.InitialSequence,
+			MaxData:     c.advertisedMaxData(),
+			MaxAckDelay: uint64(c.cfg.MaxAckDelay / time.Microsecond),
+			Cookie:      c.handshake.cookie[:c.handshake.cookieLen],
+		}
+		n = len(appendHello(buf[:n], &h))
+		pkt.hello, pkt.eliciting = true, true
+		c.handshake.helloNeeded = false
+	}
+	if c.ackPending {
+		ack := c.buildAck(now)
+		if len(ack) <= limit-n {
+			n += copy(buf[n:], ack)
+			c.onAckSent()
+		}
+	}
+	if eliciting {
+		if closeFrame {
+			code := uint64(CloseGraceful)
+			if c.closing.abortReason != nil {
+				code = CloseError
+			}
+			n = len(appendClose(buf[:n], code))
+			pkt.close, pkt.eliciting = true, true
+			c.closing.needed = false
+			c.closing.sent = true
+		}
+		if wantData {
+			n = c.appendFragments(buf, n, limit, pkt)
+		}
+		if !pkt.ackEliciting() && (c.pingNeeded || probe || n == headerLen) {
+			buf[n] = framePing
+			n++
+			pkt.ping, pkt.eliciting = true, true
+		}
+		if pkt.ackEliciting() {
+			c.pingNeeded = false
+			if probe {
+				c.probesOwed--
+			}
+		}
+	}
+	if n == headerLen {
+		c.recycleSentPacket(pkt)
+		return 0
+	}
+	if pkt.hello && n < MinHelloDatagram-trailerLen {
+		clear(buf[n : MinHelloDatagram-trailerLen])
+		n = MinHelloDatagram - trailerLen
+	}
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
+	size := sealPacket(buf, n)
+	c.nextPN++
+	pkt.size = size
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
+	if pkt.ackEliciting() {
+		c.onPacketSent(now, pkt)
+		if !c.cfg.DisablePacing {
+			c.pacer.spend(size)
+		}
+	} else {
+		c.recycleSentPacket(pkt)
+	}
+	return size
+}
+
+// appendFragments fills the packet with retransmissions first, then new
+// fragments, while they fit and flow control allows.
+func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
+	for _, q := range []*fragQueue{&c.retransmit, &c.queue} {
+		for q.len() > 0 {
+			f := q.peek()
+			if f.acked && f.msg.guarantee == Delivery {
+				q.pop()
+				f.queued = false
+				c.maybeFreeFragment(f)
+				continue
+			}
+			if n+msgHeaderLen(&f.msg)+len(f.msg.data) > limit {
+				return n
+			}
+			if f.credit > 0 && !f.charged {
+				if c.dataSent+f.credit > c.peerMaxData {
+					c.flowBlocked = true
+					return n
+				}
+				c.dataSent += f.credit
+				f.charged = true
+			}
+			c.flowBlocked = false
+			q.pop()
+			f.queued = false
+			n = len(appendMsg(buf[:n], &f.msg))
+			pkt.eliciting = true
+			f.sends++
+			if f.sends > 1 {
+				c.stats.FragmentsRetransmitted++
+			}
+			if f.msg.guarantee == Delivery {
+				f.inflight++
+				pkt.frags = append(pkt.frags, f)
+			} else {
+				c.sendBuffered -= len(f.msg.data)
+				c.maybeFreeFragment(f)
+			}
+		}
+	}
+	return n
+}
+
+// HasPendingData reports whether messages are queued but not yet sent.
+func (c *Conn) HasPendingData() bool { return c.queue.len() > 0 || c.retransmit.len() > 0 }

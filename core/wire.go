@@ -1,0 +1,523 @@
+package core
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+)
+
+// The wire format (docs/PROTOCOL.md is the full description).
+//
+// Every datagram is a header, a body and a checksum trailer:
+//
+//	offset size field
+//	0      1    version (Version)
+//	1      1    packet type (PacketData, PacketRetry)
+//	2      8    destination connection ID, big endian (0 = not yet known)
+//	10     4    packet number, big endian, low 32 bits of a number never reused
+//	14     n    body: frames (PacketData) or a cookie (PacketRetry)
+//	14+n   4    CRC-32C (Castagnoli) of bytes [0, 14+n), big endian
+//
+// Variable-length integers are unsigned LEB128 (encoding/binary Uvarint),
+// at most 10 bytes; a non-minimal or overflowing varint is rejected.
+const (
+	// Version is the protocol version carried in every header.
+	Version = 1
+
+	headerLen  = 14
+	trailerLen = 4
+	// PacketOverhead is the bytes of every datagram that are not frames.
+	PacketOverhead = headerLen + trailerLen
+
+	// MinHelloDatagram is the size a datagram carrying a HELLO frame is
+	// padded to, so that a listener answering it never sends more than it
+	// received (amplification protection).
+	MinHelloDatagram = 1200
+
+	// MaxCookieLen bounds the stateless cookie a listener hands out.
+	MaxCookieLen = 64
+
+	// maxAckRanges bounds the ranges one ACK frame may carry (decoding and
+	// the receiver's tracking both stop there).
+	maxAckRanges = 64
+)
+
+// PacketType is the second header byte.
+type PacketType uint8
+
+// Packet types.
+const (
+	PacketData  PacketType = 1 // frames
+	PacketRetry PacketType = 2 // a listener's cookie, answering a HELLO without one
+)
+
+// Frame types. The low nibble of a MSG frame's type byte carries flags.
+const (
+	framePadding = 0x00
+	framePing    = 0x01
+	frameAck     = 0x02
+	frameHello   = 0x03
+	frameClose   = 0x04
+	frameMsg     = 0x10 // 0x10..0x1f
+
+	msgFlagGuarantee = 0x03 // bits 0-1: Guarantee (1..3)
+	msgFlagFragment  = 0x04 // total length and offset follow
+	msgFlagSet       = 0x08 // group and base offsets follow
+)
+
+// Close codes carried by a CLOSE frame.
+const (
+	CloseGraceful = 0 // sender finished; everything it sent was acknowledged
+	CloseRefused  = 1 // listener refused the connection (accept queue full)
+	CloseError    = 2 // sender aborted (protocol violation, local error)
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Header is the fixed part of every datagram.
+type Header struct {
+	Type         PacketType
+	DstCID       uint64
+	PacketNumber uint32
+}
+
+// ParseHeader checks a datagram's length, version, type and checksum and
+// returns its header and body. The body aliases b.
+func ParseHeader(b []byte) (Header, []byte, error) {
+	if len(b) < PacketOverhead {
+		return Header{}, nil, errTruncated
+	}
+	if b[0] != Version {
+		return Header{}, nil, errBadVersion
+	}
+	t := PacketType(b[1])
+	if t != PacketData && t != PacketRetry {
+		return Header{}, nil, errBadType
+	}
+	end := len(b) - trailerLen
+	if crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:]) {
+		return Header{}, nil, errBadChecksum
+	}
+	h := Header{
+		Type:         t,
+		DstCID:       binary.BigEndian.Uint64(b[2:10]),
+		PacketNumber: binary.BigEndian.Uint32(b[10:14]),
+	}
+	return h, b[headerLen:end], nil
+}
+
+// putHeader writes h into b[:headerLen].
+func putHeader(b []byte, h Header) {
+	b[0] = Version
+	b[1] = byte(h.Type)
+	binary.BigEndian.PutUint64(b[2:10], h.DstCID)
+	binary.BigEndian.PutUint32(b[10:14], h.PacketNumber)
+}
+
+// sealPacket appends the checksum trailer to a packet whose header and body
+// occupy b[:n] and returns the datagram length. cap(b) must allow 4 more bytes.
+func sealPacket(b []byte, n int) int {
+	binary.BigEndian.PutUint32(b[n:n+trailerLen], crc32.Checksum(b[:n], castagnoli))
+	return n + trailerLen
+}
+
+// AppendRetry appends a complete Retry datagram carrying cookie to b.
+func AppendRetry(b []byte, dstCID uint64, cookie []byte) []byte {
+	start := len(b)
+	var hdr [headerLen]byte
+	putHeader(hdr[:], Header{Type: PacketRetry, DstCID: dstCID})
+	b = append(b, hdr[:]...)
+	b = binary.AppendUvarint(b, uint64(len(cookie)))
+	b = append(b, cookie...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// AppendRefuse appends a complete datagram telling the peer whose HELLO
+// named srcCID that its connection is refused.
+func AppendRefuse(b []byte, dstCID uint64) []byte {
+	start := len(b)
+	var hdr [headerLen]byte
+	putHeader(hdr[:], Header{Type: PacketData, DstCID: dstCID})
+	b = append(b, hdr[:]...)
+	b = append(b, frameClose)
+	b = binary.AppendUvarint(b, CloseRefused)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// parseRetry decodes a Retry body.
+func parseRetry(body []byte) (cookie []byte, err error) {
+	n, k, err := readUvarint(body)
+	if err != nil {
+		return nil, err
+	}
+	body = body[k:]
+	if n == 0 || n > MaxCookieLen || uint64(len(body)) != n {
+		return nil, errTruncated
+	}
+	return body, nil
+}
+
+// PeekHello reports the HELLO frame at the start of a data packet's body:
+// the sender's connection ID and the cookie it echoes (empty on a first
+// attempt). ok is false when the body does not start with a valid HELLO.
+// A listener calls it for packets whose DstCID is 0.
+func PeekHello(body []byte) (h HelloFrame, ok bool) {
+	if len(body) == 0 || body[0] != frameHello {
+		return HelloFrame{}, false
+	}
+	var f frame
+	if _, err := decodeFrame(body, &f); err != nil {
+		return HelloFrame{}, false
+	}
+	return f.hello, true
+}
+
+// HelloFrame opens a connection; each side sends one and retransmits it
+// until acknowledged.
+type HelloFrame struct {
+	SrcCID      uint64 // the sender's connection ID: the peer puts it in DstCID
+	InitialSeq  uint32 // first packet number, message sequence and delivery index
+	MaxData     uint64 // initial flow-control credit (cumulative bytes)
+	MaxAckDelay uint64 // microseconds the sender may delay an acknowledgement
+	Cookie      []byte // the listener's cookie echoed back (aliases the datagram)
+}
+
+// ackRange is a run of acknowledged packet numbers, as distances below the
+// frame's largest: it covers largest-hi .. largest-lo.
+type ackRange struct{ lo, hi uint64 }
+
+// ackFrame acknowledges received packets and carries the flow-control credit.
+type ackFrame struct {
+	largest uint32
+	delay   uint64 // microseconds between receiving largest and sending this
+	maxData uint64 // cumulative Delivery credit (bytes) the sender may use
+	ranges  []ackRange
+}
+
+// msgFrame carries one message or one fragment of it.
+type msgFrame struct {
+	guarantee Guarantee
+	seq       uint32 // Order/Delivery: sequence; None: message id
+	d         uint32 // Delivery: delivery index; Order: delivery messages before it
+	inSet     bool
+	groupOff  uint64 // seq - first seq of the set
+	baseOff   uint64 // d - delivery index at the start of the set
+	fragment  bool
+	total     uint64 // whole message length (fragment only)
+	offset    uint64 // offset of data in the message (fragment only)
+	data      []byte // aliases the datagram
+}
+
+// frame is the decoding target of any frame; typ says which part is valid.
+type frame struct {
+	typ       byte
+	ack       ackFrame
+	hello     HelloFrame
+	closeCode uint64
+	msg       msgFrame
+}
+
+// frameDecoders dispatches on the frame type byte (MSG types use 0x10).
+var frameDecoders = [...]func(b []byte, f *frame) (int, error){
+	framePadding: decodePadding,
+	framePing:    func([]byte, *frame) (int, error) { return 1, nil },
+	frameAck:     decodeAck,
+	frameHello:   decodeHello,
+	frameClose:   decodeClose,
+}
+
+// decodeFrame decodes the frame at the start of b into f and returns its
+// encoded length. Any malformed input returns an error; nothing is retained.
+// f.ack.ranges is reused (append onto f.ack.ranges[:0]).
+func decodeFrame(b []byte, f *frame) (int, error) {
+	if len(b) == 0 {
+		return 0, errTruncated
+	}
+	t := b[0]
+	f.typ = t
+	if t&0xf0 == frameMsg {
+		return decodeMsg(b, f)
+	}
+	if int(t) >= len(frameDecoders) || frameDecoders[t] == nil {
+		return 0, errBadFrame
+	}
+	return frameDecoders[t](b, f)
+}
+
+func decodePadding(b []byte, _ *frame) (int, error) {
+	n := 1
+	for n < len(b) && b[n] == framePadding {
+		n++
+	}
+	return n, nil
+}
+
+// readUvarint decodes a minimal LEB128 varint.
+func readUvarint(b []byte) (uint64, int, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		if n == 0 {
+			return 0, 0, errTruncated
+		}
+		return 0, 0, errBadVarint
+	}
+	if n > 1 && b[n-1] == 0 { // a trailing zero group: non-minimal encoding
+		return 0, 0, errBadVarint
+	}
+	return v, n, nil
+}
+
+// reader walks a frame's fields, remembering the first error.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n, err := readUvarint(r.b[r.off:])
+	if err != nil {
+		r.err = err
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b)-r.off < 4 {
+		r.err = errTruncated
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b[r.off:])
+	r.off += 4
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b)-r.off < 8 {
+		r.err = errTruncated
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b[r.off:])
+	r.off += 8
+	return v
+}
+
+func (r *reader) bytes(n uint64) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if uint64(len(r.b)-r.off) < n {
+		r.err = errTruncated
+		return nil
+	}
+	v := r.b[r.off : r.off+int(n)]
+	r.off += int(n)
+	return v
+}
+
+// ACK: type, largest u32, delay varint, maxData varint, range count varint
+// (ranges after the first), first range length varint, then per range a gap
+// and a length, both varints, as in QUIC: the next range ends gap+2 below the
+// previous range's smallest and spans length+1 numbers.
+func decodeAck(b []byte, f *frame) (int, error) {
+	r := reader{b: b, off: 1}
+	a := &f.ack
+	a.largest = r.u32()
+	a.delay = r.uvarint()
+	a.maxData = r.uvarint()
+	count := r.uvarint()
+	first := r.uvarint()
+	if r.err != nil {
+		return 0, r.err
+	}
+	if count >= maxAckRanges || first > 1<<32 {
+		return 0, errBadAck
+	}
+	a.ranges = append(a.ranges[:0], ackRange{lo: 0, hi: first})
+	hi := first
+	for i := uint64(0); i < count; i++ {
+		gap := r.uvarint()
+		length := r.uvarint()
+		if r.err != nil {
+			return 0, r.err
+		}
+		lo := hi + gap + 2
+		hi = lo + length
+		if gap > 1<<32 || length > 1<<32 || hi > 1<<32 {
+			return 0, errBadAck
+		}
+		a.ranges = append(a.ranges, ackRange{lo: lo, hi: hi})
+	}
+	return r.off, nil
+}
+
+// appendAck encodes an ACK frame; ranges are distances below largest, the
+// first containing 0, in decreasing packet number order, not overlapping.
+func appendAck(b []byte, a *ackFrame) []byte {
+	b = append(b, frameAck)
+	b = binary.BigEndian.AppendUint32(b, a.largest)
+	b = binary.AppendUvarint(b, a.delay)
+	b = binary.AppendUvarint(b, a.maxData)
+	b = binary.AppendUvarint(b, uint64(len(a.ranges)-1))
+	b = binary.AppendUvarint(b, a.ranges[0].hi)
+	prev := a.ranges[0].hi
+	for _, rg := range a.ranges[1:] {
+		b = binary.AppendUvarint(b, rg.lo-prev-2)
+		b = binary.AppendUvarint(b, rg.hi-rg.lo)
+		prev = rg.hi
+	}
+	return b
+}
+
+// HELLO: type, srcCID u64, initialSeq u32, maxData varint, maxAckDelay
+// varint (µs), cookie length varint (≤ MaxCookieLen), cookie.
+func decodeHello(b []byte, f *frame) (int, error) {
+	r := reader{b: b, off: 1}
+	h := &f.hello
+	h.SrcCID = r.u64()
+	h.InitialSeq = r.u32()
+	h.MaxData = r.uvarint()
+	h.MaxAckDelay = r.uvarint()
+	n := r.uvarint()
+	if r.err == nil && n > MaxCookieLen {
+		return 0, errTruncated
+	}
+	h.Cookie = r.bytes(n)
+	if r.err != nil {
+		return 0, r.err
+	}
+	if h.SrcCID == 0 {
+		return 0, errBadFrame
+	}
+	return r.off, nil
+}
+
+func appendHello(b []byte, h *HelloFrame) []byte {
+	b = append(b, frameHello)
+	b = binary.BigEndian.AppendUint64(b, h.SrcCID)
+	b = binary.BigEndian.AppendUint32(b, h.InitialSeq)
+	b = binary.AppendUvarint(b, h.MaxData)
+	b = binary.AppendUvarint(b, h.MaxAckDelay)
+	b = binary.AppendUvarint(b, uint64(len(h.Cookie)))
+	return append(b, h.Cookie...)
+}
+
+// CLOSE: type, code varint.
+func decodeClose(b []byte, f *frame) (int, error) {
+	r := reader{b: b, off: 1}
+	f.closeCode = r.uvarint()
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.off, nil
+}
+
+func appendClose(b []byte, code uint64) []byte {
+	b = append(b, frameClose)
+	return binary.AppendUvarint(b, code)
+}
+
+// MSG: type 0x10|flags, seq u32, then for Order/Delivery d u32; if the set
+// flag: groupOff varint, baseOff varint; if the fragment flag: total varint,
+// offset varint; then length varint and the data.
+func decodeMsg(b []byte, f *frame) (int, error) {
+	t := b[0]
+	m := &f.msg
+	m.guarantee = Guarantee(t & msgFlagGuarantee)
+	if m.guarantee < None || m.guarantee > Delivery {
+		return 0, errBadMessage
+	}
+	m.inSet = t&msgFlagSet != 0
+	m.fragment = t&msgFlagFragment != 0
+	if m.inSet && m.guarantee == None {
+		return 0, errBadMessage
+	}
+	r := reader{b: b, off: 1}
+	m.seq = r.u32()
+	m.d, m.groupOff, m.baseOff, m.total, m.offset = 0, 0, 0, 0, 0
+	if m.guarantee != None {
+		m.d = r.u32()
+	}
+	if m.inSet {
+		m.groupOff = r.uvarint()
+		m.baseOff = r.uvarint()
+	}
+	if m.fragment {
+		m.total = r.uvarint()
+		m.offset = r.uvarint()
+	}
+	n := r.uvarint()
+	m.data = r.bytes(n)
+	if r.err != nil {
+		return 0, r.err
+	}
+	if m.groupOff >= 1<<31 || m.baseOff >= 1<<31 {
+		return 0, errBadMessage
+	}
+	if m.fragment && (m.total == 0 || m.offset >= m.total || m.total-m.offset < n) {
+		return 0, errBadMessage
+	}
+	return r.off, nil
+}
+
+func appendMsg(b []byte, m *msgFrame) []byte {
+	t := byte(frameMsg) | byte(m.guarantee)
+	if m.inSet {
+		t |= msgFlagSet
+	}
+	if m.fragment {
+		t |= msgFlagFragment
+	}
+	b = append(b, t)
+	b = binary.BigEndian.AppendUint32(b, m.seq)
+	if m.guarantee != None {
+		b = binary.BigEndian.AppendUint32(b, m.d)
+	}
+	if m.inSet {
+		b = binary.AppendUvarint(b, m.groupOff)
+		b = binary.AppendUvarint(b, m.baseOff)
+	}
+	if m.fragment {
+		b = binary.AppendUvarint(b, m.total)
+		b = binary.AppendUvarint(b, m.offset)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.data)))
+	return append(b, m.data...)
+}
+
+// maxMsgHeader is an upper bound on a MSG frame's bytes before its data.
+const maxMsgHeader = 1 + 4 + 4 + 2*binary.MaxVarintLen32 + 2*binary.MaxVarintLen64 + binary.MaxVarintLen32
+
+// msgHeaderLen returns the exact bytes appendMsg writes before m.data.
+func msgHeaderLen(m *msgFrame) int {
+	n := 1 + 4
+	if m.guarantee != None {
+		n += 4
+	}
+	if m.inSet {
+		n += uvarintLen(m.groupOff) + uvarintLen(m.baseOff)
+	}
+	if m.fragment {
+		n += uvarintLen(m.total) + uvarintLen(m.offset)
+	}
+	return n + uvarintLen(uint64(len(m.data)))
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
