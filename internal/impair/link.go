@@ -148,9 +148,9 @@ func (l *link) drawFate() fate {
 		f.reordered = l.rng.Float64() < c.Reorder
 	}
 	if c.Jitter > 0 {
-		f.jitter = time.Duration(l.rng.Int64N(int64(c.Jitter) + 1))
+		f.jitter = time.Duration(l.rng.Uint64N(uint64(c.Jitter) + 1))
 		if c.Duplicate > 0 {
-			f.dupJitter = time.Duration(l.rng.Int64N(int64(c.Jitter) + 1))
+			f.dupJitter = time.Duration(l.rng.Uint64N(uint64(c.Jitter) + 1))
 		}
 	}
 	return f

@@ -81,10 +81,10 @@ type Proxy struct {
 	epoch   time.Time
 
 	rejected atomic.Uint64
-	reaped   atomic.Uint64
 
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*session
+	reaped   uint64
 	closed   bool
 
 	done      chan struct{}
@@ -172,14 +172,14 @@ func (p *Proxy) Addr() net.Addr { return p.ln.LocalAddr() }
 // Stats returns a snapshot of the proxy's counts.
 func (p *Proxy) Stats() ProxyStats {
 	p.mu.Lock()
-	n := len(p.sessions)
+	n, reaped := len(p.sessions), p.reaped
 	p.mu.Unlock()
 	return ProxyStats{
 		Up:       p.up.stats.snapshot(),
 		Down:     p.down.stats.snapshot(),
 		Clients:  n,
 		Rejected: p.rejected.Load(),
-		Reaped:   p.reaped.Load(),
+		Reaped:   reaped,
 	}
 }
 
@@ -325,12 +325,14 @@ func (p *Proxy) reapIdle() {
 				idle = append(idle, s)
 			}
 		}
+		// Counted under mu, so that Stats never shows a client both gone
+		// and not reaped.
+		p.reaped += uint64(len(idle))
 		p.mu.Unlock()
 		for i, s := range idle {
 			s.conn.Close()
 			idle[i] = nil
 		}
-		p.reaped.Add(uint64(len(idle)))
 		idle = idle[:0]
 	}
 }
