@@ -128,13 +128,13 @@ func (c *Conn) bytesInFlightAdjust() {}
 
 // handleAck processes an ACK frame received at now.
 func (c *Conn) handleAck(now time.Time, a *ackFrame) {
-	if a.maxData > c.peerMaxData {
-		c.peerMaxData = a.maxData
-	}
 	largest := unwrap32(c.nextPN, a.largest)
 	if largest >= c.nextPN {
 		c.stats.DatagramsDropped++ // acknowledges a packet never sent
 		return
+	}
+	if a.maxData > c.peerMaxData {
+		c.peerMaxData = a.maxData
 	}
 	largestNewlyAcked := false
 	var ackedBytes int
@@ -155,7 +155,7 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 			}
 			if pn == largest {
 				largestNewlyAcked = true
-				delay := min(time.Duration(a.delay)*time.Microsecond, c.peerMaxAckDelay)
+				delay := time.Duration(min(a.delay, uint64(c.peerMaxAckDelay/time.Microsecond))) * time.Microsecond
 				if c.state != stateEstablished {
 					delay = 0
 				}

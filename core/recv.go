@@ -192,7 +192,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	c.noneRef = uint64(h.InitialSeq)
 	c.dContig = uint64(h.InitialSeq)
 	c.peerMaxData = max(c.peerMaxData, h.MaxData)
-	c.peerMaxAckDelay = min(time.Duration(h.MaxAckDelay)*time.Microsecond, time.Second)
+	c.peerMaxAckDelay = time.Duration(min(h.MaxAckDelay, uint64(time.Second/time.Microsecond))) * time.Microsecond
 	if c.state == stateHandshake {
 		c.state = stateEstablished
 		c.timers[timerHandshake] = time.Time{}
