@@ -20,7 +20,10 @@ type sentPacket struct {
 	hello     bool
 	close     bool
 	ping      bool
-	frags     []*outFragment // Delivery fragments it carries
+	// appLimited: sent with the window far from full; its acknowledgement
+	// says nothing about the path's capacity and must not grow the window.
+	appLimited bool
+	frags      []*outFragment // Delivery fragments it carries
 }
 
 func (p *sentPacket) ackEliciting() bool { return p.eliciting }
@@ -86,6 +89,7 @@ func (c *Conn) onPacketSent(now time.Time, p *sentPacket) {
 		c.sentRing = append(c.sentRing, nil)
 	}
 	c.sentRing = append(c.sentRing, p)
+	p.appLimited = 2*(c.bytesInFlight+p.size) < c.cc.Window() && !c.HasPendingData()
 	c.bytesInFlight += p.size
 	c.elicitingInFlight++
 	c.lastAckElicitingSent = now
@@ -181,8 +185,10 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	c.bytesInFlight -= p.size
 	c.elicitingInFlight--
-	rtt := c.rttStats()
-	c.cc.OnPacketAcked(now, p.size, p.sentAt, &rtt)
+	if !p.appLimited {
+		rtt := c.rttStats()
+		c.cc.OnPacketAcked(now, p.size, p.sentAt, &rtt)
+	}
 	for _, f := range p.frags {
 		f.inflight--
 		c.onFragmentAcked(f)

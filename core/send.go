@@ -273,7 +273,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	probe := c.probesOwed > 0
 	hello := c.handshake.helloNeeded
 	closeFrame := c.closing.needed
-	wantData := c.state == stateEstablished && !c.closing.sent && (c.retransmit.len() > 0 || c.queue.len() > 0)
+	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
 	if c.closing.needed && c.closing.abortReason != nil {
 		wantData = false
 	}
@@ -335,7 +335,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		if wantData {
 			n = c.appendFragments(buf, n, limit, pkt)
 		}
-		if !pkt.ackEliciting() && (c.pingNeeded || probe || n == headerLen) {
+		if !pkt.ackEliciting() && (c.pingNeeded || probe) {
 			buf[n] = framePing
 			n++
 			pkt.ping, pkt.eliciting = true, true
@@ -414,6 +414,24 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 		}
 	}
 	return n
+}
+
+// dataSendable reports whether a fragment could go out now as far as flow
+// control is concerned: a retransmission, or new data within the peer's
+// credit. While it is false because of credit, the connection is
+// flow-blocked and only the probe timer sends (a PING asking for a window
+// update), never a packet per PollTransmit.
+func (c *Conn) dataSendable() bool {
+	if c.retransmit.len() > 0 {
+		return true
+	}
+	if c.queue.len() == 0 {
+		c.flowBlocked = false
+		return false
+	}
+	f := c.queue.peek()
+	c.flowBlocked = f.credit > 0 && !f.charged && c.dataSent+f.credit > c.peerMaxData
+	return !c.flowBlocked
 }
 
 // HasPendingData reports whether messages are queued but not yet sent.
