@@ -156,6 +156,9 @@ func (c *Conn) Close(now time.Time) {
 		// The peer reads nothing more: nothing to flush.
 		c.discardSendQueues()
 	}
+	c.discardReceived()
+	// Tell the peer at once that it may drain (see advertisedMaxData).
+	c.ackPending, c.ackNow = true, true
 	c.maybeSendClose(now)
 }
 

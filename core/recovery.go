@@ -44,6 +44,7 @@ type recovery struct {
 	lastAckElicitingSent time.Time
 	ptoCount             int
 	rtt                  rttEstimator
+	rttScratch           RTTStats
 	cc                   CongestionController
 	pacer                pacer
 
@@ -76,7 +77,7 @@ func (c *Conn) newSentPacket() *sentPacket {
 func (c *Conn) recycleSentPacket(p *sentPacket) {
 	frags := p.frags[:0]
 	*p = sentPacket{frags: frags}
-	if len(c.sentFree) < 1024 {
+	if len(c.sentFree) < c.maxFrags {
 		c.sentFree = append(c.sentFree, p)
 	}
 }
@@ -186,8 +187,8 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	c.bytesInFlight -= p.size
 	c.elicitingInFlight--
 	if !p.appLimited {
-		rtt := c.rttStats()
-		c.cc.OnPacketAcked(now, p.size, p.sentAt, &rtt)
+		c.rttScratch = c.rttStats() // a field: no allocation per ack
+		c.cc.OnPacketAcked(now, p.size, p.sentAt, &c.rttScratch)
 	}
 	for _, f := range p.frags {
 		f.inflight--

@@ -18,7 +18,11 @@ type recvMsg struct {
 	inSet     bool
 	d         uint64 // Delivery: delivery index
 	base      uint64 // delivery messages that must be read before it
-	credit    uint64 // flow-control credit it holds (Delivery)
+	// held is its share of the receive buffers: data plus msgCreditOverhead,
+	// in pendingDelivery (Delivery, where it is flow-control credit) or in
+	// unreliableBytes. The overhead stays held while a read message is kept
+	// for duplicate detection, so that entries are bounded in number too.
+	held int
 	data      []byte
 	inArena   bool
 	filled    int       // bytes received so far
@@ -51,14 +55,22 @@ type receiver struct {
 	bufPool      bufPool
 	msgFree      []*recvMsg
 	decodeRanges []ackRange
+	frameScratch frame
 }
 
 func (c *Conn) initReceiver() {
 	c.arena.size = c.cfg.ReceiveArenaSize
+	c.bufPool.limit = c.cfg.ReceiveWindow
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
 func (c *Conn) advertisedMaxData() uint64 {
+	if c.closing.requested {
+		// We read nothing more and drop what arrives: let the peer drain
+		// its queue, or both sides could wait on each other's credit and
+		// neither CLOSE would ever be sent.
+		return c.consumed + uint64(c.cfg.ReceiveWindow) + 1<<40
+	}
 	return c.consumed + uint64(c.cfg.ReceiveWindow)
 }
 
@@ -149,10 +161,10 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 // handleFrames applies every frame of a packet. It reports whether the
 // packet was ack-eliciting, and false in ok if a frame was malformed.
 func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
-	var f frame
+	f := &c.frameScratch // a field: decoding through the dispatch table would make a local escape
 	f.ack.ranges = c.decodeRanges[:0]
 	for len(body) > 0 {
-		n, err := decodeFrame(body, &f)
+		n, err := decodeFrame(body, f)
 		if err != nil {
 			return eliciting, false
 		}
@@ -263,23 +275,22 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
 			return // duplicate, or inconsistent with what we have
 		}
 	} else {
-		credit := uint64(0)
+		cost := total + msgCreditOverhead
 		if f.guarantee == Delivery {
-			credit = uint64(total) + msgCreditOverhead
-			if c.pendingDelivery+int(credit) > c.cfg.ReceiveWindow {
+			if c.pendingDelivery+cost > c.cfg.ReceiveWindow {
 				c.stats.FlowViolations++
 				return
 			}
-		} else if !c.admitUnreliable(total) {
+		} else if !c.admitUnreliable(cost) {
 			return
 		}
 		m = c.newRecvMsg(total, now)
-		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.credit = f.guarantee, seq, group, f.inSet, d, base, credit
+		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, seq, group, f.inSet, d, base, cost
 		if f.guarantee == Order {
 			m.base = d
-			c.unreliableBytes += total
+			c.unreliableBytes += cost
 		} else {
-			c.pendingDelivery += int(credit)
+			c.pendingDelivery += cost
 		}
 		c.pending = append(c.pending, nil)
 		copy(c.pending[i+1:], c.pending[i:])
@@ -309,12 +320,13 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
 			return
 		}
 	} else {
-		if !c.admitUnreliable(total) {
+		cost := total + msgCreditOverhead
+		if !c.admitUnreliable(cost) {
 			return
 		}
 		m = c.newRecvMsg(total, now)
-		m.guarantee, m.seq = None, id
-		c.unreliableBytes += total
+		m.guarantee, m.seq, m.held = None, id, cost
+		c.unreliableBytes += cost
 		c.noneMsgs = append(c.noneMsgs, m)
 	}
 	if !c.fill(m, f) {
@@ -324,12 +336,11 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
 				break
 			}
 		}
-		c.unreliableBytes -= len(m.data)
 		c.freeRecvMsg(m)
 	}
 }
 
-// admitUnreliable reports whether a None/Order message of n bytes fits the
+// admitUnreliable reports whether a None/Order message costing n bytes fits the
 // quarter of the receive window unreliable messages may hold.
 func (c *Conn) admitUnreliable(n int) bool {
 	if c.unreliableBytes+n > c.cfg.ReceiveWindow/4 && c.unreliableBytes > 0 {
@@ -395,18 +406,23 @@ func (c *Conn) findPending(seq uint64) (int, bool) {
 func (c *Conn) dropPending(i int) {
 	m := c.pending[i]
 	c.pending = append(c.pending[:i], c.pending[i+1:]...)
-	c.releaseCredit(m)
 	c.freeRecvMsg(m)
 }
 
-// releaseCredit returns a message's share of the receive buffers.
-func (c *Conn) releaseCredit(m *recvMsg) {
+// release returns m's share of the receive buffers beyond keep bytes;
+// Delivery credit returned grows the peer's window.
+func (c *Conn) release(m *recvMsg, keep int) {
+	n := m.held - keep
+	if n <= 0 {
+		return
+	}
+	m.held = keep
 	if m.guarantee == Delivery {
-		c.pendingDelivery -= int(m.credit)
-		c.consumed += m.credit
+		c.pendingDelivery -= n
+		c.consumed += uint64(n)
 		c.maybeUpdateWindow()
 	} else {
-		c.unreliableBytes -= len(m.data)
+		c.unreliableBytes -= n
 	}
 }
 
@@ -511,9 +527,9 @@ func (c *Conn) releaseYielded() {
 		return
 	}
 	c.yieldedMsg = nil
-	c.releaseCredit(m)
 	if i, found := c.findPending(m.seq); m.guarantee != None && found && c.pending[i] == m {
 		// still needed for duplicate detection: keep the entry, drop its data
+		c.release(m, msgCreditOverhead)
 		c.freeData(m)
 		return
 	}
@@ -530,7 +546,6 @@ func (c *Conn) dropIncompleteUnreliable() {
 	for i := 0; i < len(c.noneMsgs); i++ {
 		if m := c.noneMsgs[i]; !m.complete() {
 			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-			c.unreliableBytes -= len(m.data)
 			c.freeRecvMsg(m)
 			i--
 		}
@@ -574,7 +589,6 @@ func (c *Conn) expireReassembly(now time.Time) {
 		if m := c.noneMsgs[i]; expired(m) {
 			c.stats.ReassemblyExpired++
 			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-			c.unreliableBytes -= len(m.data)
 			c.freeRecvMsg(m)
 			i--
 		}
@@ -593,7 +607,6 @@ func (c *Conn) discardReceived() {
 		c.freeRecvMsg(m)
 	}
 	c.pending, c.noneMsgs = c.pending[:0], c.noneMsgs[:0]
-	c.pendingDelivery, c.unreliableBytes = 0, 0
 }
 
 func (c *Conn) newRecvMsg(size int, now time.Time) *recvMsg {
@@ -626,10 +639,11 @@ func (c *Conn) freeData(m *recvMsg) {
 }
 
 func (c *Conn) freeRecvMsg(m *recvMsg) {
+	c.release(m, 0)
 	c.freeData(m)
 	runs := m.runs[:0]
 	*m = recvMsg{runs: runs}
-	if len(c.msgFree) < 256 {
+	if len(c.msgFree) < c.cfg.ReceiveWindow/smallChunk {
 		c.msgFree = append(c.msgFree, m)
 	}
 }
@@ -664,12 +678,13 @@ func (a *arena) release() {
 	}
 }
 
-// bufPool keeps freed heap buffers by power-of-two size class.
+// bufPool keeps freed heap buffers by power-of-two size class, at most
+// limit bytes of them (the receive window: what a steady stream needs).
 type bufPool struct {
 	classes [32][][]byte
+	pooled  int
+	limit   int
 }
-
-const bufPoolPerClass = 4
 
 func sizeClass(n int) int {
 	k := 8 // 256 bytes at least
@@ -684,6 +699,7 @@ func (p *bufPool) get(n int) []byte {
 	if l := len(p.classes[k]); l > 0 {
 		b := p.classes[k][l-1]
 		p.classes[k] = p.classes[k][:l-1]
+		p.pooled -= cap(b)
 		return b[:n]
 	}
 	return make([]byte, n, 1<<k)
@@ -691,8 +707,9 @@ func (p *bufPool) get(n int) []byte {
 
 func (p *bufPool) put(b []byte) {
 	k := sizeClass(cap(b))
-	if 1<<k != cap(b) || len(p.classes[k]) >= bufPoolPerClass {
+	if 1<<k != cap(b) || p.pooled+cap(b) > p.limit {
 		return
 	}
+	p.pooled += cap(b)
 	p.classes[k] = append(p.classes[k], b[:0])
 }

@@ -11,6 +11,10 @@ const msgCreditOverhead = 64
 // ackFrameReserve is room kept in every data packet for a small ACK frame.
 const ackFrameReserve = 32
 
+// smallChunk is the storage size of a fragment whose data fits in it: small
+// messages do not each hold a whole datagram's worth of memory.
+const smallChunk = 256
+
 // outFragment is one message, or one piece of a message larger than a
 // datagram, waiting to be sent or acknowledged. Delivery fragments live
 // until acknowledged; None/Order fragments are sent once.
@@ -81,7 +85,10 @@ type sender struct {
 	probesOwed       int
 	flowBlocked      bool
 	fragFree         []*outFragment
-	chunkFree        [][]byte
+	chunkFree        [][]byte // full-size chunks (fragPayload)
+	smallChunkFree   [][]byte // chunks of smallChunk bytes
+	liveFrags        int      // fragments queued or awaiting acknowledgement
+	maxFrags         int      // bound on liveFrags: empty messages cost memory too
 	scratchAck       []byte
 	lastTransmitTime time.Time
 }
@@ -92,6 +99,7 @@ func (c *Conn) initSender() {
 	s.nextSeq, s.nextDelivery, s.nextNoneID = start, start, start
 	s.fragPayload = c.cfg.MaxDatagramSize - PacketOverhead - maxMsgHeader - ackFrameReserve
 	s.peerMaxAckDelay = 25 * time.Millisecond // until the peer's HELLO says
+	s.maxFrags = max(c.cfg.SendBufferSize/smallChunk, c.cfg.MaxMessageSize/s.fragPayload+2, 64)
 }
 
 // MaxFragmentPayload is the data one datagram carries; a message this size
@@ -122,6 +130,8 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return ErrPeerClosed
 	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
 		return ErrSendBufferFull
+	case c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags:
+		return ErrSendBufferFull // many small messages: bounded by count too
 	}
 	m := msgFrame{guarantee: g, inSet: c.inSet}
 	switch g {
@@ -198,10 +208,19 @@ func (c *Conn) newFragment(n int) *outFragment {
 	} else {
 		f = new(outFragment)
 	}
-	if k := len(c.chunkFree); k > 0 && n <= c.fragPayload {
+	c.liveFrags++
+	switch {
+	case n <= smallChunk && len(c.smallChunkFree) > 0:
+		k := len(c.smallChunkFree)
+		f.chunk = c.smallChunkFree[k-1]
+		c.smallChunkFree = c.smallChunkFree[:k-1]
+	case n <= smallChunk:
+		f.chunk = make([]byte, smallChunk)
+	case len(c.chunkFree) > 0:
+		k := len(c.chunkFree)
 		f.chunk = c.chunkFree[k-1]
 		c.chunkFree = c.chunkFree[:k-1]
-	} else {
+	default:
 		f.chunk = make([]byte, c.fragPayload)
 	}
 	return f
@@ -215,11 +234,18 @@ func (c *Conn) maybeFreeFragment(f *outFragment) {
 	if f.msg.guarantee == Delivery && !f.acked {
 		return // still owed to the peer
 	}
-	if len(c.chunkFree) < 256 {
+	// The pools hold at most what the send buffer bounds anyway, so that a
+	// steady stream allocates nothing.
+	c.liveFrags--
+	if cap(f.chunk) == smallChunk {
+		if len(c.smallChunkFree) < c.maxFrags {
+			c.smallChunkFree = append(c.smallChunkFree, f.chunk)
+		}
+	} else if len(c.chunkFree) <= c.cfg.SendBufferSize/c.fragPayload {
 		c.chunkFree = append(c.chunkFree, f.chunk)
 	}
 	*f = outFragment{}
-	if len(c.fragFree) < 256 {
+	if len(c.fragFree) < c.maxFrags {
 		c.fragFree = append(c.fragFree, f)
 	}
 }
@@ -358,6 +384,16 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
 	size := sealPacket(buf, n)
 	c.nextPN++
+	if pkt.close && c.closing.peerClosed {
+		// The peer closed first and acknowledged nothing more is owed: our
+		// CLOSE is a courtesy, and the peer may already be gone. Waiting
+		// for its acknowledgement would only hold the socket open.
+		c.recycleSentPacket(pkt)
+		c.stats.PacketsSent++
+		c.stats.BytesSent += uint64(size)
+		c.terminate(nil)
+		return size
+	}
 	pkt.size = size
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)

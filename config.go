@@ -1,0 +1,200 @@
+package rudp
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// Guarantee is what the library promises about one message (see core.Guarantee).
+type Guarantee = core.Guarantee
+
+// The guarantees, weakest first.
+const (
+	None     = core.None     // arrives 0 or 1 times, in any order
+	Order    = core.Order    // arrives 0 or 1 times, never after a newer Order/Delivery message
+	Delivery = core.Delivery // arrives exactly once, in order (the default)
+)
+
+// Stats is a snapshot of a connection's counters and estimates.
+type Stats = core.Stats
+
+// ConfigError names a Config field holding a bad value.
+type ConfigError = core.ConfigError
+
+// Defaults of the fields the root package owns.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultIdleTimeout      = 30 * time.Second
+	defaultHeartbeatPeriod  = 10 * time.Second
+	defaultAcceptBacklog    = 1024
+)
+
+// Config tunes Dial, Listen and ListenPacket. A nil *Config means defaults,
+// and so does the zero value of every field. A Config is read once, when
+// the call that takes it starts; it may be shared.
+type Config struct {
+	// Guarantee is what Read and Write carry. Zero means Delivery: a
+	// reliable ordered byte stream (Write may be split and coalesced).
+	// With Order or None the connection is message-oriented: one Write is
+	// one message, one Read returns one whole message (a too-small buffer
+	// gets an error matching ErrBufferTooSmall and the message is kept).
+	Guarantee Guarantee
+
+	// Manual makes the library start no goroutine: the application calls
+	// Pump, and blocking calls (Read, Write, Accept, Dial) drive the socket
+	// themselves while they wait.
+	Manual bool
+
+	// HandshakeTimeout bounds Dial (default 10s).
+	HandshakeTimeout time.Duration
+
+	// IdleTimeout ends a connection that heard nothing for this long (default 30s).
+	IdleTimeout time.Duration
+
+	// HeartbeatPeriod is how long a connection may be silent before it
+	// sends a keep-alive (default 10s, shorter than IdleTimeout).
+	HeartbeatPeriod time.Duration
+
+	// MaxDatagramSize, MaxMessageSize, SendBufferSize and ReceiveWindow
+	// are the core's knobs of the same names; 0 means the core's default.
+	MaxDatagramSize int
+	MaxMessageSize  int
+	SendBufferSize  int
+	ReceiveWindow   int
+
+	// AcceptBacklog bounds the connections waiting in Accept; more are
+	// refused and their dialers get ErrRefused (default 1024).
+	AcceptBacklog int
+
+	// Logger receives debug events; nil is silent.
+	Logger *slog.Logger
+
+	// Core holds the core's advanced knobs (congestion controller,
+	// InitialSequence, ...). Core.Clock must stay nil: the root package
+	// reads the system clock. The fields above override it where set.
+	Core *core.Config
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.fillDefaults()
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	d := core.DefaultConfig()
+	if c.Guarantee == 0 {
+		c.Guarantee = Delivery
+	}
+	setDuration(&c.HandshakeTimeout, defaultHandshakeTimeout)
+	setDuration(&c.IdleTimeout, defaultIdleTimeout)
+	setDuration(&c.HeartbeatPeriod, defaultHeartbeatPeriod)
+	setInt(&c.MaxDatagramSize, d.MaxDatagramSize)
+	setInt(&c.MaxMessageSize, d.MaxMessageSize)
+	setInt(&c.SendBufferSize, d.SendBufferSize)
+	setInt(&c.ReceiveWindow, d.ReceiveWindow)
+	setInt(&c.AcceptBacklog, defaultAcceptBacklog)
+}
+
+func setDuration(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func setInt(v *int, def int) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Validate reports the first field of c holding a value no connection can
+// work with, as a *ConfigError naming it ("Core.X" for a field of Core).
+// Zero fields are valid: they mean the default.
+func (c *Config) Validate() error {
+	_, err := c.resolve()
+	return err
+}
+
+// settings is a validated Config with every default filled in, and the
+// core.Config every connection made with it starts from.
+type settings struct {
+	guarantee        Guarantee
+	manual           bool
+	handshakeTimeout time.Duration
+	backlog          int
+	logger           *slog.Logger
+	core             core.Config
+}
+
+// resolve validates c (nil means defaults) and fills in its defaults.
+func (c *Config) resolve() (*settings, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	switch {
+	case cfg.Guarantee != 0 && !cfg.Guarantee.Valid():
+		return nil, &ConfigError{Field: "Guarantee", Value: cfg.Guarantee, Reason: "must be None, Order or Delivery"}
+	case cfg.HandshakeTimeout < 0:
+		return nil, &ConfigError{Field: "HandshakeTimeout", Value: cfg.HandshakeTimeout, Reason: "must not be negative"}
+	case cfg.AcceptBacklog < 0:
+		return nil, &ConfigError{Field: "AcceptBacklog", Value: cfg.AcceptBacklog, Reason: "must not be negative"}
+	case cfg.Core != nil && cfg.Core.Clock != nil:
+		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
+	}
+	// Which fields the root Config sets, to name a core error's field
+	// after the place the value came from.
+	own := map[string]bool{}
+	var cc core.Config
+	if cfg.Core != nil {
+		cc = *cfg.Core
+	}
+	override := func(name string, set bool, apply func()) {
+		if set {
+			own[name] = true
+			apply()
+		}
+	}
+	override("IdleTimeout", cfg.IdleTimeout != 0, func() { cc.IdleTimeout = cfg.IdleTimeout })
+	override("HeartbeatPeriod", cfg.HeartbeatPeriod != 0, func() { cc.HeartbeatPeriod = cfg.HeartbeatPeriod })
+	override("MaxDatagramSize", cfg.MaxDatagramSize != 0, func() { cc.MaxDatagramSize = cfg.MaxDatagramSize })
+	override("MaxMessageSize", cfg.MaxMessageSize != 0, func() { cc.MaxMessageSize = cfg.MaxMessageSize })
+	override("SendBufferSize", cfg.SendBufferSize != 0, func() { cc.SendBufferSize = cfg.SendBufferSize })
+	override("ReceiveWindow", cfg.ReceiveWindow != 0, func() { cc.ReceiveWindow = cfg.ReceiveWindow })
+	override("HandshakeTimeout", cfg.HandshakeTimeout != 0, func() { cc.HandshakeTimeout = cfg.HandshakeTimeout })
+	if cfg.Logger != nil {
+		cc.Logger = cfg.Logger
+	}
+	if err := cc.Validate(); err != nil {
+		if ce, ok := err.(*ConfigError); ok && !own[ce.Field] {
+			e := *ce
+			if cfg.Core != nil {
+				e.Field = "Core." + e.Field
+			}
+			return nil, &e
+		}
+		return nil, err
+	}
+	cfg.fillDefaults()
+	setDuration(&cc.HandshakeTimeout, cfg.HandshakeTimeout)
+	setDuration(&cc.IdleTimeout, cfg.IdleTimeout)
+	s := &settings{
+		guarantee:        cfg.Guarantee,
+		manual:           cfg.Manual,
+		handshakeTimeout: cc.HandshakeTimeout,
+		backlog:          cfg.AcceptBacklog,
+		logger:           cfg.Logger,
+		core:             cc,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.core.MaxDatagramSize == 0 {
+		s.core.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
+	}
+	return s, nil
+}

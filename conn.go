@@ -1,0 +1,539 @@
+package rudp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+	"github.com/rudp-go/rudp/stream"
+)
+
+// Conn is one rudp connection as a net.Conn. With Config.Guarantee
+// Delivery (the default) Read and Write carry a reliable ordered byte
+// stream; with Order or None one Write is one message and one Read returns
+// one whole message. SendMessage and ReadMessage move single messages with
+// any guarantee.
+//
+// Read (and ReadMessage) and Write (and SendMessage) may each be called by
+// one goroutine while another calls the other; every method may be called
+// concurrently with any other, and Close, the deadline setters, Stats and
+// Pump from anywhere. Concurrent writers are serialized, each Write whole.
+type Conn struct {
+	m         *mux
+	guarantee Guarantee
+	pc        *PacketConn // the PacketConn this connection belongs to, if any
+
+	writeMu sync.Mutex // one Write at a time, so a Write's bytes stay together
+
+	mu       sync.Mutex // guards the fields below and every call on core and stream
+	core     *core.Conn
+	stream   *stream.Stream
+	raddr    netip.AddrPort
+	ended    bool          // core reported Closed; the mux forgot the connection
+	estDone  bool          // the handshake ended (established or failed)
+	estCh    chan struct{} // closed when estDone becomes true (dialed connections)
+	inReady  bool          // in its PacketConn's ready list
+	closeBy  time.Time     // a graceful close still running then is aborted
+	fromPeer bool          // a PacketConn's connection the peer opened
+
+	readWake  chan struct{} // 1-buffered: something arrived or ended
+	writeWake chan struct{} // 1-buffered: send buffer space may have freed
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close
+	rd, wd    deadline
+
+	// Guarded by m.mu.
+	cid     uint64
+	hello   helloKey       // the client's attempt, for an accepted connection
+	peerKey netip.AddrPort // set when this is its PacketConn's connection for that address
+	timerAt time.Time
+	heapIdx int
+}
+
+func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
+	return &Conn{
+		m:         m,
+		guarantee: m.set.guarantee,
+		core:      cc,
+		stream:    stream.New(cc),
+		raddr:     raddr,
+		readWake:  make(chan struct{}, 1),
+		writeWake: make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		cid:       cc.LocalCID(),
+		heapIdx:   -1,
+	}
+}
+
+// input handles one datagram addressed to this connection.
+func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	if from == c.raddr {
+		c.core.HandleDatagram(now, b)
+	} else {
+		// The peer's address changed (NAT rebinding): follow it, but only
+		// for a packet the connection accepted, not for any datagram
+		// naming our connection ID.
+		before := c.core.Stats().PacketsReceived
+		c.core.HandleDatagram(now, b)
+		if c.core.Stats().PacketsReceived != before {
+			c.raddr = from
+		}
+	}
+	c.settleLocked(now)
+	c.wakeLocked()
+}
+
+// handleTimeout fires the connection's due timers.
+func (c *Conn) handleTimeout(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.core.HandleTimeout(now)
+	c.settleLocked(now)
+	c.wakeLocked()
+}
+
+// settleLocked sends what the core has ready, then either forgets the
+// ended connection or reschedules its timer.
+func (c *Conn) settleLocked(now time.Time) {
+	if c.ended {
+		return
+	}
+	c.flushLocked(now)
+	if !c.estDone && (c.core.Established() || c.core.Closed()) {
+		c.endHandshakeLocked()
+	}
+	next := c.core.NextTimeout()
+	if !c.closeBy.IsZero() && !c.core.Closed() {
+		if !now.Before(c.closeBy) {
+			// The graceful close made no end in time (a peer that stopped
+			// reading can hold it up forever): give up on it.
+			c.closeBy = time.Time{}
+			c.core.Abort(now, core.ErrClosed)
+			c.flushLocked(now)
+			next = c.core.NextTimeout()
+		} else if next.IsZero() || c.closeBy.Before(next) {
+			next = c.closeBy
+		}
+	}
+	if c.core.Closed() {
+		c.endLocked()
+		return
+	}
+	c.m.schedule(c, next)
+}
+
+// closeLinger bounds how long a graceful close may take before it is
+// aborted: a third of the idle timeout, between 1s and 10s.
+func closeLinger(idle time.Duration) time.Duration {
+	return min(max(idle/3, time.Second), 10*time.Second)
+}
+
+func (c *Conn) endHandshakeLocked() {
+	c.estDone = true
+	if c.estCh != nil {
+		close(c.estCh)
+	}
+}
+
+// endLocked forgets the connection: the core is done with it (or it is
+// abandoned before its handshake completed).
+func (c *Conn) endLocked() {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if !c.estDone {
+		c.endHandshakeLocked()
+	}
+	c.m.remove(c)
+	c.wakeLocked()
+}
+
+// flushLocked sends every datagram the core has ready, on the caller's goroutine.
+func (c *Conn) flushLocked(now time.Time) {
+	bp := c.m.sendBufs.Get().(*[]byte)
+	for {
+		n := c.core.PollTransmit(now, *bp)
+		if n == 0 {
+			break
+		}
+		c.m.writeTo((*bp)[:n], c.raddr)
+	}
+	c.m.sendBufs.Put(bp)
+}
+
+// wakeLocked tells blocked readers and writers that something changed.
+func (c *Conn) wakeLocked() {
+	signal(c.readWake)
+	signal(c.writeWake)
+	if c.pc != nil && !c.inReady && (c.ended || c.stream.Readable()) {
+		c.inReady = true
+		c.pc.pushReady(c)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// check reports why an operation bounded by dl must not proceed.
+func (c *Conn) check(dl *deadline) error {
+	select {
+	case <-c.closing:
+		return net.ErrClosed
+	default:
+	}
+	if dl.expired() {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+func (c *Conn) remote() netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.raddr
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	return opError(op, c.m.laddr, c.remote(), err)
+}
+
+// Read reads bytes of the stream (Delivery) or one whole message (Order,
+// None: a too-small p gets an error matching ErrBufferTooSmall). It returns
+// io.EOF after the peer's graceful close and everything it sent.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.guarantee != Delivery {
+		n, _, err := c.readMessage("read", p)
+		return n, err
+	}
+	w := c.waiter()
+	defer w.stop()
+	for {
+		if err := c.check(&c.rd); err != nil {
+			return 0, c.opErr("read", err)
+		}
+		c.mu.Lock()
+		n, err := c.stream.Read(p)
+		if n > 0 {
+			c.settleLocked(time.Now()) // the window update, if one is due
+		}
+		c.mu.Unlock()
+		switch {
+		case n > 0:
+			return n, nil
+		case err != nil:
+			return 0, c.opErr("read", err)
+		case len(p) == 0:
+			return 0, nil
+		}
+		w.wait(c.readWake, &c.rd)
+	}
+}
+
+// ReadMessage reads one whole message and its guarantee, whatever
+// Config.Guarantee says. If p is too small it returns an error matching
+// ErrBufferTooSmall and keeps the message. A Delivery connection's Write
+// cuts its bytes into messages of one datagram each.
+func (c *Conn) ReadMessage(p []byte) (n int, g Guarantee, err error) {
+	return c.readMessage("read", p)
+}
+
+func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
+	w := c.waiter()
+	defer w.stop()
+	for {
+		if err := c.check(&c.rd); err != nil {
+			return 0, 0, c.opErr(op, err)
+		}
+		c.mu.Lock()
+		n, g, err := c.stream.ReadMessage(p)
+		if g != 0 && err == nil {
+			c.settleLocked(time.Now())
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return 0, g, c.opErr(op, err)
+		}
+		if g != 0 {
+			return n, g, nil
+		}
+		w.wait(c.readWake, &c.rd)
+	}
+}
+
+// Write writes p: with Delivery as bytes of the stream, with Order or None
+// as one message. It blocks while the send buffer is full (backpressure),
+// until the write deadline.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.guarantee != Delivery {
+		if err := c.sendMessage("write", c.guarantee, p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	w := c.waiter()
+	defer w.stop()
+	sent := 0
+	for {
+		if err := c.check(&c.wd); err != nil {
+			return sent, c.opErr("write", err)
+		}
+		c.mu.Lock()
+		n, err := c.stream.Write(p[sent:])
+		sent += n
+		if n > 0 {
+			c.settleLocked(time.Now())
+		}
+		c.mu.Unlock()
+		if sent == len(p) {
+			return sent, nil
+		}
+		if err != nil && !errors.Is(err, core.ErrWouldBlock) {
+			return sent, c.opErr("write", err)
+		}
+		w.wait(c.writeWake, &c.wd)
+	}
+}
+
+// SendMessage sends p as one message with guarantee g, whatever
+// Config.Guarantee says. It blocks while the send buffer is full, until
+// the write deadline.
+func (c *Conn) SendMessage(g Guarantee, p []byte) error {
+	return c.sendMessage("write", g, p)
+}
+
+func (c *Conn) sendMessage(op string, g Guarantee, p []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	w := c.waiter()
+	defer w.stop()
+	for {
+		if err := c.check(&c.wd); err != nil {
+			return c.opErr(op, err)
+		}
+		c.mu.Lock()
+		err := c.stream.WriteMessage(g, p)
+		if err == nil {
+			c.settleLocked(time.Now())
+		}
+		c.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, core.ErrWouldBlock) {
+			return c.opErr(op, err)
+		}
+		w.wait(c.writeWake, &c.wd)
+	}
+}
+
+// Close starts a graceful close and returns at once: blocked Read and
+// Write calls return net.ErrClosed, what was written is still delivered,
+// then the peer is told (its Read returns io.EOF). The connection keeps
+// being driven until the close completes (in Manual mode, by Pump).
+func (c *Conn) Close() error {
+	first := false
+	c.closeOnce.Do(func() {
+		first = true
+		close(c.closing)
+	})
+	if !first {
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return nil
+	}
+	now := time.Now()
+	if !c.core.Established() {
+		c.endLocked() // nothing to tell a peer we never heard from
+		return nil
+	}
+	c.core.Close(now)
+	c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
+	c.settleLocked(now)
+	return nil
+}
+
+// LocalAddr returns the local address of the connection's socket.
+func (c *Conn) LocalAddr() net.Addr { return c.m.laddr }
+
+// RemoteAddr returns the peer's current address (it follows NAT rebinding).
+func (c *Conn) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(c.remote()) }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets when pending and future reads fail with an error
+// matching os.ErrDeadlineExceeded; the zero time means never.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.check(&noDeadline) != nil {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.rd.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets when pending and future writes fail with an error
+// matching os.ErrDeadlineExceeded; the zero time means never.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.check(&noDeadline) != nil {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.wd.set(t)
+	return nil
+}
+
+// Stats returns the connection's counters and estimates.
+func (c *Conn) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.core.Stats()
+}
+
+// Pump does the connection's due work now and never blocks. In Manual mode
+// it reads the datagrams ready on the socket (for every connection sharing
+// it), fires due timers and sends what they make ready; after Close it
+// keeps doing so and returns net.ErrClosed once the close completed. In
+// default mode the library's goroutines do that work and Pump does nothing.
+func (c *Conn) Pump() error {
+	if !c.m.set.manual {
+		return nil
+	}
+	_ = c.m.pump()
+	c.mu.Lock()
+	ended := c.ended
+	c.mu.Unlock()
+	if ended && c.check(&noDeadline) != nil {
+		return c.opErr("pump", net.ErrClosed)
+	}
+	return nil
+}
+
+// waiter waits for a blocked call's next chance to make progress.
+func (c *Conn) waiter() waiter { return waiter{m: c.m, closing: c.closing} }
+
+// noDeadline is a deadline that is never reached.
+var noDeadline deadline
+
+// deadline is an absolute time bounding pending and future operations, as
+// in net/pipe.go, but without a goroutine: waiters arm their own timer and
+// are woken through changed when the deadline moves.
+type deadline struct {
+	mu      sync.Mutex
+	at      time.Time
+	changed chan struct{} // closed and dropped when at changes; made by get
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.at = t
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+func (d *deadline) get() (time.Time, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.at, d.changed
+}
+
+func (d *deadline) expired() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.at.IsZero() && !time.Now().Before(d.at)
+}
+
+// Manual mode: a blocked call pumps the socket, then sleeps a little
+// (growing from manualPollMin to manualPollMax while nothing happens) or
+// until woken.
+const (
+	manualPollMin = 20 * time.Microsecond
+	manualPollMax = time.Millisecond
+)
+
+// waiter is the waiting part of one blocked call.
+type waiter struct {
+	m       *mux
+	closing <-chan struct{}
+	backoff time.Duration
+	timer   *time.Timer
+}
+
+// wait returns when the caller should look again: wake fired, the
+// deadline moved or passed, the connection was closed, or (Manual mode)
+// after a pump and a short sleep. The caller checks what happened.
+func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
+	at, changed := dl.get()
+	d := time.Duration(-1)
+	if !at.IsZero() {
+		if d = time.Until(at); d <= 0 {
+			return
+		}
+	}
+	if w.m.set.manual {
+		_ = w.m.pump()
+		select {
+		case <-wake:
+			w.backoff = 0
+			return
+		default:
+		}
+		w.backoff = min(max(2*w.backoff, manualPollMin), manualPollMax)
+		if d < 0 || w.backoff < d {
+			d = w.backoff
+		}
+	}
+	var expiry <-chan time.Time
+	if d >= 0 {
+		if w.timer == nil {
+			w.timer = time.NewTimer(d)
+		} else {
+			w.timer.Reset(d)
+		}
+		expiry = w.timer.C
+	}
+	select {
+	case <-wake:
+		w.backoff = 0
+	case <-changed:
+	case <-w.closing:
+	case <-expiry:
+	}
+}
+
+func (w *waiter) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}

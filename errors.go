@@ -1,0 +1,59 @@
+package rudp
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// Errors a connection can end with, re-exported from the core so that users
+// of the net views match them with errors.Is without importing core.
+var (
+	// ErrRefused: the listener refused the connection (its accept queue was full).
+	ErrRefused = core.ErrRefused
+
+	// ErrHandshakeTimeout: Dial heard no answer within Config.HandshakeTimeout.
+	// Its Timeout method reports true.
+	ErrHandshakeTimeout = core.ErrHandshakeTimeout
+
+	// ErrIdleTimeout: the peer was silent for Config.IdleTimeout.
+	ErrIdleTimeout = core.ErrIdleTimeout
+
+	// ErrAborted: the peer aborted the connection.
+	ErrAborted = core.ErrAborted
+
+	// ErrPeerClosed: a write after the peer closed the connection.
+	ErrPeerClosed = core.ErrPeerClosed
+
+	// ErrMessageTooLarge: a message longer than Config.MaxMessageSize.
+	ErrMessageTooLarge = core.ErrMessageTooLarge
+
+	// ErrBufferTooSmall: a message-oriented read got a buffer shorter than
+	// the message; the message is kept for the next read.
+	ErrBufferTooSmall = core.ErrBufferTooSmall
+)
+
+// errAddrType rejects a WriteTo address that is not a *net.UDPAddr.
+var errAddrType = errors.New("rudp: address is not a *net.UDPAddr")
+
+// opError wraps err as package net does: *net.OpError with the endpoints.
+// io.EOF is returned as is, and the core's ErrClosed (a local Close) becomes
+// net.ErrClosed.
+func opError(op string, local net.Addr, remote netip.AddrPort, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case err == io.EOF:
+		return err
+	case errors.Is(err, core.ErrClosed):
+		err = net.ErrClosed
+	}
+	var raddr net.Addr
+	if remote.IsValid() {
+		raddr = net.UDPAddrFromAddrPort(remote)
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: local, Addr: raddr, Err: err}
+}

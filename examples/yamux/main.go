@@ -1,0 +1,225 @@
+// Command yamux multiplexes many streams over one rudp connection with
+// hashicorp/yamux, unchanged: yamux wants an io.ReadWriteCloser carrying a
+// reliable ordered byte stream, which a default rudp Conn is.
+//
+// The client opens -streams streams (32 by default) on one rudp connection
+// and, on all of them at once, sends -kib KiB (1 MiB by default) that the
+// server echoes back; every stream's echo is checked byte for byte.
+//
+//	go run ./examples/yamux
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/rudp-go/rudp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "yamux:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("yamux", flag.ContinueOnError)
+	streams := fs.Int("streams", 32, "number of concurrent yamux `streams`")
+	sizeKiB := fs.Int("kib", 1024, "`KiB` echoed on each stream")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *streams < 1 || *sizeKiB < 1 {
+		return errors.New("-streams and -kib must be at least 1")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Fprintf(out, "server: listening on %s (udp), yamux on top\n", ln.Addr())
+	served := make(chan serverResult, 1)
+	go func() { served <- serveOne(ln) }()
+
+	conn, err := rudp.DialContext(ctx, "udp", ln.Addr().String(), nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	session, err := yamux.Client(conn, yamuxConfig())
+	if err != nil {
+		return err
+	}
+	defer session.Close()
+	stopOnCancel := context.AfterFunc(ctx, func() { session.Close(); conn.Close(); ln.Close() })
+	defer stopOnCancel()
+	fmt.Fprintf(out, "client: one rudp connection to %s, opening %d yamux streams on it\n", conn.RemoteAddr(), *streams)
+
+	start := time.Now()
+	errs := make([]error, *streams)
+	var wg sync.WaitGroup
+	for i := range *streams {
+		wg.Go(func() { errs[i] = echoStream(session, i, *sizeKiB<<10) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(ctx, fmt.Errorf("client: %w", err))
+	}
+	elapsed := time.Since(start)
+	total := int64(*streams) * int64(*sizeKiB) << 10
+	fmt.Fprintf(out, "client: %d streams each echoed %s concurrently, %s verified in %v (%.1f MiB/s each way)\n",
+		*streams, size(int64(*sizeKiB)<<10), size(total), round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
+	s := conn.Stats()
+	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d packets sent / %d received, %d lost, %d fragments retransmitted\n",
+		round(s.RTT.Smoothed), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
+
+	// Closing the session closes the rudp connection; the server's session
+	// then reads io.EOF and ends.
+	if err := session.Close(); err != nil {
+		return fmt.Errorf("client: close: %w", err)
+	}
+	var res serverResult
+	select {
+	case res = <-served:
+	case <-ctx.Done():
+		return fail(ctx, errors.New("server did not finish"))
+	}
+	if res.err != nil {
+		return fail(ctx, fmt.Errorf("server: %w", res.err))
+	}
+	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %s, session ended\n", res.streams, size(res.echoed))
+	return ln.Close()
+}
+
+// echoStream opens a stream, sends size pseudo-random bytes while reading the
+// echo, and checks it.
+func echoStream(session *yamux.Session, id, size int) error {
+	stream, err := session.OpenStream()
+	if err != nil {
+		return fmt.Errorf("stream %d: open: %w", id, err)
+	}
+	defer stream.Close()
+	payload := make([]byte, size)
+	rand.NewChaCha8([32]byte{byte(id), byte(id >> 8)}).Read(payload)
+	wrote := make(chan error, 1)
+	go func() {
+		for chunk := range slices.Chunk(payload, 32<<10) {
+			if _, err := stream.Write(chunk); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- stream.Close() // yamux's Close is a half-close: the echo keeps coming
+	}()
+	echo, readErr := io.ReadAll(stream)
+	if err := errors.Join(<-wrote, readErr); err != nil {
+		return fmt.Errorf("stream %d: %w", id, err)
+	}
+	if len(echo) != len(payload) {
+		return fmt.Errorf("stream %d: echoed %d bytes, want %d", id, len(echo), len(payload))
+	}
+	for i := range payload {
+		if echo[i] != payload[i] {
+			return fmt.Errorf("stream %d: echo differs from what was sent at byte %d", id, i)
+		}
+	}
+	return nil
+}
+
+type serverResult struct {
+	streams int
+	echoed  int64
+	err     error
+}
+
+// serveOne accepts one rudp connection, runs a yamux server session on it and
+// echoes every stream until the client ends the session.
+func serveOne(ln *rudp.Listener) serverResult {
+	c, err := ln.Accept()
+	if err != nil {
+		return serverResult{err: err}
+	}
+	session, err := yamux.Server(c, yamuxConfig())
+	if err != nil {
+		c.Close()
+		return serverResult{err: err}
+	}
+	var (
+		res serverResult
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+	)
+	for {
+		stream, err := session.AcceptStream()
+		if err != nil {
+			break // the client closed the session
+		}
+		res.streams++
+		wg.Go(func() {
+			n, err := io.Copy(stream, stream)
+			err = errors.Join(err, stream.Close())
+			mu.Lock()
+			res.echoed += n
+			res.err = errors.Join(res.err, err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	session.Close()
+	return res
+}
+
+func yamuxConfig() *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	return cfg
+}
+
+// size formats n bytes in the largest binary unit that divides it.
+func size(n int64) string {
+	switch {
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	}
+	return err
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}

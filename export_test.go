@@ -1,0 +1,20 @@
+package rudp
+
+import "fmt"
+
+// DebugListener describes the connections still on a listener's socket.
+func DebugListener(l *Listener) string {
+	l.m.mu.Lock()
+	conns := make([]*Conn, 0)
+	for _, c := range l.m.conns {
+		conns = append(conns, c)
+	}
+	s := fmt.Sprintf("users=%d closed=%v conns=%d heap=%d", l.m.users, l.m.closed, len(l.m.conns), len(l.m.timers))
+	l.m.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		s += fmt.Sprintf(" [cid=%x est=%v closed=%v err=%v closeBy=%v next=%v timerAt=%v idx=%d]", c.cid, c.core.Established(), c.core.Closed(), c.core.Err(), c.closeBy, c.core.NextTimeout(), c.timerAt, c.heapIdx)
+		c.mu.Unlock()
+	}
+	return s
+}

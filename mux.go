@@ -1,0 +1,480 @@
+package rudp
+
+import (
+	"container/heap"
+	"crypto/hmac"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// maxUDPPayload is the largest datagram a UDP socket can deliver.
+const maxUDPPayload = 65535
+
+// Cookies: an HMAC over the client's address and connection ID and a coarse
+// time bucket; the current and the previous bucket are accepted, so a cookie
+// lives between one and two buckets.
+const (
+	cookieBucket = 30 * time.Second
+	cookieLen    = 16
+)
+
+// acceptor takes the connections a mux's handshake accepts: a Listener
+// queues them for Accept, a PacketConn keeps them for ReadFrom and WriteTo.
+// offer is called with mux.mu held and must not block; false refuses.
+type acceptor interface {
+	offer(c *Conn) bool
+}
+
+// helloKey names a client's connection attempt: its connection ID and address.
+type helloKey struct {
+	cid  uint64
+	addr netip.AddrPort
+}
+
+// mux is one UDP socket and the connections on it, demultiplexed by
+// connection ID. In default mode one reader goroutine reads the socket and
+// one timer (time.AfterFunc) fires the connections' timers, reset to the
+// earliest of them; in Manual mode pump does both, without blocking.
+//
+// Lock order: Conn.mu, then mux.mu, then a PacketConn's mu. mux.mu is never
+// held while a Conn's mutex is taken.
+type mux struct {
+	sock  *net.UDPConn
+	raw   syscall.RawConn // for Manual mode's non-blocking reads
+	laddr net.Addr
+	set   *settings
+
+	// sendBufs holds MaxDatagramSize buffers that flushes borrow, so that an
+	// idle connection owns no send buffer.
+	sendBufs sync.Pool
+
+	// pumpMu serializes Manual mode socket reads (pump); pumpBuf is theirs.
+	pumpMu  sync.Mutex
+	pumpBuf []byte
+
+	secret [32]byte // cookie HMAC key
+
+	mu       sync.Mutex
+	conns    map[uint64]*Conn         // by local connection ID
+	hellos   map[helloKey]*Conn       // accepted conns by the client's attempt, for retransmitted HELLOs
+	peers    map[netip.AddrPort]*Conn // PacketConn: the connection WriteTo uses per address
+	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed)
+	refuse   bool                     // answer HELLOs from new peers with a refusal (a closed listener)
+	timers   connHeap
+	timer    *time.Timer
+	timerAt  time.Time
+	users    int  // the listener or PacketConn, plus every connection not yet ended
+	closed   bool // socket closed
+	rng      *rand.ChaCha8
+}
+
+func newMux(sock *net.UDPConn, set *settings, users int) *mux {
+	m := &mux{
+		sock:  sock,
+		laddr: sock.LocalAddr(),
+		set:   set,
+		conns: make(map[uint64]*Conn),
+		users: users,
+	}
+	size := set.core.MaxDatagramSize
+	m.sendBufs.New = func() any { b := make([]byte, size); return &b }
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	m.rng = rand.NewChaCha8(seed)
+	_, _ = crand.Read(m.secret[:])
+	if set.manual {
+		m.raw, _ = sock.SyscallConn()
+		m.pumpBuf = make([]byte, maxUDPPayload)
+	} else {
+		go m.readLoop(make([]byte, maxUDPPayload))
+	}
+	return m
+}
+
+// listenUDP opens the socket of a Listener, PacketConn or Dial.
+func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
+	sock, err := net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	// Bursts of a fast sender need more than the default buffers; failing
+	// to get them only costs throughput.
+	_ = sock.SetReadBuffer(4 << 20)
+	_ = sock.SetWriteBuffer(4 << 20)
+	return sock, nil
+}
+
+// readLoop is the socket's reader goroutine (default mode).
+func (m *mux) readLoop(buf []byte) {
+	for {
+		n, from, err := m.sock.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP errors and the like concern one datagram, not the socket.
+			m.mu.Lock()
+			closed := m.closed
+			m.mu.Unlock()
+			if closed {
+				return
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		m.handleDatagram(time.Now(), buf[:n], unmap(from))
+	}
+}
+
+// unmap gives IPv4 peers of a dual-stack socket their plain IPv4 address,
+// so that one peer has one address whichever way it was learnt.
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// handleDatagram routes one received datagram: to its connection by
+// destination ID, or (ID 0) to the stateless cookie handshake.
+func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
+	h, body, err := core.ParseHeader(b)
+	if err != nil {
+		return
+	}
+	if h.DstCID != 0 {
+		m.mu.Lock()
+		c := m.conns[h.DstCID]
+		m.mu.Unlock()
+		if c != nil {
+			c.input(now, b, from)
+		}
+		return
+	}
+	if h.Type != core.PacketData {
+		return
+	}
+	hello, ok := core.PeekHello(body)
+	// A HELLO from a new address comes padded to MinHelloDatagram, so that
+	// what we answer (a Retry, a refusal) stays well under 3x what it sent.
+	if !ok || hello.SrcCID == 0 || len(b) < core.MinHelloDatagram {
+		return
+	}
+	key := helloKey{hello.SrcCID, from}
+	m.mu.Lock()
+	if c := m.hellos[key]; c != nil {
+		m.mu.Unlock()
+		c.input(now, b, from)
+		return
+	}
+	acc, refuse := m.acceptor, m.refuse
+	m.mu.Unlock()
+	if acc == nil {
+		if refuse {
+			m.writeTo(core.AppendRefuse(nil, hello.SrcCID), from)
+		}
+		return
+	}
+	if !m.validCookie(hello.Cookie, from, hello.SrcCID, now) {
+		cookie := m.cookie(from, hello.SrcCID, bucketOf(now))
+		m.writeTo(core.AppendRetry(nil, hello.SrcCID, cookie[:]), from)
+		return
+	}
+	m.accept(now, b, from, key)
+}
+
+// accept makes the server side of a connection whose HELLO echoed a valid
+// cookie, and offers it to the acceptor (refusing it if that is full).
+func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey) {
+	c, err := m.newConn(now, from)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.mu.Lock()
+	if m.acceptor == nil || m.closed || m.hellos[key] != nil || !m.acceptor.offer(c) {
+		m.mu.Unlock()
+		m.writeTo(core.AppendRefuse(nil, key.cid), from)
+		return
+	}
+	if m.hellos == nil {
+		m.hellos = make(map[helloKey]*Conn)
+	}
+	m.hellos[key] = c
+	c.hello = key
+	if c.pc != nil {
+		m.addPeerLocked(c, from)
+	}
+	m.conns[c.cid] = c
+	m.users++
+	m.mu.Unlock()
+	c.core.HandleDatagram(now, b)
+	c.settleLocked(now)
+}
+
+// dial makes the client side of a new connection to raddr and sends its
+// first HELLO. The connection is registered, so the socket stays open while
+// it lives.
+func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, error) {
+	c, err := m.newConn(now, raddr)
+	if err != nil {
+		return nil, err
+	}
+	c.pc = pc
+	c.estCh = make(chan struct{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, net.ErrClosed
+	}
+	m.conns[c.cid] = c
+	m.users++
+	if pc != nil {
+		m.addPeerLocked(c, raddr)
+	}
+	m.mu.Unlock()
+	c.settleLocked(now)
+	return c, nil
+}
+
+// newConn makes a connection with a connection ID unused on this socket.
+func (m *mux) newConn(now time.Time, raddr netip.AddrPort) (*Conn, error) {
+	m.mu.Lock()
+	var cid uint64
+	for cid == 0 || m.conns[cid] != nil {
+		cid = core.NewConnectionID(m.rng)
+	}
+	m.mu.Unlock()
+	cc, err := core.NewConn(&m.set.core, cid, now)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(m, cc, raddr), nil
+}
+
+// addPeerLocked makes c the connection a PacketConn's WriteTo uses for
+// addr, unless one is already there.
+func (m *mux) addPeerLocked(c *Conn, addr netip.AddrPort) {
+	if m.peers == nil {
+		m.peers = make(map[netip.AddrPort]*Conn)
+	}
+	if m.peers[addr] == nil {
+		m.peers[addr] = c
+		c.peerKey = addr
+	}
+}
+
+// remove forgets an ended connection and releases its hold on the socket.
+func (m *mux) remove(c *Conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.conns[c.cid] != c {
+		return
+	}
+	delete(m.conns, c.cid)
+	if c.hello.cid != 0 && m.hellos[c.hello] == c {
+		delete(m.hellos, c.hello)
+	}
+	if m.peers != nil {
+		if m.peers[c.peerKey] == c {
+			delete(m.peers, c.peerKey)
+		}
+	}
+	if c.heapIdx >= 0 {
+		heap.Remove(&m.timers, c.heapIdx)
+		m.armTimerLocked()
+	}
+	m.releaseLocked()
+}
+
+// release drops a Listener's or PacketConn's hold on the socket.
+func (m *mux) release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.releaseLocked()
+}
+
+// releaseLocked closes the socket once nothing uses it.
+func (m *mux) releaseLocked() {
+	m.users--
+	if m.users > 0 || m.closed {
+		return
+	}
+	m.closed = true
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+	_ = m.sock.Close() // the reader goroutine ends with it
+}
+
+// isClosed reports whether the socket was closed.
+func (m *mux) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// writeTo sends one datagram; a failed send is a lost datagram, which
+// recovery repairs.
+func (m *mux) writeTo(b []byte, to netip.AddrPort) {
+	_, _ = m.sock.WriteToUDPAddrPort(b, to)
+}
+
+// schedule sets when c's timers are next due (zero: never).
+func (m *mux) schedule(c *Conn, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.conns[c.cid] != c {
+		return
+	}
+	switch {
+	case at.IsZero():
+		if c.heapIdx < 0 {
+			return
+		}
+		heap.Remove(&m.timers, c.heapIdx)
+	case c.heapIdx >= 0:
+		if c.timerAt.Equal(at) {
+			return
+		}
+		c.timerAt = at
+		heap.Fix(&m.timers, c.heapIdx)
+	default:
+		c.timerAt = at
+		heap.Push(&m.timers, c)
+	}
+	m.armTimerLocked()
+}
+
+// armTimerLocked resets the socket's one timer to the earliest connection
+// timer (default mode; Manual mode looks at the heap in pump).
+func (m *mux) armTimerLocked() {
+	if m.set.manual || m.closed {
+		return
+	}
+	if len(m.timers) == 0 {
+		return // a stale firing finds nothing due
+	}
+	next := m.timers[0].timerAt
+	if next.Equal(m.timerAt) {
+		return
+	}
+	m.timerAt = next
+	d := time.Until(next)
+	if m.timer == nil {
+		m.timer = time.AfterFunc(d, m.onTimer)
+		return
+	}
+	m.timer.Reset(d)
+}
+
+func (m *mux) onTimer() {
+	m.mu.Lock()
+	m.timerAt = time.Time{}
+	m.mu.Unlock()
+	m.fireTimers(time.Now())
+}
+
+// fireTimers runs the timers of every connection due at now.
+func (m *mux) fireTimers(now time.Time) {
+	var due []*Conn
+	m.mu.Lock()
+	for len(m.timers) > 0 && !m.timers[0].timerAt.After(now) {
+		due = append(due, heap.Pop(&m.timers).(*Conn))
+	}
+	m.armTimerLocked()
+	m.mu.Unlock()
+	for _, c := range due {
+		c.handleTimeout(now)
+	}
+}
+
+// pump is Manual mode's engine: it reads every datagram ready on the
+// socket, fires due timers and so flushes what they make ready. It never
+// blocks (a concurrent pump's socket reads are skipped, not waited for).
+func (m *mux) pump() error {
+	if m.isClosed() {
+		return net.ErrClosed
+	}
+	if m.pumpMu.TryLock() {
+		for range 4096 {
+			n, from, err := readNonBlocking(m.raw, m.pumpBuf)
+			if err != nil {
+				break
+			}
+			m.handleDatagram(time.Now(), m.pumpBuf[:n], from)
+		}
+		m.pumpMu.Unlock()
+	}
+	m.fireTimers(time.Now())
+	return nil
+}
+
+// Cookies.
+
+func bucketOf(now time.Time) uint64 { return uint64(now.Unix()) / uint64(cookieBucket/time.Second) }
+
+// cookie returns the cookie for a client's address and connection ID in a
+// time bucket.
+func (m *mux) cookie(addr netip.AddrPort, cid, bucket uint64) (cookie [cookieLen]byte) {
+	mac := hmac.New(sha256.New, m.secret[:])
+	a := addr.Addr().As16()
+	var buf [16 + 2 + 8 + 8]byte
+	copy(buf[:16], a[:])
+	binary.BigEndian.PutUint16(buf[16:], addr.Port())
+	binary.BigEndian.PutUint64(buf[18:], cid)
+	binary.BigEndian.PutUint64(buf[26:], bucket)
+	mac.Write(buf[:])
+	var sum [sha256.Size]byte
+	copy(cookie[:], mac.Sum(sum[:0]))
+	return cookie
+}
+
+func (m *mux) validCookie(cookie []byte, addr netip.AddrPort, cid uint64, now time.Time) bool {
+	if len(cookie) != cookieLen {
+		return false
+	}
+	bucket := bucketOf(now)
+	for _, b := range []uint64{bucket, bucket - 1} {
+		if want := m.cookie(addr, cid, b); hmac.Equal(cookie, want[:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// connHeap orders connections by when their timers are next due.
+type connHeap []*Conn
+
+func (h connHeap) Len() int           { return len(h) }
+func (h connHeap) Less(i, j int) bool { return h[i].timerAt.Before(h[j].timerAt) }
+func (h connHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+
+func (h *connHeap) Push(x any) {
+	c := x.(*Conn)
+	c.heapIdx = len(*h)
+	*h = append(*h, c)
+}
+
+func (h *connHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.heapIdx = -1
+	return c
+}

@@ -1,0 +1,293 @@
+package rudp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// PacketConn is a net.PacketConn over rudp: WriteTo sends one message to a
+// peer with Config.Guarantee (Delivery by default), setting up a connection
+// to it on first use; ReadFrom returns one whole message from any peer.
+// Peers that dial it (with WriteTo from their PacketConn, or with Dial) are
+// accepted on the same socket.
+//
+// All methods are safe for concurrent use.
+type PacketConn struct {
+	m *mux
+
+	dialMu sync.Mutex // one implicit dial per address at a time
+
+	mu       sync.Mutex
+	ready    []*Conn // connections with something to read
+	readWake chan struct{}
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	rd, wd    deadline
+}
+
+// ListenPacket opens a PacketConn on the UDP address ("udp", "udp4" or
+// "udp6"). A nil cfg means defaults.
+func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
+	fail := func(err error) (*PacketConn, error) {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	set, err := cfg.resolve()
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkNetwork(network); err != nil {
+		return fail(err)
+	}
+	laddr, err := net.ResolveUDPAddr(network, address)
+	if err != nil {
+		return fail(err)
+	}
+	sock, err := listenUDP(network, laddr)
+	if err != nil {
+		return fail(err)
+	}
+	p := &PacketConn{
+		readWake: make(chan struct{}, 1),
+		closing:  make(chan struct{}),
+	}
+	p.m = newMux(sock, set, 1)
+	p.m.mu.Lock()
+	p.m.acceptor = p
+	p.m.mu.Unlock()
+	return p, nil
+}
+
+// offer adopts a connection a peer opened (mux.mu held).
+func (p *PacketConn) offer(c *Conn) bool {
+	c.pc = p
+	c.fromPeer = true
+	return true
+}
+
+// pushReady queues c for ReadFrom (c.mu held).
+func (p *PacketConn) pushReady(c *Conn) {
+	p.mu.Lock()
+	p.ready = append(p.ready, c)
+	p.mu.Unlock()
+	signal(p.readWake)
+}
+
+func (p *PacketConn) popReady() *Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ready) == 0 {
+		return nil
+	}
+	c := p.ready[0]
+	p.ready[0] = nil
+	p.ready = p.ready[1:]
+	if len(p.ready) == 0 {
+		p.ready = nil
+	}
+	return c
+}
+
+func (p *PacketConn) check(dl *deadline) error {
+	select {
+	case <-p.closing:
+		return net.ErrClosed
+	default:
+	}
+	if dl.expired() {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+func (p *PacketConn) opErr(op string, addr netip.AddrPort, err error) error {
+	return opError(op, p.m.laddr, addr, err)
+}
+
+// ReadFrom reads one whole message from any peer. If b is too small it
+// returns an error matching ErrBufferTooSmall and keeps the message.
+func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	w := waiter{m: p.m, closing: p.closing}
+	defer w.stop()
+	for {
+		if err := p.check(&p.rd); err != nil {
+			return 0, nil, p.opErr("read", netip.AddrPort{}, err)
+		}
+		c := p.popReady()
+		if c == nil {
+			w.wait(p.readWake, &p.rd)
+			continue
+		}
+		c.mu.Lock()
+		c.inReady = false
+		n, g, err := c.stream.ReadMessage(b)
+		if err == nil && g != 0 {
+			c.settleLocked(time.Now())
+		}
+		if (err == nil || errors.Is(err, core.ErrBufferTooSmall)) && c.stream.Readable() {
+			c.inReady = true
+			p.pushReady(c)
+		}
+		from := c.raddr
+		c.mu.Unlock()
+		switch {
+		case errors.Is(err, core.ErrBufferTooSmall):
+			return 0, net.UDPAddrFromAddrPort(from), p.opErr("read", from, err)
+		case err != nil:
+			// That peer's connection ended: finish ours, read on.
+			_ = c.Close()
+		case g != 0:
+			return n, net.UDPAddrFromAddrPort(from), nil
+		}
+	}
+}
+
+// WriteTo sends b as one message to addr (a *net.UDPAddr) with
+// Config.Guarantee. It blocks while that connection's send buffer is full,
+// until the write deadline.
+func (p *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if err := p.WriteMessageTo(p.m.set.guarantee, b, addr); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// WriteMessageTo sends b as one message with guarantee g to addr.
+func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return p.opErr("write", netip.AddrPort{}, errAddrType)
+	}
+	to := unmap(ua.AddrPort())
+	w := waiter{m: p.m, closing: p.closing}
+	defer w.stop()
+	for retried := false; ; {
+		if err := p.check(&p.wd); err != nil {
+			return p.opErr("write", to, err)
+		}
+		c, err := p.conn(to)
+		if err != nil {
+			return p.opErr("write", to, err)
+		}
+		c.mu.Lock()
+		err = c.stream.WriteMessage(g, b)
+		if err == nil {
+			c.settleLocked(time.Now())
+		}
+		c.mu.Unlock()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, core.ErrWouldBlock):
+			w.wait(c.writeWake, &p.wd)
+		case errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidGuarantee), retried:
+			return p.opErr("write", to, err)
+		default:
+			// The connection to that peer ended or is closing: start a new one.
+			p.forget(c, to)
+			retried = true
+		}
+	}
+}
+
+// conn returns the connection WriteTo uses for addr, dialing one if needed.
+func (p *PacketConn) conn(addr netip.AddrPort) (*Conn, error) {
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	p.m.mu.Lock()
+	c := p.m.peers[addr]
+	p.m.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	return p.m.dial(time.Now(), addr, p)
+}
+
+// forget stops using c for addr (it stays until its close completes).
+func (p *PacketConn) forget(c *Conn, addr netip.AddrPort) {
+	p.m.mu.Lock()
+	if p.m.peers[addr] == c {
+		delete(p.m.peers, addr)
+		c.peerKey = netip.AddrPort{}
+	}
+	p.m.mu.Unlock()
+	_ = c.Close()
+}
+
+// Close closes every connection of the PacketConn gracefully and stops
+// accepting new ones; blocked ReadFrom and WriteTo calls return
+// net.ErrClosed. The socket is closed when the last connection ended (in
+// Manual mode, keep calling Pump until it returns net.ErrClosed).
+func (p *PacketConn) Close() error {
+	first := false
+	p.closeOnce.Do(func() {
+		first = true
+		close(p.closing)
+	})
+	if !first {
+		return p.opErr("close", netip.AddrPort{}, net.ErrClosed)
+	}
+	p.m.mu.Lock()
+	p.m.acceptor = nil
+	p.m.refuse = true
+	conns := make([]*Conn, 0, len(p.m.conns))
+	for _, c := range p.m.conns {
+		conns = append(conns, c)
+	}
+	p.m.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	p.m.release()
+	return nil
+}
+
+// LocalAddr returns the socket's local address.
+func (p *PacketConn) LocalAddr() net.Addr { return p.m.laddr }
+
+// SetDeadline sets the read and write deadlines.
+func (p *PacketConn) SetDeadline(t time.Time) error {
+	if err := p.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return p.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets when pending and future ReadFrom calls fail with an
+// error matching os.ErrDeadlineExceeded; the zero time means never.
+func (p *PacketConn) SetReadDeadline(t time.Time) error {
+	if p.check(&noDeadline) != nil {
+		return p.opErr("set", netip.AddrPort{}, net.ErrClosed)
+	}
+	p.rd.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets when pending and future WriteTo calls fail with an
+// error matching os.ErrDeadlineExceeded; the zero time means never.
+func (p *PacketConn) SetWriteDeadline(t time.Time) error {
+	if p.check(&noDeadline) != nil {
+		return p.opErr("set", netip.AddrPort{}, net.ErrClosed)
+	}
+	p.wd.set(t)
+	return nil
+}
+
+// Pump does the due work of every connection on the socket now and never
+// blocks (Manual mode); it returns net.ErrClosed once the socket is
+// closed. In default mode it does nothing.
+func (p *PacketConn) Pump() error {
+	if !p.m.set.manual {
+		return nil
+	}
+	if err := p.m.pump(); err != nil {
+		return p.opErr("pump", netip.AddrPort{}, err)
+	}
+	return nil
+}
