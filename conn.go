@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -44,6 +45,7 @@ type Conn struct {
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close
+	done      chan struct{} // closed when the connection has ended (ended becomes true)
 	rd, wd    deadline
 
 	// Guarded by m.mu.
@@ -64,6 +66,7 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 		readWake:  make(chan struct{}, 1),
 		writeWake: make(chan struct{}, 1),
 		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
 		cid:       cc.LocalCID(),
 		heapIdx:   -1,
 	}
@@ -154,6 +157,7 @@ func (c *Conn) endLocked() {
 		return
 	}
 	c.ended = true
+	close(c.done)
 	if !c.estDone {
 		c.endHandshakeLocked()
 	}
@@ -372,6 +376,70 @@ func (c *Conn) Close() error {
 	c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
 	c.settleLocked(now)
 	return nil
+}
+
+// Shutdown closes the connection gracefully, as Close does, and waits until
+// the close has completed: everything written was acknowledged by the peer
+// and the peer was told. Close returns at once, like a TCP socket's, but a
+// rudp connection has no kernel to finish the work after the process exits:
+// call Shutdown before exiting when the last bytes matter. If ctx ends
+// first, the close is aborted and ctx's error returned. In Manual mode
+// Shutdown pumps the socket while it waits.
+func (c *Conn) Shutdown(ctx context.Context) error {
+	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	w := c.waiter()
+	defer w.stop()
+	for {
+		select {
+		case <-c.done:
+			c.mu.Lock()
+			err := c.core.Err()
+			c.mu.Unlock()
+			if err != nil {
+				return c.opErr("close", err)
+			}
+			return nil
+		case <-ctx.Done():
+			c.mu.Lock()
+			if !c.ended {
+				now := time.Now()
+				c.core.Abort(now, core.ErrClosed)
+				c.settleLocked(now)
+			}
+			c.mu.Unlock()
+			return c.opErr("close", ctx.Err())
+		default:
+		}
+		if c.m.set.manual {
+			w.wait(c.done, &noDeadline)
+			continue
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// TryReadMessage is ReadMessage that never waits, for game loops and
+// other event loops (above all in Manual mode, after Pump): it returns
+// (0, 0, nil) when no whole message is ready now. Deadlines do not apply.
+func (c *Conn) TryReadMessage(p []byte) (n int, g Guarantee, err error) {
+	if err := c.check(&noDeadline); err != nil {
+		return 0, 0, c.opErr("read", err)
+	}
+	c.mu.Lock()
+	n, g, err = c.stream.ReadMessage(p)
+	if g != 0 && err == nil {
+		c.settleLocked(time.Now())
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return 0, g, c.opErr("read", err)
+	}
+	return n, g, nil
 }
 
 // LocalAddr returns the local address of the connection's socket.

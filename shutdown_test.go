@@ -1,0 +1,95 @@
+package rudp_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rudp-go/rudp"
+)
+
+// TestShutdownDeliversEverything: Shutdown returns only once the peer has
+// acknowledged every byte, so a program may exit right after it.
+func TestShutdownDeliversEverything(t *testing.T) {
+	modes(t, func(t *testing.T, cfg *rudp.Config) {
+		c1, c2, stop := pair(t, cfg)
+		defer stop()
+		payload := randBytes(3 << 20)
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(c2)
+			got <- b
+		}()
+		writeDone := make(chan error, 1)
+		go func() {
+			_, err := c1.Write(payload)
+			writeDone <- err
+		}()
+		require.NoError(t, <-writeDone)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, c1.Shutdown(ctx))
+		// Everything was acknowledged: the peer holds it all, and reads it
+		// to the end even though our side is gone.
+		select {
+		case b := <-got:
+			require.True(t, bytes.Equal(payload, b), "got %d bytes, want %d", len(b), len(payload))
+		case <-time.After(20 * time.Second):
+			t.Fatal("peer did not read to EOF")
+		}
+	})
+}
+
+// TestShutdownContextAborts: a close that cannot complete ends when the
+// context does, with the context's error. The peer never reads, so its
+// receive window (4 MiB) takes less than the 8 MiB queued for it and the
+// close can never finish flushing.
+func TestShutdownContextAborts(t *testing.T) {
+	c1, _, stop := pair(t, &rudp.Config{})
+	defer stop()
+	big := randBytes(8 << 20)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		_, _ = c1.Write(big) // blocks on backpressure until Shutdown closes
+	}()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c1.Shutdown(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 5*time.Second)
+	<-wrote
+}
+
+// TestTryReadMessage: a game loop's non-blocking read returns nothing when
+// nothing is ready, then the messages once they arrive.
+func TestTryReadMessage(t *testing.T) {
+	modes(t, func(t *testing.T, cfg *rudp.Config) {
+		c1, c2, stop := pair(t, cfg)
+		defer stop()
+		buf := make([]byte, 64)
+		n, g, err := c2.TryReadMessage(buf)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.Zero(t, g)
+		require.NoError(t, c1.SendMessage(rudp.Order, []byte("frame 1")))
+		var got string
+		require.True(t, pumpUntil(5*time.Second, func() bool {
+			n, g, err = c2.TryReadMessage(buf)
+			require.NoError(t, err)
+			if g != 0 {
+				got = string(buf[:n])
+				return true
+			}
+			return false
+		}, c1, c2))
+		require.Equal(t, "frame 1", got)
+		require.Equal(t, rudp.Order, g)
+	})
+}
