@@ -150,21 +150,14 @@ func newPeer(name string, c *rudp.Conn) *peer {
 	return &peer{name: name, conn: c, buf: make([]byte, 64<<10)}
 }
 
-// pollBudget bounds how long a frame waits for messages when none is ready.
-// rudp has no non-blocking read: as in package net, a read deadline that has
-// already passed fails the read before it looks for a message, so each frame
-// sets a deadline just ahead, and a read with nothing ready returns a
-// timeout once it passes (pumping the socket meanwhile).
-const pollBudget = 300 * time.Microsecond
-
-// poll returns the next message p has ready, or n == 0 and a nil error
-// once nothing more is ready this frame.
+// poll returns the next message p has ready, or nil once nothing more is
+// ready this frame: TryReadMessage never waits, as a game loop needs.
 func (p *peer) poll() (msg []byte, g rudp.Guarantee, err error) {
-	n, g, err := p.conn.ReadMessage(p.buf)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, 0, nil
+	n, g, err := p.conn.TryReadMessage(p.buf)
+	if err != nil || g == 0 {
+		return nil, 0, err
 	}
-	return p.buf[:n], g, err
+	return p.buf[:n], g, nil
 }
 
 type game struct {
@@ -264,7 +257,6 @@ func (g *game) sendChat(p *peer) error {
 
 // receive handles every message p has ready, without blocking.
 func (g *game) receive(p *peer) error {
-	p.conn.SetReadDeadline(time.Now().Add(pollBudget))
 	for {
 		msg, guarantee, err := p.poll()
 		if err != nil {
@@ -331,7 +323,6 @@ func (g *game) close(ctx context.Context, out io.Writer) error {
 			break
 		}
 		if !serverClosed {
-			g.server.conn.SetReadDeadline(time.Now().Add(pollBudget))
 			msg, _, err := g.server.poll()
 			switch {
 			case errors.Is(err, io.EOF):
