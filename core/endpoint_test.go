@@ -1,0 +1,195 @@
+package core_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// fakeClock is a virtual clock the test moves by hand.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+// memSocket is one end of an in-memory connected datagram socket pair: the
+// seed API's UDPLike. drop, if set, loses datagrams it returns true for.
+type memSocket struct {
+	inbox *[][]byte
+	peer  *[][]byte
+	drop  func() bool
+}
+
+func memSocketPair() (*memSocket, *memSocket) {
+	var ab, ba [][]byte
+	return &memSocket{inbox: &ba, peer: &ab}, &memSocket{inbox: &ab, peer: &ba}
+}
+
+func (s *memSocket) Send(p []byte) (int, error) {
+	if s.drop != nil && s.drop() {
+		return len(p), nil
+	}
+	*s.peer = append(*s.peer, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func (s *memSocket) Recv(p []byte) (int, error) {
+	if len(*s.inbox) == 0 {
+		return 0, core.ErrWouldBlock
+	}
+	d := (*s.inbox)[0]
+	*s.inbox = (*s.inbox)[1:]
+	return copy(p, d), nil
+}
+
+// endpointPair makes two Endpoints over a memSocket pair sharing a clock.
+func endpointPair(t *testing.T, loss float64, seed uint64) (a, b *core.Endpoint, clock *fakeClock) {
+	t.Helper()
+	clock = &fakeClock{now: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	sa, sb := memSocketPair()
+	if loss > 0 {
+		r := rand.New(rand.NewPCG(seed, 99))
+		drop := func() bool { return r.Float64() < loss }
+		sa.drop, sb.drop = drop, drop
+	}
+	var err error
+	a, err = core.NewEndpoint(sa, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 1)})
+	require.NoError(t, err)
+	b, err = core.NewEndpoint(sb, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 2)})
+	require.NoError(t, err)
+	return a, b, clock
+}
+
+// advance moves the clock to the earlier endpoint deadline (at most 10ms
+// ahead) and lets both endpoints do their due work.
+func advance(clock *fakeClock, eps ...*core.Endpoint) {
+	next := clock.now.Add(10 * time.Millisecond)
+	for _, e := range eps {
+		if t := e.NextTimeout(); !t.IsZero() && t.Before(next) {
+			next = t
+		}
+	}
+	if next.After(clock.now) {
+		clock.now = next
+	}
+	for _, e := range eps {
+		_ = e.Maintain()
+	}
+}
+
+// TestEndpointSeedAPI runs the seed example: Write/SendWritten,
+// SendPayload, Recv returning nil while nothing is ready, AsSet, Maintain.
+func TestEndpointSeedAPI(t *testing.T) {
+	a, b, clock := endpointPair(t, 0, 1)
+
+	msg, err := b.Recv()
+	require.NoError(t, err)
+	require.Nil(t, msg, "nothing sent yet")
+
+	_, err = a.Write([]byte("Hello"))
+	require.NoError(t, err)
+	_, err = a.Write([]byte(", there."))
+	require.NoError(t, err)
+	require.NoError(t, a.SendWritten(core.Order))
+	require.NoError(t, a.SendPayload(core.Delivery, []byte("General Kenobi!")))
+	require.NoError(t, a.AsSet(func(s *core.Set) error {
+		for i := range 3 {
+			if err := s.SendPayload(core.Delivery, []byte(fmt.Sprintf("set %d", i))); err != nil {
+				return err
+			}
+		}
+		return s.SendPayload(core.None, []byte("set none"))
+	}))
+	require.NoError(t, a.SendPayload(core.Delivery, []byte("after the set")))
+
+	var got []string
+	for i := 0; i < 200 && len(got) < 7; i++ {
+		advance(clock, a, b)
+		for {
+			m, err := b.Recv()
+			require.NoError(t, err)
+			if m == nil {
+				break
+			}
+			got = append(got, string(m))
+		}
+	}
+	require.Len(t, got, 7)
+	// A None message may come at any point; the others keep their order,
+	// the set's members in any order among themselves.
+	require.Contains(t, got, "set none")
+	var ordered []string
+	for _, m := range got {
+		if m != "set none" {
+			ordered = append(ordered, m)
+		}
+	}
+	require.Equal(t, []string{"Hello, there.", "General Kenobi!"}, ordered[:2])
+	require.ElementsMatch(t, []string{"set 0", "set 1", "set 2"}, ordered[2:5])
+	require.Equal(t, "after the set", ordered[5], "nothing sent after a set comes before the set's Delivery messages")
+
+	// Graceful close: b reads io.EOF, a reports Closed.
+	require.NoError(t, a.Close())
+	for i := 0; i < 1000 && !a.Closed(); i++ {
+		advance(clock, a, b)
+	}
+	require.True(t, a.Closed())
+	require.NoError(t, a.Conn().Err())
+	_, err = b.Recv()
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// TestEndpointLossyDelivery sends 2,000 Delivery messages over a socket
+// pair losing 20% of datagrams: all arrive, once each, in order.
+func TestEndpointLossyDelivery(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		a, b, clock := endpointPair(t, 0.2, seed)
+		const count = 2000
+		sent, next := 0, 0
+		for i := 0; i < 100000 && next < count; i++ {
+			for sent < count {
+				err := a.SendPayload(core.Delivery, []byte(fmt.Sprintf("message %d", sent)))
+				if errors.Is(err, core.ErrWouldBlock) {
+					break
+				}
+				require.NoError(t, err)
+				sent++
+			}
+			advance(clock, a, b)
+			for {
+				m, err := b.Recv()
+				require.NoError(t, err, "seed %d", seed)
+				if m == nil {
+					break
+				}
+				require.Equal(t, fmt.Sprintf("message %d", next), string(m), "seed %d", seed)
+				next++
+			}
+		}
+		require.Equal(t, count, next, "seed %d: stats %+v", seed, a.Stats())
+	}
+}
+
+// TestEndpointBadArguments: bad input from the caller gets a clear error.
+func TestEndpointBadArguments(t *testing.T) {
+	_, err := core.NewEndpoint(nil, nil)
+	require.Error(t, err)
+	sa, _ := memSocketPair()
+	_, err = core.NewEndpoint(sa, &core.Config{MaxDatagramSize: 100})
+	var cfgErr *core.ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	require.Equal(t, "MaxDatagramSize", cfgErr.Field)
+
+	a, _, _ := endpointPair(t, 0, 3)
+	require.ErrorIs(t, a.SendPayload(core.Guarantee(0), nil), core.ErrInvalidGuarantee)
+	require.ErrorIs(t, a.SendPayload(core.Delivery, make([]byte, 2<<20)), core.ErrMessageTooLarge)
+	_, err = a.Write(make([]byte, 2<<20))
+	require.ErrorIs(t, err, core.ErrMessageTooLarge)
+	require.ErrorIs(t, a.AsSet(func(*core.Set) error { return a.AsSet(func(*core.Set) error { return nil }) }), core.ErrNestedSet)
+}
