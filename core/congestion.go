@@ -23,14 +23,45 @@ type RTTStats struct {
 }
 
 // NewReno is the default congestion controller: slow start, congestion
-// avoidance and one window reduction per recovery period (RFC 9002 appendix B).
+// avoidance and one window reduction per recovery period (RFC 9002 appendix B),
+// with TCP Veno's rule for telling random loss from congestion. When the RTT
+// shows almost no queue of ours at the bottleneck (Veno's backlog estimate,
+// window x (srtt - min) / srtt, below venoBacklog datagrams), the window is
+// no larger than what the measured delivery rate fills in a minimum RTT (a
+// shallow queue hides in the RTT, but not in the delivery rate) and the
+// recent loss rate is moderate, a loss is taken as random (a lossy radio link, say):
+// the window drops to 4/5 instead of 1/2, slow start may regrow it to 5/4 of
+// that (back to where it was), and acknowledgements during that recovery
+// period keep growing it. A loss with a queue behind it, or a high loss rate,
+// is congestion and is handled exactly as NewReno does, so the controller
+// yields to competing traffic; growth above the last window is NewReno's one
+// datagram per round trip. The simulator checks that at a shallow bottleneck
+// queue (where a queue barely shows in the RTT) the sender's own loss rate
+// stays low.
 type NewReno struct {
 	mss           int
 	window        int
 	ssthresh      int
 	ackedInCA     int
 	recoveryStart time.Time
+	rtt           RTTStats // as of the last acknowledgement
+	// recent acked and lost bytes, halved every couple of windows: the loss rate
+	ackedRecent, lostRecent int
+	randomEpisode           bool // the current recovery period began with a random loss
+
+	// The delivery rate: bytes acknowledged per smoothed RTT, its recent
+	// maximum decaying by 1/8 per round.
+	roundStart time.Time
+	roundAcked int
+	maxRate    float64 // bytes per second
 }
+
+// maxRandomLossRate is the loss rate above which a loss is congestion
+// whatever the RTT says (a policer drops without queueing).
+const maxRandomLossRate = 0.25
+
+// venoBacklog is the queue, in datagrams, below which a loss counts as random.
+const venoBacklog = 3
 
 // NewNewReno returns a NewReno controller for datagrams of maxDatagramSize.
 func NewNewReno(maxDatagramSize int) CongestionController {
@@ -47,9 +78,24 @@ func (n *NewReno) minWindow() int { return 2 * n.mss }
 func (n *NewReno) OnPacketSent(time.Time, int) {}
 
 // OnPacketAcked implements CongestionController.
-func (n *NewReno) OnPacketAcked(_ time.Time, bytes int, sentAt time.Time, _ *RTTStats) {
-	if !sentAt.After(n.recoveryStart) && !n.recoveryStart.IsZero() {
-		return // sent before the loss that started recovery
+func (n *NewReno) OnPacketAcked(now time.Time, bytes int, sentAt time.Time, rtt *RTTStats) {
+	if rtt != nil {
+		n.rtt = *rtt
+	}
+	n.roundAcked += bytes
+	if n.roundStart.IsZero() {
+		n.roundStart = now
+	} else if elapsed := now.Sub(n.roundStart); n.rtt.Smoothed > 0 && elapsed >= n.rtt.Smoothed {
+		n.maxRate = max(float64(n.roundAcked)/elapsed.Seconds(), n.maxRate*7/8)
+		n.roundStart, n.roundAcked = now, 0
+	}
+	n.ackedRecent += bytes
+	if n.ackedRecent > 2*n.window {
+		n.ackedRecent /= 2
+		n.lostRecent /= 2
+	}
+	if !sentAt.After(n.recoveryStart) && !n.recoveryStart.IsZero() && !n.randomEpisode {
+		return // sent before the congestion that started recovery
 	}
 	if n.window < n.ssthresh {
 		n.window += bytes
@@ -63,8 +109,10 @@ func (n *NewReno) OnPacketAcked(_ time.Time, bytes int, sentAt time.Time, _ *RTT
 }
 
 // OnPacketsLost implements CongestionController.
-func (n *NewReno) OnPacketsLost(now time.Time, _ int, largestLostSentAt time.Time, persistent bool) {
+func (n *NewReno) OnPacketsLost(now time.Time, bytes int, largestLostSentAt time.Time, persistent bool) {
+	n.lostRecent += bytes
 	if persistent {
+		n.randomEpisode = false
 		n.window = n.minWindow()
 		n.recoveryStart = now
 		return
@@ -73,9 +121,38 @@ func (n *NewReno) OnPacketsLost(now time.Time, _ int, largestLostSentAt time.Tim
 		return // already reduced for this loss episode
 	}
 	n.recoveryStart = now
-	n.ssthresh = max(n.window/2, n.minWindow())
-	n.window = n.ssthresh
+	n.randomEpisode = n.noQueue() && n.withinDeliveryRate() &&
+		float64(n.lostRecent) < maxRandomLossRate*float64(n.lostRecent+n.ackedRecent)
+	if n.randomEpisode {
+		n.window = max(n.window*4/5, n.minWindow())
+		n.ssthresh = n.window * 5 / 4
+	} else {
+		n.ssthresh = max(n.window/2, n.minWindow())
+		n.window = n.ssthresh
+	}
 	n.ackedInCA = 0
+}
+
+// noQueue reports whether the RTT shows no standing queue of ours: the
+// window's share of the RTT above the minimum, in datagrams, is small.
+func (n *NewReno) noQueue() bool {
+	srtt, base := n.rtt.Smoothed, n.rtt.Min
+	if srtt <= 0 || base <= 0 {
+		return false // no samples yet: assume congestion
+	}
+	backlog := float64(n.window) * float64(srtt-base) / float64(srtt)
+	return backlog < venoBacklog*float64(n.mss)
+}
+
+// withinDeliveryRate reports whether the window is at most 5/4 of what the
+// recent delivery rate fills in a minimum RTT (plus venoBacklog datagrams):
+// the path still delivers what the window sends.
+func (n *NewReno) withinDeliveryRate() bool {
+	if n.maxRate <= 0 || n.rtt.Min <= 0 {
+		return false
+	}
+	bdp := n.maxRate * n.rtt.Min.Seconds()
+	return float64(n.window) <= bdp*5/4+venoBacklog*float64(n.mss)
 }
 
 // Window implements CongestionController.

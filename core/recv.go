@@ -22,13 +22,13 @@ type recvMsg struct {
 	// in pendingDelivery (Delivery, where it is flow-control credit) or in
 	// unreliableBytes. The overhead stays held while a read message is kept
 	// for duplicate detection, so that entries are bounded in number too.
-	held int
-	data      []byte
-	inArena   bool
-	filled    int       // bytes received so far
-	runs      []pnRange // received byte runs [lo, hi) while incomplete
-	firstAt   time.Time
-	yielded   bool
+	held    int
+	data    []byte
+	inArena bool
+	filled  int       // bytes received so far
+	runs    []pnRange // received byte runs [lo, hi) while incomplete
+	firstAt time.Time
+	yielded bool
 }
 
 func (m *recvMsg) complete() bool { return m.filled == len(m.data) }

@@ -107,7 +107,11 @@ func (c *Conn) initSender() {
 func (c *Conn) MaxFragmentPayload() int { return c.fragPayload }
 
 // SendBufferAvailable returns how many more bytes Send would accept now.
-func (c *Conn) SendBufferAvailable() int { return max(c.cfg.SendBufferSize-c.sendBuffered, 0) }
+// A message of at most that many bytes is accepted (the bound on queued
+// fragments, which keeps many tiny messages from growing memory, is counted).
+func (c *Conn) SendBufferAvailable() int {
+	return max(min(c.cfg.SendBufferSize-c.sendBuffered, (c.maxFrags-c.liveFrags)*c.fragPayload), 0)
+}
 
 // Send queues one message with guarantee g. The data is copied. It fails
 // with ErrSendBufferFull (matching ErrWouldBlock) when the send buffer
@@ -260,7 +264,19 @@ func (c *Conn) onFragmentAcked(f *outFragment) {
 }
 
 func (c *Conn) sendQueuesDrained() bool {
-	return c.queue.len() == 0 && c.retransmit.len() == 0 && c.unackedDelivery == 0
+	if c.unackedDelivery != 0 {
+		return false
+	}
+	// Every Delivery fragment is acknowledged, so whatever the retransmit
+	// queue still holds (requeued by a probe or a spurious loss, then acked)
+	// is done: dropping it here, not lazily when the next packet goes out,
+	// lets the CLOSE go now instead of after the next heartbeat.
+	for c.retransmit.len() > 0 {
+		f := c.retransmit.pop()
+		f.queued = false
+		c.maybeFreeFragment(f)
+	}
+	return c.queue.len() == 0
 }
 
 // discardSendQueues drops everything not yet sent or acknowledged.
@@ -297,11 +313,20 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	limit := len(buf) - trailerLen
 
 	probe := c.probesOwed > 0
-	hello := c.handshake.helloNeeded
+	// Until our HELLO is acknowledged every probe carries it: the peer
+	// drops everything else it gets before our HELLO, so a probe without it
+	// would be wasted, and two copies per probe timeout make a handshake
+	// over a lossy path much less likely to wait for a backed-off timer.
+	hello := c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)
 	closeFrame := c.closing.needed
 	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
 	if c.closing.needed && c.closing.abortReason != nil {
 		wantData = false
+	}
+	if c.flowBlocked && c.timers[timerPTO].IsZero() {
+		// Blocked with nothing in flight: only a probe asks for the window
+		// update if the ACK that carried it was lost.
+		c.armPTO()
 	}
 	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now))
 

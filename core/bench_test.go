@@ -1,0 +1,147 @@
+package core_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+	"github.com/rudp-go/rudp/internal/sim"
+)
+
+// memPair is two Conns joined by a lossless, instant in-memory link and
+// driven by a virtual clock: the cost measured is the protocol's own.
+type memPair struct {
+	now  time.Time
+	a, b *core.Conn
+	buf  []byte
+	recv int // bytes b read
+}
+
+func newMemPair(tb testing.TB) *memPair {
+	mk := func(cid uint64) *core.Conn {
+		c, err := core.NewConn(&core.Config{Rand: rand.NewPCG(1, cid)}, cid, sim.Epoch)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return c
+	}
+	p := &memPair{now: sim.Epoch, a: mk(1), b: mk(2), buf: make([]byte, 2048)}
+	for i := 0; i < 100 && !(p.a.Established() && p.b.Established()); i++ {
+		p.pump()
+	}
+	if !p.a.Established() || !p.b.Established() {
+		tb.Fatal("handshake did not complete")
+	}
+	return p
+}
+
+// pump moves datagrams both ways until neither side has anything to send,
+// reads what b received, then lets virtual time pass: 10µs, or up to the
+// next timer when nothing moved.
+func (p *memPair) pump() {
+	moved := false
+	for {
+		k := 0
+		for n := p.a.PollTransmit(p.now, p.buf); n > 0; n = p.a.PollTransmit(p.now, p.buf) {
+			p.b.HandleDatagram(p.now, p.buf[:n])
+			k++
+		}
+		for {
+			m, err := p.b.Recv()
+			if err != nil || m.Data == nil {
+				break
+			}
+			p.recv += len(m.Data)
+		}
+		for n := p.b.PollTransmit(p.now, p.buf); n > 0; n = p.b.PollTransmit(p.now, p.buf) {
+			p.a.HandleDatagram(p.now, p.buf[:n])
+			k++
+		}
+		if k == 0 {
+			break
+		}
+		moved = true
+	}
+	p.now = p.now.Add(10 * time.Microsecond)
+	if !moved {
+		for _, c := range []*core.Conn{p.a, p.b} {
+			if t := c.NextTimeout(); !t.IsZero() && t.After(p.now) && c.HasPendingData() {
+				p.now = t
+			}
+		}
+	}
+	for _, c := range []*core.Conn{p.a, p.b} {
+		if t := c.NextTimeout(); !t.IsZero() && !t.After(p.now) {
+			c.HandleTimeout(p.now)
+		}
+	}
+}
+
+// BenchmarkDelivery sends Delivery messages of one size from a to b over a
+// lossless instant link; b.N messages, read and acknowledged.
+func BenchmarkDelivery(b *testing.B) {
+	for _, size := range []int{64, 1200} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			p := newMemPair(b)
+			msg := make([]byte, size)
+			// Warm up: fill the pools and grow the windows.
+			for range 20000 {
+				if err := p.a.Send(core.Delivery, msg); errors.Is(err, core.ErrWouldBlock) {
+					p.pump()
+				}
+				if p.a.SendBufferAvailable() < 64<<10 {
+					p.pump()
+				}
+			}
+			for p.a.HasPendingData() {
+				p.pump()
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := p.recv
+			for i := 0; i < b.N; i++ {
+				for {
+					err := p.a.Send(core.Delivery, msg)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, core.ErrWouldBlock) {
+						b.Fatal(err)
+					}
+					p.pump()
+				}
+				if i%32 == 31 {
+					p.pump()
+				}
+			}
+			for p.recv-start < b.N*size {
+				p.pump()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkGoodput moves bulk Delivery data through the simulated 10 MB/s
+// bottleneck (RTT 20 ms, queue 1 BDP, 1% loss) and reports goodput as a
+// fraction of the bottleneck bandwidth; ns/op is simulator plus protocol
+// cost per simulated second.
+func BenchmarkGoodput(b *testing.B) {
+	for _, loss := range []float64{0, 0.01, 0.05} {
+		b.Run(fmt.Sprintf("loss=%g%%/rtt=20ms", loss*100), func(b *testing.B) {
+			var f float64
+			for i := 0; i < b.N; i++ {
+				var err error
+				if f, _, err = goodput(uint64(i+1), loss, 20*time.Millisecond, time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(f, "bw-fraction")
+		})
+	}
+}

@@ -1,0 +1,147 @@
+package core
+
+import (
+	"testing"
+	"time"
+)
+
+// hostilePeer crafts packets by hand for a Conn, as a misbehaving peer may.
+type hostilePeer struct {
+	c   *Conn
+	now time.Time
+	pn  uint32
+	buf []byte
+}
+
+func newHostilePeer(t *testing.T) *hostilePeer {
+	t.Helper()
+	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := NewConn(&Config{MaxMessageSize: hostileWindow / 2, ReceiveWindow: hostileWindow}, 0xC0FFEE, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostilePeer{c: c, now: now, pn: 0xFFFFFFF0, buf: make([]byte, 0, 2048)}
+	hello := HelloFrame{SrcCID: 0xBAD, InitialSeq: 0xFFFFFFF0, MaxData: 1 << 30, MaxAckDelay: 1000}
+	h.send(appendHello(nil, &hello))
+	if !c.Established() {
+		t.Fatal("not established by the peer's HELLO")
+	}
+	return h
+}
+
+// send delivers one packet with the given frames and a fresh packet number.
+func (h *hostilePeer) send(frames []byte) {
+	b := h.buf[:headerLen]
+	putHeader(b, Header{Type: PacketData, DstCID: h.c.localCID, PacketNumber: h.pn})
+	h.pn++
+	b = append(b, frames...)
+	b = b[:len(b)+trailerLen]
+	n := sealPacket(b, len(b)-trailerLen)
+	h.now = h.now.Add(time.Microsecond)
+	h.c.HandleDatagram(h.now, b[:n])
+	buf := make([]byte, 2048)
+	for h.c.PollTransmit(h.now, buf) > 0 {
+	}
+}
+
+const hostileWindow = 8192 + msgCreditOverhead
+
+// footprint is what the receiver holds for a peer.
+func footprint(c *Conn) int {
+	n := len(c.pending) + len(c.noneMsgs) + len(c.recvd.runs)
+	for _, m := range c.pending {
+		n += len(m.data)
+	}
+	for _, m := range c.noneMsgs {
+		n += len(m.data)
+	}
+	return n
+}
+
+// TestHostilePeerMemoryBounded sends what an honest peer never would and
+// checks that what the receiver keeps stays bounded while the application
+// reads (or does not read) slowly.
+func TestHostilePeerMemoryBounded(t *testing.T) {
+	const rounds = 20000
+	cases := []struct {
+		name string
+		read bool
+		msg  func(i uint32) msgFrame
+	}{
+		{"empty None flood, unread", false, func(i uint32) msgFrame {
+			return msgFrame{guarantee: None, seq: 0xFFFFFFF0 + i}
+		}},
+		{"empty Order set without end, read", true, func(i uint32) msgFrame {
+			return msgFrame{guarantee: Order, seq: 0xFFFFFFF0 + i, d: 0xFFFFFFF0, inSet: true, groupOff: uint64(i)}
+		}},
+		{"empty Order set without end, unread", false, func(i uint32) msgFrame {
+			return msgFrame{guarantee: Order, seq: 0xFFFFFFF0 + i, d: 0xFFFFFFF0, inSet: true, groupOff: uint64(i)}
+		}},
+		{"Delivery set whose first message never comes, read", true, func(i uint32) msgFrame {
+			return msgFrame{guarantee: Delivery, seq: 0xFFFFFFF0 + i + 1, d: 0xFFFFFFF0 + i + 1, inSet: true,
+				groupOff: uint64(i + 1), baseOff: uint64(i + 1)}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHostilePeer(t)
+			peak := 0
+			for i := uint32(0); i < rounds; i++ {
+				m := tc.msg(i)
+				h.send(appendMsg(nil, &m))
+				if tc.read {
+					for {
+						msg, err := h.c.Recv()
+						if err != nil || msg.Data == nil {
+							break
+						}
+					}
+				}
+				peak = max(peak, footprint(h.c))
+			}
+			if h.c.Closed() {
+				t.Logf("connection ended: %v", h.c.Err())
+			}
+			// Bounded by the window: its bytes, and an entry per msgCreditOverhead of it.
+			if peak > hostileWindow+2*hostileWindow/msgCreditOverhead+maxAckRanges {
+				t.Fatalf("receiver holds %d entries+bytes after %d hostile messages (pending %d, none %d)",
+					peak, rounds, len(h.c.pending), len(h.c.noneMsgs))
+			}
+			t.Logf("peak footprint %d", peak)
+		})
+	}
+}
+
+// TestHostileAckRangesBounded: a peer whose packets arrive with gaps
+// (every other number) cannot grow the receiver's ack ranges.
+func TestHostileAckRangesBounded(t *testing.T) {
+	h := newHostilePeer(t)
+	for i := 0; i < 5000; i++ {
+		h.pn++ // skip one
+		h.send([]byte{framePing})
+	}
+	if n := len(h.c.recvd.runs); n > maxAckRanges {
+		t.Fatalf("%d ack ranges kept, want at most %d", n, maxAckRanges)
+	}
+}
+
+// TestTinyMessagesBounded: empty messages cost no buffer bytes, but the
+// sender still bounds how many it queues, and SendBufferAvailable says so.
+func TestTinyMessagesBounded(t *testing.T) {
+	c, err := NewConn(&Config{SendBufferSize: 64 << 10, MaxMessageSize: 32 << 10}, 1, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ; n < 1<<20; n++ {
+		if err := c.Send(Delivery, nil); err != nil {
+			if err != ErrSendBufferFull {
+				t.Fatalf("Send: %v", err)
+			}
+			break
+		}
+	}
+	if n != c.maxFrags || c.SendBufferAvailable() != 0 {
+		t.Fatalf("queued %d empty messages (bound %d), %d bytes still available", n, c.maxFrags, c.SendBufferAvailable())
+	}
+}

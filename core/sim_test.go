@@ -1,0 +1,848 @@
+package core_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+	"github.com/rudp-go/rudp/internal/sim"
+)
+
+// The deterministic simulation: two core.Conns over an impaired sim link,
+// a seeded workload in both directions, and a checker called on every
+// message Recv returns. A failure prints the seed and the command that
+// reruns exactly that case.
+
+var (
+	soakSeeds = flag.Int("soak", 0, "run this many seeds per simulation profile (a long soak)")
+	simSeed   = flag.Int64("simseed", -1, "run only this seed of each selected simulation profile")
+)
+
+// simProfile is one kind of network the simulation runs over.
+type simProfile struct {
+	name string
+	ab   sim.LinkConfig // a -> b
+	ba   sim.LinkConfig // b -> a
+	// wrapEvery: every n-th seed starts sequence numbers just before the wrap.
+	wrapEvery int
+	// slowReader: seeds where the receiver reads on a timer, a few messages at a time.
+	slowReader bool
+	// timeLimit bounds the virtual time of the workload and of the close.
+	timeLimit time.Duration
+	// closeLimit bounds the close (timeLimit if zero).
+	closeLimit time.Duration
+	// onClose, if set, is called when the close starts (scripted filters use it).
+	onClose func()
+}
+
+func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
+
+func simProfiles() []simProfile {
+	harsh := sim.LinkConfig{
+		Latency: 20 * time.Millisecond, Jitter: 5 * time.Millisecond,
+		Loss: 0.10, Duplicate: 0.05, Reorder: 0.10, ReorderDelay: 15 * time.Millisecond, Corrupt: 0.01,
+	}
+	mk := func(name string, ab, ba sim.LinkConfig, slow bool) simProfile {
+		// The close must finish before the first heartbeat (10s) could rescue a stall.
+		return simProfile{name: name, ab: ab, ba: ba, wrapEvery: 2, slowReader: slow, timeLimit: 120 * time.Second, closeLimit: 9 * time.Second}
+	}
+	clean := sim.LinkConfig{Latency: 5 * time.Millisecond}
+	loss := sim.LinkConfig{Latency: 10 * time.Millisecond, Loss: 0.10}
+	dupReorder := sim.LinkConfig{Latency: 10 * time.Millisecond, Jitter: 3 * time.Millisecond,
+		Duplicate: 0.10, Reorder: 0.20, ReorderDelay: 12 * time.Millisecond}
+	trunc := sim.LinkConfig{Latency: 8 * time.Millisecond, Truncate: 0.05, Corrupt: 0.03, Loss: 0.02}
+	bottleneck := sim.LinkConfig{Latency: 10 * time.Millisecond, Bandwidth: 500_000, QueueBytes: 6000}
+	a, b := symmetric(clean)
+	ps := []simProfile{mk("clean", a, b, true)}
+	a, b = symmetric(loss)
+	ps = append(ps, mk("loss10", a, b, false))
+	a, b = symmetric(dupReorder)
+	ps = append(ps, mk("dupreorder", a, b, true))
+	a, b = symmetric(harsh)
+	ps = append(ps, mk("harsh", a, b, true))
+	a, b = symmetric(trunc)
+	ps = append(ps, mk("truncate", a, b, false))
+	a, b = symmetric(bottleneck)
+	ps = append(ps, mk("bottleneck", a, b, true))
+	ps = append(ps, mk("asymloss",
+		sim.LinkConfig{Latency: 15 * time.Millisecond, Loss: 0.25, Jitter: 2 * time.Millisecond},
+		sim.LinkConfig{Latency: 5 * time.Millisecond, Loss: 0.02}, false))
+	return ps
+}
+
+func profileByName(name string) simProfile {
+	for _, p := range simProfiles() {
+		if p.name == name {
+			return p
+		}
+	}
+	panic("no simulation profile " + name)
+}
+
+// simRegressions are seeds that once failed, kept so they keep passing.
+// Add a line for every failing seed the soak finds, with the bug it showed.
+var simRegressions = []struct {
+	profile string
+	seed    uint64
+	within  time.Duration // virtual time bound for the whole run (0: the profile's)
+	why     string
+}{
+	{"clean", 1, 0, "a flow-blocked sender sent a PING on every PollTransmit (a storm that never let virtual time advance)"},
+	{"asymloss", 617, 0, "acked fragments left in the retransmit queue held the CLOSE back until the next heartbeat"},
+	{"asymloss", 1464, 6 * time.Second, "probes after a lost HELLO did not carry it: the handshake waited for backed-off timers"},
+}
+
+func seedsPerProfile() int {
+	switch {
+	case *soakSeeds > 0:
+		return *soakSeeds
+	case testing.Short():
+		return 100
+	}
+	return 500
+}
+
+func TestSim(t *testing.T) {
+	for _, p := range simProfiles() {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			first, n := uint64(0), uint64(seedsPerProfile())
+			if *simSeed >= 0 {
+				first, n = uint64(*simSeed), 1
+			}
+			var slowest time.Duration
+			var slowSeed uint64
+			for seed := first; seed < first+n; seed++ {
+				elapsed, err := runSimTimed(p, seed, false)
+				if err != nil {
+					t.Fatalf("profile %s seed %d: %v\nrerun: go test ./core/ -run 'TestSim/%s$' -simseed %d -v",
+						p.name, seed, err, p.name, seed)
+				}
+				if elapsed > slowest {
+					slowest, slowSeed = elapsed, seed
+				}
+			}
+			t.Logf("%s: %d seeds; slowest: seed %d, %v virtual", p.name, n, slowSeed, slowest)
+		})
+	}
+}
+
+func TestSimRegressions(t *testing.T) {
+	for _, r := range simRegressions {
+		t.Run(fmt.Sprintf("%s/%d", r.profile, r.seed), func(t *testing.T) {
+			elapsed, err := runSimTimed(profileByName(r.profile), r.seed, false)
+			if err != nil {
+				t.Fatalf("%s (regression: %s)", err, r.why)
+			}
+			if r.within > 0 && elapsed > r.within {
+				t.Fatalf("took %v virtual, want at most %v (regression: %s)", elapsed, r.within, r.why)
+			}
+		})
+	}
+}
+
+// --- workload -----------------------------------------------------------
+
+// plannedMsg is one message of the workload, numbered in sending order.
+type plannedMsg struct {
+	g      core.Guarantee
+	set    uint32 // 0: not in a set
+	ordIdx int    // position among the Order/Delivery messages (-1 for None)
+	delIdx int    // position among the Delivery messages (-1 otherwise)
+	data   []byte
+}
+
+// msgHeaderLen is the prefix every payload of at least that length carries:
+// direction and guarantee, message index, set id, CRC-32 of the body.
+const msgHeaderLen = 13
+
+// flow is one direction of the workload and the checker's view of it.
+type flow struct {
+	dir  byte
+	msgs []plannedMsg
+	dels []int // indexes of the Delivery messages, in order
+	sent int   // messages handed to Send so far
+	// checker state
+	received   []bool
+	delContig  int // every Delivery before dels[delContig] was received
+	maxOrd     int // highest ordIdx received (-1: none)
+	maxOrdMsg  int
+	gotCount   [4]int
+	inSet      bool
+	bytesTotal int
+}
+
+func planFlow(r *rand.Rand, dir byte, count, fragPayload int) *flow {
+	f := &flow{dir: dir, maxOrd: -1}
+	ord := 0
+	var set uint32
+	setLeft := 0
+	for i := 0; i < count; i++ {
+		if setLeft == 0 {
+			set = 0
+			if r.IntN(8) == 0 {
+				set = uint32(dir)<<24 | uint32(i+1)
+				setLeft = 2 + r.IntN(5)
+			}
+		}
+		var g core.Guarantee
+		switch x := r.IntN(10); {
+		case x < 2:
+			g = core.None
+		case x < 4:
+			g = core.Order
+		default:
+			g = core.Delivery
+		}
+		var size int
+		switch x := r.IntN(20); {
+		case x == 0:
+			size = r.IntN(msgHeaderLen) // too short for the header: Delivery outside sets only
+		case x < 10:
+			size = msgHeaderLen + r.IntN(100)
+		case x < 15:
+			size = msgHeaderLen + r.IntN(fragPayload)
+		default:
+			size = msgHeaderLen + r.IntN(3*fragPayload-msgHeaderLen+1)
+		}
+		m := plannedMsg{g: g, set: set, ordIdx: -1, delIdx: -1}
+		if size < msgHeaderLen {
+			m.g, m.set = core.Delivery, 0
+			if setLeft > 0 { // keep the set contiguous: this message ends it
+				setLeft = 0
+				set = 0
+			}
+		}
+		if setLeft > 0 {
+			setLeft--
+		}
+		if m.g != core.None {
+			m.ordIdx = ord
+			ord++
+		}
+		if m.g == core.Delivery {
+			m.delIdx = len(f.dels)
+			f.dels = append(f.dels, i)
+		}
+		m.data = make([]byte, size)
+		for k := range m.data {
+			m.data[k] = byte(r.Uint32())
+		}
+		if size >= msgHeaderLen {
+			m.data[0] = dir<<4 | byte(m.g)
+			binary.BigEndian.PutUint32(m.data[1:5], uint32(i))
+			binary.BigEndian.PutUint32(m.data[5:9], m.set)
+			binary.BigEndian.PutUint32(m.data[9:13], crc32.ChecksumIEEE(m.data[msgHeaderLen:]))
+		}
+		f.bytesTotal += size
+		f.msgs = append(f.msgs, m)
+	}
+	f.received = make([]bool, count)
+	return f
+}
+
+// pump sends planned messages until the send buffer pushes back.
+func (f *flow) pump(c *core.Conn) error {
+	for f.sent < len(f.msgs) {
+		m := &f.msgs[f.sent]
+		if m.set != 0 && !f.inSet {
+			if err := c.BeginSet(); err != nil {
+				return fmt.Errorf("BeginSet: %w", err)
+			}
+			f.inSet = true
+		}
+		if err := c.Send(m.g, m.data); err != nil {
+			if errors.Is(err, core.ErrWouldBlock) {
+				return nil
+			}
+			return fmt.Errorf("Send message %d: %w", f.sent, err)
+		}
+		f.sent++
+		next := f.sent < len(f.msgs) && f.msgs[f.sent].set == m.set
+		if f.inSet && !next {
+			c.EndSet()
+			f.inSet = false
+		}
+	}
+	return nil
+}
+
+func (f *flow) sameSet(i, j int) bool {
+	return f.msgs[i].set != 0 && f.msgs[i].set == f.msgs[j].set
+}
+
+// check is called on every message Recv returns for this flow.
+func (f *flow) check(m core.Message) error {
+	var idx int
+	if len(m.Data) < msgHeaderLen {
+		// Short messages are Delivery outside sets: the next Delivery due.
+		for f.delContig < len(f.dels) && f.received[f.dels[f.delContig]] {
+			f.delContig++
+		}
+		if f.delContig == len(f.dels) {
+			return fmt.Errorf("short message (%d bytes) after every Delivery message arrived", len(m.Data))
+		}
+		idx = f.dels[f.delContig]
+		want := &f.msgs[idx]
+		if m.Guarantee != core.Delivery || !bytes.Equal(m.Data, want.data) {
+			return fmt.Errorf("short %v message %x is not the next Delivery message %d (%d bytes)", m.Guarantee, m.Data, idx, len(want.data))
+		}
+	} else {
+		dir, g := m.Data[0]>>4, core.Guarantee(m.Data[0]&0xf)
+		idx = int(binary.BigEndian.Uint32(m.Data[1:5]))
+		set := binary.BigEndian.Uint32(m.Data[5:9])
+		sum := binary.BigEndian.Uint32(m.Data[9:13])
+		switch {
+		case dir != f.dir:
+			return fmt.Errorf("message from direction %d delivered on direction %d", dir, f.dir)
+		case idx >= f.sent:
+			return fmt.Errorf("message %d delivered but only %d sent", idx, f.sent)
+		case crc32.ChecksumIEEE(m.Data[msgHeaderLen:]) != sum:
+			return fmt.Errorf("message %d: body checksum mismatch", idx)
+		}
+		want := &f.msgs[idx]
+		switch {
+		case g != want.g || m.Guarantee != want.g || set != want.set:
+			return fmt.Errorf("message %d: guarantee %v/%v set %d, sent as %v set %d", idx, g, m.Guarantee, set, want.g, want.set)
+		case !bytes.Equal(m.Data, want.data):
+			return fmt.Errorf("message %d: %d bytes differ from the %d sent", idx, len(m.Data), len(want.data))
+		}
+	}
+	want := &f.msgs[idx]
+	if f.received[idx] {
+		return fmt.Errorf("message %d (%v) delivered twice", idx, want.g)
+	}
+	if want.g != core.None {
+		if f.maxOrd > want.ordIdx && !f.sameSet(f.maxOrdMsg, idx) {
+			return fmt.Errorf("%v message %d (order %d) delivered after newer message %d (order %d)",
+				want.g, idx, want.ordIdx, f.maxOrdMsg, f.maxOrd)
+		}
+		for f.delContig < len(f.dels) && f.received[f.dels[f.delContig]] {
+			f.delContig++
+		}
+		for k := f.delContig; k < len(f.dels) && f.msgs[f.dels[k]].ordIdx < want.ordIdx; k++ {
+			if d := f.dels[k]; !f.received[d] && !f.sameSet(d, idx) {
+				return fmt.Errorf("%v message %d (set %d) delivered before Delivery message %d (set %d)",
+					want.g, idx, want.set, d, f.msgs[d].set)
+			}
+		}
+		if want.ordIdx > f.maxOrd {
+			f.maxOrd, f.maxOrdMsg = want.ordIdx, idx
+		}
+	}
+	f.received[idx] = true
+	f.gotCount[want.g]++
+	return nil
+}
+
+// allDelivered reports whether every Delivery message arrived.
+func (f *flow) allDelivered() bool {
+	for f.delContig < len(f.dels) && f.received[f.dels[f.delContig]] {
+		f.delContig++
+	}
+	return f.delContig == len(f.dels)
+}
+
+// --- the node ------------------------------------------------------------
+
+// simNode is a core.Conn plus its application: it sends its flow, reads
+// and checks the peer's, and closes when told to.
+type simNode struct {
+	conn *core.Conn
+	out  *flow // what this side sends
+	in   *flow // what the peer sends
+	err  error
+
+	readEvery time.Duration // 0: read everything at once
+	readBatch int
+	nextRead  time.Time
+
+	closeNow bool // call Close at the next opportunity
+	closed   bool // Close was called
+	eof      bool // Recv returned io.EOF
+	onEOF    func(now time.Time)
+}
+
+func (n *simNode) fail(err error) {
+	if n.err == nil {
+		n.err = err
+	}
+}
+
+func (n *simNode) act(now time.Time) {
+	if n.closeNow && !n.closed {
+		n.closed = true
+		n.conn.Close(now)
+	}
+	if !n.closed && !n.conn.Closed() {
+		if err := n.out.pump(n.conn); err != nil {
+			n.fail(err)
+		}
+	}
+	if n.readEvery == 0 {
+		n.read(now, -1)
+	}
+}
+
+func (n *simNode) read(now time.Time, limit int) {
+	if n.closed || n.eof {
+		return
+	}
+	for k := 0; limit < 0 || k < limit; k++ {
+		m, err := n.conn.Recv()
+		if err == io.EOF {
+			n.eof = true
+			if !n.in.allDelivered() {
+				n.fail(fmt.Errorf("io.EOF before every Delivery message arrived (%d of %d)", n.in.delContig, len(n.in.dels)))
+			}
+			if n.onEOF != nil {
+				n.onEOF(now)
+			}
+			return
+		}
+		if err != nil {
+			n.fail(fmt.Errorf("Recv: %w", err))
+			return
+		}
+		if m.Data == nil {
+			return
+		}
+		if err := n.in.check(m); err != nil {
+			n.fail(err)
+			return
+		}
+	}
+}
+
+func (n *simNode) HandleDatagram(now time.Time, b []byte) {
+	n.conn.HandleDatagram(now, b)
+	n.act(now)
+}
+
+func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
+	n.act(now)
+	return n.conn.PollTransmit(now, buf)
+}
+
+func (n *simNode) NextTimeout() time.Time {
+	t := n.conn.NextTimeout()
+	if n.readEvery > 0 && !n.closed && !n.eof && !n.conn.Closed() && (t.IsZero() || n.nextRead.Before(t)) {
+		t = n.nextRead
+	}
+	return t
+}
+
+func (n *simNode) HandleTimeout(now time.Time) {
+	if n.readEvery > 0 && !n.nextRead.After(now) {
+		n.nextRead = now.Add(n.readEvery)
+		n.read(now, n.readBatch)
+	}
+	if t := n.conn.NextTimeout(); !t.IsZero() && !t.After(now) {
+		n.conn.HandleTimeout(now)
+	}
+	n.act(now)
+}
+
+// --- one run -------------------------------------------------------------
+
+// simConfig draws a connection config for seed: small windows and buffers
+// in some seeds, so that flow control and backpressure are exercised.
+func simConfig(r *rand.Rand, p simProfile, seed uint64, cid uint64) *core.Config {
+	cfg := &core.Config{
+		Rand:       rand.NewPCG(seed, cid),
+		InitialRTT: 50 * time.Millisecond,
+	}
+	if p.wrapEvery > 0 && seed%uint64(p.wrapEvery) == 1 {
+		cfg.InitialSequence = 0xFFFFFF00 + uint32(r.IntN(0x100))
+	} else {
+		cfg.InitialSequence = r.Uint32()
+	}
+	if r.IntN(2) == 0 {
+		cfg.MaxMessageSize = 4096
+		cfg.ReceiveWindow = 8192 + 64
+		cfg.SendBufferSize = 8192 + r.IntN(8192)
+	}
+	if r.IntN(3) == 0 {
+		cfg.MaxAckDelay = 10 * time.Millisecond
+	}
+	if r.IntN(4) == 0 {
+		cfg.ReceiveArenaSize = 2048
+	}
+	return cfg
+}
+
+func runSim(p simProfile, seed uint64, verbose bool) error {
+	_, err := runSimTimed(p, seed, verbose)
+	return err
+}
+
+// runSimTimed runs one seed and returns the virtual time it took.
+func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration, err error) {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	net := sim.New(seed)
+	net.MaxSteps = 200000
+	ca, err := core.NewConn(simConfig(r, p, seed, 1), 0xA, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	cb, err := core.NewConn(simConfig(r, p, seed, 2), 0xB, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	count := 100 + r.IntN(200)
+	if testing.Short() {
+		count /= 2
+	}
+	fa := planFlow(r, 0, count, ca.MaxFragmentPayload())
+	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
+	a := &simNode{conn: ca, out: fa, in: fb}
+	b := &simNode{conn: cb, out: fb, in: fa}
+	if p.slowReader && r.IntN(2) == 0 {
+		b.readEvery, b.readBatch = time.Duration(1+r.IntN(20))*time.Millisecond, 1+r.IntN(4)
+		b.nextRead = sim.Epoch
+	}
+	net.AddNode(a)
+	net.AddNode(b)
+	if err := net.ConnectAsym(0, 1, p.ab, p.ba); err != nil {
+		return 0, err
+	}
+	simultaneous := r.IntN(4) == 0
+	b.onEOF = func(time.Time) { b.closeNow = true }
+
+	describe := func(stage string, err error) error {
+		return fmt.Errorf("%s: %w\n  a: %s\n  b: %s\n  link a->b %+v\n  link b->a %+v\n  virtual time %v",
+			stage, err, nodeState(a), nodeState(b), net.Link(0, 1).Stats(), net.Link(1, 0).Stats(), net.Elapsed())
+	}
+	failed := func() error {
+		for _, n := range []*simNode{a, b} {
+			if n.err != nil {
+				return n.err
+			}
+		}
+		return nil
+	}
+	// 1. The workload: everything sent, every Delivery message read, both ways.
+	done := func() bool {
+		return failed() != nil || (fa.sent == len(fa.msgs) && fb.sent == len(fb.msgs) && fa.allDelivered() && fb.allDelivered())
+	}
+	if err := net.RunUntil(done, p.timeLimit); err != nil {
+		return net.Elapsed(), describe("workload", err)
+	}
+	if err := failed(); err != nil {
+		return net.Elapsed(), describe("workload", err)
+	}
+	// 2. The close: a closes (b reads to io.EOF, then closes), or both at once.
+	a.closeNow = true
+	if p.onClose != nil {
+		p.onClose()
+	}
+	if simultaneous {
+		b.closeNow = true
+	}
+	closed := func() bool { return failed() != nil || (ca.Closed() && cb.Closed()) }
+	closeLimit := p.closeLimit
+	if closeLimit == 0 {
+		closeLimit = p.timeLimit
+	}
+	if err := net.RunUntil(closed, closeLimit); err != nil {
+		return net.Elapsed(), describe("close", err)
+	}
+	if err := failed(); err != nil {
+		return net.Elapsed(), describe("close", err)
+	}
+	if !simultaneous && !b.eof {
+		return net.Elapsed(), describe("close", errors.New("b never read io.EOF"))
+	}
+	for _, n := range []*simNode{a, b} {
+		if n.conn.Err() != nil {
+			return net.Elapsed(), describe("close", fmt.Errorf("conn %x ended with %v, want a graceful close", n.conn.LocalCID(), n.conn.Err()))
+		}
+	}
+	if verbose {
+		fmt.Printf("seed %d: %v virtual, a %s, b %s\n", seed, net.Elapsed(), nodeState(a), nodeState(b))
+	}
+	return net.Elapsed(), nil
+}
+
+func nodeState(n *simNode) string {
+	s := n.conn.Stats()
+	var b strings.Builder
+	fmt.Fprintf(&b, "sent %d/%d msgs; got None %d Order %d Delivery %d of %d; established %v closed %v err %v eof %v; ",
+		n.out.sent, len(n.out.msgs), n.in.gotCount[core.None], n.in.gotCount[core.Order], n.in.gotCount[core.Delivery], len(n.in.dels),
+		n.conn.Established(), n.conn.Closed(), n.conn.Err(), n.eof)
+	fmt.Fprintf(&b, "%s; ", core.DebugState(n.conn))
+	fmt.Fprintf(&b, "stats %+v", s)
+	return b.String()
+}
+
+// TestSimBulkHarsh moves 1 MiB of Delivery data through the harsh profile
+// (10% loss, 5% duplication, 10% reordering, 1% corruption, jitter) on
+// every seed: as one 1 MiB message, or as messages of random sizes. The
+// transfer must complete within a virtual-time bound, and after the
+// sender's graceful close the receiver reads every byte, then io.EOF.
+func TestSimBulkHarsh(t *testing.T) {
+	t.Parallel()
+	p := profileByName("harsh")
+	first, n := uint64(0), uint64(seedsPerProfile())
+	if *simSeed >= 0 {
+		first, n = uint64(*simSeed), 1
+	}
+	var worst time.Duration
+	for seed := first; seed < first+n; seed++ {
+		elapsed, err := runBulk(p, seed, 1<<20, bulkTimeLimit)
+		if err != nil {
+			t.Fatalf("profile %s seed %d: %v\nrerun: go test ./core/ -run 'TestSimBulkHarsh$' -simseed %d -v", p.name, seed, err, seed)
+		}
+		worst = max(worst, elapsed)
+	}
+	t.Logf("%d seeds, slowest transfer and close: %v virtual", n, worst)
+}
+
+// bulkTimeLimit bounds a 1 MiB transfer plus close through the harsh profile.
+const bulkTimeLimit = 60 * time.Second
+
+// runBulk sends total bytes of Delivery data from a to b over profile p and
+// closes a; it returns the virtual time the transfer and close took.
+func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (time.Duration, error) {
+	r := rand.New(rand.NewPCG(seed, 0xb01c))
+	net := sim.New(seed)
+	cfg := func(cid uint64) *core.Config {
+		c := &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 50 * time.Millisecond}
+		if seed%2 == 1 {
+			c.InitialSequence = 0xFFFFFF00 + uint32(r.IntN(0x100))
+		}
+		return c
+	}
+	ca, err := core.NewConn(cfg(1), 0xA, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	cb, err := core.NewConn(cfg(2), 0xB, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	// The data: one message, or many of random sizes.
+	data := make([]byte, total)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	var sizes []int
+	if seed%3 == 0 {
+		sizes = []int{total}
+	} else {
+		for left := total; left > 0; {
+			n := min(left, 1+r.IntN(64<<10))
+			sizes = append(sizes, n)
+			left -= n
+		}
+	}
+	b := &bulkReceiver{conn: cb, want: data}
+	a := &bulkSender{conn: ca, data: data, sizes: sizes}
+	net.AddNode(a)
+	net.AddNode(b)
+	if err := net.Connect(0, 1, p.ab); err != nil {
+		return 0, err
+	}
+	describe := func(stage string, err error) error {
+		return fmt.Errorf("%s: %w\n  sent %d of %d bytes; received %d; eof %v\n  a: %+v\n  b: %+v\n  links %+v / %+v",
+			stage, err, a.off, total, b.got, b.eof, ca.Stats(), cb.Stats(), net.Link(0, 1).Stats(), net.Link(1, 0).Stats())
+	}
+	done := func() bool { return b.err != nil || a.err != nil || (b.eof && ca.Closed()) }
+	if err := net.RunUntil(done, limit); err != nil {
+		return net.Elapsed(), describe("transfer", err)
+	}
+	if a.err != nil {
+		return net.Elapsed(), describe("send", a.err)
+	}
+	if b.err != nil {
+		return net.Elapsed(), describe("receive", b.err)
+	}
+	if ca.Err() != nil {
+		return net.Elapsed(), describe("close", fmt.Errorf("sender ended with %v", ca.Err()))
+	}
+	return net.Elapsed(), nil
+}
+
+// bulkSender sends its data as the given message sizes, then closes.
+type bulkSender struct {
+	conn  *core.Conn
+	data  []byte
+	sizes []int
+	off   int
+	next  int
+	err   error
+	close bool
+}
+
+func (s *bulkSender) act(now time.Time) {
+	for s.next < len(s.sizes) {
+		n := s.sizes[s.next]
+		err := s.conn.Send(core.Delivery, s.data[s.off:s.off+n])
+		if errors.Is(err, core.ErrWouldBlock) {
+			return
+		}
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.off += n
+		s.next++
+	}
+	if !s.close {
+		s.close = true
+		s.conn.Close(now)
+	}
+}
+
+func (s *bulkSender) HandleDatagram(now time.Time, b []byte) {
+	s.conn.HandleDatagram(now, b)
+	s.act(now)
+}
+func (s *bulkSender) PollTransmit(now time.Time, b []byte) int {
+	s.act(now)
+	return s.conn.PollTransmit(now, b)
+}
+func (s *bulkSender) NextTimeout() time.Time { return s.conn.NextTimeout() }
+func (s *bulkSender) HandleTimeout(now time.Time) {
+	s.conn.HandleTimeout(now)
+	s.act(now)
+}
+
+// bulkReceiver reads and compares everything, byte for byte.
+type bulkReceiver struct {
+	conn *core.Conn
+	want []byte
+	got  int
+	eof  bool
+	err  error
+}
+
+func (r *bulkReceiver) read() {
+	for r.err == nil && !r.eof {
+		m, err := r.conn.Recv()
+		switch {
+		case err == io.EOF:
+			r.eof = true
+			if r.got != len(r.want) {
+				r.err = fmt.Errorf("io.EOF after %d of %d bytes", r.got, len(r.want))
+			}
+			return
+		case err != nil:
+			r.err = err
+			return
+		case m.Data == nil:
+			return
+		case m.Guarantee != core.Delivery || !bytes.Equal(m.Data, r.want[r.got:min(r.got+len(m.Data), len(r.want))]):
+			r.err = fmt.Errorf("message of %d bytes at offset %d differs from what was sent", len(m.Data), r.got)
+			return
+		}
+		r.got += len(m.Data)
+	}
+}
+
+func (r *bulkReceiver) HandleDatagram(now time.Time, b []byte) {
+	r.conn.HandleDatagram(now, b)
+	r.read()
+}
+func (r *bulkReceiver) PollTransmit(now time.Time, b []byte) int {
+	r.read()
+	return r.conn.PollTransmit(now, b)
+}
+func (r *bulkReceiver) NextTimeout() time.Time { return r.conn.NextTimeout() }
+func (r *bulkReceiver) HandleTimeout(now time.Time) {
+	r.conn.HandleTimeout(now)
+	r.read()
+}
+
+// dropper is a link Filter that drops the datagrams numbered from..from+n-1
+// (counting from 0) after it is armed, and everything before until.
+type dropper struct {
+	small   int // if set: drop every other datagram shorter than this
+	armed   bool
+	from, n int
+	count   int
+	until   time.Time
+}
+
+func (d *dropper) filter(now time.Time, b []byte) bool {
+	if now.Before(d.until) {
+		return false
+	}
+	if d.small > 0 && len(b) < d.small {
+		d.count++
+		return d.count%2 == 0
+	}
+	if !d.armed {
+		return true
+	}
+	i := d.count
+	d.count++
+	return i < d.from || i >= d.from+d.n
+}
+
+// TestSimScripted loses chosen datagrams: the first HELLOs in either
+// direction, everything for a while during the handshake, the CLOSE or its
+// acknowledgement. Each case runs over a range of seeds.
+func TestSimScripted(t *testing.T) {
+	base := sim.LinkConfig{Latency: 10 * time.Millisecond, Jitter: time.Millisecond}
+	cases := []struct {
+		name  string
+		setup func(ab, ba *dropper, p *simProfile)
+	}{
+		{"first HELLOs a->b lost", func(ab, ba *dropper, p *simProfile) { ab.armed, ab.n = true, 3 }},
+		{"first HELLOs b->a lost", func(ab, ba *dropper, p *simProfile) { ba.armed, ba.n = true, 3 }},
+		{"handshake partition 2s", func(ab, ba *dropper, p *simProfile) {
+			ab.until, ba.until = sim.Epoch.Add(2*time.Second), sim.Epoch.Add(2*time.Second)
+		}},
+		{"HELLO a->b lost, later ones b->a", func(ab, ba *dropper, p *simProfile) {
+			ab.armed, ab.n = true, 1
+			ba.armed, ba.from, ba.n = true, 1, 4
+		}},
+		{"CLOSE lost", func(ab, ba *dropper, p *simProfile) {
+			p.onClose = func() { ab.armed, ab.n = true, 3 }
+		}},
+		{"CLOSE acks lost", func(ab, ba *dropper, p *simProfile) {
+			p.onClose = func() { ba.armed, ba.n = true, 3 }
+		}},
+		{"everything lost around the close", func(ab, ba *dropper, p *simProfile) {
+			p.onClose = func() { ab.armed, ab.n, ba.armed, ba.n = true, 4, true, 4 }
+		}},
+		{"slow reader, half its ACK-only packets lost", func(ab, ba *dropper, p *simProfile) {
+			// Window updates ride on ACK-only packets: losing them must not
+			// stall a flow-blocked sender until the next heartbeat.
+			p.slowReader = true
+			ba.small = 100
+		}},
+	}
+	seeds := uint64(50)
+	if testing.Short() {
+		seeds = 10
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := uint64(0); seed < seeds; seed++ {
+				ab, ba := &dropper{}, &dropper{}
+				p := simProfile{name: "scripted", wrapEvery: 2, timeLimit: 60 * time.Second}
+				tc.setup(ab, ba, &p)
+				p.ab, p.ba = base, base
+				p.ab.Filter, p.ba.Filter = ab.filter, ba.filter
+				elapsed, err := runSimTimed(p, seed, false)
+				if err == nil && elapsed > 15*time.Second {
+					err = fmt.Errorf("took %v virtual: a stall", elapsed)
+				}
+				if err != nil {
+					t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run 'TestSimScripted/%s$' -v", seed, err, strings.ReplaceAll(t.Name()[len("TestSimScripted/"):], " ", "_"))
+				}
+			}
+		})
+	}
+}
