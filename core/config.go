@@ -32,7 +32,7 @@ type Config struct {
 	HandshakeTimeout time.Duration // default 10s
 
 	// MaxDatagramSize is the largest datagram sent (header included).
-	MaxDatagramSize int // default 1200, at least MinHelloDatagram
+	MaxDatagramSize int // default 1400 (fits Ethernet paths with IPv6 and a tunnel header), at least MinHelloDatagram
 
 	// MaxMessageSize is the largest message accepted by the send calls and
 	// from the peer; larger messages are fragmented on the wire.
@@ -88,7 +88,7 @@ func (c *Config) fillDefaults() {
 	setDuration(&c.HeartbeatPeriod, 10*time.Second)
 	setDuration(&c.IdleTimeout, 30*time.Second)
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
-	setInt(&c.MaxDatagramSize, 1200)
+	setInt(&c.MaxDatagramSize, 1400)
 	setInt(&c.MaxMessageSize, 1<<20)
 	setInt(&c.SendBufferSize, 4<<20)
 	setInt(&c.ReceiveWindow, 4<<20)
