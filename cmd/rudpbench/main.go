@@ -1,0 +1,260 @@
+// Command rudpbench measures rudp against TCP and raw UDP on loopback, in the
+// same run, and prints one table per scenario with the ratios.
+//
+//	rudpbench [flags] scenario...
+//
+// Scenarios:
+//
+//	bulk   one connection moves -size MiB; goodput at the receiver, CPU seconds per GiB
+//	rr     ping-pong of 64-byte messages for -duration; p50/p99/max round trip
+//	msg    a paced stream of small Order messages (framed over TCP, datagrams over UDP),
+//	       once clean and once impaired (5% loss unless impairment flags say otherwise):
+//	       one-way delivery latency percentiles and the fraction delivered
+//	conns  -conns K concurrent connections: handshake rate, dial failures, memory per
+//	       connection idle and after a 1 KiB echo, CPU used by K idle connections over -idle
+//	all    all of the above
+//
+// Impairment flags (-loss, -dup, -reorder, -delay, -jitter, -rate, -queue) put
+// rudp and raw UDP behind the internal/impair UDP proxy (every flag applies to
+// each direction) and TCP behind a userspace TCP relay that applies delay,
+// jitter and the bottleneck rate only: loss, duplication and reordering cannot
+// be applied to a TCP byte stream in userspace. -netns (as root) re-runs the
+// scenarios inside a fresh network namespace where the kernel drops packets
+// (iptables -m statistic) and tc shapes them, so TCP is hit exactly like UDP.
+//
+// Everything runs in one process: both ends of every connection, the proxy and
+// the relay. CPU figures (getrusage) and memory figures (runtime.MemStats) are
+// therefore for both ends together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "rudpbench:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// scenarios in the order "all" runs them.
+var allScenarios = []string{"bulk", "rr", "msg", "conns"}
+
+var allTransports = []string{"rudp", "tcp", "udp"}
+
+// options are the parsed flags.
+type options struct {
+	SizeMiB    int           `json:"size_mib"`
+	Duration   time.Duration `json:"duration_ns"`
+	Idle       time.Duration `json:"idle_ns"`
+	Conns      int           `json:"conns"`
+	MsgRate    int           `json:"msg_rate"`
+	Loss       float64       `json:"loss"`
+	Dup        float64       `json:"dup"`
+	Reorder    float64       `json:"reorder"`
+	Delay      time.Duration `json:"delay_ns"`
+	Jitter     time.Duration `json:"jitter_ns"`
+	Rate       int64         `json:"rate_bytes_per_s"`
+	Queue      int           `json:"queue_bytes"`
+	Seed       uint64        `json:"seed"`
+	Transports []string      `json:"transports"`
+	Scenarios  []string      `json:"scenarios"`
+	// Env describes an impairment applied outside the process (set by the
+	// -netns parent for its child); scenarios then apply none of their own.
+	Env string `json:"env,omitempty"`
+
+	netns      bool
+	json       bool
+	verbose    bool
+	cpuProfile string
+	memProfile string
+	rateText   string
+}
+
+// impaired reports whether the flags ask for any userspace impairment.
+func (o *options) impaired() bool {
+	return o.Loss > 0 || o.Dup > 0 || o.Reorder > 0 || o.Delay > 0 || o.Jitter > 0 || o.Rate > 0
+}
+
+func (o *options) has(transport string) bool {
+	for _, t := range o.Transports {
+		if t == transport {
+			return true
+		}
+	}
+	return false
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n\nscenarios: bulk, rr, msg, conns, all\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
+	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")
+	fs.DurationVar(&o.Idle, "idle", 10*time.Second, "conns: how long the CPU of K idle connections is measured")
+	fs.IntVar(&o.Conns, "conns", 1000, "conns: number of concurrent connections K (all dialed at once, at most 1000 in flight)")
+	fs.IntVar(&o.MsgRate, "msgrate", 2000, "msg: messages per second")
+	fs.Float64Var(&o.Loss, "loss", 0, "probability that a datagram is dropped, each direction")
+	fs.Float64Var(&o.Dup, "dup", 0, "probability that a datagram is duplicated, each direction")
+	fs.Float64Var(&o.Reorder, "reorder", 0, "probability that a datagram is held back and overtaken, each direction")
+	fs.DurationVar(&o.Delay, "delay", 0, "one-way delay, each direction (RTT = 2x)")
+	fs.DurationVar(&o.Jitter, "jitter", 0, "extra uniformly random one-way delay in [0, jitter]")
+	fs.StringVar(&o.rateText, "rate", "", "bottleneck rate, each direction, e.g. 100mbit, 1gbit, 12.5MB (bytes/s)")
+	fs.IntVar(&o.Queue, "queue", 0, "bottleneck queue in bytes (0 = impair default, 64 KiB)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the impairment's random decisions")
+	fs.BoolVar(&o.netns, "netns", false, "as root: re-run inside a fresh network namespace with kernel loss (iptables) and shaping (tc)")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
+	fs.BoolVar(&o.verbose, "v", false, "verbose progress on stderr")
+	transports := fs.String("transports", strings.Join(allTransports, ","), "transports to run, comma separated")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile at the end to this file (and, with conns, a heap profile of the idle connections to FILE.conns-TRANSPORT)")
+	fs.StringVar(&o.Env, "env", "", "internal: impairment applied outside the process (set by -netns)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.rateText != "" {
+		r, err := parseRate(o.rateText)
+		if err != nil {
+			return nil, fmt.Errorf("-rate: %w", err)
+		}
+		o.Rate = r
+	}
+	for _, t := range strings.Split(*transports, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !contains(allTransports, t) {
+			return nil, fmt.Errorf("-transports: unknown transport %q (want rudp, tcp, udp)", t)
+		}
+		if !contains(o.Transports, t) {
+			o.Transports = append(o.Transports, t)
+		}
+	}
+	if len(o.Transports) == 0 {
+		return nil, errors.New("-transports: none given")
+	}
+	for _, s := range fs.Args() {
+		switch {
+		case s == "all":
+			for _, a := range allScenarios {
+				if !contains(o.Scenarios, a) {
+					o.Scenarios = append(o.Scenarios, a)
+				}
+			}
+		case contains(allScenarios, s):
+			if !contains(o.Scenarios, s) {
+				o.Scenarios = append(o.Scenarios, s)
+			}
+		default:
+			fs.Usage()
+			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns or all)", s)
+		}
+	}
+	if len(o.Scenarios) == 0 {
+		fs.Usage()
+		return nil, errors.New("no scenario given")
+	}
+	switch {
+	case o.SizeMiB <= 0:
+		return nil, fmt.Errorf("-size = %d, want > 0", o.SizeMiB)
+	case o.Duration <= 0:
+		return nil, fmt.Errorf("-duration = %v, want > 0", o.Duration)
+	case o.Idle <= 0:
+		return nil, fmt.Errorf("-idle = %v, want > 0", o.Idle)
+	case o.Conns <= 0:
+		return nil, fmt.Errorf("-conns = %d, want > 0", o.Conns)
+	case o.MsgRate <= 0:
+		return nil, fmt.Errorf("-msgrate = %d, want > 0", o.MsgRate)
+	case o.Queue < 0:
+		return nil, fmt.Errorf("-queue = %d, want >= 0", o.Queue)
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"-loss", o.Loss}, {"-dup", o.Dup}, {"-reorder", o.Reorder}} {
+		if p.v < 0 || p.v > 1 {
+			return nil, fmt.Errorf("%s = %v, want a probability in [0, 1]", p.name, p.v)
+		}
+	}
+	if o.Delay < 0 || o.Jitter < 0 {
+		return nil, errors.New("-delay and -jitter must be >= 0")
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// run is main without the process exit, so the test can call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.netns {
+		return runNetns(ctx, o, args, stdout, stderr)
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b := &bench{opts: o, ctx: ctx, progress: stderr}
+	rep := b.runAll()
+	if o.memProfile != "" {
+		if err := writeHeapProfile(o.memProfile); err != nil {
+			return err
+		}
+	}
+	rep.finish()
+	rep.evaluateTargets()
+	if o.json {
+		return rep.writeJSON(stdout)
+	}
+	rep.writeTables(stdout)
+	return ctx.Err()
+}
+
+func writeHeapProfile(path string) error { return writeNamedProfile("allocs", path) }
+
+func writeNamedProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup(name).WriteTo(f, 0)
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tinyArgs make every scenario run for a fraction of a second per transport.
+var tinyArgs = []string{"-json", "-size", "1", "-duration", "200ms", "-idle", "300ms", "-conns", "20", "-msgrate", "500"}
+
+// mustHave is, per scenario, the metrics that must be positive in every
+// transport's result.
+var mustHave = map[string][]string{
+	"bulk": {"goodput", "time", "CPU/GiB"},
+	"rr":   {"p50", "p99", "max", "round trips/s"},
+	"msg":  {"p50", "p99", "delivered"},
+	// Memory per connection is a difference of page-granular totals: with
+	// a tiny K it can be zero, so it is only required to be present.
+	"conns": {"handshakes/s", "connect all"},
+}
+
+// mustReport is, per scenario, metrics that must be present (any value).
+var mustReport = map[string][]string{
+	"conns": {"mem/conn idle", "mem/conn active", "idle CPU"},
+}
+
+func runJSON(t *testing.T, args ...string) *report {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("run %v: %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	return &rep
+}
+
+func checkReport(t *testing.T, rep *report, scenarios []string) {
+	for _, sc := range scenarios {
+		for _, tr := range allTransports {
+			t.Run(sc+"/"+tr, func(t *testing.T) {
+				var found []*result
+				for _, r := range rep.Results {
+					if r.Scenario == sc && r.Transport == tr {
+						found = append(found, r)
+					}
+				}
+				if len(found) == 0 {
+					t.Fatalf("no result for %s over %s", sc, tr)
+				}
+				for _, r := range found {
+					if r.Error != "" {
+						t.Skipf("%s [%s] over %s could not run here: %s", sc, r.Phase, tr, r.Error)
+					}
+					for _, name := range mustHave[sc] {
+						v, ok := r.get(name)
+						if !ok || !(v > 0) {
+							t.Errorf("%s [%s] over %s: %s = %v (present %v), want > 0", sc, r.Phase, tr, name, v, ok)
+						}
+					}
+					for _, name := range mustReport[sc] {
+						if _, ok := r.get(name); !ok {
+							t.Errorf("%s [%s] over %s: no %s", sc, r.Phase, tr, name)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestAllScenariosTiny(t *testing.T) {
+	rep := runJSON(t, append(tinyArgs, "all")...)
+	checkReport(t, rep, allScenarios)
+	if rep.find("rr", "", "rudp") != nil && rep.find("rr", "", "udp") != nil && len(rep.Targets) == 0 {
+		t.Errorf("no target was evaluated")
+	}
+}
+
+func TestImpairedTiny(t *testing.T) {
+	// Through the proxy (rudp, udp) and the relay (tcp): small delay and rate.
+	rep := runJSON(t, append(tinyArgs, "-delay", "1ms", "-rate", "200mbit", "-loss", "0.01", "rr", "bulk")...)
+	checkReport(t, rep, []string{"bulk", "rr"})
+	if !strings.Contains(rep.Env.Impair, "delay 1ms") {
+		t.Errorf("impairment description %q does not mention the delay", rep.Env.Impair)
+	}
+}
+
+// TestNetns changes the system (a namespace, maybe apt-get install
+// iptables), so it runs only when asked: RUDPBENCH_TEST_NETNS=1.
+func TestNetns(t *testing.T) {
+	if os.Getenv("RUDPBENCH_TEST_NETNS") == "" {
+		t.Skip("creates a network namespace as root; set RUDPBENCH_TEST_NETNS=1 to run it")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("-netns needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("-netns needs the ip command")
+	}
+	// The test binary re-executes itself inside the namespace; TestMain
+	// turns that child into rudpbench.
+	rep := runJSON(t, "-json", "-netns", "-loss", "0.02", "-size", "1", "-duration", "200ms", "-msgrate", "500", "-transports", "rudp,tcp,udp", "rr")
+	checkReport(t, rep, []string{"rr"})
+}
+
+// TestMain lets the test binary act as rudpbench when -netns re-executes it
+// inside the namespace (the child's first argument is -json).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-json" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"100mbit", 12_500_000},
+		{"1gbit", 125_000_000},
+		{"800kbit", 100_000},
+		{"12.5MB", 12_500_000},
+		{"1MiB", 1 << 20},
+		{"8000", 1000},
+	} {
+		got, err := parseRate(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "fast", "-1mbit", "10furlongs"} {
+		if _, err := parseRate(bad); err == nil {
+			t.Errorf("parseRate(%q) accepted", bad)
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nosuch"},
+		{"-transports", "sctp", "rr"},
+		{"-loss", "1.5", "rr"},
+		{"-size", "0", "bulk"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("run(%q) = nil error, want one", args)
+		}
+	}
+}

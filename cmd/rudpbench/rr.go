@@ -1,0 +1,197 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rudp-go/rudp"
+)
+
+// rrSize is the ping-pong message size.
+const rrSize = 64
+
+// rrWarmup round trips are not counted (connection setup, slow start, JIT of
+// the scheduler).
+const rrWarmup = 50
+
+func (b *bench) runRR() {
+	im := b.impairment()
+	b.each("rr", "", func(t string, r *result) error {
+		p, err := b.dial(t, nil, im)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if t == "udp" {
+			return b.rrUDP(p, im, r)
+		}
+		return b.rrStream(t, p, r)
+	})
+}
+
+// rrStream ping-pongs 64-byte messages over a byte stream for -duration.
+func (b *bench) rrStream(t string, p *pair, r *result) error {
+	serverErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, rrSize)
+		for {
+			if _, err := io.ReadFull(p.server, buf); err != nil {
+				serverErr <- err
+				return
+			}
+			if _, err := p.server.Write(buf); err != nil {
+				serverErr <- err
+				return
+			}
+		}
+	}()
+	msg := make([]byte, rrSize)
+	reply := make([]byte, rrSize)
+	samples := make([]time.Duration, 0, 1<<16)
+	var start time.Time
+	var cpu0 time.Duration
+	var mem0 memSnapshot
+	var end time.Time
+	lastLog := time.Now()
+	// One deadline for the whole run, set once: a deadline per round trip
+	// would measure SetDeadline as much as the round trip.
+	_ = p.client.SetDeadline(time.Now().Add(b.opts.Duration + 30*time.Second))
+	for i := 0; ; i++ {
+		if i == rrWarmup {
+			start, cpu0, mem0 = time.Now(), cpuTime(), readMem(false)
+			end = start.Add(b.opts.Duration)
+		}
+		if i > rrWarmup && time.Now().After(end) || b.ctx.Err() != nil {
+			break
+		}
+		binary.LittleEndian.PutUint64(msg, uint64(i))
+		t0 := time.Now()
+		if _, err := p.client.Write(msg); err != nil {
+			return fmt.Errorf("round trip %d: write: %w", i, err)
+		}
+		if _, err := io.ReadFull(p.client, reply); err != nil {
+			select {
+			case serr := <-serverErr:
+				return fmt.Errorf("round trip %d: read: %w (server: %v)", i, err, serr)
+			default:
+			}
+			return fmt.Errorf("round trip %d: read: %w", i, err)
+		}
+		rtt := time.Since(t0)
+		if binary.LittleEndian.Uint64(reply) != uint64(i) {
+			return fmt.Errorf("round trip %d: reply out of order", i)
+		}
+		if i >= rrWarmup {
+			samples = append(samples, rtt)
+		}
+		if time.Since(lastLog) > time.Second {
+			lastLog = time.Now()
+			b.debugf("  rr %s: %d round trips", t, len(samples))
+		}
+	}
+	elapsed := time.Since(start)
+	cpu, mem1 := cpuTime()-cpu0, readMem(false)
+	n := float64(len(samples))
+	addLatencies(r, samples)
+	r.add("round trips/s", "", n/elapsed.Seconds(), "higher")
+	r.add("CPU/round trip", "µs", float64(cpu)/float64(time.Microsecond)/n, "lower")
+	r.add("allocs/round trip", "", float64(mem1.mallocs-mem0.mallocs)/n, "lower")
+	if t == "rudp" {
+		b.addRUDPStats(r, p.client)
+	}
+	return nil
+}
+
+// rrUDP ping-pongs 64-byte datagrams. A datagram lost on the way (under
+// impairment) counts as lost after a timeout; late replies are discarded by
+// their sequence number.
+func (b *bench) rrUDP(p *pair, im impairment, r *result) error {
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := p.udpServer.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			_, _ = p.udpServer.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	timeout := 200*time.Millisecond + 2*im.rtt()
+	msg := make([]byte, rrSize)
+	reply := make([]byte, 2048)
+	samples := make([]time.Duration, 0, 1<<16)
+	var lost int
+	var start time.Time
+	var cpu0 time.Duration
+	var mem0 memSnapshot
+	var end time.Time
+	for i := 0; ; i++ {
+		if i == rrWarmup {
+			start, cpu0, mem0 = time.Now(), cpuTime(), readMem(false)
+			end = start.Add(b.opts.Duration)
+		}
+		if i > rrWarmup && time.Now().After(end) || b.ctx.Err() != nil {
+			break
+		}
+		binary.LittleEndian.PutUint64(msg, uint64(i))
+		t0 := time.Now()
+		if _, err := p.udpClient.Write(msg); err != nil {
+			return fmt.Errorf("round trip %d: write: %w", i, err)
+		}
+		_ = p.udpClient.SetReadDeadline(t0.Add(timeout))
+		for {
+			n, err := p.udpClient.Read(reply)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					if i >= rrWarmup {
+						lost++
+					}
+					break
+				}
+				continue // e.g. ECONNREFUSED reported from an earlier datagram
+			}
+			if n < 8 || binary.LittleEndian.Uint64(reply) != uint64(i) {
+				continue // a late reply to an earlier ping
+			}
+			if i >= rrWarmup {
+				samples = append(samples, time.Since(t0))
+			}
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	cpu, mem1 := cpuTime()-cpu0, readMem(false)
+	if len(samples) == 0 {
+		return errors.New("no reply arrived")
+	}
+	n := float64(len(samples))
+	addLatencies(r, samples)
+	r.add("round trips/s", "", n/elapsed.Seconds(), "higher")
+	r.add("CPU/round trip", "µs", float64(cpu)/float64(time.Microsecond)/n, "lower")
+	r.add("allocs/round trip", "", float64(mem1.mallocs-mem0.mallocs)/n, "lower")
+	r.add("lost", "%", 100*float64(lost)/(n+float64(lost)), "lower")
+	return nil
+}
+
+// addRUDPStats adds the connection's own counters, which say why a number is
+// what it is (retransmissions, RTT estimate).
+func (b *bench) addRUDPStats(r *result, c net.Conn) {
+	rc, ok := c.(*rudp.Conn)
+	if !ok {
+		return
+	}
+	s := rc.Stats()
+	r.add("rudp srtt", "µs", float64(s.RTT.Smoothed)/float64(time.Microsecond), "")
+	r.add("rudp pkts sent", "", float64(s.PacketsSent), "")
+	r.add("rudp pkts lost", "", float64(s.PacketsLost), "")
+	r.add("rudp retransmits", "", float64(s.FragmentsRetransmitted), "")
+	r.add("rudp cwnd at end", "KiB", float64(s.CongestionWindow)/1024, "")
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/internal/impair"
+)
+
+// loopback is where every server listens.
+const loopback = "127.0.0.1:0"
+
+// socketBuffer is asked for on the raw UDP sockets (the kernel caps it at
+// net.core.rmem_max / wmem_max), so the baseline is not starved by defaults.
+const socketBuffer = 4 << 20
+
+// bench runs scenarios and collects their results.
+type bench struct {
+	opts     *options
+	ctx      context.Context
+	progress io.Writer
+	rep      *report
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, format+"\n", args...)
+}
+
+func (b *bench) debugf(format string, args ...any) {
+	if b.opts.verbose {
+		b.logf(format, args...)
+	}
+}
+
+func (b *bench) runAll() *report {
+	b.rep = newReport(b.opts)
+	o := b.opts
+	if o.impaired() && o.Env == "" {
+		if o.has("tcp") && (o.Loss > 0 || o.Dup > 0 || o.Reorder > 0) {
+			b.rep.note("TCP goes through a userspace relay that applies delay, jitter and rate only: loss, duplication and reordering cannot be applied to a TCP byte stream in userspace; use -netns to hit TCP with the same kernel-level loss as UDP")
+		}
+		if o.has("tcp") && o.Rate > 0 {
+			b.rep.note("the TCP relay's bottleneck never drops: when its queue (-queue) is full it stops reading and TCP's flow control pushes back, so TCP sees no loss at the bottleneck while rudp and raw UDP see drop-tail loss; use -netns (tc tbf) for the same bottleneck for all")
+		}
+		b.rep.note("rudp and raw UDP go through the internal/impair UDP proxy (impairment applied to each direction); the proxy's CPU is counted in the CPU figures")
+	}
+	b.rep.note("both ends of every connection run in this process: CPU (getrusage, whole process) and memory (HeapInuse+StackInuse delta) are for both ends together")
+	for _, sc := range o.Scenarios {
+		if b.ctx.Err() != nil {
+			break
+		}
+		start := time.Now()
+		switch sc {
+		case "bulk":
+			b.runBulk()
+		case "rr":
+			b.runRR()
+		case "msg":
+			b.runMsg()
+		case "conns":
+			b.runConns()
+		}
+		b.logf("%s done in %.1fs", sc, time.Since(start).Seconds())
+	}
+	return b.rep
+}
+
+// each runs fn for every selected transport, recording a result or the
+// error that stopped it.
+func (b *bench) each(scenario, phase string, fn func(transport string, r *result) error) {
+	for _, t := range b.opts.Transports {
+		if b.ctx.Err() != nil {
+			return
+		}
+		r := &result{Scenario: scenario, Phase: phase, Transport: t}
+		label := scenario
+		if phase != "" {
+			label += " [" + phase + "]"
+		}
+		b.logf("%s %s ...", label, t)
+		if err := fn(t, r); err != nil {
+			r.Error = err.Error()
+			r.Metrics = nil
+			b.logf("%s %s: %v", label, t, err)
+		}
+		b.rep.Results = append(b.rep.Results, r)
+	}
+}
+
+// impairment is the userspace impairment of one run: the proxy configs for
+// the UDP transports and the relay parameters for TCP.
+type impairment struct {
+	up, down impair.Config
+	active   bool
+	// kernelRTT is the round trip a kernel impairment adds (-netns child).
+	kernelRTT time.Duration
+}
+
+func (b *bench) impairment() impairment {
+	o := b.opts
+	if o.Env != "" {
+		// The kernel impairs (netns); -delay and -jitter are passed down
+		// only so that timeouts allow for them.
+		return impairment{kernelRTT: 2 * (o.Delay + o.Jitter + time.Millisecond)}
+	}
+	if !o.impaired() {
+		return impairment{}
+	}
+	return b.impairmentWith(o.Loss)
+}
+
+func (b *bench) impairmentWith(loss float64) impairment {
+	o := b.opts
+	c := impair.Config{
+		Seed:       o.Seed,
+		Loss:       loss,
+		Duplicate:  o.Dup,
+		Reorder:    o.Reorder,
+		Delay:      o.Delay,
+		Jitter:     o.Jitter,
+		Rate:       o.Rate,
+		QueueBytes: o.Queue,
+	}
+	down := c
+	down.Seed = o.Seed + 1
+	return impairment{up: c, down: down, active: true}
+}
+
+// rtt bounds the round trip the impairment adds (delay, jitter, a reordered
+// datagram's hold-back, a full bottleneck queue), for timeouts and drains.
+func (im impairment) rtt() time.Duration {
+	if !im.active {
+		return im.kernelRTT
+	}
+	c := im.up
+	oneWay := c.Delay + c.Jitter + max(2*c.Jitter, c.ReorderDelay, time.Millisecond)
+	if c.Rate > 0 {
+		queue := c.QueueBytes
+		if queue == 0 {
+			queue = impair.DefaultQueueBytes
+		}
+		oneWay += time.Duration(float64(queue) / float64(c.Rate) * float64(time.Second))
+	}
+	return 2 * oneWay
+}
+
+// pair is one connected client and server end of a transport.
+type pair struct {
+	client, server net.Conn // stream transports: rudp, tcp
+	udpClient      *net.UDPConn
+	udpServer      *net.UDPConn
+	closers        []io.Closer
+}
+
+func (p *pair) Close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i].Close()
+	}
+}
+
+// dialRUDP listens on loopback, puts the proxy in front if im is active, dials
+// and accepts one connection.
+func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
+	p := &pair{}
+	ln, err := rudp.Listen("udp", loopback, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, ln)
+	addr := ln.Addr().String()
+	if im.active {
+		px, err := impair.NewProxy(loopback, addr, im.up, im.down)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.closers = append(p.closers, px)
+		addr = px.Addr().String()
+	}
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	c, err := rudp.DialContext(ctx, "udp", addr, cfg)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	p.client = c
+	p.closers = append(p.closers, c)
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			p.Close()
+			return nil, fmt.Errorf("accept: %w", a.err)
+		}
+		p.server = a.c
+		p.closers = append(p.closers, a.c)
+	case <-ctx.Done():
+		p.Close()
+		return nil, errors.New("accept: no connection within 15s of a successful dial")
+	}
+	return p, nil
+}
+
+// dialTCP listens on loopback, puts the relay in front if im is active, dials
+// and accepts one connection.
+func (b *bench) dialTCP(im impairment) (*pair, error) {
+	p := &pair{}
+	ln, err := net.Listen("tcp", loopback)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, ln)
+	addr := ln.Addr().String()
+	if im.active && (im.up.Delay > 0 || im.up.Jitter > 0 || im.up.Rate > 0) {
+		rl, err := newRelay(addr, im.up, im.down)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.closers = append(p.closers, rl)
+		addr = rl.Addr().String()
+	}
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.client = c
+	p.closers = append(p.closers, c)
+	s, err := ln.Accept()
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.server = s
+	p.closers = append(p.closers, s)
+	return p, nil
+}
+
+// dialUDP opens a server socket and a client socket connected to it (through
+// the proxy if im is active).
+func (b *bench) dialUDP(im impairment) (*pair, error) {
+	p := &pair{}
+	s, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	_ = s.SetReadBuffer(socketBuffer)
+	_ = s.SetWriteBuffer(socketBuffer)
+	p.udpServer = s
+	p.closers = append(p.closers, s)
+	addr := s.LocalAddr().String()
+	if im.active {
+		px, err := impair.NewProxy(loopback, addr, im.up, im.down)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.closers = append(p.closers, px)
+		addr = px.Addr().String()
+	}
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	c, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	_ = c.SetReadBuffer(socketBuffer)
+	_ = c.SetWriteBuffer(socketBuffer)
+	p.udpClient = c
+	p.closers = append(p.closers, c)
+	return p, nil
+}
+
+// dial sets up one connection of transport t.
+func (b *bench) dial(t string, cfg *rudp.Config, im impairment) (*pair, error) {
+	switch t {
+	case "rudp":
+		return b.dialRUDP(cfg, im)
+	case "tcp":
+		return b.dialTCP(im)
+	default:
+		return b.dialUDP(im)
+	}
+}

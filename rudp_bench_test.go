@@ -1,0 +1,187 @@
+package rudp_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rudp-go/rudp"
+)
+
+// The send and receive path of a Conn over real loopback UDP, next to the same
+// shapes over loopback TCP so that one run gives the ratio:
+//
+//	go test -run '^$' -bench 'Conn|TCP' -benchmem .
+//
+// The write benchmarks stop the clock only once the receiver has read every
+// byte, so they measure delivered throughput, not how fast a send buffer
+// fills. Both ends run in the benchmark's process: allocations are for both.
+
+var benchWriteSizes = []int{64, 1200, 65536}
+
+func BenchmarkConnWrite(b *testing.B) {
+	for _, size := range benchWriteSizes {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			client, server := rudpBenchPair(b)
+			benchWrite(b, client, server, size)
+		})
+	}
+}
+
+func BenchmarkTCPWrite(b *testing.B) {
+	for _, size := range benchWriteSizes {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			client, server := tcpBenchPair(b)
+			benchWrite(b, client, server, size)
+		})
+	}
+}
+
+func BenchmarkConnPingPong(b *testing.B) {
+	b.Run("64", func(b *testing.B) {
+		client, server := rudpBenchPair(b)
+		benchPingPong(b, client, server, 64)
+	})
+}
+
+func BenchmarkTCPPingPong(b *testing.B) {
+	b.Run("64", func(b *testing.B) {
+		client, server := tcpBenchPair(b)
+		benchPingPong(b, client, server, 64)
+	})
+}
+
+// rudpBenchPair returns the two ends of one default-config rudp connection
+// over loopback, closed when the benchmark ends.
+func rudpBenchPair(b *testing.B) (client, server net.Conn) {
+	b.Helper()
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	c, err := rudp.Dial("udp", ln.Addr().String(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			b.Fatal(a.err)
+		}
+		b.Cleanup(func() { a.c.Close() })
+		return c, a.c
+	case <-time.After(10 * time.Second):
+		b.Fatal("no connection accepted within 10s of a successful dial")
+		return nil, nil
+	}
+}
+
+// tcpBenchPair returns the two ends of one loopback TCP connection, closed
+// when the benchmark ends.
+func tcpBenchPair(b *testing.B) (client, server net.Conn) {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return c, s
+}
+
+// benchWrite writes b.N chunks of size bytes from client and waits until
+// server has read all of them.
+func benchWrite(b *testing.B, client, server net.Conn, size int) {
+	total := int64(b.N) * int64(size)
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 256<<10)
+		var n int64
+		for n < total {
+			k, err := server.Read(buf)
+			n += int64(k)
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	msg := make([]byte, size)
+	deadline := time.Now().Add(2 * time.Minute)
+	_ = client.SetWriteDeadline(deadline)
+	_ = server.SetReadDeadline(deadline)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal("receiver: ", err)
+	}
+	b.StopTimer()
+}
+
+// benchPingPong sends size bytes from client, which server echoes: one round
+// trip per iteration.
+func benchPingPong(b *testing.B, client, server net.Conn, size int) {
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, size)
+		for {
+			if _, err := io.ReadFull(server, buf); err != nil {
+				done <- err
+				return
+			}
+			if _, err := server.Write(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	msg := make([]byte, size)
+	reply := make([]byte, size)
+	_ = client.SetDeadline(time.Now().Add(2 * time.Minute))
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, reply); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	server.Close() // ends the echo goroutine
+	if err := <-done; err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		b.Logf("echo side ended with: %v", err)
+	}
+}
