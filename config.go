@@ -71,6 +71,17 @@ type Config struct {
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
 
+	// DisableBatchIO makes every socket call move one datagram. By default
+	// (on Linux) a read takes every datagram ready, up to 32, with recvmmsg,
+	// and a connection hands the kernel what it has ready with sendmmsg.
+	DisableBatchIO bool
+
+	// DisableGSO keeps batched sends from passing a run of equal-sized
+	// datagrams as one buffer that the kernel cuts up (UDP generic
+	// segmentation offload, Linux 4.18 and later). It is turned off by
+	// itself on a socket whose route cannot do it.
+	DisableGSO bool
+
 	// Core holds the core's advanced knobs (congestion controller,
 	// InitialSequence, ...). Core.Clock must stay nil: the root package
 	// reads the system clock. The fields above override it where set.
@@ -127,6 +138,8 @@ type settings struct {
 	handshakeTimeout time.Duration
 	backlog          int
 	logger           *slog.Logger
+	batchIO          bool // recvmmsg and sendmmsg where offered
+	gso              bool // UDP GSO where offered
 	core             core.Config
 }
 
@@ -188,6 +201,8 @@ func (c *Config) resolve() (*settings, error) {
 		handshakeTimeout: cc.HandshakeTimeout,
 		backlog:          cfg.AcceptBacklog,
 		logger:           cfg.Logger,
+		batchIO:          !cfg.DisableBatchIO,
+		gso:              !cfg.DisableBatchIO && !cfg.DisableGSO,
 		core:             cc,
 	}
 	if s.logger == nil {

@@ -165,17 +165,31 @@ func (c *Conn) endLocked() {
 	c.wakeLocked()
 }
 
-// flushLocked sends every datagram the core has ready, on the caller's goroutine.
+// flushLocked sends every datagram the core has ready, on the caller's
+// goroutine, batched into as few system calls as the socket allows. While
+// the reader hands the connection a batch of datagrams it waits for the
+// batch's end, so that acknowledgements coalesce.
 func (c *Conn) flushLocked(now time.Time) {
-	bp := c.m.sendBufs.Get().(*[]byte)
+	if c.m.deferredFlush(c) {
+		return
+	}
+	b := c.m.txBatches.Get().(*txBatch)
 	for {
-		n := c.core.PollTransmit(now, *bp)
+		room := b.next()
+		if room == nil {
+			c.m.send(b, c.raddr)
+			b.reset()
+			room = b.next()
+		}
+		n := c.core.PollTransmit(now, room)
 		if n == 0 {
 			break
 		}
-		c.m.writeTo((*bp)[:n], c.raddr)
+		b.add(n)
 	}
-	c.m.sendBufs.Put(bp)
+	c.m.send(b, c.raddr)
+	b.reset()
+	c.m.txBatches.Put(b)
 }
 
 // wakeLocked tells blocked readers and writers that something changed.

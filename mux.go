@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +21,10 @@ import (
 
 // maxUDPPayload is the largest datagram a UDP socket can deliver.
 const maxUDPPayload = 65535
+
+// socketBufferSize is the kernel send and receive buffer asked for on every
+// socket: a limit, not memory held by an idle socket.
+const socketBufferSize = 4 << 20
 
 // Cookies: an HMAC over the client's address and connection ID and a coarse
 // time bucket; the current and the previous bucket are accepted, so a cookie
@@ -50,17 +56,29 @@ type helloKey struct {
 // held while a Conn's mutex is taken.
 type mux struct {
 	sock  *net.UDPConn
-	raw   syscall.RawConn // for Manual mode's non-blocking reads
+	raw   syscall.RawConn
 	laddr net.Addr
 	set   *settings
+	sys   muxSys // the platform's batch I/O state
 
-	// sendBufs holds MaxDatagramSize buffers that flushes borrow, so that an
-	// idle connection owns no send buffer.
-	sendBufs sync.Pool
+	// txBatches holds the batches flushes borrow, so that an idle
+	// connection owns no send buffer.
+	txBatches *sync.Pool
+	txBatched atomic.Bool // sendmmsg
+	gso       atomic.Bool // UDP GSO
 
-	// pumpMu serializes Manual mode socket reads (pump); pumpBuf is theirs.
-	pumpMu  sync.Mutex
-	pumpBuf []byte
+	// The reader's state: the reader goroutine's in default mode, the
+	// state of whoever holds pumpMu in Manual mode.
+	rxBatched bool       // recvmmsg
+	rxSize    int        // the longest datagram the receive buffers take
+	rxPool    *sync.Pool // receive batches, borrowed for one read
+	touched   []*Conn    // connections whose flush waits for the batch's end
+	rxMore    bool       // the datagram being handled is not the batch's last
+	pumpMu    sync.Mutex // serializes Manual mode socket reads (pump)
+
+	// rxConn is the connection the reader is handing a datagram: its
+	// flushes wait until the whole batch is handled (see deferredFlush).
+	rxConn atomic.Pointer[Conn]
 
 	secret [32]byte // cookie HMAC key
 
@@ -86,17 +104,17 @@ func newMux(sock *net.UDPConn, set *settings, users int) *mux {
 		conns: make(map[uint64]*Conn),
 		users: users,
 	}
-	size := set.core.MaxDatagramSize
-	m.sendBufs.New = func() any { b := make([]byte, size); return &b }
+	m.raw, _ = sock.SyscallConn()
+	m.initIO()
+	m.rxSize = set.core.MaxDatagramSize
+	m.setRxPool()
+	m.txBatches = txPool(set.core.MaxDatagramSize)
 	var seed [32]byte
 	_, _ = crand.Read(seed[:])
 	m.rng = rand.NewChaCha8(seed)
 	_, _ = crand.Read(m.secret[:])
-	if set.manual {
-		m.raw, _ = sock.SyscallConn()
-		m.pumpBuf = make([]byte, maxUDPPayload)
-	} else {
-		go m.readLoop(make([]byte, maxUDPPayload))
+	if !set.manual {
+		go m.readLoop()
 	}
 	return m
 }
@@ -107,17 +125,15 @@ func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Bursts of a fast sender need more than the default buffers; failing
-	// to get them only costs throughput.
-	_ = sock.SetReadBuffer(4 << 20)
-	_ = sock.SetWriteBuffer(4 << 20)
+	// Bursts of a fast sender need more than the default buffers.
+	setSocketBuffers(sock, socketBufferSize)
 	return sock, nil
 }
 
 // readLoop is the socket's reader goroutine (default mode).
-func (m *mux) readLoop(buf []byte) {
+func (m *mux) readLoop() {
 	for {
-		n, from, err := m.sock.ReadFromUDPAddrPort(buf)
+		b, err := m.receive(true)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -132,8 +148,67 @@ func (m *mux) readLoop(buf []byte) {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		m.handleDatagram(time.Now(), buf[:n], unmap(from))
+		m.handleBatch(b)
 	}
+}
+
+// handleBatch routes a batch of received datagrams, then flushes each
+// connection they went to once: their acknowledgements coalesce, and what
+// the acknowledgements they carried let through goes out in one batch.
+func (m *mux) handleBatch(b *rxBatch) {
+	now := time.Now()
+	for i := range b.n {
+		if b.lens[i] > b.size {
+			// Truncated: the peer sends datagrams longer than ours. It is
+			// lost (recovery repairs it); later reads take any size.
+			m.rxSize = maxUDPPayload
+			m.setRxPool()
+			continue
+		}
+		m.rxMore = i < b.n-1
+		m.handleDatagram(now, b.bufs[i][:b.lens[i]], b.from[i])
+	}
+	m.rxPool.Put(b)
+	if len(m.touched) == 0 {
+		return
+	}
+	now = time.Now()
+	for i, c := range m.touched {
+		c.mu.Lock()
+		c.settleLocked(now)
+		c.mu.Unlock()
+		m.touched[i] = nil
+	}
+	m.touched = m.touched[:0]
+}
+
+// deliver hands c one datagram of the batch being handled. Unless it is the
+// batch's last, c's flush waits for the batch's end; the last flushes at
+// once what c has ready, so a lone datagram (a request, say) costs no
+// second pass.
+func (m *mux) deliver(now time.Time, c *Conn, b []byte, from netip.AddrPort) {
+	i := slices.Index(m.touched, c)
+	if !m.rxMore {
+		if i >= 0 {
+			m.touched = slices.Delete(m.touched, i, i+1)
+		}
+		c.input(now, b, from)
+		return
+	}
+	if i < 0 {
+		m.touched = append(m.touched, c)
+	}
+	m.rxConn.Store(c)
+	c.input(now, b, from)
+	m.rxConn.Store(nil)
+}
+
+// deferredFlush reports whether c's flush (c.mu held) should wait for the
+// end of the batch the reader is handing it, which flushes c again. A
+// connection whose core closed flushes at once: it is forgotten before the
+// batch ends.
+func (m *mux) deferredFlush(c *Conn) bool {
+	return m.rxConn.Load() == c && !c.core.Closed()
 }
 
 // unmap gives IPv4 peers of a dual-stack socket their plain IPv4 address,
@@ -154,7 +229,7 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		c := m.conns[h.DstCID]
 		m.mu.Unlock()
 		if c != nil {
-			c.input(now, b, from)
+			m.deliver(now, c, b, from)
 		}
 		return
 	}
@@ -171,7 +246,7 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 	m.mu.Lock()
 	if c := m.hellos[key]; c != nil {
 		m.mu.Unlock()
-		c.input(now, b, from)
+		m.deliver(now, c, b, from)
 		return
 	}
 	acc, refuse := m.acceptor, m.refuse
@@ -387,7 +462,8 @@ func (m *mux) onTimer() {
 
 // fireTimers runs the timers of every connection due at now.
 func (m *mux) fireTimers(now time.Time) {
-	var due []*Conn
+	var some [8]*Conn // usually enough, without allocating
+	due := some[:0]
 	m.mu.Lock()
 	for len(m.timers) > 0 && !m.timers[0].timerAt.After(now) {
 		due = append(due, heap.Pop(&m.timers).(*Conn))
@@ -407,12 +483,13 @@ func (m *mux) pump() error {
 		return net.ErrClosed
 	}
 	if m.pumpMu.TryLock() {
-		for range 4096 {
-			n, from, err := readNonBlocking(m.raw, m.pumpBuf)
+		for read := 0; read < 4096; {
+			b, err := m.receive(false)
 			if err != nil {
 				break
 			}
-			m.handleDatagram(time.Now(), m.pumpBuf[:n], from)
+			read += b.n
+			m.handleBatch(b)
 		}
 		m.pumpMu.Unlock()
 	}

@@ -259,6 +259,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	due(timerPacing)
 	if due(timerHeartbeat) {
 		c.pingNeeded = true
+		c.trimIdle()
 	}
 	if due(timerReassembly) {
 		c.expireReassembly(now)
@@ -267,13 +268,58 @@ func (c *Conn) HandleTimeout(now time.Time) {
 }
 
 // armHeartbeat keeps a PING scheduled a heartbeat period after the last
-// ack-eliciting packet we sent.
+// ack-eliciting packet we sent. A side that last heard an ack-eliciting
+// packet (the peer's PING) waits a quarter period longer: on an idle
+// connection only one side pings, the other answers, and both idle timers
+// are kept alive at half the packets.
 func (c *Conn) armHeartbeat() {
 	if c.state != stateEstablished || c.pingNeeded {
 		c.timers[timerHeartbeat] = time.Time{}
 		return
 	}
-	c.setTimer(timerHeartbeat, c.lastAckElicitingSent.Add(c.cfg.HeartbeatPeriod))
+	at := c.lastAckElicitingSent.Add(c.cfg.HeartbeatPeriod)
+	if c.lastElicitingRecv.After(c.lastAckElicitingSent) {
+		at = c.lastElicitingRecv.Add(c.cfg.HeartbeatPeriod * 5 / 4)
+	}
+	c.setTimer(timerHeartbeat, at)
+}
+
+// trimIdle gives back the memory an idle connection keeps only to go fast
+// when busy: the receive arena and the pools of free buffers and records.
+// It runs when the heartbeat fires, that is after a heartbeat period with
+// nothing sent; an idle connection then costs only its fixed state.
+func (c *Conn) trimIdle() {
+	if c.arena.live == 0 {
+		c.arena.buf, c.arena.top = nil, 0
+	}
+	c.bufPool = bufPool{limit: c.bufPool.limit}
+	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
+	c.sentFree, c.msgFree = nil, nil
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	if len(c.noneMsgs) == 0 {
+		c.noneMsgs = nil
+	}
+	if c.queue.len() == 0 {
+		c.queue = fragQueue{}
+	}
+	if c.retransmit.len() == 0 {
+		c.retransmit = fragQueue{}
+	}
+	if c.sentHead == len(c.sentRing) {
+		c.sentRing, c.sentHead = nil, 0
+	}
+	c.recvd.runs = slicesClip(c.recvd.runs)
+}
+
+// slicesClip returns s in an allocation of its own length when it holds
+// much more than it uses.
+func slicesClip[T any](s []T) []T {
+	if cap(s) > 2*len(s)+4 {
+		return append([]T(nil), s...)
+	}
+	return s
 }
 
 // Recv returns the next message ready for the application. A zero Message

@@ -42,6 +42,7 @@ type recovery struct {
 	bytesInFlight        int
 	elicitingInFlight    int
 	lastAckElicitingSent time.Time
+	lastElicitingRecv    time.Time
 	ptoCount             int
 	rtt                  rttEstimator
 	rttScratch           RTTStats
@@ -227,8 +228,10 @@ func (c *Conn) detectLoss(now time.Time) {
 			continue
 		}
 		if c.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
-			lostBytes += p.size
-			if p.sentAt.After(largestLostAt) {
+			if !p.hello { // a handshake loss says nothing about the path's capacity yet
+				lostBytes += p.size
+			}
+			if !p.hello && p.sentAt.After(largestLostAt) {
 				largestLostAt = p.sentAt
 			}
 			c.onPacketLost(p)
@@ -418,6 +421,8 @@ func (c *Conn) onPacketReceived(now time.Time, pn uint64, eliciting bool) {
 	if !eliciting {
 		return
 	}
+	c.lastElicitingRecv = now
+	c.armHeartbeat()
 	c.ackEliciting++
 	if !c.ackPending {
 		c.ackPending = true

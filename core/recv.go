@@ -60,7 +60,7 @@ type receiver struct {
 
 func (c *Conn) initReceiver() {
 	c.arena.size = c.cfg.ReceiveArenaSize
-	c.bufPool.limit = c.cfg.ReceiveWindow
+	c.bufPool.limit = min(c.cfg.ReceiveWindow, 256<<10) // pooled, not in use: bounded
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
@@ -156,6 +156,11 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 	c.handshake.retries++
 	c.SetCookie(cookie)
 	c.handshake.helloNeeded = true
+	// The listener kept no state for our first flight: it is neither lost
+	// (no congestion signal) nor in flight any more.
+	c.discardSent()
+	c.ptoCount = 0
+	c.timers[timerPTO] = time.Time{}
 }
 
 // handleFrames applies every frame of a packet. It reports whether the

@@ -1,0 +1,159 @@
+package rudp
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// Batched socket I/O. A reader takes up to rxBatch's worth of datagrams per
+// system call (recvmmsg on Linux), and a flush hands the kernel every
+// datagram a connection has ready in one call (sendmmsg, with runs of
+// equal-sized datagrams as one UDP GSO buffer where the kernel offers it).
+// Other platforms, and Config.DisableBatchIO, move one datagram per call.
+//
+// Batches come from pools shared by every socket with the same datagram
+// size and are held only while a read or a flush is in progress, so an idle
+// socket (each dialed Conn has its own) owns no buffer.
+
+// Batch sizes.
+const (
+	rxBatchLen   = 32        // datagrams per receive call
+	rxBatchBytes = 256 << 10 // bounds rxBatchLen for large datagrams
+	txBatchLen   = 64        // datagrams per flush call (and per GSO buffer, UDP_MAX_SEGMENTS)
+	gsoMaxBytes  = 65000     // one GSO buffer, under the 65507-byte UDP payload limit of IPv4
+)
+
+// rxBatch is what one receive call filled: datagram i is bufs[i][:lens[i]]
+// from from[i].
+type rxBatch struct {
+	size int // each buffer holds size+1 bytes, so that a longer datagram shows as truncated
+	bufs [][]byte
+	lens []int
+	from []netip.AddrPort
+	n    int
+	sys  rxSys // the platform's system-call state
+}
+
+// txBatch is a flush's datagrams, packed back to back in buf: datagram i
+// is lens[i] bytes, starting where datagram i-1 ends.
+type txBatch struct {
+	size int // the largest datagram (Config.MaxDatagramSize)
+	buf  []byte
+	used int
+	lens []int
+	sys  txSys
+}
+
+// next returns room for one more datagram, or nil when the batch is full.
+func (b *txBatch) next() []byte {
+	if len(b.lens) == cap(b.lens) || b.used+b.size > len(b.buf) {
+		return nil
+	}
+	return b.buf[b.used : b.used+b.size]
+}
+
+// add records that the datagram written into next's room is n bytes.
+func (b *txBatch) add(n int) {
+	b.lens = append(b.lens, n)
+	b.used += n
+}
+
+func (b *txBatch) reset() {
+	b.lens = b.lens[:0]
+	b.used = 0
+}
+
+type batchKey struct{ size, n int }
+
+var rxPools, txPools sync.Map // batchKey -> *sync.Pool
+
+// rxPool returns the pool of receive batches of n buffers for datagrams of
+// up to size bytes.
+func rxPool(size, n int) *sync.Pool {
+	key := batchKey{size, n}
+	if p, ok := rxPools.Load(key); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := rxPools.LoadOrStore(key, &sync.Pool{New: func() any {
+		b := &rxBatch{
+			size: size,
+			bufs: make([][]byte, n),
+			lens: make([]int, n),
+			from: make([]netip.AddrPort, n),
+		}
+		mem := make([]byte, n*(size+1))
+		for i := range b.bufs {
+			b.bufs[i] = mem[i*(size+1) : (i+1)*(size+1) : (i+1)*(size+1)]
+		}
+		b.sys.init(b)
+		return b
+	}})
+	return p.(*sync.Pool)
+}
+
+// rxBatchLenFor is how many datagrams of up to size bytes one receive call
+// takes.
+func rxBatchLenFor(size int, batched bool) int {
+	if !batched {
+		return 1
+	}
+	return max(1, min(rxBatchLen, rxBatchBytes/(size+1)))
+}
+
+// txPool returns the pool of flush batches for datagrams of up to size bytes.
+func txPool(size int) *sync.Pool {
+	key := batchKey{size, 0}
+	if p, ok := txPools.Load(key); ok {
+		return p.(*sync.Pool)
+	}
+	n := max(1, min(txBatchLen, gsoMaxBytes/size))
+	p, _ := txPools.LoadOrStore(key, &sync.Pool{New: func() any {
+		b := &txBatch{
+			size: size,
+			buf:  make([]byte, n*size),
+			lens: make([]int, 0, n),
+		}
+		b.sys.init(b)
+		return b
+	}})
+	return p.(*sync.Pool)
+}
+
+// setRxPool picks the receive batches for the current datagram size and
+// batching.
+func (m *mux) setRxPool() {
+	m.rxPool = rxPool(m.rxSize, rxBatchLenFor(m.rxSize, m.rxBatched))
+}
+
+// receiveOne reads one datagram, waiting for it if wait is set (else
+// failing when none is ready).
+func (m *mux) receiveOne(wait bool) (*rxBatch, error) {
+	b := m.rxPool.Get().(*rxBatch)
+	var (
+		n    int
+		from netip.AddrPort
+		err  error
+	)
+	if wait {
+		n, from, err = m.sock.ReadFromUDPAddrPort(b.bufs[0])
+	} else {
+		n, from, err = readNonBlocking(m.raw, b.bufs[0])
+	}
+	if err != nil {
+		m.rxPool.Put(b)
+		return nil, err
+	}
+	b.lens[0], b.from[0], b.n = n, unmap(from), 1
+	return b, nil
+}
+
+// sendEach sends b's datagrams from datagram from on, one call each.
+func (m *mux) sendEach(b *txBatch, from int, to netip.AddrPort) {
+	off := 0
+	for i, n := range b.lens {
+		if i >= from {
+			m.writeTo(b.buf[off:off+n], to)
+		}
+		off += n
+	}
+}

@@ -1,0 +1,294 @@
+package rudp
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The batch calls are made with x/sys/unix on buffers this package owns:
+// x/net's ipv4/ipv6 ReadBatch makes the same recvmmsg call but allocates a
+// net.UDPAddr for every datagram.
+
+// rxSys is a receive batch's recvmmsg vectors, pointing at its buffers.
+type rxSys struct {
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // large enough for a sockaddr_in too
+}
+
+func (s *rxSys) init(b *rxBatch) {
+	n := len(b.bufs)
+	s.hdrs = make([]unix.Mmsghdr, n)
+	s.iovs = make([]unix.Iovec, n)
+	s.names = make([]unix.RawSockaddrInet6, n)
+	for i := range n {
+		s.iovs[i].Base = &b.bufs[i][0]
+		s.iovs[i].SetLen(len(b.bufs[i]))
+		h := &s.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		h.Iov = &s.iovs[i]
+		h.SetIovlen(1)
+	}
+}
+
+// txSys is a flush batch's sendmmsg vectors: one message per datagram, or
+// per run of datagrams sent as one GSO buffer.
+type txSys struct {
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	first []int  // the datagram each message starts with
+	cmsgs []byte // one UDP_SEGMENT control message per message
+	name  unix.RawSockaddrInet6
+	nlen  uint32
+
+	msgs  int // messages packed
+	sent  int // messages sent
+	k     int // what the last sendmmsg sent
+	errno syscall.Errno
+	call  func(fd uintptr) bool // sendmmsg, bound once
+}
+
+var gsoCmsgSpace = unix.CmsgSpace(2)
+
+func (s *txSys) init(b *txBatch) {
+	n := cap(b.lens)
+	s.hdrs = make([]unix.Mmsghdr, n)
+	s.iovs = make([]unix.Iovec, n)
+	s.first = make([]int, n)
+	s.cmsgs = make([]byte, n*gsoCmsgSpace)
+	s.call = s.sendmmsg
+}
+
+// setName encodes the destination for a socket of the given family; false
+// if the socket cannot reach it (an IPv6 address on an IPv4 socket).
+func (s *txSys) setName(to netip.AddrPort, v6 bool) bool {
+	a := to.Addr()
+	if !v6 {
+		if !a.Is4() {
+			return false
+		}
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.name))
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], to.Port())
+		s.nlen = unix.SizeofSockaddrInet4
+		return true
+	}
+	s.name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.name.Port))[:], to.Port())
+	s.nlen = unix.SizeofSockaddrInet6
+	return true
+}
+
+// pack lays out b's datagrams from datagram from on as messages. With gso,
+// a run of equal-sized datagrams (the last may be shorter) is one message
+// that the kernel cuts at the size a UDP_SEGMENT control message gives.
+func (s *txSys) pack(b *txBatch, from int, gso bool) {
+	s.msgs, s.sent = 0, 0
+	off := 0
+	for i := range from {
+		off += b.lens[i]
+	}
+	for i := from; i < len(b.lens); {
+		seg := b.lens[i]
+		j, total := i+1, seg
+		if gso {
+			for j < len(b.lens) && b.lens[j] <= seg && total+b.lens[j] <= gsoMaxBytes {
+				total += b.lens[j]
+				j++
+				if b.lens[j-1] < seg {
+					break // a shorter datagram ends a run
+				}
+			}
+		}
+		k := s.msgs
+		s.iovs[k].Base = &b.buf[off]
+		s.iovs[k].SetLen(total)
+		h := &s.hdrs[k].Hdr
+		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&s.name)), Namelen: s.nlen, Iov: &s.iovs[k]}
+		h.SetIovlen(1)
+		if j-i > 1 {
+			c := s.cmsgs[k*gsoCmsgSpace : (k+1)*gsoCmsgSpace]
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			cm.Level = unix.IPPROTO_UDP
+			cm.Type = unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(seg)
+			h.Control = &c[0]
+			h.SetControllen(len(c))
+		}
+		s.first[k] = i
+		s.msgs++
+		off += total
+		i = j
+	}
+}
+
+func (s *txSys) sendmmsg(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&s.hdrs[s.sent])), uintptr(s.msgs-s.sent), 0, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket is writable
+		}
+		s.k, s.errno = int(n), errno
+		return true
+	}
+}
+
+// muxSys is the socket state of a mux for batched I/O.
+type muxSys struct {
+	v6      bool // an AF_INET6 socket: destinations go as sockaddr_in6
+	rxWait  bool
+	rxBatch *rxBatch
+	rxErr   error
+	recv    func(fd uintptr) bool // recvmmsg, bound once
+}
+
+// initIO finds what the socket offers: batch calls, and UDP GSO unless
+// Config.DisableGSO.
+func (m *mux) initIO() {
+	batched := m.set.batchIO && m.raw != nil
+	if batched {
+		err := m.raw.Control(func(fd uintptr) {
+			domain, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+			if err != nil {
+				batched = false
+				return
+			}
+			m.sys.v6 = domain == unix.AF_INET6
+			if m.set.gso {
+				// Kernels without UDP GSO (before 4.18) do not know the option.
+				_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+				m.gso.Store(err == nil)
+			}
+		})
+		batched = batched && err == nil
+	}
+	m.rxBatched = batched
+	m.txBatched.Store(batched)
+	m.sys.recv = m.recvmmsg
+}
+
+// receive returns the datagrams ready on the socket, waiting for one if
+// wait is set (else failing with EAGAIN when there is none).
+func (m *mux) receive(wait bool) (*rxBatch, error) {
+	if !m.rxBatched {
+		return m.receiveOne(wait)
+	}
+	s := &m.sys
+	s.rxWait, s.rxErr = wait, nil
+	err := m.raw.Read(s.recv)
+	b := s.rxBatch
+	s.rxBatch = nil
+	if err == nil {
+		err = s.rxErr
+	}
+	if err != nil {
+		if b != nil {
+			m.rxPool.Put(b)
+		}
+		if errors.Is(err, unix.ENOSYS) {
+			m.rxBatched = false // no recvmmsg: one datagram per call from now on
+			m.setRxPool()
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+func (m *mux) recvmmsg(fd uintptr) bool {
+	s := &m.sys
+	if s.rxBatch == nil {
+		s.rxBatch = m.rxPool.Get().(*rxBatch)
+	}
+	b := s.rxBatch
+	for i := range b.sys.hdrs {
+		h := &b.sys.hdrs[i]
+		h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		h.Hdr.Flags = 0
+		h.Len = 0
+	}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&b.sys.hdrs[0])), uintptr(len(b.sys.hdrs)), 0, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN && s.rxWait:
+			// Hold no buffer while waiting: an idle socket owns none.
+			m.rxPool.Put(b)
+			s.rxBatch = nil
+			return false
+		case errno != 0:
+			s.rxErr = errno
+			return true
+		}
+		b.n = int(n)
+		for i := range b.n {
+			h := &b.sys.hdrs[i]
+			b.lens[i] = int(h.Len)
+			b.from[i] = sockaddrAddrPort(&b.sys.names[i])
+		}
+		return true
+	}
+}
+
+// sockaddrAddrPort decodes a received sockaddr_in or sockaddr_in6.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	if sa.Family == unix.AF_INET {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+}
+
+// send hands the kernel b's datagrams for to: in one sendmmsg call when it
+// can, with GSO when the socket offers it. A datagram the kernel refuses is
+// lost (recovery repairs it); GSO that fails is turned off for the socket,
+// and batch calls the kernel lacks too.
+func (m *mux) send(b *txBatch, to netip.AddrPort) {
+	if len(b.lens) == 0 {
+		return
+	}
+	s := &b.sys
+	if !m.txBatched.Load() || !s.setName(to, m.sys.v6) {
+		m.sendEach(b, 0, to)
+		return
+	}
+	gso := m.gso.Load()
+	s.pack(b, 0, gso)
+	for s.sent < s.msgs {
+		if err := m.raw.Write(s.call); err != nil {
+			return // the socket is closed
+		}
+		if s.errno == 0 {
+			s.sent += s.k
+			continue
+		}
+		failed := s.sent
+		switch {
+		case gso && (s.errno == unix.EIO || s.errno == unix.EINVAL) && s.hdrs[failed].Hdr.Controllen != 0:
+			// No checksum offload on the route, or a kernel that takes the
+			// option but not this segment size: send them one by one.
+			m.gso.Store(false)
+			gso = false
+			m.set.logger.Debug("rudp: UDP GSO off for socket", "laddr", m.laddr, "err", s.errno)
+			s.pack(b, s.first[failed], false)
+		case s.errno == unix.ENOSYS:
+			m.txBatched.Store(false)
+			m.sendEach(b, s.first[failed], to)
+			return
+		default:
+			s.sent++ // lost, as a datagram the network drops
+		}
+	}
+}
