@@ -599,7 +599,7 @@ func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 	var expiry <-chan time.Time
 	if d >= 0 {
 		if w.timer == nil {
-			w.timer = time.NewTimer(d)
+			w.timer = getTimer(d)
 		} else {
 			w.timer.Reset(d)
 		}
@@ -617,5 +617,20 @@ func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 func (w *waiter) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
+		timerPool.Put(w.timer)
+		w.timer = nil
 	}
+}
+
+// timerPool keeps stopped timers for the next blocked call: a Read or
+// Write that waits with a deadline must not allocate one each time. Since
+// Go 1.23 a stopped timer delivers no stale tick after Reset.
+var timerPool sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timerPool.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
 }
