@@ -23,23 +23,9 @@ type Listener struct {
 // Listen listens on the UDP address ("udp", "udp4" or "udp6"). A nil cfg
 // means defaults; its settings apply to every accepted connection.
 func Listen(network, address string, cfg *Config) (*Listener, error) {
-	fail := func(err error) (*Listener, error) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
-	}
-	set, err := cfg.resolve()
+	set, sock, err := openSocket(network, address, cfg)
 	if err != nil {
-		return fail(err)
-	}
-	if err := checkNetwork(network); err != nil {
-		return fail(err)
-	}
-	laddr, err := net.ResolveUDPAddr(network, address)
-	if err != nil {
-		return fail(err)
-	}
-	sock, err := listenUDP(network, laddr)
-	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	l := &Listener{
 		queue:   make(chan *Conn, set.backlog),
@@ -143,4 +129,28 @@ func (l *Listener) Pump() error {
 		return &net.OpError{Op: "pump", Net: "udp", Addr: l.m.laddr, Err: err}
 	}
 	return nil
+}
+
+// openSocket validates cfg and network and opens the UDP socket a Listener
+// or PacketConn serves on; errors are *net.OpError with Op "listen".
+func openSocket(network, address string, cfg *Config) (*settings, *net.UDPConn, error) {
+	fail := func(err error) (*settings, *net.UDPConn, error) {
+		return nil, nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	set, err := cfg.resolve()
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkNetwork(network); err != nil {
+		return fail(err)
+	}
+	laddr, err := net.ResolveUDPAddr(network, address)
+	if err != nil {
+		return fail(err)
+	}
+	sock, err := listenUDP(network, laddr)
+	if err != nil {
+		return fail(err)
+	}
+	return set, sock, nil
 }

@@ -35,23 +35,9 @@ type PacketConn struct {
 // ListenPacket opens a PacketConn on the UDP address ("udp", "udp4" or
 // "udp6"). A nil cfg means defaults.
 func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
-	fail := func(err error) (*PacketConn, error) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
-	}
-	set, err := cfg.resolve()
+	set, sock, err := openSocket(network, address, cfg)
 	if err != nil {
-		return fail(err)
-	}
-	if err := checkNetwork(network); err != nil {
-		return fail(err)
-	}
-	laddr, err := net.ResolveUDPAddr(network, address)
-	if err != nil {
-		return fail(err)
-	}
-	sock, err := listenUDP(network, laddr)
-	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	p := &PacketConn{
 		readWake: make(chan struct{}, 1),
