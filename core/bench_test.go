@@ -137,7 +137,7 @@ func BenchmarkGoodput(b *testing.B) {
 			var f float64
 			for i := 0; i < b.N; i++ {
 				var err error
-				if f, _, err = goodput(uint64(i+1), loss, 20*time.Millisecond, time.Second); err != nil {
+				if f, _, err = goodput("", uint64(i+1), loss, 20*time.Millisecond, time.Second); err != nil {
 					b.Fatal(err)
 				}
 			}

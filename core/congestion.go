@@ -17,6 +17,47 @@ type CongestionController interface {
 	Window() int
 }
 
+// RateSample is one delivery-rate measurement, taken once per ACK frame
+// that acknowledges new data (draft-cheng-iccrg-delivery-rate-estimation):
+// the bytes acknowledged between the sending of the newest packet this ACK
+// covers and its acknowledgement, over that interval.
+type RateSample struct {
+	// Delivered bytes over Interval; Interval is 0 when the sample is not
+	// usable as a rate (shorter than the minimum RTT: acknowledgements
+	// compressed on the way back would overstate the rate).
+	Delivered int
+	Interval  time.Duration
+	// AppLimited: the newest packet was sent with the sender short of
+	// data, so the rate may be below what the path carries.
+	AppLimited bool
+	// PriorDelivered is the connection's delivered count when the newest
+	// acknowledged packet was sent; TotalDelivered is the count now. A
+	// round trip ends when PriorDelivered reaches the TotalDelivered of
+	// the round's start.
+	PriorDelivered, TotalDelivered uint64
+	// RTT is the newest acknowledged packet's round trip, ack delay included.
+	RTT time.Duration
+	// NewlyAcked and NewlyLost are the bytes this ACK acknowledged and
+	// declared lost; BytesInFlight is what is in flight after it.
+	NewlyAcked, NewlyLost int
+	BytesInFlight         int
+}
+
+// RateObserver is implemented by a CongestionController that models the
+// path from delivery-rate samples (BBR); the connection then calls
+// OnRateSample after every ACK frame that acknowledges new data, after
+// OnPacketAcked and OnPacketsLost for that frame.
+type RateObserver interface {
+	OnRateSample(now time.Time, rs *RateSample)
+}
+
+// PacingRater is implemented by a CongestionController that sets the
+// pacing rate itself. PacingRate returns bytes per second; 0 means no
+// rate yet, and the connection paces at 5/4 of a window per smoothed RTT.
+type PacingRater interface {
+	PacingRate() float64
+}
+
 // RTTStats is the connection's view of the round-trip time.
 type RTTStats struct {
 	Smoothed, Min, Variance, Latest time.Duration
@@ -158,42 +199,55 @@ func (n *NewReno) withinDeliveryRate() bool {
 // Window implements CongestionController.
 func (n *NewReno) Window() int { return n.window }
 
-// pacer spreads a window's worth of packets over a round trip: a token
-// bucket refilled at 1.25 x window / smoothed RTT, holding a burst of a few
-// datagrams, so that a sender never dumps a whole window into a queue.
+// pacer is a token bucket: it refills at the pacing rate and holds a burst
+// of a few datagrams (more at high rates, where timers are coarse next to a
+// datagram's time on the wire), so that a sender never dumps a whole window
+// into a queue.
 type pacer struct {
-	tokens   float64 // bytes that may be sent now
-	capacity float64
-	last     time.Time
+	tokens float64 // bytes that may be sent now
+	last   time.Time
 }
 
-// ready returns when a packet of size bytes may leave (now if already).
-func (p *pacer) ready(now time.Time, size int, window int, srtt time.Duration) time.Time {
-	p.refill(now, window, srtt)
+// ready returns when a packet of size bytes may leave (now if already),
+// refilling at rate bytes per second up to burst bytes.
+func (p *pacer) ready(now time.Time, size int, rate, burst float64) time.Time {
+	if p.last.IsZero() {
+		p.tokens = burst
+	} else if now.After(p.last) {
+		p.tokens += now.Sub(p.last).Seconds() * rate
+	}
+	p.tokens = min(p.tokens, burst)
+	p.last = now
 	if p.tokens >= float64(size) {
 		return now
 	}
-	rate := p.rate(window, srtt)
 	wait := time.Duration((float64(size) - p.tokens) / rate * float64(time.Second))
 	return now.Add(max(wait, time.Microsecond))
 }
 
-func (p *pacer) rate(window int, srtt time.Duration) float64 {
+func (p *pacer) spend(size int) { p.tokens -= float64(size) }
+
+// pacingBurstTime is how much of the pacing rate a controller-set pacer
+// may send at once (at least pacingMinBurst datagrams).
+const (
+	pacingBurstTime = time.Millisecond
+	pacingMinBurst  = 10
+)
+
+// pacing returns the pacer's rate in bytes per second and its burst in
+// bytes: the controller's rate if it sets one, else 5/4 of the window per
+// smoothed RTT with a burst of a quarter window.
+func (c *Conn) pacing() (rate, burst float64) {
+	mss := c.cfg.MaxDatagramSize
+	if c.pacingRater != nil {
+		if r := c.pacingRater.PacingRate(); r > 0 {
+			return r, max(r*pacingBurstTime.Seconds(), float64(pacingMinBurst*mss))
+		}
+	}
+	window := c.cc.Window()
+	srtt := c.rtt.smoothed
 	if srtt <= 0 {
 		srtt = time.Microsecond
 	}
-	return 1.25 * float64(window) / srtt.Seconds()
+	return 1.25 * float64(window) / srtt.Seconds(), float64(max(window/4, 10*1500))
 }
-
-func (p *pacer) refill(now time.Time, window int, srtt time.Duration) {
-	p.capacity = float64(max(window/4, 10*1500))
-	if p.last.IsZero() {
-		p.tokens = p.capacity
-	} else if now.After(p.last) {
-		p.tokens += now.Sub(p.last).Seconds() * p.rate(window, srtt)
-	}
-	p.tokens = min(p.tokens, p.capacity)
-	p.last = now
-}
-
-func (p *pacer) spend(size int) { p.tokens -= float64(size) }

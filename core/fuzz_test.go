@@ -463,7 +463,7 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("%d packets remembered", len(c.sentRing)-c.sentHead)
 	}
 	for _, m := range c.pending {
-		if !m.yielded && (len(m.runs) > maxFragmentRuns+1 || m.filled > len(m.data) || m.filled < 0) {
+		if !m.yielded && (len(m.runs) > runLimit(len(m.data))+1 || m.filled > len(m.data) || m.filled < 0) {
 			t.Fatalf("pending message: %d runs, filled %d of %d", len(m.runs), m.filled, len(m.data))
 		}
 	}

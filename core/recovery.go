@@ -23,7 +23,13 @@ type sentPacket struct {
 	// appLimited: sent with the window far from full; its acknowledgement
 	// says nothing about the path's capacity and must not grow the window.
 	appLimited bool
-	frags      []*outFragment // Delivery fragments it carries
+	// The connection's delivery-rate state when it was sent: bytes
+	// acknowledged so far, when that count last grew, and when the packet
+	// most recently acknowledged by then was sent.
+	delivered   uint64
+	deliveredAt time.Time
+	firstSentAt time.Time
+	frags       []*outFragment // Delivery fragments it carries
 }
 
 func (p *sentPacket) ackEliciting() bool { return p.eliciting }
@@ -48,6 +54,9 @@ type recovery struct {
 	rttScratch           RTTStats
 	cc                   CongestionController
 	pacer                pacer
+	pacingRater          PacingRater  // cc, if it sets the pacing rate
+	rateObserver         RateObserver // cc, if it takes delivery-rate samples
+	rate                 deliveryRate
 
 	// acknowledging what we receive
 	recvd          pnRanges
@@ -64,6 +73,24 @@ func (c *Conn) initRecovery() {
 	r.sentBase = r.nextPN
 	r.rtt = newRTTEstimator(c.cfg.InitialRTT)
 	r.cc = c.cfg.NewCongestionController(c.cfg.MaxDatagramSize)
+	r.pacingRater, _ = r.cc.(PacingRater)
+	r.rateObserver, _ = r.cc.(RateObserver)
+}
+
+// deliveryRate is the connection's delivery-rate estimator
+// (draft-cheng-iccrg-delivery-rate-estimation): every packet remembers how
+// much had been delivered when it was sent, so the acknowledgement of the
+// newest packet in an ACK gives the rate over the interval it spanned.
+type deliveryRate struct {
+	delivered   uint64    // bytes acknowledged
+	deliveredAt time.Time // when delivered last grew
+	firstSentAt time.Time // send time of the packet most recently acknowledged
+	// the sample being built from one ACK frame
+	sample      RateSample
+	sampling    bool      // the ACK acknowledged something: newest* are set
+	newestSent  time.Time // the newest acknowledged packet's send time
+	newestFirst time.Time
+	newestAt    time.Time // newest.deliveredAt
 }
 
 func (c *Conn) newSentPacket() *sentPacket {
@@ -92,6 +119,12 @@ func (c *Conn) onPacketSent(now time.Time, p *sentPacket) {
 	}
 	c.sentRing = append(c.sentRing, p)
 	p.appLimited = 2*(c.bytesInFlight+p.size) < c.cc.Window() && !c.HasPendingData()
+	if c.bytesInFlight == 0 {
+		// Nothing in flight: the next interval starts now, not at the
+		// last acknowledgement before an idle period.
+		c.rate.firstSentAt, c.rate.deliveredAt = now, now
+	}
+	p.delivered, p.deliveredAt, p.firstSentAt = c.rate.delivered, c.rate.deliveredAt, c.rate.firstSentAt
 	c.bytesInFlight += p.size
 	c.elicitingInFlight++
 	c.lastAckElicitingSent = now
@@ -144,6 +177,8 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 	}
 	largestNewlyAcked := false
 	var ackedBytes int
+	c.rate.sampling = false
+	progress := false
 	for _, rg := range a.ranges {
 		if rg.hi > largest {
 			break
@@ -168,6 +203,9 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 				c.rtt.update(now.Sub(p.sentAt), delay)
 			}
 			ackedBytes += p.size
+			if !p.ping || len(p.frags) > 0 || p.hello || p.close {
+				progress = true
+			}
 			c.onPacketAcked(now, p)
 		}
 	}
@@ -175,11 +213,17 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 		c.largestAcked = largest
 		c.anyAcked = true
 	}
-	if ackedBytes > 0 {
+	if progress {
+		// Only acknowledged content resets the backoff: a flow-blocked
+		// sender whose PING probes are answered keeps backing off.
 		c.ptoCount = 0
 	}
 	_ = largestNewlyAcked
-	c.detectLoss(now)
+	lostBytes := c.detectLoss(now)
+	if c.rateObserver != nil && ackedBytes > 0 && c.rate.sampling {
+		c.rateSample(now, ackedBytes, lostBytes)
+		c.rateObserver.OnRateSample(now, &c.rate.sample)
+	}
 	c.armPTO()
 	c.maybeSendClose(now)
 }
@@ -187,6 +231,16 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	c.bytesInFlight -= p.size
 	c.elicitingInFlight--
+	c.rate.delivered += uint64(p.size)
+	c.rate.deliveredAt = now
+	if !c.rate.sampling || p.delivered >= c.rate.sample.PriorDelivered {
+		// The packet is recycled below: keep what the sample needs.
+		c.rate.sampling = true
+		c.rate.sample.PriorDelivered = p.delivered
+		c.rate.sample.AppLimited = p.appLimited
+		c.rate.newestSent, c.rate.newestFirst, c.rate.newestAt = p.sentAt, p.firstSentAt, p.deliveredAt
+		c.rate.firstSentAt = p.sentAt
+	}
 	if !p.appLimited {
 		c.rttScratch = c.rttStats() // a field: no allocation per ack
 		c.cc.OnPacketAcked(now, p.size, p.sentAt, &c.rttScratch)
@@ -210,13 +264,32 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	}
 }
 
+// rateSample completes the delivery-rate sample of the ACK just processed.
+func (c *Conn) rateSample(now time.Time, acked, lost int) {
+	r := &c.rate
+	s := &r.sample
+	s.TotalDelivered = r.delivered
+	s.Delivered = int(r.delivered - s.PriorDelivered)
+	s.RTT = now.Sub(r.newestSent)
+	s.NewlyAcked, s.NewlyLost = acked, lost
+	s.BytesInFlight = c.bytesInFlight
+	// The interval is the longer of the send and ack phases, so that
+	// neither bursty sending nor compressed acknowledgements inflate it.
+	s.Interval = max(r.newestSent.Sub(r.newestFirst), now.Sub(r.newestAt))
+	if s.Interval < c.rtt.min {
+		s.Interval = 0
+	}
+	r.sampling = false
+}
+
 // detectLoss declares lost the packets below the largest acknowledged that
 // are packetThreshold older or were sent a loss delay ago, and arms the
-// loss timer for the rest (RFC 9002 section 6.1).
-func (c *Conn) detectLoss(now time.Time) {
+// loss timer for the rest (RFC 9002 section 6.1). It returns the bytes it
+// declared lost (handshake packets aside).
+func (c *Conn) detectLoss(now time.Time) int {
 	c.timers[timerLoss] = time.Time{}
 	if !c.anyAcked || c.state == stateClosed {
-		return
+		return 0
 	}
 	delay := c.rtt.lossDelay()
 	var lostBytes int
@@ -247,6 +320,7 @@ func (c *Conn) detectLoss(now time.Time) {
 	if !earliest.IsZero() {
 		c.setTimer(timerLoss, earliest)
 	}
+	return lostBytes
 }
 
 func (c *Conn) onPacketLost(p *sentPacket) {

@@ -6,8 +6,18 @@ import (
 )
 
 // maxFragmentRuns bounds the disjoint pieces an incomplete message may be
-// in; a peer that scatters more is misbehaving and the message is dropped.
-const maxFragmentRuns = 64
+// in, beyond one piece per fragmentRunBytes of its length; a peer that
+// scatters more is misbehaving and the message is dropped. An honest
+// sender's fragments are at least 1106 bytes, so it never reaches the
+// bound whatever it loses: a Delivery message must never be dropped once
+// its acknowledged fragments cannot be sent again.
+const (
+	maxFragmentRuns  = 64
+	fragmentRunBytes = 512
+)
+
+// runLimit is the number of pieces a message of total bytes may be in.
+func runLimit(total int) int { return maxFragmentRuns + total/fragmentRunBytes }
 
 // recvMsg is a message (or the message a fragment belongs to) held by the
 // receiver until the application reads it.
@@ -389,7 +399,7 @@ func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 	}
 	runs[i] = pnRange{newLo, newHi}
 	m.runs = runs
-	if len(runs) > maxFragmentRuns {
+	if len(runs) > runLimit(len(m.data)) {
 		return false
 	}
 	if !m.firstAt.IsZero() && m.guarantee != Delivery && !m.complete() {

@@ -336,7 +336,8 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		if c.bytesInFlight+c.cfg.MaxDatagramSize > c.cc.Window() {
 			eliciting = false // wait for acknowledgements
 		} else if !c.cfg.DisablePacing {
-			if at := c.pacer.ready(now, c.cfg.MaxDatagramSize, c.cc.Window(), c.rtt.smoothed); at.After(now) {
+			rate, burst := c.pacing()
+			if at := c.pacer.ready(now, c.cfg.MaxDatagramSize, rate, burst); at.After(now) {
 				c.setTimer(timerPacing, at)
 				eliciting = false
 			}
