@@ -9,6 +9,9 @@ import (
 // system call (recvmmsg on Linux), and a flush hands the kernel every
 // datagram a connection has ready in one call (sendmmsg, with runs of
 // equal-sized datagrams as one UDP GSO buffer where the kernel offers it).
+// Where the kernel offers UDP GRO, a receive buffer may hold a run of
+// datagrams from one sender coalesced, which the reader cuts apart again;
+// such sockets take 64 KiB buffers, borrowed only while a read runs.
 // Other platforms, and Config.DisableBatchIO, move one datagram per call.
 //
 // Batches come from pools shared by every socket with the same datagram
@@ -23,12 +26,14 @@ const (
 	gsoMaxBytes  = 65000     // one GSO buffer, under the 65507-byte UDP payload limit of IPv4
 )
 
-// rxBatch is what one receive call filled: datagram i is bufs[i][:lens[i]]
-// from from[i].
+// rxBatch is what one receive call filled: message i is bufs[i][:lens[i]]
+// from from[i], one datagram or, when segs[i] is set, datagrams of segs[i]
+// bytes back to back (the last may be shorter) that GRO coalesced.
 type rxBatch struct {
 	size int // each buffer holds size+1 bytes, so that a longer datagram shows as truncated
 	bufs [][]byte
 	lens []int
+	segs []int
 	from []netip.AddrPort
 	n    int
 	sys  rxSys // the platform's system-call state
@@ -79,6 +84,7 @@ func rxPool(size, n int) *sync.Pool {
 			size: size,
 			bufs: make([][]byte, n),
 			lens: make([]int, n),
+			segs: make([]int, n),
 			from: make([]netip.AddrPort, n),
 		}
 		mem := make([]byte, n*(size+1))
@@ -143,7 +149,7 @@ func (m *mux) receiveOne(wait bool) (*rxBatch, error) {
 		m.rxPool.Put(b)
 		return nil, err
 	}
-	b.lens[0], b.from[0], b.n = n, unmap(from), 1
+	b.lens[0], b.segs[0], b.from[0], b.n = n, 0, unmap(from), 1
 	return b, nil
 }
 

@@ -19,13 +19,19 @@ type rxSys struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for a sockaddr_in too
+	cmsgs []byte                  // room for one UDP_GRO control message per message
 }
+
+// groCmsgSpace is the room for the UDP_GRO control message: an int, the
+// size of the coalesced datagrams.
+var groCmsgSpace = unix.CmsgSpace(4)
 
 func (s *rxSys) init(b *rxBatch) {
 	n := len(b.bufs)
 	s.hdrs = make([]unix.Mmsghdr, n)
 	s.iovs = make([]unix.Iovec, n)
 	s.names = make([]unix.RawSockaddrInet6, n)
+	s.cmsgs = make([]byte, n*groCmsgSpace)
 	for i := range n {
 		s.iovs[i].Base = &b.bufs[i][0]
 		s.iovs[i].SetLen(len(b.bufs[i]))
@@ -152,8 +158,9 @@ type muxSys struct {
 	recv    func(fd uintptr) bool // recvmmsg, bound once
 }
 
-// initIO finds what the socket offers: batch calls, and UDP GSO unless
-// Config.DisableGSO.
+// initIO finds what the socket offers: batch calls, and UDP GSO and GRO
+// unless Config.DisableGSO. GRO is asked for only with recvmmsg, the read
+// that returns the control message giving the coalesced datagrams' size.
 func (m *mux) initIO() {
 	batched := m.set.batchIO && m.raw != nil
 	if batched {
@@ -168,6 +175,8 @@ func (m *mux) initIO() {
 				// Kernels without UDP GSO (before 4.18) do not know the option.
 				_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 				m.gso.Store(err == nil)
+				// Nor UDP GRO (before 5.0).
+				m.rxGRO = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 			}
 		})
 		batched = batched && err == nil
@@ -196,7 +205,16 @@ func (m *mux) receive(wait bool) (*rxBatch, error) {
 			m.rxPool.Put(b)
 		}
 		if errors.Is(err, unix.ENOSYS) {
-			m.rxBatched = false // no recvmmsg: one datagram per call from now on
+			// No recvmmsg: one datagram per call from now on, and so no
+			// GRO, whose segment size only recvmmsg reads.
+			m.rxBatched = false
+			if m.rxGRO {
+				m.rxGRO = false
+				_ = m.raw.Control(func(fd uintptr) {
+					_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 0)
+				})
+				m.rxSize = m.set.core.MaxDatagramSize
+			}
 			m.setRxPool()
 		}
 		return nil, err
@@ -215,6 +233,13 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
 		h.Hdr.Flags = 0
 		h.Len = 0
+		if m.rxGRO {
+			h.Hdr.Control = &b.sys.cmsgs[i*groCmsgSpace]
+			h.Hdr.SetControllen(groCmsgSpace)
+		} else {
+			h.Hdr.Control = nil
+			h.Hdr.SetControllen(0)
+		}
 	}
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
@@ -235,10 +260,32 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		for i := range b.n {
 			h := &b.sys.hdrs[i]
 			b.lens[i] = int(h.Len)
+			b.segs[i] = 0
+			if h.Hdr.Controllen != 0 {
+				c := b.sys.cmsgs[i*groCmsgSpace:]
+				b.segs[i] = groSegmentSize(c[:min(int(h.Hdr.Controllen), len(c))])
+			}
 			b.from[i] = sockaddrAddrPort(&b.sys.names[i])
 		}
 		return true
 	}
+}
+
+// groSegmentSize returns the datagram size a UDP_GRO control message in c
+// gives, or 0 when there is none (the buffer is one datagram).
+func groSegmentSize(c []byte) int {
+	for len(c) >= unix.CmsgLen(0) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		n := int(h.Len)
+		if n < unix.CmsgLen(0) || n > len(c) {
+			return 0
+		}
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && n >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&c[unix.CmsgLen(0)])))
+		}
+		c = c[min(unix.CmsgSpace(n-unix.CmsgLen(0)), len(c)):]
+	}
+	return 0
 }
 
 // sockaddrAddrPort decodes a received sockaddr_in or sockaddr_in6.
@@ -257,6 +304,12 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 // and batch calls the kernel lacks too.
 func (m *mux) send(b *txBatch, to netip.AddrPort) {
 	if len(b.lens) == 0 {
+		return
+	}
+	if len(b.lens) == 1 {
+		// A lone datagram (a request, a reply, an acknowledgement): one
+		// plain sendto costs less than packing a sendmmsg.
+		m.writeTo(b.buf[:b.lens[0]], to)
 		return
 	}
 	s := &b.sys

@@ -2,6 +2,7 @@ package rudp_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -12,21 +13,35 @@ import (
 	"github.com/rudp-go/rudp"
 )
 
-// TestBatchIOModes moves a bulk stream over loopback with every I/O path:
-// batched with GSO (the default on Linux), batched without GSO, one
-// datagram per call, and to a listener whose datagrams are shorter than
-// the dialer's (its receive buffers start too small and must grow).
+// TestBatchIOModes moves a bulk stream each way at once over loopback
+// between every pair of I/O paths: batched with GSO and GRO (the default on
+// Linux), batched without them, and one datagram per call; then to a
+// listener whose datagrams are shorter than the dialer's (its receive
+// buffers start too small and must grow, unless GRO made them 64 KiB).
 func TestBatchIOModes(t *testing.T) {
-	for _, tc := range []struct {
+	modes := []struct {
+		name string
+		cfg  rudp.Config
+	}{
+		{"default", rudp.Config{}},
+		{"no-gso", rudp.Config{DisableGSO: true}},
+		{"no-batch", rudp.Config{DisableBatchIO: true}},
+	}
+	type pair struct {
 		name           string
 		listen, dialer rudp.Config
-	}{
-		{"default", rudp.Config{}, rudp.Config{}},
-		{"no-gso", rudp.Config{DisableGSO: true}, rudp.Config{DisableGSO: true}},
-		{"no-batch", rudp.Config{DisableBatchIO: true}, rudp.Config{DisableBatchIO: true}},
-		{"mixed", rudp.Config{DisableBatchIO: true}, rudp.Config{}},
-		{"longer-peer-datagrams", rudp.Config{}, rudp.Config{MaxDatagramSize: 1400}},
-	} {
+	}
+	var pairs []pair
+	for _, l := range modes {
+		for _, d := range modes {
+			pairs = append(pairs, pair{l.name + "/" + d.name, l.cfg, d.cfg})
+		}
+	}
+	pairs = append(pairs,
+		pair{"longer-peer-datagrams", rudp.Config{}, rudp.Config{MaxDatagramSize: 1400}},
+		pair{"longer-peer-datagrams-no-gso", rudp.Config{DisableGSO: true}, rudp.Config{MaxDatagramSize: 1400}},
+	)
+	for _, tc := range pairs {
 		t.Run(tc.name, func(t *testing.T) {
 			ln, err := rudp.Listen("udp", "127.0.0.1:0", &tc.listen)
 			require.NoError(t, err)
@@ -38,24 +53,34 @@ func TestBatchIOModes(t *testing.T) {
 			require.NoError(t, err)
 			defer s.Close()
 
-			data := make([]byte, 4<<20)
-			rng := rand.New(rand.NewPCG(1, 2))
-			for i := range data {
-				data[i] = byte(rng.Uint32())
-			}
 			deadline := time.Now().Add(30 * time.Second)
 			require.NoError(t, c.SetDeadline(deadline))
 			require.NoError(t, s.SetDeadline(deadline))
-			errc := make(chan error, 1)
-			go func() {
-				_, err := c.Write(data)
-				errc <- err
-			}()
-			got := make([]byte, len(data))
-			_, err = io.ReadFull(s, got)
-			require.NoError(t, err)
-			require.NoError(t, <-errc)
-			require.True(t, bytes.Equal(data, got), "stream corrupted")
+			// transfer writes 4 MiB into from and checks what to reads.
+			transfer := func(seed uint64, from, to *rudp.Conn) error {
+				data := make([]byte, 4<<20)
+				rng := rand.New(rand.NewPCG(seed, 2))
+				for i := range data {
+					data[i] = byte(rng.Uint32())
+				}
+				werr := make(chan error, 1)
+				go func() {
+					_, err := from.Write(data)
+					werr <- err
+				}()
+				got := make([]byte, len(data))
+				if _, err := io.ReadFull(to, got); err != nil {
+					return err
+				}
+				if !bytes.Equal(data, got) {
+					return errors.New("stream corrupted")
+				}
+				return <-werr
+			}
+			back := make(chan error, 1)
+			go func() { back <- transfer(1, s, c) }()
+			require.NoError(t, transfer(2, c, s), "dialer to listener")
+			require.NoError(t, <-back, "listener to dialer")
 		})
 	}
 }

@@ -29,6 +29,7 @@ const (
 	defaultIdleTimeout      = 30 * time.Second
 	defaultHeartbeatPeriod  = 10 * time.Second
 	defaultAcceptBacklog    = 1024
+	defaultMaxPeers         = 4096
 )
 
 // Config tunes Dial, Listen and ListenPacket. A nil *Config means defaults,
@@ -67,6 +68,14 @@ type Config struct {
 	// AcceptBacklog bounds the connections waiting in Accept; more are
 	// refused and their dialers get ErrRefused (default 1024).
 	AcceptBacklog int
+
+	// MaxPeers bounds the connections a PacketConn holds at once (default
+	// 4096): a new peer's connection beyond it is refused (its dialer gets
+	// ErrRefused), so that peers cannot make a PacketConn hold unbounded
+	// memory. Connections WriteTo opens count towards it but are never
+	// refused. A Listener's accepted connections are bounded by the
+	// application, which accepts them, and AcceptBacklog.
+	MaxPeers int
 
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
@@ -108,6 +117,7 @@ func (c *Config) fillDefaults() {
 	setInt(&c.SendBufferSize, d.SendBufferSize)
 	setInt(&c.ReceiveWindow, d.ReceiveWindow)
 	setInt(&c.AcceptBacklog, defaultAcceptBacklog)
+	setInt(&c.MaxPeers, defaultMaxPeers)
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -137,6 +147,7 @@ type settings struct {
 	manual           bool
 	handshakeTimeout time.Duration
 	backlog          int
+	maxPeers         int
 	logger           *slog.Logger
 	batchIO          bool // recvmmsg and sendmmsg where offered
 	gso              bool // UDP GSO where offered
@@ -156,6 +167,8 @@ func (c *Config) resolve() (*settings, error) {
 		return nil, &ConfigError{Field: "HandshakeTimeout", Value: cfg.HandshakeTimeout, Reason: "must not be negative"}
 	case cfg.AcceptBacklog < 0:
 		return nil, &ConfigError{Field: "AcceptBacklog", Value: cfg.AcceptBacklog, Reason: "must not be negative"}
+	case cfg.MaxPeers < 0:
+		return nil, &ConfigError{Field: "MaxPeers", Value: cfg.MaxPeers, Reason: "must not be negative"}
 	case cfg.Core != nil && cfg.Core.Clock != nil:
 		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
 	}
@@ -200,6 +213,7 @@ func (c *Config) resolve() (*settings, error) {
 		manual:           cfg.Manual,
 		handshakeTimeout: cc.HandshakeTimeout,
 		backlog:          cfg.AcceptBacklog,
+		maxPeers:         cfg.MaxPeers,
 		logger:           cfg.Logger,
 		batchIO:          !cfg.DisableBatchIO,
 		gso:              !cfg.DisableBatchIO && !cfg.DisableGSO,

@@ -38,7 +38,8 @@ type Conn struct {
 	estDone  bool          // the handshake ended (established or failed)
 	estCh    chan struct{} // closed when estDone becomes true (dialed connections)
 	inReady  bool          // in its PacketConn's ready list
-	closeBy  time.Time     // a graceful close still running then is aborted
+	closeBy  time.Time     // a graceful close making no progress until then is aborted
+	closeBuf int           // send buffer space free when closeBy was last set
 	fromPeer bool          // a PacketConn's connection the peer opened
 
 	readWake  chan struct{} // 1-buffered: something arrived or ended
@@ -119,6 +120,11 @@ func (c *Conn) settleLocked(now time.Time) {
 	}
 	next := c.core.NextTimeout()
 	if !c.closeBy.IsZero() && !c.core.Closed() {
+		if free := c.core.SendBufferAvailable(); free > c.closeBuf {
+			// The peer is still taking data: the close is progressing.
+			c.closeBuf = free
+			c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
+		}
 		if !now.Before(c.closeBy) {
 			// The graceful close made no end in time (a peer that stopped
 			// reading can hold it up forever): give up on it.
@@ -137,8 +143,9 @@ func (c *Conn) settleLocked(now time.Time) {
 	c.m.schedule(c, next)
 }
 
-// closeLinger bounds how long a graceful close may take before it is
-// aborted: a third of the idle timeout, between 1s and 10s.
+// closeLinger bounds how long a graceful close may go without progress
+// (the peer taking none of the data still queued: it stopped reading)
+// before it is aborted: a third of the idle timeout, between 1s and 10s.
 func closeLinger(idle time.Duration) time.Duration {
 	return min(max(idle/3, time.Second), 10*time.Second)
 }
@@ -388,6 +395,7 @@ func (c *Conn) Close() error {
 	}
 	c.core.Close(now)
 	c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
+	c.closeBuf = c.core.SendBufferAvailable()
 	c.settleLocked(now)
 	return nil
 }
@@ -402,6 +410,11 @@ func (c *Conn) Close() error {
 func (c *Conn) Shutdown(ctx context.Context) error {
 	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
+	}
+	if _, ok := ctx.Deadline(); ok {
+		c.mu.Lock()
+		c.closeBy = time.Time{} // ctx bounds this close, not the linger
+		c.mu.Unlock()
 	}
 	w := c.waiter()
 	defer w.stop()

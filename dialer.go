@@ -3,6 +3,7 @@ package rudp
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -15,9 +16,10 @@ func Dial(network, address string, cfg *Config) (*Conn, error) {
 }
 
 // DialContext is Dial bounded by ctx as well: cancelling ctx abandons the
-// handshake (ctx does not affect the connection once established).
+// name lookup or the handshake (ctx does not affect the connection once
+// established).
 func DialContext(ctx context.Context, network, address string, cfg *Config) (*Conn, error) {
-	return dial(ctx, network, address, cfg, nil)
+	return dial(ctx, network, address, cfg, nil, nil)
 }
 
 // Dialer dials rudp connections with one Config and local address. Its
@@ -26,6 +28,10 @@ func DialContext(ctx context.Context, network, address string, cfg *Config) (*Co
 type Dialer struct {
 	Config    *Config      // nil means defaults
 	LocalAddr *net.UDPAddr // nil picks a free port
+
+	// Resolver looks up host names, as net.Dialer's does; nil means
+	// net.DefaultResolver.
+	Resolver *net.Resolver
 }
 
 // Dial connects to address; see DialContext.
@@ -45,14 +51,14 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	case "tcp6":
 		network = "udp6"
 	}
-	c, err := dial(ctx, network, address, d.Config, d.LocalAddr)
+	c, err := dial(ctx, network, address, d.Config, d.LocalAddr, d.Resolver)
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}
 	return c, nil
 }
 
-func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.UDPAddr) (*Conn, error) {
+func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.UDPAddr, r *net.Resolver) (*Conn, error) {
 	fail := func(raddr net.Addr, err error) (*Conn, error) {
 		var src net.Addr
 		if laddr != nil {
@@ -67,16 +73,17 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 	if err := checkNetwork(network); err != nil {
 		return fail(nil, err)
 	}
-	raddr, err := net.ResolveUDPAddr(network, address)
+	to, err := resolveUDP(ctx, r, network, address)
 	if err != nil {
 		return fail(nil, err)
 	}
+	raddr := net.UDPAddrFromAddrPort(to)
 	sock, err := listenUDP(network, laddr)
 	if err != nil {
 		return fail(raddr, err)
 	}
 	m := newMux(sock, set, 0)
-	c, err := m.dial(time.Now(), unmap(raddr.AddrPort()), nil)
+	c, err := m.dial(time.Now(), to, nil)
 	if err != nil {
 		_ = sock.Close()
 		return fail(raddr, err)
@@ -86,6 +93,75 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 		return nil, &net.OpError{Op: "dial", Net: network, Source: m.laddr, Addr: raddr, Err: err}
 	}
 	return c, nil
+}
+
+// resolveUDP resolves a dial address ("host:port") for network ("udp",
+// "udp4", "udp6") as net.ResolveUDPAddr does, but through r (nil:
+// net.DefaultResolver) and bounded by ctx, so that a cancelled dial does not
+// wait for a slow name server. An empty host means the local system. For
+// "udp" a name's IPv4 address is preferred, as package net does; "udp4" and
+// "udp6" take only addresses of their family.
+func resolveUDP(ctx context.Context, r *net.Resolver, network, address string) (netip.AddrPort, error) {
+	if err := ctx.Err(); err != nil {
+		return netip.AddrPort{}, err
+	}
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	host, service, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := r.LookupPort(ctx, network, service)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	fits := func(a netip.Addr) bool {
+		switch network {
+		case "udp4":
+			return a.Is4()
+		case "udp6":
+			return a.Is6()
+		}
+		return true
+	}
+	var addrs []netip.Addr
+	switch ip, perr := netip.ParseAddr(host); {
+	case host == "":
+		if network == "udp6" {
+			addrs = []netip.Addr{netip.IPv6Loopback()}
+		} else {
+			addrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+		}
+	case perr == nil:
+		addrs = []netip.Addr{ip.Unmap()}
+	default:
+		ipNet := "ip"
+		switch network {
+		case "udp4":
+			ipNet = "ip4"
+		case "udp6":
+			ipNet = "ip6"
+		}
+		found, err := r.LookupNetIP(ctx, ipNet, host)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		for _, a := range found {
+			a = a.Unmap()
+			if a.Is4() && network == "udp" {
+				addrs = []netip.Addr{a}
+				break
+			}
+			addrs = append(addrs, a)
+		}
+	}
+	for _, a := range addrs {
+		if fits(a) {
+			return netip.AddrPortFrom(a, uint16(port)), nil
+		}
+	}
+	return netip.AddrPort{}, &net.AddrError{Err: "no suitable address found", Addr: host}
 }
 
 func checkNetwork(network string) error {

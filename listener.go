@@ -87,10 +87,21 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 // Addr returns the listener's local address.
 func (l *Listener) Addr() net.Addr { return l.m.laddr }
 
-// Close stops accepting: blocked Accept calls return net.ErrClosed, new
-// clients are refused, and connections still waiting in the queue are
-// closed gracefully. Connections already accepted stay open (as with TCP);
-// the socket is closed when the last of them ends.
+// Close stops accepting: blocked and later Accept calls return
+// net.ErrClosed and new clients are refused (their Dial fails with
+// ErrRefused).
+//
+// Connections already returned by Accept stay open, as with
+// net.TCPListener: they belong to the application, which closes them.
+// http.Server.Shutdown relies on this: it closes the listener first, then
+// lets the requests in flight finish on their connections. The socket
+// stays open for them and is closed when the last one ends.
+//
+// Connections the handshake completed but Accept has not yet returned
+// (the queue) are closed gracefully: their clients read io.EOF, not a
+// silence lasting until the idle timeout. In Manual mode keep calling Pump
+// (the Listener's or an accepted connection's) until it returns
+// net.ErrClosed, so that those closes complete.
 func (l *Listener) Close() error {
 	first := false
 	l.closeOnce.Do(func() {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,8 @@ type mux struct {
 	// The reader's state: the reader goroutine's in default mode, the
 	// state of whoever holds pumpMu in Manual mode.
 	rxBatched bool       // recvmmsg
-	rxSize    int        // the longest datagram the receive buffers take
+	rxGRO     bool       // UDP GRO: a received buffer may hold coalesced datagrams
+	rxSize    int        // the longest datagram (or GRO buffer) the receive buffers take
 	rxPool    *sync.Pool // receive batches, borrowed for one read
 	touched   []*Conn    // connections whose flush waits for the batch's end
 	rxMore    bool       // the datagram being handled is not the batch's last
@@ -107,6 +109,9 @@ func newMux(sock *net.UDPConn, set *settings, users int) *mux {
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
 	m.rxSize = set.core.MaxDatagramSize
+	if m.rxGRO {
+		m.rxSize = maxUDPPayload
+	}
 	m.setRxPool()
 	m.txBatches = txPool(set.core.MaxDatagramSize)
 	var seed [32]byte
@@ -148,7 +153,14 @@ func (m *mux) readLoop() {
 			time.Sleep(time.Millisecond)
 			continue
 		}
+		drained := m.rxBatched && b.n < len(b.bufs)
 		m.handleBatch(b)
+		if drained {
+			// The socket is most likely empty, and the next read would
+			// find so and park before a reader this batch woke gets to
+			// run: let that reader run first, on this thread.
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -165,8 +177,17 @@ func (m *mux) handleBatch(b *rxBatch) {
 			m.setRxPool()
 			continue
 		}
-		m.rxMore = i < b.n-1
-		m.handleDatagram(now, b.bufs[i][:b.lens[i]], b.from[i])
+		msg := b.bufs[i][:b.lens[i]]
+		seg := b.segs[i]
+		if seg <= 0 || seg > len(msg) {
+			seg = len(msg)
+		}
+		for len(msg) > 0 {
+			d := msg[:min(seg, len(msg))]
+			msg = msg[len(d):]
+			m.rxMore = i < b.n-1 || len(msg) > 0
+			m.handleDatagram(now, d, b.from[i])
+		}
 	}
 	m.rxPool.Put(b)
 	if len(m.touched) == 0 {
@@ -441,7 +462,10 @@ func (m *mux) armTimerLocked() {
 		return // a stale firing finds nothing due
 	}
 	next := m.timers[0].timerAt
-	if next.Equal(m.timerAt) {
+	if !m.timerAt.IsZero() && !next.Before(m.timerAt) {
+		// Armed no later: that firing re-arms. A retransmission timer that
+		// moves later with every packet sent so costs one early firing,
+		// not a timer reset per packet.
 		return
 	}
 	m.timerAt = next

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
@@ -15,7 +16,8 @@ import (
 // peer with Config.Guarantee (Delivery by default), setting up a connection
 // to it on first use; ReadFrom returns one whole message from any peer.
 // Peers that dial it (with WriteTo from their PacketConn, or with Dial) are
-// accepted on the same socket.
+// accepted on the same socket, up to Config.MaxPeers connections at once;
+// beyond that new peers are refused (their dialers get ErrRefused).
 //
 // All methods are safe for concurrent use.
 type PacketConn struct {
@@ -30,6 +32,8 @@ type PacketConn struct {
 	closeOnce sync.Once
 	closing   chan struct{}
 	rd, wd    deadline
+
+	refused atomic.Uint64 // peers refused for MaxPeers
 }
 
 // ListenPacket opens a PacketConn on the UDP address ("udp", "udp4" or
@@ -50,8 +54,16 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 	return p, nil
 }
 
-// offer adopts a connection a peer opened (mux.mu held).
+// offer adopts a connection a peer opened (mux.mu held), unless the socket
+// already holds MaxPeers connections. Only peers whose address echoed a
+// cookie get here, so the refusals counted are of real addresses.
 func (p *PacketConn) offer(c *Conn) bool {
+	if n := len(p.m.conns); n >= p.m.set.maxPeers {
+		refused := p.refused.Add(1)
+		p.m.set.logger.Debug("rudp: peer refused: MaxPeers connections on the socket",
+			"laddr", p.m.laddr, "peer", c.raddr, "peers", n, "refused", refused)
+		return false
+	}
 	c.pc = p
 	c.fromPeer = true
 	return true

@@ -1,0 +1,98 @@
+package rudp
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// TestGROSegmentSize decodes the control messages a GRO read returns.
+func TestGROSegmentSize(t *testing.T) {
+	msg := func(level, typ int32, v int32) []byte {
+		c := make([]byte, unix.CmsgSpace(4))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.CmsgLen(4))
+		*(*int32)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = v
+		return c
+	}
+	gro := msg(unix.IPPROTO_UDP, unix.UDP_GRO, 1200)
+	other := msg(unix.SOL_IP, unix.IP_TOS, 4)
+	for _, tc := range []struct {
+		name string
+		c    []byte
+		want int
+	}{
+		{"none", nil, 0},
+		{"gro", gro, 1200},
+		{"after another", append(append([]byte{}, other...), gro...), 1200},
+		{"another only", other, 0},
+		{"truncated", gro[:unix.CmsgLen(0)+2], 0},
+		{"bad length", func() []byte {
+			c := append([]byte{}, gro...)
+			(*unix.Cmsghdr)(unsafe.Pointer(&c[0])).Len = 2
+			return c
+		}(), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, groSegmentSize(tc.c))
+		})
+	}
+}
+
+// TestGROReceive sends one GSO buffer of datagrams over loopback and checks
+// that a GRO socket reads it whole, with the datagrams' size (the transfers
+// of TestBatchIOModes check that the reader cuts it up right).
+func TestGROReceive(t *testing.T) {
+	set, err := (&Config{Manual: true}).resolve()
+	require.NoError(t, err)
+	sock, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	m := newMux(sock, set, 1)
+	defer m.release()
+	if !m.rxGRO {
+		t.Skip("no UDP GRO on this kernel")
+	}
+	require.Equal(t, maxUDPPayload, m.rxSize)
+
+	tx, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer tx.Close()
+	tm := newMux(tx, set, 1)
+	defer tm.release()
+	if !tm.gso.Load() {
+		t.Skip("no UDP GSO on this kernel")
+	}
+	b := tm.txBatches.Get().(*txBatch)
+	defer tm.txBatches.Put(b)
+	sizes := []int{1000, 1000, 1000, 400}
+	for i, n := range sizes {
+		room := b.next()
+		for j := range n {
+			room[j] = byte(i)
+		}
+		b.add(n)
+	}
+	to := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	tm.send(b, to)
+
+	var rb *rxBatch
+	for end := time.Now().Add(5 * time.Second); rb == nil; {
+		rb, err = m.receive(false)
+		if err != nil {
+			require.ErrorIs(t, err, unix.EAGAIN)
+			require.True(t, time.Now().Before(end), "nothing received")
+			time.Sleep(time.Millisecond)
+		}
+	}
+	defer m.rxPool.Put(rb)
+	require.Equal(t, 1, rb.n, "one coalesced buffer")
+	require.Equal(t, 3400, rb.lens[0])
+	require.Equal(t, 1000, rb.segs[0])
+	require.Equal(t, netip.MustParseAddrPort(tx.LocalAddr().String()), rb.from[0])
+}
