@@ -70,7 +70,7 @@ type receiver struct {
 
 func (c *Conn) initReceiver() {
 	c.arena.size = c.cfg.ReceiveArenaSize
-	c.bufPool.limit = min(c.cfg.ReceiveWindow, 256<<10) // pooled, not in use: bounded
+	c.bufPool.limit = c.cfg.ReceiveWindow // what a busy stream reuses; trimIdle gives it back
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
@@ -489,11 +489,18 @@ func (c *Conn) nextMessage() (Message, bool) {
 		c.anyRead = true
 		if m.guarantee == Delivery && m.d == c.dContig {
 			c.dContig++
+			// Set members read ahead of it may follow; delivery indexes
+			// grow with seq, so the first Delivery message not read ends
+			// the run (stopping there keeps this O(1) for a stream).
 			for j := i + 1; j < len(c.pending); j++ {
 				x := c.pending[j]
-				if x.guarantee == Delivery && x.yielded && x.d == c.dContig {
-					c.dContig++
+				if x.guarantee != Delivery {
+					continue
 				}
+				if !x.yielded || x.d != c.dContig {
+					break
+				}
+				c.dContig++
 			}
 		}
 		out := c.yield(m)
