@@ -66,8 +66,16 @@ type Config struct {
 	// them just before the wrap.
 	InitialSequence uint32
 
-	// NewCongestionController makes the connection's congestion controller
-	// (NewReno if nil).
+	// NewCongestionController makes the connection's congestion controller.
+	// nil means NewBBR: a model-based controller that paces at the measured
+	// bottleneck rate and does not take random loss for congestion. This
+	// departs from DESIGN.md's "NewReno by default" on purpose: in the
+	// simulator, at 1% random loss BBR keeps 0.94-0.95 of a 10 MB/s
+	// bottleneck at 2-100 ms RTT where NewReno keeps 0.86/0.43/0.16, and
+	// through a 100 Mbit/s shallow-queue proxy at 100 ms RTT it keeps 80%
+	// of its 2 ms goodput where NewReno keeps 48%. The price is BBR v1's:
+	// sharing a bottleneck with a loss-based flow (TCP), it takes most of
+	// it. Set NewNewReno for a connection that must yield to TCP.
 	NewCongestionController func(maxDatagramSize int) CongestionController
 
 	// DisablePacing sends bursts up to the congestion window at once.
@@ -105,7 +113,7 @@ func (c *Config) fillDefaults() {
 		c.Rand = rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))
 	}
 	if c.NewCongestionController == nil {
-		c.NewCongestionController = NewNewReno
+		c.NewCongestionController = NewBBR
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
