@@ -27,7 +27,7 @@ type ConfigError = core.ConfigError
 const (
 	defaultHandshakeTimeout = 10 * time.Second
 	defaultIdleTimeout      = 30 * time.Second
-	defaultHeartbeatPeriod  = 10 * time.Second
+	defaultHeartbeatPeriod  = 15 * time.Second
 	defaultAcceptBacklog    = 1024
 	defaultMaxPeers         = 4096
 )
@@ -55,7 +55,7 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// HeartbeatPeriod is how long a connection may be silent before it
-	// sends a keep-alive (default 10s, shorter than IdleTimeout).
+	// sends a keep-alive (default 15s, shorter than IdleTimeout).
 	HeartbeatPeriod time.Duration
 
 	// MaxDatagramSize, MaxMessageSize, SendBufferSize and ReceiveWindow

@@ -19,8 +19,10 @@ import "time"
 // probe overflowed the queue, so in flight is capped below where it began
 // to lose (never below one BDP), the cap growing again, faster each time,
 // while probes find room. PROBE_RTT keeps half a BDP in flight, not four
-// packets. It is not the default: it takes most of a shared bottleneck from
-// a NewReno flow (see TestFairness).
+// packets. It is the default (Config.NewCongestionController): it keeps
+// most of the bottleneck under random loss and at long RTT, at the price of
+// BBR v1's unfairness: it takes most of a shared bottleneck from a NewReno
+// flow (see TestFairness).
 //
 // BBR is not safe for concurrent use; a connection owns one.
 type BBR struct {

@@ -23,7 +23,7 @@ type Config struct {
 
 	// HeartbeatPeriod is how long a connection may send nothing before it
 	// sends a PING to keep the path and the peer's idle timer alive.
-	HeartbeatPeriod time.Duration // default 10s
+	HeartbeatPeriod time.Duration // default 15s (one side pings, the other answers)
 
 	// IdleTimeout ends a connection that received nothing for this long.
 	IdleTimeout time.Duration // default 30s
@@ -93,7 +93,7 @@ func DefaultConfig() *Config {
 }
 
 func (c *Config) fillDefaults() {
-	setDuration(&c.HeartbeatPeriod, 10*time.Second)
+	setDuration(&c.HeartbeatPeriod, 15*time.Second)
 	setDuration(&c.IdleTimeout, 30*time.Second)
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
 	setInt(&c.MaxDatagramSize, 1400)

@@ -63,7 +63,7 @@ type RTTStats struct {
 	Smoothed, Min, Variance, Latest time.Duration
 }
 
-// NewReno is the default congestion controller: slow start, congestion
+// NewReno is the alternative to the default BBR: slow start, congestion
 // avoidance and one window reduction per recovery period (RFC 9002 appendix B),
 // with TCP Veno's rule for telling random loss from congestion. When the RTT
 // shows almost no queue of ours at the bottleneck (Veno's backlog estimate,

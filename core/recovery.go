@@ -233,7 +233,11 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	c.elicitingInFlight--
 	c.rate.delivered += uint64(p.size)
 	c.rate.deliveredAt = now
-	if !c.rate.sampling || p.delivered >= c.rate.sample.PriorDelivered {
+	// The sample follows the newest packet acknowledged: most delivered
+	// when it was sent, the later send on a tie (ranges are walked newest
+	// range first, lowest number first within each).
+	if !c.rate.sampling || p.delivered > c.rate.sample.PriorDelivered ||
+		(p.delivered == c.rate.sample.PriorDelivered && !p.sentAt.Before(c.rate.newestSent)) {
 		// The packet is recycled below: keep what the sample needs.
 		c.rate.sampling = true
 		c.rate.sample.PriorDelivered = p.delivered
