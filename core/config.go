@@ -48,7 +48,7 @@ type Config struct {
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
 	// in; when it is full, pooled heap buffers take over.
-	ReceiveArenaSize int // default 16 KiB
+	ReceiveArenaSize int // default 4 KiB (a few datagrams: in-order reads reuse it; bursts use pooled buffers)
 
 	// ReassemblyTimeout drops an incomplete None/Order message (and frees
 	// its memory) this long after its first fragment arrived.
@@ -100,7 +100,7 @@ func (c *Config) fillDefaults() {
 	setInt(&c.MaxMessageSize, 1<<20)
 	setInt(&c.SendBufferSize, 4<<20)
 	setInt(&c.ReceiveWindow, 4<<20)
-	setInt(&c.ReceiveArenaSize, 16<<10)
+	setInt(&c.ReceiveArenaSize, 4<<10)
 	setDuration(&c.ReassemblyTimeout, 3*time.Second)
 	setDuration(&c.MaxAckDelay, time.Millisecond)
 	setDuration(&c.InitialRTT, 100*time.Millisecond)
