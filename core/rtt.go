@@ -2,8 +2,13 @@ package core
 
 import "time"
 
-// timerGranularity is the smallest timer the loss detector relies on (RFC 9002 kGranularity).
-const timerGranularity = time.Millisecond
+// timerGranularity is the smallest timer the loss detector relies on (RFC
+// 9002's kGranularity). RFC 9002 suggests 1 ms; on a LAN or loopback path
+// with a round trip of tens of microseconds that is dozens of round trips
+// of stall after a tail loss. 200 µs cut the stall enough to raise bulk
+// goodput at 2% kernel loss on loopback from 2.2 to 5.5 Gbit/s (rudpbench
+// -netns); on longer paths the RTT terms dominate and it changes nothing.
+const timerGranularity = 200 * time.Microsecond
 
 // rttEstimator keeps the smoothed round-trip time as RFC 9002 section 5 does.
 type rttEstimator struct {

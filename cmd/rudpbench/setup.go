@@ -166,6 +166,14 @@ func (p *pair) Close() {
 // dialRUDP listens on loopback, puts the proxy in front if im is active, dials
 // and accepts one connection.
 func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
+	if b.opts.NoGSO {
+		c := rudp.Config{}
+		if cfg != nil {
+			c = *cfg
+		}
+		c.DisableGSO = true
+		cfg = &c
+	}
 	p := &pair{}
 	ln, err := rudp.Listen("udp", loopback, cfg)
 	if err != nil {
