@@ -97,6 +97,11 @@ func rxPool(size, n int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
+// release returns b to the pool it came from, which is not the socket's
+// current one after the socket switched buffer sizes: a batch of small
+// buffers must never be handed out as large ones.
+func (b *rxBatch) release() { rxPool(b.size, len(b.bufs)).Put(b) }
+
 // rxBatchLenFor is how many datagrams of up to size bytes one receive call
 // takes.
 func rxBatchLenFor(size int, batched bool) int {
@@ -146,7 +151,7 @@ func (m *mux) receiveOne(wait bool) (*rxBatch, error) {
 		n, from, err = readNonBlocking(m.raw, b.bufs[0])
 	}
 	if err != nil {
-		m.rxPool.Put(b)
+		b.release()
 		return nil, err
 	}
 	b.lens[0], b.segs[0], b.from[0], b.n = n, 0, unmap(from), 1

@@ -141,9 +141,10 @@ func (s *txSys) sendmmsg(fd uintptr) bool {
 		switch errno {
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			return false // wait until the socket is writable
 		}
+		// EAGAIN (the socket's send buffer is full) is reported, not
+		// waited out: the sender holds its connection's lock, and the
+		// socket's reader (or a Manual-mode Pump) must never block on it.
 		s.k, s.errno = int(n), errno
 		return true
 	}
@@ -202,7 +203,7 @@ func (m *mux) receive(wait bool) (*rxBatch, error) {
 	}
 	if err != nil {
 		if b != nil {
-			m.rxPool.Put(b)
+			b.release()
 		}
 		if errors.Is(err, unix.ENOSYS) {
 			// No recvmmsg: one datagram per call from now on, and so no
@@ -249,7 +250,7 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 			continue
 		case errno == unix.EAGAIN && s.rxWait:
 			// Hold no buffer while waiting: an idle socket owns none.
-			m.rxPool.Put(b)
+			b.release()
 			s.rxBatch = nil
 			return false
 		case errno != 0:
@@ -340,6 +341,8 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 			m.txBatched.Store(false)
 			m.sendEach(b, s.first[failed], to)
 			return
+		case s.errno == unix.EAGAIN:
+			return // the rest is lost, as datagrams a full queue drops
 		default:
 			s.sent++ // lost, as a datagram the network drops
 		}

@@ -203,7 +203,10 @@ func (c *Conn) flushLocked(now time.Time) {
 func (c *Conn) wakeLocked() {
 	signal(c.readWake)
 	signal(c.writeWake)
-	if c.pc != nil && !c.inReady && (c.ended || c.stream.Readable()) {
+	// An ended connection is not queued: the core dropped what it held,
+	// so a read would only find its error, and a write-only PacketConn
+	// would pile up ended connections nobody pops.
+	if c.pc != nil && !c.inReady && !c.ended && c.stream.Readable() {
 		c.inReady = true
 		c.pc.pushReady(c)
 	}

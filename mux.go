@@ -189,7 +189,7 @@ func (m *mux) handleBatch(b *rxBatch) {
 			m.handleDatagram(now, d, b.from[i])
 		}
 	}
-	m.rxPool.Put(b)
+	b.release()
 	if len(m.touched) == 0 {
 		return
 	}
@@ -329,7 +329,9 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
-	if m.closed {
+	// A PacketConn's Close clears the acceptor under m.mu: a WriteTo that
+	// raced it must not open a connection nobody can reach or close.
+	if m.closed || (pc != nil && m.acceptor != acceptor(pc)) {
 		m.mu.Unlock()
 		return nil, net.ErrClosed
 	}
