@@ -1,6 +1,14 @@
 package core
 
-import "time"
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand/v2"
+	"time"
+)
+
+// This file holds the core's only ties to the system: the real clock and
+// the system's randomness, each used only when a Config names none.
 
 // Clock is the only source of time for the core. The protocol engine never
 // reads the real clock: Endpoint asks its Clock, and Conn is always handed the
@@ -14,3 +22,11 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// systemRand returns a source seeded from crypto/rand, the default of
+// Config.Rand. Simulations and tests give a seeded source instead.
+func systemRand() rand.Source {
+	var seed [16]byte
+	_, _ = crand.Read(seed[:])
+	return rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))
+}

@@ -1,8 +1,6 @@
 package core
 
 import (
-	crand "crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -108,9 +106,7 @@ func (c *Config) fillDefaults() {
 		c.Clock = SystemClock{}
 	}
 	if c.Rand == nil {
-		var seed [16]byte
-		_, _ = crand.Read(seed[:])
-		c.Rand = rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))
+		c.Rand = systemRand()
 	}
 	if c.NewCongestionController == nil {
 		c.NewCongestionController = NewBBR
