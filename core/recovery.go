@@ -148,7 +148,6 @@ func (c *Conn) sentPacketAt(pn uint64) *sentPacket {
 // removeSent drops pn from the ring and advances the base past the holes.
 func (c *Conn) removeSent(pn uint64) {
 	c.sentRing[c.sentHead+int(pn-c.sentBase)] = nil
-	c.bytesInFlightAdjust()
 	for c.sentHead < len(c.sentRing) && c.sentRing[c.sentHead] == nil {
 		c.sentHead++
 		c.sentBase++
@@ -163,8 +162,6 @@ func (c *Conn) removeSent(pn uint64) {
 	}
 }
 
-func (c *Conn) bytesInFlightAdjust() {}
-
 // handleAck processes an ACK frame received at now.
 func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 	largest := unwrap32(c.nextPN, a.largest)
@@ -175,7 +172,6 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 	if a.maxData > c.peerMaxData {
 		c.peerMaxData = a.maxData
 	}
-	largestNewlyAcked := false
 	var ackedBytes int
 	c.rate.sampling = false
 	progress := false
@@ -195,7 +191,6 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 				continue
 			}
 			if pn == largest {
-				largestNewlyAcked = true
 				delay := time.Duration(min(a.delay, uint64(c.peerMaxAckDelay/time.Microsecond))) * time.Microsecond
 				if c.state != stateEstablished {
 					delay = 0
@@ -218,7 +213,6 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 		// sender whose PING probes are answered keeps backing off.
 		c.ptoCount = 0
 	}
-	_ = largestNewlyAcked
 	lostBytes := c.detectLoss(now)
 	if c.rateObserver != nil && ackedBytes > 0 && c.rate.sampling {
 		c.rateSample(now, ackedBytes, lostBytes)
@@ -349,7 +343,7 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 			if probe {
 				c.retransmit.pushFront(f)
 			} else {
-				c.retransmitInsert(f)
+				c.retransmit.push(f) // losses are found oldest first: order kept
 			}
 		}
 		c.maybeFreeFragment(f)
@@ -361,10 +355,6 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 		c.closing.needed = true
 	}
 }
-
-// retransmitInsert appends f to the retransmit queue. Losses are found in
-// packet-number order, so appending keeps older data first.
-func (c *Conn) retransmitInsert(f *outFragment) { c.retransmit.push(f) }
 
 // armPTO sets the probe timer: a PTO after the last ack-eliciting packet,
 // doubled per consecutive timeout, while anything is in flight or owed.
@@ -391,9 +381,6 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 			c.requeue(p, true)
 			break
 		}
-	}
-	if c.lastAckElicitingSent.IsZero() {
-		c.lastAckElicitingSent = now
 	}
 	// The next probe timer counts from the probes about to be sent.
 	c.lastAckElicitingSent = now

@@ -237,10 +237,7 @@ func (c *Conn) handleClose(now time.Time, code uint64) {
 		c.closing.peerClosed = true
 		c.discardSendQueues() // the peer reads nothing more
 		if c.closing.requested {
-			if c.closing.acked {
-				c.terminate(nil)
-				return
-			}
+			// (Our CLOSE acknowledged would have ended us already.)
 			c.maybeSendClose(now)
 		}
 	case CloseRefused:

@@ -75,22 +75,21 @@ type sender struct {
 	queue      fragQueue // new fragments, in the order sent by the application
 	retransmit fragQueue // lost Delivery fragments, sent before new ones
 
-	sendBuffered     int // bytes queued or unacknowledged (SendBufferSize bounds it)
-	unackedDelivery  int // Delivery fragments not yet acknowledged
-	fragPayload      int // data bytes per fragment
-	peerMaxData      uint64
-	dataSent         uint64 // flow-control credit used
-	peerMaxAckDelay  time.Duration
-	pingNeeded       bool
-	probesOwed       int
-	flowBlocked      bool
-	fragFree         []*outFragment
-	chunkFree        [][]byte // full-size chunks (fragPayload)
-	smallChunkFree   [][]byte // chunks of smallChunk bytes
-	liveFrags        int      // fragments queued or awaiting acknowledgement
-	maxFrags         int      // bound on liveFrags: empty messages cost memory too
-	scratchAck       []byte
-	lastTransmitTime time.Time
+	sendBuffered    int // bytes queued or unacknowledged (SendBufferSize bounds it)
+	unackedDelivery int // Delivery fragments not yet acknowledged
+	fragPayload     int // data bytes per fragment
+	peerMaxData     uint64
+	dataSent        uint64 // flow-control credit used
+	peerMaxAckDelay time.Duration
+	pingNeeded      bool
+	probesOwed      int
+	flowBlocked     bool
+	fragFree        []*outFragment
+	chunkFree       [][]byte // full-size chunks (fragPayload)
+	smallChunkFree  [][]byte // chunks of smallChunk bytes
+	liveFrags       int      // fragments queued or awaiting acknowledgement
+	maxFrags        int      // bound on liveFrags: empty messages cost memory too
+	scratchAck      []byte
 }
 
 func (c *Conn) initSender() {
