@@ -10,7 +10,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rudp-go/rudp"
@@ -58,16 +57,6 @@ func settleGoroutines(base int, timeout time.Duration) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// fdLimit is the soft limit on open files (Go raises it to the hard limit at
-// start-up).
-func fdLimit() uint64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0
-	}
-	return rl.Cur
 }
 
 // connSet is K connections of one transport and what it takes to make them.
