@@ -11,6 +11,10 @@ const msgCreditOverhead = 64
 // ackFrameReserve is room kept in every data packet for a small ACK frame.
 const ackFrameReserve = 32
 
+// minUnsentBuffer is the least new data Send lets wait unsent (see
+// unsentLimit).
+const minUnsentBuffer = 256 << 10
+
 // smallChunk is the storage size of a fragment whose data fits in it: small
 // messages do not each hold a whole datagram's worth of memory.
 const smallChunk = 256
@@ -76,6 +80,7 @@ type sender struct {
 	retransmit fragQueue // lost Delivery fragments, sent before new ones
 
 	sendBuffered    int // bytes queued or unacknowledged (SendBufferSize bounds it)
+	unsentBytes     int // bytes of new fragments not yet sent once (unsentLimit bounds it)
 	unackedDelivery int // Delivery fragments not yet acknowledged
 	fragPayload     int // data bytes per fragment
 	peerMaxData     uint64
@@ -109,12 +114,28 @@ func (c *Conn) MaxFragmentPayload() int { return c.fragPayload }
 // A message of at most that many bytes is accepted (the bound on queued
 // fragments, which keeps many tiny messages from growing memory, is counted).
 func (c *Conn) SendBufferAvailable() int {
-	return max(min(c.cfg.SendBufferSize-c.sendBuffered, (c.maxFrags-c.liveFrags)*c.fragPayload), 0)
+	n := min(c.cfg.SendBufferSize-c.sendBuffered, (c.maxFrags-c.liveFrags)*c.fragPayload)
+	if c.unsentBytes > 0 {
+		n = min(n, c.unsentLimit()-c.unsentBytes)
+	}
+	return max(n, 0)
+}
+
+// unsentLimit bounds the new data waiting to be sent for the first time:
+// two congestion windows, at least minUnsentBuffer (as TCP_NOTSENT_LOWAT
+// does). Without it a bulk sender queues the whole send buffer (4 MiB) ahead
+// of the window, and every byte has left the CPU caches by the time it is
+// copied into a datagram: on loopback that copy was a quarter of the CPU.
+// A message is always accepted when nothing is waiting, whatever its size.
+func (c *Conn) unsentLimit() int {
+	return max(minUnsentBuffer, 2*c.cc.Window())
 }
 
 // Send queues one message with guarantee g. The data is copied. It fails
 // with ErrSendBufferFull (matching ErrWouldBlock) when the send buffer
-// cannot take it now, ErrMessageTooLarge, ErrInvalidGuarantee, ErrClosed or
+// cannot take it now (bytes queued or unacknowledged would pass
+// SendBufferSize, or enough is already waiting to be sent: see
+// SendBufferAvailable), ErrMessageTooLarge, ErrInvalidGuarantee, ErrClosed or
 // ErrPeerClosed; a failed Send queued nothing.
 func (c *Conn) Send(g Guarantee, p []byte) error {
 	switch {
@@ -133,6 +154,8 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return ErrPeerClosed
 	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
 		return ErrSendBufferFull
+	case c.unsentBytes > 0 && c.unsentBytes+len(p) > c.unsentLimit():
+		return ErrSendBufferFull // enough waits to be sent: keep it in cache
 	case c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags:
 		return ErrSendBufferFull // many small messages: bounded by count too
 	}
@@ -179,6 +202,7 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		f.queued = true
 		c.queue.push(f)
 		c.sendBuffered += n
+		c.unsentBytes += n
 		off += n
 		if len(p) == 0 {
 			break
@@ -297,6 +321,7 @@ func (c *Conn) discardSendQueues() {
 		}
 	}
 	c.sendBuffered = 0
+	c.unsentBytes = 0
 	c.unackedDelivery = 0
 }
 
@@ -441,6 +466,9 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 			f := q.peek()
 			if f.acked && f.msg.guarantee == Delivery {
 				q.pop()
+				if q == &c.queue {
+					c.unsentBytes -= len(f.msg.data)
+				}
 				f.queued = false
 				c.maybeFreeFragment(f)
 				continue
@@ -458,6 +486,9 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 			}
 			c.flowBlocked = false
 			q.pop()
+			if q == &c.queue {
+				c.unsentBytes -= len(f.msg.data)
+			}
 			f.queued = false
 			n = len(appendMsg(buf[:n], &f.msg))
 			pkt.eliciting = true
