@@ -40,9 +40,17 @@ type Config struct {
 	// a send that does not fit fails with ErrSendBufferFull (backpressure).
 	SendBufferSize int // default 4 MiB, at least MaxMessageSize
 
-	// ReceiveWindow is the flow-control window: the Delivery bytes the peer
-	// may have in flight beyond what the application has read.
+	// ReceiveWindow is the initial flow-control window: the Delivery bytes
+	// the peer may have in flight beyond what the application has read.
+	// The window doubles, up to MaxReceiveWindow, whenever the application
+	// reads half of it within two round trips: a fast path with a large
+	// bandwidth-delay product, whose losses hold data back until they are
+	// repaired, gets the window it needs, and a slow reader never grows it.
 	ReceiveWindow int // default 4 MiB, at least MaxMessageSize
+
+	// MaxReceiveWindow bounds the flow-control window's growth, and so the
+	// Delivery bytes a connection holds for its application.
+	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow; ReceiveWindow keeps it fixed
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
 	// in; when it is full, pooled heap buffers take over.
@@ -98,6 +106,7 @@ func (c *Config) fillDefaults() {
 	setInt(&c.MaxMessageSize, 1<<20)
 	setInt(&c.SendBufferSize, 4<<20)
 	setInt(&c.ReceiveWindow, 4<<20)
+	setInt(&c.MaxReceiveWindow, max(16<<20, c.ReceiveWindow))
 	setInt(&c.ReceiveArenaSize, 4<<10)
 	setDuration(&c.ReassemblyTimeout, 3*time.Second)
 	setDuration(&c.MaxAckDelay, time.Millisecond)
@@ -152,6 +161,10 @@ func (c *Config) Validate() error {
 		return fieldError("ReceiveWindow", d.ReceiveWindow, fmt.Sprintf("must be at least MaxMessageSize+%d (%d)", msgCreditOverhead, d.MaxMessageSize+msgCreditOverhead))
 	case d.ReceiveWindow > 1<<30:
 		return fieldError("ReceiveWindow", d.ReceiveWindow, "must be at most 1 GiB")
+	case d.MaxReceiveWindow < d.ReceiveWindow:
+		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, fmt.Sprintf("must be at least ReceiveWindow (%d)", d.ReceiveWindow))
+	case d.MaxReceiveWindow > 1<<30:
+		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, "must be at most 1 GiB")
 	case d.ReceiveArenaSize < 0:
 		return fieldError("ReceiveArenaSize", d.ReceiveArenaSize, "must not be negative")
 	case d.ReassemblyTimeout < 0:

@@ -355,6 +355,7 @@ type Stats struct {
 	RTT              RTTStats
 	CongestionWindow int
 	BytesInFlight    int
+	ReceiveWindow    int // the flow-control window this side grants (Config.ReceiveWindow, grown by auto-tuning)
 
 	PacketsSent, PacketsReceived uint64
 	BytesSent, BytesReceived     uint64
@@ -378,6 +379,7 @@ func (c *Conn) Stats() Stats {
 	s.RTT = c.rttStats()
 	s.CongestionWindow = c.cc.Window()
 	s.BytesInFlight = c.bytesInFlight
+	s.ReceiveWindow = c.recvWindow
 	return s
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // TestUnsentLimit: Send refuses new data once unsentLimit bytes wait to be
@@ -48,5 +49,61 @@ func TestUnsentLimit(t *testing.T) {
 	}
 	if err := p.a.Send(Delivery, msg); !errors.Is(err, ErrSendBufferFull) {
 		t.Fatalf("a message behind 1 MiB unsent: %v", err)
+	}
+}
+
+// TestReceiveWindowTuning: the window grows while the application reads as
+// fast as the path delivers, never past MaxReceiveWindow, and stays put
+// for an application that reads slowly; the credit advertised never goes
+// back and the peer never oversteps it.
+func TestReceiveWindowTuning(t *testing.T) {
+	for _, slow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fast reader", true: "slow reader"}[slow], func(t *testing.T) {
+			const initial, maxWindow = 64 << 10, 1 << 20
+			p := newSmokePair(t, &Config{MaxMessageSize: 16 << 10, ReceiveWindow: initial, MaxReceiveWindow: maxWindow})
+			msg := make([]byte, 1000)
+			var lastCredit uint64
+			read := 0
+			start := p.now
+			steps := 20000
+			if !slow {
+				steps = 1000
+			}
+			for i := 0; i < steps; i++ {
+				for p.a.Send(Delivery, msg) == nil {
+				}
+				p.step()
+				// The slow reader takes one message per millisecond.
+				for !slow || p.now.Sub(start) > time.Duration(read)*time.Millisecond {
+					m, err := p.b.Recv()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m.Data == nil {
+						break
+					}
+					read++
+				}
+				if credit := p.b.advertisedMaxData(); credit < lastCredit {
+					t.Fatalf("advertised credit went back from %d to %d", lastCredit, credit)
+				} else {
+					lastCredit = credit
+				}
+				if w := p.b.recvWindow; w > maxWindow || p.b.pendingDelivery > w {
+					t.Fatalf("window %d, %d bytes held", w, p.b.pendingDelivery)
+				}
+			}
+			st := p.b.Stats()
+			t.Logf("read %d messages in %v; window %d KiB; flow violations %d", read, p.now.Sub(start), st.ReceiveWindow>>10, st.FlowViolations)
+			if st.FlowViolations != 0 {
+				t.Fatalf("%d flow violations", st.FlowViolations)
+			}
+			if slow && st.ReceiveWindow != initial {
+				t.Fatalf("a slow reader's window grew to %d", st.ReceiveWindow)
+			}
+			if !slow && st.ReceiveWindow != maxWindow {
+				t.Fatalf("a fast reader's window is %d, want %d", st.ReceiveWindow, maxWindow)
+			}
+		})
 	}
 }

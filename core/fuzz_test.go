@@ -449,13 +449,15 @@ func checkBounded(t *testing.T, c *Conn) {
 	t.Helper()
 	s := c.Stats()
 	switch {
-	case c.pendingDelivery < 0 || c.pendingDelivery > c.cfg.ReceiveWindow:
+	case c.recvWindow < c.cfg.ReceiveWindow || c.recvWindow > c.cfg.MaxReceiveWindow:
+		t.Fatalf("receive window %d", c.recvWindow)
+	case c.pendingDelivery < 0 || c.pendingDelivery > c.recvWindow:
 		t.Fatalf("pendingDelivery %d", c.pendingDelivery)
 	case c.unreliableBytes < 0 || c.unreliableBytes > c.cfg.ReceiveWindow/4+c.cfg.MaxMessageSize:
 		t.Fatalf("unreliableBytes %d", c.unreliableBytes)
 	case len(c.recvd.runs) > maxAckRanges:
 		t.Fatalf("%d received runs", len(c.recvd.runs))
-	case len(c.pending)+len(c.noneMsgs) > 1+c.cfg.ReceiveWindow/msgCreditOverhead:
+	case len(c.pending)+len(c.noneMsgs) > 1+c.recvWindow/msgCreditOverhead:
 		t.Fatalf("%d pending, %d none messages", len(c.pending), len(c.noneMsgs))
 	case s.BytesInFlight < 0 || c.elicitingInFlight < 0:
 		t.Fatalf("in flight: %d bytes, %d packets", s.BytesInFlight, c.elicitingInFlight)

@@ -510,6 +510,7 @@ func (c *Conn) buildAck(now time.Time) []byte {
 		return nil
 	}
 	largest := runs[0].hi
+	c.tuneWindow(now)
 	a := ackFrame{
 		largest: uint32(largest),
 		delay:   uint64(max(now.Sub(c.largestRecvdAt), 0) / time.Microsecond),

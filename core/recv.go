@@ -60,6 +60,13 @@ type receiver struct {
 	unreliableBytes int // bytes held for None/Order messages
 	consumed        uint64
 	maxDataSent     uint64
+	// recvWindow is the flow-control window: ReceiveWindow, doubled by
+	// tuneWindow up to MaxReceiveWindow. It never shrinks, so the credit
+	// advertised never goes back.
+	recvWindow int
+	// The auto-tuning epoch: when it began and consumed at its start.
+	tuneStart    time.Time
+	tuneConsumed uint64
 
 	arena        arena
 	bufPool      bufPool
@@ -70,7 +77,8 @@ type receiver struct {
 
 func (c *Conn) initReceiver() {
 	c.arena.size = c.cfg.ReceiveArenaSize
-	c.bufPool.limit = c.cfg.ReceiveWindow // what a busy stream reuses; trimIdle gives it back
+	c.recvWindow = c.cfg.ReceiveWindow
+	c.bufPool.limit = c.recvWindow // what a busy stream reuses; trimIdle gives it back
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
@@ -79,9 +87,34 @@ func (c *Conn) advertisedMaxData() uint64 {
 		// We read nothing more and drop what arrives: let the peer drain
 		// its queue, or both sides could wait on each other's credit and
 		// neither CLOSE would ever be sent.
-		return c.consumed + uint64(c.cfg.ReceiveWindow) + 1<<40
+		return c.consumed + uint64(c.recvWindow) + 1<<40
 	}
-	return c.consumed + uint64(c.cfg.ReceiveWindow)
+	return c.consumed + uint64(c.recvWindow)
+}
+
+// tuneWindow doubles the flow-control window, up to MaxReceiveWindow, when
+// the application read half of it within two smoothed round trips (in the
+// manner of quic-go's auto-tuning): the window then holds at least about
+// four round trips of what the application reads, enough to keep the peer
+// sending while a loss is repaired, and a reader slower than the path
+// never grows it. It runs when an ACK is built, which carries the credit.
+func (c *Conn) tuneWindow(now time.Time) {
+	if c.recvWindow >= c.cfg.MaxReceiveWindow {
+		return
+	}
+	if c.tuneStart.IsZero() {
+		c.tuneStart, c.tuneConsumed = now, c.consumed
+		return
+	}
+	read := c.consumed - c.tuneConsumed
+	if read <= uint64(c.recvWindow/2) {
+		return
+	}
+	if elapsed := now.Sub(c.tuneStart); float64(elapsed) < 4*float64(read)/float64(c.recvWindow)*float64(c.rtt.smoothed) {
+		c.recvWindow = min(2*c.recvWindow, c.cfg.MaxReceiveWindow)
+		c.bufPool.limit = c.recvWindow
+	}
+	c.tuneStart, c.tuneConsumed = now, c.consumed
 }
 
 // HandleDatagram processes one received datagram. It never fails: a
@@ -289,7 +322,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
 	} else {
 		cost := total + msgCreditOverhead
 		if f.guarantee == Delivery {
-			if c.pendingDelivery+cost > c.cfg.ReceiveWindow {
+			if c.pendingDelivery+cost > c.recvWindow {
 				c.stats.FlowViolations++
 				return
 			}
@@ -441,7 +474,7 @@ func (c *Conn) release(m *recvMsg, keep int) {
 // maybeUpdateWindow sends a window update once the application has read a
 // quarter of the window since we last advertised it.
 func (c *Conn) maybeUpdateWindow() {
-	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.cfg.ReceiveWindow/4) {
+	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.recvWindow/4) {
 		c.ackPending = true
 		c.ackNow = true
 	}

@@ -470,6 +470,9 @@ func simConfig(r *rand.Rand, p simProfile, seed uint64, cid uint64) *core.Config
 		cfg.MaxMessageSize = 4096
 		cfg.ReceiveWindow = 8192 + 64
 		cfg.SendBufferSize = 8192 + r.IntN(8192)
+		if seed%2 == 0 {
+			cfg.MaxReceiveWindow = cfg.ReceiveWindow // no auto-tuning: stays flow-blocked often
+		}
 	}
 	if r.IntN(3) == 0 {
 		cfg.MaxAckDelay = 10 * time.Millisecond
