@@ -62,9 +62,23 @@ type closeState struct {
 	sent        bool
 	acked       bool
 	peerClosed  bool // the peer's graceful CLOSE arrived
+	sends       int  // graceful CLOSE frames sent (bounded by maxCloseSends)
 	deadline    time.Time
 	abortReason error // a local Abort: CLOSE carries CloseError
 }
+
+// The graceful close's bounds. Our CLOSE is retransmitted on the probe timer,
+// backing off at most closeBackoff doublings, until the peer acknowledges it
+// or maxCloseSends copies went unanswered: bounding the count rather than the
+// time keeps the chance that a live peer never hears it negligible (10%
+// loss: 1e-10) while a vanished peer costs about 35 PTOs, not an idle timeout.
+// Once both sides have sent their CLOSE, each lingers closeLingerPTOs PTOs
+// so that a retransmitted CLOSE of the peer's is still acknowledged.
+const (
+	maxCloseSends   = 10
+	closeBackoff    = 2
+	closeLingerPTOs = 3
+)
 
 // timer slots; the next timeout is their minimum.
 type timerKind int
@@ -146,7 +160,8 @@ func (c *Conn) SetCookie(cookie []byte) {
 
 // Close starts a graceful close: what was sent is still delivered and
 // acknowledged, then a CLOSE tells the peer. The connection reports Closed
-// once the peer acknowledged it, or after the idle timeout if it never does.
+// once the peer acknowledged it, after a short linger if the peer closed too,
+// or once maxCloseSends copies of the CLOSE went unanswered.
 func (c *Conn) Close(now time.Time) {
 	if c.state == stateClosed || c.closing.requested {
 		return
@@ -185,10 +200,17 @@ func (c *Conn) maybeSendClose(now time.Time) {
 		return
 	}
 	c.closing.needed = true
-	// Bound the wait for the peer's acknowledgement: forever would leak a
-	// connection whose peer vanished; the idle timeout bounds it too.
-	c.closing.deadline = now.Add(max(3*c.rtt.pto(c.peerMaxAckDelay), 3*timerGranularity) * 8)
-	c.setTimer(timerClose, c.closing.deadline)
+}
+
+// lingerClose ends the connection closeLingerPTOs PTOs from now (sooner if
+// our CLOSE is acknowledged): both sides have sent their CLOSE, and all that
+// is left is to acknowledge the peer's retransmissions of its own.
+func (c *Conn) lingerClose(now time.Time) {
+	end := now.Add(closeLingerPTOs * c.rtt.pto(c.peerMaxAckDelay))
+	if t := c.timers[timerClose]; t.IsZero() || end.Before(t) {
+		c.closing.deadline = end
+		c.setTimer(timerClose, end)
+	}
 }
 
 // terminate ends the connection with err (nil: gracefully) and frees its buffers.

@@ -366,13 +366,23 @@ func (c *Conn) armPTO() {
 		c.timers[timerPTO] = time.Time{}
 		return
 	}
-	pto := c.rtt.pto(c.peerMaxAckDelay) << min(c.ptoCount, maxPTOBackoff)
+	backoff := maxPTOBackoff
+	if c.closing.sent {
+		backoff = closeBackoff
+	}
+	pto := c.rtt.pto(c.peerMaxAckDelay) << min(c.ptoCount, backoff)
 	c.setTimer(timerPTO, c.lastAckElicitingSent.Add(pto))
 }
 
 // onProbeTimeout sends up to two probes carrying the oldest unacknowledged
 // data (or a PING), without waiting for the congestion window.
 func (c *Conn) onProbeTimeout(now time.Time) {
+	if c.closing.sent && c.closing.sends >= maxCloseSends && c.closing.abortReason == nil {
+		// Every copy of our CLOSE went unanswered: the peer is gone (or
+		// closed and lingered out). Everything we sent had been acknowledged.
+		c.terminate(nil)
+		return
+	}
 	c.ptoCount++
 	c.stats.ProbesSent++
 	c.probesOwed = 2
@@ -381,6 +391,10 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 			c.requeue(p, true)
 			break
 		}
+	}
+	if c.closing.sent && !c.closing.acked {
+		// Whatever the oldest packet was, the peer must hear our CLOSE.
+		c.closing.needed = true
 	}
 	// The next probe timer counts from the probes about to be sent.
 	c.lastAckElicitingSent = now

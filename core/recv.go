@@ -264,14 +264,24 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 func (c *Conn) handleClose(now time.Time, code uint64) {
 	switch code {
 	case CloseGraceful:
+		// The peer waits on our acknowledgement of its CLOSE: send it now.
+		c.ackPending, c.ackNow = true, true
 		if c.closing.peerClosed {
+			// A retransmission: our ACK (and courtesy CLOSE) went missing.
+			if c.closing.sent && !c.closing.acked {
+				c.closing.needed = true
+			}
 			return
 		}
 		c.closing.peerClosed = true
 		c.discardSendQueues() // the peer reads nothing more
 		if c.closing.requested {
 			// (Our CLOSE acknowledged would have ended us already.)
-			c.maybeSendClose(now)
+			if c.closing.sent {
+				c.lingerClose(now)
+			} else {
+				c.maybeSendClose(now)
+			}
 		}
 	case CloseRefused:
 		c.terminate(ErrRefused)

@@ -407,6 +407,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 			pkt.close, pkt.eliciting = true, true
 			c.closing.needed = false
 			c.closing.sent = true
+			c.closing.sends++
 		}
 		if wantData {
 			n = c.appendFragments(buf, n, limit, pkt)
@@ -434,14 +435,14 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
 	size := sealPacket(buf, n)
 	c.nextPN++
-	if pkt.close && c.closing.peerClosed {
-		// The peer closed first and acknowledged nothing more is owed: our
-		// CLOSE is a courtesy, and the peer may already be gone. Waiting
-		// for its acknowledgement would only hold the socket open.
+	if pkt.close && c.closing.peerClosed && c.closing.abortReason == nil {
+		// The peer closed too: our CLOSE is a courtesy, and the peer may
+		// already be gone, so it is not retransmitted. We linger a few PTOs
+		// to acknowledge the peer's CLOSE again should our ACK be lost.
 		c.recycleSentPacket(pkt)
 		c.stats.PacketsSent++
 		c.stats.BytesSent += uint64(size)
-		c.terminate(nil)
+		c.lingerClose(now)
 		return size
 	}
 	pkt.size = size

@@ -99,6 +99,11 @@ var simRegressions = []struct {
 	{"clean", 1, 0, "a flow-blocked sender sent a PING on every PollTransmit (a storm that never let virtual time advance)"},
 	{"asymloss", 617, 0, "acked fragments left in the retransmit queue held the CLOSE back until the next heartbeat"},
 	{"asymloss", 1464, 6 * time.Second, "probes after a lost HELLO did not carry it: the handshake waited for backed-off timers"},
+	{"harsh", 34891, 0, "the closer gave up on its CLOSE after 24 PTOs, 4 copies all lost: the peer never read io.EOF"},
+	{"asymloss", 41441, 0, "as harsh 34891: a close bounded in time, not in copies sent, gave up too early"},
+	{"asymloss", 11743, 0, "probes while closing carried the oldest packet (a PING), never the CLOSE again: the closer pinged a peer that had lingered out"},
+	{"truncate", 8829, 0, "as asymloss 11743"},
+	{"loss10", 4746, 0, "as asymloss 11743"},
 }
 
 func seedsPerProfile() int {
@@ -815,6 +820,12 @@ func TestSimScripted(t *testing.T) {
 		}},
 		{"CLOSE acks lost", func(ab, ba *dropper, p *simProfile) {
 			p.onClose = func() { ba.armed, ba.n = true, 3 }
+		}},
+		{"all but the last CLOSE lost", func(ab, ba *dropper, p *simProfile) {
+			// A probe timeout sends the CLOSE and a PING: this drops the
+			// first nine of the ten copies the closer sends (maxCloseSends);
+			// the last one must get through.
+			p.onClose = func() { ab.armed, ab.n = true, 17 }
 		}},
 		{"everything lost around the close", func(ab, ba *dropper, p *simProfile) {
 			p.onClose = func() { ab.armed, ab.n, ba.armed, ba.n = true, 4, true, 4 }
