@@ -25,6 +25,7 @@ import (
 var (
 	soakSeeds = flag.Int("soak", 0, "run this many seeds per simulation profile (a long soak)")
 	simSeed   = flag.Int64("simseed", -1, "run only this seed of each selected simulation profile")
+	simFirst  = flag.Uint64("simfirst", 0, "the first seed of each profile's run (to continue a soak)")
 )
 
 // simProfile is one kind of network the simulation runs over.
@@ -120,7 +121,7 @@ func TestSim(t *testing.T) {
 	for _, p := range simProfiles() {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
-			first, n := uint64(0), uint64(seedsPerProfile())
+			first, n := *simFirst, uint64(seedsPerProfile())
 			if *simSeed >= 0 {
 				first, n = uint64(*simSeed), 1
 			}
