@@ -71,8 +71,13 @@ func (s *txSys) init(b *txBatch) {
 }
 
 // setName encodes the destination for a socket of the given family; false
-// if the socket cannot reach it (an IPv6 address on an IPv4 socket).
-func (s *txSys) setName(to netip.AddrPort, v6 bool) bool {
+// if the socket cannot reach it (an IPv6 address on an IPv4 socket). A
+// socket's connected peer goes as no address: the kernel uses its route.
+func (s *txSys) setName(to netip.AddrPort, v6, connected bool) bool {
+	if connected {
+		s.nlen = 0
+		return true
+	}
 	a := to.Addr()
 	if !v6 {
 		if !a.Is4() {
@@ -115,7 +120,10 @@ func (s *txSys) pack(b *txBatch, from int, gso bool) {
 		s.iovs[k].Base = &b.buf[off]
 		s.iovs[k].SetLen(total)
 		h := &s.hdrs[k].Hdr
-		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&s.name)), Namelen: s.nlen, Iov: &s.iovs[k]}
+		*h = unix.Msghdr{Iov: &s.iovs[k]}
+		if s.nlen != 0 {
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&s.name)), s.nlen
+		}
 		h.SetIovlen(1)
 		if j-i > 1 {
 			c := s.cmsgs[k*gsoCmsgSpace : (k+1)*gsoCmsgSpace]
@@ -314,7 +322,7 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 		return
 	}
 	s := &b.sys
-	if !m.txBatched.Load() || !s.setName(to, m.sys.v6) {
+	if !m.txBatched.Load() || !s.setName(to, m.sys.v6, to == m.peer) {
 		m.sendEach(b, 0, to)
 		return
 	}

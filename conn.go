@@ -73,8 +73,9 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 	}
 }
 
-// input handles one datagram addressed to this connection.
-func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort) {
+// input handles one datagram addressed to this connection. self: the
+// connection's own Read is handling it, and looks again without a wakeup.
+func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -93,6 +94,11 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort) {
 		}
 	}
 	c.settleLocked(now)
+	if self {
+		signal(c.writeWake)
+		c.queueReadyLocked()
+		return
+	}
 	c.wakeLocked()
 }
 
@@ -170,6 +176,7 @@ func (c *Conn) endLocked() {
 	}
 	c.m.remove(c)
 	c.wakeLocked()
+	c.m.interruptCaller()
 }
 
 // flushLocked sends every datagram the core has ready, on the caller's
@@ -203,6 +210,12 @@ func (c *Conn) flushLocked(now time.Time) {
 func (c *Conn) wakeLocked() {
 	signal(c.readWake)
 	signal(c.writeWake)
+	c.queueReadyLocked()
+}
+
+// queueReadyLocked queues c for its PacketConn's ReadFrom if it has
+// something to read.
+func (c *Conn) queueReadyLocked() {
 	// An ended connection is not queued: the core dropped what it held,
 	// so a read would only find its error, and a write-only PacketConn
 	// would pile up ended connections nobody pops.
@@ -250,7 +263,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, _, err := c.readMessage("read", p)
 		return n, err
 	}
-	w := c.waiter()
+	w := c.readWaiter()
 	defer w.stop()
 	for {
 		if err := c.check(&c.rd); err != nil {
@@ -283,7 +296,7 @@ func (c *Conn) ReadMessage(p []byte) (n int, g Guarantee, err error) {
 }
 
 func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
-	w := c.waiter()
+	w := c.readWaiter()
 	defer w.stop()
 	for {
 		if err := c.check(&c.rd); err != nil {
@@ -386,6 +399,7 @@ func (c *Conn) Close() error {
 	if !first {
 		return c.opErr("close", net.ErrClosed)
 	}
+	c.m.interruptCaller()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -493,6 +507,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		return c.opErr("set", net.ErrClosed)
 	}
 	c.rd.set(t)
+	c.m.interruptCaller()
 	return nil
 }
 
@@ -534,6 +549,16 @@ func (c *Conn) Pump() error {
 
 // waiter waits for a blocked call's next chance to make progress.
 func (c *Conn) waiter() waiter { return waiter{m: c.m, closing: c.closing} }
+
+// readWaiter is the waiter of a blocked Read, which may read the socket
+// itself (direct.go).
+func (c *Conn) readWaiter() waiter {
+	w := waiter{m: c.m, closing: c.closing}
+	if c.m.direct {
+		w.c = c
+	}
+	return w
+}
 
 // noDeadline is a deadline that is never reached.
 var noDeadline deadline
@@ -583,6 +608,7 @@ const (
 // waiter is the waiting part of one blocked call.
 type waiter struct {
 	m       *mux
+	c       *Conn // a Read's connection, when it may read the socket itself
 	closing <-chan struct{}
 	backoff time.Duration
 	timer   *time.Timer
@@ -611,6 +637,9 @@ func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 		if d < 0 || w.backoff < d {
 			d = w.backoff
 		}
+	}
+	if w.c != nil && w.readDirect(wake, at, changed) {
+		return
 	}
 	var expiry <-chan time.Time
 	if d >= 0 {

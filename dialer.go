@@ -82,7 +82,13 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 	if err != nil {
 		return fail(raddr, err)
 	}
-	m := newMux(sock, set, 0)
+	// The socket is this connection's alone: connected to the peer, it
+	// sends without a route lookup per datagram.
+	var peer netip.AddrPort
+	if connectUDP(sock, to) {
+		peer = to
+	}
+	m := newMux(sock, set, 0, true, peer)
 	c, err := m.dial(time.Now(), to, nil)
 	if err != nil {
 		_ = sock.Close()

@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 )
 
@@ -31,7 +32,7 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 		queue:   make(chan *Conn, set.backlog),
 		closing: make(chan struct{}),
 	}
-	l.m = newMux(sock, set, 1)
+	l.m = newMux(sock, set, 1, true, netip.AddrPort{})
 	l.m.mu.Lock()
 	l.m.acceptor = l
 	l.m.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -59,6 +60,7 @@ type mux struct {
 	sock  *net.UDPConn
 	raw   syscall.RawConn
 	laddr net.Addr
+	peer  netip.AddrPort // a dialed socket's connected peer: datagrams to it go without an address
 	set   *settings
 	sys   muxSys // the platform's batch I/O state
 
@@ -84,6 +86,22 @@ type mux struct {
 
 	secret [32]byte // cookie HMAC key
 
+	// Direct reads (direct.go): who reads the socket, and the reader
+	// goroutine's state while callers do.
+	direct        bool          // a blocked Read may read the socket itself
+	nconns        atomic.Int32  // len(conns)
+	rxRole        atomic.Int32  // rxByReader, rxFree or rxByCaller
+	rxGen         atomic.Uint32 // how many reads callers made
+	rxWant        atomic.Bool   // a caller asked the reader goroutine for the socket
+	rxReclaim     atomic.Bool   // the reader goroutine should take the socket back at once
+	rxSleep       atomic.Bool   // the reader goroutine waits for rxWake, without polling
+	rxWake        chan struct{} // 1-buffered: the reader goroutine should look again
+	rxTimer       *time.Timer   // the reader goroutine's poll
+	sockClosed    atomic.Bool
+	rxDeadlineSet atomic.Bool // the socket's read deadline is rxDeadline
+	rxDeadline    time.Time   // the holder's: the read deadline last armed
+	rxSelf        *Conn       // the holder's: the connection whose Read is reading
+
 	mu       sync.Mutex
 	conns    map[uint64]*Conn         // by local connection ID
 	hellos   map[helloKey]*Conn       // accepted conns by the client's attempt, for retransmitted HELLOs
@@ -98,13 +116,19 @@ type mux struct {
 	rng      *rand.ChaCha8
 }
 
-func newMux(sock *net.UDPConn, set *settings, users int) *mux {
+// newMux serves sock. direct lets a blocked Read read the socket itself
+// while it carries one connection (direct.go); it needs default mode.
+// peer, when valid, is the address sock is connected to.
+func newMux(sock *net.UDPConn, set *settings, users int, direct bool, peer netip.AddrPort) *mux {
 	m := &mux{
-		sock:  sock,
-		laddr: sock.LocalAddr(),
-		set:   set,
-		conns: make(map[uint64]*Conn),
-		users: users,
+		sock:   sock,
+		laddr:  sock.LocalAddr(),
+		set:    set,
+		conns:  make(map[uint64]*Conn),
+		users:  users,
+		direct: direct && !set.manual,
+		peer:   peer,
+		rxWake: make(chan struct{}, 1),
 	}
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
@@ -137,11 +161,35 @@ func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 
 // readLoop is the socket's reader goroutine (default mode).
 func (m *mux) readLoop() {
+	defer func() {
+		if m.rxTimer != nil {
+			m.rxTimer.Stop()
+		}
+	}()
 	for {
+		if m.direct {
+			if !m.readerHolds() {
+				return // the socket closed
+			}
+			m.armRead(time.Time{})
+			if m.rxWant.Swap(false) {
+				m.yieldSocket()
+				continue
+			}
+		}
 		b, err := m.receive(true)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if m.direct && errors.Is(err, os.ErrDeadlineExceeded) {
+				// Interrupted: a caller wants the socket (or an
+				// interruption meant for a caller came late).
+				m.rxDeadlineSet.Store(false)
+				if m.rxWant.Swap(false) {
+					m.yieldSocket()
+				}
+				continue
 			}
 			// ICMP errors and the like concern one datagram, not the socket.
 			m.mu.Lock()
@@ -209,18 +257,19 @@ func (m *mux) handleBatch(b *rxBatch) {
 // second pass.
 func (m *mux) deliver(now time.Time, c *Conn, b []byte, from netip.AddrPort) {
 	i := slices.Index(m.touched, c)
+	self := m.rxSelf == c // that connection's Read is the one reading: it looks again anyway
 	if !m.rxMore {
 		if i >= 0 {
 			m.touched = slices.Delete(m.touched, i, i+1)
 		}
-		c.input(now, b, from)
+		c.input(now, b, from, self)
 		return
 	}
 	if i < 0 {
 		m.touched = append(m.touched, c)
 	}
 	m.rxConn.Store(c)
-	c.input(now, b, from)
+	c.input(now, b, from, self)
 	m.rxConn.Store(nil)
 }
 
@@ -310,6 +359,7 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 		m.addPeerLocked(c, from)
 	}
 	m.conns[c.cid] = c
+	m.nconns.Store(int32(len(m.conns)))
 	m.users++
 	m.mu.Unlock()
 	c.core.HandleDatagram(now, b)
@@ -336,6 +386,7 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 		return nil, net.ErrClosed
 	}
 	m.conns[c.cid] = c
+	m.nconns.Store(int32(len(m.conns)))
 	m.users++
 	if pc != nil {
 		m.addPeerLocked(c, raddr)
@@ -380,6 +431,7 @@ func (m *mux) remove(c *Conn) {
 		return
 	}
 	delete(m.conns, c.cid)
+	m.nconns.Store(int32(len(m.conns)))
 	if c.hello.cid != 0 && m.hellos[c.hello] == c {
 		delete(m.hellos, c.hello)
 	}
@@ -412,7 +464,9 @@ func (m *mux) releaseLocked() {
 	if m.timer != nil {
 		m.timer.Stop()
 	}
+	m.sockClosed.Store(true)
 	_ = m.sock.Close() // the reader goroutine ends with it
+	signal(m.rxWake)   // also while it waits for callers to free the socket
 }
 
 // isClosed reports whether the socket was closed.
@@ -425,6 +479,10 @@ func (m *mux) isClosed() bool {
 // writeTo sends one datagram; a failed send is a lost datagram, which
 // recovery repairs.
 func (m *mux) writeTo(b []byte, to netip.AddrPort) {
+	if to == m.peer {
+		_, _ = m.sock.Write(b) // the kernel skips the route lookup
+		return
+	}
 	_, _ = m.sock.WriteToUDPAddrPort(b, to)
 }
 
