@@ -370,8 +370,23 @@ func (c *Conn) armPTO() {
 	if c.closing.sent {
 		backoff = closeBackoff
 	}
-	pto := c.rtt.pto(c.peerMaxAckDelay) << min(c.ptoCount, backoff)
+	pto := c.rtt.pto(c.ptoAckDelay()) << min(c.ptoCount, backoff)
 	c.setTimer(timerPTO, c.lastAckElicitingSent.Add(pto))
+}
+
+// ptoAckDelay is the acknowledgement delay the probe timeout allows for.
+// The peer acknowledges every second ack-eliciting packet at once, so with
+// two or more in flight an acknowledgement is not held back for its max ack
+// delay unless one was lost, and then a probe (two packets, which the peer
+// acknowledges at once) costs less than waiting: RFC 9002 always adds the
+// max ack delay, which on a LAN or loopback path (RTT tens of µs, default
+// delay 1 ms) made every lost acknowledgement of a window-limited flight a
+// stall of over a millisecond. A lone packet in flight still waits for it.
+func (c *Conn) ptoAckDelay() time.Duration {
+	if c.elicitingInFlight >= 2 {
+		return 0
+	}
+	return c.peerMaxAckDelay
 }
 
 // onProbeTimeout sends up to two probes carrying the oldest unacknowledged
