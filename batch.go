@@ -36,7 +36,8 @@ type rxBatch struct {
 	segs []int
 	from []netip.AddrPort
 	n    int
-	sys  rxSys // the platform's system-call state
+	sys  rxSys      // the platform's system-call state
+	pool *sync.Pool // where release returns it
 }
 
 // txBatch is a flush's datagrams, packed back to back in buf: datagram i
@@ -81,6 +82,7 @@ func rxPool(size, n int) *sync.Pool {
 	}
 	p, _ := rxPools.LoadOrStore(key, &sync.Pool{New: func() any {
 		b := &rxBatch{
+			pool: rxPool(size, n),
 			size: size,
 			bufs: make([][]byte, n),
 			lens: make([]int, n),
@@ -100,7 +102,7 @@ func rxPool(size, n int) *sync.Pool {
 // release returns b to the pool it came from, which is not the socket's
 // current one after the socket switched buffer sizes: a batch of small
 // buffers must never be handed out as large ones.
-func (b *rxBatch) release() { rxPool(b.size, len(b.bufs)).Put(b) }
+func (b *rxBatch) release() { b.pool.Put(b) }
 
 // rxBatchLenFor is how many datagrams of up to size bytes one receive call
 // takes.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
@@ -233,13 +234,16 @@ func signal(ch chan struct{}) {
 }
 
 // check reports why an operation bounded by dl must not proceed.
-func (c *Conn) check(dl *deadline) error {
+func (c *Conn) check(dl *deadline) error { return c.checkAt(dl, time.Time{}) }
+
+// checkAt is check with the time now (zero: read the clock if dl is set).
+func (c *Conn) checkAt(dl *deadline, now time.Time) error {
 	select {
 	case <-c.closing:
 		return net.ErrClosed
 	default:
 	}
-	if dl.expired() {
+	if dl.expiredAt(now) {
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -266,13 +270,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 	w := c.readWaiter()
 	defer w.stop()
 	for {
-		if err := c.check(&c.rd); err != nil {
+		now := time.Now()
+		if err := c.checkAt(&c.rd, now); err != nil {
 			return 0, c.opErr("read", err)
 		}
 		c.mu.Lock()
 		n, err := c.stream.Read(p)
 		if n > 0 {
-			c.settleLocked(time.Now()) // the window update, if one is due
+			c.settleLocked(now) // the window update, if one is due
 		}
 		c.mu.Unlock()
 		switch {
@@ -299,13 +304,14 @@ func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
 	w := c.readWaiter()
 	defer w.stop()
 	for {
-		if err := c.check(&c.rd); err != nil {
+		now := time.Now()
+		if err := c.checkAt(&c.rd, now); err != nil {
 			return 0, 0, c.opErr(op, err)
 		}
 		c.mu.Lock()
 		n, g, err := c.stream.ReadMessage(p)
 		if g != 0 && err == nil {
-			c.settleLocked(time.Now())
+			c.settleLocked(now)
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -334,14 +340,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer w.stop()
 	sent := 0
 	for {
-		if err := c.check(&c.wd); err != nil {
+		now := time.Now()
+		if err := c.checkAt(&c.wd, now); err != nil {
 			return sent, c.opErr("write", err)
 		}
 		c.mu.Lock()
 		n, err := c.stream.Write(p[sent:])
 		sent += n
 		if n > 0 {
-			c.settleLocked(time.Now())
+			c.settleLocked(now)
 		}
 		c.mu.Unlock()
 		if sent == len(p) {
@@ -367,13 +374,14 @@ func (c *Conn) sendMessage(op string, g Guarantee, p []byte) error {
 	w := c.waiter()
 	defer w.stop()
 	for {
-		if err := c.check(&c.wd); err != nil {
+		now := time.Now()
+		if err := c.checkAt(&c.wd, now); err != nil {
 			return c.opErr(op, err)
 		}
 		c.mu.Lock()
 		err := c.stream.WriteMessage(g, p)
 		if err == nil {
-			c.settleLocked(time.Now())
+			c.settleLocked(now)
 		}
 		c.mu.Unlock()
 		if err == nil {
@@ -570,12 +578,14 @@ type deadline struct {
 	mu      sync.Mutex
 	at      time.Time
 	changed chan struct{} // closed and dropped when at changes; made by get
+	set0    atomic.Bool   // at is not zero: expired need not take mu or read the clock otherwise
 }
 
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.at = t
+	d.set0.Store(!t.IsZero())
 	if d.changed != nil {
 		close(d.changed)
 		d.changed = nil
@@ -591,10 +601,23 @@ func (d *deadline) get() (time.Time, <-chan struct{}) {
 	return d.at, d.changed
 }
 
-func (d *deadline) expired() bool {
+func (d *deadline) expired() bool { return d.expiredAt(time.Time{}) }
+
+// expiredAt is expired at now (zero: read the clock if needed).
+func (d *deadline) expiredAt(now time.Time) bool {
+	if !d.set0.Load() {
+		return false
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.at.IsZero() && !time.Now().Before(d.at)
+	at := d.at
+	d.mu.Unlock()
+	if at.IsZero() {
+		return false
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return !now.Before(at)
 }
 
 // Manual mode: a blocked call pumps the socket, then sleeps a little
@@ -619,6 +642,11 @@ type waiter struct {
 // after a pump and a short sleep. The caller checks what happened.
 func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 	at, changed := dl.get()
+	// A Read reading the socket itself arms the socket's read deadline
+	// with at: its caller checked that at has not passed.
+	if w.c != nil && w.readDirect(wake, at, changed) {
+		return
+	}
 	d := time.Duration(-1)
 	if !at.IsZero() {
 		if d = time.Until(at); d <= 0 {
@@ -637,9 +665,6 @@ func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 		if d < 0 || w.backoff < d {
 			d = w.backoff
 		}
-	}
-	if w.c != nil && w.readDirect(wake, at, changed) {
-		return
 	}
 	var expiry <-chan time.Time
 	if d >= 0 {

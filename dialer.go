@@ -78,7 +78,13 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 		return fail(nil, err)
 	}
 	raddr := net.UDPAddrFromAddrPort(to)
-	sock, err := listenUDP(network, laddr)
+	// An IPv4 peer gets an IPv4 socket, as net.DialUDP gives it: the
+	// kernel's path is shorter than a dual-stack socket's.
+	sockNet := network
+	if network == "udp" && to.Addr().Is4() && (laddr == nil || laddr.IP == nil || laddr.IP.To4() != nil) {
+		sockNet = "udp4"
+	}
+	sock, err := listenUDP(sockNet, laddr)
 	if err != nil {
 		return fail(raddr, err)
 	}

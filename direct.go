@@ -66,17 +66,10 @@ func (w *waiter) readDirect(wake <-chan struct{}, at time.Time, changed <-chan s
 	defer m.freeSocket(c)
 	m.armRead(at)
 	// Whatever happened before the deadline was armed was either signalled
-	// or is seen here; what happens after interrupts the read.
-	select {
-	case <-wake:
+	// or is seen here; what happens after interrupts the read. (One
+	// channel at a time: cheaper than a select over all four.)
+	if ready(wake) || ready(changed) || ready(w.closing) || ready(c.done) {
 		return true
-	case <-changed:
-		return true
-	case <-w.closing:
-		return true
-	case <-c.done:
-		return true
-	default:
 	}
 	b, err := m.receive(true)
 	if err != nil {
@@ -133,11 +126,13 @@ func (m *mux) freeSocket(c *Conn) {
 }
 
 // isClosing reports whether Close was called or the connection ended.
-func (c *Conn) isClosing() bool {
+func (c *Conn) isClosing() bool { return ready(c.closing) || ready(c.done) }
+
+// ready reports whether a receive from ch would not block (a signal is
+// consumed).
+func ready(ch <-chan struct{}) bool {
 	select {
-	case <-c.closing:
-		return true
-	case <-c.done:
+	case <-ch:
 		return true
 	default:
 		return false
