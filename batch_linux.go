@@ -160,8 +160,13 @@ func (s *txSys) sendmmsg(fd uintptr) bool {
 
 // muxSys is the socket state of a mux for batched I/O.
 type muxSys struct {
-	v6      bool // an AF_INET6 socket: destinations go as sockaddr_in6
-	rxWait  bool
+	v6       bool // an AF_INET6 socket: destinations go as sockaddr_in6
+	rxWait   bool
+	rxWaited bool // the read in progress waited for the socket to become readable
+	// rxOne: read one datagram per call. recvmmsg tries for a second
+	// datagram after the first, which costs a lone datagram (a request, a
+	// reply) almost a second system call.
+	rxOne   bool
 	rxBatch *rxBatch
 	rxErr   error
 	recv    func(fd uintptr) bool // recvmmsg, bound once
@@ -202,7 +207,7 @@ func (m *mux) receive(wait bool) (*rxBatch, error) {
 		return m.receiveOne(wait)
 	}
 	s := &m.sys
-	s.rxWait, s.rxErr = wait, nil
+	s.rxWait, s.rxWaited, s.rxErr = wait, false, nil
 	err := m.raw.Read(s.recv)
 	b := s.rxBatch
 	s.rxBatch = nil
@@ -251,8 +256,20 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		}
 	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&b.sys.hdrs[0])), uintptr(len(b.sys.hdrs)), 0, 0, 0)
+		var n uintptr
+		var errno syscall.Errno
+		if s.rxOne {
+			// One datagram at a time (see rxOne): recvmsg, which does not
+			// look for a second datagram as recvmmsg does.
+			n, _, errno = unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&b.sys.hdrs[0].Hdr)), 0)
+			if errno == 0 {
+				b.sys.hdrs[0].Len = uint32(n)
+				n = 1
+			}
+		} else {
+			n, _, errno = unix.Syscall6(unix.SYS_RECVMMSG, fd,
+				uintptr(unsafe.Pointer(&b.sys.hdrs[0])), uintptr(len(b.sys.hdrs)), 0, 0, 0)
+		}
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -260,11 +277,17 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 			// Hold no buffer while waiting: an idle socket owns none.
 			b.release()
 			s.rxBatch = nil
+			s.rxWaited = true
 			return false
 		case errno != 0:
 			s.rxErr = errno
 			return true
 		}
+		// A read that found datagrams waiting may find more the next
+		// time: batch. One that had to wait and got a lone datagram is
+		// request-response traffic: read one at a time.
+		s.rxOne = s.rxWaited && n == 1
+		s.rxWaited = false
 		b.n = int(n)
 		for i := range b.n {
 			h := &b.sys.hdrs[i]
