@@ -55,12 +55,14 @@ type BBR struct {
 
 	// loss within the current round trip, and the in-flight cap loss set
 	roundLost, roundAcked int
+	roundBursts           uint64 // RateSample.LossBursts when the round began
 	roundMaxInflight      int
 	roundProbed           bool    // the pacing gain was above 1 in this round
 	baselineLoss          float64 // loss rate of rounds that did not probe (EWMA)
 	// the rounds of one probe for bandwidth and the round after (when the
 	// probe's losses show), summed
 	probeLost, probeAcked, probeMaxInflight int
+	probeBursts                             uint64
 	probeEcho                               bool // the last round probed: this one shows its losses
 	inflightHi                              int  // 0: no cap
 	probeGrowth                             int  // bytes the cap grew by at the last probe
@@ -97,6 +99,13 @@ const (
 	bbrHeavyLoss        = 0.2
 	bbrHeavyLossPackets = 8
 	bbrHeavyLossBeta    = 0.85
+	// bbrCongestionBursts is the least number of loss bursts (runs of
+	// consecutive packets lost) that loss must come in to mean congestion:
+	// a queue overflowing under a paced sender drops packets here and
+	// there, while a single run is a hiccup of the link or a batch of
+	// datagrams dropped as one (a GSO send on loopback under kernel loss
+	// loses up to a whole window at once, 2% of the time).
+	bbrCongestionBursts = 2
 	// bbrProbeExcessLoss is how much more than twice the usual loss rate a
 	// probe for bandwidth must lose to say it overflowed the queue.
 	bbrProbeExcessLoss = 0.02
@@ -183,10 +192,11 @@ func (b *BBR) checkLoss(rs *RateSample) {
 	if b.pacingGain > 1 {
 		b.roundProbed = true
 	}
-	heavy := func(lost, acked int) bool {
-		return lost >= bbrHeavyLossPackets*b.mss && float64(lost) > bbrHeavyLoss*float64(lost+acked)
+	heavy := func(lost, acked int, bursts uint64) bool {
+		return lost >= bbrHeavyLossPackets*b.mss && float64(lost) > bbrHeavyLoss*float64(lost+acked) &&
+			bursts >= bbrCongestionBursts
 	}
-	if !b.filledPipe && b.fullBwCount > 0 && heavy(b.roundLost, b.roundAcked) {
+	if !b.filledPipe && b.fullBwCount > 0 && heavy(b.roundLost, b.roundAcked, rs.LossBursts-b.roundBursts) {
 		// The bandwidth stopped growing and the queue overflows: STARTUP
 		// ends at once, as a round more of it would lose as much again.
 		// (While the bandwidth still grows, the loss is someone else's
@@ -198,12 +208,14 @@ func (b *BBR) checkLoss(rs *RateSample) {
 		return
 	}
 	lost, acked, inflight, probed := b.roundLost, b.roundAcked, b.roundMaxInflight, b.roundProbed
+	bursts := rs.LossBursts - b.roundBursts
 	b.roundLost, b.roundAcked, b.roundMaxInflight, b.roundProbed = 0, 0, 0, b.pacingGain > 1
-	if heavy(lost, acked) && (b.filledPipe || b.fullBwCount > 0) {
+	b.roundBursts = rs.LossBursts
+	if heavy(lost, acked, bursts) && (b.filledPipe || b.fullBwCount > 0) {
 		b.inflightHi = max(int(float64(inflight)*bbrHeavyLossBeta), bbrMinCwndPackets*b.mss)
 		b.probeGrowth = 0
 		b.filledPipe = true
-		b.probeLost, b.probeAcked, b.probeMaxInflight, b.probeEcho = 0, 0, 0, false
+		b.probeLost, b.probeAcked, b.probeMaxInflight, b.probeBursts, b.probeEcho = 0, 0, 0, 0, false
 		return
 	}
 	if b.mode != bbrProbeBW {
@@ -217,12 +229,14 @@ func (b *BBR) checkLoss(rs *RateSample) {
 	}
 	b.probeLost += lost
 	b.probeAcked += acked
+	b.probeBursts += bursts
 	b.probeMaxInflight = max(b.probeMaxInflight, inflight)
 	if b.probeEcho = probed; probed {
 		return // the probe's losses show a round later
 	}
 	rate := float64(b.probeLost) / float64(max(b.probeLost+b.probeAcked, 1))
-	if b.probeLost >= bbrHeavyLossPackets*b.mss && rate > 2*b.baselineLoss+bbrProbeExcessLoss {
+	if b.probeLost >= bbrHeavyLossPackets*b.mss && rate > 2*b.baselineLoss+bbrProbeExcessLoss &&
+		b.probeBursts >= bbrCongestionBursts {
 		// Keep in flight what the probe had before the excess loss.
 		b.inflightHi = max(int(float64(b.probeMaxInflight)*(1-(rate-b.baselineLoss))), b.inflight(1))
 		b.probeGrowth = 0
@@ -235,7 +249,7 @@ func (b *BBR) checkLoss(rs *RateSample) {
 			b.inflightHi, b.probeGrowth = 0, 0
 		}
 	}
-	b.probeLost, b.probeAcked, b.probeMaxInflight = 0, 0, 0
+	b.probeLost, b.probeAcked, b.probeMaxInflight, b.probeBursts = 0, 0, 0, 0
 }
 
 func (b *BBR) updateCyclePhase(now time.Time, rs *RateSample) {

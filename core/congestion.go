@@ -41,6 +41,12 @@ type RateSample struct {
 	// declared lost; BytesInFlight is what is in flight after it.
 	NewlyAcked, NewlyLost int
 	BytesInFlight         int
+	// LossBursts is the connection's count so far of loss bursts: runs of
+	// consecutive packet numbers declared lost (losses found by the loss
+	// timer included). A queue that overflows under a paced sender loses
+	// packets here and there; one burst is a link's hiccup or a batch of
+	// datagrams dropped as one.
+	LossBursts uint64
 }
 
 // RateObserver is implemented by a CongestionController that models the

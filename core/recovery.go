@@ -57,6 +57,10 @@ type recovery struct {
 	pacingRater          PacingRater  // cc, if it sets the pacing rate
 	rateObserver         RateObserver // cc, if it takes delivery-rate samples
 	rate                 deliveryRate
+	// lossBursts counts runs of consecutive packet numbers declared lost
+	// (handshake packets aside); lastLostPN is the newest of them.
+	lossBursts uint64
+	lastLostPN uint64
 
 	// acknowledging what we receive
 	recvd          pnRanges
@@ -270,6 +274,7 @@ func (c *Conn) rateSample(now time.Time, acked, lost int) {
 	s.Delivered = int(r.delivered - s.PriorDelivered)
 	s.RTT = now.Sub(r.newestSent)
 	s.NewlyAcked, s.NewlyLost = acked, lost
+	s.LossBursts = c.lossBursts
 	s.BytesInFlight = c.bytesInFlight
 	// The interval is the longer of the send and ack phases, so that
 	// neither bursty sending nor compressed acknowledgements inflate it.
@@ -301,6 +306,10 @@ func (c *Conn) detectLoss(now time.Time) int {
 		if c.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
 			if !p.hello { // a handshake loss says nothing about the path's capacity yet
 				lostBytes += p.size
+				if c.lossBursts == 0 || pn != c.lastLostPN+1 {
+					c.lossBursts++
+				}
+				c.lastLostPN = pn
 			}
 			if !p.hello && p.sentAt.After(largestLostAt) {
 				largestLostAt = p.sentAt
