@@ -242,7 +242,11 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		s.rxBatch = m.rxPool.Get().(*rxBatch)
 	}
 	b := s.rxBatch
-	for i := range b.sys.hdrs {
+	hdrs := b.sys.hdrs
+	if s.rxOne {
+		hdrs = hdrs[:1]
+	}
+	for i := range hdrs {
 		h := &b.sys.hdrs[i]
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
 		h.Hdr.Flags = 0

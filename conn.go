@@ -31,17 +31,19 @@ type Conn struct {
 
 	writeMu sync.Mutex // one Write at a time, so a Write's bytes stay together
 
-	mu       sync.Mutex // guards the fields below and every call on core and stream
-	core     *core.Conn
-	stream   *stream.Stream
-	raddr    netip.AddrPort
-	ended    bool          // core reported Closed; the mux forgot the connection
-	estDone  bool          // the handshake ended (established or failed)
-	estCh    chan struct{} // closed when estDone becomes true (dialed connections)
-	inReady  bool          // in its PacketConn's ready list
-	closeBy  time.Time     // a graceful close making no progress until then is aborted
-	closeBuf int           // send buffer space free when closeBy was last set
-	fromPeer bool          // a PacketConn's connection the peer opened
+	mu        sync.Mutex // guards the fields below and every call on core and stream
+	core      *core.Conn
+	stream    *stream.Stream
+	raddr     netip.AddrPort
+	ended     bool          // core reported Closed; the mux forgot the connection
+	estDone   bool          // the handshake ended (established or failed)
+	estCh     chan struct{} // closed when estDone becomes true (dialed connections)
+	inReady   bool          // in its PacketConn's ready list
+	closeBy   time.Time     // a graceful close making no progress until then is aborted
+	closeBuf  int           // send buffer space free when closeBy was last set
+	nextAt    time.Time     // the timeout last passed to mux.schedule
+	nextKnown bool          // nextAt is what the socket's timer holds for c
+	fromPeer  bool          // a PacketConn's connection the peer opened
 
 	readWake  chan struct{} // 1-buffered: something arrived or ended
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
@@ -110,6 +112,7 @@ func (c *Conn) handleTimeout(now time.Time) {
 	if c.ended {
 		return
 	}
+	c.nextKnown = false // fired: the socket's timer forgot c
 	c.core.HandleTimeout(now)
 	c.settleLocked(now)
 	c.wakeLocked()
@@ -147,6 +150,10 @@ func (c *Conn) settleLocked(now time.Time) {
 		c.endLocked()
 		return
 	}
+	if c.nextKnown && next.Equal(c.nextAt) {
+		return // the socket's timer already knows (most settles change nothing)
+	}
+	c.nextAt, c.nextKnown = next, true
 	c.m.schedule(c, next)
 }
 
@@ -270,7 +277,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	w := c.readWaiter()
 	defer w.stop()
 	for {
-		now := time.Now()
+		now := w.now()
 		if err := c.checkAt(&c.rd, now); err != nil {
 			return 0, c.opErr("read", err)
 		}
@@ -304,7 +311,7 @@ func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
 	w := c.readWaiter()
 	defer w.stop()
 	for {
-		now := time.Now()
+		now := w.now()
 		if err := c.checkAt(&c.rd, now); err != nil {
 			return 0, 0, c.opErr(op, err)
 		}
@@ -635,6 +642,17 @@ type waiter struct {
 	closing <-chan struct{}
 	backoff time.Duration
 	timer   *time.Timer
+	read    time.Time // when a direct read handled what it read
+}
+
+// now returns the time a direct read just handled its datagrams at (a
+// clock read saved), or reads the clock.
+func (w *waiter) now() time.Time {
+	if t := w.read; !t.IsZero() {
+		w.read = time.Time{}
+		return t
+	}
+	return time.Now()
 }
 
 // wait returns when the caller should look again: wake fired, the

@@ -79,7 +79,7 @@ func (w *waiter) readDirect(wake <-chan struct{}, at time.Time, changed <-chan s
 		return true
 	}
 	m.rxSelf = c
-	m.handleBatch(b)
+	w.read = m.handleBatch(b)
 	m.rxSelf = nil
 	return true
 }

@@ -214,8 +214,9 @@ func (m *mux) readLoop() {
 
 // handleBatch routes a batch of received datagrams, then flushes each
 // connection they went to once: their acknowledgements coalesce, and what
-// the acknowledgements they carried let through goes out in one batch.
-func (m *mux) handleBatch(b *rxBatch) {
+// the acknowledgements they carried let through goes out in one batch. It
+// returns the time it last read.
+func (m *mux) handleBatch(b *rxBatch) time.Time {
 	now := time.Now()
 	for i := range b.n {
 		if b.lens[i] > b.size {
@@ -239,7 +240,7 @@ func (m *mux) handleBatch(b *rxBatch) {
 	}
 	b.release()
 	if len(m.touched) == 0 {
-		return
+		return now
 	}
 	now = time.Now()
 	for i, c := range m.touched {
@@ -249,6 +250,7 @@ func (m *mux) handleBatch(b *rxBatch) {
 		m.touched[i] = nil
 	}
 	m.touched = m.touched[:0]
+	return now
 }
 
 // deliver hands c one datagram of the batch being handled. Unless it is the
@@ -295,9 +297,12 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		return
 	}
 	if h.DstCID != 0 {
-		m.mu.Lock()
-		c := m.conns[h.DstCID]
-		m.mu.Unlock()
+		c := m.rxSelf // a direct read's own connection needs no lookup (its cid never changes)
+		if c == nil || c.cid != h.DstCID {
+			m.mu.Lock()
+			c = m.conns[h.DstCID]
+			m.mu.Unlock()
+		}
 		if c != nil {
 			m.deliver(now, c, b, from)
 		}
