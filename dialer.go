@@ -32,6 +32,12 @@ type Dialer struct {
 	// Resolver looks up host names, as net.Dialer's does; nil means
 	// net.DefaultResolver.
 	Resolver *net.Resolver
+
+	// Listener, if set, is the socket every connection is dialed through
+	// (see Listener.DialContext): many connections then share one socket
+	// and one reader goroutine instead of owning one each. Config and
+	// LocalAddr are ignored: the Listener's apply.
+	Listener *Listener
 }
 
 // Dial connects to address; see DialContext.
@@ -51,7 +57,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	case "tcp6":
 		network = "udp6"
 	}
-	c, err := dial(ctx, network, address, d.Config, d.LocalAddr, d.Resolver)
+	var c *Conn
+	var err error
+	if d.Listener != nil {
+		c, err = d.Listener.dial(ctx, network, address, d.Resolver)
+	} else {
+		c, err = dial(ctx, network, address, d.Config, d.LocalAddr, d.Resolver)
+	}
 	if err != nil {
 		return nil, err // not a typed nil in the interface
 	}

@@ -17,9 +17,10 @@ import (
 
 // TestIdleMemoryPerConnection measures what an idle connection costs each
 // side: the accepted side (sharing the listener's socket) in this process,
-// the dialed side (a socket, its mux and its reader goroutine each) in a
-// child process running this test binary, so neither side's heap counts
-// the other's. It reports Go heap and goroutine stacks per connection
+// the dialed side in a child process running this test binary, so neither
+// side's heap counts the other's. The dialed side is measured twice: with
+// rudp.Dial (a socket, its mux and its reader goroutine each) and through
+// one Listener's socket (Listener.Dial). It reports Go heap and goroutine stacks per connection
 // after GC, at the counts RUDP_IDLE_CONNS lists (for example "1000,10000");
 // without it the test is skipped, as it takes a while.
 //
@@ -36,7 +37,8 @@ func TestIdleMemoryPerConnection(t *testing.T) {
 	for _, f := range splitComma(counts) {
 		n, err := strconv.Atoi(f)
 		require.NoError(t, err)
-		t.Run(f, func(t *testing.T) { idleCost(t, n) })
+		t.Run(f, func(t *testing.T) { idleCost(t, n, false) })
+		t.Run(f+"/shared", func(t *testing.T) { idleCost(t, n, true) })
 	}
 }
 
@@ -64,7 +66,7 @@ func memNow() (heap, stack int64) {
 	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
 
-func idleCost(t *testing.T, n int) {
+func idleCost(t *testing.T, n int, shared bool) {
 	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer ln.Close()
@@ -72,6 +74,9 @@ func idleCost(t *testing.T, n int) {
 
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestIdleMemoryPerConnection$")
 	cmd.Env = append(os.Environ(), "RUDP_IDLE_DIAL="+ln.Addr().String(), "RUDP_IDLE_N="+strconv.Itoa(n))
+	if shared {
+		cmd.Env = append(cmd.Env, "RUDP_IDLE_SHARED=1")
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -100,7 +105,11 @@ func idleCost(t *testing.T, n int) {
 	heap1, stack1 := memNow()
 	t.Logf("%d idle connections, accepted side: heap %.2f KiB/conn, stacks %.2f KiB/conn",
 		n, float64(heap1-heap0)/float64(n)/1024, float64(stack1-stack0)/float64(n)/1024)
-	t.Logf("%d idle connections, dialed side:%s", n, dialed)
+	how := "rudp.Dial"
+	if shared {
+		how = "Listener.Dial"
+	}
+	t.Logf("%d idle connections, dialed side (%s):%s", n, how, dialed)
 	for _, s := range servers {
 		s.Close()
 	}
@@ -111,10 +120,17 @@ func idleCost(t *testing.T, n int) {
 func idleDialer(t *testing.T, addr string) {
 	n, err := strconv.Atoi(os.Getenv("RUDP_IDLE_N"))
 	require.NoError(t, err)
+	dial := func() (*rudp.Conn, error) { return rudp.Dial("udp", addr, nil) }
+	if os.Getenv("RUDP_IDLE_SHARED") != "" {
+		ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+		require.NoError(t, err)
+		defer ln.Close()
+		dial = func() (*rudp.Conn, error) { return ln.Dial("udp", addr) }
+	}
 	heap0, stack0 := memNow()
 	clients := make([]*rudp.Conn, 0, n)
 	for range n {
-		c, err := rudp.Dial("udp", addr, nil)
+		c, err := dial()
 		require.NoError(t, err)
 		clients = append(clients, c)
 	}

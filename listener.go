@@ -1,9 +1,11 @@
 package rudp
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Listener accepts rudp connections on one UDP socket, demultiplexed by
@@ -83,6 +85,56 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 		case <-l.closing:
 		}
 	}
+}
+
+// Dial connects to address through the listener's socket; see DialContext.
+func (l *Listener) Dial(network, address string) (*Conn, error) {
+	return l.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to address ("udp", "udp4" or "udp6") through the
+// listener's socket, with the listener's Config, and returns once the
+// handshake completed, as DialContext does. Connections dialed so share
+// the socket, its reader goroutine and its timer with each other and with
+// the accepted ones: a dialed connection then costs what an accepted one
+// does, not a socket and a goroutine of its own. A client that dials many
+// connections and accepts none may use a Listener only for this (peers
+// that dial it are queued for Accept, and refused once AcceptBacklog are
+// waiting). Dialed connections, like accepted ones, stay open when the
+// Listener is closed, but none can be dialed after.
+func (l *Listener) DialContext(ctx context.Context, network, address string) (*Conn, error) {
+	return l.dial(ctx, network, address, nil)
+}
+
+func (l *Listener) dial(ctx context.Context, network, address string, r *net.Resolver) (*Conn, error) {
+	fail := func(raddr net.Addr, err error) (*Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Source: l.m.laddr, Addr: raddr, Err: err}
+	}
+	if err := checkNetwork(network); err != nil {
+		return fail(nil, err)
+	}
+	to, err := resolveUDP(ctx, r, network, address)
+	if err != nil {
+		return fail(nil, err)
+	}
+	raddr := net.UDPAddrFromAddrPort(to)
+	if la, ok := l.m.laddr.(*net.UDPAddr); ok && la.IP.To4() != nil && !to.Addr().Is4() {
+		return fail(raddr, &net.AddrError{Err: "IPv6 address on an IPv4 listener", Addr: to.Addr().String()})
+	}
+	select {
+	case <-l.closing:
+		return fail(raddr, net.ErrClosed)
+	default:
+	}
+	c, err := l.m.dial(time.Now(), to, nil)
+	if err != nil {
+		return fail(raddr, err)
+	}
+	if err := c.awaitHandshake(ctx, l.m.set.handshakeTimeout); err != nil {
+		c.abandon()
+		return fail(raddr, err)
+	}
+	return c, nil
 }
 
 // Addr returns the listener's local address.
