@@ -38,7 +38,11 @@ type Config struct {
 
 	// SendBufferSize bounds the bytes queued or awaiting acknowledgement;
 	// a send that does not fit fails with ErrSendBufferFull (backpressure).
-	SendBufferSize int // default 4 MiB, at least MaxMessageSize
+	// What a connection holds is smaller in practice: Send also refuses
+	// new data once two congestion windows (at least 384 KiB) of it wait
+	// to be sent, so the buffer fills only as far as the path's
+	// bandwidth-delay product needs (MaxReceiveWindow's default matches).
+	SendBufferSize int // default 16 MiB, at least MaxMessageSize
 
 	// ReceiveWindow is the initial flow-control window: the Delivery bytes
 	// the peer may have in flight beyond what the application has read.
@@ -104,7 +108,7 @@ func (c *Config) fillDefaults() {
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
 	setInt(&c.MaxDatagramSize, 1400)
 	setInt(&c.MaxMessageSize, 1<<20)
-	setInt(&c.SendBufferSize, 4<<20)
+	setInt(&c.SendBufferSize, 16<<20)
 	setInt(&c.ReceiveWindow, 4<<20)
 	setInt(&c.MaxReceiveWindow, max(16<<20, c.ReceiveWindow))
 	setInt(&c.ReceiveArenaSize, 4<<10)
