@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -249,4 +250,111 @@ func TestListenerDialOutlivesClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, c.Shutdown(ctx))
+}
+
+// TestUnreadConnectionStillAcknowledges: once its application stops
+// reading, a dialed connection's socket (read by a blocked Read itself
+// while there was one) is read by the reader goroutine again, so the peer's
+// data is still acknowledged: the peer's Shutdown completes.
+func TestUnreadConnectionStillAcknowledges(t *testing.T) {
+	c1, c2, stop := pair(t, nil)
+	defer stop()
+	_, err := c2.Write([]byte("x"))
+	require.NoError(t, err)
+	buf := make([]byte, 1)
+	c1.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadFull(c1, buf) // a Read that waited on the socket itself
+	require.NoError(t, err)
+	// c1 reads no more.
+	_, err = c2.Write(randBytes(256 << 10))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c2.Shutdown(ctx))
+}
+
+// TestDirectReadUnblocks: a Read waiting on its socket itself returns at
+// its deadline, when the deadline is moved earlier, and at Close.
+func TestDirectReadUnblocks(t *testing.T) {
+	c1, _, stop := pair(t, nil)
+	defer stop()
+	buf := make([]byte, 8)
+	c1.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := c1.Read(buf)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+
+	c1.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c1.Read(buf)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c1.SetReadDeadline(time.Now().Add(-time.Second))
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	case <-time.After(5 * time.Second):
+		t.Fatal("moving the deadline did not unblock Read")
+	}
+
+	c1.SetReadDeadline(time.Time{})
+	go func() {
+		_, err := c1.Read(buf)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, c1.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock Read")
+	}
+}
+
+// TestDirectReadSecondConnection: while the only connection's Read waits
+// on the listener's socket itself, a second client connects and is served
+// (the waiting Read handles its datagrams), then the first Read still gets
+// its data.
+func TestDirectReadSecondConnection(t *testing.T) {
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer ln.Close()
+	c1, err := rudp.Dial("udp", ln.Addr().String(), nil)
+	require.NoError(t, err)
+	defer c1.Close()
+	s1, err := ln.AcceptRUDP()
+	require.NoError(t, err)
+	defer s1.Close()
+	got1 := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 5)
+		s1.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(s1, buf); err != nil {
+			got1 <- err.Error()
+			return
+		}
+		got1 <- string(buf)
+	}()
+	time.Sleep(20 * time.Millisecond) // s1's Read now waits on the socket
+
+	c2, err := rudp.Dial("udp", ln.Addr().String(), nil)
+	require.NoError(t, err)
+	defer c2.Close()
+	s2, err := ln.AcceptRUDP()
+	require.NoError(t, err)
+	defer s2.Close()
+	go io.Copy(s2, s2)
+	want := randBytes(64 << 10)
+	go c2.Write(want)
+	got := make([]byte, len(want))
+	c2.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.ReadFull(c2, got)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(want, got))
+
+	_, err = c1.Write([]byte("hello"))
+	require.NoError(t, err)
+	require.Equal(t, "hello", <-got1)
 }
