@@ -317,6 +317,7 @@ func (c *Conn) trimIdle() {
 	c.bufPool = bufPool{limit: c.bufPool.limit}
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sentFree, c.msgFree = nil, nil
+	c.frameScratch = nil
 	if len(c.pending) == 0 {
 		c.pending = nil
 	}

@@ -72,7 +72,7 @@ type receiver struct {
 	bufPool      bufPool
 	msgFree      []*recvMsg
 	decodeRanges []ackRange
-	frameScratch frame
+	frameScratch *frame
 }
 
 func (c *Conn) initReceiver() {
@@ -209,7 +209,13 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 // handleFrames applies every frame of a packet. It reports whether the
 // packet was ack-eliciting, and false in ok if a frame was malformed.
 func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
-	f := &c.frameScratch // a field: decoding through the dispatch table would make a local escape
+	// A field, not a local: decoding through the dispatch table would make
+	// a local escape. Allocated on first use and dropped by trimIdle, so an
+	// idle connection does not carry it.
+	if c.frameScratch == nil {
+		c.frameScratch = new(frame)
+	}
+	f := c.frameScratch
 	f.ack.ranges = c.decodeRanges[:0]
 	for len(body) > 0 {
 		n, err := decodeFrame(body, f)
@@ -742,14 +748,22 @@ func (a *arena) release() {
 
 // bufPool keeps freed heap buffers by power-of-two size class, at most
 // limit bytes of them (the receive window: what a steady stream needs).
+// Its class table is allocated on the first buffer put back, so that a
+// connection that never overflowed its arena (most of them) does not carry
+// it: at 10,000 idle connections that is 6 MiB.
 type bufPool struct {
-	classes [32][][]byte
+	classes *[numSizeClasses][][]byte
 	pooled  int
 	limit   int
 }
 
+const (
+	minSizeClass   = 8 // 256 bytes at least
+	numSizeClasses = 31 - minSizeClass
+)
+
 func sizeClass(n int) int {
-	k := 8 // 256 bytes at least
+	k := minSizeClass
 	for 1<<k < n {
 		k++
 	}
@@ -758,20 +772,25 @@ func sizeClass(n int) int {
 
 func (p *bufPool) get(n int) []byte {
 	k := sizeClass(n)
-	if l := len(p.classes[k]); l > 0 {
-		b := p.classes[k][l-1]
-		p.classes[k] = p.classes[k][:l-1]
-		p.pooled -= cap(b)
-		return b[:n]
+	if p.classes != nil && k-minSizeClass < numSizeClasses {
+		if free := p.classes[k-minSizeClass]; len(free) > 0 {
+			b := free[len(free)-1]
+			p.classes[k-minSizeClass] = free[:len(free)-1]
+			p.pooled -= cap(b)
+			return b[:n]
+		}
 	}
 	return make([]byte, n, 1<<k)
 }
 
 func (p *bufPool) put(b []byte) {
 	k := sizeClass(cap(b))
-	if 1<<k != cap(b) || p.pooled+cap(b) > p.limit {
+	if 1<<k != cap(b) || k-minSizeClass >= numSizeClasses || p.pooled+cap(b) > p.limit {
 		return
 	}
+	if p.classes == nil {
+		p.classes = new([numSizeClasses][][]byte)
+	}
 	p.pooled += cap(b)
-	p.classes[k] = append(p.classes[k], b[:0])
+	p.classes[k-minSizeClass] = append(p.classes[k-minSizeClass], b[:0])
 }
