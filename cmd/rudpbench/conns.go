@@ -317,6 +317,19 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 		cs.dial = func(ctx context.Context) (net.Conn, error) {
 			return rudp.DialContext(ctx, "udp", addr, nil)
 		}
+		if b.opts.SharedDial {
+			client, err := rudp.Listen("udp", loopback, nil)
+			if err != nil {
+				for i := len(cs.closers) - 1; i >= 0; i-- {
+					cs.closers[i].Close()
+				}
+				return nil, err
+			}
+			cs.closers = append(cs.closers, client)
+			cs.dial = func(ctx context.Context) (net.Conn, error) {
+				return client.DialContext(ctx, "udp", addr)
+			}
+		}
 	case "tcp":
 		ln, err := net.Listen("tcp", loopback)
 		if err != nil {

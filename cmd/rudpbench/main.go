@@ -61,6 +61,7 @@ var allTransports = []string{"rudp", "tcp", "udp"}
 // options are the parsed flags.
 type options struct {
 	NoGSO      bool          `json:"no_gso"`
+	SharedDial bool          `json:"shared_dial"`
 	SizeMiB    int           `json:"size_mib"`
 	Duration   time.Duration `json:"duration_ns"`
 	Idle       time.Duration `json:"idle_ns"`
@@ -112,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
 	fs.BoolVar(&o.NoGSO, "nogso", false, "rudp: Config.DisableGSO (UDP segmentation and receive coalescing off)")
+	fs.BoolVar(&o.SharedDial, "shared", false, "conns: rudp dials all K connections through one client Listener (Listener.DialContext: one socket and reader for all) instead of a socket each")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")
 	fs.DurationVar(&o.Idle, "idle", 10*time.Second, "conns: how long the CPU of K idle connections is measured")
 	fs.IntVar(&o.Conns, "conns", 1000, "conns: number of concurrent connections K (all dialed at once, at most 1000 in flight)")

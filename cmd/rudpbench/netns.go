@@ -216,6 +216,12 @@ func childArgs(o *options, env string) []string {
 	if o.verbose {
 		args = append(args, "-v")
 	}
+	if o.NoGSO {
+		args = append(args, "-nogso")
+	}
+	if o.SharedDial {
+		args = append(args, "-shared")
+	}
 	if o.cpuProfile != "" {
 		args = append(args, "-cpuprofile", o.cpuProfile+"."+strings.ReplaceAll(strings.Fields(env)[1], ",", ""))
 	}
