@@ -151,6 +151,7 @@ type settings struct {
 	logger           *slog.Logger
 	batchIO          bool // recvmmsg and sendmmsg where offered
 	gso              bool // UDP GSO where offered
+	readSettleBytes  int  // see Conn.readLocked
 	core             core.Config
 }
 
@@ -225,5 +226,11 @@ func (c *Config) resolve() (*settings, error) {
 	if s.core.MaxDatagramSize == 0 {
 		s.core.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
 	}
+	window := s.core.ReceiveWindow
+	if window == 0 {
+		window = core.DefaultConfig().ReceiveWindow
+	}
+	// An eighth of the initial window (it only grows), at most 64 KiB.
+	s.readSettleBytes = max(1, min(window/8, 64<<10))
 	return s, nil
 }

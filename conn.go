@@ -43,7 +43,9 @@ type Conn struct {
 	closeBuf  int           // send buffer space free when closeBy was last set
 	nextAt    time.Time     // the timeout last passed to mux.schedule
 	nextKnown bool          // nextAt is what the socket's timer holds for c
-	fromPeer  bool          // a PacketConn's connection the peer opened
+	// unsettledRead counts the bytes Reads took since the last settle.
+	unsettledRead int
+	fromPeer      bool // a PacketConn's connection the peer opened
 
 	readWake  chan struct{} // 1-buffered: something arrived or ended
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
@@ -53,11 +55,12 @@ type Conn struct {
 	rd, wd    deadline
 
 	// Guarded by m.mu.
-	cid     uint64
-	hello   helloKey       // the client's attempt, for an accepted connection
-	peerKey netip.AddrPort // set when this is its PacketConn's connection for that address
-	timerAt time.Time
-	heapIdx int
+	registered bool // in m.conns
+	cid        uint64
+	hello      helloKey       // the client's attempt, for an accepted connection
+	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
+	timerAt    time.Time
+	heapIdx    int
 }
 
 func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
@@ -124,6 +127,7 @@ func (c *Conn) settleLocked(now time.Time) {
 	if c.ended {
 		return
 	}
+	c.unsettledRead = 0
 	c.flushLocked(now)
 	if !c.estDone && (c.core.Established() || c.core.Closed()) {
 		c.endHandshakeLocked()
@@ -155,6 +159,20 @@ func (c *Conn) settleLocked(now time.Time) {
 	}
 	c.nextAt, c.nextKnown = next, true
 	c.m.schedule(c, next)
+}
+
+// readLocked follows a Read that took n bytes. What the application reads
+// frees receive window, which the core advertises once a quarter of the
+// window was read: a settle after every small read mostly finds nothing to
+// send. Settling once readSettleBytes were read since the last settle (any
+// settle sends a due window update) makes the update at most that late,
+// far less than the data still buffered when it falls due, so a sender
+// waiting for it never waits on a reader that has run dry.
+func (c *Conn) readLocked(now time.Time, n int) {
+	c.unsettledRead += n
+	if c.unsettledRead >= c.m.set.readSettleBytes {
+		c.settleLocked(now)
+	}
 }
 
 // closeLinger bounds how long a graceful close may go without progress
@@ -284,7 +302,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.mu.Lock()
 		n, err := c.stream.Read(p)
 		if n > 0 {
-			c.settleLocked(now) // the window update, if one is due
+			c.readLocked(now, n)
 		}
 		c.mu.Unlock()
 		switch {
@@ -318,7 +336,7 @@ func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
 		c.mu.Lock()
 		n, g, err := c.stream.ReadMessage(p)
 		if g != 0 && err == nil {
-			c.settleLocked(now)
+			c.readLocked(now, max(n, 1))
 		}
 		c.mu.Unlock()
 		if err != nil {

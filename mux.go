@@ -364,6 +364,7 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 		m.addPeerLocked(c, from)
 	}
 	m.conns[c.cid] = c
+	c.registered = true
 	m.nconns.Store(int32(len(m.conns)))
 	m.users++
 	m.mu.Unlock()
@@ -391,6 +392,7 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 		return nil, net.ErrClosed
 	}
 	m.conns[c.cid] = c
+	c.registered = true
 	m.nconns.Store(int32(len(m.conns)))
 	m.users++
 	if pc != nil {
@@ -435,6 +437,7 @@ func (m *mux) remove(c *Conn) {
 	if m.conns[c.cid] != c {
 		return
 	}
+	c.registered = false
 	delete(m.conns, c.cid)
 	m.nconns.Store(int32(len(m.conns)))
 	if c.hello.cid != 0 && m.hellos[c.hello] == c {
@@ -495,7 +498,7 @@ func (m *mux) writeTo(b []byte, to netip.AddrPort) {
 func (m *mux) schedule(c *Conn, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.conns[c.cid] != c {
+	if !c.registered {
 		return
 	}
 	switch {
