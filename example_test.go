@@ -44,6 +44,28 @@ func ExampleDial() {
 	}
 }
 
+// Many connections through one socket: a client that keeps thousands of
+// connections open dials them through a Listener, so that they share its
+// socket and its one reader goroutine (each costs what an accepted
+// connection does) instead of owning a socket and a goroutine each.
+func ExampleListener_Dial() {
+	client, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close() // the connections dialed stay open until closed
+	for i := 0; i < 1000; i++ {
+		conn, err := client.Dial("udp", "127.0.0.1:9000")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "hello from connection %d\n", i)
+	}
+	// http.Transport can share the socket too:
+	// &http.Transport{DialContext: (&rudp.Dialer{Listener: client}).DialContext}
+}
+
 // Per-message guarantees on one connection: state updates that must not
 // wait behind a lost one (Order), beside chat that must arrive (Delivery).
 func ExampleConn_SendMessage() {
