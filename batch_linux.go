@@ -167,6 +167,7 @@ type muxSys struct {
 	// datagram after the first, which costs a lone datagram (a request, a
 	// reply) almost a second system call.
 	rxOne   bool
+	peek    [1]byte // where rxOne's first look at the socket peeks
 	rxBatch *rxBatch
 	rxErr   error
 	recv    func(fd uintptr) bool // recvmmsg, bound once
@@ -238,6 +239,16 @@ func (m *mux) receive(wait bool) (*rxBatch, error) {
 
 func (m *mux) recvmmsg(fd uintptr) bool {
 	s := &m.sys
+	if s.rxOne && s.rxWait && !s.rxWaited && s.rxBatch == nil {
+		// A lone datagram is most likely not there yet (the reply to what
+		// was just sent): look without borrowing and setting up a batch.
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.peek[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EAGAIN {
+			s.rxWaited = true
+			return false
+		}
+	}
 	if s.rxBatch == nil {
 		s.rxBatch = m.rxPool.Get().(*rxBatch)
 	}
