@@ -53,8 +53,9 @@ type Config struct {
 	ReceiveWindow int // default 4 MiB, at least MaxMessageSize
 
 	// MaxReceiveWindow bounds the flow-control window's growth, and so the
-	// Delivery bytes a connection holds for its application.
-	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow; ReceiveWindow keeps it fixed
+	// Delivery bytes a connection holds for its application. Setting it to
+	// ReceiveWindow turns auto-tuning off.
+	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
 	// in; when it is full, pooled heap buffers take over.

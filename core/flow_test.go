@@ -107,3 +107,43 @@ func TestReceiveWindowTuning(t *testing.T) {
 		})
 	}
 }
+
+// TestAckRepeatedForBatch: an ACK-only packet that answers a batch of
+// ackRepeatBatch packets or more goes out twice, the copy one byte longer;
+// one answering fewer goes out once.
+func TestAckRepeatedForBatch(t *testing.T) {
+	for _, batch := range []int{ackRepeatBatch - 1, ackRepeatBatch + 1} {
+		// NewReno: its initial window sends the whole batch at once.
+		p := newSmokePair(t, &Config{DisablePacing: true, NewCongestionController: NewNewReno})
+		for i := 0; i < 100 && !(p.a.Established() && p.b.Established()); i++ {
+			p.step()
+		}
+		for p.exchange() { // settle the handshake's acknowledgements, no timer fired
+		}
+		for range batch {
+			if err := p.a.Send(Delivery, make([]byte, 1000)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var sent [][]byte
+		for n := p.a.PollTransmit(p.now, p.buf); n > 0; n = p.a.PollTransmit(p.now, p.buf) {
+			sent = append(sent, append([]byte(nil), p.buf[:n]...))
+		}
+		if len(sent) != batch {
+			t.Fatalf("a sent %d packets, want %d (stats %+v)", len(sent), batch, p.a.Stats())
+		}
+		for _, d := range sent {
+			p.b.HandleDatagram(p.now, d)
+		}
+		var acks []int
+		for n := p.b.PollTransmit(p.now, p.buf); n > 0; n = p.b.PollTransmit(p.now, p.buf) {
+			acks = append(acks, n)
+		}
+		switch {
+		case batch < ackRepeatBatch && len(acks) != 1:
+			t.Fatalf("batch %d: %d ACK packets (sizes %v), want 1", batch, len(acks), acks)
+		case batch >= ackRepeatBatch && (len(acks) != 2 || acks[1] != acks[0]+1):
+			t.Fatalf("batch %d: ACK packets of sizes %v, want two, the second one byte longer", batch, acks)
+		}
+	}
+}

@@ -355,7 +355,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		// update if the ACK that carried it was lost.
 		c.armPTO()
 	}
-	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now))
+	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now)) || c.ackRepeat
 
 	// Congestion and pacing gate everything ack-eliciting except probes.
 	eliciting := hello || closeFrame || wantData || c.pingNeeded || probe
@@ -393,12 +393,22 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		pkt.hello, pkt.eliciting = true, true
 		c.handshake.helloNeeded = false
 	}
-	if c.ackPending {
+	ackBatch := 0 // ack-eliciting packets the ACK frame answers
+	if c.ackPending || c.ackRepeat {
 		ack := c.buildAck(now)
-		if len(ack) <= limit-n {
+		if len(ack) > 0 && len(ack) <= limit-n {
 			n += copy(buf[n:], ack)
+			if !c.ackPending {
+				// The second copy: one byte longer, so that segmentation
+				// offload does not send both as one unit (which a software
+				// path, loopback or a VM's, loses or delivers whole).
+				buf[n] = framePadding
+				n++
+			}
+			ackBatch = c.ackEliciting
 			c.onAckSent()
 		}
+		c.ackRepeat = false
 	}
 	if eliciting {
 		if closeFrame {
@@ -457,6 +467,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 			c.pacer.spend(size)
 		}
 	} else {
+		c.ackRepeat = ackBatch >= ackRepeatBatch
 		c.recycleSentPacket(pkt)
 	}
 	return size
