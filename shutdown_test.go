@@ -49,7 +49,7 @@ func TestShutdownDeliversEverything(t *testing.T) {
 // receive window (4 MiB) takes less than the 8 MiB queued for it and the
 // close can never finish flushing.
 func TestShutdownContextAborts(t *testing.T) {
-	c1, _, stop := pair(t, &rudp.Config{})
+	c1, c2, stop := pair(t, &rudp.Config{})
 	defer stop()
 	big := randBytes(8 << 20)
 	wrote := make(chan struct{})
@@ -57,7 +57,13 @@ func TestShutdownContextAborts(t *testing.T) {
 		defer close(wrote)
 		_, _ = c1.Write(big) // blocks on backpressure until Shutdown closes
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Wait until the peer's window is (all but) used up, a fixed sleep
+	// being too short under the race detector: the Write has then queued
+	// more than the window, and what is left of the 8 MiB can never go.
+	window := uint64(c2.Stats().ReceiveWindow)
+	for end := time.Now().Add(30 * time.Second); c1.Stats().BytesSent < window-window/16; time.Sleep(5 * time.Millisecond) {
+		require.True(t, time.Now().Before(end), "sent %d of the peer's %d-byte window", c1.Stats().BytesSent, window)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
