@@ -365,7 +365,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer w.stop()
 	sent := 0
 	for {
-		now := time.Now()
+		now := monoNow()
 		if err := c.checkAt(&c.wd, now); err != nil {
 			return sent, c.opErr("write", err)
 		}
@@ -399,7 +399,7 @@ func (c *Conn) sendMessage(op string, g Guarantee, p []byte) error {
 	w := c.waiter()
 	defer w.stop()
 	for {
-		now := time.Now()
+		now := monoNow()
 		if err := c.checkAt(&c.wd, now); err != nil {
 			return c.opErr(op, err)
 		}
@@ -438,7 +438,7 @@ func (c *Conn) Close() error {
 	if c.ended {
 		return nil
 	}
-	now := time.Now()
+	now := monoNow()
 	if !c.core.Established() {
 		c.endLocked() // nothing to tell a peer we never heard from
 		return nil
@@ -481,7 +481,7 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			c.mu.Lock()
 			if !c.ended {
-				now := time.Now()
+				now := monoNow()
 				c.core.Abort(now, core.ErrClosed)
 				c.settleLocked(now)
 			}
@@ -510,7 +510,7 @@ func (c *Conn) TryReadMessage(p []byte) (n int, g Guarantee, err error) {
 	c.mu.Lock()
 	n, g, err = c.stream.ReadMessage(p)
 	if g != 0 && err == nil {
-		c.settleLocked(time.Now())
+		c.settleLocked(monoNow())
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -640,7 +640,7 @@ func (d *deadline) expiredAt(now time.Time) bool {
 		return false
 	}
 	if now.IsZero() {
-		now = time.Now()
+		now = monoNow()
 	}
 	return !now.Before(at)
 }
@@ -670,7 +670,7 @@ func (w *waiter) now() time.Time {
 		w.read = time.Time{}
 		return t
 	}
-	return time.Now()
+	return monoNow()
 }
 
 // wait returns when the caller should look again: wake fired, the

@@ -107,7 +107,7 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 		peer = to
 	}
 	m := newMux(sock, set, 0, true, peer)
-	c, err := m.dial(time.Now(), to, nil)
+	c, err := m.dial(monoNow(), to, nil)
 	if err != nil {
 		_ = sock.Close()
 		return fail(raddr, err)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 )
 
 // Listener accepts rudp connections on one UDP socket, demultiplexed by
@@ -126,7 +125,7 @@ func (l *Listener) dial(ctx context.Context, network, address string, r *net.Res
 		return fail(raddr, net.ErrClosed)
 	default:
 	}
-	c, err := l.m.dial(time.Now(), to, nil)
+	c, err := l.m.dial(monoNow(), to, nil)
 	if err != nil {
 		return fail(raddr, err)
 	}

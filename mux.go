@@ -217,7 +217,7 @@ func (m *mux) readLoop() {
 // the acknowledgements they carried let through goes out in one batch. It
 // returns the time it last read.
 func (m *mux) handleBatch(b *rxBatch) time.Time {
-	now := time.Now()
+	now := monoNow()
 	for i := range b.n {
 		if b.lens[i] > b.size {
 			// Truncated: the peer sends datagrams longer than ours. It is
@@ -242,7 +242,7 @@ func (m *mux) handleBatch(b *rxBatch) time.Time {
 	if len(m.touched) == 0 {
 		return now
 	}
-	now = time.Now()
+	now = monoNow()
 	for i, c := range m.touched {
 		c.mu.Lock()
 		c.settleLocked(now)
@@ -549,7 +549,7 @@ func (m *mux) onTimer() {
 	m.mu.Lock()
 	m.timerAt = time.Time{}
 	m.mu.Unlock()
-	m.fireTimers(time.Now())
+	m.fireTimers(monoNow())
 }
 
 // fireTimers runs the timers of every connection due at now.
@@ -585,7 +585,7 @@ func (m *mux) pump() error {
 		}
 		m.pumpMu.Unlock()
 	}
-	m.fireTimers(time.Now())
+	m.fireTimers(monoNow())
 	return nil
 }
 

@@ -126,7 +126,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.inReady = false
 		n, g, err := c.stream.ReadMessage(b)
 		if err == nil && g != 0 {
-			c.settleLocked(time.Now())
+			c.settleLocked(monoNow())
 		}
 		if (err == nil || errors.Is(err, core.ErrBufferTooSmall)) && c.stream.Readable() {
 			c.inReady = true
@@ -176,7 +176,7 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 		c.mu.Lock()
 		err = c.stream.WriteMessage(g, b)
 		if err == nil {
-			c.settleLocked(time.Now())
+			c.settleLocked(monoNow())
 		}
 		c.mu.Unlock()
 		switch {
@@ -204,7 +204,7 @@ func (p *PacketConn) conn(addr netip.AddrPort) (*Conn, error) {
 	if c != nil {
 		return c, nil
 	}
-	return p.m.dial(time.Now(), addr, p)
+	return p.m.dial(monoNow(), addr, p)
 }
 
 // forget stops using c for addr (it stays until its close completes).

@@ -1,0 +1,15 @@
+package rudp
+
+import "time"
+
+// clockBase anchors monoNow.
+var clockBase = time.Now()
+
+// monoNow is time.Now read from the monotonic clock alone: time.Since of a
+// time that has a monotonic reading reads one clock, where time.Now reads
+// two (wall and monotonic), and the hot paths read the time once or twice
+// per datagram. Its wall clock is clockBase's advanced by the monotonic
+// clock, so it does not follow steps of the system clock, as package net's
+// deadlines do not once set; comparisons with times that carry a
+// monotonic reading (every time.Now) use the monotonic clock anyway.
+func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }
