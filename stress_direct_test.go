@@ -324,4 +324,3 @@ func TestStressUnreadAfterReadStillAcks(t *testing.T) {
 		stop()
 	}
 }
-
