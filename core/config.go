@@ -15,8 +15,9 @@ type Config struct {
 	// Conn never reads it: its callers pass the time in.
 	Clock Clock
 
-	// Rand is the source of the connection's randomness (connection IDs).
-	// If nil, a source seeded from crypto/rand is used. Simulations seed it.
+	// Rand is the Endpoint's source of randomness (its connection ID); a
+	// Conn does not use it. If nil, a source seeded from crypto/rand is
+	// used. Simulations seed it.
 	Rand rand.Source
 
 	// HeartbeatPeriod is how long a connection may send nothing before it
@@ -119,14 +120,55 @@ func (c *Config) fillDefaults() {
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
 	}
-	if c.Rand == nil {
-		c.Rand = systemRand()
-	}
 	if c.NewCongestionController == nil {
 		c.NewCongestionController = NewBBR
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = discardLogger
+	}
+}
+
+// discardLogger is the default Logger, shared: one per connection would be
+// an allocation each.
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// connConfig is what a Conn keeps of its Config: the settings it consults
+// while it runs. Clock and Rand belong to the Endpoint, and the logger and
+// the congestion controller's constructor are used once, at NewConn; not
+// copying them keeps an idle connection in a smaller allocation class.
+type connConfig struct {
+	HeartbeatPeriod   time.Duration
+	IdleTimeout       time.Duration
+	HandshakeTimeout  time.Duration
+	ReassemblyTimeout time.Duration
+	MaxAckDelay       time.Duration
+	InitialRTT        time.Duration
+	MaxDatagramSize   int
+	MaxMessageSize    int
+	SendBufferSize    int
+	ReceiveWindow     int
+	MaxReceiveWindow  int
+	ReceiveArenaSize  int
+	InitialSequence   uint32
+	DisablePacing     bool
+}
+
+func (c *Config) connConfig() connConfig {
+	return connConfig{
+		HeartbeatPeriod:   c.HeartbeatPeriod,
+		IdleTimeout:       c.IdleTimeout,
+		HandshakeTimeout:  c.HandshakeTimeout,
+		ReassemblyTimeout: c.ReassemblyTimeout,
+		MaxAckDelay:       c.MaxAckDelay,
+		InitialRTT:        c.InitialRTT,
+		MaxDatagramSize:   c.MaxDatagramSize,
+		MaxMessageSize:    c.MaxMessageSize,
+		SendBufferSize:    c.SendBufferSize,
+		ReceiveWindow:     c.ReceiveWindow,
+		MaxReceiveWindow:  c.MaxReceiveWindow,
+		ReceiveArenaSize:  c.ReceiveArenaSize,
+		InitialSequence:   c.InitialSequence,
+		DisablePacing:     c.DisablePacing,
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // A Conn is not safe for concurrent use: its owner serializes all calls
 // (the root package holds one mutex per Conn).
 type Conn struct {
-	cfg      Config
+	cfg      connConfig
 	log      *slog.Logger
 	state    connState
 	err      error // why the connection ended; nil for a graceful end
@@ -32,7 +32,9 @@ type Conn struct {
 	receiver
 	recovery
 
-	timers [numTimers]time.Time
+	// timers hold each slot's deadline as nanoseconds after created, plus
+	// one (0: not armed): 8 bytes a slot, not a time.Time's 24.
+	timers [numTimers]int64
 	stats  Stats
 }
 
@@ -46,12 +48,13 @@ const (
 
 // handshakeState tracks our HELLO and the peer's.
 type handshakeState struct {
+	// (The small fields first: they share one word with the cookie's tail.)
 	helloNeeded bool // our HELLO must go out (first time or again)
 	helloAcked  bool
-	cookie      [MaxCookieLen]byte
-	cookieLen   int
-	retries     int // Retry packets accepted (bounded)
 	peerHello   bool
+	cookieLen   uint8 // at most MaxCookieLen
+	retries     uint8 // Retry packets accepted (at most maxRetries)
+	cookie      [MaxCookieLen]byte
 	peerInitial uint64 // the peer's InitialSequence
 }
 
@@ -103,21 +106,21 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	if localCID == 0 {
 		return nil, fieldError("localCID", localCID, "must be nonzero")
 	}
-	c := &Conn{}
+	var full Config
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
-		c.cfg = *cfg
+		full = *cfg
 	}
-	c.cfg.fillDefaults()
-	c.log = c.cfg.Logger
+	full.fillDefaults()
+	c := &Conn{cfg: full.connConfig(), log: full.Logger}
 	c.created = now
 	c.localCID = localCID
 	c.handshake.helloNeeded = true
 	c.initSender()
 	c.initReceiver()
-	c.initRecovery()
+	c.initRecovery(full.NewCongestionController)
 	c.lastRecv = now
 	c.setTimer(timerHandshake, now.Add(c.cfg.HandshakeTimeout))
 	c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
@@ -155,7 +158,7 @@ func (c *Conn) PeerClosed() bool { return c.closing.peerClosed }
 // SetCookie sets the cookie this side echoes in its HELLO (a listener hands
 // it out in a Retry packet; HandleDatagram takes it from there by itself).
 func (c *Conn) SetCookie(cookie []byte) {
-	c.handshake.cookieLen = copy(c.handshake.cookie[:], cookie)
+	c.handshake.cookieLen = uint8(copy(c.handshake.cookie[:], cookie))
 }
 
 // Close starts a graceful close: what was sent is still delivered and
@@ -207,7 +210,7 @@ func (c *Conn) maybeSendClose(now time.Time) {
 // is left is to acknowledge the peer's retransmissions of its own.
 func (c *Conn) lingerClose(now time.Time) {
 	end := now.Add(closeLingerPTOs * c.rtt.pto(c.peerMaxAckDelay))
-	if t := c.timers[timerClose]; t.IsZero() || end.Before(t) {
+	if t := c.timer(timerClose); t.IsZero() || end.Before(t) {
 		c.closing.deadline = end
 		c.setTimer(timerClose, end)
 	}
@@ -223,22 +226,36 @@ func (c *Conn) terminate(err error) {
 	c.discardSendQueues()
 	c.discardSent()
 	c.discardReceived()
-	c.timers = [numTimers]time.Time{}
+	c.timers = [numTimers]int64{}
 	c.log.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
 }
 
-func (c *Conn) setTimer(k timerKind, t time.Time) { c.timers[k] = t }
+func (c *Conn) setTimer(k timerKind, t time.Time) { c.timers[k] = c.timerOffset(t) }
+
+// timerOffset encodes t for timers (a time before created counts as created).
+func (c *Conn) timerOffset(t time.Time) int64 { return int64(max(t.Sub(c.created), 0)) + 1 }
+
+// timer returns slot k's deadline, the zero time if it is not armed.
+func (c *Conn) timer(k timerKind) time.Time {
+	if c.timers[k] == 0 {
+		return time.Time{}
+	}
+	return c.created.Add(time.Duration(c.timers[k] - 1))
+}
 
 // NextTimeout returns when HandleTimeout must next be called; the zero time
 // means no timer is armed (the connection is closed).
 func (c *Conn) NextTimeout() time.Time {
-	var next time.Time
+	var next int64
 	for _, t := range c.timers {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		if t != 0 && (next == 0 || t < next) {
 			next = t
 		}
 	}
-	return next
+	if next == 0 {
+		return time.Time{}
+	}
+	return c.created.Add(time.Duration(next - 1))
 }
 
 // HandleTimeout fires every timer due at now. Calling it early is harmless.
@@ -246,12 +263,13 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	if c.state == stateClosed {
 		return
 	}
+	at := c.timerOffset(now)
 	due := func(k timerKind) bool {
 		t := c.timers[k]
-		if t.IsZero() || t.After(now) {
+		if t == 0 || t > at {
 			return false
 		}
-		c.timers[k] = time.Time{}
+		c.timers[k] = 0
 		return true
 	}
 	if due(timerIdle) {
@@ -279,7 +297,9 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.ackNow = true
 	}
 	due(timerPacing)
-	if due(timerHeartbeat) {
+	if due(timerHeartbeat) && !c.heartbeatAt().After(now) {
+		// (The timer may predate the peer's last PING, which moved the
+		// heartbeat on: then it is only re-armed, below.)
 		c.pingNeeded = true
 		c.trimIdle()
 	}
@@ -291,19 +311,35 @@ func (c *Conn) HandleTimeout(now time.Time) {
 
 // armHeartbeat keeps a PING scheduled a heartbeat period after the last
 // ack-eliciting packet we sent. A side that last heard an ack-eliciting
-// packet (the peer's PING) waits a quarter period longer: on an idle
-// connection only one side pings, the other answers, and both idle timers
-// are kept alive at half the packets.
+// packet (the peer's PING) waits a quarter period longer, and the side with
+// the larger connection ID waits half a period longer than the last packet
+// either way: on an idle connection only one side pings, the other
+// answers, and both idle timers are kept alive at half the packets.
 func (c *Conn) armHeartbeat() {
 	if c.state != stateEstablished || c.pingNeeded {
-		c.timers[timerHeartbeat] = time.Time{}
+		c.timers[timerHeartbeat] = 0
 		return
 	}
-	at := c.lastAckElicitingSent.Add(c.cfg.HeartbeatPeriod)
-	if c.lastElicitingRecv.After(c.lastAckElicitingSent) {
-		at = c.lastElicitingRecv.Add(c.cfg.HeartbeatPeriod * 5 / 4)
+	c.setTimer(timerHeartbeat, c.heartbeatAt())
+}
+
+// heartbeatAt is when the next PING is due (see armHeartbeat). The side
+// with the larger connection ID answers: it pings only once the other's
+// pings stop, so that two sides whose timers fell in step (both sent at
+// once, then each heard the other) do not both ping every period forever.
+func (c *Conn) heartbeatAt() time.Time {
+	p := c.cfg.HeartbeatPeriod
+	if c.localCID > c.remoteCID {
+		last := c.lastAckElicitingSent
+		if c.lastElicitingRecv.After(last) {
+			last = c.lastElicitingRecv
+		}
+		return last.Add(p * 3 / 2)
 	}
-	c.setTimer(timerHeartbeat, at)
+	if c.lastElicitingRecv.After(c.lastAckElicitingSent) {
+		return c.lastElicitingRecv.Add(p * 5 / 4)
+	}
+	return c.lastAckElicitingSent.Add(p)
 }
 
 // trimIdle gives back the memory an idle connection keeps only to go fast
@@ -318,6 +354,7 @@ func (c *Conn) trimIdle() {
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sentFree, c.msgFree = nil, nil
 	c.frameScratch = nil
+	c.lean = true
 	if len(c.pending) == 0 {
 		c.pending = nil
 	}

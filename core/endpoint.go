@@ -50,6 +50,9 @@ func NewEndpoint(sock UDPLike, cfg *Config) (*Endpoint, error) {
 		c = *cfg
 	}
 	c.fillDefaults()
+	if c.Rand == nil {
+		c.Rand = systemRand()
+	}
 	now := c.Clock.Now()
 	conn, err := NewConn(&c, NewConnectionID(c.Rand), now)
 	if err != nil {

@@ -54,7 +54,6 @@ type recovery struct {
 	sentBase             uint64
 	sentFree             []*sentPacket
 	largestAcked         uint64
-	anyAcked             bool
 	bytesInFlight        int
 	elicitingInFlight    int
 	lastAckElicitingSent time.Time
@@ -74,22 +73,27 @@ type recovery struct {
 
 	// acknowledging what we receive
 	recvd          pnRanges
-	ackPending     bool // ack-eliciting packets received and not yet acked
-	ackNow         bool
 	ackEliciting   int
 	largestRecvdAt time.Time
 	lastRecv       time.Time
+	// (The flags together, in one word.)
+	anyAcked   bool
+	ackPending bool // ack-eliciting packets received and not yet acked
+	ackNow     bool
 	// ackRepeat: the last ACK-only packet answered ackRepeatBatch or more
 	// packets; it goes out once more.
 	ackRepeat bool
+	// lean: trimIdle ran and no message moved since; records and scratch
+	// the heartbeat exchange uses are dropped after use, not kept.
+	lean bool
 }
 
-func (c *Conn) initRecovery() {
+func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController) {
 	r := &c.recovery
 	r.nextPN = uint64(c.cfg.InitialSequence)
 	r.sentBase = r.nextPN
 	r.rtt = newRTTEstimator(c.cfg.InitialRTT)
-	r.cc = c.cfg.NewCongestionController(c.cfg.MaxDatagramSize)
+	r.cc = newCC(c.cfg.MaxDatagramSize)
 	r.pacingRater, _ = r.cc.(PacingRater)
 	r.rateObserver, _ = r.cc.(RateObserver)
 }
@@ -122,7 +126,7 @@ func (c *Conn) newSentPacket() *sentPacket {
 func (c *Conn) recycleSentPacket(p *sentPacket) {
 	frags := p.frags[:0]
 	*p = sentPacket{frags: frags}
-	if len(c.sentFree) < c.maxFrags {
+	if len(c.sentFree) < c.maxFrags && !c.lean {
 		c.sentFree = append(c.sentFree, p)
 	}
 }
@@ -303,7 +307,7 @@ func (c *Conn) rateSample(now time.Time, acked, lost int) {
 // loss timer for the rest (RFC 9002 section 6.1). It returns the bytes it
 // declared lost (handshake packets aside).
 func (c *Conn) detectLoss(now time.Time) int {
-	c.timers[timerLoss] = time.Time{}
+	c.timers[timerLoss] = 0
 	if !c.anyAcked || c.state == stateClosed {
 		return 0
 	}
@@ -385,7 +389,7 @@ func (c *Conn) armPTO() {
 		return
 	}
 	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
-		c.timers[timerPTO] = time.Time{}
+		c.timers[timerPTO] = 0
 		return
 	}
 	backoff := maxPTOBackoff
@@ -551,7 +555,7 @@ func (c *Conn) onPacketReceived(now time.Time, pn uint64, eliciting bool) {
 
 func (c *Conn) ackDeadlinePassed(now time.Time) bool {
 	t := c.timers[timerAck]
-	return !t.IsZero() && !t.After(now)
+	return t != 0 && t <= c.timerOffset(now)
 }
 
 // buildAck encodes an ACK frame of what we received into scratch storage.
@@ -580,6 +584,6 @@ func (c *Conn) onAckSent() {
 	c.ackPending = false
 	c.ackNow = false
 	c.ackEliciting = 0
-	c.timers[timerAck] = time.Time{}
+	c.timers[timerAck] = 0
 	c.maxDataSent = c.advertisedMaxData()
 }

@@ -168,8 +168,20 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 	}
 	c.stats.PacketsReceived++
 	c.lastRecv = now
+	quiet := eliciting && now.Sub(c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2 &&
+		now.Sub(c.lastAckElicitingSent) >= c.cfg.HeartbeatPeriod/2
 	c.onPacketReceived(now, pn, eliciting)
-	if c.timers[timerIdle].IsZero() {
+	if quiet {
+		// Neither side sent anything for half a heartbeat period: this is
+		// the peer's heartbeat (or the first packet after a pause). The side
+		// that only answers heartbeats never has its own fire, so it
+		// gives back its idle memory here.
+		c.trimIdle()
+	}
+	if c.lean {
+		c.frameScratch = nil
+	}
+	if c.timers[timerIdle] == 0 {
 		c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
 	}
 }
@@ -203,7 +215,7 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 	// (no congestion signal) nor in flight any more.
 	c.discardSent()
 	c.ptoCount = 0
-	c.timers[timerPTO] = time.Time{}
+	c.timers[timerPTO] = 0
 }
 
 // handleFrames applies every frame of a packet. It reports whether the
@@ -261,7 +273,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	c.peerMaxAckDelay = time.Duration(min(h.MaxAckDelay, uint64(time.Second/time.Microsecond))) * time.Microsecond
 	if c.state == stateHandshake {
 		c.state = stateEstablished
-		c.timers[timerHandshake] = time.Time{}
+		c.timers[timerHandshake] = 0
 		c.armHeartbeat()
 		c.maybeSendClose(now)
 	}
@@ -298,6 +310,7 @@ func (c *Conn) handleClose(now time.Time, code uint64) {
 
 // handleMsg files a MSG frame: a whole message or a fragment.
 func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
+	c.lean = false
 	if c.closing.requested {
 		return // we read nothing more
 	}
@@ -635,7 +648,7 @@ func (c *Conn) armReassembly() {
 		visit(m)
 	}
 	if first.IsZero() {
-		c.timers[timerReassembly] = time.Time{}
+		c.timers[timerReassembly] = 0
 		return
 	}
 	c.setTimer(timerReassembly, first.Add(c.cfg.ReassemblyTimeout))

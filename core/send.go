@@ -76,8 +76,10 @@ func (q *fragQueue) pop() *outFragment {
 // sender is the sending half: message numbering, queues, flow control.
 type sender struct {
 	nextSeq, nextDelivery, nextNoneID uint64 // unwrapped counters
-	inSet                             bool
 	setSeq, setBase                   uint64
+	inSet                             bool
+	pingNeeded                        bool
+	flowBlocked                       bool
 
 	queue      fragQueue // new fragments, in the order sent by the application
 	retransmit fragQueue // lost Delivery fragments, sent before new ones
@@ -89,9 +91,7 @@ type sender struct {
 	peerMaxData     uint64
 	dataSent        uint64 // flow-control credit used
 	peerMaxAckDelay time.Duration
-	pingNeeded      bool
 	probesOwed      int
-	flowBlocked     bool
 	fragFree        []*outFragment
 	chunkFree       [][]byte // full-size chunks (fragPayload)
 	smallChunkFree  [][]byte // chunks of smallChunk bytes
@@ -162,6 +162,7 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 	case c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags:
 		return ErrSendBufferFull // many small messages: bounded by count too
 	}
+	c.lean = false
 	m := msgFrame{guarantee: g, inSet: c.inSet}
 	switch g {
 	case None:
@@ -350,7 +351,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	if c.closing.needed && c.closing.abortReason != nil {
 		wantData = false
 	}
-	if c.flowBlocked && c.timers[timerPTO].IsZero() {
+	if c.flowBlocked && c.timers[timerPTO] == 0 {
 		// Blocked with nothing in flight: only a probe asks for the window
 		// update if the ACK that carried it was lost.
 		c.armPTO()
