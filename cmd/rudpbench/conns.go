@@ -210,6 +210,8 @@ func (b *bench) connsRun(t string, im impairment, r *result) error {
 	idleCPU := cpuTime() - cpu0
 	r.add("idle CPU", "% core", 100*idleCPU.Seconds()/time.Since(idleStart).Seconds(), "lower")
 	r.add("idle window", "s", window.Seconds(), "")
+	// Once a heartbeat went by (rudp frees its busy-time memory then).
+	r.add("mem/conn after idle", "KiB", kib(readMem(true)), "lower")
 
 	// Active: every client sends 1 KiB that its server end has not read yet;
 	// memory is measured while it sits in the buffers, then it is echoed.
