@@ -284,6 +284,17 @@ func (c *Conn) opErr(op string, err error) error {
 	return opError(op, c.m.laddr, c.remote(), err)
 }
 
+// passWakeLocked passes the read wakeup on to another Read waiting
+// concurrently when a returning Read leaves something readable: a wakeup
+// wakes one Read, and a direct read's own datagrams wake none (the Read
+// holding the socket looks again without one), so what one batch brought
+// for several Reads would otherwise wait for the next datagram.
+func (c *Conn) passWakeLocked() {
+	if c.stream.Readable() {
+		signal(c.readWake)
+	}
+}
+
 // Read reads bytes of the stream (Delivery) or one whole message (Order,
 // None: a too-small p gets an error matching ErrBufferTooSmall). It returns
 // io.EOF after the peer's graceful close and everything it sent.
@@ -303,6 +314,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, err := c.stream.Read(p)
 		if n > 0 {
 			c.readLocked(now, n)
+		}
+		if n > 0 || err != nil {
+			c.passWakeLocked()
 		}
 		c.mu.Unlock()
 		switch {
@@ -337,6 +351,9 @@ func (c *Conn) readMessage(op string, p []byte) (int, Guarantee, error) {
 		n, g, err := c.stream.ReadMessage(p)
 		if g != 0 && err == nil {
 			c.readLocked(now, max(n, 1))
+		}
+		if g != 0 || err != nil {
+			c.passWakeLocked()
 		}
 		c.mu.Unlock()
 		if err != nil {
