@@ -71,13 +71,8 @@ func (s *txSys) init(b *txBatch) {
 }
 
 // setName encodes the destination for a socket of the given family; false
-// if the socket cannot reach it (an IPv6 address on an IPv4 socket). A
-// socket's connected peer goes as no address: the kernel uses its route.
-func (s *txSys) setName(to netip.AddrPort, v6, connected bool) bool {
-	if connected {
-		s.nlen = 0
-		return true
-	}
+// if the socket cannot reach it (an IPv6 address on an IPv4 socket).
+func (s *txSys) setName(to netip.AddrPort, v6 bool) bool {
 	a := to.Addr()
 	if !v6 {
 		if !a.Is4() {
@@ -360,7 +355,7 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 		return
 	}
 	s := &b.sys
-	if !m.txBatched.Load() || !s.setName(to, m.sys.v6, to == m.peer) {
+	if !m.txBatched.Load() || !s.setName(to, m.sys.v6) {
 		m.sendEach(b, 0, to)
 		return
 	}

@@ -53,7 +53,7 @@ func TestGROReceive(t *testing.T) {
 	require.NoError(t, err)
 	sock, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
-	m := newMux(sock, set, 1, false, netip.AddrPort{})
+	m := newMux(sock, set, 1, false)
 	defer m.release()
 	if !m.rxGRO {
 		t.Skip("no UDP GRO on this kernel")
@@ -63,7 +63,7 @@ func TestGROReceive(t *testing.T) {
 	tx, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	defer tx.Close()
-	tm := newMux(tx, set, 1, false, netip.AddrPort{})
+	tm := newMux(tx, set, 1, false)
 	defer tm.release()
 	if !tm.gso.Load() {
 		t.Skip("no UDP GSO on this kernel")

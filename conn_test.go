@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -156,4 +157,44 @@ func TestDeadlines(t *testing.T) {
 		require.True(t, ne.Timeout())
 		require.Less(t, time.Since(start), time.Second)
 	})
+}
+
+// TestDialWildcardListenerOtherIP: a listener bound to the wildcard address
+// answers from the address its route picks, which need not be the one the
+// client dialed (here 127.0.0.1 for 127.0.0.2; a multi-homed server, a
+// virtual IP alike). The dialed connection takes replies from it and
+// follows it.
+func TestDialWildcardListenerOtherIP(t *testing.T) {
+	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Skipf("127.0.0.2 is not a local address here: %v", err)
+	}
+	probe.Close()
+	ln, err := rudp.Listen("udp4", "0.0.0.0:0", nil)
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.AcceptRUDP()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 16)
+		n, err := c.Read(b)
+		if err == nil {
+			_, _ = c.Write(b[:n])
+		}
+		_, _ = c.Read(b) // until the client closes
+	}()
+	port := ln.Addr().(*net.UDPAddr).Port
+	c, err := rudp.Dial("udp", net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), &rudp.Config{HandshakeTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*time.Second)))
+	_, err = c.Write([]byte("ping"))
+	require.NoError(t, err)
+	b := make([]byte, 16)
+	n, err := c.Read(b)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string(b[:n]))
 }

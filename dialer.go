@@ -100,13 +100,12 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 	if err != nil {
 		return fail(raddr, err)
 	}
-	// The socket is this connection's alone: connected to the peer, it
-	// sends without a route lookup per datagram.
-	var peer netip.AddrPort
-	if connectUDP(sock, to) {
-		peer = to
-	}
-	m := newMux(sock, set, 0, true, peer)
+	// The socket is this connection's alone, but it is not connected to
+	// the peer: the peer may answer from another address than the one
+	// dialed (a server bound to the wildcard address answers from the one
+	// its route picks; a multi-homed one, a virtual IP; a peer that moved),
+	// and a connected socket drops what comes from any but the one.
+	m := newMux(sock, set, 0, true)
 	c, err := m.dial(monoNow(), to, nil)
 	if err != nil {
 		_ = sock.Close()

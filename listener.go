@@ -3,7 +3,6 @@ package rudp
 import (
 	"context"
 	"net"
-	"net/netip"
 	"sync"
 )
 
@@ -33,7 +32,7 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 		queue:   make(chan *Conn, set.backlog),
 		closing: make(chan struct{}),
 	}
-	l.m = newMux(sock, set, 1, true, netip.AddrPort{})
+	l.m = newMux(sock, set, 1, true)
 	l.m.mu.Lock()
 	l.m.acceptor = l
 	l.m.mu.Unlock()

@@ -60,7 +60,6 @@ type mux struct {
 	sock  *net.UDPConn
 	raw   syscall.RawConn
 	laddr net.Addr
-	peer  netip.AddrPort // a dialed socket's connected peer: datagrams to it go without an address
 	set   *settings
 	sys   muxSys // the platform's batch I/O state
 
@@ -118,8 +117,7 @@ type mux struct {
 
 // newMux serves sock. direct lets a blocked Read read the socket itself
 // while it carries one connection (direct.go); it needs default mode.
-// peer, when valid, is the address sock is connected to.
-func newMux(sock *net.UDPConn, set *settings, users int, direct bool, peer netip.AddrPort) *mux {
+func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	m := &mux{
 		sock:   sock,
 		laddr:  sock.LocalAddr(),
@@ -127,7 +125,6 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool, peer netip
 		conns:  make(map[uint64]*Conn),
 		users:  users,
 		direct: direct && !set.manual,
-		peer:   peer,
 		rxWake: make(chan struct{}, 1),
 	}
 	m.raw, _ = sock.SyscallConn()
@@ -487,10 +484,6 @@ func (m *mux) isClosed() bool {
 // writeTo sends one datagram; a failed send is a lost datagram, which
 // recovery repairs.
 func (m *mux) writeTo(b []byte, to netip.AddrPort) {
-	if to == m.peer {
-		_, _ = m.sock.Write(b) // the kernel skips the route lookup
-		return
-	}
 	_, _ = m.sock.WriteToUDPAddrPort(b, to)
 }
 

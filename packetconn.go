@@ -47,7 +47,7 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 		readWake: make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 	}
-	p.m = newMux(sock, set, 1, false, netip.AddrPort{})
+	p.m = newMux(sock, set, 1, false)
 	p.m.mu.Lock()
 	p.m.acceptor = p
 	p.m.mu.Unlock()

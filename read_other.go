@@ -4,7 +4,6 @@ package rudp
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"syscall"
 )
@@ -16,7 +15,3 @@ var errNoManualRead = errors.New("rudp: Manual mode needs a unix platform")
 func readNonBlocking(syscall.RawConn, []byte) (int, netip.AddrPort, error) {
 	return 0, netip.AddrPort{}, errNoManualRead
 }
-
-// connectUDP would connect sock to peer; elsewhere than on unix platforms
-// dialed sockets stay unconnected.
-func connectUDP(*net.UDPConn, netip.AddrPort) bool { return false }

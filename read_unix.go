@@ -37,26 +37,3 @@ func readNonBlocking(raw syscall.RawConn, buf []byte) (int, netip.AddrPort, erro
 	}
 	return 0, netip.AddrPort{}, net.UnknownNetworkError("unexpected socket address")
 }
-
-// connectUDP connects sock to peer, so that the kernel routes datagrams
-// sent without an address (mux.peer) once, and delivers only the peer's.
-// false: the socket stays unconnected.
-func connectUDP(sock *net.UDPConn, peer netip.AddrPort) bool {
-	raw, err := sock.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var sa unix.Sockaddr
-	if la, ok := sock.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
-		sa = &unix.SockaddrInet6{Port: int(peer.Port()), Addr: peer.Addr().As16()} // IPv4 as mapped
-	} else if peer.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(peer.Port()), Addr: peer.Addr().As4()}
-	} else {
-		return false
-	}
-	var cerr error
-	if err := raw.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) }); err != nil {
-		return false
-	}
-	return cerr == nil
-}
