@@ -11,5 +11,7 @@ var clockBase = time.Now()
 // per datagram. Its wall clock is clockBase's advanced by the monotonic
 // clock, so it does not follow steps of the system clock, as package net's
 // deadlines do not once set; comparisons with times that carry a
-// monotonic reading (every time.Now) use the monotonic clock anyway.
+// monotonic reading (every time.Now) use the monotonic clock anyway, and a
+// deadline without one is moved onto this clock when it is set
+// (deadline.set).
 func monoNow() time.Time { return clockBase.Add(time.Since(clockBase)) }

@@ -623,7 +623,18 @@ type deadline struct {
 	set0    atomic.Bool   // at is not zero: expired need not take mu or read the clock otherwise
 }
 
+// set makes t the deadline. A t without a monotonic reading (time.Unix, a
+// decoded timestamp, t.Round(0)) is taken as the wall clock says now, and
+// turned into a time on monoNow's clock, as package net turns a deadline
+// into a duration from now when it is set: expiry (against monoNow) and
+// the waits (time.Until, the socket's read deadline) then read the one
+// clock, which they would not once the system clock stepped since
+// clockBase was read. A time.Now-based t (the usual) keeps its monotonic
+// reading and costs no clock read.
 func (d *deadline) set(t time.Time) {
+	if !t.IsZero() && t == t.Round(0) {
+		t = monoNow().Add(time.Until(t))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.at = t
