@@ -82,9 +82,6 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 	if err != nil {
 		return fail(nil, err)
 	}
-	if err := checkNetwork(network); err != nil {
-		return fail(nil, err)
-	}
 	to, err := resolveUDP(ctx, r, network, address)
 	if err != nil {
 		return fail(nil, err)
@@ -123,8 +120,12 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 // net.DefaultResolver) and bounded by ctx, so that a cancelled dial does not
 // wait for a slow name server. An empty host means the local system. For
 // "udp" a name's IPv4 address is preferred, as package net does; "udp4" and
-// "udp6" take only addresses of their family.
+// "udp6" take only addresses of their family; any other network is an
+// error.
 func resolveUDP(ctx context.Context, r *net.Resolver, network, address string) (netip.AddrPort, error) {
+	if err := checkNetwork(network); err != nil {
+		return netip.AddrPort{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return netip.AddrPort{}, err
 	}

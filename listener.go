@@ -108,9 +108,6 @@ func (l *Listener) dial(ctx context.Context, network, address string, r *net.Res
 	fail := func(raddr net.Addr, err error) (*Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: network, Source: l.m.laddr, Addr: raddr, Err: err}
 	}
-	if err := checkNetwork(network); err != nil {
-		return fail(nil, err)
-	}
 	to, err := resolveUDP(ctx, r, network, address)
 	if err != nil {
 		return fail(nil, err)

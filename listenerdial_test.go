@@ -120,15 +120,7 @@ func TestListenerDialShares(t *testing.T) {
 	server, err := rudp.Listen("udp", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer server.Close()
-	go func() {
-		for {
-			c, err := server.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	go serveEcho(server)
 	client, err := rudp.Listen("udp", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer client.Close()

@@ -217,6 +217,17 @@ func TestGarbageDuringTransfer(t *testing.T) {
 	}
 }
 
+// serveEcho echoes every connection ln accepts, until ln is closed.
+func serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() { io.Copy(c, c); c.Close() }()
+	}
+}
+
 func TestManyConnections(t *testing.T) {
 	n := 500
 	if testing.Short() {
@@ -225,15 +236,7 @@ func TestManyConnections(t *testing.T) {
 	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
+	go serveEcho(ln)
 	var g errgroup.Group
 	g.SetLimit(100)
 	for range n {
