@@ -58,12 +58,16 @@ type Config struct {
 	// sends a keep-alive (default 15s, shorter than IdleTimeout).
 	HeartbeatPeriod time.Duration
 
-	// MaxDatagramSize, MaxMessageSize, SendBufferSize and ReceiveWindow
-	// are the core's knobs of the same names; 0 means the core's default.
-	MaxDatagramSize int
-	MaxMessageSize  int
-	SendBufferSize  int
-	ReceiveWindow   int
+	// MaxDatagramSize, MaxMessageSize, SendBufferSize, ReceiveWindow and
+	// MaxReceiveWindow are the core's knobs of the same names; 0 means the
+	// core's default. The flow-control window starts at ReceiveWindow and
+	// grows with the path's bandwidth-delay product up to MaxReceiveWindow
+	// (default 16 MiB); set the two equal to keep it fixed.
+	MaxDatagramSize  int
+	MaxMessageSize   int
+	SendBufferSize   int
+	ReceiveWindow    int
+	MaxReceiveWindow int
 
 	// AcceptBacklog bounds the connections waiting in Accept; more are
 	// refused and their dialers get ErrRefused (default 1024).
@@ -192,6 +196,7 @@ func (c *Config) resolve() (*settings, error) {
 	override("MaxMessageSize", cfg.MaxMessageSize != 0, func() { cc.MaxMessageSize = cfg.MaxMessageSize })
 	override("SendBufferSize", cfg.SendBufferSize != 0, func() { cc.SendBufferSize = cfg.SendBufferSize })
 	override("ReceiveWindow", cfg.ReceiveWindow != 0, func() { cc.ReceiveWindow = cfg.ReceiveWindow })
+	override("MaxReceiveWindow", cfg.MaxReceiveWindow != 0, func() { cc.MaxReceiveWindow = cfg.MaxReceiveWindow })
 	override("HandshakeTimeout", cfg.HandshakeTimeout != 0, func() { cc.HandshakeTimeout = cfg.HandshakeTimeout })
 	if cfg.Logger != nil {
 		cc.Logger = cfg.Logger

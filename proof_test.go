@@ -385,6 +385,7 @@ func TestConfigValidation(t *testing.T) {
 		{rudp.Config{IdleTimeout: -time.Second}, "IdleTimeout"},
 		{rudp.Config{MaxMessageSize: 1 << 20, SendBufferSize: 1000}, "SendBufferSize"},
 		{rudp.Config{ReceiveWindow: 10}, "ReceiveWindow"},
+		{rudp.Config{MaxReceiveWindow: 1 << 20}, "MaxReceiveWindow"}, // below the default ReceiveWindow
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
