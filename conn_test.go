@@ -38,11 +38,9 @@ func pumpUntil(d time.Duration, cond func() bool, pumps ...interface{ Pump() err
 	return false
 }
 
-// pair dials a listener and returns both ends; stop closes everything and
-// (Manual mode) drives the closes to their end.
-func pair(t testing.TB, cfg *rudp.Config) (c1, c2 *rudp.Conn, stop func()) {
-	ln, err := rudp.Listen("udp", "127.0.0.1:0", cfg)
-	require.NoError(t, err)
+// acceptOne accepts one connection from ln in the background; the channel
+// is closed without one if Accept fails.
+func acceptOne(ln *rudp.Listener) <-chan *rudp.Conn {
 	accepted := make(chan *rudp.Conn, 1)
 	go func() {
 		c, err := ln.AcceptRUDP()
@@ -52,6 +50,15 @@ func pair(t testing.TB, cfg *rudp.Config) (c1, c2 *rudp.Conn, stop func()) {
 		}
 		accepted <- c
 	}()
+	return accepted
+}
+
+// pair dials a listener and returns both ends; stop closes everything and
+// (Manual mode) drives the closes to their end.
+func pair(t testing.TB, cfg *rudp.Config) (c1, c2 *rudp.Conn, stop func()) {
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	accepted := acceptOne(ln)
 	c1, err = rudp.Dial("udp", ln.Addr().String(), cfg)
 	if err != nil {
 		ln.Close()

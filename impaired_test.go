@@ -46,15 +46,7 @@ func impairedPair(t testing.TB, cfg *rudp.Config, up, down impair.Config) (c1, c
 		ln.Close()
 		require.NoError(t, err)
 	}
-	accepted := make(chan *rudp.Conn, 1)
-	go func() {
-		c, err := ln.AcceptRUDP()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
+	accepted := acceptOne(ln)
 	c1, err = rudp.Dial("udp", px.Addr().String(), cfg)
 	if err != nil {
 		ln.Close()
