@@ -64,9 +64,8 @@ type closeState struct {
 	needed      bool // our CLOSE frame must go out (first time or again)
 	sent        bool
 	acked       bool
-	peerClosed  bool // the peer's graceful CLOSE arrived
-	sends       int  // graceful CLOSE frames sent (bounded by maxCloseSends)
-	deadline    time.Time
+	peerClosed  bool  // the peer's graceful CLOSE arrived
+	sends       int   // graceful CLOSE frames sent (bounded by maxCloseSends)
 	abortReason error // a local Abort: CLOSE carries CloseError
 }
 
@@ -190,8 +189,7 @@ func (c *Conn) Abort(now time.Time, reason error) {
 	c.closing.abortReason = reason
 	c.discardSendQueues()
 	c.closing.needed = true
-	c.closing.deadline = now.Add(c.rtt.pto(c.peerMaxAckDelay))
-	c.setTimer(timerClose, c.closing.deadline)
+	c.setTimer(timerClose, now.Add(c.rtt.pto(c.peerMaxAckDelay)))
 }
 
 // maybeSendClose queues our CLOSE once everything we sent was acknowledged.
@@ -211,7 +209,6 @@ func (c *Conn) maybeSendClose(now time.Time) {
 func (c *Conn) lingerClose(now time.Time) {
 	end := now.Add(closeLingerPTOs * c.rtt.pto(c.peerMaxAckDelay))
 	if t := c.timer(timerClose); t.IsZero() || end.Before(t) {
-		c.closing.deadline = end
 		c.setTimer(timerClose, end)
 	}
 }
@@ -350,7 +347,7 @@ func (c *Conn) trimIdle() {
 	if c.arena.live == 0 {
 		c.arena.buf, c.arena.top = nil, 0
 	}
-	c.bufPool = bufPool{limit: c.bufPool.limit}
+	c.bufPool = bufPool{}
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sentFree, c.msgFree = nil, nil
 	c.frameScratch = nil

@@ -78,7 +78,6 @@ type receiver struct {
 func (c *Conn) initReceiver() {
 	c.arena.size = c.cfg.ReceiveArenaSize
 	c.recvWindow = c.cfg.ReceiveWindow
-	c.bufPool.limit = c.recvWindow // what a busy stream reuses; trimIdle gives it back
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
@@ -112,7 +111,6 @@ func (c *Conn) tuneWindow(now time.Time) {
 	}
 	if elapsed := now.Sub(c.tuneStart); float64(elapsed) < 4*float64(read)/float64(c.recvWindow)*float64(c.rtt.smoothed) {
 		c.recvWindow = min(2*c.recvWindow, c.cfg.MaxReceiveWindow)
-		c.bufPool.limit = c.recvWindow
 	}
 	c.tuneStart, c.tuneConsumed = now, c.consumed
 }
@@ -714,7 +712,7 @@ func (c *Conn) freeData(m *recvMsg) {
 	if m.inArena {
 		c.arena.release()
 	} else {
-		c.bufPool.put(m.data)
+		c.bufPool.put(m.data, c.recvWindow) // what a busy stream reuses; trimIdle gives it back
 	}
 	m.data, m.inArena = nil, false
 }
@@ -760,14 +758,13 @@ func (a *arena) release() {
 }
 
 // bufPool keeps freed heap buffers by power-of-two size class, at most
-// limit bytes of them (the receive window: what a steady stream needs).
-// Its class table is allocated on the first buffer put back, so that a
-// connection that never overflowed its arena (most of them) does not carry
-// it: at 10,000 idle connections that is 6 MiB.
+// put's limit bytes of them (the receive window: what a steady stream
+// needs). Its class table (552 bytes) is allocated on the first buffer put
+// back, so that a connection that never overflowed its arena, as most idle
+// ones, does not carry it.
 type bufPool struct {
 	classes *[numSizeClasses][][]byte
 	pooled  int
-	limit   int
 }
 
 const (
@@ -796,9 +793,9 @@ func (p *bufPool) get(n int) []byte {
 	return make([]byte, n, 1<<k)
 }
 
-func (p *bufPool) put(b []byte) {
+func (p *bufPool) put(b []byte, limit int) {
 	k := sizeClass(cap(b))
-	if 1<<k != cap(b) || k-minSizeClass >= numSizeClasses || p.pooled+cap(b) > p.limit {
+	if 1<<k != cap(b) || k-minSizeClass >= numSizeClasses || p.pooled+cap(b) > limit {
 		return
 	}
 	if p.classes == nil {

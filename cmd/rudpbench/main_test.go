@@ -27,7 +27,7 @@ var mustHave = map[string][]string{
 
 // mustReport is, per scenario, metrics that must be present (any value).
 var mustReport = map[string][]string{
-	"conns": {"mem/conn idle", "mem/conn active", "idle CPU"},
+	"conns": {"mem/conn idle", "mem/conn after idle", "mem/conn active", "idle CPU"},
 }
 
 func runJSON(t *testing.T, args ...string) *report {
