@@ -21,25 +21,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
-	"os/signal"
 	"slices"
 	"time"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "echo:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("echo", run) }
 
 // serverResult is what the echo server reports when its connection ends.
 type serverResult struct {
@@ -84,7 +73,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	stopOnCancel := context.AfterFunc(ctx, func() { conn.Close(); ln.Close() })
 	defer stopOnCancel()
 	fmt.Fprintf(out, "client: connected to %s from local port %d in %v (two round trips: the server first hands out an address-validation cookie)\n",
-		conn.RemoteAddr(), conn.LocalAddr().(*net.UDPAddr).Port, round(time.Since(start)))
+		conn.RemoteAddr(), conn.LocalAddr().(*net.UDPAddr).Port, demo.Round(time.Since(start)))
 
 	// Pseudo-random payload, so that a misplaced or corrupted byte cannot go unnoticed.
 	payload := make([]byte, *messages**size)
@@ -108,14 +97,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	_, readErr := io.ReadFull(conn, echo)
 	writeErr := <-wrote
 	if err := errors.Join(writeErr, readErr); err != nil {
-		return fail(ctx, fmt.Errorf("client: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
 	}
-	if i := firstDifference(payload, echo); i >= 0 {
+	if i := demo.FirstDifference(payload, echo); i >= 0 {
 		return fmt.Errorf("client: echo differs from what was sent at byte %d", i)
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(out, "client: sent %d messages / %d bytes, echoed back intact in %v (%.1f MiB/s each way)\n",
-		*messages, len(payload), round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
+		*messages, len(payload), demo.Round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
 	printStats(out, "client", conn.Stats())
 
 	// A graceful close: the server reads io.EOF after the last byte.
@@ -127,10 +116,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case res = <-served:
 	case <-ctx.Done():
-		return fail(ctx, errors.New("server did not finish"))
+		return demo.Fail(ctx, errors.New("server did not finish"))
 	}
 	if res.err != nil {
-		return fail(ctx, fmt.Errorf("server: %w", res.err))
+		return demo.Fail(ctx, fmt.Errorf("server: %w", res.err))
 	}
 	if res.echoed != int64(len(payload)) {
 		return fmt.Errorf("server: echoed %d bytes, want %d", res.echoed, len(payload))
@@ -151,39 +140,6 @@ func serveOne(ln *rudp.Listener) serverResult {
 
 func printStats(out io.Writer, who string, s rudp.Stats) {
 	fmt.Fprintf(out, "%s: stats: RTT %v (min %v), %d packets sent / %d received, %d lost, %d fragments retransmitted, congestion window %d bytes\n",
-		who, round(s.RTT.Smoothed), round(s.RTT.Min), s.PacketsSent, s.PacketsReceived,
+		who, demo.Round(s.RTT.Smoothed), demo.Round(s.RTT.Min), s.PacketsSent, s.PacketsReceived,
 		s.PacketsLost, s.FragmentsRetransmitted, s.CongestionWindow)
-}
-
-// fail prefers the context's error: after a timeout or ^C, the I/O error it
-// caused (net.ErrClosed) says less than why.
-func fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-	}
-	return err
-}
-
-func firstDifference(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	if len(a) != len(b) {
-		return min(len(a), len(b))
-	}
-	return -1
-}
-
-// round keeps durations readable: 1.234ms, not 1.234567ms.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
 }

@@ -22,26 +22,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "http:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("http", run) }
 
 const (
 	workers    = 8
@@ -121,19 +110,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	close(jobs)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fail(ctx, fmt.Errorf("client: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
 	}
 	elapsed := time.Since(start)
 	gets, bigs := mix.count(*requests)
 	fmt.Fprintf(out, "client: %d requests (%d GET, %d POST with 1 MiB bodies, %d small POST) by %d workers, all verified in %v\n",
-		*requests, gets, bigs, *requests-gets-bigs, workers, round(elapsed))
+		*requests, gets, bigs, *requests-gets-bigs, workers, demo.Round(elapsed))
 	fmt.Fprintf(out, "client: %d bytes of bodies sent, %d received\n", bytesUp.Load(), bytesDown.Load())
 
 	transport.CloseIdleConnections()
 	shutdownCtx, cancelShutdown := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelShutdown()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fail(ctx, fmt.Errorf("server: shutdown: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("server: shutdown: %w", err))
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("server: %w", err)
@@ -223,22 +212,4 @@ func request(ctx context.Context, client *http.Client, base string, mix mix, i i
 		return 0, 0, fmt.Errorf("POST /echo of %d bytes came back as %d different bytes", len(body), len(got))
 	}
 	return len(body), len(got), nil
-}
-
-func fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-	}
-	return err
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
 }

@@ -24,25 +24,14 @@ import (
 	"io"
 	"math"
 	"net"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/examples/internal/demo"
 	"github.com/rudp-go/rudp/internal/impair"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "pump:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("pump", run) }
 
 // Message kinds, the first byte of every message.
 const (

@@ -25,25 +25,14 @@ import (
 	"math/big"
 	mathrand "math/rand/v2"
 	"net"
-	"os"
-	"os/signal"
 	"slices"
 	"time"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tls:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("tls", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tls", flag.ContinueOnError)
@@ -96,11 +85,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	})
 	start := time.Now()
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return fail(ctx, fmt.Errorf("client: TLS handshake: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("client: TLS handshake: %w", err))
 	}
 	state := conn.ConnectionState()
 	fmt.Fprintf(out, "client: TLS handshake done in %v: %s, %s, server certificate %q verified\n",
-		round(time.Since(start)), tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite),
+		demo.Round(time.Since(start)), tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite),
 		state.PeerCertificates[0].Subject.CommonName)
 
 	payload := make([]byte, *sizeMiB<<20)
@@ -119,17 +108,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	echo := make([]byte, len(payload))
 	_, readErr := io.ReadFull(conn, echo)
 	if err := errors.Join(<-wrote, readErr); err != nil {
-		return fail(ctx, fmt.Errorf("client: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
 	}
-	if i := firstDifference(payload, echo); i >= 0 {
+	if i := demo.FirstDifference(payload, echo); i >= 0 {
 		return fmt.Errorf("client: echo differs from what was sent at byte %d", i)
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(out, "client: %d MiB echoed through TLS and verified in %v (%.1f MiB/s each way)\n",
-		*sizeMiB, round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
+		*sizeMiB, demo.Round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
 	s := raw.Stats()
 	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d bytes sent / %d received in %d / %d packets, %d lost, %d fragments retransmitted\n",
-		round(s.RTT.Smoothed), s.BytesSent, s.BytesReceived, s.PacketsSent, s.PacketsReceived,
+		demo.Round(s.RTT.Smoothed), s.BytesSent, s.BytesReceived, s.PacketsSent, s.PacketsReceived,
 		s.PacketsLost, s.FragmentsRetransmitted)
 
 	// tls.Conn.Close sends close_notify, then closes the rudp connection
@@ -140,10 +129,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case err = <-served:
 	case <-ctx.Done():
-		return fail(ctx, errors.New("server did not finish"))
+		return demo.Fail(ctx, errors.New("server did not finish"))
 	}
 	if err != nil {
-		return fail(ctx, fmt.Errorf("server: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("server: %w", err))
 	}
 	fmt.Fprintln(out, "server: echoed everything, read close_notify, closed")
 	return ln.Close()
@@ -195,34 +184,4 @@ func selfSignedCert(host string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
-}
-
-func fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-	}
-	return err
-}
-
-func firstDifference(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	if len(a) != len(b) {
-		return min(len(a), len(b))
-	}
-	return -1
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
 }

@@ -16,27 +16,16 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"os/signal"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "yamux:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("yamux", run) }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("yamux", flag.ContinueOnError)
@@ -83,15 +72,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fail(ctx, fmt.Errorf("client: %w", err))
+		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
 	}
 	elapsed := time.Since(start)
 	total := int64(*streams) * int64(*sizeKiB) << 10
 	fmt.Fprintf(out, "client: %d streams each echoed %s concurrently, %s verified in %v (%.1f MiB/s each way)\n",
-		*streams, size(int64(*sizeKiB)<<10), size(total), round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
+		*streams, size(int64(*sizeKiB)<<10), size(total), demo.Round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
 	s := conn.Stats()
 	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d packets sent / %d received, %d lost, %d fragments retransmitted\n",
-		round(s.RTT.Smoothed), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
+		demo.Round(s.RTT.Smoothed), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
 
 	// Closing the session closes the rudp connection; the server's session
 	// then reads io.EOF and ends.
@@ -102,10 +91,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case res = <-served:
 	case <-ctx.Done():
-		return fail(ctx, errors.New("server did not finish"))
+		return demo.Fail(ctx, errors.New("server did not finish"))
 	}
 	if res.err != nil {
-		return fail(ctx, fmt.Errorf("server: %w", res.err))
+		return demo.Fail(ctx, fmt.Errorf("server: %w", res.err))
 	}
 	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %s, session ended\n", res.streams, size(res.echoed))
 	return ln.Close()
@@ -204,22 +193,4 @@ func size(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
-}
-
-func fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-	}
-	return err
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
 }

@@ -10,11 +10,12 @@ import (
 
 // settle bounds how long Verify waits for goroutines to end by themselves.
 //
-// Closing a rudp connection after its peer closed does not end it at once:
-// its own CLOSE waits for an acknowledgement (up to 24 probe timeouts, see
-// maybeSendClose in core/conn.go) that the peer, whose connection ended when
-// its CLOSE was acknowledged, never sends. Until then the listener's socket
-// and its reader goroutine stay open, well past goleak's own retries.
+// Closing a rudp connection does not end it at once: a side whose CLOSE
+// is unacknowledged sends it again (up to 10 copies over about 35 probe
+// timeouts), and a side that saw both CLOSEs lingers 3 probe timeouts to
+// acknowledge the peer's again (see docs/PROTOCOL.md §8.2). Until then the
+// socket and its reader goroutine stay open, past goleak's own retries on
+// a slow or loaded machine.
 const settle = 10 * time.Second
 
 // Verify fails t if goroutines other than the test's own are still running
