@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 
@@ -228,13 +229,9 @@ func (c *Config) resolve() (*settings, error) {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	if s.core.MaxDatagramSize == 0 {
-		s.core.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
-	}
-	window := s.core.ReceiveWindow
-	if window == 0 {
-		window = core.DefaultConfig().ReceiveWindow
-	}
+	// (cfg's defaults are the core's: a field set only in cfg.Core stands.)
+	setInt(&s.core.MaxDatagramSize, cfg.MaxDatagramSize)
+	window := cmp.Or(s.core.ReceiveWindow, cfg.ReceiveWindow)
 	// An eighth of the initial window (it only grows), at most 64 KiB.
 	s.readSettleBytes = max(1, min(window/8, 64<<10))
 	return s, nil

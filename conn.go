@@ -20,10 +20,9 @@ import (
 // one whole message. SendMessage and ReadMessage move single messages with
 // any guarantee.
 //
-// Read (and ReadMessage) and Write (and SendMessage) may each be called by
-// one goroutine while another calls the other; every method may be called
-// concurrently with any other, and Close, the deadline setters, Stats and
-// Pump from anywhere. Concurrent writers are serialized, each Write whole.
+// Every method may be called concurrently with any other. Concurrent
+// writers are serialized, each Write whole; concurrent readers each get
+// what arrives next (a Read that leaves data behind wakes the next one).
 type Conn struct {
 	m         *mux
 	guarantee Guarantee
@@ -45,7 +44,6 @@ type Conn struct {
 	nextKnown bool          // nextAt is what the socket's timer holds for c
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
-	fromPeer      bool // a PacketConn's connection the peer opened
 
 	readWake  chan struct{} // 1-buffered: something arrived or ended
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
@@ -527,7 +525,7 @@ func (c *Conn) TryReadMessage(p []byte) (n int, g Guarantee, err error) {
 	c.mu.Lock()
 	n, g, err = c.stream.ReadMessage(p)
 	if g != 0 && err == nil {
-		c.settleLocked(monoNow())
+		c.readLocked(monoNow(), max(n, 1))
 	}
 	c.mu.Unlock()
 	if err != nil {

@@ -101,8 +101,9 @@ func (m *mux) interruptRead() {
 	m.rxDeadlineSet.Store(false)
 }
 
-// interruptCaller interrupts c's Read if it is reading the socket itself:
-// c was closed or ended, or its read deadline moved.
+// interruptCaller interrupts the blocked Read that is reading the socket
+// itself, if any: its connection was closed or ended, or its read deadline
+// moved.
 func (m *mux) interruptCaller() {
 	if m.direct && m.rxRole.Load() == rxByCaller {
 		m.interruptRead()

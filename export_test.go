@@ -9,7 +9,7 @@ func DebugListener(l *Listener) string {
 	for _, c := range l.m.conns {
 		conns = append(conns, c)
 	}
-	s := fmt.Sprintf("users=%d closed=%v conns=%d heap=%d", l.m.users, l.m.closed, len(l.m.conns), len(l.m.timers))
+	s := fmt.Sprintf("users=%d closed=%v conns=%d heap=%d", l.m.users, l.m.sockClosed.Load(), len(l.m.conns), len(l.m.timers))
 	l.m.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()

@@ -96,10 +96,10 @@ type mux struct {
 	rxSleep       atomic.Bool   // the reader goroutine waits for rxWake, without polling
 	rxWake        chan struct{} // 1-buffered: the reader goroutine should look again
 	rxTimer       *time.Timer   // the reader goroutine's poll
-	sockClosed    atomic.Bool
-	rxDeadlineSet atomic.Bool // the socket's read deadline is rxDeadline
-	rxDeadline    time.Time   // the holder's: the read deadline last armed
-	rxSelf        *Conn       // the holder's: the connection whose Read is reading
+	sockClosed    atomic.Bool   // the socket was closed (set under mu)
+	rxDeadlineSet atomic.Bool   // the socket's read deadline is rxDeadline
+	rxDeadline    time.Time     // the holder's: the read deadline last armed
+	rxSelf        *Conn         // the holder's: the connection whose Read is reading
 
 	mu       sync.Mutex
 	conns    map[uint64]*Conn         // by local connection ID
@@ -110,8 +110,7 @@ type mux struct {
 	timers   connHeap
 	timer    *time.Timer
 	timerAt  time.Time
-	users    int  // the listener or PacketConn, plus every connection not yet ended
-	closed   bool // socket closed
+	users    int // the listener or PacketConn, plus every connection not yet ended
 	rng      *rand.ChaCha8
 }
 
@@ -189,10 +188,7 @@ func (m *mux) readLoop() {
 				continue
 			}
 			// ICMP errors and the like concern one datagram, not the socket.
-			m.mu.Lock()
-			closed := m.closed
-			m.mu.Unlock()
-			if closed {
+			if m.sockClosed.Load() {
 				return
 			}
 			time.Sleep(time.Millisecond)
@@ -212,7 +208,7 @@ func (m *mux) readLoop() {
 // handleBatch routes a batch of received datagrams, then flushes each
 // connection they went to once: their acknowledgements coalesce, and what
 // the acknowledgements they carried let through goes out in one batch. It
-// returns the time it last read.
+// returns the time it last read the clock.
 func (m *mux) handleBatch(b *rxBatch) time.Time {
 	now := monoNow()
 	for i := range b.n {
@@ -347,7 +343,7 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
-	if m.acceptor == nil || m.closed || m.hellos[key] != nil || !m.acceptor.offer(c) {
+	if m.acceptor == nil || m.sockClosed.Load() || m.hellos[key] != nil || !m.acceptor.offer(c) {
 		m.mu.Unlock()
 		m.writeTo(core.AppendRefuse(nil, key.cid), from)
 		return
@@ -360,10 +356,7 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 	if c.pc != nil {
 		m.addPeerLocked(c, from)
 	}
-	m.conns[c.cid] = c
-	c.registered = true
-	m.nconns.Store(int32(len(m.conns)))
-	m.users++
+	m.registerLocked(c)
 	m.mu.Unlock()
 	c.core.HandleDatagram(now, b)
 	c.settleLocked(now)
@@ -384,14 +377,11 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 	m.mu.Lock()
 	// A PacketConn's Close clears the acceptor under m.mu: a WriteTo that
 	// raced it must not open a connection nobody can reach or close.
-	if m.closed || (pc != nil && m.acceptor != acceptor(pc)) {
+	if m.sockClosed.Load() || (pc != nil && m.acceptor != acceptor(pc)) {
 		m.mu.Unlock()
 		return nil, net.ErrClosed
 	}
-	m.conns[c.cid] = c
-	c.registered = true
-	m.nconns.Store(int32(len(m.conns)))
-	m.users++
+	m.registerLocked(c)
 	if pc != nil {
 		m.addPeerLocked(c, raddr)
 	}
@@ -459,26 +449,28 @@ func (m *mux) release() {
 	m.releaseLocked()
 }
 
+// registerLocked makes c one of the socket's connections (remove undoes
+// it): datagrams for its CID reach it, and the socket stays open while it
+// lives.
+func (m *mux) registerLocked(c *Conn) {
+	m.conns[c.cid] = c
+	c.registered = true
+	m.nconns.Store(int32(len(m.conns)))
+	m.users++
+}
+
 // releaseLocked closes the socket once nothing uses it.
 func (m *mux) releaseLocked() {
 	m.users--
-	if m.users > 0 || m.closed {
+	if m.users > 0 || m.sockClosed.Load() {
 		return
 	}
-	m.closed = true
+	m.sockClosed.Store(true)
 	if m.timer != nil {
 		m.timer.Stop()
 	}
-	m.sockClosed.Store(true)
 	_ = m.sock.Close() // the reader goroutine ends with it
 	signal(m.rxWake)   // also while it waits for callers to free the socket
-}
-
-// isClosed reports whether the socket was closed.
-func (m *mux) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closed
 }
 
 // writeTo sends one datagram; a failed send is a lost datagram, which
@@ -516,7 +508,7 @@ func (m *mux) schedule(c *Conn, at time.Time) {
 // armTimerLocked resets the socket's one timer to the earliest connection
 // timer (default mode; Manual mode looks at the heap in pump).
 func (m *mux) armTimerLocked() {
-	if m.set.manual || m.closed {
+	if m.set.manual || m.sockClosed.Load() {
 		return
 	}
 	if len(m.timers) == 0 {
@@ -564,7 +556,7 @@ func (m *mux) fireTimers(now time.Time) {
 // socket, fires due timers and so flushes what they make ready. It never
 // blocks (a concurrent pump's socket reads are skipped, not waited for).
 func (m *mux) pump() error {
-	if m.isClosed() {
+	if m.sockClosed.Load() {
 		return net.ErrClosed
 	}
 	if m.pumpMu.TryLock() {

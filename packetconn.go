@@ -65,7 +65,6 @@ func (p *PacketConn) offer(c *Conn) bool {
 		return false
 	}
 	c.pc = p
-	c.fromPeer = true
 	return true
 }
 
@@ -126,7 +125,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.inReady = false
 		n, g, err := c.stream.ReadMessage(b)
 		if err == nil && g != 0 {
-			c.settleLocked(monoNow())
+			c.readLocked(monoNow(), max(n, 1))
 		}
 		if (err == nil || errors.Is(err, core.ErrBufferTooSmall)) && c.stream.Readable() {
 			c.inReady = true
