@@ -486,6 +486,11 @@ func (r *pnRanges) contains(pn uint64) bool {
 	return false
 }
 
+// maxAckSpan is how far below the newest received packet number the runs
+// reach: an ACK frame's ranges span at most 2^32 (decodeAck rejects more),
+// and a packet sent 2^31 packets ago is long given up on by its sender.
+const maxAckSpan = 1 << 31
+
 // add records pn and reports whether it arrived in order (extends the newest run).
 func (r *pnRanges) add(pn uint64) (inOrder bool) {
 	if len(r.runs) == 0 {
@@ -494,6 +499,7 @@ func (r *pnRanges) add(pn uint64) (inOrder bool) {
 	}
 	if pn == r.runs[0].hi+1 {
 		r.runs[0].hi = pn
+		r.forgetOld()
 		return true
 	}
 	i := 0
@@ -520,7 +526,28 @@ func (r *pnRanges) add(pn uint64) (inOrder bool) {
 		r.floor = last.hi + 1
 		r.runs = r.runs[:len(r.runs)-1]
 	}
+	r.forgetOld()
 	return false
+}
+
+// forgetOld moves the floor up to maxAckSpan below the newest run, dropping
+// or cutting the runs below it: unbounded, one early loss would one day put
+// a range in the ACK frame that the peer must reject.
+func (r *pnRanges) forgetOld() {
+	newest := r.runs[0].hi
+	if newest < maxAckSpan {
+		return
+	}
+	bound := newest - maxAckSpan
+	for last := &r.runs[len(r.runs)-1]; last.lo < bound; last = &r.runs[len(r.runs)-1] {
+		if last.hi >= bound {
+			last.lo = bound
+			r.floor = max(r.floor, bound)
+			return
+		}
+		r.floor = max(r.floor, last.hi+1)
+		r.runs = r.runs[:len(r.runs)-1]
+	}
 }
 
 // largest returns the highest received packet number.

@@ -171,6 +171,49 @@ func TestPnRangesFloor(t *testing.T) {
 	}
 }
 
+// TestPnRangesSpan: runs older than maxAckSpan below the newest are
+// forgotten (or cut), so every ACK built from them decodes: one early loss
+// once left a run behind for good, and 2^32 packets later the ACK carried a
+// range its peer rejects, dropping the packet with it.
+func TestPnRangesSpan(t *testing.T) {
+	var r pnRanges
+	for pn := uint64(0); pn <= 10; pn++ {
+		r.add(pn)
+	}
+	r.add(20)
+	const far = 5_000_000_000
+	r.add(far)
+	r.add(far + 2)
+	for _, run := range r.runs {
+		if run.lo < far+2-maxAckSpan {
+			t.Fatalf("run %d..%d kept, more than maxAckSpan below %d", run.lo, run.hi, uint64(far+2))
+		}
+	}
+	if !r.contains(5) || !r.contains(20) || r.contains(far+1) {
+		t.Fatal("wrong membership after forgetting old runs")
+	}
+	// An unbroken run longer than the span is cut, not kept whole.
+	var long pnRanges
+	long.add(0)
+	long.runs[0].hi = far // as if every number up to far had arrived in order
+	long.add(far + 1)
+	if got := long.runs[0].lo; got != far+1-maxAckSpan {
+		t.Fatalf("long run starts at %d, want %d", got, uint64(far+1-maxAckSpan))
+	}
+	// The ACK frames built from both decode.
+	for _, rr := range []*pnRanges{&r, &long} {
+		largest := rr.runs[0].hi
+		a := ackFrame{largest: uint32(largest)}
+		for _, run := range rr.runs {
+			a.ranges = append(a.ranges, ackRange{lo: largest - run.hi, hi: largest - run.lo})
+		}
+		var f frame
+		if _, err := decodeFrame(appendAck(nil, &a), &f); err != nil {
+			t.Fatalf("ACK of runs %v does not decode: %v", rr.runs, err)
+		}
+	}
+}
+
 func keys(m map[uint64]bool) []uint64 {
 	var out []uint64
 	for k := range m {
