@@ -132,16 +132,19 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		c.handleRetry(h, body)
 		return
 	}
+	var hello HelloFrame
+	var helloOK bool
+	if h.DstCID != c.localCID || !c.handshake.peerHello {
+		hello, helloOK = PeekHello(body)
+	}
 	if h.DstCID != c.localCID {
-		hello, ok := PeekHello(body)
-		if h.DstCID != 0 || !ok || (c.remoteCID != 0 && hello.SrcCID != c.remoteCID) {
+		if h.DstCID != 0 || !helloOK || (c.remoteCID != 0 && hello.SrcCID != c.remoteCID) {
 			c.stats.DatagramsDropped++
 			return
 		}
 	}
 	if !c.handshake.peerHello {
-		hello, ok := PeekHello(body)
-		if !ok {
+		if !helloOK {
 			c.handleEarly(body)
 			return
 		}
@@ -188,8 +191,12 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 // a listener's refusal matters; anything else is dropped unacknowledged
 // (the peer sends it again).
 func (c *Conn) handleEarly(body []byte) {
-	var f frame
-	if n, err := decodeFrame(body, &f); err == nil && f.typ == frameClose && n == len(body) && f.closeCode == CloseRefused {
+	var f frame // decoded directly: through decodeFrame's table f would escape
+	if len(body) == 0 || body[0] != frameClose {
+		c.stats.DatagramsDropped++
+		return
+	}
+	if n, err := decodeClose(body, &f); err == nil && n == len(body) && f.closeCode == CloseRefused {
 		c.terminate(ErrRefused)
 		return
 	}

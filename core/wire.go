@@ -164,8 +164,8 @@ func PeekHello(body []byte) (h HelloFrame, ok bool) {
 	if len(body) == 0 || body[0] != frameHello {
 		return HelloFrame{}, false
 	}
-	var f frame
-	if _, err := decodeFrame(body, &f); err != nil {
+	var f frame // decoded directly: through decodeFrame's table f would escape
+	if _, err := decodeHello(body, &f); err != nil {
 		return HelloFrame{}, false
 	}
 	return f.hello, true
