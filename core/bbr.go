@@ -113,11 +113,14 @@ const (
 
 var bbrPacingGains = [...]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
 
+// minCwnd is the least congestion window BBR keeps.
+func (b *BBR) minCwnd() int { return bbrMinCwndPackets * b.mss }
+
 // NewBBR returns a BBR controller for datagrams of maxDatagramSize.
 func NewBBR(maxDatagramSize int) CongestionController {
 	b := &BBR{
 		mss:        maxDatagramSize,
-		cwnd:       min(10*maxDatagramSize, max(2*maxDatagramSize, 14720)),
+		cwnd:       initialWindow(maxDatagramSize),
 		pacingGain: bbrHighGain,
 		cwndGain:   bbrHighGain,
 	}
@@ -135,7 +138,7 @@ func (b *BBR) OnPacketAcked(time.Time, int, time.Time, *RTTStats) {}
 func (b *BBR) OnPacketsLost(_ time.Time, bytes int, _ time.Time, persistent bool) {
 	b.roundLost += bytes
 	if persistent {
-		b.cwnd = bbrMinCwndPackets * b.mss
+		b.cwnd = b.minCwnd()
 	}
 }
 
@@ -202,7 +205,7 @@ func (b *BBR) checkLoss(rs *RateSample) {
 		// (While the bandwidth still grows, the loss is someone else's
 		// queue: a flow starting next to a flow in STARTUP.)
 		b.filledPipe = true
-		b.inflightHi = max(int(float64(b.roundMaxInflight)*bbrHeavyLossBeta), bbrMinCwndPackets*b.mss)
+		b.inflightHi = max(int(float64(b.roundMaxInflight)*bbrHeavyLossBeta), b.minCwnd())
 	}
 	if !b.roundStart {
 		return
@@ -212,7 +215,7 @@ func (b *BBR) checkLoss(rs *RateSample) {
 	b.roundLost, b.roundAcked, b.roundMaxInflight, b.roundProbed = 0, 0, 0, b.pacingGain > 1
 	b.roundBursts = rs.LossBursts
 	if heavy(lost, acked, bursts) && (b.filledPipe || b.fullBwCount > 0) {
-		b.inflightHi = max(int(float64(inflight)*bbrHeavyLossBeta), bbrMinCwndPackets*b.mss)
+		b.inflightHi = max(int(float64(inflight)*bbrHeavyLossBeta), b.minCwnd())
 		b.probeGrowth = 0
 		b.filledPipe = true
 		b.probeLost, b.probeAcked, b.probeMaxInflight, b.probeBursts, b.probeEcho = 0, 0, 0, 0, false
@@ -348,7 +351,7 @@ func (b *BBR) updateMinRTT(now time.Time, rs *RateSample) {
 // probeRTTCwnd is the window PROBE_RTT keeps: half a BDP (BBR v2), which
 // drains our queue without stalling the flow as v1's four packets do.
 func (b *BBR) probeRTTCwnd() int {
-	return max(b.inflight(0.5), bbrMinCwndPackets*b.mss)
+	return max(b.inflight(0.5), b.minCwnd())
 }
 
 // inflight returns gain x the estimated bandwidth-delay product.
@@ -389,7 +392,7 @@ func (b *BBR) setCwnd(rs *RateSample) {
 	if b.inflightHi > 0 {
 		b.cwnd = min(b.cwnd, b.inflightHi)
 	}
-	b.cwnd = max(b.cwnd, bbrMinCwndPackets*b.mss)
+	b.cwnd = max(b.cwnd, b.minCwnd())
 	if b.mode == bbrProbeRTT {
 		b.cwnd = min(b.cwnd, b.probeRTTCwnd())
 	}

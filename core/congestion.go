@@ -110,11 +110,17 @@ const maxRandomLossRate = 0.25
 // venoBacklog is the queue, in datagrams, below which a loss counts as random.
 const venoBacklog = 3
 
+// initialWindow is the congestion window a connection starts with, as in
+// RFC 9002 section 7.2: ten datagrams, at most max(14720 bytes, two).
+func initialWindow(maxDatagramSize int) int {
+	return min(10*maxDatagramSize, max(2*maxDatagramSize, 14720))
+}
+
 // NewNewReno returns a NewReno controller for datagrams of maxDatagramSize.
 func NewNewReno(maxDatagramSize int) CongestionController {
 	return &NewReno{
 		mss:      maxDatagramSize,
-		window:   min(10*maxDatagramSize, max(2*maxDatagramSize, 14720)),
+		window:   initialWindow(maxDatagramSize),
 		ssthresh: int(^uint(0) >> 1),
 	}
 }

@@ -449,19 +449,17 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
 	size := sealPacket(buf, n)
 	c.nextPN++
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
 	if pkt.close && c.closing.peerClosed && c.closing.abortReason == nil {
 		// The peer closed too: our CLOSE is a courtesy, and the peer may
 		// already be gone, so it is not retransmitted. We linger a few PTOs
 		// to acknowledge the peer's CLOSE again should our ACK be lost.
 		c.recycleSentPacket(pkt)
-		c.stats.PacketsSent++
-		c.stats.BytesSent += uint64(size)
 		c.lingerClose(now)
 		return size
 	}
 	pkt.size = size
-	c.stats.PacketsSent++
-	c.stats.BytesSent += uint64(size)
 	if pkt.ackEliciting() {
 		c.onPacketSent(now, pkt)
 		if !c.cfg.DisablePacing {
