@@ -466,7 +466,9 @@ func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 	if len(runs) > runLimit(len(m.data)) {
 		return false
 	}
-	if !m.firstAt.IsZero() && m.guarantee != Delivery && !m.complete() {
+	if m.guarantee != Delivery && !m.complete() && c.timers[timerReassembly] == 0 {
+		// (An armed timer is due no later than this message's expiry: it
+		// waits for an older one, and expireReassembly re-arms exactly.)
 		c.armReassembly()
 	}
 	return true
