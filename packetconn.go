@@ -195,15 +195,21 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 
 // conn returns the connection WriteTo uses for addr, dialing one if needed.
 func (p *PacketConn) conn(addr netip.AddrPort) (*Conn, error) {
+	if c := p.peer(addr); c != nil {
+		return c, nil // the common case: no lock shared by all writers
+	}
 	p.dialMu.Lock()
 	defer p.dialMu.Unlock()
-	p.m.mu.Lock()
-	c := p.m.peers[addr]
-	p.m.mu.Unlock()
-	if c != nil {
-		return c, nil
+	if c := p.peer(addr); c != nil {
+		return c, nil // dialed meanwhile
 	}
 	return p.m.dial(monoNow(), addr, p)
+}
+
+func (p *PacketConn) peer(addr netip.AddrPort) *Conn {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return p.m.peers[addr]
 }
 
 // forget stops using c for addr (it stays until its close completes).
