@@ -260,9 +260,14 @@ func signal(ch chan struct{}) {
 func (c *Conn) check(dl *deadline) error { return c.checkAt(dl, time.Time{}) }
 
 // checkAt is check with the time now (zero: read the clock if dl is set).
-func (c *Conn) checkAt(dl *deadline, now time.Time) error {
+func (c *Conn) checkAt(dl *deadline, now time.Time) error { return checkOpen(c.closing, dl, now) }
+
+// checkOpen is the error a Conn's or PacketConn's call fails with at now,
+// if any: net.ErrClosed once closing is closed, os.ErrDeadlineExceeded
+// once dl passed (now zero: read the clock if dl is set).
+func checkOpen(closing <-chan struct{}, dl *deadline, now time.Time) error {
 	select {
-	case <-c.closing:
+	case <-closing:
 		return net.ErrClosed
 	default:
 	}
@@ -652,9 +657,8 @@ func (d *deadline) get() (time.Time, <-chan struct{}) {
 	return d.at, d.changed
 }
 
-func (d *deadline) expired() bool { return d.expiredAt(time.Time{}) }
-
-// expiredAt is expired at now (zero: read the clock if needed).
+// expiredAt reports whether the deadline passed at now (zero: read the
+// clock if one is set).
 func (d *deadline) expiredAt(now time.Time) bool {
 	if !d.set0.Load() {
 		return false

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,17 +90,7 @@ func (p *PacketConn) popReady() *Conn {
 	return c
 }
 
-func (p *PacketConn) check(dl *deadline) error {
-	select {
-	case <-p.closing:
-		return net.ErrClosed
-	default:
-	}
-	if dl.expired() {
-		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
+func (p *PacketConn) check(dl *deadline) error { return checkOpen(p.closing, dl, time.Time{}) }
 
 func (p *PacketConn) opErr(op string, addr netip.AddrPort, err error) error {
 	return opError(op, p.m.laddr, addr, err)
