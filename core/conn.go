@@ -350,7 +350,7 @@ func (c *Conn) trimIdle() {
 	c.bufPool = bufPool{}
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sentFree, c.msgFree = nil, nil
-	c.frameScratch = nil
+	c.frameScratch, c.decodeRanges = nil, nil
 	c.lean = true
 	if len(c.pending) == 0 {
 		c.pending = nil
