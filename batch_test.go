@@ -84,10 +84,13 @@ func TestBatchIOModes(t *testing.T) {
 			require.NoError(t, <-back, "listener to dialer")
 			if tc.dialer.MaxDatagramSize > 1400 {
 				// The listener's socket truncates the first longer datagram
-				// and then reads any size: a handful of losses, not one per
-				// batch (a batch of small buffers once went back into the
-				// large-buffer pool and kept truncating).
-				require.LessOrEqual(t, c.Stats().PacketsLost, uint64(8), "stats %+v", c.Stats())
+				// and then reads any size: a few losses, not one per batch (a
+				// batch of small buffers once went back into the large-buffer
+				// pool and kept truncating: most of the ~530 datagrams of
+				// 8000 bytes that 4 MiB takes were lost). The bound leaves
+				// room for socket-buffer drops on a loaded machine (10 were
+				// seen in CI running beside a soak).
+				require.LessOrEqual(t, c.Stats().PacketsLost, uint64(64), "stats %+v", c.Stats())
 			}
 		})
 	}
