@@ -28,8 +28,17 @@ var (
 	// ErrPeerClosed: a write after the peer closed the connection.
 	ErrPeerClosed = core.ErrPeerClosed
 
-	// ErrMessageTooLarge: a message longer than Config.MaxMessageSize.
+	// ErrMessageTooLarge: a message longer than Config.MaxMessageSize, or
+	// than the peer's MaxMessageSize (which its handshake announced).
 	ErrMessageTooLarge = core.ErrMessageTooLarge
+
+	// ErrProtocolViolation: the connection ended because the peer broke the
+	// protocol (the peer is told why); the error names what it did.
+	ErrProtocolViolation = core.ErrProtocolViolation
+
+	// ErrPeerProtocolViolation: the connection ended because the peer found
+	// that this side broke the protocol; the error carries its reason.
+	ErrPeerProtocolViolation = core.ErrPeerProtocolViolation
 
 	// ErrBufferTooSmall: a message-oriented read got a buffer shorter than
 	// the message; the message is kept for the next read.

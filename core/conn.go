@@ -54,19 +54,27 @@ type handshakeState struct {
 	peerHello   bool
 	cookieLen   uint8 // at most MaxCookieLen
 	retries     uint8 // Retry packets accepted (at most maxRetries)
-	cookie      [MaxCookieLen]byte
-	peerInitial uint64 // the peer's InitialSequence
+	// peerMaxDatagram is the largest UDP payload the peer accepts (its
+	// HELLO's MaxDatagramSize); 0 until the HELLO arrived.
+	peerMaxDatagram uint16
+	cookie          [MaxCookieLen]byte
+	peerInitial     uint64 // the peer's InitialSequence
 }
 
 // closeState tracks a graceful close in both directions.
 type closeState struct {
-	requested   bool // local Close called
-	needed      bool // our CLOSE frame must go out (first time or again)
-	sent        bool
-	acked       bool
-	peerClosed  bool  // the peer's graceful CLOSE arrived
-	sends       int   // graceful CLOSE frames sent (bounded by maxCloseSends)
-	abortReason error // a local Abort: CLOSE carries CloseError
+	requested  bool // local Close called
+	needed     bool // our CLOSE frame must go out (first time or again)
+	sent       bool
+	acked      bool
+	peerClosed bool  // the peer's graceful CLOSE arrived, every Delivery message before its final position with it
+	sends      uint8 // graceful CLOSE frames sent (bounded by maxCloseSends)
+	// peerFinal is the low 32 bits of the delivery index after the peer's
+	// last Delivery message, from its graceful CLOSE (valid once peerClosed).
+	peerFinal uint32
+	// abortReason: a local Abort (CLOSE carries CloseError) or a protocol
+	// violation by the peer (a *violationError: CloseProtocolViolation).
+	abortReason error
 }
 
 // The graceful close's bounds. Our CLOSE is retransmitted on the probe timer,
@@ -382,12 +390,16 @@ func slicesClip[T any](s []T) []T {
 // Recv returns the next message ready for the application. A zero Message
 // and nil error mean nothing is ready yet. Message.Data aliases the
 // connection's buffers and stays valid until the next call of Recv. After
-// the peer's graceful close and its last message, Recv returns io.EOF; after
-// any other end, the error that ended the connection.
+// the peer's graceful close, once every Delivery message it sent before
+// closing was read, Recv returns io.EOF; after any other end, the error that
+// ended the connection (a local Close: ErrClosed).
 func (c *Conn) Recv() (Message, error) {
 	c.releaseYielded()
 	if c.state == stateClosed && c.err != nil {
 		return Message{}, c.err
+	}
+	if c.closing.abortReason != nil {
+		return Message{}, c.closing.abortReason
 	}
 	if c.closing.requested {
 		return Message{}, ErrClosed
@@ -395,7 +407,12 @@ func (c *Conn) Recv() (Message, error) {
 	if m, ok := c.nextMessage(); ok {
 		return m, nil
 	}
-	if c.closing.peerClosed || c.state == stateClosed {
+	if c.closing.peerClosed && c.dContig == unwrap32(c.dContig, c.closing.peerFinal) {
+		// (The CLOSE took effect only once every Delivery message before
+		// its final position had arrived: they were all read.)
+		return Message{}, io.EOF
+	}
+	if c.state == stateClosed {
 		return Message{}, io.EOF
 	}
 	return Message{}, nil
@@ -427,7 +444,15 @@ type Stats struct {
 
 	DatagramsDropped  uint64 // malformed, checksum, unknown connection, before handshake
 	DuplicatesDropped uint64 // packets received twice
-	FlowViolations    uint64 // frames beyond the advertised window (peer misbehaving)
+	// PacketsRefused counts packets left unacknowledged although valid, for
+	// a reason of this side's (a graceful CLOSE over a gap): the peer
+	// sends what they carried again.
+	PacketsRefused uint64
+	// ProtocolViolations counts what the peer sent that it must not (data
+	// beyond the limits or the credit we announced, a fragment inconsistent
+	// with its message, an ACK of a packet never sent, ...): each ends the
+	// connection with ErrProtocolViolation, so it is 0 or 1.
+	ProtocolViolations uint64
 }
 
 // Stats returns the current counters.

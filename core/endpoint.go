@@ -74,9 +74,9 @@ func (e *Endpoint) Conn() *Conn { return e.conn }
 
 // Write appends p to the payload being built; SendWritten sends it as one
 // message. It fails with ErrMessageTooLarge if the payload would exceed
-// MaxMessageSize (nothing is appended then).
+// MaxMessageSize, ours or the peer's (nothing is appended then).
 func (e *Endpoint) Write(p []byte) (int, error) {
-	if len(e.written)+len(p) > e.conn.cfg.MaxMessageSize {
+	if len(e.written)+len(p) > e.conn.MaxMessageSize() {
 		return 0, ErrMessageTooLarge
 	}
 	e.written = append(e.written, p...)

@@ -1,6 +1,9 @@
 package core
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+)
 
 // Sentinel errors of the core. Callers match them with errors.Is.
 var (
@@ -13,8 +16,25 @@ var (
 	// does not fit in the remaining send buffer. Nothing was queued.
 	ErrSendBufferFull = &wouldBlockError{"rudp: send buffer full"}
 
-	// ErrMessageTooLarge is returned when a message exceeds Config.MaxMessageSize.
+	// ErrMessageTooLarge is returned when a message exceeds Config.MaxMessageSize
+	// or, once the handshake told it, the peer's MaxMessageSize (then the
+	// error, which matches it, says so).
 	ErrMessageTooLarge = errors.New("rudp: message larger than MaxMessageSize")
+
+	// errPeerMessageTooLarge: a message within our MaxMessageSize but over the peer's.
+	errPeerMessageTooLarge = &matchError{"rudp: message larger than the peer's MaxMessageSize", ErrMessageTooLarge}
+
+	// ErrProtocolViolation ends a connection whose peer broke the protocol
+	// (data beyond the limits this side announced, a fragment inconsistent
+	// with its message, an acknowledgement of a packet never sent, ...).
+	// The peer is told with a CLOSE carrying the reason; the error returned
+	// matches ErrProtocolViolation and names the reason.
+	ErrProtocolViolation = errors.New("rudp: protocol violation by the peer")
+
+	// ErrPeerProtocolViolation ends a connection whose peer found that this
+	// side broke the protocol; the error returned matches it and carries the
+	// peer's reason.
+	ErrPeerProtocolViolation = errors.New("rudp: the peer reported a protocol violation")
 
 	// ErrClosed is returned by calls on a connection that was closed locally.
 	ErrClosed = errors.New("rudp: connection closed")
@@ -58,6 +78,37 @@ var (
 	errBadAck      = errors.New("rudp: malformed ack ranges")
 	errBadMessage  = errors.New("rudp: malformed message frame")
 )
+
+// violationError is the error a connection ends with when its peer
+// violated the protocol: reason is what it did, sent to the peer in the CLOSE.
+type violationError struct{ reason string }
+
+func (e *violationError) Error() string        { return ErrProtocolViolation.Error() + ": " + e.reason }
+func (e *violationError) Is(target error) bool { return target == ErrProtocolViolation }
+
+// closeError is the error a connection ends with when the peer's CLOSE
+// carried an error code: the sentinel for the code and the peer's reason.
+type closeError struct {
+	code   error  // ErrAborted or ErrPeerProtocolViolation
+	reason string // as the peer sent it: shown quoted, never trusted
+}
+
+func (e *closeError) Error() string {
+	if e.reason == "" {
+		return e.code.Error()
+	}
+	return e.code.Error() + ": " + strconv.QuoteToGraphic(e.reason)
+}
+func (e *closeError) Is(target error) bool { return target == e.code }
+
+// matchError is a distinct error that still matches a sentinel.
+type matchError struct {
+	msg   string
+	match error
+}
+
+func (e *matchError) Error() string        { return e.msg }
+func (e *matchError) Is(target error) bool { return target == e.match }
 
 // wouldBlockError is a distinct error that still matches ErrWouldBlock.
 type wouldBlockError struct{ msg string }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -16,3 +17,52 @@ func DebugState(c *Conn) string {
 		c.queue.len(), c.retransmit.len(), c.unackedDelivery, c.sendBuffered, c.liveFrags, c.elicitingInFlight, c.bytesInFlight,
 		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.closing, len(c.pending), len(c.noneMsgs), timers)
 }
+
+// UnackedDelivery appends to buf, in increasing order, the delivery indexes
+// (unwrapped, as DeliveryReceived takes them) of the Delivery messages c
+// sent that have a fragment not yet acknowledged, and returns them with the
+// index the next Delivery message will get. Every index below next that is
+// not listed was acknowledged whole.
+func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
+	unacked = buf[:0]
+	add := func(f *outFragment) {
+		if f.msg.guarantee == Delivery && !f.acked {
+			unacked = append(unacked, unwrap32(c.nextDelivery, f.msg.d))
+		}
+	}
+	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
+		for _, f := range q.items[q.head:] {
+			add(f)
+		}
+	}
+	for _, p := range c.sentRing[c.sentHead:] {
+		if p != nil {
+			for _, f := range p.frags {
+				add(f)
+			}
+		}
+	}
+	slices.Sort(unacked)
+	return slices.Compact(unacked), c.nextDelivery
+}
+
+// DeliveryReceived appends to buf, in increasing order, the delivery indexes
+// of the Delivery messages c received whole and holds (read or not) at or
+// above its first unread index, which it returns too: every index below
+// that was read.
+func DeliveryReceived(c *Conn, buf []uint64) (held []uint64, firstUnread uint64) {
+	held = buf[:0]
+	for _, m := range c.pending {
+		if m.guarantee == Delivery && m.d >= c.dContig && (m.yielded || m.complete()) {
+			held = append(held, m.d)
+		}
+	}
+	return held, c.dContig
+}
+
+// Aborting reports whether c is ending with an error (its own abort or a
+// protocol violation) although not yet Closed.
+func Aborting(c *Conn) bool { return c.closing.abortReason != nil }
+
+// FirstUnread returns c's first unread delivery index (every one below was read).
+func FirstUnread(c *Conn) uint64 { return c.dContig }

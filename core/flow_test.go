@@ -94,9 +94,9 @@ func TestReceiveWindowTuning(t *testing.T) {
 				}
 			}
 			st := p.b.Stats()
-			t.Logf("read %d messages in %v; window %d KiB; flow violations %d", read, p.now.Sub(start), st.ReceiveWindow>>10, st.FlowViolations)
-			if st.FlowViolations != 0 {
-				t.Fatalf("%d flow violations", st.FlowViolations)
+			t.Logf("read %d messages in %v; window %d KiB; flow violations %d", read, p.now.Sub(start), st.ReceiveWindow>>10, st.ProtocolViolations)
+			if st.ProtocolViolations != 0 {
+				t.Fatalf("%d protocol violations", st.ProtocolViolations)
 			}
 			if slow && st.ReceiveWindow != initial {
 				t.Fatalf("a slow reader's window grew to %d", st.ReceiveWindow)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -288,9 +289,10 @@ func seedFrames() [][]byte {
 	out := [][]byte{
 		{framePadding, framePadding},
 		{framePing},
-		appendClose(nil, CloseGraceful),
-		appendClose(nil, CloseError),
-		appendHello(nil, &HelloFrame{SrcCID: 0x1111, InitialSeq: 1, MaxData: 1 << 22, MaxAckDelay: 1000, Cookie: []byte("cookie")}),
+		appendClose(nil, CloseGraceful, 0xfffffffe, ""),
+		appendClose(nil, CloseError, 0, "aborted"),
+		appendClose(nil, CloseProtocolViolation, 0, "a reason"),
+		appendHello(nil, &HelloFrame{SrcCID: 0x1111, InitialSeq: 1, MaxData: 1 << 22, MaxAckDelay: 1000, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400, Cookie: []byte("cookie")}),
 	}
 	a := ackOf([]pnRange{{100, 120}, {90, 95}, {2, 80}})
 	a.delay, a.maxData = 300, 1<<22
@@ -423,9 +425,14 @@ func FuzzHandleDatagram(f *testing.F) {
 		_, _ = b.Recv()
 
 		checkProvenance(t, got, honest, injected)
-		if len(injected) == 0 && !closes {
+		violated := errors.Is(b.Err(), ErrProtocolViolation) || errors.Is(b.closing.abortReason, ErrProtocolViolation)
+		if violated && b.Stats().ProtocolViolations != 1 {
+			t.Fatalf("ended by a protocol violation, %d counted", b.Stats().ProtocolViolations)
+		}
+		if len(injected) == 0 && !closes && !violated {
 			// Nothing could have disturbed the honest stream: every Delivery
-			// message arrives, once and in order.
+			// message arrives, once and in order. (A frame that broke the
+			// protocol, such as an ACK of a packet never sent, ends it.)
 			var want, have [][]byte
 			for _, m := range honest {
 				if m.Guarantee == Delivery {

@@ -21,7 +21,7 @@ func newHostilePeer(t *testing.T) *hostilePeer {
 		t.Fatal(err)
 	}
 	h := &hostilePeer{c: c, now: now, pn: 0xFFFFFFF0, buf: make([]byte, 0, 2048)}
-	hello := HelloFrame{SrcCID: 0xBAD, InitialSeq: 0xFFFFFFF0, MaxData: 1 << 30, MaxAckDelay: 1000}
+	hello := HelloFrame{SrcCID: 0xBAD, InitialSeq: 0xFFFFFFF0, MaxData: 1 << 30, MaxAckDelay: 1000, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400}
 	h.send(appendHello(nil, &hello))
 	if !c.Established() {
 		t.Fatal("not established by the peer's HELLO")

@@ -184,11 +184,10 @@ func (c *Conn) removeSent(pn uint64) {
 }
 
 // handleAck processes an ACK frame received at now.
-func (c *Conn) handleAck(now time.Time, a *ackFrame) {
+func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 	largest := unwrap32(c.nextPN, a.largest)
 	if largest >= c.nextPN {
-		c.stats.DatagramsDropped++ // acknowledges a packet never sent
-		return
+		return c.violate(now, "ACK of a packet never sent")
 	}
 	if a.maxData > c.peerMaxData {
 		c.peerMaxData = a.maxData
@@ -241,6 +240,7 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) {
 	}
 	c.armPTO()
 	c.maybeSendClose(now)
+	return applied
 }
 
 func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -115,9 +116,28 @@ func (c *Conn) tuneWindow(now time.Time) {
 	c.tuneStart, c.tuneConsumed = now, c.consumed
 }
 
+// verdict is what became of a frame, and so of the packet carrying it: a
+// packet is acknowledged only if every frame in it was applied, so that
+// nothing the peer hears acknowledged is ever dropped.
+type verdict uint8
+
+const (
+	// applied: the frame took effect (a duplicate, or data the guarantee
+	// lets us drop, such as a stale Order message, counts as applied).
+	applied verdict = iota
+	// refused: not now, for a reason of our own (a graceful CLOSE whose
+	// final position lies beyond a gap); the packet is not acknowledged and
+	// the peer sends what it carried again.
+	refused
+	// violated: the peer broke the protocol; the connection ends (violate).
+	violated
+)
+
 // HandleDatagram processes one received datagram. It never fails: a
 // malformed, misdirected, duplicated or unexpected datagram is dropped and
-// counted in Stats. b is not retained.
+// counted in Stats, a packet refused for now is counted and left
+// unacknowledged, and a protocol violation ends the connection with an
+// error matching ErrProtocolViolation (the peer is told). b is not retained.
 func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 	if c.state == stateClosed {
 		return
@@ -159,12 +179,17 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		c.stats.DuplicatesDropped++
 		return
 	}
-	eliciting, ok := c.handleFrames(now, body)
-	if !ok {
+	eliciting, v, ok := c.handleFrames(now, body)
+	switch {
+	case !ok:
 		c.stats.DatagramsDropped++
 		return
-	}
-	if c.state == stateClosed {
+	case c.state == stateClosed:
+		return
+	case v == refused:
+		c.stats.PacketsRefused++
+		return
+	case v == violated:
 		return
 	}
 	c.stats.PacketsReceived++
@@ -196,7 +221,7 @@ func (c *Conn) handleEarly(body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	if n, err := decodeClose(body, &f); err == nil && n == len(body) && f.closeCode == CloseRefused {
+	if n, err := decodeClose(body, &f); err == nil && n == len(body) && f.close.code == CloseRefused {
 		c.terminate(ErrRefused)
 		return
 	}
@@ -223,9 +248,13 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 	c.timers[timerPTO] = 0
 }
 
-// handleFrames applies every frame of a packet. It reports whether the
-// packet was ack-eliciting, and false in ok if a frame was malformed.
-func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
+// handleFrames applies the frames of a packet until one is not applied. It
+// reports whether the packet was ack-eliciting, the verdict on the frame it
+// stopped at (applied if none), and false in ok if a frame was malformed.
+// The frames before the one it stopped at took effect: each frame's
+// handling is idempotent, so applying them again when the peer resends
+// them, in other packets, changes nothing.
+func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting bool, v verdict, ok bool) {
 	// A field, not a local: decoding through the dispatch table would make
 	// a local escape. Allocated on first use and dropped by trimIdle, so an
 	// idle connection does not carry it.
@@ -237,7 +266,7 @@ func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
 	for len(body) > 0 {
 		n, err := decodeFrame(body, f)
 		if err != nil {
-			return eliciting, false
+			return eliciting, applied, false
 		}
 		body = body[n:]
 		switch {
@@ -245,23 +274,35 @@ func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting, ok bool) {
 		case f.typ == framePing:
 			eliciting = true
 		case f.typ == frameAck:
-			c.handleAck(now, &f.ack)
+			v = c.handleAck(now, &f.ack)
 		case f.typ == frameHello:
 			eliciting = true
 			c.handleHello(now, &f.hello)
 		case f.typ == frameClose:
 			eliciting = true
-			c.handleClose(now, f.closeCode)
+			v = c.handleClose(now, &f.close)
 		default: // MSG
 			eliciting = true
-			c.handleMsg(now, &f.msg)
+			v = c.handleMsg(now, &f.msg)
 		}
-		if c.state == stateClosed {
-			return eliciting, true
+		if v != applied || c.state == stateClosed {
+			break
 		}
 	}
 	c.decodeRanges = f.ack.ranges[:0]
-	return eliciting, true
+	return eliciting, v, true
+}
+
+// violate ends the connection because the peer broke the protocol: what
+// it sent is discarded, and a CLOSE carrying CloseProtocolViolation and
+// reason tells it why (as Abort does). It returns violated, for the frame
+// handler to pass on.
+func (c *Conn) violate(now time.Time, reason string) verdict {
+	c.stats.ProtocolViolations++
+	c.log.Debug("rudp: protocol violation by the peer", "cid", c.localCID, "reason", reason)
+	c.Abort(now, &violationError{reason})
+	c.discardReceived()
+	return violated
 }
 
 func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
@@ -276,6 +317,16 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	c.dContig = uint64(h.InitialSeq)
 	c.peerMaxData = max(c.peerMaxData, h.MaxData)
 	c.peerMaxAckDelay = time.Duration(min(h.MaxAckDelay, uint64(time.Second/time.Microsecond))) * time.Microsecond
+	// (decodeHello keeps both in range: 1..1 GiB, 1200..65535.)
+	c.peerMaxMessage = uint32(h.MaxMessageSize)
+	c.handshake.peerMaxDatagram = uint16(h.MaxDatagramSize)
+	if size := c.queuedOver(h.MaxMessageSize); size > 0 {
+		// Send took it before the peer's limit was known, and no call is
+		// left to report it to: sending it would be a violation, dropping
+		// it silently a lie. The connection ends, saying why, on both sides.
+		c.Abort(now, fmt.Errorf("%w: a message of %d bytes, queued before the handshake, is over the peer's limit of %d",
+			ErrMessageTooLarge, size, h.MaxMessageSize))
+	}
 	if c.state == stateHandshake {
 		c.state = stateEstablished
 		c.timers[timerHandshake] = 0
@@ -284,18 +335,48 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	}
 }
 
-func (c *Conn) handleClose(now time.Time, code uint64) {
-	switch code {
+// queuedOver returns the length of the first message waiting to be sent
+// whose length is over limit, or 0.
+func (c *Conn) queuedOver(limit uint64) uint64 {
+	for _, f := range c.queue.items[c.queue.head:] {
+		if f.msg.total > limit {
+			return f.msg.total
+		}
+	}
+	return 0
+}
+
+// handleClose applies a CLOSE frame. A graceful one takes effect only once
+// every Delivery message before its final position has arrived (unless we
+// closed ourselves and read nothing more): over a gap it is refused, so
+// that the peer sends it again, and the application never reads io.EOF
+// while a message sent before it is missing.
+func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
+	switch cl.code {
 	case CloseGraceful:
-		// The peer waits on our acknowledgement of its CLOSE: send it now.
-		c.ackPending, c.ackNow = true, true
 		if c.closing.peerClosed {
 			// A retransmission: our ACK (and courtesy CLOSE) went missing.
+			if cl.final != c.closing.peerFinal {
+				return c.violate(now, "CLOSE with another final position")
+			}
+			c.ackPending, c.ackNow = true, true
 			if c.closing.sent && !c.closing.acked {
 				c.closing.needed = true
 			}
-			return
+			return applied
 		}
+		if !c.closing.requested {
+			final := unwrap32(c.dContig, cl.final)
+			if final < c.dContig {
+				return c.violate(now, "CLOSE before Delivery messages already read")
+			}
+			if !c.receivedDeliveryBelow(final) {
+				return refused
+			}
+		}
+		// The peer waits on our acknowledgement of its CLOSE: send it now.
+		c.ackPending, c.ackNow = true, true
+		c.closing.peerFinal = cl.final
 		c.closing.peerClosed = true
 		c.discardSendQueues() // the peer reads nothing more
 		if c.closing.requested {
@@ -308,28 +389,56 @@ func (c *Conn) handleClose(now time.Time, code uint64) {
 		}
 	case CloseRefused:
 		c.terminate(ErrRefused)
+	case CloseProtocolViolation:
+		c.terminate(&closeError{ErrPeerProtocolViolation, string(cl.reason)})
 	default:
-		c.terminate(ErrAborted)
+		if len(cl.reason) == 0 {
+			c.terminate(ErrAborted)
+		} else {
+			c.terminate(&closeError{ErrAborted, string(cl.reason)})
+		}
 	}
+	return applied
 }
 
-// handleMsg files a MSG frame: a whole message or a fragment.
-func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
+// receivedDeliveryBelow reports whether every Delivery message with an
+// index below final has arrived whole: read, or held complete.
+func (c *Conn) receivedDeliveryBelow(final uint64) bool {
+	next := c.dContig
+	for _, m := range c.pending {
+		if next >= final {
+			break
+		}
+		if m.guarantee != Delivery || m.d < next {
+			continue
+		}
+		if m.d != next || !(m.yielded || m.complete()) {
+			return false
+		}
+		next++
+	}
+	return next >= final
+}
+
+// handleMsg files a MSG frame: a whole message or a fragment. What the
+// guarantees let it drop (a duplicate, a stale Order message, a None or
+// Order message with no room) it drops, and the frame counts as applied;
+// what an honest peer never sends is a violation.
+func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	c.lean = false
 	if c.closing.requested {
-		return // we read nothing more
+		return applied // we read nothing more
 	}
 	total := len(f.data)
 	if f.fragment {
 		total = int(min(f.total, uint64(c.cfg.MaxMessageSize)+1))
 	}
 	if total > c.cfg.MaxMessageSize {
-		c.stats.FlowViolations++
-		return
+		// Our HELLO told the peer the limit before it could send anything.
+		return c.violate(now, "message larger than the MaxMessageSize announced")
 	}
 	if f.guarantee == None {
-		c.handleNone(now, f, total)
-		return
+		return c.handleNone(now, f, total)
 	}
 	seq := unwrap32(c.seqRef, f.seq)
 	if seq+1 > c.seqRef {
@@ -340,28 +449,33 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
 	base := d - f.baseOff
 	if f.guarantee == Delivery {
 		if d < c.dContig {
-			return // already read: a duplicate
+			return applied // already read: a duplicate
+		}
+		if c.closing.peerClosed && d >= unwrap32(c.dContig, c.closing.peerFinal) {
+			return c.violate(now, "Delivery message after the CLOSE's final position")
 		}
 	} else if c.anyRead && (group < c.groupHi || (!f.inSet && seq <= c.seqHi)) {
 		c.stats.StaleDropped++
-		return
+		return applied
 	}
 	i, found := c.findPending(seq)
 	var m *recvMsg
 	if found {
 		m = c.pending[i]
-		if m.yielded || m.complete() || m.guarantee != f.guarantee || len(m.data) != total {
-			return // duplicate, or inconsistent with what we have
+		if m.guarantee != f.guarantee || (!m.yielded && len(m.data) != total) {
+			return c.violate(now, "fragment inconsistent with its message")
+		}
+		if m.yielded || m.complete() {
+			return applied // a duplicate
 		}
 	} else {
 		cost := total + msgCreditOverhead
 		if f.guarantee == Delivery {
 			if c.pendingDelivery+cost > c.recvWindow {
-				c.stats.FlowViolations++
-				return
+				return c.violate(now, "Delivery data beyond the flow-control credit")
 			}
 		} else if !c.admitUnreliable(cost) {
-			return
+			return applied
 		}
 		m = c.newRecvMsg(total, now)
 		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, seq, group, f.inSet, d, base, cost
@@ -376,11 +490,17 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) {
 		c.pending[i] = m
 	}
 	if !c.fill(m, f) {
+		if m.guarantee == Delivery {
+			// Its acknowledged fragments are not sent again: dropping it
+			// would lose them. An honest sender never scatters so much.
+			return c.violate(now, "Delivery message in too many pieces")
+		}
 		c.dropPending(i)
 	}
+	return applied
 }
 
-func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
+func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 	id := unwrap32(c.noneRef, f.seq)
 	if id+1 > c.noneRef {
 		c.noneRef = id + 1
@@ -395,13 +515,16 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
 		}
 	}
 	if m != nil {
-		if m.complete() || len(m.data) != total {
-			return
+		if len(m.data) != total {
+			return c.violate(now, "fragment inconsistent with its message")
+		}
+		if m.complete() {
+			return applied
 		}
 	} else {
 		cost := total + msgCreditOverhead
 		if !c.admitUnreliable(cost) {
-			return
+			return applied
 		}
 		m = c.newRecvMsg(total, now)
 		m.guarantee, m.seq, m.held = None, id, cost
@@ -417,6 +540,7 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) {
 		}
 		c.freeRecvMsg(m)
 	}
+	return applied
 }
 
 // admitUnreliable reports whether a None/Order message costing n bytes fits the

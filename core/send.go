@@ -80,6 +80,9 @@ type sender struct {
 	inSet                             bool
 	pingNeeded                        bool
 	flowBlocked                       bool
+	// peerMaxMessage is the largest message the peer accepts (its HELLO's
+	// MaxMessageSize); 0 until the HELLO arrived.
+	peerMaxMessage uint32
 
 	queue      fragQueue // new fragments, in the order sent by the application
 	retransmit fragQueue // lost Delivery fragments, sent before new ones
@@ -113,6 +116,19 @@ func (c *Conn) initSender() {
 // or smaller travels whole, a larger one in fragments.
 func (c *Conn) MaxFragmentPayload() int { return c.fragPayload }
 
+// MaxMessageSize returns the largest message Send accepts: the Config's
+// MaxMessageSize, or the peer's once its HELLO told it, if smaller.
+func (c *Conn) MaxMessageSize() int {
+	if c.peerMaxMessage != 0 {
+		return min(c.cfg.MaxMessageSize, int(c.peerMaxMessage))
+	}
+	return c.cfg.MaxMessageSize
+}
+
+// peerMaxDatagram returns the largest UDP payload the peer accepts, from its
+// HELLO; 0 until the HELLO arrived.
+func (c *Conn) peerMaxDatagram() int { return int(c.handshake.peerMaxDatagram) }
+
 // SendBufferAvailable returns how many more bytes Send would accept now.
 // A message of at most that many bytes is accepted (the bound on queued
 // fragments, which keeps many tiny messages from growing memory, is counted).
@@ -138,19 +154,28 @@ func (c *Conn) unsentLimit() int {
 // with ErrSendBufferFull (matching ErrWouldBlock) when the send buffer
 // cannot take it now (bytes queued or unacknowledged would pass
 // SendBufferSize, or enough is already waiting to be sent: see
-// SendBufferAvailable), ErrMessageTooLarge, ErrInvalidGuarantee, ErrClosed or
-// ErrPeerClosed; a failed Send queued nothing.
+// SendBufferAvailable), ErrMessageTooLarge (longer than MaxMessageSize: ours,
+// or the peer's once the handshake told it), ErrInvalidGuarantee, ErrClosed
+// or ErrPeerClosed; a failed Send queued nothing.
+//
+// A message queued before the peer's HELLO arrived that turns out to be
+// larger than the peer accepts ends the connection with an error matching
+// ErrMessageTooLarge (see handleHello): no call is left to report it to.
 func (c *Conn) Send(g Guarantee, p []byte) error {
 	switch {
 	case !g.Valid():
 		return ErrInvalidGuarantee
 	case len(p) > c.cfg.MaxMessageSize:
 		return ErrMessageTooLarge
+	case c.peerMaxMessage != 0 && len(p) > int(c.peerMaxMessage):
+		return errPeerMessageTooLarge
 	case c.state == stateClosed:
 		if c.err != nil {
 			return c.err
 		}
 		return ErrClosed
+	case c.closing.abortReason != nil:
+		return c.closing.abortReason
 	case c.closing.requested:
 		return ErrClosed
 	case c.closing.peerClosed:
@@ -346,7 +371,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	// would be wasted, and two copies per probe timeout make a handshake
 	// over a lossy path much less likely to wait for a backed-off timer.
 	hello := c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)
-	closeFrame := c.closing.needed
+	sendClose := c.closing.needed
 	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
 	if c.closing.needed && c.closing.abortReason != nil {
 		wantData = false
@@ -359,7 +384,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now)) || c.ackRepeat
 
 	// Congestion and pacing gate everything ack-eliciting except probes.
-	eliciting := hello || closeFrame || wantData || c.pingNeeded || probe
+	eliciting := hello || sendClose || wantData || c.pingNeeded || probe
 	if eliciting && !probe {
 		if c.bytesInFlight+c.cfg.MaxDatagramSize > c.cc.Window() {
 			eliciting = false // wait for acknowledgements
@@ -388,7 +413,10 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 			InitialSeq:  c.cfg.InitialSequence,
 			MaxData:     c.advertisedMaxData(),
 			MaxAckDelay: uint64(c.cfg.MaxAckDelay / time.Microsecond),
-			Cookie:      c.handshake.cookie[:c.handshake.cookieLen],
+			// The limits of what we accept: Validate keeps both in range.
+			MaxMessageSize:  uint64(c.cfg.MaxMessageSize),
+			MaxDatagramSize: uint64(c.cfg.MaxDatagramSize),
+			Cookie:          c.handshake.cookie[:c.handshake.cookieLen],
 		}
 		n = len(appendHello(buf[:n], &h))
 		pkt.hello, pkt.eliciting = true, true
@@ -412,12 +440,8 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		c.ackRepeat = false
 	}
 	if eliciting {
-		if closeFrame {
-			code := uint64(CloseGraceful)
-			if c.closing.abortReason != nil {
-				code = CloseError
-			}
-			n = len(appendClose(buf[:n], code))
+		if sendClose {
+			n = c.appendClose(buf, n)
 			pkt.close, pkt.eliciting = true, true
 			c.closing.needed = false
 			c.closing.sent = true
@@ -470,6 +494,20 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		c.recycleSentPacket(pkt)
 	}
 	return size
+}
+
+// appendClose appends our CLOSE: graceful, with the final position (the
+// delivery index after our last Delivery message: Send fails from Close
+// on, so it no longer moves), or carrying why we aborted.
+func (c *Conn) appendClose(buf []byte, n int) int {
+	switch r := c.closing.abortReason.(type) {
+	case nil:
+		return len(appendClose(buf[:n], CloseGraceful, uint32(c.nextDelivery), ""))
+	case *violationError:
+		return len(appendClose(buf[:n], CloseProtocolViolation, 0, r.reason))
+	default:
+		return len(appendClose(buf[:n], CloseError, 0, r.Error()))
+	}
 }
 
 // appendFragments fills the packet with retransmissions first, then new

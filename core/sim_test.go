@@ -43,6 +43,9 @@ type simProfile struct {
 	closeLimit time.Duration
 	// onClose, if set, is called when the close starts (scripted filters use it).
 	onClose func()
+	// earlyClose: a closes as soon as Send took its whole flow, with data
+	// still in flight, and b must read every Delivery message before io.EOF.
+	earlyClose bool
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -77,17 +80,27 @@ func simProfiles() []simProfile {
 	ps = append(ps, mk("asymloss",
 		sim.LinkConfig{Latency: 15 * time.Millisecond, Loss: 0.25, Jitter: 2 * time.Millisecond},
 		sim.LinkConfig{Latency: 5 * time.Millisecond, Loss: 0.02}, false))
+	// The close overlaps the workload: the CLOSE follows data not yet
+	// acknowledged (it waits for the acknowledgements; the receiver acts on
+	// it only once every Delivery message before its final position came).
+	for _, p := range []simProfile{profileNamed(ps, "harsh"), profileNamed(ps, "bottleneck")} {
+		p.name, p.earlyClose = "earlyclose-"+p.name, true
+		p.closeLimit = 0 // the transfer happens during the close
+		ps = append(ps, p)
+	}
 	return ps
 }
 
-func profileByName(name string) simProfile {
-	for _, p := range simProfiles() {
+func profileNamed(ps []simProfile, name string) simProfile {
+	for _, p := range ps {
 		if p.name == name {
 			return p
 		}
 	}
 	panic("no simulation profile " + name)
 }
+
+func profileByName(name string) simProfile { return profileNamed(simProfiles(), name) }
 
 // simRegressions are seeds that once failed, kept so they keep passing.
 // Add a line for every failing seed the soak finds, with the bug it showed.
@@ -372,10 +385,12 @@ type simNode struct {
 	readBatch int
 	nextRead  time.Time
 
-	closeNow bool // call Close at the next opportunity
-	closed   bool // Close was called
-	eof      bool // Recv returned io.EOF
-	onEOF    func(now time.Time)
+	closeNow      bool // call Close at the next opportunity
+	closeWhenSent bool // call Close once Send took the whole flow
+	peerCloses    bool // the peer may close before this side sent everything
+	closed        bool // Close was called
+	eof           bool // Recv returned io.EOF
+	onEOF         func(now time.Time)
 }
 
 func (n *simNode) fail(err error) {
@@ -390,8 +405,12 @@ func (n *simNode) act(now time.Time) {
 		n.conn.Close(now)
 	}
 	if !n.closed && !n.conn.Closed() {
-		if err := n.out.pump(n.conn); err != nil {
+		if err := n.out.pump(n.conn); err != nil && !(n.peerCloses && errors.Is(err, core.ErrPeerClosed)) {
 			n.fail(err)
+		}
+		if n.closeWhenSent && n.out.sent == len(n.out.msgs) {
+			n.closed = true
+			n.conn.Close(now)
 		}
 	}
 	if n.readEvery == 0 {
@@ -526,18 +545,49 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	simultaneous := r.IntN(4) == 0
 	b.onEOF = func(time.Time) { b.closeNow = true }
+	if p.earlyClose {
+		a.closeWhenSent, b.peerCloses = true, true
+	}
+	var acked ackChecker
 
 	describe := func(stage string, err error) error {
 		return fmt.Errorf("%s: %w\n  a: %s\n  b: %s\n  link a->b %+v\n  link b->a %+v\n  virtual time %v",
 			stage, err, nodeState(a), nodeState(b), net.Link(0, 1).Stats(), net.Link(1, 0).Stats(), net.Elapsed())
 	}
 	failed := func() error {
+		// The invariant on every step: nothing acknowledged is dropped.
+		if err := acked.check(a, b); err != nil {
+			a.fail(err)
+		}
+		if err := acked.check(b, a); err != nil {
+			b.fail(err)
+		}
 		for _, n := range []*simNode{a, b} {
 			if n.err != nil {
 				return n.err
 			}
 		}
 		return nil
+	}
+	if p.earlyClose {
+		// The workload and the close at once: a sends its flow and closes,
+		// b reads every Delivery message, then io.EOF (checked there), then closes.
+		closed := func() bool { return failed() != nil || (ca.Closed() && cb.Closed()) }
+		if err := net.RunUntil(closed, p.timeLimit); err != nil {
+			return net.Elapsed(), describe("early close", err)
+		}
+		if err := failed(); err != nil {
+			return net.Elapsed(), describe("early close", err)
+		}
+		if !b.eof {
+			return net.Elapsed(), describe("early close", errors.New("b never read io.EOF"))
+		}
+		for _, n := range []*simNode{a, b} {
+			if n.conn.Err() != nil {
+				return net.Elapsed(), describe("early close", fmt.Errorf("conn %x ended with %v, want a graceful close", n.conn.LocalCID(), n.conn.Err()))
+			}
+		}
+		return net.Elapsed(), nil
 	}
 	// 1. The workload: everything sent, every Delivery message read, both ways.
 	done := func() bool {
@@ -580,6 +630,40 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 		fmt.Printf("seed %d: %v virtual, a %s, b %s\n", seed, net.Elapsed(), nodeState(a), nodeState(b))
 	}
 	return net.Elapsed(), nil
+}
+
+// ackChecker checks, on every step, that nothing acknowledged is dropped:
+// every Delivery message its sender saw acknowledged whole was read by the
+// receiver or is held whole by it (so the application reads it), unless
+// the receiver closed locally (it reads nothing more) or either side is
+// ending with an error. Its slices are reused from step to step.
+type ackChecker struct{ unacked, held []uint64 }
+
+func (k *ackChecker) check(from, to *simNode) error {
+	s, r := from.conn, to.conn
+	if to.closed || !r.Established() || r.Err() != nil || s.Err() != nil || core.Aborting(r) || core.Aborting(s) {
+		return nil
+	}
+	var next, d uint64
+	k.unacked, next = core.UnackedDelivery(s, k.unacked)
+	k.held, d = core.DeliveryReceived(r, k.held)
+	for ui, hi := 0, 0; d < next; d++ {
+		for ui < len(k.unacked) && k.unacked[ui] < d {
+			ui++
+		}
+		if ui < len(k.unacked) && k.unacked[ui] == d {
+			continue
+		}
+		for hi < len(k.held) && k.held[hi] < d {
+			hi++
+		}
+		if hi < len(k.held) && k.held[hi] == d {
+			continue
+		}
+		return fmt.Errorf("nothing acknowledged is dropped: the Delivery message with index %#x was acknowledged whole, yet conn %x neither read nor holds it (it read every one below %#x)",
+			d, r.LocalCID(), core.FirstUnread(r))
+	}
+	return nil
 }
 
 func nodeState(n *simNode) string {

@@ -20,8 +20,10 @@ import (
 // Variable-length integers are unsigned LEB128 (encoding/binary Uvarint),
 // at most 10 bytes; a non-minimal or overflowing varint is rejected.
 const (
-	// Version is the protocol version carried in every header.
-	Version = 1
+	// Version is the protocol version carried in every header. Version 2
+	// added the sender's limits to the HELLO and the final position or
+	// reason to the CLOSE; a version 1 datagram is dropped as unknown.
+	Version = 2
 
 	headerLen  = 14
 	trailerLen = 4
@@ -35,6 +37,13 @@ const (
 
 	// MaxCookieLen bounds the stateless cookie a listener hands out.
 	MaxCookieLen = 64
+
+	// maxCloseReason bounds the reason text a CLOSE with an error code carries.
+	maxCloseReason = 128
+
+	// maxMessageLimit is the largest MaxMessageSize a HELLO may announce
+	// (Config.Validate's bound).
+	maxMessageLimit = 1 << 30
 
 	// maxAckRanges bounds the ranges one ACK frame may carry (decoding and
 	// the receiver's tracking both stop there).
@@ -64,11 +73,14 @@ const (
 	msgFlagSet       = 0x08 // group and base offsets follow
 )
 
-// Close codes carried by a CLOSE frame.
+// Close codes carried by a CLOSE frame. A graceful CLOSE carries the
+// sender's final delivery index; a code of CloseError or above carries a
+// reason (text for people, at most maxCloseReason bytes).
 const (
-	CloseGraceful = 0 // sender finished; everything it sent was acknowledged
-	CloseRefused  = 1 // listener refused the connection (accept queue full)
-	CloseError    = 2 // sender aborted (protocol violation, local error)
+	CloseGraceful          = 0 // sender finished; everything it sent was acknowledged
+	CloseRefused           = 1 // listener refused the connection (accept queue full)
+	CloseError             = 2 // sender aborted (a local error)
+	CloseProtocolViolation = 3 // the receiver of the frame broke the protocol
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -138,8 +150,7 @@ func AppendRefuse(b []byte, dstCID uint64) []byte {
 	var hdr [headerLen]byte
 	putHeader(hdr[:], Header{Type: PacketData, DstCID: dstCID})
 	b = append(b, hdr[:]...)
-	b = append(b, frameClose)
-	b = binary.AppendUvarint(b, CloseRefused)
+	b = appendClose(b, CloseRefused, 0, "")
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
@@ -178,7 +189,10 @@ type HelloFrame struct {
 	InitialSeq  uint32 // first packet number, message sequence and delivery index
 	MaxData     uint64 // initial flow-control credit (cumulative bytes)
 	MaxAckDelay uint64 // microseconds the sender may delay an acknowledgement
-	Cookie      []byte // the listener's cookie echoed back (aliases the datagram)
+	// The limits the peer must respect when it sends here.
+	MaxMessageSize  uint64 // the largest message the sender accepts, 1..1 GiB
+	MaxDatagramSize uint64 // the largest UDP payload the sender accepts, 1200..65535
+	Cookie          []byte // the listener's cookie echoed back (aliases the datagram)
 }
 
 // ackRange is a run of acknowledged packet numbers, as distances below the
@@ -207,13 +221,21 @@ type msgFrame struct {
 	data      []byte // aliases the datagram
 }
 
+// closeFrame ends the connection: gracefully (code CloseGraceful, with the
+// sender's final delivery index) or with an error code and a reason.
+type closeFrame struct {
+	code   uint64
+	final  uint32 // CloseGraceful: the delivery index after the last Delivery message sent
+	reason []byte // code >= CloseError: aliases the datagram
+}
+
 // frame is the decoding target of any frame; typ says which part is valid.
 type frame struct {
-	typ       byte
-	ack       ackFrame
-	hello     HelloFrame
-	closeCode uint64
-	msg       msgFrame
+	typ   byte
+	ack   ackFrame
+	hello HelloFrame
+	close closeFrame
+	msg   msgFrame
 }
 
 // frameDecoders dispatches on the frame type byte (MSG types use 0x10).
@@ -380,7 +402,8 @@ func appendAck(b []byte, a *ackFrame) []byte {
 }
 
 // HELLO: type, srcCID u64, initialSeq u32, maxData varint, maxAckDelay
-// varint (µs), cookie length varint (≤ MaxCookieLen), cookie.
+// varint (µs), maxMessageSize varint, maxDatagramSize varint, cookie length
+// varint (≤ MaxCookieLen), cookie.
 func decodeHello(b []byte, f *frame) (int, error) {
 	r := reader{b: b, off: 1}
 	h := &f.hello
@@ -388,6 +411,12 @@ func decodeHello(b []byte, f *frame) (int, error) {
 	h.InitialSeq = r.u32()
 	h.MaxData = r.uvarint()
 	h.MaxAckDelay = r.uvarint()
+	h.MaxMessageSize = r.uvarint()
+	h.MaxDatagramSize = r.uvarint()
+	if r.err == nil && (h.MaxMessageSize == 0 || h.MaxMessageSize > maxMessageLimit ||
+		h.MaxDatagramSize < MinHelloDatagram || h.MaxDatagramSize > maxUDPPayload) {
+		return 0, errBadFrame
+	}
 	n := r.uvarint()
 	if r.err == nil && n > MaxCookieLen {
 		return 0, errTruncated
@@ -408,23 +437,51 @@ func appendHello(b []byte, h *HelloFrame) []byte {
 	b = binary.BigEndian.AppendUint32(b, h.InitialSeq)
 	b = binary.AppendUvarint(b, h.MaxData)
 	b = binary.AppendUvarint(b, h.MaxAckDelay)
+	b = binary.AppendUvarint(b, h.MaxMessageSize)
+	b = binary.AppendUvarint(b, h.MaxDatagramSize)
 	b = binary.AppendUvarint(b, uint64(len(h.Cookie)))
 	return append(b, h.Cookie...)
 }
 
-// CLOSE: type, code varint.
+// CLOSE: type, code varint, then for CloseGraceful the final delivery
+// index u32, for CloseRefused nothing, for any other code a reason length
+// varint (≤ maxCloseReason) and the reason.
 func decodeClose(b []byte, f *frame) (int, error) {
 	r := reader{b: b, off: 1}
-	f.closeCode = r.uvarint()
+	cl := &f.close
+	cl.code = r.uvarint()
+	cl.final, cl.reason = 0, nil
+	switch {
+	case r.err != nil:
+	case cl.code == CloseGraceful:
+		cl.final = r.u32()
+	case cl.code != CloseRefused:
+		n := r.uvarint()
+		if r.err == nil && n > maxCloseReason {
+			return 0, errBadFrame
+		}
+		cl.reason = r.bytes(n)
+	}
 	if r.err != nil {
 		return 0, r.err
 	}
 	return r.off, nil
 }
 
-func appendClose(b []byte, code uint64) []byte {
+// appendClose encodes a CLOSE: final is used with CloseGraceful, reason
+// (cut to maxCloseReason bytes) with the error codes.
+func appendClose(b []byte, code uint64, final uint32, reason string) []byte {
 	b = append(b, frameClose)
-	return binary.AppendUvarint(b, code)
+	b = binary.AppendUvarint(b, code)
+	switch code {
+	case CloseGraceful:
+		return binary.BigEndian.AppendUint32(b, final)
+	case CloseRefused:
+		return b
+	}
+	reason = reason[:min(len(reason), maxCloseReason)]
+	b = binary.AppendUvarint(b, uint64(len(reason)))
+	return append(b, reason...)
 }
 
 // MSG: type 0x10|flags, seq u32, then for Order/Delivery d u32; if the set

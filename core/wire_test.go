@@ -19,7 +19,7 @@ func TestWireConstants(t *testing.T) {
 		name      string
 		got, want int
 	}{
-		{"Version", Version, 1},
+		{"Version", Version, 2},
 		{"headerLen", headerLen, 14},
 		{"trailerLen", trailerLen, 4},
 		{"PacketOverhead", PacketOverhead, 18},
@@ -40,6 +40,7 @@ func TestWireConstants(t *testing.T) {
 		{"CloseGraceful", CloseGraceful, 0},
 		{"CloseRefused", CloseRefused, 1},
 		{"CloseError", CloseError, 2},
+		{"CloseProtocolViolation", CloseProtocolViolation, 3},
 		{"None", int(None), 1},
 		{"Order", int(Order), 2},
 		{"Delivery", int(Delivery), 3},
@@ -122,7 +123,8 @@ func TestParseHeaderErrors(t *testing.T) {
 		{"empty", nil, errTruncated},
 		{"short", good[:PacketOverhead-1], errTruncated},
 		{"version 0", reseal(func(b []byte) { b[0] = 0 }), errBadVersion},
-		{"version 2", reseal(func(b []byte) { b[0] = 2 }), errBadVersion},
+		{"version 1", reseal(func(b []byte) { b[0] = 1 }), errBadVersion},
+		{"version 3", reseal(func(b []byte) { b[0] = 3 }), errBadVersion},
 		{"type 0", reseal(func(b []byte) { b[1] = 0 }), errBadType},
 		{"type 3", reseal(func(b []byte) { b[1] = 3 }), errBadType},
 		{"checksum", append(bytes.Clone(good[:len(good)-1]), good[len(good)-1]^0x80), errBadChecksum},
@@ -150,7 +152,7 @@ func encodeFrame(f *frame) []byte {
 	case f.typ == frameHello:
 		return appendHello(nil, &f.hello)
 	case f.typ == frameClose:
-		return appendClose(nil, f.closeCode)
+		return appendClose(nil, f.close.code, f.close.final, string(f.close.reason))
 	default:
 		return appendMsg(nil, &f.msg)
 	}
@@ -172,7 +174,9 @@ func requireSameFrame(t testing.TB, want, got *frame) {
 		w.Cookie, g.Cookie = nil, nil
 		require.Equal(t, w, g)
 	case want.typ == frameClose:
-		require.Equal(t, want.closeCode, got.closeCode)
+		require.Equal(t, want.close.code, got.close.code)
+		require.Equal(t, want.close.final, got.close.final)
+		require.True(t, bytes.Equal(want.close.reason, got.close.reason))
 	case want.typ&0xf0 == frameMsg:
 		w, g := want.msg, got.msg
 		require.True(t, bytes.Equal(w.data, g.data))
@@ -215,12 +219,16 @@ func TestFrameRoundTrip(t *testing.T) {
 		{typ: frameAck, ack: ackFrame{largest: 0, ranges: []ackRange{{0, 0}}}},
 		{typ: frameAck, ack: ackFrame{largest: ^uint32(0), delay: 25000, maxData: 1 << 40, ranges: []ackRange{{0, 10}, {12, 12}, {100, 1 << 20}}}},
 		{typ: frameAck, ack: ackFrame{largest: 5, delay: ^uint64(0), maxData: ^uint64(0), ranges: []ackRange{{0, 1 << 32}}}},
-		{typ: frameHello, hello: HelloFrame{SrcCID: 1, Cookie: []byte{}}},
-		{typ: frameHello, hello: HelloFrame{SrcCID: ^uint64(0), InitialSeq: 0xfffffff0, MaxData: 4 << 20, MaxAckDelay: 1000, Cookie: bytes.Repeat([]byte{0xc0}, MaxCookieLen)}},
-		{typ: frameClose, closeCode: CloseGraceful},
-		{typ: frameClose, closeCode: CloseRefused},
-		{typ: frameClose, closeCode: CloseError},
-		{typ: frameClose, closeCode: 1 << 62}, // unknown codes decode; the receiver treats them as errors
+		{typ: frameHello, hello: HelloFrame{SrcCID: 1, MaxMessageSize: 1, MaxDatagramSize: MinHelloDatagram, Cookie: []byte{}}},
+		{typ: frameHello, hello: HelloFrame{SrcCID: ^uint64(0), InitialSeq: 0xfffffff0, MaxData: 4 << 20, MaxAckDelay: 1000,
+			MaxMessageSize: maxMessageLimit, MaxDatagramSize: maxUDPPayload, Cookie: bytes.Repeat([]byte{0xc0}, MaxCookieLen)}},
+		{typ: frameClose, close: closeFrame{code: CloseGraceful}},
+		{typ: frameClose, close: closeFrame{code: CloseGraceful, final: ^uint32(0)}},
+		{typ: frameClose, close: closeFrame{code: CloseRefused}},
+		{typ: frameClose, close: closeFrame{code: CloseError, reason: []byte{}}},
+		{typ: frameClose, close: closeFrame{code: CloseProtocolViolation, reason: bytes.Repeat([]byte("r"), maxCloseReason)}},
+		// unknown codes decode, with a reason; the receiver treats them as errors
+		{typ: frameClose, close: closeFrame{code: 1 << 62, reason: []byte("why")}},
 	}
 	for _, m := range msgFrames() {
 		t := byte(frameMsg) | byte(m.guarantee)
@@ -505,7 +513,7 @@ func TestMsgHeaderLen(t *testing.T) {
 
 func TestHelloCookieLengths(t *testing.T) {
 	for n := 0; n <= MaxCookieLen+1; n++ {
-		h := HelloFrame{SrcCID: 42, InitialSeq: 7, MaxData: 1 << 22, MaxAckDelay: 1000, Cookie: bytes.Repeat([]byte{byte(n)}, n)}
+		h := HelloFrame{SrcCID: 42, InitialSeq: 7, MaxData: 1 << 22, MaxAckDelay: 1000, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400, Cookie: bytes.Repeat([]byte{byte(n)}, n)}
 		b := appendHello(nil, &h)
 		var f frame
 		k, err := decodeFrame(b, &f)
@@ -526,12 +534,12 @@ func TestHelloCookieLengths(t *testing.T) {
 	}
 	// SrcCID 0 is reserved ("not yet known").
 	var f frame
-	_, err := decodeFrame(appendHello(nil, &HelloFrame{}), &f)
+	_, err := decodeFrame(appendHello(nil, &HelloFrame{MaxMessageSize: 1, MaxDatagramSize: MinHelloDatagram}), &f)
 	require.ErrorIs(t, err, errBadFrame)
 }
 
 func TestPeekHello(t *testing.T) {
-	hello := appendHello(nil, &HelloFrame{SrcCID: 9, Cookie: []byte("c")})
+	hello := appendHello(nil, &HelloFrame{SrcCID: 9, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400, Cookie: []byte("c")})
 	for _, c := range []struct {
 		name string
 		body []byte
@@ -543,7 +551,7 @@ func TestPeekHello(t *testing.T) {
 		{"ping first", append([]byte{framePing}, hello...), false},
 		{"padding first", append([]byte{framePadding}, hello...), false},
 		{"truncated", hello[:len(hello)-1], false},
-		{"bad varint", append([]byte{frameHello}, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0x80, 0x00, 0, 0), false},
+		{"bad varint", append([]byte{frameHello}, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0x80, 0x00, 0, 0, 1, 0xb0, 0x09, 0), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, ok := PeekHello(c.body)
@@ -589,7 +597,7 @@ func TestRetryAndRefuse(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, len(body), n)
 	require.Equal(t, byte(frameClose), f.typ)
-	require.Equal(t, uint64(CloseRefused), f.closeCode)
+	require.Equal(t, uint64(CloseRefused), f.close.code)
 
 	// A connection still in its handshake ends with ErrRefused.
 	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -689,6 +697,9 @@ func TestHandleAckOnlySent(t *testing.T) {
 				require.Equal(t, a.stats.PacketsLost-lostBefore, removedUnnamed, "packets acked that the frame did not name: %+v", f.ack)
 				if full >= a.nextPN {
 					require.Empty(t, removedUnnamed)
+					require.ErrorIs(t, a.closing.abortReason, ErrProtocolViolation, "ACK of %d, next packet number %d", full, a.nextPN)
+				} else {
+					require.NoError(t, a.closing.abortReason)
 				}
 				require.GreaterOrEqual(t, a.bytesInFlight, 0)
 				require.GreaterOrEqual(t, a.elicitingInFlight, 0)
@@ -704,7 +715,7 @@ func TestHostileDelaysKeepRTTSane(t *testing.T) {
 	p := newWirePair(t, nil)
 	c, err := NewConn(&Config{Rand: rand.NewPCG(3, 3)}, 5, p.now)
 	require.NoError(t, err)
-	c.handleHello(p.now, &HelloFrame{SrcCID: 9, MaxAckDelay: 1<<60 + 1})
+	c.handleHello(p.now, &HelloFrame{SrcCID: 9, MaxAckDelay: 1<<60 + 1, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400})
 	require.GreaterOrEqual(t, c.peerMaxAckDelay, time.Duration(0))
 	require.LessOrEqual(t, c.peerMaxAckDelay, time.Second)
 	require.Positive(t, c.rtt.pto(c.peerMaxAckDelay))

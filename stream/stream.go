@@ -45,14 +45,15 @@ func New(c *core.Conn) *Stream {
 }
 
 // Write queues as much of p as the send buffer takes, as Delivery messages
-// of at most c.MaxFragmentPayload() bytes (one datagram each). n < len(p)
+// of at most c.MaxFragmentPayload() bytes (one datagram each; fewer if the
+// peer's MaxMessageSize is smaller). n < len(p)
 // with an error matching core.ErrWouldBlock means the buffer is full: wait
 // for the core to make progress and retry p[n:]. Every other error from the
 // core (core.ErrClosed, core.ErrPeerClosed, the error that ended the
 // connection) is returned as is, with the bytes queued before it. An empty
 // p queues nothing.
 func (s *Stream) Write(p []byte) (n int, err error) {
-	chunkSize := s.conn.MaxFragmentPayload()
+	chunkSize := min(s.conn.MaxFragmentPayload(), s.conn.MaxMessageSize())
 	for n < len(p) {
 		chunk := p[n:min(len(p), n+chunkSize)]
 		// A refused Send queues nothing, so p[n:] is exactly what is left.
