@@ -445,8 +445,8 @@ type Stats struct {
 	DatagramsDropped  uint64 // malformed, checksum, unknown connection, before handshake
 	DuplicatesDropped uint64 // packets received twice
 	// PacketsRefused counts packets left unacknowledged although valid, for
-	// a reason of this side's (a graceful CLOSE over a gap): the peer
-	// sends what they carried again.
+	// a reason of this side's (a graceful CLOSE over a gap, data arriving
+	// while the connection aborts): the peer sends what they carried again.
 	PacketsRefused uint64
 	// ProtocolViolations counts what the peer sent that it must not (data
 	// beyond the limits or the credit we announced, a fragment inconsistent

@@ -7,10 +7,11 @@ import (
 
 // hostilePeer crafts packets by hand for a Conn, as a misbehaving peer may.
 type hostilePeer struct {
-	c   *Conn
-	now time.Time
-	pn  uint32
-	buf []byte
+	c    *Conn
+	now  time.Time
+	pn   uint32
+	buf  []byte
+	sent [][]byte // what c sent in answer to the last packet
 }
 
 func newHostilePeer(t *testing.T) *hostilePeer {
@@ -39,8 +40,10 @@ func (h *hostilePeer) send(frames []byte) {
 	n := sealPacket(b, len(b)-trailerLen)
 	h.now = h.now.Add(time.Microsecond)
 	h.c.HandleDatagram(h.now, b[:n])
+	h.sent = h.sent[:0]
 	buf := make([]byte, 2048)
-	for h.c.PollTransmit(h.now, buf) > 0 {
+	for n := h.c.PollTransmit(h.now, buf); n > 0; n = h.c.PollTransmit(h.now, buf) {
+		h.sent = append(h.sent, append([]byte(nil), buf[:n]...))
 	}
 }
 

@@ -324,7 +324,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 		// Send took it before the peer's limit was known, and no call is
 		// left to report it to: sending it would be a violation, dropping
 		// it silently a lie. The connection ends, saying why, on both sides.
-		c.Abort(now, fmt.Errorf("%w: a message of %d bytes, queued before the handshake, is over the peer's limit of %d",
+		c.Abort(now, fmt.Errorf("%w: %d bytes, queued before the handshake; the peer takes at most %d",
 			ErrMessageTooLarge, size, h.MaxMessageSize))
 	}
 	if c.state == stateHandshake {
@@ -426,8 +426,12 @@ func (c *Conn) receivedDeliveryBelow(final uint64) bool {
 // what an honest peer never sends is a violation.
 func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	c.lean = false
+	if c.closing.abortReason != nil {
+		// Ending with an error: nothing more is applied, nor acknowledged.
+		return refused
+	}
 	if c.closing.requested {
-		return applied // we read nothing more
+		return applied // we read nothing more (and say so: see advertisedMaxData)
 	}
 	total := len(f.data)
 	if f.fragment {
