@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -75,12 +76,24 @@ type Config struct {
 	AcceptBacklog int
 
 	// MaxPeers bounds the connections a PacketConn holds at once (default
-	// 4096): a new peer's connection beyond it is refused (its dialer gets
-	// ErrRefused), so that peers cannot make a PacketConn hold unbounded
-	// memory. Connections WriteTo opens count towards it but are never
-	// refused. A Listener's accepted connections are bounded by the
+	// 4096), so that peers cannot make it hold unbounded memory. When a
+	// new peer's connection would exceed it, the least recently active
+	// idle peer (no message moved either way for HeartbeatPeriod, nothing
+	// unread) is closed gracefully to make room; only when no peer is idle
+	// is the new one refused (its dialer gets ErrRefused). Connections
+	// WriteTo opens count towards it and may reclaim idle peers, but are
+	// never refused. A Listener's accepted connections are bounded by the
 	// application, which accepts them, and AcceptBacklog.
 	MaxPeers int
+
+	// MaxPeersPerHost bounds the connections of one host (an IPv4 address,
+	// an IPv6 /64) among a PacketConn's MaxPeers, so that one host opening
+	// connections from many source ports cannot take the table from the
+	// others. A new connection beyond it reclaims that host's least
+	// recently active idle peer, or is refused. Zero means a sixteenth of
+	// MaxPeers, at least 8 and at most MaxPeers (256 by default); raise it
+	// for many peers behind one NAT address. It must not exceed MaxPeers.
+	MaxPeersPerHost int
 
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
@@ -153,6 +166,8 @@ type settings struct {
 	handshakeTimeout time.Duration
 	backlog          int
 	maxPeers         int
+	maxPeersPerHost  int
+	peerIdle         time.Duration // a PacketConn's peer idle this long may be reclaimed
 	logger           *slog.Logger
 	batchIO          bool // recvmmsg and sendmmsg where offered
 	gso              bool // UDP GSO where offered
@@ -175,6 +190,11 @@ func (c *Config) resolve() (*settings, error) {
 		return nil, &ConfigError{Field: "AcceptBacklog", Value: cfg.AcceptBacklog, Reason: "must not be negative"}
 	case cfg.MaxPeers < 0:
 		return nil, &ConfigError{Field: "MaxPeers", Value: cfg.MaxPeers, Reason: "must not be negative"}
+	case cfg.MaxPeersPerHost < 0:
+		return nil, &ConfigError{Field: "MaxPeersPerHost", Value: cfg.MaxPeersPerHost, Reason: "must not be negative"}
+	case cfg.MaxPeersPerHost > cmp.Or(cfg.MaxPeers, defaultMaxPeers):
+		return nil, &ConfigError{Field: "MaxPeersPerHost", Value: cfg.MaxPeersPerHost,
+			Reason: fmt.Sprintf("must not exceed MaxPeers (%d)", cmp.Or(cfg.MaxPeers, defaultMaxPeers))}
 	case cfg.Core != nil && cfg.Core.Clock != nil:
 		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
 	}
@@ -221,6 +241,7 @@ func (c *Config) resolve() (*settings, error) {
 		handshakeTimeout: cc.HandshakeTimeout,
 		backlog:          cfg.AcceptBacklog,
 		maxPeers:         cfg.MaxPeers,
+		maxPeersPerHost:  cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
 		logger:           cfg.Logger,
 		batchIO:          !cfg.DisableBatchIO,
 		gso:              !cfg.DisableBatchIO && !cfg.DisableGSO,
@@ -229,6 +250,8 @@ func (c *Config) resolve() (*settings, error) {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	// A peer is idle once only heartbeats kept its connection up.
+	s.peerIdle = cmp.Or(cc.HeartbeatPeriod, min(defaultHeartbeatPeriod, cc.IdleTimeout/2))
 	// (cfg's defaults are the core's: a field set only in cfg.Core stands.)
 	setInt(&s.core.MaxDatagramSize, cfg.MaxDatagramSize)
 	window := cmp.Or(s.core.ReceiveWindow, cfg.ReceiveWindow)

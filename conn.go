@@ -59,6 +59,13 @@ type Conn struct {
 	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
 	timerAt    time.Time
 	heapIdx    int
+	host       netip.Addr // the host its PacketConn's peer table counts it against
+	slot       int        // its index among its host's in the peer table; -1: not counted
+
+	// active is when a message last moved between the application and
+	// the peer, in nanoseconds since clockBase (a PacketConn's peer table
+	// reclaims the least recently active idle peer first).
+	active atomic.Int64
 }
 
 func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
@@ -74,6 +81,7 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 		done:      make(chan struct{}),
 		cid:       cc.LocalCID(),
 		heapIdx:   -1,
+		slot:      -1,
 	}
 }
 

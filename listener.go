@@ -3,7 +3,9 @@ package rudp
 import (
 	"context"
 	"net"
+	"net/netip"
 	"sync"
+	"time"
 )
 
 // Listener accepts rudp connections on one UDP socket, demultiplexed by
@@ -38,6 +40,9 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 	l.m.mu.Unlock()
 	return l, nil
 }
+
+// admit makes no room: a queued connection is not the Listener's to reclaim.
+func (l *Listener) admit(time.Time, netip.AddrPort) {}
 
 // offer queues an accepted connection for Accept; false when the queue is full.
 func (l *Listener) offer(c *Conn) bool {

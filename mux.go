@@ -38,8 +38,11 @@ const (
 
 // acceptor takes the connections a mux's handshake accepts: a Listener
 // queues them for Accept, a PacketConn keeps them for ReadFrom and WriteTo.
-// offer is called with mux.mu held and must not block; false refuses.
+// admit is called first, with no lock held: it may make room for a new
+// peer at from (a PacketConn reclaims an idle peer). offer is called with
+// mux.mu held and must not block; false refuses.
 type acceptor interface {
+	admit(now time.Time, from netip.AddrPort)
 	offer(c *Conn) bool
 }
 
@@ -330,6 +333,7 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		m.writeTo(core.AppendRetry(nil, hello.SrcCID, cookie[:]), from)
 		return
 	}
+	acc.admit(now, from)
 	m.accept(now, b, from, key)
 }
 
@@ -383,6 +387,7 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 	}
 	m.registerLocked(c)
 	if pc != nil {
+		pc.table.add(c, hostOf(raddr)) // counted, never refused: the application chose this peer
 		m.addPeerLocked(c, raddr)
 	}
 	m.mu.Unlock()
@@ -402,11 +407,14 @@ func (m *mux) newConn(now time.Time, raddr netip.AddrPort) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(m, cc, raddr), nil
+	c := newConn(m, cc, raddr)
+	c.touch(now)
+	return c, nil
 }
 
 // addPeerLocked makes c the connection a PacketConn's WriteTo uses for
-// addr, unless one is already there.
+// addr, unless one is already there. A failure of an earlier connection
+// to addr is not reported once the peer connected again.
 func (m *mux) addPeerLocked(c *Conn, addr netip.AddrPort) {
 	if m.peers == nil {
 		m.peers = make(map[netip.AddrPort]*Conn)
@@ -414,10 +422,13 @@ func (m *mux) addPeerLocked(c *Conn, addr netip.AddrPort) {
 	if m.peers[addr] == nil {
 		m.peers[addr] = c
 		c.peerKey = addr
+		c.pc.table.takeFailure(addr)
 	}
 }
 
-// remove forgets an ended connection and releases its hold on the socket.
+// remove forgets an ended connection and releases its hold on the socket
+// (c.mu held). If c was the connection a PacketConn's WriteTo used for its
+// address and it failed, the next WriteTo there reports why.
 func (m *mux) remove(c *Conn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -430,9 +441,13 @@ func (m *mux) remove(c *Conn) {
 	if c.hello.cid != 0 && m.hellos[c.hello] == c {
 		delete(m.hellos, c.hello)
 	}
-	if m.peers != nil {
+	if c.pc != nil {
+		c.pc.table.drop(c)
 		if m.peers[c.peerKey] == c {
 			delete(m.peers, c.peerKey)
+			if err := c.core.Err(); isFailure(err) {
+				c.pc.table.fail(c.peerKey, err)
+			}
 		}
 	}
 	if c.heapIdx >= 0 {

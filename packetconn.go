@@ -14,13 +14,29 @@ import (
 // PacketConn is a net.PacketConn over rudp: WriteTo sends one message to a
 // peer with Config.Guarantee (Delivery by default), setting up a connection
 // to it on first use; ReadFrom returns one whole message from any peer.
+//
 // Peers that dial it (with WriteTo from their PacketConn, or with Dial) are
-// accepted on the same socket, up to Config.MaxPeers connections at once;
-// beyond that new peers are refused (their dialers get ErrRefused).
+// accepted on the same socket, up to Config.MaxPeers connections at once
+// and Config.MaxPeersPerHost of them from one host (an IPv4 address, an
+// IPv6 /64). A new peer beyond either bound takes the place of the least
+// recently active idle peer (one that moved no message either way for
+// Config.HeartbeatPeriod and holds nothing unread), which is closed
+// gracefully; if no peer is idle, the new one is refused (its dialer gets
+// ErrRefused).
+//
+// WriteTo returns once the message is queued, before the peer has it, as
+// a UDP socket's does. If the connection to that peer then fails (the
+// peer refused it, never answered the handshake, went silent for
+// Config.IdleTimeout, aborted it), the next WriteTo to that address
+// returns that error (matching ErrRefused, ErrHandshakeTimeout,
+// ErrIdleTimeout, ErrAborted...) and sends nothing; the WriteTo after it
+// sets up a new connection. A connection that ended gracefully is
+// replaced silently.
 //
 // All methods are safe for concurrent use.
 type PacketConn struct {
-	m *mux
+	m     *mux
+	table *peerTable // guarded by m.mu
 
 	dialMu sync.Mutex // one implicit dial per address at a time
 
@@ -43,6 +59,7 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 		return nil, err
 	}
 	p := &PacketConn{
+		table:    newPeerTable(set),
 		readWake: make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 	}
@@ -53,17 +70,25 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 	return p, nil
 }
 
-// offer adopts a connection a peer opened (mux.mu held), unless the socket
-// already holds MaxPeers connections. Only peers whose address echoed a
-// cookie get here, so the refusals counted are of real addresses.
+// admit reclaims an idle peer if a new one from `from` would not fit.
+func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
+	p.makeRoom(now, hostOf(from))
+}
+
+// offer adopts a connection a peer opened (mux.mu held), unless the peer
+// table or its host's share of it is full (admit found no idle peer to
+// reclaim). Only peers whose address echoed a cookie get here, so the
+// refusals counted are of real addresses.
 func (p *PacketConn) offer(c *Conn) bool {
-	if n := len(p.m.conns); n >= p.m.set.maxPeers {
+	host := hostOf(c.raddr)
+	if !p.table.roomFor(host) {
 		refused := p.refused.Add(1)
 		p.m.set.logger.Debug("rudp: peer refused: MaxPeers connections on the socket",
-			"laddr", p.m.laddr, "peer", c.raddr, "peers", n, "refused", refused)
+			"laddr", p.m.laddr, "peer", c.raddr, "peers", p.table.live, "refused", refused)
 		return false
 	}
 	c.pc = p
+	p.table.add(c, host)
 	return true
 }
 
@@ -114,7 +139,9 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		c.inReady = false
 		n, g, err := c.stream.ReadMessage(b)
 		if err == nil && g != 0 {
-			c.readLocked(monoNow(), max(n, 1))
+			now := monoNow()
+			c.touch(now)
+			c.readLocked(now, max(n, 1))
 		}
 		if (err == nil || errors.Is(err, core.ErrBufferTooSmall)) && c.stream.Readable() {
 			c.inReady = true
@@ -144,7 +171,8 @@ func (p *PacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return len(b), nil
 }
 
-// WriteMessageTo sends b as one message with guarantee g to addr.
+// WriteMessageTo sends b as one message with guarantee g to addr. Like
+// WriteTo, it reports a failure of the connection to addr once.
 func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
@@ -164,7 +192,9 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 		c.mu.Lock()
 		err = c.stream.WriteMessage(g, b)
 		if err == nil {
-			c.settleLocked(monoNow())
+			now := monoNow()
+			c.touch(now)
+			c.settleLocked(now)
 		}
 		c.mu.Unlock()
 		switch {
@@ -174,6 +204,13 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 			w.wait(c.writeWake, &p.wd)
 		case errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidGuarantee), retried:
 			return p.opErr("write", to, err)
+		case isFailure(err) && !errors.Is(err, core.ErrPeerClosed):
+			// The connection failed while we held it: this is its report
+			// (the one its end left for the next WriteTo).
+			p.m.mu.Lock()
+			p.table.takeFailure(to)
+			p.m.mu.Unlock()
+			return p.opErr("write", to, err)
 		default:
 			// The connection to that peer ended or is closing: start a new one.
 			p.forget(c, to)
@@ -182,23 +219,31 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 	}
 }
 
-// conn returns the connection WriteTo uses for addr, dialing one if needed.
+// conn returns the connection WriteTo uses for addr, dialing one if needed,
+// or why the last one failed (once).
 func (p *PacketConn) conn(addr netip.AddrPort) (*Conn, error) {
-	if c := p.peer(addr); c != nil {
-		return c, nil // the common case: no lock shared by all writers
+	if c, err := p.peer(addr); c != nil || err != nil {
+		return c, err // the common case: no lock shared by all writers
 	}
 	p.dialMu.Lock()
 	defer p.dialMu.Unlock()
-	if c := p.peer(addr); c != nil {
-		return c, nil // dialed meanwhile
+	if c, err := p.peer(addr); c != nil || err != nil {
+		return c, err // dialed (or failed) meanwhile
 	}
-	return p.m.dial(monoNow(), addr, p)
+	now := monoNow()
+	p.makeRoom(now, hostOf(addr))
+	return p.m.dial(now, addr, p)
 }
 
-func (p *PacketConn) peer(addr netip.AddrPort) *Conn {
+// peer returns the connection WriteTo uses for addr, or else why the last
+// one failed (reported once).
+func (p *PacketConn) peer(addr netip.AddrPort) (*Conn, error) {
 	p.m.mu.Lock()
 	defer p.m.mu.Unlock()
-	return p.m.peers[addr]
+	if c := p.m.peers[addr]; c != nil {
+		return c, nil
+	}
+	return nil, p.table.takeFailure(addr)
 }
 
 // forget stops using c for addr (it stays until its close completes).

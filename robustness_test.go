@@ -42,11 +42,13 @@ func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
 // TestPacketConnMaxPeers: a PacketConn accepts at most Config.MaxPeers
 // connections from peers (each its own client socket); more are refused
 // at once (ErrRefused) and counted, and a slot frees when a peer leaves.
+// (All clients are one host here, which MaxPeersPerHost lets take the
+// whole table; none is idle for HeartbeatPeriod, so none is reclaimed.)
 func TestPacketConnMaxPeers(t *testing.T) {
 	const maxPeers, clients = 16, 24
 	logs := &countingHandler{msg: "rudp: peer refused: MaxPeers connections on the socket"}
 	pc, err := rudp.ListenPacket("udp", "127.0.0.1:0", &rudp.Config{
-		Guarantee: rudp.Order, MaxPeers: maxPeers, Logger: slog.New(logs),
+		Guarantee: rudp.Order, MaxPeers: maxPeers, MaxPeersPerHost: maxPeers, Logger: slog.New(logs),
 	})
 	require.NoError(t, err)
 	defer pc.Close()

@@ -1,0 +1,257 @@
+package rudp
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// peerTable is a PacketConn's account of the connections on its socket,
+// by host (an IPv4 address, an IPv6 /64: what one machine or one site
+// usually holds). It enforces two bounds on the connections it counts:
+// MaxPeers in all, and a fair share of them per host (MaxPeersPerHost),
+// so that one host opening connections from many source ports cannot take
+// the table from everybody else. When a new connection would break a
+// bound, the least recently active peer that is idle (it moved no message
+// either way for idleAfter, and holds nothing unread) is closed gracefully
+// to make room: of the same host when that host's share is full, of the
+// whole table otherwise. Only when no such peer exists is a new peer
+// refused.
+//
+// It also keeps, per address, why the connection WriteTo used for it
+// failed (refused, timed out, aborted), so that the next WriteTo to that
+// address reports it once instead of opening a new connection silently.
+//
+// All fields and methods are guarded by mux.mu. A counted Conn's host and
+// slot are the table's too.
+type peerTable struct {
+	maxPeers  int           // connections counted at once
+	hostShare int           // connections counted at once per host
+	idleAfter time.Duration // a peer that moved no message for this long may be reclaimed
+	live      int           // connections counted
+	hosts     map[netip.Addr]*hostPeers
+
+	// calmUntil: no counted connection becomes idle before then (the last
+	// scan of the whole table found none idle; activity only moves later).
+	calmUntil time.Time
+
+	// failed: why the connection WriteTo used for an address failed, until
+	// a WriteTo to that address reports it or the peer connects again. At
+	// most maxPeers entries; beyond, one is dropped.
+	failed map[netip.AddrPort]error
+}
+
+// hostPeers are the counted connections of one host.
+type hostPeers struct {
+	conns []*Conn // each one's slot is its index here
+}
+
+// defaultHostShare is MaxPeersPerHost's default for a MaxPeers: a
+// sixteenth of the table, at least 8 (a NAT or a few clients behind one
+// address), at most the table.
+func defaultHostShare(maxPeers int) int {
+	return min(maxPeers, max(8, maxPeers/16))
+}
+
+func newPeerTable(s *settings) *peerTable {
+	return &peerTable{
+		maxPeers:  s.maxPeers,
+		hostShare: s.maxPeersPerHost,
+		idleAfter: s.peerIdle,
+		hosts:     make(map[netip.Addr]*hostPeers),
+	}
+}
+
+// hostOf is the host an address counts against: its IPv4 address, or the
+// /64 of its IPv6 address (a machine's or a site's whole prefix: a peer
+// that owns one can draw any number of addresses from it).
+func hostOf(a netip.AddrPort) netip.Addr {
+	ip := a.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// roomFor reports whether one more connection from host fits both bounds.
+func (t *peerTable) roomFor(host netip.Addr) bool {
+	if t.live >= t.maxPeers {
+		return false
+	}
+	hp := t.hosts[host]
+	return hp == nil || len(hp.conns) < t.hostShare
+}
+
+// add counts c as a connection of host.
+func (t *peerTable) add(c *Conn, host netip.Addr) {
+	hp := t.hosts[host]
+	if hp == nil {
+		hp = &hostPeers{}
+		t.hosts[host] = hp
+	}
+	c.host, c.slot = host, len(hp.conns)
+	hp.conns = append(hp.conns, c)
+	t.live++
+}
+
+// drop stops counting c (it ended, or it is being reclaimed).
+func (t *peerTable) drop(c *Conn) {
+	if c.slot < 0 {
+		return
+	}
+	hp := t.hosts[c.host]
+	last := len(hp.conns) - 1
+	moved := hp.conns[last]
+	hp.conns[c.slot], moved.slot = moved, c.slot
+	hp.conns[last] = nil
+	hp.conns = hp.conns[:last]
+	if len(hp.conns) == 0 {
+		delete(t.hosts, c.host) // the map holds hosts with connections only
+	}
+	c.slot = -1
+	t.live--
+}
+
+// victim returns the connection to reclaim so that one from host fits,
+// nil if it fits already or no connection is idle at now: the least
+// recently active idle connection of host when host's share is full, of
+// the whole table otherwise.
+func (t *peerTable) victim(host netip.Addr, now time.Time) *Conn {
+	if t.roomFor(host) {
+		return nil
+	}
+	if hp := t.hosts[host]; hp != nil && len(hp.conns) >= t.hostShare {
+		v, _ := t.leastActive(hp.conns, now)
+		return v
+	}
+	if now.Before(t.calmUntil) {
+		return nil
+	}
+	var v *Conn
+	var vAt time.Time
+	calm := time.Time{}
+	for _, hp := range t.hosts {
+		c, idleAt := t.leastActive(hp.conns, now)
+		if c != nil && (v == nil || c.lastActive().Before(vAt)) {
+			v, vAt = c, c.lastActive()
+		}
+		if c == nil && (calm.IsZero() || idleAt.Before(calm)) {
+			calm = idleAt
+		}
+	}
+	if v == nil {
+		t.calmUntil = calm
+	}
+	return v
+}
+
+// leastActive returns the least recently active of conns if it is idle at
+// now; otherwise nil and when the first of them becomes idle.
+func (t *peerTable) leastActive(conns []*Conn, now time.Time) (*Conn, time.Time) {
+	var v *Conn
+	var at time.Time
+	for _, c := range conns {
+		if a := c.lastActive(); v == nil || a.Before(at) {
+			v, at = c, a
+		}
+	}
+	if v == nil {
+		return nil, time.Time{}
+	}
+	if idleAt := at.Add(t.idleAfter); now.Before(idleAt) {
+		return nil, idleAt
+	}
+	return v, time.Time{}
+}
+
+// fail remembers err as why the connection WriteTo used for addr ended.
+func (t *peerTable) fail(addr netip.AddrPort, err error) {
+	if t.failed == nil {
+		t.failed = make(map[netip.AddrPort]error)
+	}
+	if _, ok := t.failed[addr]; !ok && len(t.failed) >= t.maxPeers {
+		for a := range t.failed {
+			delete(t.failed, a) // any one: a report nobody collected
+			break
+		}
+	}
+	t.failed[addr] = err
+}
+
+// takeFailure returns, and forgets, why the last connection to addr failed.
+func (t *peerTable) takeFailure(addr netip.AddrPort) error {
+	err := t.failed[addr]
+	if err != nil {
+		delete(t.failed, addr)
+	}
+	return err
+}
+
+// isFailure reports whether err, which ended a connection, is a failure
+// to report to the next writer: anything but a local close.
+func isFailure(err error) bool {
+	return err != nil && !errors.Is(err, core.ErrClosed)
+}
+
+// reclaimTries bounds how many busy candidates one admission looks past
+// (each found busy counts as active from then on, so the next scan skips it).
+const reclaimTries = 4
+
+// makeRoom closes gracefully the idle peer that a new connection from host
+// should replace, if the table or host's share is full (no lock held).
+// Whether the newcomer then fits is decided when it is counted.
+func (p *PacketConn) makeRoom(now time.Time, host netip.Addr) {
+	for range reclaimTries {
+		p.m.mu.Lock()
+		v := p.table.victim(host, now)
+		p.m.mu.Unlock()
+		if v == nil {
+			return
+		}
+		if v.reclaim(now) {
+			return
+		}
+	}
+}
+
+// lastActive is when a message last moved between the application and
+// the connection's peer (or when it was made).
+func (c *Conn) lastActive() time.Time {
+	return clockBase.Add(time.Duration(c.active.Load()))
+}
+
+// touch records that a message moved between the application and the peer.
+func (c *Conn) touch(now time.Time) { c.active.Store(int64(now.Sub(clockBase))) }
+
+// reclaim closes c gracefully to free its place in its PacketConn's table,
+// unless it turns out busy: it holds messages not read yet (they were
+// acknowledged: closing would drop them), or it was active meanwhile. A
+// busy c counts as active from now on. It reports whether c's place was
+// freed.
+func (c *Conn) reclaim(now time.Time) bool {
+	c.mu.Lock()
+	if !c.ended && c.stream.Readable() {
+		c.touch(now)
+	}
+	t := c.pc.table
+	c.m.mu.Lock()
+	freed := c.slot >= 0 && !c.ended && now.Sub(c.lastActive()) >= t.idleAfter
+	if freed {
+		t.drop(c)
+		if c.m.peers[c.peerKey] == c {
+			delete(c.m.peers, c.peerKey) // the next WriteTo opens a new connection
+			c.peerKey = netip.AddrPort{}
+		}
+	}
+	c.m.mu.Unlock()
+	c.mu.Unlock()
+	if freed {
+		c.m.set.logger.Debug("rudp: idle peer reclaimed for a new one",
+			"laddr", c.m.laddr, "peer", c.remote(), "idle", now.Sub(c.lastActive()))
+		_ = c.Close()
+	}
+	return freed
+}
