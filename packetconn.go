@@ -83,8 +83,12 @@ func (p *PacketConn) offer(c *Conn) bool {
 	host := hostOf(c.raddr)
 	if !p.table.roomFor(host) {
 		refused := p.refused.Add(1)
-		p.m.set.logger.Debug("rudp: peer refused: MaxPeers connections on the socket",
-			"laddr", p.m.laddr, "peer", c.raddr, "peers", p.table.live, "refused", refused)
+		msg := "rudp: peer refused: MaxPeers connections on the socket"
+		if p.table.live < p.table.maxPeers {
+			msg = "rudp: peer refused: MaxPeersPerHost connections from its host"
+		}
+		p.m.set.logger.Debug(msg, "laddr", p.m.laddr, "peer", c.raddr, "host", host,
+			"peers", p.table.live, "refused", refused)
 		return false
 	}
 	c.pc = p
