@@ -32,6 +32,7 @@ const (
 	defaultHeartbeatPeriod  = 15 * time.Second
 	defaultAcceptBacklog    = 1024
 	defaultMaxPeers         = 4096
+	defaultLinger           = 10 * time.Second
 )
 
 // Config tunes Dial, Listen and ListenPacket. A nil *Config means defaults,
@@ -70,6 +71,18 @@ type Config struct {
 	SendBufferSize   int
 	ReceiveWindow    int
 	MaxReceiveWindow int
+
+	// Linger bounds how long Close waits for the peer to acknowledge what
+	// was written (and the close) before it aborts the connection and
+	// returns an error matching os.ErrDeadlineExceeded; PacketConn.Close
+	// waits so for all its peers at once. Default 10s. A negative Linger
+	// makes Close return at once (as TCP's does) and finish the close in
+	// the background, as long as the process runs (in Manual mode, as long
+	// as it pumps), aborting it if the peer takes none of the data for a
+	// third of IdleTimeout (1s to 10s). Zero means the default, as in every
+	// field, so "return at once" is a negative value, not SO_LINGER's 0;
+	// Conn.SetLinger(0) aborts, as *net.TCPConn's does.
+	Linger time.Duration
 
 	// AcceptBacklog bounds the connections waiting in Accept; more are
 	// refused and their dialers get ErrRefused (default 1024).
@@ -130,6 +143,7 @@ func (c *Config) fillDefaults() {
 	setDuration(&c.HandshakeTimeout, defaultHandshakeTimeout)
 	setDuration(&c.IdleTimeout, defaultIdleTimeout)
 	setDuration(&c.HeartbeatPeriod, defaultHeartbeatPeriod)
+	setDuration(&c.Linger, defaultLinger)
 	setInt(&c.MaxDatagramSize, d.MaxDatagramSize)
 	setInt(&c.MaxMessageSize, d.MaxMessageSize)
 	setInt(&c.SendBufferSize, d.SendBufferSize)
@@ -164,6 +178,7 @@ type settings struct {
 	guarantee        Guarantee
 	manual           bool
 	handshakeTimeout time.Duration
+	linger           time.Duration // > 0; < 0: Close does not wait
 	backlog          int
 	maxPeers         int
 	maxPeersPerHost  int
@@ -239,6 +254,7 @@ func (c *Config) resolve() (*settings, error) {
 		guarantee:        cfg.Guarantee,
 		manual:           cfg.Manual,
 		handshakeTimeout: cc.HandshakeTimeout,
+		linger:           cfg.Linger,
 		backlog:          cfg.AcceptBacklog,
 		maxPeers:         cfg.MaxPeers,
 		maxPeersPerHost:  cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),

@@ -38,7 +38,8 @@ type Conn struct {
 	estDone   bool          // the handshake ended (established or failed)
 	estCh     chan struct{} // closed when estDone becomes true (dialed connections)
 	inReady   bool          // in its PacketConn's ready list
-	closeBy   time.Time     // a graceful close making no progress until then is aborted
+	linger    time.Duration // how long Close waits for the peer (see SetLinger)
+	closeBy   time.Time     // a graceful close nobody waits for, making no progress until then, is aborted
 	closeBuf  int           // send buffer space free when closeBy was last set
 	nextAt    time.Time     // the timeout last passed to mux.schedule
 	nextKnown bool          // nextAt is what the socket's timer holds for c
@@ -72,6 +73,7 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 	return &Conn{
 		m:         m,
 		guarantee: m.set.guarantee,
+		linger:    m.set.linger,
 		core:      cc,
 		stream:    stream.New(cc),
 		raddr:     raddr,
@@ -143,7 +145,7 @@ func (c *Conn) settleLocked(now time.Time) {
 		if free := c.core.SendBufferAvailable(); free > c.closeBuf {
 			// The peer is still taking data: the close is progressing.
 			c.closeBuf = free
-			c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
+			c.closeBy = now.Add(closeStall(c.m.set.core.IdleTimeout))
 		}
 		if !now.Before(c.closeBy) {
 			// The graceful close made no end in time (a peer that stopped
@@ -181,10 +183,13 @@ func (c *Conn) readLocked(now time.Time, n int) {
 	}
 }
 
-// closeLinger bounds how long a graceful close may go without progress
-// (the peer taking none of the data still queued: it stopped reading)
-// before it is aborted: a third of the idle timeout, between 1s and 10s.
-func closeLinger(idle time.Duration) time.Duration {
+// closeStall bounds how long a graceful close that nobody waits for (Close
+// with a negative linger, a PacketConn's peer closed by ReadFrom) may go
+// without progress (the peer taking none of the data still queued: it
+// stopped reading) before it is aborted: a third of the idle timeout,
+// between 1s and 10s. A close that Close or Shutdown waits for is bounded
+// by their linger or context instead.
+func closeStall(idle time.Duration) time.Duration {
 	return min(max(idle/3, time.Second), 10*time.Second)
 }
 
@@ -447,85 +452,184 @@ func (c *Conn) sendMessage(op string, g Guarantee, p []byte) error {
 	}
 }
 
-// Close starts a graceful close and returns at once: blocked Read and
-// Write calls return net.ErrClosed, what was written is still delivered,
-// then the peer is told (its Read returns io.EOF). The connection keeps
-// being driven until the close completes (in Manual mode, by Pump).
+// Close closes the connection as a TCP socket with SO_LINGER set does, so
+// that code written for TCP may close and exit: blocked Read and Write
+// calls return net.ErrClosed at once, what was written is still delivered,
+// then the peer is told (its Read returns io.EOF), and Close returns once
+// the peer has acknowledged all of it, usually about a round trip. A rudp
+// connection has no kernel to finish that work once the process exits, so
+// Close does not return before it (TCP's Close returns at once). If the
+// peer has closed too, nothing is owed to it and Close returns at once.
+//
+// The wait is bounded by the linger time (Config.Linger, SetLinger;
+// default 10s): when it passes, the connection is aborted (the peer reads
+// an error matching ErrAborted) and Close returns an error matching
+// os.ErrDeadlineExceeded. If the connection ends with an error while Close
+// waits (the peer aborted, the idle timeout), Close returns that error: what
+// was written may not have arrived. A negative linger makes Close return
+// at once, the close completing in the background while the process runs
+// (its progress bounded as described in Config.Linger); a zero one makes
+// Close abort the connection, discarding what is still unsent.
+//
+// In Manual mode Close drives the socket itself while it waits; with a
+// negative linger keep calling Pump until it returns net.ErrClosed.
 func (c *Conn) Close() error {
+	if !c.markClosing() {
+		return c.opErr("close", net.ErrClosed)
+	}
+	now := monoNow()
+	c.mu.Lock()
+	linger := c.linger
+	pending := c.startCloseLocked(now, linger)
+	c.mu.Unlock()
+	if !pending || linger <= 0 {
+		return nil
+	}
+	var dl deadline
+	dl.set(now.Add(linger))
+	if err := c.awaitClose(&dl, nil); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// SetLinger sets how Close ends the connection, as *net.TCPConn's
+// SetLinger does (in a Duration, not whole seconds): d > 0 makes Close
+// wait up to d for the peer to acknowledge what was written, then abort;
+// d < 0 makes Close return at once and finish the close in the background;
+// d == 0 makes Close abort the connection, discarding unsent data. The
+// default is Config.Linger's.
+func (c *Conn) SetLinger(d time.Duration) error {
+	if c.check(&noDeadline) != nil {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.mu.Lock()
+	c.linger = d
+	c.mu.Unlock()
+	return nil
+}
+
+// markClosing makes c closing: blocked and later calls fail with
+// net.ErrClosed. It reports whether this call did it.
+func (c *Conn) markClosing() bool {
 	first := false
 	c.closeOnce.Do(func() {
 		first = true
 		close(c.closing)
 	})
-	if !first {
-		return c.opErr("close", net.ErrClosed)
+	if first {
+		c.m.interruptCaller()
 	}
-	c.m.interruptCaller()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return nil
+	return first
+}
+
+// startCloseLocked starts ending the connection after markClosing, as
+// linger says (see SetLinger): a graceful close, which closeStall bounds
+// if linger < 0 (nobody waits for it), or an abort if linger == 0. It
+// reports whether a graceful close is under way that awaitClose may wait
+// for.
+func (c *Conn) startCloseLocked(now time.Time, linger time.Duration) bool {
+	switch {
+	case c.ended:
+		return false
+	case !c.core.Established() && !c.core.HasPendingData():
+		c.endLocked() // nothing to tell a peer we never heard from, nothing to deliver
+		return false
+	case linger == 0:
+		c.core.Abort(now, core.ErrClosed)
+		c.settleLocked(now)
+		return false
 	}
-	now := monoNow()
-	if !c.core.Established() {
-		c.endLocked() // nothing to tell a peer we never heard from
-		return nil
-	}
+	// (A dialed connection still in its handshake delivers what WriteTo
+	// queued once it is established, then closes.)
 	c.core.Close(now)
-	c.closeBy = now.Add(closeLinger(c.m.set.core.IdleTimeout))
-	c.closeBuf = c.core.SendBufferAvailable()
+	if linger < 0 {
+		c.closeBy = now.Add(closeStall(c.m.set.core.IdleTimeout))
+		c.closeBuf = c.core.SendBufferAvailable()
+	}
 	c.settleLocked(now)
-	return nil
+	return !c.ended
+}
+
+// closeAsync closes c gracefully without waiting, as Close with a negative
+// linger does: for the library's own closes (a PacketConn's peer that
+// ended, connections a closed Listener never handed out).
+func (c *Conn) closeAsync() {
+	if !c.markClosing() {
+		return
+	}
+	c.mu.Lock()
+	c.startCloseLocked(monoNow(), -1)
+	c.mu.Unlock()
+}
+
+// errCloseStopped is what awaitClose returns when its stop channel closed.
+var errCloseStopped = errors.New("rudp: close stopped")
+
+// awaitClose waits until the graceful close under way leaves nothing owed
+// to the peer: the connection ended (it returns the core's error: nil if
+// the close completed) or the peer closed too (it reads nothing more; nil).
+// When dl passes it aborts the connection and returns
+// os.ErrDeadlineExceeded; when stop is closed, it aborts and returns
+// errCloseStopped. In Manual mode it drives the socket while it waits.
+func (c *Conn) awaitClose(dl *deadline, stop <-chan struct{}) error {
+	// (Not c.waiter: c.closing is closed, and would end every wait.)
+	w := waiter{m: c.m, closing: stop}
+	defer w.stop()
+	for {
+		now := monoNow()
+		expired := dl.expiredAt(now)
+		stopped := ready(stop)
+		c.mu.Lock()
+		if c.ended || c.core.PeerClosed() {
+			err := c.core.Err()
+			c.mu.Unlock()
+			return err
+		}
+		if expired || stopped {
+			c.closeBy = time.Time{}
+			c.core.Abort(now, core.ErrClosed)
+			c.settleLocked(now)
+			c.mu.Unlock()
+			if expired {
+				return os.ErrDeadlineExceeded
+			}
+			return errCloseStopped
+		}
+		c.mu.Unlock()
+		// Every datagram and timer that moves the close settles c, which
+		// signals writeWake (no Write waits on it any more: c is closing).
+		w.wait(c.writeWake, dl)
+	}
 }
 
 // Shutdown closes the connection gracefully, as Close does, and waits until
 // the close has completed: everything written was acknowledged by the peer
-// and the peer was told. Close returns at once, like a TCP socket's, but a
-// rudp connection has no kernel to finish the work after the process exits:
-// call Shutdown before exiting when the last bytes matter. If ctx ends
-// first, the close is aborted and ctx's error returned. In Manual mode
-// Shutdown pumps the socket while it waits.
+// and the peer was told (or the peer closed too). Where Close's wait is
+// bounded by the linger time, Shutdown's is bounded by ctx: if ctx ends
+// first, the connection is aborted and ctx's error returned (a ctx without
+// a deadline leaves the close bounded only by its progress, as a
+// background close is: see Config.Linger). Called after Close, it waits for
+// the close Close began. In Manual mode Shutdown pumps the socket while it
+// waits.
 func (c *Conn) Shutdown(ctx context.Context) error {
-	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+	if c.markClosing() {
+		c.mu.Lock()
+		c.startCloseLocked(monoNow(), -1)
+		c.mu.Unlock()
 	}
 	if _, ok := ctx.Deadline(); ok {
 		c.mu.Lock()
-		c.closeBy = time.Time{} // ctx bounds this close, not the linger
+		c.closeBy = time.Time{} // ctx bounds this close, not its progress
 		c.mu.Unlock()
 	}
-	w := c.waiter()
-	defer w.stop()
-	for {
-		select {
-		case <-c.done:
-			c.mu.Lock()
-			err := c.core.Err()
-			c.mu.Unlock()
-			if err != nil {
-				return c.opErr("close", err)
-			}
-			return nil
-		case <-ctx.Done():
-			c.mu.Lock()
-			if !c.ended {
-				now := monoNow()
-				c.core.Abort(now, core.ErrClosed)
-				c.settleLocked(now)
-			}
-			c.mu.Unlock()
-			return c.opErr("close", ctx.Err())
-		default:
-		}
-		if c.m.set.manual {
-			w.wait(c.done, &noDeadline)
-			continue
-		}
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-		}
+	switch err := c.awaitClose(&noDeadline, ctx.Done()); {
+	case errors.Is(err, errCloseStopped):
+		return c.opErr("close", ctx.Err())
+	case err != nil:
+		return c.opErr("close", err)
 	}
+	return nil
 }
 
 // TryReadMessage is ReadMessage that never waits, for game loops and

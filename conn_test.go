@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,8 +69,18 @@ func pair(t testing.TB, cfg *rudp.Config) (c1, c2 *rudp.Conn, stop func()) {
 	c2 = <-accepted
 	require.NotNil(t, c2)
 	stop = func() {
-		c1.Close()
-		c2.Close()
+		// Both at once: each Close waits until its peer acknowledged what
+		// it wrote or closed too, and a test may leave data unread (or, in
+		// Manual mode, a socket that only the peer's Close pumps).
+		var wg sync.WaitGroup
+		for _, c := range []*rudp.Conn{c1, c2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.Close()
+			}()
+		}
+		wg.Wait()
 		ln.Close()
 		if cfg != nil && cfg.Manual {
 			// The application's loop keeps pumping until the graceful

@@ -171,7 +171,7 @@ func (l *Listener) Close() error {
 	for {
 		select {
 		case c := <-l.queue:
-			_ = c.Close()
+			c.closeAsync() // nobody waits: the application never had it
 			continue
 		default:
 		}

@@ -158,7 +158,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return 0, net.UDPAddrFromAddrPort(from), p.opErr("read", from, err)
 		case err != nil:
 			// That peer's connection ended: finish ours, read on.
-			_ = c.Close()
+			c.closeAsync()
 		case g != 0:
 			return n, net.UDPAddrFromAddrPort(from), nil
 		}
@@ -258,13 +258,20 @@ func (p *PacketConn) forget(c *Conn, addr netip.AddrPort) {
 		c.peerKey = netip.AddrPort{}
 	}
 	p.m.mu.Unlock()
-	_ = c.Close()
+	c.closeAsync()
 }
 
-// Close closes every connection of the PacketConn gracefully and stops
-// accepting new ones; blocked ReadFrom and WriteTo calls return
-// net.ErrClosed. The socket is closed when the last connection ended (in
-// Manual mode, keep calling Pump until it returns net.ErrClosed).
+// Close closes every connection of the PacketConn and stops accepting new
+// ones; blocked ReadFrom and WriteTo calls return net.ErrClosed at once.
+// Like Conn.Close it then waits, for all the peers at once, until each has
+// acknowledged what was written to it (or closed too), bounded by
+// Config.Linger: when that passes, the connections still closing are
+// aborted and Close returns an error matching os.ErrDeadlineExceeded. So a
+// program may exit right after Close. With a negative Linger, Close returns
+// at once and the closes complete in the background. The socket is closed
+// when the last connection ended (in Manual mode, Close pumps while it
+// waits; with a negative Linger keep calling Pump until it returns
+// net.ErrClosed).
 func (p *PacketConn) Close() error {
 	first := false
 	p.closeOnce.Do(func() {
@@ -282,11 +289,32 @@ func (p *PacketConn) Close() error {
 		conns = append(conns, c)
 	}
 	p.m.mu.Unlock()
+	now := monoNow()
+	linger := p.m.set.linger
+	closing := conns[:0] // the graceful closes under way, to wait for
 	for _, c := range conns {
-		_ = c.Close()
+		first := c.markClosing() // (else closing already, in the background)
+		c.mu.Lock()
+		if first && c.startCloseLocked(now, linger) || !first && !c.ended {
+			closing = append(closing, c)
+		}
+		c.mu.Unlock()
 	}
 	p.m.release()
-	return nil
+	if linger <= 0 {
+		return nil
+	}
+	// One bound for all: the peers' closes run at once, and each wait
+	// below ends when its connection's close did, or at the bound.
+	var dl deadline
+	dl.set(now.Add(linger))
+	var errs []error
+	for _, c := range closing {
+		if err := c.awaitClose(&dl, nil); err != nil {
+			errs = append(errs, p.opErr("close", c.remote(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LocalAddr returns the socket's local address.

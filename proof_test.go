@@ -264,7 +264,9 @@ func TestManyConnections(t *testing.T) {
 // TestManualNoGoroutines: in Manual mode the library starts no goroutine,
 // however many connections are set up and driven.
 func TestManualNoGoroutines(t *testing.T) {
-	cfg := &rudp.Config{Manual: true}
+	// A negative Linger: Close returns at once, and the application's loop
+	// (pumpUntil below) completes the closes, as a game loop would.
+	cfg := &rudp.Config{Manual: true, Linger: -1}
 	ln, err := rudp.Listen("udp", "127.0.0.1:0", cfg)
 	require.NoError(t, err)
 	// Earlier tests' connections may still be closing (default mode):
@@ -415,11 +417,16 @@ func TestAcceptQueueOverflowRefused(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second)
 }
 
+// TestCloseUnblocks: Close unblocks a pending Read and Write at once,
+// although it then waits (the peer reads nothing, so what the Write queued
+// can never all be delivered) until its linger time, and fails.
 func TestCloseUnblocks(t *testing.T) {
 	modes(t, func(t *testing.T, cfg *rudp.Config) {
 		c1, c2, stop := pair(t, cfg)
 		defer stop()
 		_ = c2
+		const linger = 500 * time.Millisecond
+		require.NoError(t, c1.SetLinger(linger))
 		var wg sync.WaitGroup
 		wg.Add(2)
 		var rerr, werr error
@@ -436,13 +443,16 @@ func TestCloseUnblocks(t *testing.T) {
 		}()
 		time.Sleep(200 * time.Millisecond)
 		start := time.Now()
-		c1.Close()
+		closed := make(chan error, 1)
+		go func() { closed <- c1.Close() }()
 		wg.Wait()
 		require.Less(t, time.Since(start), 200*time.Millisecond)
 		require.ErrorIs(t, rerr, net.ErrClosed)
 		require.ErrorIs(t, werr, net.ErrClosed)
 		_, err := c1.Read(make([]byte, 1))
 		require.ErrorIs(t, err, net.ErrClosed)
+		require.ErrorIs(t, <-closed, os.ErrDeadlineExceeded)
+		require.GreaterOrEqual(t, time.Since(start), linger)
 	})
 }
 

@@ -373,7 +373,8 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	hello := c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)
 	sendClose := c.closing.needed
 	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
-	if c.closing.needed && c.closing.abortReason != nil {
+	aborting := c.closing.needed && c.closing.abortReason != nil
+	if aborting {
 		wantData = false
 	}
 	if c.flowBlocked && c.timers[timerPTO] == 0 {
@@ -383,9 +384,14 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	}
 	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now)) || c.ackRepeat
 
-	// Congestion and pacing gate everything ack-eliciting except probes.
+	// Congestion and pacing gate everything ack-eliciting except probes
+	// and an abort's CLOSE: the connection ends one PTO later whether or
+	// not it went out, and with a full window (the usual reason to abort a
+	// close: the peer stopped taking data) it would wait for
+	// acknowledgements that never come, the peer learning of the abort
+	// only at its idle timeout.
 	eliciting := hello || sendClose || wantData || c.pingNeeded || probe
-	if eliciting && !probe {
+	if eliciting && !probe && !aborting {
 		if c.bytesInFlight+c.cfg.MaxDatagramSize > c.cc.Window() {
 			eliciting = false // wait for acknowledgements
 		} else if !c.cfg.DisablePacing {

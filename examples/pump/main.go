@@ -69,8 +69,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer cancel()
 
 	// Order as the connection's guarantee makes it message-oriented; each
-	// message below names its own guarantee anyway.
-	cfg := &rudp.Config{Manual: true, Guarantee: rudp.Order}
+	// message below names its own guarantee anyway. A negative Linger makes
+	// Close return at once, as a game loop needs: the loop goes on pumping
+	// until the close is complete (by default Close would wait, pumping
+	// only its own socket, for the peer's acknowledgement).
+	cfg := &rudp.Config{Manual: true, Guarantee: rudp.Order, Linger: -1}
 	ln, err := rudp.Listen("udp", "127.0.0.1:0", cfg)
 	if err != nil {
 		return err
