@@ -251,7 +251,7 @@ func (c *Conn) reclaim(now time.Time) bool {
 	if freed {
 		c.m.set.logger.Debug("rudp: idle peer reclaimed for a new one",
 			"laddr", c.m.laddr, "peer", c.remote(), "idle", now.Sub(c.lastActive()))
-		_ = c.Close()
+		c.closeAsync() // (on a new peer's handshake: it must not wait)
 	}
 	return freed
 }
