@@ -179,7 +179,8 @@ func TestPacketConnFloodFigures(t *testing.T) {
 		t.Skip("a figure test: run with -flood")
 	}
 	attacker, newcomer := loopbackHost(t, 2), loopbackHost(t, 3)
-	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", nil)
+	// (A Linger: the one host's connections never acknowledge the close.)
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", &rudp.Config{Linger: 100 * time.Millisecond})
 	require.NoError(t, err)
 	stop := echoPacketConn(pc)
 	defer stop()
@@ -211,7 +212,9 @@ func TestPacketConnFloodFigures(t *testing.T) {
 func TestPacketConnHostShare(t *testing.T) {
 	attacker, newcomer := loopbackHost(t, 2), loopbackHost(t, 3)
 	const maxPeers, ports = 64, 64
-	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", &rudp.Config{Guarantee: rudp.Order, MaxPeers: maxPeers})
+	// The one host's connections never acknowledge anything: the Linger
+	// bounds how long Close waits for them before it aborts them.
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", &rudp.Config{Guarantee: rudp.Order, MaxPeers: maxPeers, Linger: 100 * time.Millisecond})
 	require.NoError(t, err)
 	stop := echoPacketConn(pc)
 	defer stop()
