@@ -243,6 +243,12 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 			s.rxWaited = true
 			return false
 		}
+		if errno != 0 && errno != unix.EINTR {
+			// The socket's pending error (an ICMP report), which the peek
+			// took: the read that follows would not see it.
+			s.rxErr = errno
+			return true
+		}
 	}
 	if s.rxBatch == nil {
 		s.rxBatch = m.rxPool.Get().(*rxBatch)
@@ -385,6 +391,7 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 		case s.errno == unix.EAGAIN:
 			return // the rest is lost, as datagrams a full queue drops
 		default:
+			m.sendFailed(s.errno)
 			s.sent++ // lost, as a datagram the network drops
 		}
 	}

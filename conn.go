@@ -43,6 +43,7 @@ type Conn struct {
 	closeBuf  int           // send buffer space free when closeBy was last set
 	nextAt    time.Time     // the timeout last passed to mux.schedule
 	nextKnown bool          // nextAt is what the socket's timer holds for c
+	remoteSet bool          // the peer's connection ID was given to the mux (m.remotes)
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
 
@@ -56,6 +57,7 @@ type Conn struct {
 	// Guarded by m.mu.
 	registered bool // in m.conns
 	cid        uint64
+	remoteCID  uint64         // the peer's connection ID, once in m.remotes
 	hello      helloKey       // the client's attempt, for an accepted connection
 	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
 	timerAt    time.Time
@@ -136,6 +138,12 @@ func (c *Conn) settleLocked(now time.Time) {
 		return
 	}
 	c.unsettledRead = 0
+	if !c.remoteSet {
+		if id := c.core.RemoteCID(); id != 0 {
+			c.remoteSet = true
+			c.m.addRemote(c, id)
+		}
+	}
 	c.flushLocked(now)
 	if !c.estDone && (c.core.Established() || c.core.Closed()) {
 		c.endHandshakeLocked()

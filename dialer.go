@@ -212,7 +212,7 @@ func (c *Conn) awaitHandshake(ctx context.Context, timeout time.Duration) error 
 				return nil
 			}
 			if err := c.core.Err(); err != nil {
-				return err
+				return withErrno(err)
 			}
 			return net.ErrClosed
 		case <-ctx.Done():

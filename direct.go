@@ -74,8 +74,9 @@ func (w *waiter) readDirect(wake <-chan struct{}, at time.Time, changed <-chan s
 	b, err := m.receive(true)
 	if err != nil {
 		// Interrupted, the deadline passed, or the socket closed: the
-		// caller finds out which.
+		// caller finds out which. Or an ICMP report: handled here.
 		m.rxDeadlineSet.Store(false)
+		m.socketError(err)
 		return true
 	}
 	m.rxSelf = c

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/rudp-go/rudp/core"
 )
@@ -21,6 +22,19 @@ var (
 
 	// ErrIdleTimeout: the peer was silent for Config.IdleTimeout.
 	ErrIdleTimeout = core.ErrIdleTimeout
+
+	// ErrReset: the peer answered with a stateless reset: it no longer
+	// knows the connection (its process restarted, or it forgot the
+	// connection). Errors carrying it also match syscall.ECONNRESET, as a
+	// TCP connection's reset does.
+	ErrReset = core.ErrReset
+
+	// ErrUnreachable: the peer's host reported that nothing listens on its
+	// port (ICMP port unreachable; Linux only). Dial fails with it at once;
+	// an established connection only after the peer also stopped
+	// acknowledging. Errors carrying it also match syscall.ECONNREFUSED, as
+	// a refused TCP connect does.
+	ErrUnreachable = core.ErrUnreachable
 
 	// ErrAborted: the peer aborted the connection.
 	ErrAborted = core.ErrAborted
@@ -59,10 +73,35 @@ func opError(op string, local net.Addr, remote netip.AddrPort, err error) error 
 		return err
 	case errors.Is(err, core.ErrClosed):
 		err = net.ErrClosed
+	default:
+		err = withErrno(err)
 	}
 	var raddr net.Addr
 	if remote.IsValid() {
 		raddr = net.UDPAddrFromAddrPort(remote)
 	}
 	return &net.OpError{Op: op, Net: "udp", Source: local, Addr: raddr, Err: err}
+}
+
+// errnoError is a core error that also matches the errno a TCP socket
+// fails with in the same case, so that code written for TCP
+// (errors.Is(err, syscall.ECONNRESET)) works unchanged.
+type errnoError struct {
+	err   error
+	errno syscall.Errno
+}
+
+func (e *errnoError) Error() string   { return e.err.Error() }
+func (e *errnoError) Unwrap() []error { return []error{e.err, e.errno} }
+
+// withErrno gives the core errors that have a socket errno counterpart
+// (ErrReset, ErrUnreachable) that errno too.
+func withErrno(err error) error {
+	switch err {
+	case core.ErrReset:
+		return &errnoError{err, syscall.ECONNRESET}
+	case core.ErrUnreachable:
+		return &errnoError{err, syscall.ECONNREFUSED}
+	}
+	return err
 }

@@ -104,8 +104,16 @@ type mux struct {
 	rxDeadline    time.Time     // the holder's: the read deadline last armed
 	rxSelf        *Conn         // the holder's: the connection whose Read is reading
 
+	// errPending: a send failed with an error the kernel's error queue
+	// explains (an ICMP report); the socket's timer (Manual mode: pump)
+	// reads the queue, as the sender holds a connection's lock.
+	errPending atomic.Bool
+
 	mu       sync.Mutex
 	conns    map[uint64]*Conn         // by local connection ID
+	remotes  map[uint64]*Conn         // by the peer's connection ID, once known: where a stateless reset goes
+	resets   core.TokenBucket         // stateless resets sent
+	reports  core.TokenBucket         // ICMP reports handled
 	hellos   map[helloKey]*Conn       // accepted conns by the client's attempt, for retransmitted HELLOs
 	peers    map[netip.AddrPort]*Conn // PacketConn: the connection WriteTo uses per address
 	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed)
@@ -121,16 +129,19 @@ type mux struct {
 // while it carries one connection (direct.go); it needs default mode.
 func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	m := &mux{
-		sock:   sock,
-		laddr:  sock.LocalAddr(),
-		set:    set,
-		conns:  make(map[uint64]*Conn),
-		users:  users,
-		direct: direct && !set.manual,
-		rxWake: make(chan struct{}, 1),
+		sock:    sock,
+		laddr:   sock.LocalAddr(),
+		set:     set,
+		conns:   make(map[uint64]*Conn),
+		users:   users,
+		direct:  direct && !set.manual,
+		rxWake:  make(chan struct{}, 1),
+		resets:  core.TokenBucket{Rate: resetRate, Burst: resetBurst},
+		reports: core.TokenBucket{Rate: reportRate, Burst: reportBurst},
 	}
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
+	m.enableErrQueue()
 	m.rxSize = set.core.MaxDatagramSize
 	if m.rxGRO {
 		m.rxSize = maxUDPPayload
@@ -194,7 +205,9 @@ func (m *mux) readLoop() {
 			if m.sockClosed.Load() {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			if !m.socketError(err) {
+				time.Sleep(time.Millisecond)
+			}
 			continue
 		}
 		drained := m.rxBatched && b.n < len(b.bufs)
@@ -293,6 +306,10 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		return
 	}
 	if h.DstCID != 0 {
+		if h.Type == core.PacketReset {
+			m.handleReset(now, h, b, from)
+			return
+		}
 		c := m.rxSelf // a direct read's own connection needs no lookup (its cid never changes)
 		if c == nil || c.cid != h.DstCID {
 			m.mu.Lock()
@@ -301,6 +318,10 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		}
 		if c != nil {
 			m.deliver(now, c, b, from)
+			return
+		}
+		if h.Type == core.PacketData {
+			m.answerUnknown(now, h, from)
 		}
 		return
 	}
@@ -437,6 +458,9 @@ func (m *mux) remove(c *Conn) {
 	}
 	c.registered = false
 	delete(m.conns, c.cid)
+	if c.remoteCID != 0 && m.remotes[c.remoteCID] == c {
+		delete(m.remotes, c.remoteCID)
+	}
 	m.nconns.Store(int32(len(m.conns)))
 	if c.hello.cid != 0 && m.hellos[c.hello] == c {
 		delete(m.hellos, c.hello)
@@ -491,7 +515,9 @@ func (m *mux) releaseLocked() {
 // writeTo sends one datagram; a failed send is a lost datagram, which
 // recovery repairs.
 func (m *mux) writeTo(b []byte, to netip.AddrPort) {
-	_, _ = m.sock.WriteToUDPAddrPort(b, to)
+	if _, err := m.sock.WriteToUDPAddrPort(b, to); err != nil {
+		m.sendFailed(err)
+	}
 }
 
 // schedule sets when c's timers are next due (zero: never).
@@ -552,8 +578,12 @@ func (m *mux) onTimer() {
 	m.fireTimers(monoNow())
 }
 
-// fireTimers runs the timers of every connection due at now.
+// fireTimers runs the timers of every connection due at now, after the
+// ICMP reports a failed send left for it.
 func (m *mux) fireTimers(now time.Time) {
+	if m.errPending.Swap(false) {
+		m.handleErrQueue(now)
+	}
 	var some [8]*Conn // usually enough, without allocating
 	due := some[:0]
 	m.mu.Lock()
@@ -575,9 +605,12 @@ func (m *mux) pump() error {
 		return net.ErrClosed
 	}
 	if m.pumpMu.TryLock() {
-		for read := 0; read < 4096; {
+		for read, failed := 0, 0; read < 4096; {
 			b, err := m.receive(false)
 			if err != nil {
+				if failed++; failed < 8 && m.socketError(err) {
+					continue
+				}
 				break
 			}
 			read += b.n

@@ -453,6 +453,8 @@ type Stats struct {
 	// with its message, an ACK of a packet never sent, ...): each ends the
 	// connection with ErrProtocolViolation, so it is 0 or 1.
 	ProtocolViolations uint64
+
+	UnreachableReports uint64 // ICMP port-unreachable reports about the peer (hints, see HandleUnreachable)
 }
 
 // Stats returns the current counters.

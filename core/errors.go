@@ -55,6 +55,17 @@ var (
 	// whose accept queue is full).
 	ErrRefused = errors.New("rudp: connection refused by peer")
 
+	// ErrReset ends a connection whose peer answered it with a stateless
+	// reset: the peer no longer knows the connection (it restarted, or
+	// forgot it). The root package's errors also match syscall.ECONNRESET.
+	ErrReset = errors.New("rudp: connection reset by peer")
+
+	// ErrUnreachable ends a connection whose peer's host reported that
+	// nothing listens on its port (ICMP port unreachable, see
+	// HandleUnreachable). The root package's errors also match
+	// syscall.ECONNREFUSED.
+	ErrUnreachable = errors.New("rudp: peer port unreachable")
+
 	// ErrAborted ends a connection the peer aborted with an error code.
 	ErrAborted = errors.New("rudp: connection aborted by peer")
 

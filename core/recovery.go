@@ -86,6 +86,10 @@ type recovery struct {
 	// lean: trimIdle ran and no message moved since; records and scratch
 	// the heartbeat exchange uses are dropped after use, not kept.
 	lean bool
+	// unreachableProbes is nonzero while a port-unreachable report about
+	// the peer awaits confirmation: 1 from the report, plus one per probe
+	// timeout since; any acknowledgement clears it (see HandleUnreachable).
+	unreachableProbes uint8
 }
 
 func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController) {
@@ -227,6 +231,9 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 	if !c.anyAcked || largest > c.largestAcked {
 		c.largestAcked = largest
 		c.anyAcked = true
+	}
+	if ackedBytes > 0 {
+		c.unreachableProbes = 0 // the peer is there: the report was wrong or stale
 	}
 	if progress {
 		// Only acknowledged content resets the backoff: a flow-blocked
@@ -423,6 +430,13 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		// closed and lingered out). Everything we sent had been acknowledged.
 		c.terminate(nil)
 		return
+	}
+	if c.unreachableProbes != 0 {
+		if c.unreachableProbes >= unreachablePTOs {
+			c.peerGone(ErrUnreachable)
+			return
+		}
+		c.unreachableProbes++
 	}
 	c.ptoCount++
 	c.stats.ProbesSent++

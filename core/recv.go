@@ -148,8 +148,12 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	if h.Type == PacketRetry {
+	switch h.Type {
+	case PacketRetry:
 		c.handleRetry(h, body)
+		return
+	case PacketReset:
+		c.handleReset(h, body)
 		return
 	}
 	var hello HelloFrame

@@ -11,10 +11,10 @@ import (
 //
 //	offset size field
 //	0      1    version (Version)
-//	1      1    packet type (PacketData, PacketRetry)
+//	1      1    packet type (PacketData, PacketRetry, PacketReset)
 //	2      8    destination connection ID, big endian (0 = not yet known)
 //	10     4    packet number, big endian, low 32 bits of a number never reused
-//	14     n    body: frames (PacketData) or a cookie (PacketRetry)
+//	14     n    body: frames (PacketData), a cookie (PacketRetry), empty (PacketReset)
 //	14+n   4    CRC-32C (Castagnoli) of bytes [0, 14+n), big endian
 //
 // Variable-length integers are unsigned LEB128 (encoding/binary Uvarint),
@@ -57,7 +57,13 @@ type PacketType uint8
 const (
 	PacketData  PacketType = 1 // frames
 	PacketRetry PacketType = 2 // a listener's cookie, answering a HELLO without one
+	PacketReset PacketType = 3 // a stateless reset: "no connection here", answering a data packet (see AppendReset)
 )
+
+// ResetLen is the length of every stateless reset datagram: a header and
+// the checksum, no body. No datagram a Conn accepts is shorter, so a reset
+// is never larger than the datagram it answers.
+const ResetLen = PacketOverhead
 
 // Frame types. The low nibble of a MSG frame's type byte carries flags.
 const (
@@ -102,7 +108,7 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 		return Header{}, nil, errBadVersion
 	}
 	t := PacketType(b[1])
-	if t != PacketData && t != PacketRetry {
+	if t != PacketData && t != PacketRetry && t != PacketReset {
 		return Header{}, nil, errBadType
 	}
 	end := len(b) - trailerLen
@@ -152,6 +158,52 @@ func AppendRefuse(b []byte, dstCID uint64) []byte {
 	b = append(b, hdr[:]...)
 	b = appendClose(b, CloseRefused, 0, "")
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// AppendReset appends to b the stateless reset answering a data packet
+// whose header was trigger, addressed to a connection this side does not
+// know (it lost its state: a restarted process). The reset echoes the
+// trigger's destination connection ID and packet number: only the real
+// sender of that packet knows both (the ID is 64 random bits, never sent
+// but in the handshake), so it recognises the reset as the answer to its
+// own packet and an off-path forger cannot make one it accepts (see
+// docs/PROTOCOL.md, "Failing fast"). It is ResetLen bytes, never larger
+// than the trigger. A reset must never answer a reset (nor a Retry, nor a
+// packet whose DstCID is 0): the caller answers only PacketData.
+func AppendReset(b []byte, trigger Header) []byte {
+	start := len(b)
+	var hdr [headerLen]byte
+	putHeader(hdr[:], Header{Type: PacketReset, DstCID: trigger.DstCID, PacketNumber: trigger.PacketNumber})
+	b = append(b, hdr[:]...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// Quoted is what a possibly truncated copy of a datagram this side sent
+// (the quote an ICMP error carries) says about the connection it belonged
+// to.
+type Quoted struct {
+	DstCID uint64 // the peer's connection ID (0: a HELLO before the peer's was known)
+	// SrcCID is the sender's own connection ID, known for a HELLO packet
+	// quoted far enough; 0 otherwise.
+	SrcCID uint64
+}
+
+// ParseQuoted decodes the start of a datagram this side sent, as an ICMP
+// error quotes it: the quote may end anywhere, so no checksum is checked,
+// only the version and the packet type. ok is false when the quote is too
+// short to name a connection or is not a data packet of ours.
+func ParseQuoted(b []byte) (q Quoted, ok bool) {
+	if len(b) < headerLen || b[0] != Version || PacketType(b[1]) != PacketData {
+		return Quoted{}, false
+	}
+	q.DstCID = binary.BigEndian.Uint64(b[2:10])
+	if body := b[headerLen:]; len(body) >= 1+8 && body[0] == frameHello {
+		q.SrcCID = binary.BigEndian.Uint64(body[1:9])
+	}
+	if q.DstCID == 0 && q.SrcCID == 0 {
+		return Quoted{}, false // a HELLO cut before its sender's ID: it names no connection
+	}
+	return q, true
 }
 
 // parseRetry decodes a Retry body.

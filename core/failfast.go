@@ -1,0 +1,80 @@
+package core
+
+import "time"
+
+// Failing fast: learning in about a round trip that the peer is gone,
+// from a stateless reset (the peer's host runs rudp but lost the
+// connection) or from an ICMP port-unreachable report (nothing listens
+// there any more). docs/PROTOCOL.md §14 is the description.
+
+// unreachablePTOs is how many probe timeouts a port-unreachable report
+// about an established connection must go unanswered by any
+// acknowledgement before the connection ends: ICMP is not authenticated,
+// so it is only a hint, confirmed by the peer's silence.
+const unreachablePTOs = 2
+
+// handleReset takes a stateless reset (see AppendReset). It ends the
+// connection with ErrReset if the reset echoes the peer's connection ID
+// and the number of a packet we sent that the peer never acknowledged;
+// anything else is a forgery, a stale reset or a mistake, and is dropped.
+func (c *Conn) handleReset(h Header, body []byte) {
+	if len(body) != 0 || c.remoteCID == 0 || h.DstCID != c.remoteCID {
+		c.stats.DatagramsDropped++
+		return
+	}
+	pn := unwrap32(c.nextPN, h.PacketNumber)
+	if pn >= c.nextPN || pn < uint64(c.cfg.InitialSequence) || (c.anyAcked && pn <= c.largestAcked) {
+		// Never sent, or from before the newest acknowledgement: the
+		// peer had the connection then.
+		c.stats.DatagramsDropped++
+		return
+	}
+	if c.closing.peerClosed && !c.closing.sent {
+		// The peer closed gracefully and forgot the connection: what it
+		// sent is here, and the application reads it to its io.EOF; our
+		// own close ends the connection (its CLOSE meets this reset).
+		c.stats.DatagramsDropped++
+		return
+	}
+	c.log.Debug("rudp: stateless reset", "cid", c.localCID, "pn", pn)
+	c.peerGone(ErrReset)
+}
+
+// HandleUnreachable takes a report that a datagram this connection sent
+// came back as port unreachable (an ICMP error the caller's socket
+// received, matched to the connection by the peer's address). During the
+// handshake the connection ends at once with ErrUnreachable, as TCP's
+// connect fails on a refusal. An established connection takes it as a
+// hint only, since anyone can send an ICMP error: it makes sure something
+// the peer must acknowledge is in flight, and ends with ErrUnreachable if
+// unreachablePTOs probe timeouts pass without any acknowledgement.
+func (c *Conn) HandleUnreachable(now time.Time) {
+	if c.state == stateClosed {
+		return
+	}
+	c.stats.UnreachableReports++
+	if c.state == stateHandshake {
+		c.log.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
+		c.terminate(ErrUnreachable)
+		return
+	}
+	if c.unreachableProbes != 0 {
+		return // already waiting for the peer to prove it is there
+	}
+	c.unreachableProbes = 1
+	if c.elicitingInFlight == 0 {
+		c.pingNeeded = true // the probe timer needs something in flight
+	}
+	c.armPTO()
+}
+
+// peerGone ends the connection because the peer is known to be gone (err
+// says how). A close already under way ends as it would have: our CLOSE
+// went out only after everything we sent was acknowledged.
+func (c *Conn) peerGone(err error) {
+	if c.closing.sent {
+		c.terminate(c.closing.abortReason)
+		return
+	}
+	c.terminate(err)
+}

@@ -1,0 +1,155 @@
+package rudp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// Failing fast (docs/PROTOCOL.md §14). A socket answers a data packet for
+// a connection it does not know with a stateless reset, and passes a
+// reset it receives to the connection it names by the peer's connection
+// ID; it reads the ICMP errors the kernel reports (Linux: IP_RECVERR) and
+// passes a port unreachable to the connection whose packet it quotes. The
+// protocol's rules (what a reset must echo, what a report does to a
+// connection) are the core's; this file only moves them.
+
+// Stateless resets a socket sends, and ICMP reports it handles, are
+// bounded by token buckets: an unauthenticated sender can make a socket
+// do at most this much work and send at most resetRate small datagrams
+// (ResetLen bytes, each no larger than the datagram it answers) a second.
+const (
+	resetRate   = 1000
+	resetBurst  = 100
+	reportRate  = 1000
+	reportBurst = 100
+)
+
+// answerUnknown answers a data packet addressed to a connection ID this
+// socket does not know (its state was lost: a restart) with a stateless
+// reset, unless the rate limit says no. A reset is answered by nothing.
+func (m *mux) answerUnknown(now time.Time, h core.Header, from netip.AddrPort) {
+	m.mu.Lock()
+	ok := !m.sockClosed.Load() && m.resets.Allow(now)
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	var buf [core.ResetLen]byte
+	m.writeTo(core.AppendReset(buf[:0], h), from)
+}
+
+// handleReset passes a stateless reset to the connection whose peer has
+// the connection ID it echoes; the core decides whether it is genuine.
+func (m *mux) handleReset(now time.Time, h core.Header, b []byte, from netip.AddrPort) {
+	m.mu.Lock()
+	c := m.remotes[h.DstCID]
+	m.mu.Unlock()
+	if c != nil {
+		m.deliver(now, c, b, from)
+	}
+}
+
+// addRemote records c's peer's connection ID, which stateless resets echo.
+func (m *mux) addRemote(c *Conn, id uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !c.registered {
+		return
+	}
+	if m.remotes == nil {
+		m.remotes = make(map[uint64]*Conn)
+	}
+	if m.remotes[id] == nil { // (two peers with one ID: 2^-64; the first keeps it)
+		m.remotes[id] = c
+		c.remoteCID = id
+	}
+}
+
+// socketError handles an error a read of the socket returned: an ICMP
+// report, whose details wait in the kernel's error queue. It reports
+// whether it was one (the reader need not pause then).
+func (m *mux) socketError(err error) bool {
+	if !isReportErr(err) {
+		return false
+	}
+	m.handleErrQueue(monoNow())
+	return true
+}
+
+// sendFailed notes a send that failed with the socket's pending error (an
+// ICMP report): the sender holds its connection's lock, so the socket's
+// timer (Manual mode: the next pump) reads the error queue.
+func (m *mux) sendFailed(err error) {
+	if !isReportErr(err) || m.errPending.Swap(true) {
+		return
+	}
+	if m.set.manual {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sockClosed.Load() {
+		return
+	}
+	m.timerAt = monoNow()
+	if m.timer == nil {
+		m.timer = time.AfterFunc(0, m.onTimer)
+		return
+	}
+	m.timer.Reset(0)
+}
+
+// isReportErr reports whether err is one an ICMP report makes a socket
+// call fail with.
+func isReportErr(err error) bool {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTDOWN)
+}
+
+// handleErrQueue reads the ICMP reports queued on the socket and passes
+// each port unreachable, within the rate limit, to the connection whose
+// packet it quotes, if that connection's peer is where the packet went.
+func (m *mux) handleErrQueue(now time.Time) {
+	m.readErrQueue(func(dst netip.AddrPort, quote []byte) {
+		q, ok := core.ParseQuoted(quote)
+		if !ok {
+			return // a quote that names no connection of ours
+		}
+		m.mu.Lock()
+		if !m.reports.Allow(now) {
+			m.mu.Unlock()
+			return
+		}
+		var c *Conn
+		if q.DstCID != 0 {
+			c = m.remotes[q.DstCID]
+		} else {
+			c = m.conns[q.SrcCID]
+		}
+		m.mu.Unlock()
+		if c != nil {
+			c.unreachable(now, unmap(dst))
+		}
+	})
+}
+
+// unreachable passes a port-unreachable report about dst to c.
+func (c *Conn) unreachable(now time.Time, dst netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.raddr != dst {
+		return
+	}
+	c.core.HandleUnreachable(now)
+	c.settleLocked(now)
+	c.wakeLocked()
+}
