@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -93,6 +94,7 @@ func FuzzParseHeader(f *testing.F) {
 	f.Add(sealed(Header{Type: PacketData, DstCID: 1, PacketNumber: 2}, []byte{framePing}))
 	f.Add(AppendRetry(nil, 5, []byte("cookie")))
 	f.Add(AppendRefuse(nil, 6))
+	f.Add(AppendReset(nil, Header{Type: PacketData, DstCID: 7, PacketNumber: 8}))
 	f.Add([]byte{Version, byte(PacketData)})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, body, err := ParseHeader(b)
@@ -119,6 +121,41 @@ func FuzzParseHeader(f *testing.F) {
 			if hello, ok := PeekHello(body); ok && (hello.SrcCID == 0 || len(hello.Cookie) > MaxCookieLen) {
 				t.Fatalf("bad HELLO accepted: %+v", hello)
 			}
+		case PacketReset:
+			if len(body) == 0 && !bytes.Equal(AppendReset(nil, Header{Type: PacketData, DstCID: h.DstCID, PacketNumber: h.PacketNumber}), b) {
+				t.Fatal("AppendReset does not reproduce the reset")
+			}
+		}
+	})
+}
+
+// FuzzParseQuoted: any bytes (an ICMP error's quote of a datagram, cut
+// anywhere) either name a connection by the IDs at their fixed places, or
+// fail; never a panic.
+func FuzzParseQuoted(f *testing.F) {
+	f.Add(sealed(Header{Type: PacketData, DstCID: 1, PacketNumber: 2}, []byte{framePing}))
+	f.Add(sealed(Header{Type: PacketData}, appendHello(nil, &HelloFrame{SrcCID: 9, Cookie: []byte("c")})))
+	f.Add(AppendReset(nil, Header{DstCID: 3}))
+	f.Add([]byte{Version, byte(PacketData), 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		q, ok := ParseQuoted(b)
+		if !ok {
+			if q != (Quoted{}) {
+				t.Fatalf("failed parse returned %+v", q)
+			}
+			return
+		}
+		if len(b) < headerLen || b[0] != Version || PacketType(b[1]) != PacketData {
+			t.Fatalf("accepted %x", b)
+		}
+		if q.DstCID == 0 && q.SrcCID == 0 {
+			t.Fatal("a quote naming no connection accepted")
+		}
+		if q.DstCID != binary.BigEndian.Uint64(b[2:10]) {
+			t.Fatalf("DstCID %x from %x", q.DstCID, b)
+		}
+		if q.SrcCID != 0 && (len(b) < headerLen+9 || b[headerLen] != frameHello) {
+			t.Fatalf("SrcCID %x from %x", q.SrcCID, b)
 		}
 	})
 }
@@ -347,6 +384,12 @@ func FuzzHandleDatagram(f *testing.F) {
 	for _, d := range captured {
 		f.Add(d)
 	}
+	// Stateless resets for b: echoing a packet it sent (the pair's
+	// connection IDs and sequences are fixed), and forgeries.
+	for _, pn := range []uint32{3, 12, 30, 1 << 20} {
+		f.Add(AppendReset(nil, Header{Type: PacketData, DstCID: 0x1111, PacketNumber: pn}))
+		f.Add(AppendReset(nil, Header{Type: PacketData, DstCID: 0x2222, PacketNumber: pn}))
+	}
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		p := newWirePair(t, &Config{ReceiveWindow: 1 << 18, MaxMessageSize: 1 << 16, SendBufferSize: 1 << 18})
@@ -399,6 +442,8 @@ func FuzzHandleDatagram(f *testing.F) {
 		}
 		if h, body, err := ParseHeader(in); err == nil && h.Type == PacketData {
 			collect(body)
+		} else if err == nil && h.Type == PacketReset {
+			closes = true // a reset that echoes one of b's packets ends b
 		}
 		wrapped := sealed(Header{Type: PacketData, DstCID: b.LocalCID(), PacketNumber: uint32(a.nextPN)}, in)
 		collect(in)

@@ -391,6 +391,33 @@ type simNode struct {
 	closed        bool // Close was called
 	eof           bool // Recv returned io.EOF
 	onEOF         func(now time.Time)
+
+	// forger, if set, follows some datagrams delivered to the node with
+	// a forged stateless reset: one that differs from a genuine reset of
+	// the node's newest packet in one respect. None may end the
+	// connection (runSimTimed's graceful-close check).
+	forger   *rand.Rand
+	lastSent core.Header // the node's newest data packet to a known peer
+	sentAny  bool
+	forged   int
+}
+
+// forgeReset returns a stateless reset for the node's newest packet that
+// is wrong in one respect: another connection ID, a packet number not yet
+// sent, or a body.
+func (n *simNode) forgeReset() []byte {
+	h := n.lastSent
+	switch n.forger.IntN(3) {
+	case 0:
+		h.DstCID ^= 1 << n.forger.IntN(64)
+		return core.AppendReset(nil, h)
+	case 1:
+		h.PacketNumber += 1 + n.forger.Uint32N(1<<30)
+		return core.AppendReset(nil, h)
+	}
+	b := core.AppendReset(nil, h)[:core.ResetLen-4]
+	b = append(b, make([]byte, 1+n.forger.IntN(8))...) // PADDING frames
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 }
 
 func (n *simNode) fail(err error) {
@@ -450,12 +477,22 @@ func (n *simNode) read(now time.Time, limit int) {
 
 func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 	n.conn.HandleDatagram(now, b)
+	if n.forger != nil && n.sentAny && n.forger.IntN(8) == 0 {
+		n.forged++
+		n.conn.HandleDatagram(now, n.forgeReset())
+	}
 	n.act(now)
 }
 
 func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	n.act(now)
-	return n.conn.PollTransmit(now, buf)
+	size := n.conn.PollTransmit(now, buf)
+	if n.forger != nil && size > 0 {
+		if h, _, err := core.ParseHeader(buf[:size]); err == nil && h.Type == core.PacketData && h.DstCID != 0 {
+			n.lastSent, n.sentAny = h, true
+		}
+	}
+	return size
 }
 
 func (n *simNode) NextTimeout() time.Time {
@@ -532,8 +569,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	fa := planFlow(r, 0, count, ca.MaxFragmentPayload())
 	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
-	a := &simNode{conn: ca, out: fa, in: fb}
-	b := &simNode{conn: cb, out: fb, in: fa}
+	a := &simNode{conn: ca, out: fa, in: fb, forger: rand.New(rand.NewPCG(seed, 0xf0))}
+	b := &simNode{conn: cb, out: fb, in: fa, forger: rand.New(rand.NewPCG(seed, 0xf1))}
 	if p.slowReader && r.IntN(2) == 0 {
 		b.readEvery, b.readBatch = time.Duration(1+r.IntN(20))*time.Millisecond, 1+r.IntN(4)
 		b.nextRead = sim.Epoch
@@ -944,4 +981,139 @@ func TestSimScripted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// --- a server restart ----------------------------------------------------
+
+// restartable is a server node that can lose its state, as a restarted
+// process does: from then on it knows no connection and answers every data
+// packet with a stateless reset, rate-limited, as the root package's
+// socket does.
+type restartable struct {
+	*simNode
+	restarted bool
+	resets    core.TokenBucket
+	out       [][]byte
+	answered  int
+}
+
+func (r *restartable) HandleDatagram(now time.Time, b []byte) {
+	if !r.restarted {
+		r.simNode.HandleDatagram(now, b)
+		return
+	}
+	h, _, err := core.ParseHeader(b)
+	if err != nil || h.Type != core.PacketData || h.DstCID == 0 || !r.resets.Allow(now) {
+		return
+	}
+	reset := core.AppendReset(nil, h)
+	if len(reset) > len(b) {
+		panic(fmt.Sprintf("a %d-byte reset answers a %d-byte datagram", len(reset), len(b)))
+	}
+	r.out = append(r.out, reset)
+	r.answered++
+}
+
+func (r *restartable) PollTransmit(now time.Time, buf []byte) int {
+	if !r.restarted {
+		return r.simNode.PollTransmit(now, buf)
+	}
+	if len(r.out) == 0 {
+		return 0
+	}
+	n := copy(buf, r.out[0])
+	r.out = r.out[1:]
+	return n
+}
+
+func (r *restartable) NextTimeout() time.Time {
+	if r.restarted {
+		return time.Time{}
+	}
+	return r.simNode.NextTimeout()
+}
+
+func (r *restartable) HandleTimeout(now time.Time) {
+	if !r.restarted {
+		r.simNode.HandleTimeout(now)
+	}
+}
+
+// TestSimServerRestart: the server loses its state in the middle of the
+// workload (every profile, many seeds). The client, which still has
+// messages to send, learns it from a stateless reset within a few round
+// trips (not its 30s idle timeout) and ends with ErrReset.
+func TestSimServerRestart(t *testing.T) {
+	seeds := uint64(200)
+	if testing.Short() {
+		seeds = 30
+	}
+	for _, p := range simProfiles() {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			var slowest time.Duration
+			for seed := range seeds {
+				learnt, err := runServerRestart(p, seed)
+				if err != nil {
+					t.Fatalf("profile %s seed %d: %v", p.name, seed, err)
+				}
+				slowest = max(slowest, learnt)
+			}
+			t.Logf("%s: %d seeds; slowest client learnt of the restart %v after it", p.name, seeds, slowest)
+		})
+	}
+}
+
+func runServerRestart(p simProfile, seed uint64) (time.Duration, error) {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	net := sim.New(seed)
+	net.MaxSteps = 200000
+	ca, err := core.NewConn(simConfig(r, p, seed, 1), 0xA, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	cb, err := core.NewConn(simConfig(r, p, seed, 2), 0xB, sim.Epoch)
+	if err != nil {
+		return 0, err
+	}
+	count := 100 + r.IntN(200)
+	fa := planFlow(r, 0, count, ca.MaxFragmentPayload())
+	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
+	a := &simNode{conn: ca, out: fa, in: fb}
+	b := &restartable{simNode: &simNode{conn: cb, out: fb, in: fa}, resets: core.TokenBucket{Rate: 1000, Burst: 100}}
+	net.AddNode(a)
+	net.AddNode(b)
+	if err := net.ConnectAsym(0, 1, p.ab, p.ba); err != nil {
+		return 0, err
+	}
+	// The restart: once the connection is established and the client
+	// sent part of its flow (it has more).
+	at := 1 + r.IntN(count-1)
+	ready := func() bool {
+		return (fa.sent >= at && ca.Established() && cb.Established()) || a.err != nil || b.err != nil
+	}
+	if err := net.RunUntil(ready, p.timeLimit); err != nil {
+		return 0, err
+	}
+	if a.err != nil || b.err != nil || ca.Closed() {
+		return 0, fmt.Errorf("before the restart: a %v, b %v, a's conn %v", a.err, b.err, ca.Err())
+	}
+	b.restarted = true
+	restart := net.Elapsed()
+	if err := net.RunUntil(ca.Closed, 10*time.Second); err != nil {
+		return 0, fmt.Errorf("after the restart: %w (a %s; %d resets)", err, nodeState(a), b.answered)
+	}
+	learnt := net.Elapsed() - restart
+	if !errors.Is(ca.Err(), core.ErrReset) {
+		return learnt, fmt.Errorf("the client ended with %v, want ErrReset", ca.Err())
+	}
+	if _, err := ca.Recv(); !errors.Is(err, core.ErrReset) {
+		return learnt, fmt.Errorf("Recv after the reset: %v", err)
+	}
+	// A few round trips (the profiles' one-way latency is 5-20ms, plus
+	// jitter, loss and backed-off probes), far from the idle timeout.
+	if learnt > 3*time.Second {
+		return learnt, fmt.Errorf("the client learnt of the restart after %v", learnt)
+	}
+	return learnt, nil
 }

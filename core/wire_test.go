@@ -28,6 +28,8 @@ func TestWireConstants(t *testing.T) {
 		{"maxAckRanges", maxAckRanges, 64},
 		{"PacketData", int(PacketData), 1},
 		{"PacketRetry", int(PacketRetry), 2},
+		{"PacketReset", int(PacketReset), 3},
+		{"ResetLen", ResetLen, 18},
 		{"framePadding", framePadding, 0x00},
 		{"framePing", framePing, 0x01},
 		{"frameAck", frameAck, 0x02},
@@ -126,7 +128,7 @@ func TestParseHeaderErrors(t *testing.T) {
 		{"version 1", reseal(func(b []byte) { b[0] = 1 }), errBadVersion},
 		{"version 3", reseal(func(b []byte) { b[0] = 3 }), errBadVersion},
 		{"type 0", reseal(func(b []byte) { b[1] = 0 }), errBadType},
-		{"type 3", reseal(func(b []byte) { b[1] = 3 }), errBadType},
+		{"type 4", reseal(func(b []byte) { b[1] = 4 }), errBadType},
 		{"checksum", append(bytes.Clone(good[:len(good)-1]), good[len(good)-1]^0x80), errBadChecksum},
 	} {
 		t.Run(c.name, func(t *testing.T) {
