@@ -593,10 +593,10 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	failed := func() error {
 		// The invariant on every step: nothing acknowledged is dropped.
-		if err := acked.check(a, b); err != nil {
+		if err := acked.check(ca, cb, b.closed); err != nil {
 			a.fail(err)
 		}
-		if err := acked.check(b, a); err != nil {
+		if err := acked.check(cb, ca, a.closed); err != nil {
 			b.fail(err)
 		}
 		for _, n := range []*simNode{a, b} {
@@ -676,9 +676,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 // ending with an error. Its slices are reused from step to step.
 type ackChecker struct{ unacked, held []uint64 }
 
-func (k *ackChecker) check(from, to *simNode) error {
-	s, r := from.conn, to.conn
-	if to.closed || !r.Established() || r.Err() != nil || s.Err() != nil || core.Aborting(r) || core.Aborting(s) {
+func (k *ackChecker) check(s, r *core.Conn, receiverClosed bool) error {
+	if receiverClosed || !r.Established() || r.Err() != nil || s.Err() != nil || core.Aborting(r) || core.Aborting(s) {
 		return nil
 	}
 	var next, d uint64
@@ -786,7 +785,13 @@ func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (time.Du
 		return fmt.Errorf("%s: %w\n  sent %d of %d bytes; received %d; eof %v\n  a: %+v\n  b: %+v\n  links %+v / %+v",
 			stage, err, a.off, total, b.got, b.eof, ca.Stats(), cb.Stats(), net.Link(0, 1).Stats(), net.Link(1, 0).Stats())
 	}
-	done := func() bool { return b.err != nil || a.err != nil || (b.eof && ca.Closed()) }
+	var acked ackChecker
+	done := func() bool {
+		if err := acked.check(ca, cb, false); err != nil && b.err == nil {
+			b.err = err
+		}
+		return b.err != nil || a.err != nil || (b.eof && ca.Closed())
+	}
 	if err := net.RunUntil(done, limit); err != nil {
 		return net.Elapsed(), describe("transfer", err)
 	}
