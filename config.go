@@ -85,7 +85,10 @@ type Config struct {
 	Linger time.Duration
 
 	// AcceptBacklog bounds the connections waiting in Accept; more are
-	// refused and their dialers get ErrRefused (default 1024).
+	// refused and their dialers get ErrRefused (default 1024). Once half of
+	// it is waiting, a host (an IPv4 address, an IPv6 /64) with a sixteenth
+	// of it (at least 8) waiting already is refused more, so that one host
+	// handshaking faster than the application accepts cannot lock others out.
 	AcceptBacklog int
 
 	// MaxPeers bounds the connections a PacketConn holds at once (default

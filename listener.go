@@ -13,12 +13,17 @@ import (
 // cookie, so spoofed HELLOs cost it no memory, and it never answers an
 // unvalidated address with more than it received. Connections beyond
 // Config.AcceptBacklog waiting in Accept are refused (the dialer gets
-// ErrRefused).
+// ErrRefused). So that one host (an IPv4 address, an IPv6 /64) handshaking
+// faster than the application accepts cannot fill the queue for everybody,
+// once the queue is half full a host with a sixteenth of AcceptBacklog (at
+// least 8) waiting already is refused more.
 //
 // All methods are safe for concurrent use.
 type Listener struct {
 	m         *mux
 	queue     chan *Conn // accepted by the handshake, waiting for Accept
+	queued    hostCounts // the connections in queue by host; guarded by m.mu
+	hostShare int        // a host's share of the queue once it is half full
 	closeOnce sync.Once
 	closing   chan struct{}
 }
@@ -31,8 +36,10 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{
-		queue:   make(chan *Conn, set.backlog),
-		closing: make(chan struct{}),
+		queue:     make(chan *Conn, set.backlog),
+		queued:    hostCounts{},
+		hostShare: defaultHostShare(set.backlog),
+		closing:   make(chan struct{}),
 	}
 	l.m = newMux(sock, set, 1, true)
 	l.m.mu.Lock()
@@ -44,14 +51,31 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 // admit makes no room: a queued connection is not the Listener's to reclaim.
 func (l *Listener) admit(time.Time, netip.AddrPort) {}
 
-// offer queues an accepted connection for Accept; false when the queue is full.
+// offer queues an accepted connection for Accept (mux.mu held); false
+// when the queue is full, or half full and holding the host's share.
 func (l *Listener) offer(c *Conn) bool {
+	host := hostOf(c.raddr)
+	if n := l.queued[host]; n >= l.hostShare && len(l.queue) >= cap(l.queue)/2 {
+		l.m.set.logger.Debug("rudp: peer refused: its host's share of the accept queue is waiting",
+			"laddr", l.m.laddr, "peer", c.raddr, "host", host, "waiting", n, "queued", len(l.queue))
+		return false
+	}
 	select {
 	case l.queue <- c:
+		c.host = host
+		l.queued.add(host)
 		return true
 	default:
 		return false
 	}
+}
+
+// took follows c out of the accept queue.
+func (l *Listener) took(c *Conn) *Conn {
+	l.m.mu.Lock()
+	l.queued.sub(c.host)
+	l.m.mu.Unlock()
+	return c
 }
 
 // Accept waits for the next connection; its dynamic type is *Conn.
@@ -70,7 +94,7 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 	for {
 		select {
 		case c := <-l.queue:
-			return c, nil
+			return l.took(c), nil
 		default:
 		}
 		select {
@@ -84,7 +108,7 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 		}
 		select {
 		case c := <-l.queue:
-			return c, nil
+			return l.took(c), nil
 		case <-l.closing:
 		}
 	}
@@ -171,7 +195,7 @@ func (l *Listener) Close() error {
 	for {
 		select {
 		case c := <-l.queue:
-			c.closeAsync() // nobody waits: the application never had it
+			l.took(c).closeAsync() // nobody waits: the application never had it
 			continue
 		default:
 		}

@@ -412,3 +412,43 @@ func TestConfigMaxPeersPerHost(t *testing.T) {
 		require.NoError(t, cfg.Validate(), "%+v", cfg)
 	}
 }
+
+// TestListenerQueueHostShare: one host handshaking faster than the
+// application accepts fills at most half of a Listener's accept queue; then
+// it is refused while other hosts still get in, each up to its share (a
+// sixteenth of AcceptBacklog, at least 8). Before, the one host filled the
+// whole queue and every other host was refused.
+func TestListenerQueueHostShare(t *testing.T) {
+	attacker, newcomer, second := loopbackHost(t, 2), loopbackHost(t, 3), loopbackHost(t, 4)
+	const backlog = 64
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", &rudp.Config{AcceptBacklog: backlog})
+	require.NoError(t, err)
+	defer ln.Close()
+	target := ln.Addr().(*net.UDPAddr).AddrPort()
+
+	raw, est, ref := handshakeFrom(t, attacker, target, backlog, 8)
+	defer raw.close()
+	require.Equal(t, backlog/2, est, "the one host fills half the queue")
+	require.Equal(t, backlog/2, ref)
+
+	d := &rudp.Dialer{LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(newcomer, 0))}
+	c, err := d.Dial("udp", ln.Addr().String())
+	require.NoError(t, err, "a new host gets in")
+	defer c.Close()
+
+	raw2, est2, _ := handshakeFrom(t, second, target, 16, 4)
+	defer raw2.close()
+	require.Equal(t, 8, est2, "another host beyond half the queue: its share")
+
+	accepted := 0
+	for range backlog/2 + 1 + 8 {
+		s, err := ln.AcceptRUDP()
+		require.NoError(t, err)
+		s.Close()
+		accepted++
+	}
+	// The queue is empty again: a host's earlier connections count no more.
+	raw3, est3, _ := handshakeFrom(t, attacker, target, 4, 4)
+	defer raw3.close()
+	require.Equal(t, 4, est3)
+}
