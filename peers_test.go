@@ -334,8 +334,10 @@ func writeUntilError(t *testing.T, pc *rudp.PacketConn, addr net.Addr) error {
 // the one after starts a new connection. Before, WriteTo returned n, nil
 // forever while every message was lost.
 func TestPacketConnWriteToReportsFailure(t *testing.T) {
-	cfg := &rudp.Config{Guarantee: rudp.Order, HandshakeTimeout: 300 * time.Millisecond,
-		HeartbeatPeriod: 200 * time.Millisecond, IdleTimeout: 600 * time.Millisecond}
+	// A short timeout only where the test waits for it to pass.
+	cfg := &rudp.Config{Guarantee: rudp.Order}
+	silentCfg := &rudp.Config{Guarantee: rudp.Order, HandshakeTimeout: 300 * time.Millisecond}
+	vanishCfg := &rudp.Config{Guarantee: rudp.Order, HeartbeatPeriod: 200 * time.Millisecond, IdleTimeout: 600 * time.Millisecond}
 	for _, tc := range []struct {
 		name string
 		peer func(t *testing.T) (writer *rudp.PacketConn, to net.Addr)
@@ -347,7 +349,7 @@ func TestPacketConnWriteToReportsFailure(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { full.Close() })
 			peerClients(t, loopbackHost(t, 1), full, cfg, 1)
-			pc, err := rudp.ListenPacket("udp4", "127.0.0.2:0", cfg)
+			pc, err := rudp.ListenPacket("udp4", netip.AddrPortFrom(loopbackHost(t, 2), 0).String(), cfg)
 			require.NoError(t, err)
 			t.Cleanup(func() { pc.Close() })
 			return pc, full.LocalAddr()
@@ -357,7 +359,7 @@ func TestPacketConnWriteToReportsFailure(t *testing.T) {
 			mute, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			require.NoError(t, err)
 			t.Cleanup(func() { mute.Close() })
-			pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", cfg)
+			pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", silentCfg)
 			require.NoError(t, err)
 			t.Cleanup(func() { pc.Close() })
 			return pc, mute.LocalAddr()
@@ -366,7 +368,7 @@ func TestPacketConnWriteToReportsFailure(t *testing.T) {
 			// A peer that connected, then went silent (its process hung
 			// or its network went away): the writer is the PacketConn it
 			// connected to.
-			pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", cfg)
+			pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", vanishCfg)
 			require.NoError(t, err)
 			t.Cleanup(func() { pc.Close() })
 			raw, est, _ := handshakeFrom(t, loopbackHost(t, 1), pc.LocalAddr().(*net.UDPAddr).AddrPort(), 1, 1)
