@@ -3,6 +3,7 @@ package rudp
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestHostOf: a peer's host is its IPv4 address (also when a dual-stack
@@ -33,4 +34,35 @@ func TestDefaultHostShare(t *testing.T) {
 			t.Errorf("defaultHostShare(%d) = %d, want %d", maxPeers, got, want)
 		}
 	}
+}
+
+// BenchmarkPeerTableVictim: what admitting a new peer costs a PacketConn
+// whose table (4,096 peers of 16 hosts, none idle) is full: a host at its
+// share scans its own 256 peers; a new host scans the whole table once per
+// quiet period (calmUntil), here every time.
+func BenchmarkPeerTableVictim(b *testing.B) {
+	now := monoNow()
+	t := &peerTable{maxPeers: 4096, hostShare: 256, idleAfter: 15 * time.Second, hosts: map[netip.Addr]*hostPeers{}}
+	for i := range 4096 {
+		c := &Conn{slot: -1}
+		c.touch(now)
+		t.add(c, netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 16)}))
+	}
+	b.Run("host-full", func(b *testing.B) {
+		host := netip.AddrFrom4([4]byte{192, 0, 2, 0})
+		for b.Loop() {
+			if t.victim(host, now) != nil {
+				b.Fatal("a busy peer was chosen")
+			}
+		}
+	})
+	b.Run("table-full", func(b *testing.B) {
+		host := netip.AddrFrom4([4]byte{198, 51, 100, 1})
+		for b.Loop() {
+			t.calmUntil = time.Time{}
+			if t.victim(host, now) != nil {
+				b.Fatal("a busy peer was chosen")
+			}
+		}
+	})
 }
