@@ -52,32 +52,46 @@ func TestDialClosedPortFailsFast(t *testing.T) {
 	}
 	modes(t, func(t *testing.T, cfg *rudp.Config) {
 		for _, tc := range cases {
-			t.Run(tc.name, func(t *testing.T) {
-				addr := closedPort(t, tc.network, tc.host)
-				start := time.Now()
-				var err error
-				if tc.viaListener {
-					ln, lerr := rudp.Listen(tc.network, net.JoinHostPort(tc.host, "0"), cfg)
-					require.NoError(t, lerr)
-					defer ln.Close()
-					_, err = ln.Dial(tc.network, addr)
-				} else {
-					_, err = rudp.Dial(tc.network, addr, cfg)
+			for _, single := range []bool{false, true} {
+				cfg := *cfg
+				cfg.DisableBatchIO = single // recvmmsg, or package net's one-datagram reads
+				name := tc.name
+				if single {
+					name += "/single"
 				}
-				elapsed := time.Since(start)
-				t.Logf("Dial %s to a closed port failed after %v: %v", tc.network, elapsed, err)
-				require.Error(t, err)
-				require.ErrorIs(t, err, syscall.ECONNREFUSED)
-				require.ErrorIs(t, err, rudp.ErrUnreachable)
-				var op *net.OpError
-				require.ErrorAs(t, err, &op)
-				require.Equal(t, "dial", op.Op)
-				// A loopback round trip is microseconds; the handshake
-				// timeout 10s. 2s leaves room for a loaded machine.
-				require.Less(t, elapsed, 2*time.Second)
-			})
+				t.Run(name, func(t *testing.T) {
+					dialClosedPort(t, &cfg, tc.network, tc.host, tc.viaListener)
+				})
+			}
 		}
 	})
+}
+
+// dialClosedPort dials a port where nothing listens on host and checks
+// that the dial fails at once, refused.
+func dialClosedPort(t *testing.T, cfg *rudp.Config, network, host string, viaListener bool) {
+	addr := closedPort(t, network, host)
+	start := time.Now()
+	var err error
+	if viaListener {
+		ln, lerr := rudp.Listen(network, net.JoinHostPort(host, "0"), cfg)
+		require.NoError(t, lerr)
+		defer ln.Close()
+		_, err = ln.Dial(network, addr)
+	} else {
+		_, err = rudp.Dial(network, addr, cfg)
+	}
+	elapsed := time.Since(start)
+	t.Logf("Dial %s to a closed port failed after %v: %v", network, elapsed, err)
+	require.Error(t, err)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	require.ErrorIs(t, err, rudp.ErrUnreachable)
+	var op *net.OpError
+	require.ErrorAs(t, err, &op)
+	require.Equal(t, "dial", op.Op)
+	// A loopback round trip is microseconds; the handshake timeout 10s.
+	// 2s leaves room for a loaded machine.
+	require.Less(t, elapsed, 2*time.Second)
 }
 
 // restartServerEnv makes the test binary a child process serving echo on a

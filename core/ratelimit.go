@@ -3,10 +3,10 @@ package core
 import "time"
 
 // TokenBucket admits events at Rate per second on average, in bursts of
-// at most Burst, sans I/O: the caller passes the time. A full bucket
-// starts with Burst tokens. It bounds the work and the replies an
-// unauthenticated sender can cause (stateless resets, ICMP reports). A
-// TokenBucket is not safe for concurrent use.
+// at most Burst, sans I/O: the caller passes the time. It starts full
+// (Burst tokens); the zero value admits nothing. It bounds the work and
+// the replies an unauthenticated sender can cause (stateless resets, ICMP
+// reports). A TokenBucket is not safe for concurrent use.
 type TokenBucket struct {
 	Rate  float64 // tokens added per second
 	Burst int     // the most tokens held

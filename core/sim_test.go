@@ -396,10 +396,13 @@ type simNode struct {
 	// a forged stateless reset: one that differs from a genuine reset of
 	// the node's newest packet in one respect. None may end the
 	// connection (runSimTimed's graceful-close check).
-	forger   *rand.Rand
-	lastSent core.Header // the node's newest data packet to a known peer
-	sentAny  bool
-	forged   int
+	forger *rand.Rand
+	// spoofICMP: the forger also sends port-unreachable reports (profiles
+	// whose links lose nothing, where the peer always acknowledges).
+	spoofICMP bool
+	lastSent  core.Header // the node's newest data packet to a known peer
+	sentAny   bool
+	forged    int
 }
 
 // forgeReset returns a stateless reset for the node's newest packet that
@@ -480,6 +483,11 @@ func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 	if n.forger != nil && n.sentAny && n.forger.IntN(8) == 0 {
 		n.forged++
 		n.conn.HandleDatagram(now, n.forgeReset())
+	}
+	if n.spoofICMP && n.conn.Established() && n.forger.IntN(64) == 0 {
+		// A forged port unreachable: a hint the peer's acknowledgements
+		// refute, on a path that loses nothing.
+		n.conn.HandleUnreachable(now)
 	}
 	n.act(now)
 }
@@ -571,6 +579,9 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
 	a := &simNode{conn: ca, out: fa, in: fb, forger: rand.New(rand.NewPCG(seed, 0xf0))}
 	b := &simNode{conn: cb, out: fb, in: fa, forger: rand.New(rand.NewPCG(seed, 0xf1))}
+	if lossless(p.ab) && lossless(p.ba) {
+		a.spoofICMP, b.spoofICMP = true, true
+	}
 	if p.slowReader && r.IntN(2) == 0 {
 		b.readEvery, b.readBatch = time.Duration(1+r.IntN(20))*time.Millisecond, 1+r.IntN(4)
 		b.nextRead = sim.Epoch
@@ -988,6 +999,12 @@ func TestSimScripted(t *testing.T) {
 	}
 }
 
+// lossless reports whether a link delivers every datagram intact (it may
+// delay, duplicate and reorder them).
+func lossless(l sim.LinkConfig) bool {
+	return l.Loss == 0 && l.Corrupt == 0 && l.Truncate == 0 && l.Bandwidth == 0 && l.Filter == nil && l.MTU == 0
+}
+
 // --- a server restart ----------------------------------------------------
 
 // restartable is a server node that can lose its state, as a restarted
@@ -1000,6 +1017,10 @@ type restartable struct {
 	resets    core.TokenBucket
 	out       [][]byte
 	answered  int
+	// gone: no process listens any more; the host answers with ICMP port
+	// unreachable, which the client's socket reports to its connection.
+	gone   bool
+	client *core.Conn
 }
 
 func (r *restartable) HandleDatagram(now time.Time, b []byte) {
@@ -1009,6 +1030,11 @@ func (r *restartable) HandleDatagram(now time.Time, b []byte) {
 	}
 	h, _, err := core.ParseHeader(b)
 	if err != nil || h.Type != core.PacketData || h.DstCID == 0 || !r.resets.Allow(now) {
+		return
+	}
+	if r.gone {
+		r.answered++
+		r.client.HandleUnreachable(now)
 		return
 	}
 	reset := core.AppendReset(nil, h)
@@ -1050,7 +1076,10 @@ func (r *restartable) HandleTimeout(now time.Time) {
 // trips (not its 30s idle timeout) and ends with ErrReset.
 func TestSimServerRestart(t *testing.T) {
 	seeds := uint64(200)
-	if testing.Short() {
+	switch {
+	case *soakSeeds > 0:
+		seeds = uint64(*soakSeeds)
+	case testing.Short():
 		seeds = 30
 	}
 	for _, p := range simProfiles() {
@@ -1058,7 +1087,7 @@ func TestSimServerRestart(t *testing.T) {
 			t.Parallel()
 			var slowest time.Duration
 			for seed := range seeds {
-				learnt, err := runServerRestart(p, seed)
+				learnt, err := runServerRestart(p, seed, false)
 				if err != nil {
 					t.Fatalf("profile %s seed %d: %v", p.name, seed, err)
 				}
@@ -1069,7 +1098,39 @@ func TestSimServerRestart(t *testing.T) {
 	}
 }
 
-func runServerRestart(p simProfile, seed uint64) (time.Duration, error) {
+// TestSimServerGone: the server's process dies in the middle of the
+// workload and nothing listens on its port: each packet of the client's
+// that arrives draws an ICMP port unreachable. The client, which still
+// has messages to send and hears no acknowledgement, ends with
+// ErrUnreachable within a few probe timeouts (not its 30s idle timeout).
+func TestSimServerGone(t *testing.T) {
+	seeds := uint64(200)
+	switch {
+	case *soakSeeds > 0:
+		seeds = uint64(*soakSeeds)
+	case testing.Short():
+		seeds = 30
+	}
+	for _, p := range simProfiles() {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			var slowest time.Duration
+			for seed := range seeds {
+				learnt, err := runServerRestart(p, seed, true)
+				if err != nil {
+					t.Fatalf("profile %s seed %d: %v", p.name, seed, err)
+				}
+				slowest = max(slowest, learnt)
+			}
+			t.Logf("%s: %d seeds; slowest client learnt the server was gone %v after it", p.name, seeds, slowest)
+		})
+	}
+}
+
+// runServerRestart runs a workload, then the server loses its state: it
+// restarts (answering with resets) or, if gone, its port closes (ICMP).
+// It returns how long after that the client's connection ended.
+func runServerRestart(p simProfile, seed uint64, gone bool) (time.Duration, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	net := sim.New(seed)
 	net.MaxSteps = 200000
@@ -1103,17 +1164,21 @@ func runServerRestart(p simProfile, seed uint64) (time.Duration, error) {
 	if a.err != nil || b.err != nil || ca.Closed() {
 		return 0, fmt.Errorf("before the restart: a %v, b %v, a's conn %v", a.err, b.err, ca.Err())
 	}
-	b.restarted = true
+	b.restarted, b.gone, b.client = true, gone, ca
 	restart := net.Elapsed()
 	if err := net.RunUntil(ca.Closed, 10*time.Second); err != nil {
 		return 0, fmt.Errorf("after the restart: %w (a %s; %d resets)", err, nodeState(a), b.answered)
 	}
 	learnt := net.Elapsed() - restart
-	if !errors.Is(ca.Err(), core.ErrReset) {
-		return learnt, fmt.Errorf("the client ended with %v, want ErrReset", ca.Err())
+	want := core.ErrReset
+	if gone {
+		want = core.ErrUnreachable
 	}
-	if _, err := ca.Recv(); !errors.Is(err, core.ErrReset) {
-		return learnt, fmt.Errorf("Recv after the reset: %v", err)
+	if !errors.Is(ca.Err(), want) {
+		return learnt, fmt.Errorf("the client ended with %v, want %v", ca.Err(), want)
+	}
+	if _, err := ca.Recv(); !errors.Is(err, want) {
+		return learnt, fmt.Errorf("Recv after the end: %v", err)
 	}
 	// A few round trips (the profiles' one-way latency is 5-20ms, plus
 	// jitter, loss and backed-off probes), far from the idle timeout.
