@@ -25,14 +25,13 @@ type Stats = core.Stats
 // ConfigError names a Config field holding a bad value.
 type ConfigError = core.ConfigError
 
-// Defaults of the fields the root package owns.
+// Defaults and limits of the fields the root package owns (the core's
+// knobs take the core's: core.Config.WithDefaults).
 const (
-	defaultHandshakeTimeout = 10 * time.Second
-	defaultIdleTimeout      = 30 * time.Second
-	defaultHeartbeatPeriod  = 15 * time.Second
-	defaultAcceptBacklog    = 1024
-	defaultMaxPeers         = 4096
-	defaultLinger           = 10 * time.Second
+	defaultAcceptBacklog = 1024
+	maxAcceptBacklog     = 1 << 20 // the queue is allocated whole: 8 bytes a place
+	defaultMaxPeers      = 4096
+	defaultLinger        = 10 * time.Second
 )
 
 // Config tunes Dial, Listen and ListenPacket. A nil *Config means defaults,
@@ -54,18 +53,25 @@ type Config struct {
 	// HandshakeTimeout bounds Dial (default 10s).
 	HandshakeTimeout time.Duration
 
-	// IdleTimeout ends a connection that heard nothing for this long (default 30s).
+	// IdleTimeout ends a connection that heard nothing for this long
+	// (default 30s, or twice a HeartbeatPeriod set above 15s; at least 1ms).
 	IdleTimeout time.Duration
 
 	// HeartbeatPeriod is how long a connection may be silent before it
-	// sends a keep-alive (default 15s, shorter than IdleTimeout).
+	// sends a keep-alive; it must be shorter than IdleTimeout (default
+	// 15s, or half an IdleTimeout set below 30s).
 	HeartbeatPeriod time.Duration
 
 	// MaxDatagramSize, MaxMessageSize, SendBufferSize, ReceiveWindow and
-	// MaxReceiveWindow are the core's knobs of the same names; 0 means the
-	// core's default. The flow-control window starts at ReceiveWindow and
-	// grows with the path's bandwidth-delay product up to MaxReceiveWindow
-	// (default 16 MiB); set the two equal to keep it fixed.
+	// MaxReceiveWindow are the core's knobs of the same names (see
+	// core.Config for their ranges); 0 means the core's default, which
+	// follows the others set: the buffers grow to hold a MaxMessageSize
+	// set above 1 MiB, and MaxMessageSize shrinks to fit a buffer or
+	// window set below it. MaxDatagramSize (default 1400) may be 1200 to
+	// 65507; the path must carry it (see core.Config.MaxDatagramSize). The
+	// flow-control window starts at ReceiveWindow and grows with the
+	// path's bandwidth-delay product up to MaxReceiveWindow (default
+	// 16 MiB); set the two equal to keep it fixed.
 	MaxDatagramSize  int
 	MaxMessageSize   int
 	SendBufferSize   int
@@ -85,9 +91,10 @@ type Config struct {
 	Linger time.Duration
 
 	// AcceptBacklog bounds the connections waiting in Accept; more are
-	// refused and their dialers get ErrRefused (default 1024). Once half of
-	// it is waiting, a host (an IPv4 address, an IPv6 /64) with a sixteenth
-	// of it (at least 8) waiting already is refused more, so that one host
+	// refused and their dialers get ErrRefused (default 1024, at most
+	// 1048576: the queue is allocated whole). Once half of it is waiting,
+	// a host (an IPv4 address, an IPv6 /64) with a sixteenth of it (at
+	// least 8) waiting already is refused more, so that one host
 	// handshaking faster than the application accepts cannot lock others out.
 	AcceptBacklog int
 
@@ -139,18 +146,24 @@ func DefaultConfig() *Config {
 }
 
 func (c *Config) fillDefaults() {
-	d := core.DefaultConfig()
 	if c.Guarantee == 0 {
 		c.Guarantee = Delivery
 	}
-	setDuration(&c.HandshakeTimeout, defaultHandshakeTimeout)
-	setDuration(&c.IdleTimeout, defaultIdleTimeout)
-	setDuration(&c.HeartbeatPeriod, defaultHeartbeatPeriod)
+	// The core's knobs, their defaults following each other as the core's do.
+	d := (&core.Config{
+		HandshakeTimeout: c.HandshakeTimeout,
+		IdleTimeout:      c.IdleTimeout,
+		HeartbeatPeriod:  c.HeartbeatPeriod,
+		MaxDatagramSize:  c.MaxDatagramSize,
+		MaxMessageSize:   c.MaxMessageSize,
+		SendBufferSize:   c.SendBufferSize,
+		ReceiveWindow:    c.ReceiveWindow,
+		MaxReceiveWindow: c.MaxReceiveWindow,
+	}).WithDefaults()
+	c.HandshakeTimeout, c.IdleTimeout, c.HeartbeatPeriod = d.HandshakeTimeout, d.IdleTimeout, d.HeartbeatPeriod
+	c.MaxDatagramSize, c.MaxMessageSize, c.SendBufferSize = d.MaxDatagramSize, d.MaxMessageSize, d.SendBufferSize
+	c.ReceiveWindow, c.MaxReceiveWindow = d.ReceiveWindow, d.MaxReceiveWindow
 	setDuration(&c.Linger, defaultLinger)
-	setInt(&c.MaxDatagramSize, d.MaxDatagramSize)
-	setInt(&c.MaxMessageSize, d.MaxMessageSize)
-	setInt(&c.SendBufferSize, d.SendBufferSize)
-	setInt(&c.ReceiveWindow, d.ReceiveWindow)
 	setInt(&c.AcceptBacklog, defaultAcceptBacklog)
 	setInt(&c.MaxPeers, defaultMaxPeers)
 }
@@ -204,8 +217,8 @@ func (c *Config) resolve() (*settings, error) {
 		return nil, &ConfigError{Field: "Guarantee", Value: cfg.Guarantee, Reason: "must be None, Order or Delivery"}
 	case cfg.HandshakeTimeout < 0:
 		return nil, &ConfigError{Field: "HandshakeTimeout", Value: cfg.HandshakeTimeout, Reason: "must not be negative"}
-	case cfg.AcceptBacklog < 0:
-		return nil, &ConfigError{Field: "AcceptBacklog", Value: cfg.AcceptBacklog, Reason: "must not be negative"}
+	case cfg.AcceptBacklog < 0 || cfg.AcceptBacklog > maxAcceptBacklog:
+		return nil, &ConfigError{Field: "AcceptBacklog", Value: cfg.AcceptBacklog, Reason: fmt.Sprintf("must be between 1 and %d", maxAcceptBacklog)}
 	case cfg.MaxPeers < 0:
 		return nil, &ConfigError{Field: "MaxPeers", Value: cfg.MaxPeers, Reason: "must not be negative"}
 	case cfg.MaxPeersPerHost < 0:
@@ -250,31 +263,27 @@ func (c *Config) resolve() (*settings, error) {
 		}
 		return nil, err
 	}
-	cfg.fillDefaults()
-	setDuration(&cc.HandshakeTimeout, cfg.HandshakeTimeout)
-	setDuration(&cc.IdleTimeout, cfg.IdleTimeout)
+	cfg.fillDefaults() // (the fields the root owns; the core's come from cc)
+	full := cc.WithDefaults()
 	s := &settings{
 		guarantee:        cfg.Guarantee,
 		manual:           cfg.Manual,
-		handshakeTimeout: cc.HandshakeTimeout,
+		handshakeTimeout: full.HandshakeTimeout,
 		linger:           cfg.Linger,
 		backlog:          cfg.AcceptBacklog,
 		maxPeers:         cfg.MaxPeers,
 		maxPeersPerHost:  cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
-		logger:           cfg.Logger,
-		batchIO:          !cfg.DisableBatchIO,
-		gso:              !cfg.DisableBatchIO && !cfg.DisableGSO,
-		core:             cc,
+		// A peer is idle once only heartbeats kept its connection up.
+		peerIdle: full.HeartbeatPeriod,
+		logger:   cfg.Logger,
+		batchIO:  !cfg.DisableBatchIO,
+		gso:      !cfg.DisableBatchIO && !cfg.DisableGSO,
+		core:     *full,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	// A peer is idle once only heartbeats kept its connection up.
-	s.peerIdle = cmp.Or(cc.HeartbeatPeriod, min(defaultHeartbeatPeriod, cc.IdleTimeout/2))
-	// (cfg's defaults are the core's: a field set only in cfg.Core stands.)
-	setInt(&s.core.MaxDatagramSize, cfg.MaxDatagramSize)
-	window := cmp.Or(s.core.ReceiveWindow, cfg.ReceiveWindow)
 	// An eighth of the initial window (it only grows), at most 64 KiB.
-	s.readSettleBytes = max(1, min(window/8, 64<<10))
+	s.readSettleBytes = max(1, min(full.ReceiveWindow/8, 64<<10))
 	return s, nil
 }

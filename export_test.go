@@ -1,6 +1,20 @@
 package rudp
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/rudp-go/rudp/core"
+)
+
+// ResolvedCore is the core.Config the connections made with c start from,
+// every default filled in.
+func ResolvedCore(c *Config) (core.Config, error) {
+	s, err := c.resolve()
+	if err != nil {
+		return core.Config{}, err
+	}
+	return s.core, nil
+}
 
 // DebugListener describes the connections still on a listener's socket.
 func DebugListener(l *Listener) string {

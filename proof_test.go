@@ -375,35 +375,6 @@ func TestDialContextCancel(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second)
 }
 
-func TestConfigValidation(t *testing.T) {
-	tests := []struct {
-		cfg   rudp.Config
-		field string
-	}{
-		{rudp.Config{Guarantee: 9}, "Guarantee"},
-		{rudp.Config{HandshakeTimeout: -1}, "HandshakeTimeout"},
-		{rudp.Config{AcceptBacklog: -1}, "AcceptBacklog"},
-		{rudp.Config{MaxDatagramSize: 100}, "MaxDatagramSize"},
-		{rudp.Config{IdleTimeout: -time.Second}, "IdleTimeout"},
-		{rudp.Config{MaxMessageSize: 1 << 20, SendBufferSize: 1000}, "SendBufferSize"},
-		{rudp.Config{ReceiveWindow: 10}, "ReceiveWindow"},
-		{rudp.Config{MaxReceiveWindow: 1 << 20}, "MaxReceiveWindow"}, // below the default ReceiveWindow
-	}
-	for _, tt := range tests {
-		t.Run(tt.field, func(t *testing.T) {
-			err := tt.cfg.Validate()
-			var ce *rudp.ConfigError
-			require.ErrorAs(t, err, &ce)
-			require.Equal(t, tt.field, ce.Field)
-			_, err = rudp.Listen("udp", "127.0.0.1:0", &tt.cfg)
-			require.ErrorAs(t, err, &ce)
-		})
-	}
-	require.NoError(t, (*rudp.Config)(nil).Validate())
-	require.NoError(t, rudp.DefaultConfig().Validate())
-	require.Equal(t, rudp.Delivery, rudp.DefaultConfig().Guarantee)
-}
-
 func TestAcceptQueueOverflowRefused(t *testing.T) {
 	ln, err := rudp.Listen("udp", "127.0.0.1:0", &rudp.Config{AcceptBacklog: 1})
 	require.NoError(t, err)

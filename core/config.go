@@ -21,21 +21,32 @@ type Config struct {
 	Rand rand.Source
 
 	// HeartbeatPeriod is how long a connection may send nothing before it
-	// sends a PING to keep the path and the peer's idle timer alive.
-	HeartbeatPeriod time.Duration // default 15s (one side pings, the other answers)
+	// sends a PING to keep the path and the peer's idle timer alive. It
+	// must be shorter than IdleTimeout.
+	HeartbeatPeriod time.Duration // default 15s, or half of IdleTimeout if that is set below 30s (one side pings, the other answers)
 
 	// IdleTimeout ends a connection that received nothing for this long.
-	IdleTimeout time.Duration // default 30s
+	IdleTimeout time.Duration // default 30s, or twice HeartbeatPeriod if that is set above 15s; at least 1ms
 
 	// HandshakeTimeout ends a connection still not established after this long.
 	HandshakeTimeout time.Duration // default 10s
 
-	// MaxDatagramSize is the largest datagram sent (header included).
-	MaxDatagramSize int // default 1400 (fits Ethernet paths with IPv6 and a tunnel header), at least MinHelloDatagram
+	// MaxDatagramSize is the largest datagram sent (UDP payload, rudp's
+	// header included), from MinHelloDatagram (1200, what every IPv6 path
+	// carries and the handshake needs) to MaxDatagramSizeLimit (65507, the
+	// largest UDP payload over IPv4). The path must carry it: a datagram
+	// larger than the path's MTU (1472 bytes over 1500-byte Ethernet with
+	// IPv4, 1452 with IPv6) is fragmented by IP, where the network allows
+	// it at all, and lost whole when any fragment is. A value above 1472
+	// is for paths known to carry it (jumbo frames: 9000 less 28 or 48
+	// bytes of headers; loopback).
+	MaxDatagramSize int // default 1400 (fits Ethernet paths with IPv6 and a tunnel header)
 
 	// MaxMessageSize is the largest message accepted by the send calls and
-	// from the peer; larger messages are fragmented on the wire.
-	MaxMessageSize int // default 1 MiB
+	// from the peer; larger messages are fragmented on the wire. At most
+	// MaxMessageSizeLimit (1 GiB less the 64 bytes of window every
+	// message is charged).
+	MaxMessageSize int // default 1 MiB, or less to fit a smaller SendBufferSize, ReceiveWindow or MaxReceiveWindow set
 
 	// SendBufferSize bounds the bytes queued or awaiting acknowledgement;
 	// a send that does not fit fails with ErrSendBufferFull (backpressure).
@@ -43,7 +54,7 @@ type Config struct {
 	// new data once two congestion windows (at least 384 KiB) of it wait
 	// to be sent, so the buffer fills only as far as the path's
 	// bandwidth-delay product needs (MaxReceiveWindow's default matches).
-	SendBufferSize int // default 16 MiB, at least MaxMessageSize
+	SendBufferSize int // default 16 MiB, or MaxMessageSize if larger; at least MaxMessageSize
 
 	// ReceiveWindow is the initial flow-control window: the Delivery bytes
 	// the peer may have in flight beyond what the application has read.
@@ -51,12 +62,12 @@ type Config struct {
 	// reads half of it within two round trips: a fast path with a large
 	// bandwidth-delay product, whose losses hold data back until they are
 	// repaired, gets the window it needs, and a slow reader never grows it.
-	ReceiveWindow int // default 4 MiB, at least MaxMessageSize
+	ReceiveWindow int // default 4 MiB, MaxMessageSize+64 if larger, MaxReceiveWindow if smaller; at least MaxMessageSize+64, at most 1 GiB
 
 	// MaxReceiveWindow bounds the flow-control window's growth, and so the
 	// Delivery bytes a connection holds for its application. Setting it to
 	// ReceiveWindow turns auto-tuning off.
-	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow
+	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow; at most 1 GiB
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
 	// in; when it is full, pooled heap buffers take over.
@@ -97,22 +108,79 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults and limits. A default that depends on another field follows
+// that field's setting (see fillDefaults).
+const (
+	defaultHeartbeatPeriod  = 15 * time.Second
+	defaultIdleTimeout      = 30 * time.Second
+	minIdleTimeout          = time.Millisecond
+	defaultMaxMessageSize   = 1 << 20
+	defaultSendBufferSize   = 16 << 20
+	defaultReceiveWindow    = 4 << 20
+	defaultMaxReceiveWindow = 16 << 20
+	maxWindow               = 1 << 30
+
+	// MaxDatagramSizeLimit is the largest MaxDatagramSize: the largest
+	// UDP payload over IPv4 (65535 less 20 bytes of IP and 8 of UDP
+	// header), so that one Config serves both address families.
+	MaxDatagramSizeLimit = 65507
+
+	// MaxMessageSizeLimit is the largest MaxMessageSize: a message and the
+	// msgCreditOverhead it is charged must fit the largest window.
+	MaxMessageSizeLimit = maxWindow - msgCreditOverhead
+)
+
 // DefaultConfig returns a Config with every default filled in.
-func DefaultConfig() *Config {
-	c := &Config{}
-	c.fillDefaults()
-	return c
+func DefaultConfig() *Config { return (*Config)(nil).WithDefaults() }
+
+// WithDefaults returns a copy of c (nil: the zero Config) with every zero
+// field set to its default. A default that depends on another field
+// follows what c sets there, rather than making c invalid: HeartbeatPeriod
+// defaults to half an IdleTimeout set below 30s, IdleTimeout to twice a
+// HeartbeatPeriod set above 15s, the buffers and windows grow to hold a
+// MaxMessageSize set above 1 MiB, and MaxMessageSize shrinks to fit a
+// SendBufferSize, ReceiveWindow or MaxReceiveWindow set below it.
+func (c *Config) WithDefaults() *Config {
+	d := &Config{}
+	if c != nil {
+		*d = *c
+	}
+	d.fillDefaults()
+	return d
 }
 
 func (c *Config) fillDefaults() {
-	setDuration(&c.HeartbeatPeriod, 15*time.Second)
-	setDuration(&c.IdleTimeout, 30*time.Second)
+	switch {
+	case c.HeartbeatPeriod == 0 && c.IdleTimeout == 0:
+		c.HeartbeatPeriod, c.IdleTimeout = defaultHeartbeatPeriod, defaultIdleTimeout
+	case c.HeartbeatPeriod == 0:
+		c.HeartbeatPeriod = min(defaultHeartbeatPeriod, c.IdleTimeout/2)
+	case c.IdleTimeout == 0:
+		c.IdleTimeout = max(defaultIdleTimeout, 2*c.HeartbeatPeriod)
+	}
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
 	setInt(&c.MaxDatagramSize, 1400)
-	setInt(&c.MaxMessageSize, 1<<20)
-	setInt(&c.SendBufferSize, 16<<20)
-	setInt(&c.ReceiveWindow, 4<<20)
-	setInt(&c.MaxReceiveWindow, max(16<<20, c.ReceiveWindow))
+	if c.MaxMessageSize == 0 {
+		m := defaultMaxMessageSize
+		if c.SendBufferSize > 0 {
+			m = min(m, c.SendBufferSize)
+		}
+		for _, w := range []int{c.ReceiveWindow, c.MaxReceiveWindow} {
+			if w > 0 {
+				m = min(m, w-msgCreditOverhead)
+			}
+		}
+		c.MaxMessageSize = max(m, 1)
+	}
+	setInt(&c.SendBufferSize, max(defaultSendBufferSize, c.MaxMessageSize))
+	if c.ReceiveWindow == 0 {
+		w := max(defaultReceiveWindow, c.MaxMessageSize+msgCreditOverhead)
+		if c.MaxReceiveWindow > 0 {
+			w = min(w, c.MaxReceiveWindow)
+		}
+		c.ReceiveWindow = w
+	}
+	setInt(&c.MaxReceiveWindow, max(defaultMaxReceiveWindow, c.ReceiveWindow))
 	setInt(&c.ReceiveArenaSize, 4<<10)
 	setDuration(&c.ReassemblyTimeout, 3*time.Second)
 	setDuration(&c.MaxAckDelay, time.Millisecond)
@@ -185,41 +253,60 @@ func setInt(v *int, def int) {
 }
 
 // Validate reports the first field of c that holds a value no connection
-// can work with, naming it. Zero fields are valid (they mean the default).
+// can work with, as a *ConfigError naming a field c sets (never one left
+// to its default: defaults follow the fields set, see WithDefaults) and
+// saying what would be valid. Zero fields are valid (they mean the
+// default).
 func (c *Config) Validate() error {
-	d := *c
-	d.fillDefaults()
+	// Each field on its own, as set.
 	switch {
-	case d.HeartbeatPeriod < 0:
-		return fieldError("HeartbeatPeriod", d.HeartbeatPeriod, "must not be negative")
-	case d.IdleTimeout < 0:
-		return fieldError("IdleTimeout", d.IdleTimeout, "must not be negative")
+	case c.HeartbeatPeriod < 0:
+		return fieldError("HeartbeatPeriod", c.HeartbeatPeriod, "must not be negative")
+	case c.IdleTimeout < 0 || c.IdleTimeout > 0 && c.IdleTimeout < minIdleTimeout:
+		return fieldError("IdleTimeout", c.IdleTimeout, fmt.Sprintf("must be at least %v", minIdleTimeout))
+	case c.HandshakeTimeout < 0:
+		return fieldError("HandshakeTimeout", c.HandshakeTimeout, "must not be negative")
+	case c.MaxDatagramSize != 0 && (c.MaxDatagramSize < MinHelloDatagram || c.MaxDatagramSize > MaxDatagramSizeLimit):
+		return fieldError("MaxDatagramSize", c.MaxDatagramSize, fmt.Sprintf(
+			"must be between %d (what the handshake needs and every IPv6 path carries) and %d (the largest UDP payload over IPv4)",
+			MinHelloDatagram, MaxDatagramSizeLimit))
+	case c.MaxMessageSize < 0 || c.MaxMessageSize > MaxMessageSizeLimit:
+		return fieldError("MaxMessageSize", c.MaxMessageSize, fmt.Sprintf(
+			"must be between 1 and %d (1 GiB less the %d bytes of window a message is charged)", MaxMessageSizeLimit, msgCreditOverhead))
+	case c.SendBufferSize < 0:
+		return fieldError("SendBufferSize", c.SendBufferSize, "must not be negative")
+	case c.ReceiveWindow < 0 || c.ReceiveWindow > maxWindow:
+		return fieldError("ReceiveWindow", c.ReceiveWindow, fmt.Sprintf("must be between %d and 1 GiB", 1+msgCreditOverhead))
+	case c.MaxReceiveWindow < 0 || c.MaxReceiveWindow > maxWindow:
+		return fieldError("MaxReceiveWindow", c.MaxReceiveWindow, fmt.Sprintf("must be between %d and 1 GiB", 1+msgCreditOverhead))
+	case c.ReceiveArenaSize < 0:
+		return fieldError("ReceiveArenaSize", c.ReceiveArenaSize, "must not be negative")
+	case c.ReassemblyTimeout < 0:
+		return fieldError("ReassemblyTimeout", c.ReassemblyTimeout, "must not be negative")
+	case c.MaxAckDelay < 0 || c.MaxAckDelay > time.Second:
+		return fieldError("MaxAckDelay", c.MaxAckDelay, "must be between 0 and 1s")
+	case c.InitialRTT < 0 || c.InitialRTT > time.Minute:
+		return fieldError("InitialRTT", c.InitialRTT, "must be between 0 and 1m")
+	}
+	// The fields against each other, with the defaults filled in: these
+	// fail only where c sets both sides (a default follows the other
+	// side), so the field named is one c sets.
+	d := c.WithDefaults()
+	switch need := d.MaxMessageSize + msgCreditOverhead; {
 	case d.HeartbeatPeriod >= d.IdleTimeout:
 		return fieldError("HeartbeatPeriod", d.HeartbeatPeriod, fmt.Sprintf("must be shorter than IdleTimeout (%v)", d.IdleTimeout))
-	case d.HandshakeTimeout < 0:
-		return fieldError("HandshakeTimeout", d.HandshakeTimeout, "must not be negative")
-	case d.MaxDatagramSize < MinHelloDatagram || d.MaxDatagramSize > 65507:
-		return fieldError("MaxDatagramSize", d.MaxDatagramSize, fmt.Sprintf("must be between %d and 65507", MinHelloDatagram))
-	case d.MaxMessageSize < 1 || d.MaxMessageSize > 1<<30:
-		return fieldError("MaxMessageSize", d.MaxMessageSize, "must be between 1 and 1 GiB")
 	case d.SendBufferSize < d.MaxMessageSize:
 		return fieldError("SendBufferSize", d.SendBufferSize, fmt.Sprintf("must be at least MaxMessageSize (%d)", d.MaxMessageSize))
-	case d.ReceiveWindow < d.MaxMessageSize+msgCreditOverhead:
-		return fieldError("ReceiveWindow", d.ReceiveWindow, fmt.Sprintf("must be at least MaxMessageSize+%d (%d)", msgCreditOverhead, d.MaxMessageSize+msgCreditOverhead))
-	case d.ReceiveWindow > 1<<30:
-		return fieldError("ReceiveWindow", d.ReceiveWindow, "must be at most 1 GiB")
+	case d.ReceiveWindow < need:
+		// (Unset, the window would have followed MaxMessageSize up to
+		// MaxReceiveWindow: then that is what is too small.)
+		field, v := "ReceiveWindow", d.ReceiveWindow
+		if c.ReceiveWindow == 0 {
+			field, v = "MaxReceiveWindow", d.MaxReceiveWindow
+		}
+		return fieldError(field, v, fmt.Sprintf("must be at least MaxMessageSize+%d (%d): room for one whole message", msgCreditOverhead, need))
 	case d.MaxReceiveWindow < d.ReceiveWindow:
 		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, fmt.Sprintf("must be at least ReceiveWindow (%d)", d.ReceiveWindow))
-	case d.MaxReceiveWindow > 1<<30:
-		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, "must be at most 1 GiB")
-	case d.ReceiveArenaSize < 0:
-		return fieldError("ReceiveArenaSize", d.ReceiveArenaSize, "must not be negative")
-	case d.ReassemblyTimeout < 0:
-		return fieldError("ReassemblyTimeout", d.ReassemblyTimeout, "must not be negative")
-	case d.MaxAckDelay < 0 || d.MaxAckDelay > time.Second:
-		return fieldError("MaxAckDelay", d.MaxAckDelay, "must be between 0 and 1s")
-	case d.InitialRTT < 0 || d.InitialRTT > time.Minute:
-		return fieldError("InitialRTT", d.InitialRTT, "must be between 0 and 1m")
 	}
 	return nil
 }
