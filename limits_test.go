@@ -74,4 +74,35 @@ func TestMessageOverPeerLimit(t *testing.T) {
 		_, err = pc1.WriteTo(bytes.Repeat([]byte("x"), 1<<20), pc2.LocalAddr())
 		require.NoError(t, err, "a message at the peer's limit")
 	})
+	t.Run("PacketConn before the handshake", func(t *testing.T) {
+		// The first WriteTo to a new peer is queued before its limit is
+		// known: the connection ends, and a later WriteTo reports why.
+		pc1, err := rudp.ListenPacket("udp", "127.0.0.1:0", bigCfg(rudp.Delivery))
+		require.NoError(t, err)
+		defer pc1.Close()
+		pc2, err := rudp.ListenPacket("udp", "127.0.0.1:0", nil)
+		require.NoError(t, err)
+		defer pc2.Close()
+		_, err = pc1.WriteTo(big, pc2.LocalAddr())
+		require.NoError(t, err, "queued before the handshake")
+		var reported error
+		for deadline := time.Now().Add(10 * time.Second); reported == nil && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+			_, reported = pc1.WriteTo([]byte("x"), pc2.LocalAddr())
+		}
+		requireTooLarge(t, reported)
+		// A new connection to the peer works.
+		require.NoError(t, pc2.SetReadDeadline(time.Now().Add(10*time.Second)))
+		buf := make([]byte, 2<<20)
+		for {
+			_, err := pc1.WriteTo([]byte("after"), pc2.LocalAddr())
+			require.NoError(t, err)
+			n, _, err := pc2.ReadFrom(buf)
+			require.NoError(t, err)
+			require.NotEqual(t, len(big), n, "the message over the peer's limit arrived")
+			if string(buf[:n]) == "after" {
+				break
+			}
+		}
+	})
 }

@@ -200,20 +200,27 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 			c.touch(now)
 			c.settleLocked(now)
 		}
+		// (Whether this message is the one too large: a connection that
+		// ended because of one queued before the handshake fails with an
+		// error matching ErrMessageTooLarge too.)
+		tooLarge := len(b) > c.core.MaxMessageSize()
 		c.mu.Unlock()
 		switch {
 		case err == nil:
 			return nil
 		case errors.Is(err, core.ErrWouldBlock):
 			w.wait(c.writeWake, &p.wd)
-		case errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidGuarantee), retried:
+		case tooLarge && errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidGuarantee), retried:
 			return p.opErr("write", to, err)
 		case isFailure(err) && !errors.Is(err, core.ErrPeerClosed):
 			// The connection failed while we held it: this is its report
-			// (the one its end left for the next WriteTo).
+			// (the one its end left for the next WriteTo). It may still be
+			// ending (an abort waits for its CLOSE to be acknowledged):
+			// forgotten now, the next WriteTo starts a new one.
 			p.m.mu.Lock()
 			p.table.takeFailure(to)
 			p.m.mu.Unlock()
+			p.forget(c, to)
 			return p.opErr("write", to, err)
 		default:
 			// The connection to that peer ended or is closing: start a new one.

@@ -322,3 +322,26 @@ func BenchmarkWriteRead(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteChunksWithinMessageLimit: Write splits the bytes into messages
+// no longer than the largest message Send takes (ours, or the peer's once
+// its HELLO said), even where that is below a datagram's payload.
+func TestWriteChunksWithinMessageLimit(t *testing.T) {
+	p := newPair(t, &core.Config{MaxMessageSize: 500})
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	n, err := p.sa.Write(data)
+	require.NoError(t, err)
+	require.Equal(t, len(data), n)
+	got := make([]byte, 0, len(data))
+	buf := make([]byte, 4096)
+	p.runUntil(func() bool {
+		n, err := p.sb.Read(buf)
+		require.NoError(t, err)
+		got = append(got, buf[:n]...)
+		return len(got) == len(data)
+	})
+	require.Equal(t, data, got)
+}
