@@ -47,7 +47,11 @@ type txBatch struct {
 	buf  []byte
 	used int
 	lens []int
-	sys  txSys
+	// probe is 1 + the index of a path MTU probe in the batch (0: none).
+	// It never shares a GSO buffer: one whose segment size the route's MTU
+	// refuses fails whole (EINVAL), and would turn GSO off for the socket.
+	probe int
+	sys   txSys
 }
 
 // next returns room for one more datagram, or nil when the batch is full.
@@ -64,9 +68,16 @@ func (b *txBatch) add(n int) {
 	b.used += n
 }
 
+// addProbe is add for a path MTU probe.
+func (b *txBatch) addProbe(n int) {
+	b.add(n)
+	b.probe = len(b.lens)
+}
+
 func (b *txBatch) reset() {
 	b.lens = b.lens[:0]
 	b.used = 0
+	b.probe = 0
 }
 
 type batchKey struct{ size, n int }

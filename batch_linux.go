@@ -102,8 +102,8 @@ func (s *txSys) pack(b *txBatch, from int, gso bool) {
 	for i := from; i < len(b.lens); {
 		seg := b.lens[i]
 		j, total := i+1, seg
-		if gso {
-			for j < len(b.lens) && b.lens[j] <= seg && total+b.lens[j] <= gsoMaxBytes {
+		if gso && b.probe != i+1 {
+			for j < len(b.lens) && b.probe != j+1 && b.lens[j] <= seg && total+b.lens[j] <= gsoMaxBytes {
 				total += b.lens[j]
 				j++
 				if b.lens[j-1] < seg {

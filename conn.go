@@ -244,7 +244,11 @@ func (c *Conn) flushLocked(now time.Time) {
 		if n == 0 {
 			break
 		}
-		b.add(n)
+		if n > c.core.DatagramSize() {
+			b.addProbe(n)
+		} else {
+			b.add(n)
+		}
 	}
 	c.m.send(b, c.raddr)
 	b.reset()

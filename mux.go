@@ -166,6 +166,7 @@ func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 	}
 	// Bursts of a fast sender need more than the default buffers.
 	setSocketBuffers(sock, socketBufferSize)
+	setDontFragment(sock)
 	return sock, nil
 }
 

@@ -4,6 +4,11 @@ package rudp
 
 import "net"
 
+// setDontFragment does nothing here: the kernel's default applies, and a
+// probe larger than the path's MTU may arrive as IP fragments (the search
+// then settles higher than the path's MTU, at a cost in efficiency only).
+func setDontFragment(*net.UDPConn) {}
+
 // setSocketBuffers asks for size-byte kernel send and receive buffers;
 // failing only costs throughput, so errors are ignored.
 func setSocketBuffers(sock *net.UDPConn, size int) {

@@ -250,7 +250,7 @@ const (
 // bytes: the controller's rate if it sets one, else 5/4 of the window per
 // smoothed RTT with a burst of a quarter window.
 func (c *Conn) pacing() (rate, burst float64) {
-	mss := c.cfg.MaxDatagramSize
+	mss := c.datagramSize()
 	if c.pacingRater != nil {
 		if r := c.pacingRater.PacingRate(); r > 0 {
 			return r, max(r*pacingBurstTime.Seconds(), float64(pacingMinBurst*mss))

@@ -32,6 +32,10 @@ type Conn struct {
 	receiver
 	recovery
 
+	// pmtu is the path MTU search (pmtu.go), allocated when the handshake
+	// completes if MaxDatagramSize leaves room above BaseDatagramSize.
+	pmtu *pathMTU
+
 	// timers hold each slot's deadline as nanoseconds after created, plus
 	// one (0: not armed): 8 bytes a slot, not a time.Time's 24.
 	timers [numTimers]int64
@@ -436,6 +440,10 @@ type Stats struct {
 	PacketsLost                  uint64 // declared lost by ack or time threshold
 	FragmentsRetransmitted       uint64 // Delivery fragments sent again
 	ProbesSent                   uint64 // probe timeouts that fired
+	// DatagramSize is the largest datagram data is sent in now: what path
+	// MTU discovery confirmed the path carries (BaseDatagramSize at first,
+	// at most Config.MaxDatagramSize).
+	DatagramSize int
 
 	MessagesSent, MessagesReceived uint64
 	StaleDropped                   uint64 // Order messages overtaken by newer ones
@@ -464,6 +472,7 @@ func (c *Conn) Stats() Stats {
 	s.CongestionWindow = c.cc.Window()
 	s.BytesInFlight = c.bytesInFlight
 	s.ReceiveWindow = c.recvWindow
+	s.DatagramSize = c.datagramSize()
 	return s
 }
 

@@ -66,3 +66,11 @@ func Aborting(c *Conn) bool { return c.closing.abortReason != nil }
 
 // FirstUnread returns c's first unread delivery index (every one below was read).
 func FirstUnread(c *Conn) uint64 { return c.dContig }
+
+// DebugPathMTU describes a Conn's path MTU search.
+func DebugPathMTU(c *Conn) string {
+	if c.pmtu == nil {
+		return "no search"
+	}
+	return fmt.Sprintf("%+v", *c.pmtu)
+}

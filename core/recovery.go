@@ -30,6 +30,9 @@ type sentPacket struct {
 	hello     bool
 	close     bool
 	ping      bool
+	// pathProbe: a path MTU probe (pmtu.go); its loss is neither
+	// congestion nor lost data.
+	pathProbe bool
 	// appLimited: sent with the window far from full; its acknowledgement
 	// says nothing about the path's capacity and must not grow the window.
 	appLimited bool
@@ -97,6 +100,9 @@ func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController
 	r.nextPN = uint64(c.cfg.InitialSequence)
 	r.sentBase = r.nextPN
 	r.rtt = newRTTEstimator(c.cfg.InitialRTT)
+	// The controller counts in datagrams of the largest size a path may
+	// grow to: its window never falls below a few of them, so a datagram
+	// or a probe of any size the search reaches always fits.
 	r.cc = newCC(c.cfg.MaxDatagramSize)
 	r.pacingRater, _ = r.cc.(PacingRater)
 	r.rateObserver, _ = r.cc.(RateObserver)
@@ -280,6 +286,10 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 		c.handshake.helloAcked = true
 		c.handshake.helloNeeded = false
 	}
+	c.onLargeAcked(p.pn, p.size)
+	if p.pathProbe {
+		c.onProbeAcked(now, p.size)
+	}
 	if p.close {
 		c.closing.acked = true
 	}
@@ -328,17 +338,19 @@ func (c *Conn) detectLoss(now time.Time) int {
 			continue
 		}
 		if c.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
-			if !p.hello { // a handshake loss says nothing about the path's capacity yet
+			// A handshake loss says nothing about the path's capacity yet,
+			// and a path MTU probe's loss only that it was too large.
+			if !p.hello && !p.pathProbe {
 				lostBytes += p.size
 				if c.lossBursts == 0 || pn != c.lastLostPN+1 {
 					c.lossBursts++
 				}
 				c.lastLostPN = pn
+				if p.sentAt.After(largestLostAt) {
+					largestLostAt = p.sentAt
+				}
 			}
-			if !p.hello && p.sentAt.After(largestLostAt) {
-				largestLostAt = p.sentAt
-			}
-			c.onPacketLost(p)
+			c.onPacketLost(now, p)
 			continue
 		}
 		if at := p.sentAt.Add(delay); earliest.IsZero() || at.Before(earliest) {
@@ -354,11 +366,16 @@ func (c *Conn) detectLoss(now time.Time) int {
 	return lostBytes
 }
 
-func (c *Conn) onPacketLost(p *sentPacket) {
-	c.stats.PacketsLost++
+func (c *Conn) onPacketLost(now time.Time, p *sentPacket) {
 	c.bytesInFlight -= p.size
 	c.elicitingInFlight--
-	c.requeue(p, false)
+	if p.pathProbe {
+		c.onProbeLost(now, p.size) // nothing to send again
+	} else {
+		c.stats.PacketsLost++
+		c.requeue(p, false)
+		c.onLargeLost(now, p.pn, p.size)
+	}
 	c.removeSent(p.pn)
 	c.recycleSentPacket(p)
 }
@@ -431,6 +448,18 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		c.terminate(nil)
 		return
 	}
+	// A path MTU probe unanswered for a probe timeout is lost (it carries
+	// nothing to send again). If only probes were in flight, the path is
+	// not in question: no backoff, no probes.
+	for pn := c.sentBase; pn < c.nextPN; pn++ {
+		if p := c.sentPacketAt(pn); p != nil && p.pathProbe {
+			c.onPacketLost(now, p)
+		}
+	}
+	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
+		c.armPTO()
+		return
+	}
 	if c.unreachableProbes != 0 {
 		if c.unreachableProbes >= unreachablePTOs {
 			c.peerGone(ErrUnreachable)
@@ -443,6 +472,12 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 	c.probesOwed = 2
 	for pn := c.sentBase; pn < c.nextPN; pn++ {
 		if p := c.sentPacketAt(pn); p != nil {
+			if c.ptoCount >= pmtuBlackHolePTOs && p.size > BaseDatagramSize {
+				// Nothing came back for two timeouts, and the oldest
+				// packet is one a smaller path would drop: a black hole,
+				// maybe. Its data goes again in datagrams of the base size.
+				c.maybeBlackHole(now)
+			}
 			c.requeue(p, true)
 			break
 		}

@@ -334,6 +334,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	if c.state == stateHandshake {
 		c.state = stateEstablished
 		c.timers[timerHandshake] = 0
+		c.startPathMTU(now)
 		c.armHeartbeat()
 		c.maybeSendClose(now)
 	}

@@ -107,13 +107,17 @@ func (c *Conn) initSender() {
 	s := &c.sender
 	start := uint64(c.cfg.InitialSequence)
 	s.nextSeq, s.nextDelivery, s.nextNoneID = start, start, start
-	s.fragPayload = c.cfg.MaxDatagramSize - PacketOverhead - maxMsgHeader - ackFrameReserve
+	// Fragments are cut for the datagram size in use (pmtu.go), which
+	// starts at the smallest; the bound on their number is for that size.
+	s.fragPayload = fragPayloadFor(c.datagramSize())
 	s.peerMaxAckDelay = 25 * time.Millisecond // until the peer's HELLO says
 	s.maxFrags = max(c.cfg.SendBufferSize/smallChunk, c.cfg.MaxMessageSize/s.fragPayload+2, 64)
 }
 
-// MaxFragmentPayload is the data one datagram carries; a message this size
-// or smaller travels whole, a larger one in fragments.
+// MaxFragmentPayload is the data one datagram carries at the datagram size
+// in use (DatagramSize); a message this size or smaller travels whole, a
+// larger one in fragments. It grows as path MTU discovery confirms larger
+// datagrams and falls back with the datagram size.
 func (c *Conn) MaxFragmentPayload() int { return c.fragPayload }
 
 // MaxMessageSize returns the largest message Send accepts: the Config's
@@ -272,6 +276,10 @@ func (c *Conn) newFragment(n int) *outFragment {
 		c.smallChunkFree = c.smallChunkFree[:k-1]
 	case n <= smallChunk:
 		f.chunk = make([]byte, smallChunk)
+	case n > c.fragPayload:
+		// The rest of a fragment cut for a larger datagram size
+		// (splitFragment): not of the pooled size.
+		f.chunk = make([]byte, n)
 	case len(c.chunkFree) > 0:
 		k := len(c.chunkFree)
 		f.chunk = c.chunkFree[k-1]
@@ -297,7 +305,7 @@ func (c *Conn) maybeFreeFragment(f *outFragment) {
 		if len(c.smallChunkFree) < c.maxFrags {
 			c.smallChunkFree = append(c.smallChunkFree, f.chunk)
 		}
-	} else if len(c.chunkFree) <= c.cfg.SendBufferSize/c.fragPayload {
+	} else if cap(f.chunk) == c.fragPayload && len(c.chunkFree) <= c.cfg.SendBufferSize/c.fragPayload {
 		c.chunkFree = append(c.chunkFree, f.chunk)
 	}
 	*f = outFragment{}
@@ -358,11 +366,14 @@ func (c *Conn) discardSendQueues() {
 // length, or 0 when nothing may be sent now (then NextTimeout says when to
 // ask again, or a Send or HandleDatagram may make something ready).
 // buf should hold Config.MaxDatagramSize bytes; a shorter one gets nothing.
+// A datagram is at most DatagramSize bytes, except a path MTU probe (PING
+// and PADDING only), which may be up to Config.MaxDatagramSize.
 func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize {
 		return 0
 	}
-	buf = buf[:c.cfg.MaxDatagramSize]
+	full, size := buf, c.datagramSize()
+	buf = buf[:size]
 	limit := len(buf) - trailerLen
 
 	probe := c.probesOwed > 0
@@ -384,6 +395,17 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	}
 	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now)) || c.ackRepeat
 
+	// A path MTU probe goes in a packet of its own, after a due ACK and
+	// probe timeouts' probes, when the congestion window and the pacer let
+	// a packet of the size in use go: gated by its own size, a window-
+	// limited bulk sender, whose every acknowledgement frees room for one
+	// packet, would never have room for the larger probe.
+	if !probe && !ackDue && !hello && !aborting {
+		if ps := c.probeWanted(now); ps > 0 && c.sendAllowed(now, size) {
+			return c.sendPathProbe(now, full, ps)
+		}
+	}
+
 	// Congestion and pacing gate everything ack-eliciting except probes
 	// and an abort's CLOSE: the connection ends one PTO later whether or
 	// not it went out, and with a full window (the usual reason to abort a
@@ -391,16 +413,8 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	// acknowledgements that never come, the peer learning of the abort
 	// only at its idle timeout.
 	eliciting := hello || sendClose || wantData || c.pingNeeded || probe
-	if eliciting && !probe && !aborting {
-		if c.bytesInFlight+c.cfg.MaxDatagramSize > c.cc.Window() {
-			eliciting = false // wait for acknowledgements
-		} else if !c.cfg.DisablePacing {
-			rate, burst := c.pacing()
-			if at := c.pacer.ready(now, c.cfg.MaxDatagramSize, rate, burst); at.After(now) {
-				c.setTimer(timerPacing, at)
-				eliciting = false
-			}
-		}
+	if eliciting && !probe && !aborting && !c.sendAllowed(now, size) {
+		eliciting = false
 	}
 	if !eliciting && !ackDue {
 		return 0
@@ -477,7 +491,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 		n = MinHelloDatagram - trailerLen
 	}
 	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
-	size := sealPacket(buf, n)
+	size = sealPacket(buf, n)
 	c.nextPN++
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)
@@ -516,6 +530,44 @@ func (c *Conn) appendClose(buf []byte, n int) int {
 	}
 }
 
+// sendAllowed reports whether the congestion window and the pacer let an
+// ack-eliciting packet of size bytes go now; if only the pacer holds it
+// back, the pacing timer is set for when it may.
+func (c *Conn) sendAllowed(now time.Time, size int) bool {
+	if c.bytesInFlight+size > c.cc.Window() {
+		return false // wait for acknowledgements
+	}
+	if !c.cfg.DisablePacing {
+		rate, burst := c.pacing()
+		if at := c.pacer.ready(now, size, rate, burst); at.After(now) {
+			c.setTimer(timerPacing, at)
+			return false
+		}
+	}
+	return true
+}
+
+// sendPathProbe writes a path MTU probe of size bytes into buf and records
+// it in flight.
+func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
+	pkt := c.newSentPacket()
+	pkt.pn = c.nextPN
+	pkt.sentAt = now
+	pkt.eliciting, pkt.pathProbe = true, true
+	n := appendProbe(buf, size)
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pkt.pn)})
+	pkt.size = sealPacket(buf, n)
+	c.nextPN++
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(pkt.size)
+	c.pmtu.onProbeSent()
+	c.onPacketSent(now, pkt)
+	if !c.cfg.DisablePacing {
+		c.pacer.spend(pkt.size)
+	}
+	return pkt.size
+}
+
 // appendFragments fills the packet with retransmissions first, then new
 // fragments, while they fit and flow control allows.
 func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
@@ -530,6 +582,9 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 				f.queued = false
 				c.maybeFreeFragment(f)
 				continue
+			}
+			if len(f.msg.data) > c.fragPayload {
+				c.splitFragment(q, f)
 			}
 			if n+msgHeaderLen(&f.msg)+len(f.msg.data) > limit {
 				return n
@@ -564,6 +619,36 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 		}
 	}
 	return n
+}
+
+// splitFragment cuts f, at the head of q and cut for a larger datagram size
+// than the one in use now (the path fell back), into a piece that fits,
+// which stays at the head, and the rest, queued right after it. A whole
+// message becomes a fragmented one. The receiver takes pieces at any
+// offsets (a retransmission may overlap what it has): only bytes are
+// tracked, not the pieces they came in.
+func (c *Conn) splitFragment(q *fragQueue, f *outFragment) {
+	k := c.fragPayload
+	rest := f.msg.data[k:]
+	if !f.msg.fragment {
+		f.msg.fragment = true
+		f.msg.total = uint64(len(f.msg.data))
+		f.msg.offset = 0
+	}
+	t := c.newFragment(len(rest))
+	t.msg = f.msg
+	t.msg.offset = f.msg.offset + uint64(k)
+	t.msg.data = t.chunk[:len(rest)]
+	copy(t.msg.data, rest)
+	t.sends = f.sends
+	t.queued = true
+	f.msg.data = f.msg.data[:k]
+	if f.msg.guarantee == Delivery {
+		c.unackedDelivery++
+	}
+	q.pop()
+	q.pushFront(t)
+	q.pushFront(f)
 }
 
 // dataSendable reports whether a fragment could go out now as far as flow

@@ -46,6 +46,8 @@ type simProfile struct {
 	// earlyClose: a closes as soon as Send took its whole flow, with data
 	// still in flight, and b must read every Delivery message before io.EOF.
 	earlyClose bool
+	// maxDatagram, if set, is both sides' Config.MaxDatagramSize.
+	maxDatagram int
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -88,6 +90,16 @@ func simProfiles() []simProfile {
 		p.closeLimit = 0 // the transfer happens during the close
 		ps = append(ps, p)
 	}
+	// A tunnel (1300-byte MTU) below a larger MaxDatagramSize, with loss,
+	// reordering and duplication: path MTU discovery searches, fragments
+	// are cut for the sizes it finds, and the checker and the datagram
+	// size invariant (checkDatagramSize) hold throughout.
+	tunnel := sim.LinkConfig{Latency: 10 * time.Millisecond, Jitter: 2 * time.Millisecond, Loss: 0.03,
+		Duplicate: 0.02, Reorder: 0.05, ReorderDelay: 8 * time.Millisecond, MTU: 1300 - 28}
+	a, b = symmetric(tunnel)
+	mtu := mk("tunnel1300", a, b, true)
+	mtu.maxDatagram = 1472
+	ps = append(ps, mtu)
 	return ps
 }
 
@@ -385,6 +397,8 @@ type simNode struct {
 	readBatch int
 	nextRead  time.Time
 
+	maxDatagram int // Config.MaxDatagramSize
+
 	closeNow      bool // call Close at the next opportunity
 	closeWhenSent bool // call Close once Send took the whole flow
 	peerCloses    bool // the peer may close before this side sent everything
@@ -500,6 +514,9 @@ func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 			n.lastSent, n.sentAny = h, true
 		}
 	}
+	if err := checkDatagramSize(n.conn, n.maxDatagram, buf[:size]); err != nil {
+		n.fail(err)
+	}
 	return size
 }
 
@@ -550,6 +567,10 @@ func simConfig(r *rand.Rand, p simProfile, seed uint64, cid uint64) *core.Config
 	if r.IntN(4) == 0 {
 		cfg.ReceiveArenaSize = 2048
 	}
+	cfg.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
+	if p.maxDatagram != 0 {
+		cfg.MaxDatagramSize = p.maxDatagram
+	}
 	return cfg
 }
 
@@ -563,11 +584,12 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	net := sim.New(seed)
 	net.MaxSteps = 200000
-	ca, err := core.NewConn(simConfig(r, p, seed, 1), 0xA, sim.Epoch)
+	cfgA, cfgB := simConfig(r, p, seed, 1), simConfig(r, p, seed, 2)
+	ca, err := core.NewConn(cfgA, 0xA, sim.Epoch)
 	if err != nil {
 		return 0, err
 	}
-	cb, err := core.NewConn(simConfig(r, p, seed, 2), 0xB, sim.Epoch)
+	cb, err := core.NewConn(cfgB, 0xB, sim.Epoch)
 	if err != nil {
 		return 0, err
 	}
@@ -577,8 +599,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	fa := planFlow(r, 0, count, ca.MaxFragmentPayload())
 	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
-	a := &simNode{conn: ca, out: fa, in: fb, forger: rand.New(rand.NewPCG(seed, 0xf0))}
-	b := &simNode{conn: cb, out: fb, in: fa, forger: rand.New(rand.NewPCG(seed, 0xf1))}
+	a := &simNode{conn: ca, out: fa, in: fb, maxDatagram: cfgA.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf0))}
+	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
 	if lossless(p.ab) && lossless(p.ba) {
 		a.spoofICMP, b.spoofICMP = true, true
 	}

@@ -1,0 +1,269 @@
+package core
+
+import "time"
+
+// Datagram packetization layer path MTU discovery (DPLPMTUD, RFC 8899,
+// as RFC 9000 section 14.3 applies it to QUIC).
+//
+// Every path starts at BaseDatagramSize bytes of UDP payload, which every
+// IPv6 path carries and which the handshake itself confirms (a HELLO is
+// padded to it and acknowledged). Once the connection is established the
+// sender searches upwards with probes: a packet of only PING and PADDING,
+// padded to the size tried. A size is tried with pmtuMaxProbes probes, sent
+// one after the other without waiting (so that a size too large costs one
+// round trip, not three): the first acknowledged raises the datagram size
+// (the PLPMTU) to it; all of them lost mark it as too large. The search is a binary search between the
+// largest size confirmed and the smallest known to fail (at first
+// Config.MaxDatagramSize, which is tried first: most paths carry it), and
+// ends when the two are less than pmtuSearchGranularity apart. (The peer's
+// HELLO says the largest datagram it reads; the search stops there too.) A probe's
+// loss is not congestion and not a loss of data: it neither reduces the
+// congestion window nor retransmits anything.
+//
+// A completed search whose size is below the ceiling is tried again
+// pmtuRaiseInterval later (the path may have grown). A path whose MTU shrank
+// below the size in use (a route change, a tunnel) is a black hole: every
+// full-sized packet vanishes while small ones still arrive. It is detected
+// by pmtuBlackHoleLosses full-sized packets (fullSized) declared lost with
+// no full-sized packet acknowledged after them (only smaller ones were), or
+// by a second probe timeout in a row whose oldest packet is larger than
+// BaseDatagramSize (then nothing at all came back). Either way the size
+// falls back to BaseDatagramSize and the search starts again; the data of
+// the lost packets is sent again in pieces that fit (see splitFragment).
+const (
+	// BaseDatagramSize is the datagram size every path starts at
+	// (RFC 8899's BASE_PLPMTU for UDP over IPv6: 1280 bytes of IPv6 MTU
+	// less 40 + 8 bytes of headers, rounded down as QUIC does).
+	BaseDatagramSize = MinHelloDatagram
+
+	pmtuMaxProbes         = 3                // RFC 8899 MAX_PROBES
+	pmtuSearchGranularity = 16               // a search ends when lo and hi are closer than this
+	pmtuRaiseInterval     = 10 * time.Minute // RFC 8899 PMTU_RAISE_TIMER
+	pmtuBlackHoleLosses   = 3                // large packets lost, none acked after them
+	pmtuBlackHolePTOs     = 2                // probe timeouts in a row with a large packet oldest
+)
+
+// pathMTU is the search's state. A Conn holds it behind a pointer from the
+// handshake's end, and only when Config.MaxDatagramSize leaves room to
+// search: a connection limited to BaseDatagramSize never allocates it.
+type pathMTU struct {
+	size int // the PLPMTU: the largest datagram data travels in
+	max  int // the search's ceiling: Config.MaxDatagramSize, or the peer's if smaller
+	// The search: lo is confirmed, hi is the largest size not known to
+	// fail; searching is false once they converged (or hi == lo).
+	lo, hi    int
+	searching bool
+	// trying is the size being probed (0: pick the next); sent and lost
+	// count its probes.
+	trying, sent, lost int
+	// raiseAt: when a completed search below max starts again.
+	raiseAt time.Time
+	// Black hole detection: the newest acknowledged packet larger than
+	// BaseDatagramSize (plus one; 0 for none), and how many packets that
+	// large were declared lost after it.
+	largeAcked uint64
+	largeLost  int
+	blackHoles int // fallbacks so far
+}
+
+// datagramSize returns the largest datagram PollTransmit sends other than
+// a probe.
+func (c *Conn) datagramSize() int {
+	if c.pmtu == nil {
+		return min(BaseDatagramSize, c.cfg.MaxDatagramSize)
+	}
+	return c.pmtu.size
+}
+
+// DatagramSize returns the largest datagram the connection sends now other
+// than a path MTU probe: BaseDatagramSize at first, then what probing
+// confirmed the path carries, up to Config.MaxDatagramSize. A datagram
+// PollTransmit returns that is longer is a probe (it carries no data).
+func (c *Conn) DatagramSize() int { return c.datagramSize() }
+
+// startPathMTU begins the search once the handshake is complete.
+func (c *Conn) startPathMTU(now time.Time) {
+	ceiling := c.cfg.MaxDatagramSize
+	if peer := c.peerMaxDatagram(); peer != 0 {
+		// The peer reads no longer datagrams: probing them is wasted.
+		ceiling = min(ceiling, peer)
+	}
+	if c.pmtu != nil || ceiling <= BaseDatagramSize {
+		return
+	}
+	c.pmtu = &pathMTU{size: BaseDatagramSize, max: ceiling}
+	c.pmtu.restart(BaseDatagramSize)
+	c.setDatagramSize(BaseDatagramSize)
+}
+
+// restart starts a search from confirmed size lo.
+func (p *pathMTU) restart(lo int) {
+	p.lo, p.hi = lo, p.max
+	p.trying, p.sent, p.lost = 0, 0, 0
+	p.searching = p.hi > p.lo
+	p.raiseAt = time.Time{}
+}
+
+// next returns the size to try next.
+func (p *pathMTU) next() int {
+	if p.hi == p.max {
+		// First try the ceiling: most paths carry it, and then one
+		// round trip settles the search.
+		return p.max
+	}
+	return p.lo + (p.hi-p.lo+1)/2
+}
+
+// probeWanted returns the size of the probe to send now, 0 for none.
+func (c *Conn) probeWanted(now time.Time) int {
+	p := c.pmtu
+	if p == nil || c.state != stateEstablished || c.closing.requested || c.closing.peerClosed {
+		return 0
+	}
+	if !p.searching {
+		if p.raiseAt.IsZero() || now.Before(p.raiseAt) {
+			return 0
+		}
+		p.restart(p.size)
+		if !p.searching {
+			return 0
+		}
+	}
+	if p.trying == 0 {
+		p.trying, p.sent, p.lost = p.next(), 0, 0
+	}
+	if p.sent >= pmtuMaxProbes {
+		return 0 // all sent: wait for them
+	}
+	return p.trying
+}
+
+// onProbeSent counts a probe of the size being tried.
+func (p *pathMTU) onProbeSent() { p.sent++ }
+
+// onProbeAcked: the path carries size bytes.
+func (c *Conn) onProbeAcked(now time.Time, size int) {
+	p := c.pmtu
+	if !p.searching || size <= p.lo || size > p.hi {
+		return // of an earlier search, or a size settled since
+	}
+	p.lo = size
+	if size >= p.trying {
+		p.trying = 0
+	}
+	if size > p.size {
+		c.setDatagramSize(size)
+	}
+	c.settleSearch(now)
+}
+
+// onProbeLost: a probe of size bytes was declared lost.
+func (c *Conn) onProbeLost(now time.Time, size int) {
+	p := c.pmtu
+	if !p.searching || size != p.trying {
+		return // of an earlier search, or a size settled since
+	}
+	p.lost++
+	if p.lost < pmtuMaxProbes {
+		return // random loss, maybe: the others may still arrive
+	}
+	p.hi, p.trying = size-1, 0
+	c.settleSearch(now)
+}
+
+// settleSearch ends the search once lo and hi have converged.
+func (c *Conn) settleSearch(now time.Time) {
+	p := c.pmtu
+	if p.hi-p.lo >= pmtuSearchGranularity && p.lo < p.hi {
+		return
+	}
+	p.searching = false
+	if p.lo < p.max {
+		p.raiseAt = now.Add(pmtuRaiseInterval)
+	}
+	c.log.Debug("rudp: path MTU search complete", "cid", c.localCID, "size", p.size)
+}
+
+// fullSized reports whether a packet of size bytes is one a path that
+// stopped carrying the datagram size in use would drop: within the search's
+// granularity of that size and larger than BaseDatagramSize. (Packets cut
+// for an earlier, smaller size are not: their loss says nothing of this one.)
+func (p *pathMTU) fullSized(size int) bool {
+	return size > BaseDatagramSize && size > p.size-pmtuSearchGranularity
+}
+
+// onLargeAcked notes an acknowledged packet of size bytes numbered pn.
+func (c *Conn) onLargeAcked(pn uint64, size int) {
+	p := c.pmtu
+	if p == nil || !p.fullSized(size) {
+		return
+	}
+	if pn+1 > p.largeAcked {
+		p.largeAcked = pn + 1
+	}
+	p.largeLost = 0
+}
+
+// onLargeLost notes a packet of size bytes numbered pn declared lost, and
+// falls back if the path became a black hole for packets that large: it is
+// the pmtuBlackHoleLosses-th full-sized packet lost with none acknowledged
+// after them (smaller packets were, or the loss would not be known).
+func (c *Conn) onLargeLost(now time.Time, pn uint64, size int) {
+	p := c.pmtu
+	if p == nil || p.size <= BaseDatagramSize || !p.fullSized(size) || pn+1 <= p.largeAcked {
+		return
+	}
+	p.largeLost++
+	if p.largeLost >= pmtuBlackHoleLosses {
+		c.pathBlackHole(now)
+	}
+}
+
+// pathBlackHole falls back to BaseDatagramSize and searches again.
+func (c *Conn) pathBlackHole(now time.Time) {
+	p := c.pmtu
+	c.log.Debug("rudp: path MTU black hole", "cid", c.localCID, "size", p.size)
+	p.largeLost = 0
+	p.largeAcked = c.nextPN // packets sent before now prove nothing
+	p.restart(BaseDatagramSize)
+	p.blackHoles++
+	c.setDatagramSize(BaseDatagramSize)
+}
+
+// setDatagramSize makes size the datagram size of new packets. Messages are
+// cut into fragments that fit it from now on; fragments cut for a larger
+// size are split when sent (splitFragment).
+func (c *Conn) setDatagramSize(size int) {
+	if c.pmtu != nil {
+		c.pmtu.size = size
+	}
+	payload := fragPayloadFor(size)
+	if payload != c.fragPayload {
+		c.fragPayload = payload
+		c.chunkFree = nil // pooled chunks are of the old size
+	}
+}
+
+// fragPayloadFor is the data one fragment carries in a datagram of size bytes.
+func fragPayloadFor(size int) int {
+	return size - PacketOverhead - maxMsgHeader - ackFrameReserve
+}
+
+// appendProbe writes a path MTU probe of size bytes into buf: a PING, then
+// PADDING. It returns the body's length (sealPacket adds the trailer).
+func appendProbe(buf []byte, size int) int {
+	n := headerLen
+	buf[n] = framePing
+	n++
+	end := size - trailerLen
+	clear(buf[n:end])
+	return end
+}
+
+// maybeBlackHole falls back if datagrams larger than BaseDatagramSize are in
+// use (a probe timeout found the path silent).
+func (c *Conn) maybeBlackHole(now time.Time) {
+	if c.pmtu != nil && c.pmtu.size > BaseDatagramSize {
+		c.pathBlackHole(now)
+	}
+}
