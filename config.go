@@ -68,7 +68,8 @@ type Config struct {
 	// follows the others set: the buffers grow to hold a MaxMessageSize
 	// set above 1 MiB, and MaxMessageSize shrinks to fit a buffer or
 	// window set below it. MaxDatagramSize (default 1400) may be 1200 to
-	// 65507; the path must carry it (see core.Config.MaxDatagramSize). The
+	// 65507: datagrams start at 1200 bytes and grow by path MTU probing up
+	// to it (see core.Config.MaxDatagramSize, Stats.DatagramSize). The
 	// flow-control window starts at ReceiveWindow and grows with the
 	// path's bandwidth-delay product up to MaxReceiveWindow (default
 	// 16 MiB); set the two equal to keep it fixed.

@@ -34,12 +34,14 @@ type Config struct {
 	// MaxDatagramSize is the largest datagram sent (UDP payload, rudp's
 	// header included), from MinHelloDatagram (1200, what every IPv6 path
 	// carries and the handshake needs) to MaxDatagramSizeLimit (65507, the
-	// largest UDP payload over IPv4). The path must carry it: a datagram
-	// larger than the path's MTU (1472 bytes over 1500-byte Ethernet with
-	// IPv4, 1452 with IPv6) is fragmented by IP, where the network allows
-	// it at all, and lost whole when any fragment is. A value above 1472
-	// is for paths known to carry it (jumbo frames: 9000 less 28 or 48
-	// bytes of headers; loopback).
+	// largest UDP payload over IPv4). It is the ceiling of path MTU
+	// discovery (pmtu.go): datagrams start at BaseDatagramSize (1200) and
+	// grow by probing to what the path carries, at most this (and at most
+	// the peer's), so a path with a smaller MTU (1472 bytes over 1500-byte
+	// Ethernet with IPv4, 1452 with IPv6, less under a tunnel) need not
+	// carry it. Probes larger than the path carries cost a few datagrams
+	// per search (a search runs after the handshake and again every ten
+	// minutes while below the ceiling).
 	MaxDatagramSize int // default 1400 (fits Ethernet paths with IPv6 and a tunnel header)
 
 	// MaxMessageSize is the largest message accepted by the send calls and
