@@ -192,9 +192,10 @@ func (c *Conn) Close(now time.Time) {
 }
 
 // Abort ends the connection at once, telling the peer with a CLOSE carrying
-// an error code; queued data is discarded. reason becomes Err.
+// an error code; queued data is discarded. reason becomes Err. A connection
+// already aborting keeps its first reason.
 func (c *Conn) Abort(now time.Time, reason error) {
-	if c.state == stateClosed {
+	if c.state == stateClosed || c.closing.abortReason != nil {
 		return
 	}
 	c.closing.requested = true
@@ -225,10 +226,16 @@ func (c *Conn) lingerClose(now time.Time) {
 	}
 }
 
-// terminate ends the connection with err (nil: gracefully) and frees its buffers.
+// terminate ends the connection with err (nil: gracefully) and frees its
+// buffers. A connection that was aborting ends with its abort's reason,
+// whatever ended it (the CLOSE acknowledged, the close timer, the idle
+// timer, the peer's CLOSE): the first fatal error stands.
 func (c *Conn) terminate(err error) {
 	if c.state == stateClosed {
 		return
+	}
+	if c.closing.abortReason != nil {
+		err = c.closing.abortReason
 	}
 	c.state = stateClosed
 	c.err = err

@@ -239,6 +239,18 @@ func TestProtocolViolations(t *testing.T) {
 				t.Fatalf("answer to the violation: CLOSE %v %+v, want CloseProtocolViolation with a reason", ok, cl)
 			}
 			t.Logf("reason sent: %q", cl.reason)
+			// The first reason stands: another violation, or the
+			// application aborting, changes nothing.
+			never := ackFrame{largest: uint32(h.c.nextPN) + 5, ranges: []ackRange{{0, 0}}}
+			h.send(appendAck(nil, &never))
+			h.c.Abort(h.now, ErrClosed)
+			if _, err := readAll(h.c); !errors.Is(err, ErrProtocolViolation) || h.c.Stats().ProtocolViolations != 1 {
+				t.Fatalf("after more: Recv %v, %d violations counted", err, h.c.Stats().ProtocolViolations)
+			}
+			h.c.HandleTimeout(h.now.Add(time.Minute))
+			if !h.c.Closed() || !errors.Is(h.c.Err(), ErrProtocolViolation) {
+				t.Fatalf("ended %v with %v", h.c.Closed(), h.c.Err())
+			}
 		})
 	}
 }

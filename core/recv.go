@@ -302,6 +302,9 @@ func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting bool, v verdi
 // reason tells it why (as Abort does). It returns violated, for the frame
 // handler to pass on.
 func (c *Conn) violate(now time.Time, reason string) verdict {
+	if c.closing.abortReason != nil {
+		return violated // already ending: the first reason stands
+	}
 	c.stats.ProtocolViolations++
 	c.log.Debug("rudp: protocol violation by the peer", "cid", c.localCID, "reason", reason)
 	c.Abort(now, &violationError{reason})
@@ -394,16 +397,22 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 		}
 	case CloseRefused:
 		c.terminate(ErrRefused)
-	case CloseProtocolViolation:
-		c.terminate(&closeError{ErrPeerProtocolViolation, string(cl.reason)})
 	default:
-		if len(cl.reason) == 0 {
-			c.terminate(ErrAborted)
-		} else {
-			c.terminate(&closeError{ErrAborted, string(cl.reason)})
-		}
+		c.terminate(c.peerCloseError(cl))
 	}
 	return applied
+}
+
+// peerCloseError is what the peer's CLOSE with an error code ends the
+// connection with: the code's error, with the peer's reason.
+func (c *Conn) peerCloseError(cl *closeFrame) error {
+	switch {
+	case cl.code == CloseProtocolViolation:
+		return &closeError{ErrPeerProtocolViolation, string(cl.reason)}
+	case len(cl.reason) == 0:
+		return ErrAborted
+	}
+	return &closeError{ErrAborted, string(cl.reason)}
 }
 
 // receivedDeliveryBelow reports whether every Delivery message with an
