@@ -107,6 +107,9 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 		c.core.HandleDatagram(now, b)
 		if c.core.Stats().PacketsReceived != before {
 			c.raddr = from
+			if c.pc != nil {
+				c.m.movePeer(c, from)
+			}
 		}
 	}
 	c.settleLocked(now)

@@ -448,6 +448,22 @@ func (m *mux) addPeerLocked(c *Conn, addr netip.AddrPort) {
 	}
 }
 
+// movePeer makes c the connection a PacketConn's WriteTo uses for its
+// peer's new address to (c.mu held), unless another holds that address:
+// ReadFrom reports the new address, and a reply to it must take this
+// connection, not open a second one, which a dialed peer never accepts.
+func (m *mux) movePeer(c *Conn, to netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c.registered && m.peers[c.peerKey] == c {
+		delete(m.peers, c.peerKey)
+		c.peerKey = netip.AddrPort{}
+	}
+	if c.registered {
+		m.addPeerLocked(c, to)
+	}
+}
+
 // remove forgets an ended connection and releases its hold on the socket
 // (c.mu held). If c was the connection a PacketConn's WriteTo used for its
 // address and it failed, the next WriteTo there reports why.

@@ -24,6 +24,9 @@ import (
 // failed (refused, timed out, aborted), so that the next WriteTo to that
 // address reports it once instead of opening a new connection silently.
 //
+// A connection counts against the host it connected from (or WriteTo
+// dialed), also after its peer's address changed.
+//
 // All fields and methods are guarded by mux.mu. A counted Conn's host and
 // slot are the table's too.
 type peerTable struct {

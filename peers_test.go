@@ -453,3 +453,99 @@ func TestListenerQueueHostShare(t *testing.T) {
 	defer raw3.close()
 	require.Equal(t, 4, est3)
 }
+
+// natRelay carries one client's datagrams to target and back, as a NAT
+// does: through an outside socket, which rebind replaces by one with a
+// new port (the NAT's mapping changed).
+type natRelay struct {
+	inside  *net.UDPConn // the client's side
+	target  netip.AddrPort
+	mu      sync.Mutex
+	outside *net.UDPConn
+	client  netip.AddrPort
+	wg      sync.WaitGroup
+}
+
+func newNATRelay(t *testing.T, target netip.AddrPort) *natRelay {
+	inside, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	r := &natRelay{inside: inside, target: target}
+	r.rebind(t)
+	r.wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := inside.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.client = from
+			out := r.outside
+			r.mu.Unlock()
+			_, _ = out.WriteToUDPAddrPort(buf[:n], r.target)
+		}
+	})
+	t.Cleanup(func() {
+		inside.Close()
+		r.mu.Lock()
+		r.outside.Close()
+		r.mu.Unlock()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// rebind moves the client's traffic to a new outside port; the old one is
+// gone.
+func (r *natRelay) rebind(t *testing.T) {
+	out, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	r.mu.Lock()
+	old := r.outside
+	r.outside = out
+	r.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	r.wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := out.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			client := r.client
+			r.mu.Unlock()
+			_, _ = r.inside.WriteToUDPAddrPort(buf[:n], client)
+		}
+	})
+}
+
+// TestPacketConnReplyFollowsRebinding: after a peer's address changed (NAT
+// rebinding), ReadFrom reports the new address, and WriteTo to it takes the
+// same connection. Before, WriteTo opened a second connection to the new
+// address, which a dialed peer never accepts: every reply was lost.
+func TestPacketConnReplyFollowsRebinding(t *testing.T) {
+	cfg := &rudp.Config{Guarantee: rudp.Order}
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	stop := echoPacketConn(pc)
+	defer stop()
+	relay := newNATRelay(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	buf := make([]byte, 64)
+	for i, msg := range []string{"before", "after"} {
+		if i == 1 {
+			relay.rebind(t)
+		}
+		_, err = c.Write([]byte(msg))
+		require.NoError(t, err)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := c.Read(buf)
+		require.NoError(t, err, "the echo of %q", msg)
+		require.Equal(t, msg, string(buf[:n]))
+	}
+}
