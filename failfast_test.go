@@ -94,14 +94,23 @@ func dialClosedPort(t *testing.T, cfg *rudp.Config, network, host string, viaLis
 	require.Less(t, elapsed, 2*time.Second)
 }
 
-// restartServerEnv makes the test binary a child process serving echo on a
-// Listener at the address it prints, until it is killed: a server whose
-// state dies with its process.
-const restartServerEnv = "RUDP_TEST_RESTART_SERVER"
+// failFastChildEnv makes the test binary a child process of the fail-fast
+// tests, whose state dies with it when it is killed: "server" serves echo
+// on a Listener at the address it prints; "client ADDR" dials ADDR, has a
+// line echoed and prints "ok". Either runs until killed.
+const failFastChildEnv = "RUDP_TEST_FAILFAST_CHILD"
 
-func TestMain_restartServer(t *testing.T) {
-	if os.Getenv(restartServerEnv) == "" {
-		t.Skip("the child process of TestServerRestartReset and TestServerGoneICMP")
+func TestFailFastChild(t *testing.T) {
+	mode := os.Getenv(failFastChildEnv)
+	switch {
+	case mode == "":
+		t.Skip("the child process of the fail-fast tests")
+	case strings.HasPrefix(mode, "client "):
+		c, err := rudp.Dial("udp4", strings.TrimPrefix(mode, "client "), nil)
+		require.NoError(t, err)
+		echoOnce(t, c, "client here")
+		os.Stdout.WriteString("ok\n")
+		select {} // until killed
 	}
 	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
 	require.NoError(t, err)
@@ -126,11 +135,11 @@ func TestMain_restartServer(t *testing.T) {
 	}
 }
 
-// startServerProcess starts an echo server in a child process and returns
-// its address and a function that kills it (SIGKILL: nothing is closed).
-func startServerProcess(t *testing.T) (string, func()) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMain_restartServer$", "-test.count=1")
-	cmd.Env = append(os.Environ(), restartServerEnv+"=1")
+// startChild starts TestFailFastChild in mode and returns the first line
+// it printed and a function that kills it (SIGKILL: nothing is closed).
+func startChild(t *testing.T, mode string) (string, func()) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFailFastChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), failFastChildEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -144,8 +153,15 @@ func startServerProcess(t *testing.T) (string, func()) {
 	}
 	t.Cleanup(kill)
 	line, err := bufio.NewReader(out).ReadString('\n')
-	require.NoError(t, err)
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "addr ")
+	require.NoError(t, err, "the child printed %q", line)
+	return strings.TrimSpace(line), kill
+}
+
+// startServerProcess starts an echo server in a child process and returns
+// its address and a function that kills it.
+func startServerProcess(t *testing.T) (string, func()) {
+	line, kill := startChild(t, "server")
+	addr, ok := strings.CutPrefix(line, "addr ")
 	require.True(t, ok, "child said %q", line)
 	return addr, kill
 }
@@ -362,4 +378,46 @@ func TestForgedResetIgnored(t *testing.T) {
 		}
 	}()
 	echoOnce(t, c1, "still here")
+}
+
+// TestClientGoneICMP: the client's process died (SIGKILL: it closed
+// nothing). The server's next packets come back as ICMP port unreachable,
+// and the server's connection ends in a few probe timeouts with an error
+// matching syscall.ECONNREFUSED, not after its idle timeout (30s).
+func TestClientGoneICMP(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("ICMP errors reach an unconnected UDP socket on Linux only (IP_RECVERR)")
+	}
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer ln.Close()
+	served := make(chan *rudp.Conn, 1)
+	go func() {
+		defer close(served)
+		c, err := ln.AcceptRUDP()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 64)
+		if n, err := c.Read(buf); err == nil {
+			_, _ = c.Write(buf[:n])
+		}
+		served <- c
+	}()
+	line, kill := startChild(t, "client "+ln.Addr().String())
+	require.Equal(t, "ok", line)
+	s := <-served
+	require.NotNil(t, s)
+	defer s.Close()
+	kill()
+
+	start := time.Now()
+	_, err = s.Write([]byte("to a dead client"))
+	require.NoError(t, err)
+	require.NoError(t, s.SetReadDeadline(time.Now().Add(40*time.Second)))
+	_, err = s.Read(make([]byte, 100))
+	elapsed := time.Since(start)
+	t.Logf("server learnt the client is gone after %v: %v", elapsed, err)
+	require.ErrorIs(t, err, syscall.ECONNREFUSED)
+	require.Less(t, elapsed, 5*time.Second)
 }
