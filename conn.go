@@ -38,6 +38,7 @@ type Conn struct {
 	estDone   bool          // the handshake ended (established or failed)
 	estCh     chan struct{} // closed when estDone becomes true (dialed connections)
 	inReady   bool          // in its PacketConn's ready list
+	readyNext *Conn         // the next of its host's in that list; guarded by the PacketConn's mu
 	linger    time.Duration // how long Close waits for the peer (see SetLinger)
 	closeBy   time.Time     // a graceful close nobody waits for, making no progress until then, is aborted
 	closeBuf  int           // send buffer space free when closeBy was last set
@@ -62,7 +63,7 @@ type Conn struct {
 	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
 	timerAt    time.Time
 	heapIdx    int
-	host       netip.Addr // the host its PacketConn's peer table counts it against
+	host       netip.Addr // the host its PacketConn counts it against (set once, before it is registered)
 	slot       int        // its index among its host's in the peer table; -1: not counted
 
 	// active is when a message last moved between the application and

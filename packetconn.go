@@ -14,6 +14,8 @@ import (
 // PacketConn is a net.PacketConn over rudp: WriteTo sends one message to a
 // peer with Config.Guarantee (Delivery by default), setting up a connection
 // to it on first use; ReadFrom returns one whole message from any peer.
+// ReadFrom takes the hosts with messages waiting in turn, one message each,
+// so a host with many connections is read no more often than one with one.
 //
 // Peers that dial it (with WriteTo from their PacketConn, or with Dial) are
 // accepted on the same socket, up to Config.MaxPeers connections at once
@@ -41,7 +43,7 @@ type PacketConn struct {
 	dialMu sync.Mutex // one implicit dial per address at a time
 
 	mu       sync.Mutex
-	ready    []*Conn // connections with something to read
+	ready    readyQueue // connections with something to read, by host in turn
 	readWake chan struct{}
 
 	closeOnce sync.Once
@@ -99,7 +101,7 @@ func (p *PacketConn) offer(c *Conn) bool {
 // pushReady queues c for ReadFrom (c.mu held).
 func (p *PacketConn) pushReady(c *Conn) {
 	p.mu.Lock()
-	p.ready = append(p.ready, c)
+	p.ready.push(c)
 	p.mu.Unlock()
 	signal(p.readWake)
 }
@@ -107,16 +109,7 @@ func (p *PacketConn) pushReady(c *Conn) {
 func (p *PacketConn) popReady() *Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.ready) == 0 {
-		return nil
-	}
-	c := p.ready[0]
-	p.ready[0] = nil
-	p.ready = p.ready[1:]
-	if len(p.ready) == 0 {
-		p.ready = nil
-	}
-	return c
+	return p.ready.pop()
 }
 
 func (p *PacketConn) check(dl *deadline) error { return checkOpen(p.closing, dl, time.Time{}) }

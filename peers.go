@@ -271,3 +271,86 @@ func (c *Conn) reclaim(now time.Time) bool {
 	}
 	return freed
 }
+
+// readyQueue holds a PacketConn's connections with something to read, for
+// ReadFrom to take by host in turn: one message of each host with messages
+// waiting, then the next round, whatever number of connections each host
+// has (within a host, its connections take turns). A host with many busy
+// connections so delays another host's message by one of its own, not by
+// one per connection. Guarded by PacketConn.mu.
+type readyQueue struct {
+	first, last *readyHost // hosts with ready connections, in turn order
+	hosts       map[netip.Addr]*readyHost
+	spare       []*readyHost // entries of hosts that had nothing left, reused
+}
+
+// readyHost is one host's ready connections, linked through Conn.readyNext.
+type readyHost struct {
+	host        netip.Addr
+	first, last *Conn
+	next        *readyHost // the next host in turn
+}
+
+// maxSpareReadyHosts bounds the entries kept for reuse.
+const maxSpareReadyHosts = 64
+
+func (q *readyQueue) push(c *Conn) {
+	h := q.hosts[c.host]
+	if h == nil {
+		if n := len(q.spare); n > 0 {
+			h, q.spare[n-1] = q.spare[n-1], nil
+			q.spare = q.spare[:n-1]
+		} else {
+			h = &readyHost{}
+		}
+		h.host = c.host
+		if q.hosts == nil {
+			q.hosts = make(map[netip.Addr]*readyHost)
+		}
+		q.hosts[c.host] = h
+		q.append(h)
+	}
+	c.readyNext = nil
+	if h.last == nil {
+		h.first = c
+	} else {
+		h.last.readyNext = c
+	}
+	h.last = c
+}
+
+// pop takes the first connection of the host whose turn it is; that host
+// goes to the back of the turn order if it has more.
+func (q *readyQueue) pop() *Conn {
+	h := q.first
+	if h == nil {
+		return nil
+	}
+	q.first = h.next
+	h.next = nil
+	if q.first == nil {
+		q.last = nil
+	}
+	c := h.first
+	h.first = c.readyNext
+	c.readyNext = nil
+	if h.first != nil {
+		q.append(h)
+		return c
+	}
+	h.last = nil
+	delete(q.hosts, h.host)
+	if len(q.spare) < maxSpareReadyHosts {
+		q.spare = append(q.spare, h)
+	}
+	return c
+}
+
+func (q *readyQueue) append(h *readyHost) {
+	if q.last == nil {
+		q.first = h
+	} else {
+		q.last.next = h
+	}
+	q.last = h
+}

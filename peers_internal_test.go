@@ -66,3 +66,46 @@ func BenchmarkPeerTableVictim(b *testing.B) {
 		}
 	})
 }
+
+// TestReadyQueueTakesHostsInTurn: one connection of each host in turn;
+// within a host, its connections in turn; a connection queued again goes
+// behind its host's others. A message's turn allocates nothing.
+func TestReadyQueueTakesHostsInTurn(t *testing.T) {
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	conn := func(name string, host netip.Addr) *Conn {
+		return &Conn{host: host, raddr: netip.MustParseAddrPort(name)}
+	}
+	a1, a2, a3 := conn("192.0.2.1:1", a), conn("192.0.2.1:2", a), conn("192.0.2.1:3", a)
+	b1 := conn("192.0.2.2:1", b)
+	var q readyQueue
+	for _, c := range []*Conn{a1, a2, a3, b1} {
+		q.push(c)
+	}
+	var got []*Conn
+	for c := q.pop(); c != nil; c = q.pop() {
+		got = append(got, c)
+		if c == a1 && len(got) == 1 {
+			q.push(a1) // still readable: behind a2 and a3
+		}
+	}
+	want := []*Conn{a1, b1, a2, a3, a1}
+	if len(got) != len(want) {
+		t.Fatalf("popped %d connections, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("pop %d: %v, want %v", i, got[i].raddr, want[i].raddr)
+		}
+	}
+	if len(q.hosts) != 0 || q.first != nil || q.last != nil {
+		t.Fatal("an empty queue still holds hosts")
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		q.push(a1)
+		q.push(b1)
+		q.pop()
+		q.pop()
+	}); n != 0 {
+		t.Errorf("a turn allocates %v times", n)
+	}
+}

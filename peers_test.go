@@ -549,3 +549,55 @@ func TestPacketConnReplyFollowsRebinding(t *testing.T) {
 		require.Equal(t, msg, string(buf[:n]))
 	}
 }
+
+// TestPacketConnReadFromTakesHostsInTurn: ReadFrom takes one message from
+// each host with messages waiting in turn, so a host with many connections
+// full of messages delays a new host's message by one of its own, not one
+// per connection. Before, ReadFrom took connections in turn: the new
+// host's message came after one message of each of the busy host's
+// connections (here 32 reads; at the default share, 256).
+func TestPacketConnReadFromTakesHostsInTurn(t *testing.T) {
+	busy, newcomer := loopbackHost(t, 2), loopbackHost(t, 3)
+	const conns, each = 32, 4
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", &rudp.Config{Guarantee: rudp.Order, MaxPeersPerHost: conns})
+	require.NoError(t, err)
+	defer pc.Close()
+	cfg := &rudp.Config{Guarantee: rudp.Order}
+	var waiting []*rudp.Conn
+	for range conns {
+		waiting = append(waiting, peerClients(t, busy, pc, cfg, 1)...)
+	}
+	for _, c := range waiting {
+		for range each - 1 {
+			_, err := c.Write([]byte{0})
+			require.NoError(t, err)
+		}
+	}
+	// Every message of the busy host is in before the new host's, and all
+	// are in before the first ReadFrom.
+	arrived := func(conns []*rudp.Conn) func() bool {
+		return func() bool {
+			for _, c := range conns {
+				if c.Stats().BytesInFlight > 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	require.Eventually(t, arrived(waiting), 5*time.Second, time.Millisecond)
+	late := peerClients(t, newcomer, pc, cfg, 1)
+	require.Eventually(t, arrived(late), 5*time.Second, time.Millisecond)
+	buf := make([]byte, 16)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for reads := 1; reads <= conns*each+1; reads++ {
+		_, from, err := pc.ReadFrom(buf)
+		require.NoError(t, err)
+		if from.(*net.UDPAddr).AddrPort().Addr() == newcomer {
+			t.Logf("the new host's message was read %d", reads)
+			require.LessOrEqual(t, reads, 2, "reads before the new host's message")
+			return
+		}
+	}
+	t.Fatal("the new host's message was never read")
+}
