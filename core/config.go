@@ -9,13 +9,13 @@ import (
 
 // Config tunes a connection. The zero value of every field means its
 // default; DefaultConfig shows them. A Config is read once, when a Conn or
-// Endpoint is made, and may be shared by many.
+// Session is made, and may be shared by many.
 type Config struct {
-	// Clock is where Endpoint reads the time (the system clock if nil).
+	// Clock is where Session reads the time (the system clock if nil).
 	// Conn never reads it: its callers pass the time in.
 	Clock Clock
 
-	// Rand is the Endpoint's source of randomness (its connection ID); a
+	// Rand is the Session's source of randomness (its connection ID); a
 	// Conn does not use it. If nil, a source seeded from crypto/rand is
 	// used. Simulations seed it.
 	Rand rand.Source
@@ -203,7 +203,7 @@ func (c *Config) fillDefaults() {
 var discardLogger = slog.New(slog.DiscardHandler)
 
 // connConfig is what a Conn keeps of its Config: the settings it consults
-// while it runs. Clock and Rand belong to the Endpoint, and the logger and
+// while it runs. Clock and Rand belong to the Session, and the logger and
 // the congestion controller's constructor are used once, at NewConn; not
 // copying them keeps an idle connection in a smaller allocation class.
 type connConfig struct {

@@ -48,8 +48,8 @@ func (s *memSocket) Recv(p []byte) (int, error) {
 	return copy(p, d), nil
 }
 
-// endpointPair makes two Endpoints over a memSocket pair sharing a clock.
-func endpointPair(t *testing.T, loss float64, seed uint64) (a, b *core.Endpoint, clock *fakeClock) {
+// sessionPair makes two Sessions over a memSocket pair sharing a clock.
+func sessionPair(t *testing.T, loss float64, seed uint64) (a, b *core.Session, clock *fakeClock) {
 	t.Helper()
 	clock = &fakeClock{now: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
 	sa, sb := memSocketPair()
@@ -59,16 +59,16 @@ func endpointPair(t *testing.T, loss float64, seed uint64) (a, b *core.Endpoint,
 		sa.drop, sb.drop = drop, drop
 	}
 	var err error
-	a, err = core.NewEndpoint(sa, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 1)})
+	a, err = core.NewSession(sa, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 1)})
 	require.NoError(t, err)
-	b, err = core.NewEndpoint(sb, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 2)})
+	b, err = core.NewSession(sb, &core.Config{Clock: clock, Rand: rand.NewPCG(seed, 2)})
 	require.NoError(t, err)
 	return a, b, clock
 }
 
-// advance moves the clock to the earlier endpoint deadline (at most 10ms
+// advance moves the clock to the earlier session deadline (at most 10ms
 // ahead) and lets both endpoints do their due work.
-func advance(clock *fakeClock, eps ...*core.Endpoint) {
+func advance(clock *fakeClock, eps ...*core.Session) {
 	next := clock.now.Add(10 * time.Millisecond)
 	for _, e := range eps {
 		if t := e.NextTimeout(); !t.IsZero() && t.Before(next) {
@@ -83,10 +83,10 @@ func advance(clock *fakeClock, eps ...*core.Endpoint) {
 	}
 }
 
-// TestEndpointSeedAPI runs the seed example: Write/SendWritten,
+// TestSessionSeedAPI runs the seed example: Write/SendWritten,
 // SendPayload, Recv returning nil while nothing is ready, AsSet, Maintain.
-func TestEndpointSeedAPI(t *testing.T) {
-	a, b, clock := endpointPair(t, 0, 1)
+func TestSessionSeedAPI(t *testing.T) {
+	a, b, clock := sessionPair(t, 0, 1)
 
 	msg, err := b.Recv()
 	require.NoError(t, err)
@@ -145,11 +145,11 @@ func TestEndpointSeedAPI(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 }
 
-// TestEndpointLossyDelivery sends 2,000 Delivery messages over a socket
+// TestSessionLossyDelivery sends 2,000 Delivery messages over a socket
 // pair losing 20% of datagrams: all arrive, once each, in order.
-func TestEndpointLossyDelivery(t *testing.T) {
+func TestSessionLossyDelivery(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
-		a, b, clock := endpointPair(t, 0.2, seed)
+		a, b, clock := sessionPair(t, 0.2, seed)
 		const count = 2000
 		sent, next := 0, 0
 		for i := 0; i < 100000 && next < count; i++ {
@@ -176,17 +176,17 @@ func TestEndpointLossyDelivery(t *testing.T) {
 	}
 }
 
-// TestEndpointBadArguments: bad input from the caller gets a clear error.
-func TestEndpointBadArguments(t *testing.T) {
-	_, err := core.NewEndpoint(nil, nil)
+// TestSessionBadArguments: bad input from the caller gets a clear error.
+func TestSessionBadArguments(t *testing.T) {
+	_, err := core.NewSession(nil, nil)
 	require.Error(t, err)
 	sa, _ := memSocketPair()
-	_, err = core.NewEndpoint(sa, &core.Config{MaxDatagramSize: 100})
+	_, err = core.NewSession(sa, &core.Config{MaxDatagramSize: 100})
 	var cfgErr *core.ConfigError
 	require.ErrorAs(t, err, &cfgErr)
 	require.Equal(t, "MaxDatagramSize", cfgErr.Field)
 
-	a, _, _ := endpointPair(t, 0, 3)
+	a, _, _ := sessionPair(t, 0, 3)
 	require.ErrorIs(t, a.SendPayload(core.Guarantee(0), nil), core.ErrInvalidGuarantee)
 	require.ErrorIs(t, a.SendPayload(core.Delivery, make([]byte, 2<<20)), core.ErrMessageTooLarge)
 	_, err = a.Write(make([]byte, 2<<20))

@@ -16,14 +16,18 @@ type UDPLike interface {
 // maxUDPPayload is the largest datagram a UDP socket can deliver.
 const maxUDPPayload = 65535
 
-// Endpoint is one connection driven over a UDPLike: the seed API. It does
+// Session is one connection driven over a UDPLike: the seed API. It does
 // I/O only inside its calls and starts no goroutine; Maintain must be called
 // regularly (at the latest at NextTimeout) for acknowledgements,
 // retransmissions, heartbeats and timeouts to happen.
 //
-// Both sides of a connection make an Endpoint over their socket; the
-// handshake is symmetric. An Endpoint is not safe for concurrent use.
-type Endpoint struct {
+// Both sides of a connection make a Session over their socket; the
+// handshake is symmetric. A Session is not safe for concurrent use.
+//
+// The name follows kcp-go's UDPSession, the same shape (one connection
+// pumped over one socket by its owner); "Endpoint" is left to the type that
+// serves a whole socket's worth of connections.
+type Session struct {
 	sock      UDPLike
 	conn      *Conn
 	clock     Clock
@@ -34,13 +38,13 @@ type Endpoint struct {
 	socketErr error
 }
 
-// NewEndpoint starts a connection over sock. A nil cfg means defaults.
+// NewSession starts a connection over sock. A nil cfg means defaults.
 //
 // Unlike the one-result form sketched in DESIGN.md, it returns an error: a
 // bad Config is reported here, naming the field, instead of later.
-func NewEndpoint(sock UDPLike, cfg *Config) (*Endpoint, error) {
+func NewSession(sock UDPLike, cfg *Config) (*Session, error) {
 	if sock == nil {
-		return nil, errors.New("rudp: NewEndpoint: nil socket")
+		return nil, errors.New("rudp: NewSession: nil socket")
 	}
 	var c Config
 	if cfg != nil {
@@ -58,165 +62,165 @@ func NewEndpoint(sock UDPLike, cfg *Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Endpoint{
+	s := &Session{
 		sock:    sock,
 		conn:    conn,
 		clock:   c.Clock,
 		recvBuf: make([]byte, maxUDPPayload),
 		sendBuf: make([]byte, c.MaxDatagramSize),
 	}
-	e.flush(now)
-	return e, nil
+	s.flush(now)
+	return s, nil
 }
 
 // Conn returns the protocol state machine underneath, for Stats and state.
-func (e *Endpoint) Conn() *Conn { return e.conn }
+func (s *Session) Conn() *Conn { return s.conn }
 
 // Write appends p to the payload being built; SendWritten sends it as one
 // message. It fails with ErrMessageTooLarge if the payload would exceed
 // MaxMessageSize, ours or the peer's (nothing is appended then).
-func (e *Endpoint) Write(p []byte) (int, error) {
-	if len(e.written)+len(p) > e.conn.MaxMessageSize() {
+func (s *Session) Write(p []byte) (int, error) {
+	if len(s.written)+len(p) > s.conn.MaxMessageSize() {
 		return 0, ErrMessageTooLarge
 	}
-	e.written = append(e.written, p...)
+	s.written = append(s.written, p...)
 	return len(p), nil
 }
 
 // SendWritten sends what Write accumulated as one message with guarantee g
 // and starts a new payload. On error the payload is kept.
-func (e *Endpoint) SendWritten(g Guarantee) error {
-	if err := e.send(g, e.written); err != nil {
+func (s *Session) SendWritten(g Guarantee) error {
+	if err := s.send(g, s.written); err != nil {
 		return err
 	}
-	e.written = e.written[:0]
+	s.written = s.written[:0]
 	return nil
 }
 
 // SendPayload sends p as one message with guarantee g. The data is copied.
 // ErrSendBufferFull (matching ErrWouldBlock) means: call Maintain or Recv
 // to make progress, then try again.
-func (e *Endpoint) SendPayload(g Guarantee, p []byte) error { return e.send(g, p) }
+func (s *Session) SendPayload(g Guarantee, p []byte) error { return s.send(g, p) }
 
-func (e *Endpoint) send(g Guarantee, p []byte) error {
-	if err := e.conn.Send(g, p); err != nil {
+func (s *Session) send(g Guarantee, p []byte) error {
+	if err := s.conn.Send(g, p); err != nil {
 		return err
 	}
-	if !e.inSet {
-		e.flush(e.clock.Now())
+	if !s.inSet {
+		s.flush(s.clock.Now())
 	}
-	return e.socketErr
+	return s.socketErr
 }
 
 // Set sends the messages of one set (see AsSet).
-type Set struct{ e *Endpoint }
+type Set struct{ s *Session }
 
 // SendPayload queues p as a member of the set.
-func (s *Set) SendPayload(g Guarantee, p []byte) error { return s.e.send(g, p) }
+func (set *Set) SendPayload(g Guarantee, p []byte) error { return set.s.send(g, p) }
 
-// Write appends to the endpoint's payload being built.
-func (s *Set) Write(p []byte) (int, error) { return s.e.Write(p) }
+// Write appends to the session's payload being built.
+func (set *Set) Write(p []byte) (int, error) { return set.s.Write(p) }
 
 // SendWritten sends the built payload as a member of the set.
-func (s *Set) SendWritten(g Guarantee) error { return s.e.SendWritten(g) }
+func (set *Set) SendWritten(g Guarantee) error { return set.s.SendWritten(g) }
 
 // AsSet sends the messages fn sends as one set: the peer may read them in
 // any order among themselves, and reads nothing sent after the set before
 // every Delivery message of it. Messages fn sent before returning an error
 // stay sent; the error is returned.
-func (e *Endpoint) AsSet(fn func(*Set) error) error {
-	if err := e.conn.BeginSet(); err != nil {
+func (s *Session) AsSet(fn func(*Set) error) error {
+	if err := s.conn.BeginSet(); err != nil {
 		return err
 	}
-	e.inSet = true
-	err := fn(&Set{e})
-	e.inSet = false
-	e.conn.EndSet()
-	e.flush(e.clock.Now())
+	s.inSet = true
+	err := fn(&Set{s})
+	s.inSet = false
+	s.conn.EndSet()
+	s.flush(s.clock.Now())
 	if err != nil {
 		return err
 	}
-	return e.socketErr
+	return s.socketErr
 }
 
 // Recv returns the next message, reading whatever datagrams the socket has
 // ready first. nil, nil means nothing is ready yet. The slice aliases the
-// endpoint's buffer and stays valid until the next call of Recv.
-func (e *Endpoint) Recv() ([]byte, error) {
-	m, err := e.RecvMessage()
+// session's buffer and stays valid until the next call of Recv.
+func (s *Session) Recv() ([]byte, error) {
+	m, err := s.RecvMessage()
 	return m.Data, err
 }
 
 // RecvMessage is Recv that also tells the message's guarantee.
-func (e *Endpoint) RecvMessage() (Message, error) {
-	now := e.clock.Now()
-	if err := e.readSocket(now); err != nil {
+func (s *Session) RecvMessage() (Message, error) {
+	now := s.clock.Now()
+	if err := s.readSocket(now); err != nil {
 		return Message{}, err
 	}
-	m, err := e.conn.Recv()
-	e.flush(now) // acknowledgements and window updates
+	m, err := s.conn.Recv()
+	s.flush(now) // acknowledgements and window updates
 	return m, err
 }
 
 // Maintain reads what the socket has, fires due timers (acknowledgements,
 // retransmissions, heartbeats, timeouts) and sends what is due. It returns
 // a socket error, or the error that ended the connection.
-func (e *Endpoint) Maintain() error {
-	now := e.clock.Now()
-	if err := e.readSocket(now); err != nil {
+func (s *Session) Maintain() error {
+	now := s.clock.Now()
+	if err := s.readSocket(now); err != nil {
 		return err
 	}
-	if t := e.conn.NextTimeout(); !t.IsZero() && !t.After(now) {
-		e.conn.HandleTimeout(now)
+	if t := s.conn.NextTimeout(); !t.IsZero() && !t.After(now) {
+		s.conn.HandleTimeout(now)
 	}
-	e.flush(now)
-	if e.socketErr != nil {
-		return e.socketErr
+	s.flush(now)
+	if s.socketErr != nil {
+		return s.socketErr
 	}
-	return e.conn.Err()
+	return s.conn.Err()
 }
 
 // NextTimeout returns when Maintain is next due (zero: nothing scheduled).
-func (e *Endpoint) NextTimeout() time.Time { return e.conn.NextTimeout() }
+func (s *Session) NextTimeout() time.Time { return s.conn.NextTimeout() }
 
 // Close starts a graceful close: what was sent is delivered first. Keep
 // calling Maintain until Closed reports true.
-func (e *Endpoint) Close() error {
-	now := e.clock.Now()
-	e.conn.Close(now)
-	e.flush(now)
-	return e.socketErr
+func (s *Session) Close() error {
+	now := s.clock.Now()
+	s.conn.Close(now)
+	s.flush(now)
+	return s.socketErr
 }
 
 // Closed reports whether the connection has ended.
-func (e *Endpoint) Closed() bool { return e.conn.Closed() }
+func (s *Session) Closed() bool { return s.conn.Closed() }
 
 // Stats returns the connection's counters.
-func (e *Endpoint) Stats() Stats { return e.conn.Stats() }
+func (s *Session) Stats() Stats { return s.conn.Stats() }
 
-func (e *Endpoint) readSocket(now time.Time) error {
+func (s *Session) readSocket(now time.Time) error {
 	for {
-		n, err := e.sock.Recv(e.recvBuf)
+		n, err := s.sock.Recv(s.recvBuf)
 		if err != nil {
 			if wouldBlock(err) {
 				return nil
 			}
 			return err
 		}
-		e.conn.HandleDatagram(now, e.recvBuf[:n])
+		s.conn.HandleDatagram(now, s.recvBuf[:n])
 	}
 }
 
-func (e *Endpoint) flush(now time.Time) {
+func (s *Session) flush(now time.Time) {
 	for {
-		n := e.conn.PollTransmit(now, e.sendBuf)
+		n := s.conn.PollTransmit(now, s.sendBuf)
 		if n == 0 {
 			return
 		}
-		if _, err := e.sock.Send(e.sendBuf[:n]); err != nil && !wouldBlock(err) {
+		if _, err := s.sock.Send(s.sendBuf[:n]); err != nil && !wouldBlock(err) {
 			// A datagram the socket refused is a lost datagram: recovery
 			// resends what mattered. Keep the error for the caller.
-			e.socketErr = err
+			s.socketErr = err
 		}
 	}
 }
