@@ -185,3 +185,48 @@ func benchPingPong(b *testing.B, client, server net.Conn, size int) {
 		b.Logf("echo side ended with: %v", err)
 	}
 }
+
+// BenchmarkClose is how long Close takes in the usual case: a request's
+// worth of data written, then Close, which waits until the peer has
+// acknowledged it and the close (about a round trip on loopback; the
+// peer's reader goroutine is draining). Setting up each connection is not
+// timed.
+//
+//	go test -run '^$' -bench 'Close' .
+func BenchmarkClose(b *testing.B) {
+	for _, size := range []int{0, 1200, 65536} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			msg := make([]byte, size)
+			for b.Loop() {
+				b.StopTimer()
+				accepted := acceptOne(ln)
+				c, err := rudp.Dial("udp", ln.Addr().String(), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := <-accepted
+				drained := make(chan struct{})
+				go func() {
+					defer close(drained)
+					_, _ = io.Copy(io.Discard, s)
+				}()
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := c.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				<-drained
+				_ = s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
