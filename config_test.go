@@ -44,15 +44,15 @@ func TestConfigErrors(t *testing.T) {
 		{"negative heartbeat", rudp.Config{HeartbeatPeriod: -time.Second}, "HeartbeatPeriod", "negative"},
 		{"heartbeat over the idle timeout", rudp.Config{IdleTimeout: time.Second, HeartbeatPeriod: 2 * time.Second}, "HeartbeatPeriod", "shorter than IdleTimeout (1s)"},
 		{"heartbeat equal to the idle timeout", rudp.Config{IdleTimeout: time.Minute, HeartbeatPeriod: time.Minute}, "HeartbeatPeriod", "shorter than IdleTimeout (1m0s)"},
-		{"negative message size", rudp.Config{MaxMessageSize: -1}, "MaxMessageSize", "between 1 and 1073741760"},
-		{"message over 1 GiB", rudp.Config{MaxMessageSize: GiB}, "MaxMessageSize", "between 1 and 1073741760"},
+		{"negative message size", rudp.Config{MaxMessageSize: -1}, "MaxMessageSize", "between 1 and 1057222467"},
+		{"message over 1 GiB", rudp.Config{MaxMessageSize: GiB}, "MaxMessageSize", "between 1 and 1057222467"},
 		{"send buffer under the message size", rudp.Config{MaxMessageSize: MiB, SendBufferSize: 1000}, "SendBufferSize", "at least MaxMessageSize (1048576)"},
 		{"negative send buffer", rudp.Config{SendBufferSize: -1}, "SendBufferSize", "negative"},
-		{"window under one byte's message", rudp.Config{ReceiveWindow: 10}, "ReceiveWindow", "(65)"},
-		{"window under the message size", rudp.Config{MaxMessageSize: 2 * MiB, ReceiveWindow: MiB}, "ReceiveWindow", "MaxMessageSize+64 (2097216)"},
+		{"window under one byte's message", rudp.Config{ReceiveWindow: 10}, "ReceiveWindow", "(257)"},
+		{"window under the message size", rudp.Config{MaxMessageSize: 2 * MiB, ReceiveWindow: MiB}, "ReceiveWindow", "MaxMessageSize+256+MaxMessageSize/64 (2130176)"},
 		{"window over 1 GiB", rudp.Config{ReceiveWindow: 2 * GiB}, "ReceiveWindow", "1 GiB"},
-		{"max window under the message size", rudp.Config{MaxMessageSize: 2 * MiB, MaxReceiveWindow: MiB}, "MaxReceiveWindow", "MaxMessageSize+64 (2097216)"},
-		{"max window under one byte's message", rudp.Config{MaxReceiveWindow: 10}, "MaxReceiveWindow", "(65)"},
+		{"max window under the message size", rudp.Config{MaxMessageSize: 2 * MiB, MaxReceiveWindow: MiB}, "MaxReceiveWindow", "MaxMessageSize+256+MaxMessageSize/64 (2130176)"},
+		{"max window under one byte's message", rudp.Config{MaxReceiveWindow: 10}, "MaxReceiveWindow", "(257)"},
 		{"max window under the window", rudp.Config{ReceiveWindow: 8 * MiB, MaxReceiveWindow: 4 * MiB}, "MaxReceiveWindow", "at least ReceiveWindow (8388608)"},
 		{"max window over 1 GiB", rudp.Config{MaxReceiveWindow: 2 * GiB}, "MaxReceiveWindow", "1 GiB"},
 		{"core clock", rudp.Config{Core: &core.Config{Clock: core.SystemClock{}}}, "Core.Clock", "nil"},
@@ -116,8 +116,8 @@ func TestConfigDerivedDefaults(t *testing.T) {
 		}},
 		{"100 MiB messages: the buffers follow", rudp.Config{MaxMessageSize: 100 * MiB}, func(t *testing.T, c core.Config) {
 			require.Equal(t, 100*MiB, c.SendBufferSize)
-			require.Equal(t, 100*MiB+64, c.ReceiveWindow)
-			require.Equal(t, 100*MiB+64, c.MaxReceiveWindow)
+			require.Equal(t, 100*MiB+256+100*MiB/64, c.ReceiveWindow)
+			require.Equal(t, 100*MiB+256+100*MiB/64, c.MaxReceiveWindow)
 		}},
 		{"the largest message", rudp.Config{MaxMessageSize: core.MaxMessageSizeLimit}, func(t *testing.T, c core.Config) {
 			require.Equal(t, GiB, c.ReceiveWindow)
@@ -126,12 +126,12 @@ func TestConfigDerivedDefaults(t *testing.T) {
 			require.Equal(t, 64<<10, c.MaxMessageSize)
 		}},
 		{"small window: the message size follows", rudp.Config{ReceiveWindow: 256 << 10}, func(t *testing.T, c core.Config) {
-			require.Equal(t, 256<<10-64, c.MaxMessageSize)
+			require.Equal(t, 257859, c.MaxMessageSize) // the largest charged (msgCredit) at most 256 KiB
 			require.Equal(t, 16*MiB, c.MaxReceiveWindow)
 		}},
 		{"small max window: the window and message size follow", rudp.Config{MaxReceiveWindow: MiB}, func(t *testing.T, c core.Config) {
 			require.Equal(t, MiB, c.ReceiveWindow)
-			require.Equal(t, MiB-64, c.MaxMessageSize)
+			require.Equal(t, 1032192, c.MaxMessageSize) // charged 1032192+256+1032192/64 = 1 MiB
 		}},
 		{"jumbo datagrams", rudp.Config{MaxDatagramSize: 9000}, func(t *testing.T, c core.Config) {
 			require.Equal(t, 9000, c.MaxDatagramSize)
@@ -152,7 +152,7 @@ func TestConfigDerivedDefaults(t *testing.T) {
 			require.NoError(t, err)
 			require.Less(t, c.HeartbeatPeriod, c.IdleTimeout)
 			require.GreaterOrEqual(t, c.SendBufferSize, c.MaxMessageSize)
-			require.GreaterOrEqual(t, c.ReceiveWindow, c.MaxMessageSize+64)
+			require.GreaterOrEqual(t, c.ReceiveWindow, c.MaxMessageSize+256+c.MaxMessageSize/64)
 			require.GreaterOrEqual(t, c.MaxReceiveWindow, c.ReceiveWindow)
 			tt.want(t, c)
 		})

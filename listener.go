@@ -18,6 +18,15 @@ import (
 // once the queue is half full a host with a sixteenth of AcceptBacklog (at
 // least 8) waiting already is refused more.
 //
+// A connection waiting in Accept gets a receive window of
+// UnacceptedReceiveWindow (16 KiB); Accept opens the full one. So the
+// connections not yet accepted hold at most AcceptBacklog × (2 ×
+// UnacceptedReceiveWindow for their messages and buffers, the 4 KiB
+// receive arena, and their fixed state), whatever their peers send: about
+// 17 KiB each was measured with peers sending 1 MiB at once, 17 MiB for a
+// full default backlog of 1024. (With the full window, each held what its
+// peer sent, up to 4 MiB and more: 4 GiB for the backlog.)
+//
 // All methods are safe for concurrent use.
 type Listener struct {
 	m         *mux
@@ -51,6 +60,13 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 // admit makes no room: a queued connection is not the Listener's to reclaim.
 func (l *Listener) admit(time.Time, netip.AddrPort) {}
 
+// UnacceptedReceiveWindow is the receive window of a connection waiting in
+// Listener.Accept: the Delivery data its peer may send before the
+// application accepts it (a message of more waits for Accept).
+const UnacceptedReceiveWindow = 16 << 10
+
+func (l *Listener) receiveLimit() int { return UnacceptedReceiveWindow }
+
 // offer queues an accepted connection for Accept (mux.mu held); false
 // when the queue is full, or half full and holding the host's share.
 func (l *Listener) offer(c *Conn) bool {
@@ -75,7 +91,7 @@ func (l *Listener) took(c *Conn) *Conn {
 	l.m.mu.Lock()
 	l.queued.sub(c.host)
 	l.m.mu.Unlock()
-	return c
+	return c.accepted()
 }
 
 // Accept waits for the next connection; its dynamic type is *Conn.
@@ -112,6 +128,17 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 		case <-l.closing:
 		}
 	}
+}
+
+// accepted opens the full receive window of a connection Accept returns
+// (the credit goes out at once).
+func (c *Conn) accepted() *Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := monoNow()
+	c.core.SetReceiveLimit(now, 0)
+	c.settleLocked(now)
+	return c
 }
 
 // Dial connects to address through the listener's socket; see DialContext.

@@ -41,9 +41,12 @@ const (
 // admit is called first, with no lock held: it may make room for a new
 // peer at from (a PacketConn reclaims an idle peer). offer is called with
 // mux.mu held and must not block; false refuses.
+// receiveLimit is the receive window a connection offered gets until the
+// application takes it (0: the full window at once).
 type acceptor interface {
 	admit(now time.Time, from netip.AddrPort)
 	offer(c *Conn) bool
+	receiveLimit() int
 }
 
 // helloKey names a client's connection attempt: its connection ID and address.
@@ -369,6 +372,10 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
+	if m.acceptor != nil {
+		// Before its HELLO goes out, which carries its credit.
+		c.core.SetReceiveLimit(now, m.acceptor.receiveLimit())
+	}
 	if m.acceptor == nil || m.sockClosed.Load() || m.hellos[key] != nil || !m.acceptor.offer(c) {
 		m.mu.Unlock()
 		m.writeTo(core.AppendRefuse(nil, key.cid), from)

@@ -72,6 +72,10 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 	return p, nil
 }
 
+// receiveLimit: a PacketConn reads its connections as they come; MaxPeers
+// bounds them.
+func (p *PacketConn) receiveLimit() int { return 0 }
+
 // admit reclaims an idle peer if a new one from `from` would not fit.
 func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
 	p.makeRoom(now, hostOf(from))

@@ -440,7 +440,7 @@ func TestEOFAfterPeerClose(t *testing.T) {
 }
 
 func TestWriteDeadlineBackpressure(t *testing.T) {
-	c1, _, stop := pair(t, &rudp.Config{SendBufferSize: 1 << 20, ReceiveWindow: 1<<20 + 64, MaxMessageSize: 1 << 20})
+	c1, _, stop := pair(t, &rudp.Config{SendBufferSize: 1 << 20, ReceiveWindow: 1<<20 + 256 + 1<<14, MaxMessageSize: 1 << 20})
 	defer stop()
 	c1.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
 	var err error

@@ -46,8 +46,8 @@ type Config struct {
 
 	// MaxMessageSize is the largest message accepted by the send calls and
 	// from the peer; larger messages are fragmented on the wire. At most
-	// MaxMessageSizeLimit (1 GiB less the 64 bytes of window every
-	// message is charged).
+	// MaxMessageSizeLimit (what a message is charged, its length, 256 bytes
+	// and a 64th of it, must fit 1 GiB of window).
 	MaxMessageSize int // default 1 MiB, or less to fit a smaller SendBufferSize, ReceiveWindow or MaxReceiveWindow set
 
 	// SendBufferSize bounds the bytes queued or awaiting acknowledgement;
@@ -64,7 +64,7 @@ type Config struct {
 	// reads half of it within two round trips: a fast path with a large
 	// bandwidth-delay product, whose losses hold data back until they are
 	// repaired, gets the window it needs, and a slow reader never grows it.
-	ReceiveWindow int // default 4 MiB, MaxMessageSize+64 if larger, MaxReceiveWindow if smaller; at least MaxMessageSize+64, at most 1 GiB
+	ReceiveWindow int // default 4 MiB, what a message of MaxMessageSize is charged (MaxMessageSize+256+MaxMessageSize/64) if larger, MaxReceiveWindow if smaller; at least that charge, at most 1 GiB
 
 	// MaxReceiveWindow bounds the flow-control window's growth, and so the
 	// Delivery bytes a connection holds for its application. Setting it to
@@ -127,9 +127,9 @@ const (
 	// header), so that one Config serves both address families.
 	MaxDatagramSizeLimit = 65507
 
-	// MaxMessageSizeLimit is the largest MaxMessageSize: a message and the
-	// msgCreditOverhead it is charged must fit the largest window.
-	MaxMessageSizeLimit = maxWindow - msgCreditOverhead
+	// MaxMessageSizeLimit is the largest MaxMessageSize: what a message is
+	// charged (msgCredit) must fit the largest window.
+	MaxMessageSizeLimit = (maxWindow-msgCreditOverhead)*64/65 + 1 // 1057222467
 )
 
 // DefaultConfig returns a Config with every default filled in.
@@ -151,6 +151,16 @@ func (c *Config) WithDefaults() *Config {
 	return d
 }
 
+// maxMessageFor is the largest message whose charge (msgCredit) fits a
+// window of w bytes.
+func maxMessageFor(w int) int {
+	n := max(0, (w-msgCreditOverhead)*64/65)
+	for msgCredit(n+1) <= w {
+		n++
+	}
+	return n
+}
+
 func (c *Config) fillDefaults() {
 	switch {
 	case c.HeartbeatPeriod == 0 && c.IdleTimeout == 0:
@@ -169,14 +179,14 @@ func (c *Config) fillDefaults() {
 		}
 		for _, w := range []int{c.ReceiveWindow, c.MaxReceiveWindow} {
 			if w > 0 {
-				m = min(m, w-msgCreditOverhead)
+				m = min(m, maxMessageFor(w))
 			}
 		}
 		c.MaxMessageSize = max(m, 1)
 	}
 	setInt(&c.SendBufferSize, max(defaultSendBufferSize, c.MaxMessageSize))
 	if c.ReceiveWindow == 0 {
-		w := max(defaultReceiveWindow, c.MaxMessageSize+msgCreditOverhead)
+		w := max(defaultReceiveWindow, msgCredit(c.MaxMessageSize))
 		if c.MaxReceiveWindow > 0 {
 			w = min(w, c.MaxReceiveWindow)
 		}
@@ -274,7 +284,7 @@ func (c *Config) Validate() error {
 			MinHelloDatagram, MaxDatagramSizeLimit))
 	case c.MaxMessageSize < 0 || c.MaxMessageSize > MaxMessageSizeLimit:
 		return fieldError("MaxMessageSize", c.MaxMessageSize, fmt.Sprintf(
-			"must be between 1 and %d (1 GiB less the %d bytes of window a message is charged)", MaxMessageSizeLimit, msgCreditOverhead))
+			"must be between 1 and %d (what a message is charged, itself, %d bytes and a 64th of it, must fit 1 GiB of window)", MaxMessageSizeLimit, msgCreditOverhead))
 	case c.SendBufferSize < 0:
 		return fieldError("SendBufferSize", c.SendBufferSize, "must not be negative")
 	case c.ReceiveWindow < 0 || c.ReceiveWindow > maxWindow:
@@ -294,7 +304,7 @@ func (c *Config) Validate() error {
 	// fail only where c sets both sides (a default follows the other
 	// side), so the field named is one c sets.
 	d := c.WithDefaults()
-	switch need := d.MaxMessageSize + msgCreditOverhead; {
+	switch need := msgCredit(d.MaxMessageSize); {
 	case d.HeartbeatPeriod >= d.IdleTimeout:
 		return fieldError("HeartbeatPeriod", d.HeartbeatPeriod, fmt.Sprintf("must be shorter than IdleTimeout (%v)", d.IdleTimeout))
 	case d.SendBufferSize < d.MaxMessageSize:
@@ -306,7 +316,7 @@ func (c *Config) Validate() error {
 		if c.ReceiveWindow == 0 {
 			field, v = "MaxReceiveWindow", d.MaxReceiveWindow
 		}
-		return fieldError(field, v, fmt.Sprintf("must be at least MaxMessageSize+%d (%d): room for one whole message", msgCreditOverhead, need))
+		return fieldError(field, v, fmt.Sprintf("must be at least MaxMessageSize+%d+MaxMessageSize/64 (%d): room for one whole message", msgCreditOverhead, need))
 	case d.MaxReceiveWindow < d.ReceiveWindow:
 		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, fmt.Sprintf("must be at least ReceiveWindow (%d)", d.ReceiveWindow))
 	}

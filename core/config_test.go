@@ -25,13 +25,13 @@ func TestConfigValidate(t *testing.T) {
 		{Config{HandshakeTimeout: -1}, "HandshakeTimeout", "negative"},
 		{Config{MaxDatagramSize: MinHelloDatagram - 1}, "MaxDatagramSize", "between 1200"},
 		{Config{MaxDatagramSize: MaxDatagramSizeLimit + 1}, "MaxDatagramSize", "65507"},
-		{Config{MaxMessageSize: MaxMessageSizeLimit + 1}, "MaxMessageSize", "between 1 and 1073741760"},
+		{Config{MaxMessageSize: MaxMessageSizeLimit + 1}, "MaxMessageSize", "between 1 and 1057222467"},
 		{Config{MaxMessageSize: -5}, "MaxMessageSize", "between 1"},
 		{Config{MaxMessageSize: 2 * MiB, SendBufferSize: MiB}, "SendBufferSize", "at least MaxMessageSize (2097152)"},
 		{Config{SendBufferSize: -1}, "SendBufferSize", "negative"},
-		{Config{ReceiveWindow: 64}, "ReceiveWindow", "(65)"},
-		{Config{MaxMessageSize: 2 * MiB, ReceiveWindow: 2 * MiB}, "ReceiveWindow", "(2097216)"},
-		{Config{MaxMessageSize: 2 * MiB, MaxReceiveWindow: 2 * MiB}, "MaxReceiveWindow", "(2097216)"},
+		{Config{ReceiveWindow: 256}, "ReceiveWindow", "(257)"},
+		{Config{MaxMessageSize: 2 * MiB, ReceiveWindow: 2 * MiB}, "ReceiveWindow", "(2130176)"},
+		{Config{MaxMessageSize: 2 * MiB, MaxReceiveWindow: 2 * MiB}, "MaxReceiveWindow", "(2130176)"},
 		{Config{ReceiveWindow: 2 * MiB, MaxReceiveWindow: MiB}, "MaxReceiveWindow", "at least ReceiveWindow (2097152)"},
 		{Config{ReceiveWindow: 1<<30 + 1}, "ReceiveWindow", "1 GiB"},
 		{Config{ReceiveArenaSize: -1}, "ReceiveArenaSize", "negative"},
@@ -56,13 +56,18 @@ func TestConfigValidate(t *testing.T) {
 		{Config{IdleTimeout: time.Millisecond}, func(d *Config) bool { return d.HeartbeatPeriod == 500*time.Microsecond }},
 		{Config{HeartbeatPeriod: time.Minute}, func(d *Config) bool { return d.IdleTimeout == 2*time.Minute }},
 		{Config{MaxMessageSize: 100 * MiB}, func(d *Config) bool {
-			return d.SendBufferSize == 100*MiB && d.ReceiveWindow == 100*MiB+msgCreditOverhead && d.MaxReceiveWindow == d.ReceiveWindow
+			return d.SendBufferSize == 100*MiB && d.ReceiveWindow == msgCredit(100*MiB) && d.MaxReceiveWindow == d.ReceiveWindow
 		}},
 		{Config{SendBufferSize: 1000}, func(d *Config) bool { return d.MaxMessageSize == 1000 }},
-		{Config{ReceiveWindow: 65}, func(d *Config) bool { return d.MaxMessageSize == 1 }},
-		{Config{MaxReceiveWindow: MiB}, func(d *Config) bool { return d.ReceiveWindow == MiB && d.MaxMessageSize == MiB-msgCreditOverhead }},
+		{Config{ReceiveWindow: 257}, func(d *Config) bool { return d.MaxMessageSize == 1 }},
+		{Config{MaxReceiveWindow: MiB}, func(d *Config) bool {
+			return d.ReceiveWindow == MiB && d.MaxMessageSize == maxMessageFor(MiB) && msgCredit(d.MaxMessageSize) <= MiB && msgCredit(d.MaxMessageSize+1) > MiB
+		}},
 		{Config{MaxDatagramSize: 9000}, func(d *Config) bool { return d.MaxDatagramSize == 9000 }},
 		{Config{MaxMessageSize: MaxMessageSizeLimit}, func(d *Config) bool { return d.ReceiveWindow == maxWindow }},
+	}
+	if msgCredit(MaxMessageSizeLimit) != maxWindow || msgCredit(MaxMessageSizeLimit+1) <= maxWindow {
+		t.Errorf("MaxMessageSizeLimit %d is charged %d: not the largest message a 1 GiB window takes", MaxMessageSizeLimit, msgCredit(MaxMessageSizeLimit))
 	}
 	for _, tt := range good {
 		if err := tt.cfg.Validate(); err != nil {

@@ -74,3 +74,58 @@ func DebugPathMTU(c *Conn) string {
 	}
 	return fmt.Sprintf("%+v", *c.pmtu)
 }
+
+// CheckHeldMemory checks the receive side's memory rule: every message
+// held for the peer stays within what it was charged (footprint ≤ held),
+// Delivery charges within the credit window, None/Order charges within the
+// window, and charges plus the buffer pool within heldLimit. Beyond that
+// a connection holds only its fixed records and the receive arena.
+func CheckHeldMemory(c *Conn) error {
+	held, delivery, unreliable := 0, 0, 0
+	visit := func(m *recvMsg) error {
+		if fp := m.footprint(); fp > m.held {
+			return fmt.Errorf("message %d (%v, %d of %d bytes): footprint %d over its charge %d", m.seq, m.guarantee, m.filled, m.total, fp, m.held)
+		}
+		if len(m.runs) > runLimit(m.total) {
+			return fmt.Errorf("message %d: %d runs, over %d", m.seq, len(m.runs), runLimit(m.total))
+		}
+		held += m.footprint()
+		if m.guarantee == Delivery {
+			delivery += m.held
+		} else {
+			unreliable += m.held
+		}
+		return nil
+	}
+	for _, m := range c.pending {
+		if err := visit(m); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.noneMsgs {
+		if err := visit(m); err != nil {
+			return err
+		}
+	}
+	if m := c.yieldedMsg; m != nil && !slices.Contains(c.pending, m) && !slices.Contains(c.noneMsgs, m) {
+		if err := visit(m); err != nil {
+			return err
+		}
+	}
+	switch {
+	case delivery != c.pendingDelivery || unreliable != c.unreliableBytes:
+		return fmt.Errorf("charges: Delivery %d (counted %d), None/Order %d (counted %d)", delivery, c.pendingDelivery, unreliable, c.unreliableBytes)
+	case delivery > c.creditWindow():
+		return fmt.Errorf("Delivery charges %d over the credit window %d", delivery, c.creditWindow())
+	case unreliable > c.window():
+		return fmt.Errorf("None/Order charges %d over the window %d", unreliable, c.window())
+	}
+	pooled := c.bufPool.pooled + recordBytes*len(c.msgFree)
+	switch {
+	case delivery+unreliable+pooled > c.heldLimit():
+		return fmt.Errorf("charges %d plus pooled %d over the limit %d", delivery+unreliable, pooled, c.heldLimit())
+	case held+pooled > c.heldLimit():
+		return fmt.Errorf("held %d plus pooled %d over the limit %d", held, pooled, c.heldLimit())
+	}
+	return nil
+}

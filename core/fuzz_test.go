@@ -517,8 +517,8 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("%d packets remembered", len(c.sentRing)-c.sentHead)
 	}
 	for _, m := range c.pending {
-		if !m.yielded && (len(m.runs) > runLimit(len(m.data))+1 || m.filled > len(m.data) || m.filled < 0) {
-			t.Fatalf("pending message: %d runs, filled %d of %d", len(m.runs), m.filled, len(m.data))
+		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > m.held) {
+			t.Fatalf("pending message: %d runs, filled %d of %d, footprint %d of %d charged", len(m.runs), m.filled, m.total, m.footprint(), m.held)
 		}
 	}
 }

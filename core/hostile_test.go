@@ -14,13 +14,24 @@ type hostilePeer struct {
 	sent [][]byte // what c sent in answer to the last packet
 }
 
-func newHostilePeer(t *testing.T) *hostilePeer {
+func newHostilePeer(t testing.TB) *hostilePeer {
+	return newHostilePeerConfig(t, &Config{MaxMessageSize: hostileWindow / 2, ReceiveWindow: hostileWindow})
+}
+
+func newHostilePeerConfig(t testing.TB, cfg *Config) *hostilePeer {
+	return newHostilePeerLimited(t, cfg, 0)
+}
+
+// newHostilePeerLimited is a hostile peer of a Conn whose receive window
+// is capped at limit (SetReceiveLimit) from the start.
+func newHostilePeerLimited(t testing.TB, cfg *Config, limit int) *hostilePeer {
 	t.Helper()
 	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	c, err := NewConn(&Config{MaxMessageSize: hostileWindow / 2, ReceiveWindow: hostileWindow}, 0xC0FFEE, now)
+	c, err := NewConn(cfg, 0xC0FFEE, now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.SetReceiveLimit(now, limit)
 	h := &hostilePeer{c: c, now: now, pn: 0xFFFFFFF0, buf: make([]byte, 0, 2048)}
 	hello := HelloFrame{SrcCID: 0xBAD, InitialSeq: 0xFFFFFFF0, MaxData: 1 << 30, MaxAckDelay: 1000, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400}
 	h.send(appendHello(nil, &hello))
@@ -47,16 +58,17 @@ func (h *hostilePeer) send(frames []byte) {
 	}
 }
 
-const hostileWindow = 8192 + msgCreditOverhead
+// hostileWindow takes two messages of 4 KiB (what one is charged, msgCredit, twice).
+const hostileWindow = 2 * (4096 + msgCreditOverhead + 4096/64)
 
 // footprint is what the receiver holds for a peer.
 func footprint(c *Conn) int {
 	n := len(c.pending) + len(c.noneMsgs) + len(c.recvd.runs)
 	for _, m := range c.pending {
-		n += len(m.data)
+		n += m.footprint()
 	}
 	for _, m := range c.noneMsgs {
-		n += len(m.data)
+		n += m.footprint()
 	}
 	return n
 }

@@ -6,43 +6,92 @@ import (
 	"time"
 )
 
-// maxFragmentRuns bounds the disjoint pieces an incomplete message may be
-// in, beyond one piece per fragmentRunBytes of its length; a peer that
-// scatters more is misbehaving and the message is dropped. An honest
-// sender's fragments are at least 1106 bytes, so it never reaches the
-// bound whatever it loses: a Delivery message must never be dropped once
-// its acknowledged fragments cannot be sent again.
-const (
-	maxFragmentRuns  = 64
-	fragmentRunBytes = 512
-)
+// A fragmented message is reassembled in chunks of recvChunk bytes (the
+// last one shorter), each allocated when its first byte arrives, so that
+// what a receiver holds grows with the bytes received, never with the total
+// a first fragment declares. A message of at most recvChunk bytes is one
+// such chunk, its data; a longer one is copied into one buffer when it
+// completes.
+const recvChunk = 16 << 10
+
+// fragmentRunBytes sets how many disjoint pieces (runs) an incomplete
+// message may be held in: runLimit. An honest sender's fragments are at
+// least 1106 bytes, so a gap is too and its runs never reach
+// 1 + total/2212, whatever it loses: a Delivery message must never be
+// dropped once its acknowledged fragments cannot be sent again. A peer that
+// scatters more is misbehaving and the message is dropped.
+const fragmentRunBytes = 2048
 
 // runLimit is the number of pieces a message of total bytes may be in.
-func runLimit(total int) int { return maxFragmentRuns + total/fragmentRunBytes }
+func runLimit(total int) int { return 2 + total/fragmentRunBytes }
+
+// The receiver's bookkeeping of an incomplete fragmented message: a run
+// (pnRange) and a chunk table entry (recvChunkRef), charged per slot.
+const (
+	runBytes        = 16
+	chunkEntryBytes = 32
+)
+
+// msgCredit is what a message of n bytes costs in the receive window: the
+// flow-control credit of a Delivery message, and the share of the
+// unreliable budget of a None/Order one. Beyond its bytes, msgCreditOverhead
+// pays for its record (recordBytes) and n/64 for the bookkeeping
+// reassembly may need (at most runLimit runs and a chunk entry per
+// recvChunk: 32 + n/128 + 32 + n/512 < 64 + n/64 bytes), so that
+// everything held for a message fits what it was charged (footprint).
+func msgCredit(n int) int { return n + msgCreditOverhead + n/64 }
+
+// recvChunkRef is one allocated chunk of a message being reassembled.
+type recvChunkRef struct {
+	index int // the chunk's offset / recvChunk
+	b     []byte
+}
 
 // recvMsg is a message (or the message a fragment belongs to) held by the
 // receiver until the application reads it.
 type recvMsg struct {
-	guarantee Guarantee
-	seq       uint64 // Order/Delivery: sequence; None: id
-	group     uint64 // first sequence of its set (seq when not in a set)
-	inSet     bool
-	d         uint64 // Delivery: delivery index
-	base      uint64 // delivery messages that must be read before it
+	seq   uint64 // Order/Delivery: sequence; None: id
+	group uint64 // first sequence of its set (seq when not in a set)
+	d     uint64 // Delivery: delivery index
+	base  uint64 // delivery messages that must be read before it
 	// held is its share of the receive buffers: data plus msgCreditOverhead,
 	// in pendingDelivery (Delivery, where it is flow-control credit) or in
 	// unreliableBytes. The overhead stays held while a read message is kept
 	// for duplicate detection, so that entries are bounded in number too.
-	held    int
-	data    []byte
-	inArena bool
-	filled  int       // bytes received so far
-	runs    []pnRange // received byte runs [lo, hi) while incomplete
-	firstAt time.Time
-	yielded bool
+	held      int
+	total     int            // the message's length
+	data      []byte         // its bytes; while incomplete, nil if longer than recvChunk
+	filled    int            // bytes received so far
+	runs      []pnRange      // received byte runs [lo, hi) while incomplete
+	chunks    []recvChunkRef // while incomplete and longer than recvChunk, by index
+	firstAt   time.Time
+	guarantee Guarantee
+	inSet     bool
+	inArena   bool
+	yielded   bool
 }
 
-func (m *recvMsg) complete() bool { return m.filled == len(m.data) }
+// recordBytes is what a message's record costs its receiver: the recvMsg
+// (in its 160-byte allocation class) and its slot in pending or noneMsgs,
+// twice over for the slices' growth.
+const recordBytes = 160 + 16
+
+func (m *recvMsg) complete() bool { return m.filled == m.total }
+
+// footprint is the memory m holds for the peer: its record, its data
+// (outside the arena), chunks and reassembly bookkeeping. It never
+// exceeds m.held (fill refuses what would), so the bytes held for a peer
+// stay within what its messages are charged.
+func (m *recvMsg) footprint() int {
+	n := recordBytes + runBytes*cap(m.runs) + chunkEntryBytes*cap(m.chunks)
+	if !m.inArena {
+		n += cap(m.data)
+	}
+	for _, ch := range m.chunks {
+		n += cap(ch.b)
+	}
+	return n
+}
 
 // receiver is the receiving half: ordering, reassembly, flow control.
 type receiver struct {
@@ -65,6 +114,8 @@ type receiver struct {
 	// tuneWindow up to MaxReceiveWindow. It never shrinks, so the credit
 	// advertised never goes back.
 	recvWindow int
+	// recvLimit, when above zero, caps the window in force (SetReceiveLimit).
+	recvLimit int
 	// The auto-tuning epoch: when it began and consumed at its start.
 	tuneStart    time.Time
 	tuneConsumed uint64
@@ -81,6 +132,45 @@ func (c *Conn) initReceiver() {
 	c.recvWindow = c.cfg.ReceiveWindow
 }
 
+// window is the receive window in force: recvWindow, or the limit
+// SetReceiveLimit set when that is lower.
+func (c *Conn) window() int {
+	if c.recvLimit > 0 && c.recvLimit < c.recvWindow {
+		return c.recvLimit
+	}
+	return c.recvWindow
+}
+
+// creditWindow is what the peer may have charged for Delivery messages not
+// yet read: the window, or what was advertised before a lower limit was set
+// (credit given is never taken back).
+func (c *Conn) creditWindow() int {
+	return max(c.window(), int(c.maxDataSent-min(c.maxDataSent, c.consumed)))
+}
+
+// unreliableLimit is what None/Order messages may hold: a quarter of the
+// window, or a single message of up to the window.
+func (c *Conn) unreliableLimit() int { return c.window() / 4 }
+
+// SetReceiveLimit caps the receive window at n bytes (0 or less lifts the
+// cap): the peer is granted no new credit beyond n bytes of Delivery data
+// not yet read, and None/Order messages may hold a quarter of it. Credit
+// already advertised is never taken back, so a lower limit applies as the
+// application reads; set it before the connection first sends (a
+// listener's HELLO carries credit) to bound it from the start. Raising it
+// sends the new credit at once. A listener uses it to bound the memory of
+// connections not yet accepted.
+func (c *Conn) SetReceiveLimit(now time.Time, n int) {
+	c.recvLimit = max(n, 0)
+	c.shrinkPool()
+	// What the application read while limited says nothing of the path:
+	// auto-tuning starts a new epoch.
+	c.tuneStart, c.tuneConsumed = now, c.consumed
+	if c.state == stateEstablished {
+		c.maybeUpdateWindow()
+	}
+}
+
 // advertisedMaxData is the flow-control credit we give the peer.
 func (c *Conn) advertisedMaxData() uint64 {
 	if c.closing.requested {
@@ -89,7 +179,7 @@ func (c *Conn) advertisedMaxData() uint64 {
 		// neither CLOSE would ever be sent.
 		return c.consumed + uint64(c.recvWindow) + 1<<40
 	}
-	return c.consumed + uint64(c.recvWindow)
+	return max(c.maxDataSent, c.consumed+uint64(c.window()))
 }
 
 // tuneWindow doubles the flow-control window, up to MaxReceiveWindow, when
@@ -480,22 +570,22 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	var m *recvMsg
 	if found {
 		m = c.pending[i]
-		if m.guarantee != f.guarantee || (!m.yielded && len(m.data) != total) {
+		if m.guarantee != f.guarantee || (!m.yielded && m.total != total) {
 			return c.violate(now, "fragment inconsistent with its message")
 		}
 		if m.yielded || m.complete() {
 			return applied // a duplicate
 		}
 	} else {
-		cost := total + msgCreditOverhead
+		cost := msgCredit(total)
 		if f.guarantee == Delivery {
-			if c.pendingDelivery+cost > c.recvWindow {
+			if c.pendingDelivery+cost > c.creditWindow() {
 				return c.violate(now, "Delivery data beyond the flow-control credit")
 			}
 		} else if !c.admitUnreliable(cost) {
 			return applied
 		}
-		m = c.newRecvMsg(total, now)
+		m = c.newRecvMsg(total, f.fragment, now)
 		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, seq, group, f.inSet, d, base, cost
 		if f.guarantee == Order {
 			m.base = d
@@ -503,6 +593,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		} else {
 			c.pendingDelivery += cost
 		}
+		c.shrinkPool()
 		c.pending = append(c.pending, nil)
 		copy(c.pending[i+1:], c.pending[i:])
 		c.pending[i] = m
@@ -533,20 +624,21 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 		}
 	}
 	if m != nil {
-		if len(m.data) != total {
+		if m.total != total {
 			return c.violate(now, "fragment inconsistent with its message")
 		}
 		if m.complete() {
 			return applied
 		}
 	} else {
-		cost := total + msgCreditOverhead
+		cost := msgCredit(total)
 		if !c.admitUnreliable(cost) {
 			return applied
 		}
-		m = c.newRecvMsg(total, now)
+		m = c.newRecvMsg(total, f.fragment, now)
 		m.guarantee, m.seq, m.held = None, id, cost
 		c.unreliableBytes += cost
+		c.shrinkPool()
 		c.noneMsgs = append(c.noneMsgs, m)
 	}
 	if !c.fill(m, f) {
@@ -561,10 +653,11 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 	return applied
 }
 
-// admitUnreliable reports whether a None/Order message costing n bytes fits the
-// quarter of the receive window unreliable messages may hold.
+// admitUnreliable reports whether a None/Order message costing n bytes fits
+// unreliableLimit: a quarter of the window, or the whole window for a
+// message that comes alone.
 func (c *Conn) admitUnreliable(n int) bool {
-	if c.unreliableBytes+n > c.cfg.ReceiveWindow/4 && c.unreliableBytes > 0 {
+	if c.unreliableBytes+n > c.unreliableLimit() && (c.unreliableBytes > 0 || n > c.window()) {
 		c.stats.UnreliableDropped++
 		return false
 	}
@@ -572,16 +665,20 @@ func (c *Conn) admitUnreliable(n int) bool {
 }
 
 // fill copies a frame's data into its message. It reports false when the
-// message must be dropped (a peer scattering too many pieces).
+// message must be dropped: a peer scattering it in more pieces than
+// runLimit, or making it hold more than it was charged.
 func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 	if !f.fragment {
 		copy(m.data, f.data)
-		m.filled = len(m.data)
+		m.filled = m.total
 		return true
 	}
 	lo, hi := f.offset, f.offset+uint64(len(f.data))
-	if hi > uint64(len(m.data)) {
+	if hi > uint64(m.total) {
 		return true // inconsistent total: ignore the piece
+	}
+	if lo == hi {
+		return true
 	}
 	// Merge [lo, hi) into the runs; count only bytes not already present.
 	runs := m.runs
@@ -595,9 +692,16 @@ func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 		covered += min(runs[j].hi, hi) - max(runs[j].lo, lo)
 		j++
 	}
-	copy(m.data[lo:hi], f.data)
-	m.filled += int(hi - lo - covered)
-	if j-i == 0 {
+	if j == i {
+		limit := runLimit(m.total)
+		if len(runs) >= limit {
+			return false
+		}
+		if len(runs) == cap(runs) {
+			// Grown by hand, so that its capacity (charged in
+			// footprint) never passes runLimit.
+			runs = append(make([]pnRange, 0, min(max(2*cap(runs), 2), limit)), runs...)
+		}
 		runs = append(runs, pnRange{})
 		copy(runs[i+1:], runs[i:])
 	} else if j-i > 1 {
@@ -605,15 +709,76 @@ func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 	}
 	runs[i] = pnRange{newLo, newHi}
 	m.runs = runs
-	if len(runs) > runLimit(len(m.data)) {
+	c.store(m, lo, f.data)
+	m.filled += int(hi - lo - covered)
+	if m.footprint() > m.held {
 		return false
 	}
-	if m.guarantee != Delivery && !m.complete() && c.timers[timerReassembly] == 0 {
+	if m.complete() {
+		c.assemble(m)
+		return true
+	}
+	if m.guarantee != Delivery && c.timers[timerReassembly] == 0 {
 		// (An armed timer is due no later than this message's expiry: it
 		// waits for an older one, and expireReassembly re-arms exactly.)
 		c.armReassembly()
 	}
 	return true
+}
+
+// store copies p to offset off of an incomplete message, allocating the
+// chunks it lands in.
+func (c *Conn) store(m *recvMsg, off uint64, p []byte) {
+	if m.total <= recvChunk {
+		if m.data == nil {
+			m.data, m.inArena = c.allocData(m.total)
+		}
+		copy(m.data[off:], p)
+		return
+	}
+	for len(p) > 0 {
+		k := int(off / recvChunk)
+		n := copy(c.chunk(m, k)[int(off)-k*recvChunk:], p)
+		p, off = p[n:], off+uint64(n)
+	}
+}
+
+// chunk returns chunk k of m, allocating it on first use.
+func (c *Conn) chunk(m *recvMsg, k int) []byte {
+	i := sort.Search(len(m.chunks), func(x int) bool { return m.chunks[x].index >= k })
+	if i < len(m.chunks) && m.chunks[i].index == k {
+		return m.chunks[i].b
+	}
+	if len(m.chunks) == cap(m.chunks) {
+		limit := (m.total + recvChunk - 1) / recvChunk
+		m.chunks = append(make([]recvChunkRef, 0, min(max(2*cap(m.chunks), 1), limit)), m.chunks...)
+	}
+	b := c.bufPool.get(min(recvChunk, m.total-k*recvChunk))
+	m.chunks = append(m.chunks, recvChunkRef{})
+	copy(m.chunks[i+1:], m.chunks[i:])
+	m.chunks[i] = recvChunkRef{index: k, b: b}
+	return b
+}
+
+// assemble turns a message just completed into one buffer and frees its
+// reassembly state.
+func (c *Conn) assemble(m *recvMsg) {
+	m.runs = nil
+	if m.chunks == nil {
+		return
+	}
+	m.data, m.inArena = c.allocData(m.total)
+	for _, ch := range m.chunks {
+		copy(m.data[ch.index*recvChunk:], ch.b)
+	}
+	c.freeChunks(m)
+}
+
+func (c *Conn) freeChunks(m *recvMsg) {
+	for _, ch := range m.chunks {
+		c.putBuf(ch.b)
+	}
+	m.chunks = nil
 }
 
 // findPending returns the index of seq in pending, or where it would go.
@@ -647,12 +812,13 @@ func (c *Conn) release(m *recvMsg, keep int) {
 	} else {
 		c.unreliableBytes -= n
 	}
+	c.shrinkPool() // (while limited, the credit window shrinks as the application reads)
 }
 
 // maybeUpdateWindow sends a window update once the application has read a
 // quarter of the window since we last advertised it.
 func (c *Conn) maybeUpdateWindow() {
-	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.recvWindow/4) {
+	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.window()/4) {
 		c.ackPending = true
 		c.ackNow = true
 	}
@@ -837,9 +1003,14 @@ func (c *Conn) discardReceived() {
 		c.freeRecvMsg(m)
 	}
 	c.pending, c.noneMsgs = c.pending[:0], c.noneMsgs[:0]
+	// Nothing more is received: what the pools kept for reuse goes too.
+	c.bufPool, c.msgFree = bufPool{}, nil
 }
 
-func (c *Conn) newRecvMsg(size int, now time.Time) *recvMsg {
+// newRecvMsg makes the record of a message of total bytes. An unfragmented
+// message's data is allocated now (it is all here); a fragmented one's as
+// its bytes arrive (store).
+func (c *Conn) newRecvMsg(total int, fragmented bool, now time.Time) *recvMsg {
 	var m *recvMsg
 	if k := len(c.msgFree); k > 0 {
 		m = c.msgFree[k-1]
@@ -847,23 +1018,61 @@ func (c *Conn) newRecvMsg(size int, now time.Time) *recvMsg {
 	} else {
 		m = &recvMsg{}
 	}
-	if b, ok := c.arena.alloc(size); ok {
-		m.data, m.inArena = b, true
-	} else {
-		m.data = c.bufPool.get(size)
+	m.total = total
+	if !fragmented {
+		m.data, m.inArena = c.allocData(total)
 	}
 	m.firstAt = now
 	return m
 }
 
+// allocData returns n bytes from the arena, or else the buffer pool.
+func (c *Conn) allocData(n int) ([]byte, bool) {
+	if b, ok := c.arena.alloc(n); ok {
+		return b, true
+	}
+	return c.bufPool.get(n), false
+}
+
+// putBuf gives a freed buffer to the pool, which a busy stream reuses
+// (trimIdle gives it back): as long as the pool and the messages' charges
+// stay within heldLimit, the memory a connection may hold for its peer.
+func (c *Conn) putBuf(b []byte) {
+	c.bufPool.put(b, c.poolRoom())
+}
+
+// poolRoom is what the buffer pool may hold: what heldLimit leaves beside
+// the messages' charges and the free records.
+func (c *Conn) poolRoom() int {
+	return c.heldLimit() - c.pendingDelivery - c.unreliableBytes - recordBytes*len(c.msgFree)
+}
+
+// heldLimit bounds the memory a connection holds for its peer beyond its
+// fixed records and the receive arena: Delivery messages are charged at
+// most creditWindow, None/Order ones at most the window (unreliableLimit,
+// or one message alone), each message's footprint stays within its charge,
+// and the buffer pool fills only what the charges leave.
+func (c *Conn) heldLimit() int { return c.creditWindow() + c.window() }
+
+// shrinkPool drops free records and pooled buffers that new charges left
+// no room for.
+func (c *Conn) shrinkPool() {
+	for len(c.msgFree) > 0 && c.poolRoom() < c.bufPool.pooled {
+		c.msgFree[len(c.msgFree)-1] = nil
+		c.msgFree = c.msgFree[:len(c.msgFree)-1]
+	}
+	c.bufPool.shrink(c.poolRoom())
+}
+
 func (c *Conn) freeData(m *recvMsg) {
+	c.freeChunks(m)
 	if m.data == nil {
 		return
 	}
 	if m.inArena {
 		c.arena.release()
 	} else {
-		c.bufPool.put(m.data, c.recvWindow) // what a busy stream reuses; trimIdle gives it back
+		c.putBuf(m.data)
 	}
 	m.data, m.inArena = nil, false
 }
@@ -871,9 +1080,8 @@ func (c *Conn) freeData(m *recvMsg) {
 func (c *Conn) freeRecvMsg(m *recvMsg) {
 	c.release(m, 0)
 	c.freeData(m)
-	runs := m.runs[:0]
-	*m = recvMsg{runs: runs}
-	if len(c.msgFree) < c.cfg.ReceiveWindow/smallChunk {
+	*m = recvMsg{}
+	if c.poolRoom()-c.bufPool.pooled >= recordBytes {
 		c.msgFree = append(c.msgFree, m)
 	}
 }
@@ -909,10 +1117,11 @@ func (a *arena) release() {
 }
 
 // bufPool keeps freed heap buffers by power-of-two size class, at most
-// put's limit bytes of them (the receive window: what a steady stream
-// needs). Its class table (552 bytes) is allocated on the first buffer put
-// back, so that a connection that never overflowed its arena, as most idle
-// ones, does not carry it.
+// put's limit bytes of them. A buffer is reused only for a message of its
+// exact length (a steady stream's messages, reassembly chunks), so that a
+// message holds no more than its charge. Its class table (552 bytes) is
+// allocated on the first buffer put back, so that a connection that never
+// overflowed its arena, as most idle ones, does not carry it.
 type bufPool struct {
 	classes *[numSizeClasses][][]byte
 	pooled  int
@@ -921,6 +1130,9 @@ type bufPool struct {
 const (
 	minSizeClass   = 8 // 256 bytes at least
 	numSizeClasses = 31 - minSizeClass
+	// bufPoolScan is how many of a class's newest buffers get looks at
+	// for one of the exact length.
+	bufPoolScan = 4
 )
 
 func sizeClass(n int) int {
@@ -932,26 +1144,46 @@ func sizeClass(n int) int {
 }
 
 func (p *bufPool) get(n int) []byte {
-	k := sizeClass(n)
-	if p.classes != nil && k-minSizeClass < numSizeClasses {
-		if free := p.classes[k-minSizeClass]; len(free) > 0 {
-			b := free[len(free)-1]
-			p.classes[k-minSizeClass] = free[:len(free)-1]
-			p.pooled -= cap(b)
-			return b[:n]
+	k := sizeClass(n) - minSizeClass
+	if p.classes != nil && k < numSizeClasses {
+		free := p.classes[k]
+		for j := len(free) - 1; j >= max(0, len(free)-bufPoolScan); j-- {
+			if b := free[j]; cap(b) == n {
+				free[j] = free[len(free)-1]
+				free[len(free)-1] = nil
+				p.classes[k] = free[:len(free)-1]
+				p.pooled -= n
+				return b[:n]
+			}
 		}
 	}
-	return make([]byte, n, 1<<k)
+	return make([]byte, n)
+}
+
+// shrink drops buffers, the largest first, until at most limit bytes are pooled.
+func (p *bufPool) shrink(limit int) {
+	if p.pooled <= limit {
+		return
+	}
+	for k := numSizeClasses - 1; k >= 0 && p.pooled > limit; k-- {
+		free := p.classes[k]
+		for len(free) > 0 && p.pooled > limit {
+			p.pooled -= cap(free[len(free)-1])
+			free[len(free)-1] = nil
+			free = free[:len(free)-1]
+		}
+		p.classes[k] = free
+	}
 }
 
 func (p *bufPool) put(b []byte, limit int) {
-	k := sizeClass(cap(b))
-	if 1<<k != cap(b) || k-minSizeClass >= numSizeClasses || p.pooled+cap(b) > limit {
+	k := sizeClass(cap(b)) - minSizeClass
+	if cap(b) == 0 || k >= numSizeClasses || p.pooled+cap(b) > limit {
 		return
 	}
 	if p.classes == nil {
 		p.classes = new([numSizeClasses][][]byte)
 	}
 	p.pooled += cap(b)
-	p.classes[k-minSizeClass] = append(p.classes[k-minSizeClass], b[:0])
+	p.classes[k] = append(p.classes[k], b[:0])
 }

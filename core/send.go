@@ -5,8 +5,11 @@ import (
 )
 
 // msgCreditOverhead is what every Delivery message costs in flow-control
-// credit beyond its length, so that empty messages are bounded too.
-const msgCreditOverhead = 64
+// credit beyond its length (see msgCredit for the whole charge): what the
+// receiver's record of a message costs it (recordBytes) and the fixed part
+// of its reassembly bookkeeping, so that empty messages are bounded too
+// and a peer cannot make a receiver hold more than it was charged.
+const msgCreditOverhead = 256
 
 // ackFrameReserve is room kept in every data packet for a small ACK frame.
 const ackFrameReserve = 32
@@ -227,7 +230,7 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		f.msg.data = f.chunk[:n]
 		copy(f.msg.data, p[off:off+n])
 		if off == 0 && g == Delivery {
-			f.credit = uint64(len(p)) + msgCreditOverhead
+			f.credit = uint64(msgCredit(len(p)))
 		}
 		if g == Delivery {
 			c.unackedDelivery++
@@ -439,6 +442,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 			Cookie:          c.handshake.cookie[:c.handshake.cookieLen],
 		}
 		n = len(appendHello(buf[:n], &h))
+		c.maxDataSent = max(c.maxDataSent, h.MaxData) // (a lower receive limit set later honours it)
 		pkt.hello, pkt.eliciting = true, true
 		c.handshake.helloNeeded = false
 	}

@@ -399,6 +399,10 @@ type simNode struct {
 
 	maxDatagram int // Config.MaxDatagramSize
 
+	// liftLimitAt, if set, is when the receive limit set at the start is
+	// lifted (as a listener's Accept does).
+	liftLimitAt time.Time
+
 	closeNow      bool // call Close at the next opportunity
 	closeWhenSent bool // call Close once Send took the whole flow
 	peerCloses    bool // the peer may close before this side sent everything
@@ -444,6 +448,10 @@ func (n *simNode) fail(err error) {
 }
 
 func (n *simNode) act(now time.Time) {
+	if !n.liftLimitAt.IsZero() && !now.Before(n.liftLimitAt) {
+		n.liftLimitAt = time.Time{}
+		n.conn.SetReceiveLimit(now, 0)
+	}
 	if n.closeNow && !n.closed {
 		n.closed = true
 		n.conn.Close(now)
@@ -504,6 +512,7 @@ func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 		n.conn.HandleUnreachable(now)
 	}
 	n.act(now)
+	n.checkHeld()
 }
 
 func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
@@ -517,13 +526,26 @@ func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	if err := checkDatagramSize(n.conn, n.maxDatagram, buf[:size]); err != nil {
 		n.fail(err)
 	}
+	n.checkHeld()
 	return size
+}
+
+// checkHeld is the memory invariant, on every step: what the connection
+// holds for its peer stays within what the peer was charged and the window
+// (core.CheckHeldMemory).
+func (n *simNode) checkHeld() {
+	if err := core.CheckHeldMemory(n.conn); err != nil {
+		n.fail(fmt.Errorf("held memory: %w", err))
+	}
 }
 
 func (n *simNode) NextTimeout() time.Time {
 	t := n.conn.NextTimeout()
 	if n.readEvery > 0 && !n.closed && !n.eof && !n.conn.Closed() && (t.IsZero() || n.nextRead.Before(t)) {
 		t = n.nextRead
+	}
+	if !n.liftLimitAt.IsZero() && (t.IsZero() || n.liftLimitAt.Before(t)) {
+		t = n.liftLimitAt
 	}
 	return t
 }
@@ -537,6 +559,7 @@ func (n *simNode) HandleTimeout(now time.Time) {
 		n.conn.HandleTimeout(now)
 	}
 	n.act(now)
+	n.checkHeld()
 }
 
 // --- one run -------------------------------------------------------------
@@ -607,6 +630,13 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	if p.slowReader && r.IntN(2) == 0 {
 		b.readEvery, b.readBatch = time.Duration(1+r.IntN(20))*time.Millisecond, 1+r.IntN(4)
 		b.nextRead = sim.Epoch
+	}
+	// In a quarter of the seeds b starts with a small receive window, as a
+	// listener's connection waiting in Accept, lifted after a while (drawn
+	// from a source of its own, so that the other draws stay as they were).
+	if lr := rand.New(rand.NewPCG(seed, 0x11a17)); lr.IntN(4) == 0 {
+		cb.SetReceiveLimit(sim.Epoch, 1+lr.IntN(16<<10))
+		b.liftLimitAt = sim.Epoch.Add(time.Duration(lr.IntN(2000)) * time.Millisecond)
 	}
 	net.AddNode(a)
 	net.AddNode(b)

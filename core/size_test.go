@@ -94,3 +94,22 @@ func TestHeartbeatOneSided(t *testing.T) {
 		t.Fatalf("a connection ended: %v / %v", p.a.Err(), p.b.Err())
 	}
 }
+
+// TestRecvRecordCharged: what a held message's record costs fits what a
+// message is charged beyond its bytes, with the fixed part of its
+// reassembly bookkeeping (two runs, a chunk entry), so that footprint
+// never exceeds the charge.
+func TestRecvRecordCharged(t *testing.T) {
+	if n := unsafe.Sizeof(recvMsg{}); n > 160 {
+		t.Errorf("recvMsg is %d bytes, over the 160 recordBytes assumes", n)
+	}
+	if recordBytes+2*runBytes+chunkEntryBytes > msgCreditOverhead {
+		t.Errorf("a record (%d) and its fixed bookkeeping (%d) exceed msgCreditOverhead (%d)", recordBytes, 2*runBytes+chunkEntryBytes, msgCreditOverhead)
+	}
+	if n := unsafe.Sizeof(pnRange{}); n != runBytes {
+		t.Errorf("a run is %d bytes, runBytes says %d", n, runBytes)
+	}
+	if n := unsafe.Sizeof(recvChunkRef{}); n != chunkEntryBytes {
+		t.Errorf("a chunk entry is %d bytes, chunkEntryBytes says %d", n, chunkEntryBytes)
+	}
+}

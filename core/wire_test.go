@@ -46,7 +46,7 @@ func TestWireConstants(t *testing.T) {
 		{"None", int(None), 1},
 		{"Order", int(Order), 2},
 		{"Delivery", int(Delivery), 3},
-		{"msgCreditOverhead", msgCreditOverhead, 64},
+		{"msgCreditOverhead", msgCreditOverhead, 256},
 		{"packetThreshold", packetThreshold, 3},
 		{"maxMsgHeader", maxMsgHeader, 1 + 4 + 4 + 5 + 5 + 10 + 10 + 5},
 	} {
