@@ -48,7 +48,7 @@ func TestCloseThenExit(t *testing.T) {
 	if testing.Short() {
 		runs = 2
 	}
-	for _, mode := range []string{"dial", "manual", "listenerdial", "packetconn"} {
+	for _, mode := range []string{"dial", "manual", "listenerdial", "packetconn", "packetconn-manual"} {
 		t.Run(mode, func(t *testing.T) {
 			for run := range runs {
 				closeThenExit(t, mode, run)
@@ -141,8 +141,8 @@ func closeThenExitChild(t *testing.T, mode, addr string) {
 			t.Fatal(err)
 		}
 		w, close = c, func() error { return errors.Join(c.Close(), ln.Close()) }
-	case "packetconn":
-		pc, err := rudp.ListenPacket("udp", "127.0.0.1:0", nil)
+	case "packetconn", "packetconn-manual":
+		pc, err := rudp.ListenPacket("udp", "127.0.0.1:0", &rudp.Config{Manual: mode == "packetconn-manual"})
 		if err != nil {
 			t.Fatal(err)
 		}
