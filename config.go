@@ -86,9 +86,14 @@ type Config struct {
 	// makes Close return at once (as TCP's does) and finish the close in
 	// the background, as long as the process runs (in Manual mode, as long
 	// as it pumps), aborting it if the peer takes none of the data for a
-	// third of IdleTimeout (1s to 10s). Zero means the default, as in every
-	// field, so "return at once" is a negative value, not SO_LINGER's 0;
-	// Conn.SetLinger(0) aborts, as *net.TCPConn's does.
+	// third of IdleTimeout (1s to 10s).
+	//
+	// Zero means the default, as in every field, so "return at once" is a
+	// negative value, not 0 as issue 8 proposed: a Config written before
+	// this field, or built without it, gets the close that loses nothing,
+	// and one rule ("zero is the default") holds for the whole struct.
+	// Conn.SetLinger, a call rather than a field, follows *net.TCPConn's
+	// instead: SetLinger(0) aborts.
 	Linger time.Duration
 
 	// AcceptBacklog bounds the connections waiting in Accept; more are
