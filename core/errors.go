@@ -7,9 +7,10 @@ import (
 
 // Sentinel errors of the core. Callers match them with errors.Is.
 var (
-	// ErrWouldBlock is returned by a UDPLike's Recv when no datagram is ready,
-	// and by the send calls when the send buffer is full (backpressure): the
-	// caller should retry after Maintain/Recv has made progress.
+	// ErrWouldBlock is returned by a UDPLike's Read that cannot wait (an
+	// in-memory socket) when no datagram is ready, and by the send calls
+	// when the send buffer is full (backpressure): the caller should retry
+	// after Maintain, Wait or Recv has made progress.
 	ErrWouldBlock = errors.New("rudp: operation would block")
 
 	// ErrSendBufferFull is returned (wrapping ErrWouldBlock) when a message

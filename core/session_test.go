@@ -31,7 +31,7 @@ func memSocketPair() (*memSocket, *memSocket) {
 	return &memSocket{inbox: &ba, peer: &ab}, &memSocket{inbox: &ab, peer: &ba}
 }
 
-func (s *memSocket) Send(p []byte) (int, error) {
+func (s *memSocket) Write(p []byte) (int, error) {
 	if s.drop != nil && s.drop() {
 		return len(p), nil
 	}
@@ -39,7 +39,10 @@ func (s *memSocket) Send(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *memSocket) Recv(p []byte) (int, error) {
+// SetReadDeadline does nothing: Read never waits.
+func (s *memSocket) SetReadDeadline(time.Time) error { return nil }
+
+func (s *memSocket) Read(p []byte) (int, error) {
 	if len(*s.inbox) == 0 {
 		return 0, core.ErrWouldBlock
 	}
