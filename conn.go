@@ -61,10 +61,9 @@ type Conn struct {
 	remoteCID  uint64         // the peer's connection ID, once in m.remotes
 	hello      helloKey       // the client's attempt, for an accepted connection
 	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
-	timerAt    time.Time
-	heapIdx    int
-	host       netip.Addr // the host its PacketConn counts it against (set once, before it is registered)
-	slot       int        // its index among its host's in the peer table; -1: not counted
+	timer      timerSlot      // its place in m.timers
+	host       netip.Addr     // the host its PacketConn counts it against (set once, before it is registered)
+	slot       int            // its index among its host's in the peer table; -1: not counted
 
 	// active is when a message last moved between the application and
 	// the peer, in nanoseconds since clockBase (a PacketConn's peer table
@@ -85,7 +84,6 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 		cid:       cc.LocalCID(),
-		heapIdx:   -1,
 		slot:      -1,
 	}
 }

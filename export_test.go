@@ -23,11 +23,11 @@ func DebugListener(l *Listener) string {
 	for _, c := range l.m.conns {
 		conns = append(conns, c)
 	}
-	s := fmt.Sprintf("users=%d closed=%v conns=%d heap=%d", l.m.users, l.m.sockClosed.Load(), len(l.m.conns), len(l.m.timers))
+	s := fmt.Sprintf("users=%d closed=%v conns=%d heap=%d", l.m.users, l.m.sockClosed.Load(), len(l.m.conns), l.m.timers.len())
 	l.m.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
-		s += fmt.Sprintf(" [cid=%x est=%v closed=%v err=%v closeBy=%v next=%v timerAt=%v idx=%d]", c.cid, c.core.Established(), c.core.Closed(), c.core.Err(), c.closeBy, c.core.NextTimeout(), c.timerAt, c.heapIdx)
+		s += fmt.Sprintf(" [cid=%x est=%v closed=%v err=%v closeBy=%v next=%v timerAt=%v pos=%d]", c.cid, c.core.Established(), c.core.Closed(), c.core.Err(), c.closeBy, c.core.NextTimeout(), c.timer.at, c.timer.pos)
 		c.mu.Unlock()
 	}
 	return s

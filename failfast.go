@@ -89,20 +89,9 @@ func (m *mux) sendFailed(err error) {
 	if !isReportErr(err) || m.errPending.Swap(true) {
 		return
 	}
-	if m.set.manual {
-		return
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sockClosed.Load() {
-		return
-	}
-	m.timerAt = monoNow()
-	if m.timer == nil {
-		m.timer = time.AfterFunc(0, m.onTimer)
-		return
-	}
-	m.timer.Reset(0)
+	m.timers.fireNow() // (Manual mode: the next pump)
 }
 
 // isReportErr reports whether err is one an ICMP report makes a socket

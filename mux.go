@@ -1,7 +1,6 @@
 package rudp
 
 import (
-	"container/heap"
 	"crypto/hmac"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -121,10 +120,8 @@ type mux struct {
 	peers    map[netip.AddrPort]*Conn // PacketConn: the connection WriteTo uses per address
 	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed)
 	refuse   bool                     // answer HELLOs from new peers with a refusal (a closed listener)
-	timers   connHeap
-	timer    *time.Timer
-	timerAt  time.Time
-	users    int // the listener or PacketConn, plus every connection not yet ended
+	timers   timerQueue               // every connection's timers, on one time.Timer
+	users    int                      // the listener or PacketConn, plus every connection not yet ended
 	rng      *rand.ChaCha8
 }
 
@@ -142,6 +139,7 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		resets:  core.TokenBucket{Rate: resetRate, Burst: resetBurst},
 		reports: core.TokenBucket{Rate: reportRate, Burst: reportBurst},
 	}
+	m.timers = timerQueue{manual: set.manual, fire: m.onTimer}
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
 	m.enableErrQueue()
@@ -498,10 +496,7 @@ func (m *mux) remove(c *Conn) {
 			}
 		}
 	}
-	if c.heapIdx >= 0 {
-		heap.Remove(&m.timers, c.heapIdx)
-		m.armTimerLocked()
-	}
+	m.timers.remove(c)
 	m.releaseLocked()
 }
 
@@ -529,9 +524,7 @@ func (m *mux) releaseLocked() {
 		return
 	}
 	m.sockClosed.Store(true)
-	if m.timer != nil {
-		m.timer.Stop()
-	}
+	m.timers.stop()
 	_ = m.sock.Close() // the reader goroutine ends with it
 	signal(m.rxWake)   // also while it waits for callers to free the socket
 }
@@ -548,56 +541,15 @@ func (m *mux) writeTo(b []byte, to netip.AddrPort) {
 func (m *mux) schedule(c *Conn, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !c.registered {
-		return
+	if c.registered {
+		m.timers.schedule(c, at)
 	}
-	switch {
-	case at.IsZero():
-		if c.heapIdx < 0 {
-			return
-		}
-		heap.Remove(&m.timers, c.heapIdx)
-	case c.heapIdx >= 0:
-		if c.timerAt.Equal(at) {
-			return
-		}
-		c.timerAt = at
-		heap.Fix(&m.timers, c.heapIdx)
-	default:
-		c.timerAt = at
-		heap.Push(&m.timers, c)
-	}
-	m.armTimerLocked()
 }
 
-// armTimerLocked resets the socket's one timer to the earliest connection
-// timer (default mode; Manual mode looks at the heap in pump).
-func (m *mux) armTimerLocked() {
-	if m.set.manual || m.sockClosed.Load() {
-		return
-	}
-	if len(m.timers) == 0 {
-		return // a stale firing finds nothing due
-	}
-	next := m.timers[0].timerAt
-	if !m.timerAt.IsZero() && !next.Before(m.timerAt) {
-		// Armed no later: that firing re-arms. A retransmission timer that
-		// moves later with every packet sent so costs one early firing,
-		// not a timer reset per packet.
-		return
-	}
-	m.timerAt = next
-	d := time.Until(next)
-	if m.timer == nil {
-		m.timer = time.AfterFunc(d, m.onTimer)
-		return
-	}
-	m.timer.Reset(d)
-}
-
+// onTimer is what the socket's time.Timer runs (default mode).
 func (m *mux) onTimer() {
 	m.mu.Lock()
-	m.timerAt = time.Time{}
+	m.timers.fired()
 	m.mu.Unlock()
 	m.fireTimers(monoNow())
 }
@@ -611,10 +563,7 @@ func (m *mux) fireTimers(now time.Time) {
 	var some [8]*Conn // usually enough, without allocating
 	due := some[:0]
 	m.mu.Lock()
-	for len(m.timers) > 0 && !m.timers[0].timerAt.After(now) {
-		due = append(due, heap.Pop(&m.timers).(*Conn))
-	}
-	m.armTimerLocked()
+	due = m.timers.popDue(now, due)
 	m.mu.Unlock()
 	for _, c := range due {
 		c.handleTimeout(now)
@@ -677,30 +626,4 @@ func (m *mux) validCookie(cookie []byte, addr netip.AddrPort, cid uint64, now ti
 		}
 	}
 	return false
-}
-
-// connHeap orders connections by when their timers are next due.
-type connHeap []*Conn
-
-func (h connHeap) Len() int           { return len(h) }
-func (h connHeap) Less(i, j int) bool { return h[i].timerAt.Before(h[j].timerAt) }
-func (h connHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
-}
-
-func (h *connHeap) Push(x any) {
-	c := x.(*Conn)
-	c.heapIdx = len(*h)
-	*h = append(*h, c)
-}
-
-func (h *connHeap) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	c.heapIdx = -1
-	return c
 }
