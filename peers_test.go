@@ -171,9 +171,10 @@ func replyTime(t testing.TB, host netip.Addr, target net.Addr, limit time.Durati
 
 // TestPacketConnFloodFigures measures what one host with 10,000 source
 // ports does to a PacketConn with the default Config: how many of its
-// MaxPeers slots it takes, and how long a new host then waits for a reply.
-// It runs only with -flood (it opens 10,000 sockets); it asserts the
-// fair share.
+// MaxPeers slots it takes, and how long a new host then waits for a reply;
+// then the same with the table filled by 16 such hosts, whose connections
+// stay idle. It runs only with -flood (it opens 14,000 sockets, ~16s); it
+// asserts the fair share and that a new host gets a reply.
 func TestPacketConnFloodFigures(t *testing.T) {
 	if !*floodFlag {
 		t.Skip("a figure test: run with -flood")
@@ -201,6 +202,22 @@ func TestPacketConnFloodFigures(t *testing.T) {
 	}
 	share := max(8, rudp.DefaultConfig().MaxPeers/16)
 	require.LessOrEqual(t, est, share, "one host holds more than its share of MaxPeers")
+	require.NotZero(t, reply, "a new host got no reply")
+
+	// Fifteen more hosts fill the table; their connections stay idle (the
+	// raw peers answer nothing, not even the heartbeats): a new host gets
+	// in once they are idle for HeartbeatPeriod (15s), by reclaiming one.
+	hosts := 1
+	for last := byte(10); hosts*share < rudp.DefaultConfig().MaxPeers; last++ {
+		r, e, _ := handshakeFrom(t, loopbackHost(t, last), target, share, 32)
+		defer r.close()
+		est += e
+		hosts++
+	}
+	t.Logf("%d hosts: %d connections established (the table is full)", hosts, est)
+	start = time.Now()
+	reply = replyTime(t, loopbackHost(t, 4), pc.LocalAddr(), 30*time.Second)
+	t.Logf("a new host's first reply with the table full of idle peers: after %v (0: none within 30s)", reply)
 	require.NotZero(t, reply, "a new host got no reply")
 }
 
