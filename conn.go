@@ -33,18 +33,19 @@ type Conn struct {
 	mu        sync.Mutex // guards the fields below and every call on core and stream
 	core      *core.Conn
 	stream    *stream.Stream
-	raddr     netip.AddrPort
-	ended     bool          // core reported Closed; the mux forgot the connection
-	estDone   bool          // the handshake ended (established or failed)
-	estCh     chan struct{} // closed when estDone becomes true (dialed connections)
-	inReady   bool          // in its PacketConn's ready list
-	readyNext *Conn         // the next of its host's in that list; guarded by the PacketConn's mu
-	linger    time.Duration // how long Close waits for the peer (see SetLinger)
-	closeBy   time.Time     // a graceful close nobody waits for, making no progress until then, is aborted
-	closeBuf  int           // send buffer space free when closeBy was last set
-	nextAt    time.Time     // the timeout last passed to mux.schedule
-	nextKnown bool          // nextAt is what the socket's timer holds for c
-	remoteSet bool          // the peer's connection ID was given to the mux (m.remotes)
+	raddr     netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
+	origin    netip.AddrPort // the address the connection started with: the core's zero AddrPort
+	ended     bool           // core reported Closed; the mux forgot the connection
+	estDone   bool           // the handshake ended (established or failed)
+	estCh     chan struct{}  // closed when estDone becomes true (dialed connections)
+	inReady   bool           // in its PacketConn's ready list
+	readyNext *Conn          // the next of its host's in that list; guarded by the PacketConn's mu
+	linger    time.Duration  // how long Close waits for the peer (see SetLinger)
+	closeBy   time.Time      // a graceful close nobody waits for, making no progress until then, is aborted
+	closeBuf  int            // send buffer space free when closeBy was last set
+	nextAt    time.Time      // the timeout last passed to mux.schedule
+	nextKnown bool           // nextAt is what the socket's timer holds for c
+	remoteSet bool           // the peer's connection ID was given to the mux (m.remotes)
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
 
@@ -79,6 +80,7 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 		core:      cc,
 		stream:    stream.New(cc),
 		raddr:     raddr,
+		origin:    raddr,
 		readWake:  make(chan struct{}, 1),
 		writeWake: make(chan struct{}, 1),
 		closing:   make(chan struct{}),
@@ -99,17 +101,14 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 	if from == c.raddr {
 		c.core.HandleDatagram(now, b)
 	} else {
-		// The peer's address changed (NAT rebinding): follow it, but only
-		// for a packet the connection accepted, not for any datagram
-		// naming our connection ID.
-		before := c.core.Stats().PacketsReceived
-		c.core.HandleDatagram(now, b)
-		if c.core.Stats().PacketsReceived != before {
-			c.raddr = from
-			if c.pc != nil {
-				c.m.movePeer(c, from)
-			}
+		// Another address: the core decides whether the connection moves
+		// there (the newest packet, then a challenge; core/path.go). It
+		// names the address the connection started with by the zero
+		// AddrPort.
+		if from == c.origin {
+			from = netip.AddrPort{}
 		}
+		c.core.HandleDatagramFrom(now, from, b)
 	}
 	c.settleLocked(now)
 	if self {
@@ -140,6 +139,7 @@ func (c *Conn) settleLocked(now time.Time) {
 		return
 	}
 	c.unsettledRead = 0
+	c.followPeerLocked()
 	if !c.remoteSet {
 		if id := c.core.RemoteCID(); id != 0 {
 			c.remoteSet = true
@@ -177,6 +177,23 @@ func (c *Conn) settleLocked(now time.Time) {
 	}
 	c.nextAt, c.nextKnown = next, true
 	c.m.schedule(c, next)
+}
+
+// followPeerLocked keeps raddr the address the core sends to: after a
+// change of the peer's address it validated, or a return to the last one
+// validated. A PacketConn's WriteTo to that address takes this connection.
+func (c *Conn) followPeerLocked() {
+	to := c.core.PeerAddr()
+	if !to.IsValid() {
+		to = c.origin
+	}
+	if to == c.raddr {
+		return
+	}
+	c.raddr = to
+	if c.pc != nil {
+		c.m.movePeer(c, to)
+	}
 }
 
 // readLocked follows a Read that took n bytes. What the application reads
@@ -242,9 +259,18 @@ func (c *Conn) flushLocked(now time.Time) {
 			b.reset()
 			room = b.next()
 		}
-		n := c.core.PollTransmit(now, room)
+		n, to := c.core.PollTransmitTo(now, room)
 		if n == 0 {
 			break
+		}
+		if !to.IsValid() {
+			to = c.origin
+		}
+		if to != c.raddr {
+			// A path challenge or its answer, for another address than
+			// the current one: rare, sent on its own.
+			c.m.writeTo(room[:n], to)
+			continue
 		}
 		if n > c.core.DatagramSize() {
 			b.addProbe(n)

@@ -35,6 +35,9 @@ type Conn struct {
 	// pmtu is the path MTU search (pmtu.go), allocated when the handshake
 	// completes if MaxDatagramSize leaves room above BaseDatagramSize.
 	pmtu *pathMTU
+	// paths holds the peer's addresses once it has more than one (path.go),
+	// allocated when a second one appears.
+	paths *pathSet
 
 	// timers hold each slot's deadline as nanoseconds after created, plus
 	// one (0: not armed): 8 bytes a slot, not a time.Time's 24.
@@ -268,6 +271,11 @@ func (c *Conn) NextTimeout() time.Time {
 			next = t
 		}
 	}
+	if c.paths != nil && c.state != stateClosed {
+		if t := c.paths.timeout(); t != 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
 	if next == 0 {
 		return time.Time{}
 	}
@@ -321,6 +329,9 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	}
 	if due(timerReassembly) {
 		c.expireReassembly(now)
+	}
+	if c.paths != nil {
+		c.onPathTimeout(at)
 	}
 	c.armHeartbeat()
 }

@@ -330,6 +330,8 @@ func seedFrames() [][]byte {
 		appendClose(nil, CloseError, 0, "aborted"),
 		appendClose(nil, CloseProtocolViolation, 0, "a reason"),
 		appendHello(nil, &HelloFrame{SrcCID: 0x1111, InitialSeq: 1, MaxData: 1 << 22, MaxAckDelay: 1000, MaxMessageSize: 1 << 20, MaxDatagramSize: 1400, Cookie: []byte("cookie")}),
+		appendPathData(nil, framePathChallenge, &[pathDataLen]byte{1, 2, 3, 4, 5, 6, 7, 8}),
+		appendPathData(nil, framePathResponse, &[pathDataLen]byte{8, 7, 6, 5, 4, 3, 2, 1}),
 	}
 	a := ackOf([]pnRange{{100, 120}, {90, 95}, {2, 80}})
 	a.delay, a.maxData = 300, 1<<22

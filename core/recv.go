@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 )
@@ -228,11 +229,21 @@ const (
 // counted in Stats, a packet refused for now is counted and left
 // unacknowledged, and a protocol violation ends the connection with an
 // error matching ErrProtocolViolation (the peer is told). b is not retained.
+//
+// HandleDatagram is for a datagram from the peer's current address; a caller
+// that receives from several addresses uses HandleDatagramFrom.
 func (c *Conn) HandleDatagram(now time.Time, b []byte) {
+	c.handleDatagram(now, c.PeerAddr(), b)
+}
+
+// handleDatagram processes one datagram received from from (see
+// HandleDatagramFrom).
+func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	if c.state == stateClosed {
 		return
 	}
 	c.stats.BytesReceived += uint64(len(b))
+	c.onPathDatagram(from, len(b))
 	h, body, err := ParseHeader(b)
 	if err != nil {
 		c.stats.DatagramsDropped++
@@ -265,7 +276,8 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		c.handshake.peerInitial = uint64(hello.InitialSeq)
 	}
 	expected := c.handshake.peerInitial
-	if largest, ok := c.recvd.largest(); ok {
+	largest, had := c.recvd.largest()
+	if had {
 		expected = largest + 1
 	}
 	pn := unwrap32(expected, h.PacketNumber)
@@ -273,7 +285,7 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		c.stats.DuplicatesDropped++
 		return
 	}
-	eliciting, v, ok := c.handleFrames(now, body)
+	eliciting, probing, v, ok := c.handleFrames(now, from, body)
 	switch {
 	case !ok:
 		c.stats.DatagramsDropped++
@@ -287,6 +299,9 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 		return
 	}
 	c.stats.PacketsReceived++
+	if from != c.PeerAddr() {
+		c.onPathPacket(now, from, len(b), !had || pn > largest, probing)
+	}
 	c.lastRecv = now
 	quiet := eliciting && now.Sub(c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2 &&
 		now.Sub(c.lastAckElicitingSent) >= c.cfg.HeartbeatPeriod/2
@@ -342,13 +357,15 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 	c.timers[timerPTO] = 0
 }
 
-// handleFrames applies the frames of a packet until one is not applied. It
-// reports whether the packet was ack-eliciting, the verdict on the frame it
-// stopped at (applied if none), and false in ok if a frame was malformed.
+// handleFrames applies the frames of a packet that came from from until one
+// is not applied. It reports whether the packet was ack-eliciting, whether
+// it was a probe (PADDING, PATH_CHALLENGE and PATH_RESPONSE only: it moves
+// nothing, see path.go), the verdict on the frame it stopped at (applied if
+// none), and false in ok if a frame was malformed.
 // The frames before the one it stopped at took effect: each frame's
 // handling is idempotent, so applying them again when the peer resends
 // them, in other packets, changes nothing.
-func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting bool, v verdict, ok bool) {
+func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (eliciting, probing bool, v verdict, ok bool) {
 	// A field, not a local: decoding through the dispatch table would make
 	// a local escape. Allocated on first use and dropped by trimIdle, so an
 	// idle connection does not carry it.
@@ -357,14 +374,24 @@ func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting bool, v verdi
 	}
 	f := c.frameScratch
 	f.ack.ranges = c.decodeRanges[:0]
+	probing = true
 	for len(body) > 0 {
 		n, err := decodeFrame(body, f)
 		if err != nil {
-			return eliciting, applied, false
+			return eliciting, probing, applied, false
 		}
 		body = body[n:]
+		switch f.typ {
+		case framePadding, framePathChallenge, framePathResponse:
+		default:
+			probing = false
+		}
 		switch {
 		case f.typ == framePadding:
+		case f.typ == framePathChallenge:
+			c.onPathChallenge(from, &f.path)
+		case f.typ == framePathResponse:
+			c.onPathResponse(&f.path)
 		case f.typ == framePing:
 			eliciting = true
 		case f.typ == frameAck:
@@ -384,7 +411,7 @@ func (c *Conn) handleFrames(now time.Time, body []byte) (eliciting bool, v verdi
 		}
 	}
 	c.decodeRanges = f.ack.ranges[:0]
-	return eliciting, v, true
+	return eliciting, probing, v, true
 }
 
 // violate ends the connection because the peer broke the protocol: what

@@ -371,11 +371,22 @@ func (c *Conn) discardSendQueues() {
 // buf should hold Config.MaxDatagramSize bytes; a shorter one gets nothing.
 // A datagram is at most DatagramSize bytes, except a path MTU probe (PING
 // and PADDING only), which may be up to Config.MaxDatagramSize.
+//
+// PollTransmit is for a caller that sends to one address (a connected
+// socket); one that receives from several uses HandleDatagramFrom and
+// PollTransmitTo.
 func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
-	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize {
+	n, _ := c.PollTransmitTo(now, buf)
+	return n
+}
+
+// pollTransmit is PollTransmit for a datagram of at most maxSize bytes (the
+// allowance of an unvalidated address, see path.go).
+func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
+	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize || maxSize < PacketOverhead+1 {
 		return 0
 	}
-	full, size := buf, c.datagramSize()
+	full, size := buf, min(c.datagramSize(), maxSize)
 	buf = buf[:size]
 	limit := len(buf) - trailerLen
 
@@ -384,7 +395,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	// drops everything else it gets before our HELLO, so a probe without it
 	// would be wasted, and two copies per probe timeout make a handshake
 	// over a lossy path much less likely to wait for a backed-off timer.
-	hello := c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)
+	hello := (c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)) && size >= MinHelloDatagram
 	sendClose := c.closing.needed
 	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
 	aborting := c.closing.needed && c.closing.abortReason != nil
@@ -404,7 +415,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 	// limited bulk sender, whose every acknowledgement frees room for one
 	// packet, would never have room for the larger probe.
 	if !probe && !ackDue && !hello && !aborting {
-		if ps := c.probeWanted(now); ps > 0 && c.sendAllowed(now, size) {
+		if ps := c.probeWanted(now); ps > 0 && ps <= maxSize && c.sendAllowed(now, size) {
 			return c.sendPathProbe(now, full, ps)
 		}
 	}

@@ -48,6 +48,10 @@ const (
 	// maxAckRanges bounds the ranges one ACK frame may carry (decoding and
 	// the receiver's tracking both stop there).
 	maxAckRanges = 64
+
+	// pathDataLen is the length of a PATH_CHALLENGE's data, which its
+	// PATH_RESPONSE echoes.
+	pathDataLen = 8
 )
 
 // PacketType is the second header byte.
@@ -72,7 +76,11 @@ const (
 	frameAck     = 0x02
 	frameHello   = 0x03
 	frameClose   = 0x04
-	frameMsg     = 0x10 // 0x10..0x1f
+	// PATH_CHALLENGE and PATH_RESPONSE validate a new peer address (path.go):
+	// the type byte and pathDataLen bytes of challenge data.
+	framePathChallenge = 0x05
+	framePathResponse  = 0x06
+	frameMsg           = 0x10 // 0x10..0x1f
 
 	msgFlagGuarantee = 0x03 // bits 0-1: Guarantee (1..3)
 	msgFlagFragment  = 0x04 // total length and offset follow
@@ -288,6 +296,7 @@ type frame struct {
 	hello HelloFrame
 	close closeFrame
 	msg   msgFrame
+	path  [pathDataLen]byte // PATH_CHALLENGE, PATH_RESPONSE
 }
 
 // frameDecoders dispatches on the frame type byte (MSG types use 0x10).
@@ -297,6 +306,9 @@ var frameDecoders = [...]func(b []byte, f *frame) (int, error){
 	frameAck:     decodeAck,
 	frameHello:   decodeHello,
 	frameClose:   decodeClose,
+
+	framePathChallenge: decodePathData,
+	framePathResponse:  decodePathData,
 }
 
 // decodeFrame decodes the frame at the start of b into f and returns its
@@ -323,6 +335,22 @@ func decodePadding(b []byte, _ *frame) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// decodePathData decodes a PATH_CHALLENGE or PATH_RESPONSE: the type byte
+// and pathDataLen bytes of data.
+func decodePathData(b []byte, f *frame) (int, error) {
+	if len(b) < 1+pathDataLen {
+		return 0, errTruncated
+	}
+	copy(f.path[:], b[1:1+pathDataLen])
+	return 1 + pathDataLen, nil
+}
+
+// appendPathData appends a PATH_CHALLENGE or PATH_RESPONSE (typ) carrying data.
+func appendPathData(b []byte, typ byte, data *[pathDataLen]byte) []byte {
+	b = append(b, typ)
+	return append(b, data[:]...)
 }
 
 // readUvarint decodes a minimal LEB128 varint.

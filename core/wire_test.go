@@ -35,6 +35,9 @@ func TestWireConstants(t *testing.T) {
 		{"frameAck", frameAck, 0x02},
 		{"frameHello", frameHello, 0x03},
 		{"frameClose", frameClose, 0x04},
+		{"framePathChallenge", framePathChallenge, 0x05},
+		{"framePathResponse", framePathResponse, 0x06},
+		{"pathDataLen", pathDataLen, 8},
 		{"frameMsg", frameMsg, 0x10},
 		{"msgFlagGuarantee", msgFlagGuarantee, 0x03},
 		{"msgFlagFragment", msgFlagFragment, 0x04},
@@ -155,6 +158,8 @@ func encodeFrame(f *frame) []byte {
 		return appendHello(nil, &f.hello)
 	case f.typ == frameClose:
 		return appendClose(nil, f.close.code, f.close.final, string(f.close.reason))
+	case f.typ == framePathChallenge, f.typ == framePathResponse:
+		return appendPathData(nil, f.typ, &f.path)
 	default:
 		return appendMsg(nil, &f.msg)
 	}
@@ -179,6 +184,8 @@ func requireSameFrame(t testing.TB, want, got *frame) {
 		require.Equal(t, want.close.code, got.close.code)
 		require.Equal(t, want.close.final, got.close.final)
 		require.True(t, bytes.Equal(want.close.reason, got.close.reason))
+	case want.typ == framePathChallenge, want.typ == framePathResponse:
+		require.Equal(t, want.path, got.path)
 	case want.typ&0xf0 == frameMsg:
 		w, g := want.msg, got.msg
 		require.True(t, bytes.Equal(w.data, g.data))
@@ -231,6 +238,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{typ: frameClose, close: closeFrame{code: CloseProtocolViolation, reason: bytes.Repeat([]byte("r"), maxCloseReason)}},
 		// unknown codes decode, with a reason; the receiver treats them as errors
 		{typ: frameClose, close: closeFrame{code: 1 << 62, reason: []byte("why")}},
+		{typ: framePathChallenge, path: [pathDataLen]byte{1, 2, 3, 4, 5, 6, 7, 8}},
+		{typ: framePathChallenge},
+		{typ: framePathResponse, path: [pathDataLen]byte{0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0}},
 	}
 	for _, m := range msgFrames() {
 		t := byte(frameMsg) | byte(m.guarantee)
@@ -282,7 +292,7 @@ func TestUnknownFrameTypes(t *testing.T) {
 		b := append([]byte{byte(typ)}, make([]byte, 64)...)
 		var f frame
 		_, err := decodeFrame(b, &f)
-		known := typ <= frameClose || typ&0xf0 == frameMsg
+		known := typ <= framePathResponse || typ&0xf0 == frameMsg
 		if !known {
 			require.ErrorIs(t, err, errBadFrame, "type %#x", typ)
 		}

@@ -1,0 +1,310 @@
+package core
+
+import (
+	crand "crypto/rand"
+	"net/netip"
+	"time"
+)
+
+// Paths: following the peer to a new address, safely (docs/PROTOCOL.md,
+// "Paths and address validation"; RFC 9000 §8.2 and §9.3 are the model).
+//
+// A connection starts on one path, the address its caller dialed or
+// accepted from; the Conn does not store it (a netip.AddrPort is 32 bytes,
+// and most connections never see a second address): the zero AddrPort
+// stands for it in PeerAddr, HandleDatagramFrom and PollTransmitTo. The
+// pathSet is allocated when a second address appears, or when the peer
+// challenges this side.
+//
+// The rules:
+//   - The connection moves to a new address only for a packet from it that
+//     was accepted, carries something besides PADDING, PATH_CHALLENGE and
+//     PATH_RESPONSE (a probe moves nothing), and is the newest so far (its
+//     packet number the highest received): a reordered or replayed older
+//     packet moves nothing.
+//   - Until the new address answers a PATH_CHALLENGE (8 unpredictable
+//     bytes) with a PATH_RESPONSE echoing them, this side sends it at most
+//     amplificationFactor times the bytes it received from it.
+//   - If no answer comes within pathValidationPTOs probe timeouts, the
+//     connection returns to the last validated address. A newer packet from
+//     the last validated address returns there at once (no challenge): a
+//     spurious move ends with the next packet of the real peer.
+//
+// So a spoofer that copies a packet (or forges one, in plaintext mode) from
+// a third address moves the connection for at most a round trip of the real
+// peer's, and makes it send that address at most 3x what it sent.
+//
+// Congestion control and the RTT estimate are kept across a move: the usual
+// move is a NAT rebinding, which changes the port, not the path.
+
+const (
+	// amplificationFactor bounds what an unvalidated address is sent,
+	// relative to what was received from it.
+	amplificationFactor = 3
+	// pathValidationPTOs is how many probe timeouts a new address has to
+	// answer its challenge.
+	pathValidationPTOs = 3
+	// maxPathChallenges is how many challenges (one a PTO) a new address
+	// is sent.
+	maxPathChallenges = 3
+	// pathFrameDatagram is the size of a datagram carrying one
+	// PATH_CHALLENGE or PATH_RESPONSE and nothing else.
+	pathFrameDatagram = PacketOverhead + 1 + pathDataLen
+)
+
+// pathSet is a connection's paths once it has more than one (see above).
+// Deadlines are timer offsets, as Conn.timers (0: not armed).
+type pathSet struct {
+	// current is where datagrams go (zero: the original address).
+	current netip.AddrPort
+	// fallback is the last validated address, returned to if current fails.
+	fallback netip.AddrPort
+	// validated: current answered a challenge or is the original address.
+	validated bool
+
+	// While current is not validated: bytes received from it and sent to it.
+	recvd, sent uint64
+
+	challenge      [pathDataLen]byte
+	challengeDue   bool  // a challenge must go out to current
+	challengeSends uint8 // challenges sent to current
+	nextChallenge  int64 // when the next challenge is due
+	deadline       int64 // when current fails validation
+
+	// The answer to the peer's latest challenge, on the path it came by.
+	response    [pathDataLen]byte
+	responseTo  netip.AddrPort
+	responseDue bool
+
+	stats PathStats
+}
+
+// PathStats counts a connection's address changes (Conn.PathStats).
+type PathStats struct {
+	// Migrations counts the times the connection moved to another peer
+	// address (a NAT rebinding, a spoofed packet, the return after one).
+	Migrations uint64
+	// Validated counts new addresses that answered a challenge.
+	Validated uint64
+	// ValidationsFailed counts new addresses that did not answer in time;
+	// the connection returned to the last validated address each time.
+	ValidationsFailed uint64
+	// AmplificationLimited counts the times a datagram for an unvalidated
+	// address was held back by the 3x limit.
+	AmplificationLimited uint64
+	// ChallengesAnswered counts the peer's PATH_CHALLENGE frames answered.
+	ChallengesAnswered uint64
+}
+
+// paths returns the connection's pathSet, allocating it on first use.
+func (c *Conn) pathSet() *pathSet {
+	if c.paths == nil {
+		c.paths = &pathSet{validated: true}
+	}
+	return c.paths
+}
+
+// PeerAddr returns the peer's address the connection sends to now: the zero
+// AddrPort while that is the address the connection started with (which
+// the caller knows: the one it dialed, or the one the HELLO came from).
+func (c *Conn) PeerAddr() netip.AddrPort {
+	if c.paths == nil {
+		return netip.AddrPort{}
+	}
+	return c.paths.current
+}
+
+// PathStats returns the counters of the connection's address changes (all
+// zero while it has only ever had one).
+func (c *Conn) PathStats() PathStats {
+	if c.paths == nil {
+		return PathStats{}
+	}
+	return c.paths.stats
+}
+
+// HandleDatagramFrom is HandleDatagram for a caller that receives from
+// several addresses (a listening socket): from is where the datagram came
+// from. A datagram from PeerAddr (the zero AddrPort, or the address the
+// connection started with, while PeerAddr is zero) is on the current path;
+// one from any other address may move the connection there (see the rules
+// in docs/PROTOCOL.md, "Paths and address validation"), after which
+// PollTransmitTo names where each datagram goes. A caller that passes an
+// address must pass the original one as the zero AddrPort (or call
+// HandleDatagram): the Conn does not store it.
+func (c *Conn) HandleDatagramFrom(now time.Time, from netip.AddrPort, b []byte) {
+	c.handleDatagram(now, from, b)
+}
+
+// PollTransmitTo is PollTransmit that also says where the datagram goes:
+// to, or the address the connection started with when to is the zero
+// AddrPort. A caller of HandleDatagramFrom must send with PollTransmitTo:
+// after a change of address, challenges and their answers go to addresses
+// other than the current one.
+func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPort) {
+	p := c.paths
+	if p == nil {
+		return c.pollTransmit(now, buf, len(buf)), netip.AddrPort{}
+	}
+	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize {
+		return 0, netip.AddrPort{}
+	}
+	if p.responseDue {
+		if c.pathAllows(p.responseTo, pathFrameDatagram) {
+			p.responseDue = false
+			p.stats.ChallengesAnswered++
+			return c.sendPathFrame(buf, framePathResponse, &p.response), p.responseTo
+		}
+		p.responseDue = false // held back by the 3x limit: the peer challenges again
+	}
+	if p.challengeDue && !p.validated {
+		if !c.pathAllows(p.current, pathFrameDatagram) {
+			p.stats.AmplificationLimited++
+			p.challengeDue = false // the next one, if any, is on its timer
+		} else {
+			p.challengeDue = false
+			p.challengeSends++
+			if p.challengeSends < maxPathChallenges {
+				p.nextChallenge = c.timerOffset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+			}
+			return c.sendPathFrame(buf, framePathChallenge, &p.challenge), p.current
+		}
+	}
+	limit := len(buf)
+	if !p.validated {
+		limit = int(min(p.allowance(), uint64(len(buf))))
+	}
+	n = c.pollTransmit(now, buf, limit)
+	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.ackPending) {
+		p.stats.AmplificationLimited++
+	}
+	if n > 0 && !p.validated {
+		p.sent += uint64(n)
+	}
+	return n, p.current
+}
+
+// allowance is what the unvalidated current address may still be sent.
+func (p *pathSet) allowance() uint64 {
+	if lim := amplificationFactor * p.recvd; lim > p.sent {
+		return lim - p.sent
+	}
+	return 0
+}
+
+// pathAllows reports whether a datagram of size bytes may go to addr now,
+// and charges it to addr's allowance if that is the unvalidated current
+// address. Any other address is only ever sent the answer to a challenge it
+// sent, never larger than the datagram that carried the challenge.
+func (c *Conn) pathAllows(addr netip.AddrPort, size int) bool {
+	p := c.paths
+	if addr != p.current || p.validated {
+		return true
+	}
+	if p.allowance() < uint64(size) {
+		return false
+	}
+	p.sent += uint64(size)
+	return true
+}
+
+// sendPathFrame writes a datagram carrying one PATH_CHALLENGE or
+// PATH_RESPONSE (typ) and returns its length. It is not ack-eliciting and
+// not tracked in flight: a lost challenge is sent again on its timer, a
+// lost response when the peer challenges again.
+func (c *Conn) sendPathFrame(buf []byte, typ byte, data *[pathDataLen]byte) int {
+	n := len(appendPathData(buf[:headerLen], typ, data))
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(c.nextPN)})
+	size := sealPacket(buf, n)
+	c.nextPN++
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
+	return size
+}
+
+// onPathDatagram accounts a datagram of size bytes that arrived from from
+// (before it is parsed): what the unvalidated current address sent raises
+// its allowance.
+func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
+	if p := c.paths; p != nil && !p.validated && from == p.current {
+		p.recvd += uint64(size)
+	}
+}
+
+// onPathPacket follows an accepted packet from from (not the current
+// address) of size bytes: the connection moves there if the packet is the
+// newest so far and not a probe.
+func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest, probing bool) {
+	if !newest || probing || c.state != stateEstablished {
+		return
+	}
+	p := c.pathSet()
+	if from == p.current {
+		return
+	}
+	if p.validated {
+		p.fallback = p.current
+	}
+	p.current = from
+	p.stats.Migrations++
+	p.challengeDue, p.challengeSends, p.nextChallenge, p.deadline = false, 0, 0, 0
+	if from == p.fallback {
+		// Back to the last validated address (the end of a spurious
+		// move): no challenge needed.
+		p.validated = true
+		c.log.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
+		return
+	}
+	p.validated = false
+	p.recvd, p.sent = uint64(size), 0
+	_, _ = crand.Read(p.challenge[:])
+	p.challengeDue = true
+	p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+	c.log.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
+}
+
+// onPathChallenge answers the peer's challenge, on the path it came by.
+func (c *Conn) onPathChallenge(from netip.AddrPort, data *[pathDataLen]byte) {
+	p := c.pathSet()
+	p.response, p.responseTo, p.responseDue = *data, from, true
+}
+
+// onPathResponse validates the current address if data answers its
+// challenge (from wherever it arrives: RFC 9000 §8.2.2 — enforcing the path
+// would let an attacker block a migration).
+func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
+	p := c.paths
+	if p == nil || p.validated || p.deadline == 0 || *data != p.challenge {
+		return
+	}
+	p.validated = true
+	p.fallback = p.current
+	p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
+	p.stats.Validated++
+	c.log.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
+}
+
+// pathTimeout returns the earliest path timer offset (0: none).
+func (p *pathSet) timeout() int64 {
+	t := p.deadline
+	if p.nextChallenge != 0 && (t == 0 || p.nextChallenge < t) {
+		t = p.nextChallenge
+	}
+	return t
+}
+
+// onPathTimeout fires the path timers due at offset at.
+func (c *Conn) onPathTimeout(at int64) {
+	p := c.paths
+	if p.deadline != 0 && p.deadline <= at {
+		p.stats.ValidationsFailed++
+		c.log.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
+		p.current, p.validated = p.fallback, true
+		p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
+		return
+	}
+	if p.nextChallenge != 0 && p.nextChallenge <= at {
+		p.nextChallenge = 0
+		p.challengeDue = !p.validated
+	}
+}

@@ -1,0 +1,202 @@
+package core
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// pathNet carries a wirePair's datagrams by address: b (the server) sends
+// with PollTransmitTo and receives with HandleDatagramFrom; a (the client)
+// is at aAddr (the zero AddrPort: where it started), and what b sends
+// elsewhere lands in sentTo.
+type pathNet struct {
+	*wirePair
+	aAddr  netip.AddrPort
+	sentTo map[netip.AddrPort]int
+	queued [][]byte // what b sent a and a has not yet received
+}
+
+// send queues a Delivery message from b to a.
+func (n *pathNet) send(t *testing.T, m []byte) {
+	require.NoError(t, n.b.Send(Delivery, m))
+	n.queued = append(n.queued, m)
+}
+
+func newPathNet(t *testing.T) *pathNet {
+	return &pathNet{wirePair: newWirePair(t, nil), sentTo: map[netip.AddrPort]int{}}
+}
+
+// exchange moves every datagram either side has ready, by address.
+func (n *pathNet) exchange() bool {
+	moved := false
+	for range 1000 {
+		k := n.a.PollTransmit(n.now, n.buf)
+		if k == 0 {
+			break
+		}
+		moved = true
+		n.b.HandleDatagramFrom(n.now, n.aAddr, n.buf[:k])
+	}
+	for range 1000 {
+		k, to := n.b.PollTransmitTo(n.now, n.buf)
+		if k == 0 {
+			break
+		}
+		moved = true
+		n.sentTo[to] += k
+		if to == n.aAddr {
+			n.a.HandleDatagram(n.now, n.buf[:k])
+		}
+	}
+	return moved
+}
+
+// step exchanges datagrams, or advances the clock to the next timer.
+func (n *pathNet) step() {
+	if n.exchange() {
+		n.now = n.now.Add(100 * time.Microsecond)
+		return
+	}
+	next := n.a.NextTimeout()
+	if t := n.b.NextTimeout(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
+	if next.After(n.now) {
+		n.now = next
+	}
+	n.a.HandleTimeout(n.now)
+	n.b.HandleTimeout(n.now)
+}
+
+// transfer sends count more Delivery messages from b to a and checks that
+// a receives each message queued exactly once, in order.
+func (n *pathNet) transfer(t *testing.T, count int) {
+	t.Helper()
+	for i := range count {
+		n.send(t, bytes.Repeat([]byte{byte(i)}, 1000+i))
+	}
+	want := n.queued
+	n.queued = nil
+	var got [][]byte
+	for i := 0; i < 100000 && len(got) < len(want); i++ {
+		n.step()
+		for {
+			m, err := n.a.Recv()
+			require.NoError(t, err)
+			if m.Data == nil {
+				break
+			}
+			got = append(got, bytes.Clone(m.Data))
+		}
+	}
+	require.Equal(t, want, got, "the messages arrive exactly once, in order")
+}
+
+var (
+	spoofAddr = netip.MustParseAddrPort("192.0.2.66:6666")
+	natAddr   = netip.MustParseAddrPort("198.51.100.7:40000")
+)
+
+// TestPathSpoofedPacketMovesNothing: a PING copying the header of the
+// client's next packet, from a third address, moves the server's
+// connection there for at most one packet of the real client's, and the
+// third address is sent at most 3x what came from it. Before, the root
+// package followed any accepted packet's address, and the server sent the
+// whole download to the spoofer's victim until the client next spoke.
+func TestPathSpoofedPacketMovesNothing(t *testing.T) {
+	n := newPathNet(t)
+	forged := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN)}, []byte{framePing})
+	require.Len(t, forged, 19)
+	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
+	require.Equal(t, spoofAddr, n.b.PeerAddr(), "the newest packet moves the connection (until validated)")
+	// The server has data to send: it goes to the spoofer only within 3x.
+	for i := range 20 {
+		n.send(t, bytes.Repeat([]byte{byte(i)}, 1000))
+	}
+	n.exchange()
+	require.LessOrEqual(t, n.sentTo[spoofAddr], 3*len(forged))
+	require.Positive(t, n.sentTo[spoofAddr], "a challenge went to the new address")
+	// The client's next packet (newer) returns the connection at once.
+	require.NoError(t, n.a.Send(Delivery, []byte("ping")))
+	n.transfer(t, 20)
+	require.False(t, n.b.PeerAddr().IsValid(), "back on the client's address")
+	require.LessOrEqual(t, n.sentTo[spoofAddr], 3*len(forged))
+	s := n.b.PathStats()
+	require.EqualValues(t, 2, s.Migrations)
+	require.Zero(t, s.Validated)
+}
+
+// TestPathSpoofedPacketValidationFails: while the real client is silent, a
+// spoofed packet moves the connection until its challenge goes unanswered
+// for 3 PTOs; then it returns to the last validated address, and the data
+// flows there.
+func TestPathSpoofedPacketValidationFails(t *testing.T) {
+	n := newPathNet(t)
+	forged := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN)}, []byte{framePing})
+	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
+	for i := range 20 {
+		n.send(t, bytes.Repeat([]byte{byte(i)}, 1000))
+	}
+	// Nothing reaches the client until the validation fails.
+	start := n.now
+	for i := 0; i < 1000 && n.b.PeerAddr().IsValid(); i++ {
+		n.step()
+	}
+	require.False(t, n.b.PeerAddr().IsValid(), "returned to the validated address")
+	require.EqualValues(t, 1, n.b.PathStats().ValidationsFailed)
+	require.LessOrEqual(t, n.now.Sub(start), 4*n.b.rtt.pto(n.b.peerMaxAckDelay))
+	require.LessOrEqual(t, n.sentTo[spoofAddr], 3*len(forged))
+	n.transfer(t, 5)
+}
+
+// TestPathReplayedPacketMovesNothing: a copy of an older packet (already
+// received, or overtaken by a newer one) from another address moves
+// nothing: only the newest packet does.
+func TestPathReplayedPacketMovesNothing(t *testing.T) {
+	n := newPathNet(t)
+	var captured [][]byte
+	require.NoError(t, n.a.Send(Delivery, []byte("one")))
+	require.NoError(t, n.a.Send(Delivery, []byte("two")))
+	for range 1000 {
+		k := n.a.PollTransmit(n.now, n.buf)
+		if k == 0 {
+			break
+		}
+		captured = append(captured, bytes.Clone(n.buf[:k]))
+	}
+	require.NotEmpty(t, captured)
+	// The last packet arrives first; the earlier ones, from another
+	// address, are reordered and accepted, but they move nothing.
+	last := captured[len(captured)-1]
+	n.b.HandleDatagramFrom(n.now, netip.AddrPort{}, last)
+	for _, d := range captured[:len(captured)-1] {
+		n.b.HandleDatagramFrom(n.now, spoofAddr, d)
+	}
+	n.b.HandleDatagramFrom(n.now, spoofAddr, last) // a duplicate
+	require.False(t, n.b.PeerAddr().IsValid())
+	require.Zero(t, n.b.PathStats().Migrations)
+	require.Zero(t, n.sentTo[spoofAddr])
+}
+
+// TestPathNATRebinding: the client's address changes mid-transfer; the
+// server follows its newest packet, validates the new address (the client
+// answers the challenge) and then sends without the 3x limit; every
+// message arrives exactly once.
+func TestPathNATRebinding(t *testing.T) {
+	n := newPathNet(t)
+	n.transfer(t, 10)
+	n.aAddr = natAddr
+	require.NoError(t, n.a.Send(Delivery, []byte("moved")))
+	n.transfer(t, 50)
+	require.Equal(t, natAddr, n.b.PeerAddr())
+	s := n.b.PathStats()
+	require.EqualValues(t, 1, s.Migrations)
+	require.EqualValues(t, 1, s.Validated)
+	require.Zero(t, s.ValidationsFailed)
+	require.EqualValues(t, 1, n.a.PathStats().ChallengesAnswered)
+	require.Greater(t, n.sentTo[natAddr], 50*1000, "the new address takes the transfer")
+}

@@ -1,0 +1,177 @@
+package rudp_test
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/core"
+)
+
+// tapRelay carries one client's datagrams to a server and back through an
+// outside socket, and remembers the header of the last data packet the
+// client sent: what an attacker on the path sees.
+type tapRelay struct {
+	inside, outside *net.UDPConn
+	target          netip.AddrPort
+	client          atomic.Pointer[netip.AddrPort]
+	cid             atomic.Uint64
+	pn              atomic.Uint32
+	wg              sync.WaitGroup
+}
+
+func newTapRelay(t *testing.T, target netip.AddrPort) *tapRelay {
+	loop := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	inside, err := net.ListenUDP("udp4", loop)
+	require.NoError(t, err)
+	outside, err := net.ListenUDP("udp4", loop)
+	require.NoError(t, err)
+	r := &tapRelay{inside: inside, outside: outside, target: target}
+	r.wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := inside.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			r.client.Store(&from)
+			if h, _, err := core.ParseHeader(buf[:n]); err == nil && h.Type == core.PacketData && h.DstCID != 0 {
+				r.cid.Store(h.DstCID)
+				r.pn.Store(h.PacketNumber)
+			}
+			_, _ = outside.WriteToUDPAddrPort(buf[:n], target)
+		}
+	})
+	r.wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := outside.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if c := r.client.Load(); c != nil {
+				_, _ = inside.WriteToUDPAddrPort(buf[:n], *c)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		inside.Close()
+		outside.Close()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// spoofedPing is the 19-byte datagram an attacker makes from a header it
+// saw: a PING for connection cid with packet number pn.
+func spoofedPing(cid uint64, pn uint32) []byte {
+	b := []byte{core.Version, byte(core.PacketData)}
+	b = binary.BigEndian.AppendUint64(b, cid)
+	b = binary.BigEndian.AppendUint32(b, pn)
+	b = append(b, 0x01) // PING
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// spoofRun downloads total bytes from a listener through a tapRelay while,
+// if spoof is set, an attacker sends every few milliseconds from a third
+// address (its victim, for a reflection) a PING copying the header of the
+// client's last packet with the next packet number. It returns how long
+// the download took, the bytes the attacker sent and the bytes its victim
+// received from the server.
+func spoofRun(t *testing.T, total int, spoof bool) (took time.Duration, spoofed, reflected int64) {
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer ln.Close()
+	var srv sync.WaitGroup
+	defer srv.Wait()
+	srv.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write(make([]byte, total))
+	})
+	relay := newTapRelay(t, ln.Addr().(*net.UDPAddr).AddrPort())
+	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	var refl atomic.Int64
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer victim.Close()
+	bg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := victim.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			refl.Add(int64(n))
+		}
+	})
+	stop := make(chan struct{})
+	var attacker sync.WaitGroup
+	if spoof {
+		to := ln.Addr().(*net.UDPAddr).AddrPort()
+		attacker.Go(func() {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if cid := relay.cid.Load(); cid != 0 {
+					d := spoofedPing(cid, relay.pn.Load()+1)
+					if _, err := victim.WriteToUDPAddrPort(d, to); err == nil {
+						spoofed += int64(len(d))
+					}
+				}
+			}
+		})
+	}
+	start := time.Now()
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), nil)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	took = time.Since(start)
+	close(stop)
+	attacker.Wait()
+	require.NoError(t, err, "after %d of %d bytes, %v", n, total, took)
+	require.EqualValues(t, total, n)
+	time.Sleep(50 * time.Millisecond) // what the server still sent the victim arrives
+	return took, spoofed, refl.Load()
+}
+
+// TestSpoofedPingMovesNothing: an attacker that copies a client's packet
+// header into a 19-byte PING sent from a third address (its victim) every
+// 5 ms during a download neither hijacks the connection nor turns the
+// server into a reflector: the download completes, and the victim receives
+// at most 3x what the attacker sent (path challenges, core/path.go). Before,
+// each spoofed PING moved the server's connection to the victim's address
+// until the client's next packet, and the download went to the victim.
+func TestSpoofedPingMovesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 16 MiB download twice")
+	}
+	const total = 16 << 20
+	base, _, quiet := spoofRun(t, total, false)
+	took, spoofed, reflected := spoofRun(t, total, true)
+	t.Logf("download of %d MiB: %v alone, %v with the attacker; the attacker sent %d bytes, its victim received %d (%.2fx)",
+		total>>20, base, took, spoofed, reflected, float64(reflected)/float64(max(spoofed, 1)))
+	require.Zero(t, quiet, "the victim received datagrams with no attacker")
+	require.Positive(t, spoofed)
+	require.LessOrEqual(t, reflected, 3*spoofed, "reflection beyond 3x what the attacker sent")
+}
