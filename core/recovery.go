@@ -63,7 +63,6 @@ type recovery struct {
 	lastElicitingRecv    time.Time
 	ptoCount             int
 	rtt                  rttEstimator
-	rttScratch           RTTStats
 	cc                   CongestionController
 	pacer                pacer
 	pacingRater          PacingRater  // cc, if it sets the pacing rate
@@ -274,8 +273,11 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 		c.rate.firstSentAt = p.sentAt
 	}
 	if !p.appLimited {
-		c.rttScratch = c.rttStats() // a field: no allocation per ack
-		c.cc.OnPacketAcked(now, p.size, p.sentAt, &c.rttScratch)
+		// The estimate goes to the controller through stats.RTT, which
+		// Stats fills afresh on its copy: a field, so no allocation per
+		// ack, and no second 32-byte field for it in every Conn.
+		c.stats.RTT = c.rttStats()
+		c.cc.OnPacketAcked(now, p.size, p.sentAt, &c.stats.RTT)
 	}
 	for _, f := range p.frags {
 		f.inflight--
