@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -331,6 +332,10 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
+	if strings.HasPrefix(e.Field, endpointConfigPrefix) || !strings.ContainsRune(e.Field, '.') && e.Field != "" && e.Field[0] >= 'a' {
+		// An EndpointConfig's field, or an argument (localCID, to).
+		return fmt.Sprintf("rudp: invalid %s (%v): %s", e.Field, e.Value, e.Reason)
+	}
 	return fmt.Sprintf("rudp: invalid Config.%s (%v): %s", e.Field, e.Value, e.Reason)
 }
 

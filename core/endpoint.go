@@ -1,0 +1,778 @@
+package core
+
+import (
+	"crypto/hmac"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Endpoint is one socket's worth of protocol, sans I/O (after quinn-proto's
+// Endpoint): it decides what every datagram arriving on a socket means and
+// owns the connections on it. It routes a datagram to its connection by
+// destination connection ID; answers a HELLO of a new attempt statelessly
+// (a Retry carrying a cookie, or a refusal once the accept budget is
+// spent) and creates the server connection once the HELLO echoes a valid
+// cookie; answers a data packet for a connection it does not know with a
+// stateless reset; and queues the small datagrams it sends itself.
+// docs/PROTOCOL.md §8.1 ("The listener's stateless part") is the
+// description a second implementation follows.
+//
+// Every input carries the time and the peer's address; the Endpoint never
+// reads a clock, touches a socket or draws randomness but from
+// EndpointConfig.Rand. Its caller moves datagrams:
+//
+//	ev := ep.HandleDatagram(now, from, b)   // route one received datagram
+//	if ev.Conn != nil {
+//		ep.Deliver(now, ev.Conn, from, b) // hand it to its connection
+//	}
+//	for { n, to, ok := ep.PollTransmit(now, buf); if !ok { break }; send(buf[:n], to) }
+//	for each connection c with work: n, to := ep.PollConn(now, c, buf) ... until n == 0
+//	c.NextTimeout / c.HandleTimeout as for any Conn, then ep.Update(c)
+//
+// The Endpoint keeps no clock of its own and no timer: its state ages only
+// as calls pass it later times (a cookie's time bucket, the reset budget).
+//
+// An Endpoint is not safe for concurrent use, and it reads the state of
+// its connections (RemoteCID, Closed) only in the calls that name one
+// (Deliver, PollConn, Update, Remove): a caller holding one lock per Conn
+// holds that connection's lock for them.
+type Endpoint struct {
+	cfg  endpointConfig
+	rng  rand.Source
+	mode endpointMode
+
+	conns    map[uint64]*route      // by local connection ID
+	remotes  map[uint64]*route      // by the peer's connection ID, once known: where a stateless reset goes
+	attempts map[attemptKey]attempt // attempts accepted whose cookie may still be valid (replay protection)
+	// attemptsBucket is the time bucket attempts was last pruned in.
+	attemptsBucket uint64
+
+	pending     []*Conn              // created by the handshake, not yet taken by Accept
+	pendingHost map[netip.Addr]int   // pending connections by host
+	resets      TokenBucket          // stateless resets sent
+	out         []ownDatagram        // the Endpoint's own datagrams waiting for PollTransmit (a ring)
+	outHead     int                  // index of the oldest in out
+	outLen      int                  // how many are queued
+	mac         hash.Hash            // the cookie HMAC, reset for each use
+	macIn       [16 + 2 + 8 + 8]byte // its input
+	macSum      [sha256.Size]byte    // its output
+	stats       EndpointStats
+}
+
+// endpointMode is what an Endpoint does with a HELLO of a new attempt.
+type endpointMode uint8
+
+const (
+	modeIgnore endpointMode = iota // a socket that only dials: drop it
+	modeListen                     // stateless handshake, then a new connection
+	modeRefuse                     // a closed listener: refuse it
+)
+
+// route is what the Endpoint knows of one of its connections.
+type route struct {
+	conn *Conn
+	// addr is the peer's address: where the connection was dialed or
+	// accepted from, then wherever Deliver followed it.
+	addr netip.AddrPort
+	// remoteCID is the peer's connection ID once indexed in remotes.
+	remoteCID uint64
+	// attempt is the client's attempt that created a server connection
+	// (zero for a connection this side dialed).
+	attempt attemptKey
+	// host is the host counted in pendingHost while the connection waits
+	// for Accept; pending says it does.
+	host    netip.Addr
+	pending bool
+}
+
+// attemptKey names a client's connection attempt: the connection ID its
+// HELLO carries and the address it came from.
+type attemptKey struct {
+	cid  uint64
+	addr netip.AddrPort
+}
+
+// attempt is an accepted attempt: its connection (nil once that ended) and
+// the time bucket of the cookie that admitted it.
+type attempt struct {
+	conn   *Conn
+	bucket uint64
+}
+
+// ownDatagram is one of the Endpoint's own datagrams (a Retry, a refusal,
+// a stateless reset), held in a fixed slot: queueing one never allocates.
+type ownDatagram struct {
+	to netip.AddrPort
+	n  uint8
+	b  [ownDatagramMax]byte
+}
+
+// CookieLen is the length of the cookie an Endpoint hands out in a Retry
+// (the first bytes of an HMAC-SHA256; docs/PROTOCOL.md §8.1).
+const CookieLen = 16
+
+// ownDatagramMax is the largest datagram an Endpoint sends itself: a Retry
+// with its cookie (a refusal is 20 bytes, a reset ResetLen).
+const ownDatagramMax = headerLen + 1 + CookieLen + trailerLen
+
+// EndpointConfig configures an Endpoint. The zero value of every field
+// means its default. It is read once, by NewEndpoint.
+type EndpointConfig struct {
+	// Conn is the configuration of every connection the Endpoint creates
+	// for a client, and of Connect's when it is given none. nil means the
+	// defaults.
+	Conn *Config
+
+	// Listen makes the Endpoint accept connections: a HELLO of a new
+	// attempt gets the stateless handshake. Without it (a socket that only
+	// dials) such a HELLO is dropped.
+	Listen bool
+
+	// AcceptBudget bounds the connections the handshake created that Accept
+	// has not taken yet; the HELLO of a new attempt beyond it is refused.
+	AcceptBudget int // default 1024, at most 1<<20
+
+	// HostShare bounds, once half the accept budget waits, the connections
+	// one host (an IPv4 address, an IPv6 /64) may have waiting for Accept;
+	// more from that host are refused, so that one host cannot take a
+	// listener's whole budget.
+	HostShare int // default max(8, AcceptBudget/16), at most AcceptBudget
+
+	// UnacceptedReceiveWindow caps the receive window of a connection
+	// waiting for Accept (Conn.SetReceiveLimit), so that a flood of
+	// handshakes followed by data holds at most this much per connection
+	// the application never took; Accept lifts it. Zero: no cap.
+	UnacceptedReceiveWindow int
+
+	// CookieKey is the key of the cookie's HMAC: 32 bytes, secret, the same
+	// for as long as cookies it made must stay valid. nil: 32 bytes from
+	// crypto/rand, or drawn from Rand if that is set (a simulation).
+	CookieKey []byte
+
+	// CookieBucket is the cookie's time bucket: a cookie is valid in the
+	// bucket it was made in and the next, so between one and two buckets.
+	CookieBucket time.Duration // default 30s, at least 1s
+
+	// Rand is the Endpoint's source of randomness: connection IDs, and the
+	// cookie key if CookieKey is nil. nil: a ChaCha8 source seeded from
+	// crypto/rand (connection IDs must be unpredictable, see
+	// docs/PROTOCOL.md §14.1). Simulations seed it.
+	Rand rand.Source
+
+	// ResetRate and ResetBurst bound the stateless resets the Endpoint
+	// sends (a token bucket): an unauthenticated sender can make it send
+	// at most this many small datagrams a second.
+	ResetRate  float64 // default 1000 a second
+	ResetBurst int     // default 100
+
+	// MaxQueued bounds the Endpoint's own datagrams waiting for
+	// PollTransmit; beyond it they are dropped (and counted), as a full
+	// socket buffer would.
+	MaxQueued int // default 256, at most 1<<16
+
+	// MaxAttempts bounds the accepted attempts remembered while their
+	// cookie may still be valid (between one and two CookieBuckets after
+	// they were accepted), which is what keeps a replayed HELLO from
+	// creating a connection again; a new attempt beyond it is refused.
+	MaxAttempts int // default 1<<18 (about 20 MiB at most)
+}
+
+// Endpoint configuration bounds and defaults.
+const (
+	defaultAcceptBudget  = 1024
+	maxAcceptBudget      = 1 << 20
+	defaultCookieBucket  = 30 * time.Second
+	defaultResetRate     = 1000
+	defaultResetBurst    = 100
+	defaultMaxQueued     = 256
+	maxMaxQueued         = 1 << 16
+	defaultMaxAttempts   = 1 << 18
+	cookieKeyLen         = 32
+	endpointConfigPrefix = "EndpointConfig."
+)
+
+// endpointConfig is an EndpointConfig with its defaults filled in.
+type endpointConfig struct {
+	conn                    Config
+	listen                  bool
+	acceptBudget, hostShare int
+	unacceptedWindow        int
+	cookieKey               [cookieKeyLen]byte
+	cookieBucket            time.Duration
+	resetRate               float64
+	resetBurst              int
+	maxQueued, maxAttempts  int
+}
+
+// Validate reports the first field of c holding a value an Endpoint cannot
+// work with, as a *ConfigError naming it (EndpointConfig.Field, or
+// EndpointConfig.Conn.Field for the connections' Config).
+func (c *EndpointConfig) Validate() error {
+	if c == nil {
+		return nil
+	}
+	bad := func(field string, v any, reason string) error {
+		return fieldError(endpointConfigPrefix+field, v, reason)
+	}
+	switch {
+	case c.AcceptBudget < 0 || c.AcceptBudget > maxAcceptBudget:
+		return bad("AcceptBudget", c.AcceptBudget, "must be between 1 and 1048576 (0: the default, 1024)")
+	case c.HostShare < 0:
+		return bad("HostShare", c.HostShare, "must not be negative (0: the default)")
+	case c.HostShare > cmpOr(c.AcceptBudget, defaultAcceptBudget):
+		return bad("HostShare", c.HostShare, "must not exceed AcceptBudget")
+	case c.UnacceptedReceiveWindow < 0:
+		return bad("UnacceptedReceiveWindow", c.UnacceptedReceiveWindow, "must not be negative (0: no cap)")
+	case c.CookieKey != nil && len(c.CookieKey) != cookieKeyLen:
+		return bad("CookieKey", len(c.CookieKey), "must be 32 bytes long (nil: a random key)")
+	case c.CookieBucket < 0 || (c.CookieBucket > 0 && c.CookieBucket < time.Second):
+		return bad("CookieBucket", c.CookieBucket, "must be at least 1s (0: the default, 30s)")
+	case c.ResetRate < 0 || math.IsNaN(c.ResetRate) || math.IsInf(c.ResetRate, 0):
+		return bad("ResetRate", c.ResetRate, "must be a finite rate, not negative (0: the default, 1000)")
+	case c.ResetBurst < 0:
+		return bad("ResetBurst", c.ResetBurst, "must not be negative (0: the default, 100)")
+	case c.MaxQueued < 0 || c.MaxQueued > maxMaxQueued:
+		return bad("MaxQueued", c.MaxQueued, "must be between 1 and 65536 (0: the default, 256)")
+	case c.MaxAttempts < 0:
+		return bad("MaxAttempts", c.MaxAttempts, "must not be negative (0: the default, 262144)")
+	}
+	if c.Conn != nil {
+		if err := c.Conn.Validate(); err != nil {
+			if ce, ok := err.(*ConfigError); ok {
+				return &ConfigError{Field: endpointConfigPrefix + "Conn." + ce.Field, Value: ce.Value, Reason: ce.Reason}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func cmpOr(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// NewEndpoint returns an Endpoint configured by cfg (nil: the defaults, a
+// socket that only dials). A bad value is reported naming its field.
+func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var c EndpointConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	ep := &Endpoint{
+		conns:   make(map[uint64]*route),
+		remotes: make(map[uint64]*route),
+		rng:     c.Rand,
+	}
+	if ep.rng == nil {
+		// Unpredictable: connection IDs are what a stateless reset's
+		// authenticity rests on (docs/PROTOCOL.md §14.1).
+		var seed [32]byte
+		_, _ = crand.Read(seed[:])
+		ep.rng = rand.NewChaCha8(seed)
+	}
+	e := &ep.cfg
+	if c.Conn != nil {
+		e.conn = *c.Conn
+	}
+	e.conn.fillDefaults()
+	e.listen = c.Listen
+	e.acceptBudget = cmpOr(c.AcceptBudget, defaultAcceptBudget)
+	e.hostShare = cmpOr(c.HostShare, min(e.acceptBudget, max(8, e.acceptBudget/16)))
+	e.unacceptedWindow = c.UnacceptedReceiveWindow
+	e.cookieBucket = cmp0(c.CookieBucket, defaultCookieBucket)
+	e.resetRate = c.ResetRate
+	if e.resetRate == 0 {
+		e.resetRate = defaultResetRate
+	}
+	e.resetBurst = cmpOr(c.ResetBurst, defaultResetBurst)
+	e.maxQueued = cmpOr(c.MaxQueued, defaultMaxQueued)
+	e.maxAttempts = cmpOr(c.MaxAttempts, defaultMaxAttempts)
+	switch {
+	case c.CookieKey != nil:
+		copy(e.cookieKey[:], c.CookieKey)
+	case c.Rand == nil:
+		_, _ = crand.Read(e.cookieKey[:])
+	default: // a simulation's
+
+		for i := 0; i < cookieKeyLen; i += 8 {
+			binary.BigEndian.PutUint64(e.cookieKey[i:], ep.rng.Uint64())
+		}
+	}
+	if e.listen {
+		ep.mode = modeListen
+	}
+	ep.resets = TokenBucket{Rate: e.resetRate, Burst: e.resetBurst}
+	ep.mac = hmac.New(sha256.New, e.cookieKey[:])
+	return ep, nil
+}
+
+func cmp0(a, b time.Duration) time.Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// EventKind says what HandleDatagram made of a datagram.
+type EventKind uint8
+
+const (
+	// EventNone: the Endpoint consumed the datagram: dropped it (counted in
+	// Stats) or answered it itself (see PollTransmit).
+	EventNone EventKind = iota
+	// EventDatagram: the datagram is for Event.Conn; hand it over with
+	// Deliver.
+	EventDatagram
+	// EventNewConn: the datagram, a HELLO echoing a valid cookie, created
+	// Event.Conn, the server side of the client's connection, which now
+	// waits for Accept; hand the datagram to it with Deliver.
+	EventNewConn
+)
+
+// Event is what HandleDatagram made of a datagram.
+type Event struct {
+	Kind EventKind
+	Conn *Conn // the datagram's connection (EventDatagram, EventNewConn)
+}
+
+// EndpointStats counts what an Endpoint did with the datagrams it was
+// given (Endpoint.Stats). Datagrams it routed to a connection are counted
+// there, in Conn.Stats.
+type EndpointStats struct {
+	DatagramsReceived uint64 // every datagram HandleDatagram was given
+	Routed            uint64 // handed to a connection (EventDatagram)
+	// DroppedMalformed: the header checks failed, or a datagram with
+	// DstCID 0 was not a HELLO padded to MinHelloDatagram.
+	DroppedMalformed uint64
+	// DroppedUnknown: for no connection here, and not answered (a Retry
+	// or reset naming an unknown connection, a HELLO on a socket that only
+	// dials).
+	DroppedUnknown uint64
+	// HellosReplayed: a HELLO of an attempt whose connection ended, its
+	// cookie still valid (a replay, or a duplicate that came very late):
+	// dropped, creating nothing.
+	HellosReplayed uint64
+	Accepted       uint64 // connections the handshake created (EventNewConn)
+	RetriesSent    uint64 // Retry datagrams queued (a HELLO without a valid cookie)
+	Refused        uint64 // refusals queued: budget spent, host's share, MaxAttempts, or a closed listener
+	ResetsSent     uint64 // stateless resets queued
+	ResetsLimited  uint64 // stateless resets the rate limit withheld
+	// DroppedQueueFull: own datagrams dropped because MaxQueued waited.
+	DroppedQueueFull uint64
+}
+
+// Stats returns the Endpoint's counters.
+func (ep *Endpoint) Stats() EndpointStats { return ep.stats }
+
+// Len returns how many connections the Endpoint routes to.
+func (ep *Endpoint) Len() int { return len(ep.conns) }
+
+// Refuse makes the Endpoint refuse every new attempt from now on (a
+// listener that closed): its HELLO is answered with a refusal, so the
+// client learns at once. Connections already created are not affected.
+func (ep *Endpoint) Refuse() { ep.mode = modeRefuse }
+
+// HandleDatagram takes one datagram that arrived at now from the address
+// from, and says what it is for (see Event). It never fails: a malformed,
+// unknown, replayed or unwelcome datagram is dropped and counted in Stats,
+// or answered by a datagram the Endpoint queues for PollTransmit, never
+// larger than the datagram it answers. b is not retained. A datagram for
+// a connection is not handed to it: the caller does so with Deliver (so
+// that a caller holding one lock per connection routes under the
+// Endpoint's lock and delivers under the connection's).
+func (ep *Endpoint) HandleDatagram(now time.Time, from netip.AddrPort, b []byte) Event {
+	ep.stats.DatagramsReceived++
+	h, body, err := ParseHeader(b)
+	if err != nil {
+		ep.stats.DroppedMalformed++
+		return Event{}
+	}
+	if h.DstCID != 0 {
+		var r *route
+		if h.Type == PacketReset {
+			r = ep.remotes[h.DstCID] // a reset echoes the ID of its sender's peer: ours
+		} else {
+			r = ep.conns[h.DstCID]
+		}
+		if r != nil {
+			ep.stats.Routed++
+			return Event{Kind: EventDatagram, Conn: r.conn}
+		}
+		if h.Type == PacketData {
+			ep.answerUnknown(now, h, from)
+			return Event{}
+		}
+		ep.stats.DroppedUnknown++
+		return Event{}
+	}
+	if h.Type != PacketData {
+		ep.stats.DroppedMalformed++
+		return Event{}
+	}
+	hello, ok := PeekHello(body)
+	// A HELLO from a new address comes padded to MinHelloDatagram, so that
+	// what we answer (a Retry, a refusal) stays well under what it sent.
+	if !ok || hello.SrcCID == 0 || len(b) < MinHelloDatagram {
+		ep.stats.DroppedMalformed++
+		return Event{}
+	}
+	return ep.handleHello(now, from, &hello)
+}
+
+// handleHello takes the HELLO of a client's attempt (DstCID 0).
+func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *HelloFrame) Event {
+	key := attemptKey{cid: hello.SrcCID, addr: from}
+	bucket := ep.bucketOf(now)
+	ep.pruneAttempts(bucket)
+	if a, ok := ep.attempts[key]; ok {
+		if a.conn != nil {
+			// A retransmitted HELLO: its connection answers it.
+			ep.stats.Routed++
+			return Event{Kind: EventDatagram, Conn: a.conn}
+		}
+		ep.stats.HellosReplayed++
+		return Event{}
+	}
+	switch ep.mode {
+	case modeIgnore:
+		ep.stats.DroppedUnknown++
+		return Event{}
+	case modeRefuse:
+		ep.refuse(key)
+		return Event{}
+	}
+	cookieBucket, valid := ep.checkCookie(hello.Cookie, key, bucket)
+	if !valid {
+		cookie := ep.cookie(key, bucket)
+		if ep.queue(from, func(b []byte) []byte { return AppendRetry(b, key.cid, cookie[:]) }) {
+			ep.stats.RetriesSent++
+		}
+		return Event{}
+	}
+	host := hostOf(from)
+	if len(ep.pending) >= ep.cfg.acceptBudget || len(ep.attempts) >= ep.cfg.maxAttempts ||
+		(len(ep.pending) >= ep.cfg.acceptBudget/2 && ep.pendingHost[host] >= ep.cfg.hostShare) {
+		ep.refuse(key)
+		return Event{}
+	}
+	c, err := NewConn(&ep.cfg.conn, ep.newCID(), now)
+	if err != nil {
+		return Event{} // (the Config was validated by NewEndpoint)
+	}
+	if ep.cfg.unacceptedWindow > 0 {
+		// Before its HELLO goes out, which carries its credit.
+		c.SetReceiveLimit(now, ep.cfg.unacceptedWindow)
+	}
+	r := &route{conn: c, addr: from, attempt: key, host: host, pending: true}
+	ep.conns[c.localCID] = r
+	ep.indexRemote(r, hello.SrcCID)
+	if ep.attempts == nil {
+		ep.attempts = make(map[attemptKey]attempt)
+	}
+	ep.attempts[key] = attempt{conn: c, bucket: cookieBucket}
+	ep.pending = append(ep.pending, c)
+	if ep.pendingHost == nil {
+		ep.pendingHost = make(map[netip.Addr]int)
+	}
+	ep.pendingHost[host]++
+	ep.stats.Accepted++
+	return Event{Kind: EventNewConn, Conn: c}
+}
+
+// refuse queues the refusal of a client's attempt.
+func (ep *Endpoint) refuse(key attemptKey) {
+	if ep.queue(key.addr, func(b []byte) []byte { return AppendRefuse(b, key.cid) }) {
+		ep.stats.Refused++
+	}
+}
+
+// answerUnknown answers a data packet addressed to a connection ID this
+// Endpoint does not know (its state was lost: a restart) with a stateless
+// reset (docs/PROTOCOL.md §14.1), within the rate limit.
+func (ep *Endpoint) answerUnknown(now time.Time, h Header, from netip.AddrPort) {
+	if !ep.resets.Allow(now) {
+		ep.stats.ResetsLimited++
+		return
+	}
+	if ep.queue(from, func(b []byte) []byte { return AppendReset(b, h) }) {
+		ep.stats.ResetsSent++
+	}
+}
+
+// queue appends one of the Endpoint's own datagrams, built by appendTo
+// into a fixed slot, for PollTransmit; false if MaxQueued wait.
+func (ep *Endpoint) queue(to netip.AddrPort, appendTo func([]byte) []byte) bool {
+	if ep.outLen >= ep.cfg.maxQueued {
+		ep.stats.DroppedQueueFull++
+		return false
+	}
+	if ep.out == nil {
+		ep.out = make([]ownDatagram, ep.cfg.maxQueued) // once: ~70 bytes a slot
+	}
+	d := &ep.out[(ep.outHead+ep.outLen)%len(ep.out)]
+	d.to = to
+	d.n = uint8(len(appendTo(d.b[:0])))
+	ep.outLen++
+	return true
+}
+
+// PollTransmit writes the next of the Endpoint's own datagrams (a Retry,
+// a refusal, a stateless reset) into buf and says where it goes; ok is
+// false when none waits (or buf is shorter than 64 bytes, the most one
+// takes). Call it until ok is false. The datagrams of its connections are
+// polled from each with PollConn.
+func (ep *Endpoint) PollTransmit(now time.Time, buf []byte) (n int, to netip.AddrPort, ok bool) {
+	if ep.outLen == 0 || len(buf) < 64 {
+		return 0, netip.AddrPort{}, false
+	}
+	d := &ep.out[ep.outHead]
+	n = copy(buf, d.b[:d.n])
+	to = d.to
+	ep.outHead = (ep.outHead + 1) % len(ep.out)
+	ep.outLen--
+	return n, to, true
+}
+
+// Connect makes the client side of a new connection to the peer at to,
+// configured by cfg (nil: EndpointConfig.Conn), with a connection ID
+// unused on this Endpoint. Its first HELLO goes out at the first PollConn.
+func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Conn, error) {
+	if !to.IsValid() || to.Port() == 0 {
+		return nil, fieldError("to", to, "must be a valid address with a nonzero port")
+	}
+	if cfg == nil {
+		cfg = &ep.cfg.conn
+	}
+	c, err := NewConn(cfg, ep.newCID(), now)
+	if err != nil {
+		return nil, err
+	}
+	ep.conns[c.localCID] = &route{conn: c, addr: to}
+	return c, nil
+}
+
+// Accept takes the oldest connection the handshake created that the
+// Endpoint still routes to (one that ended was forgotten by Update or
+// Remove), or returns nil if none waits, and gives back its share of the
+// accept budget. The caller lifts its UnacceptedReceiveWindow cap
+// (c.SetReceiveLimit(now, 0)) when the application takes it.
+func (ep *Endpoint) Accept() *Conn {
+	for len(ep.pending) > 0 {
+		c := ep.pending[0]
+		ep.pending[0] = nil
+		ep.pending = ep.pending[1:]
+		if len(ep.pending) == 0 {
+			ep.pending = nil // (so that the backing array does not only grow)
+		}
+		r := ep.conns[c.localCID]
+		if r == nil || r.conn != c {
+			continue // removed
+		}
+		ep.unpend(r)
+		return c
+	}
+	return nil
+}
+
+// Pending returns how many connections wait for Accept.
+func (ep *Endpoint) Pending() int { return len(ep.pending) }
+
+// unpend counts r's connection out of the accept budget.
+func (ep *Endpoint) unpend(r *route) {
+	if !r.pending {
+		return
+	}
+	r.pending = false
+	if n := ep.pendingHost[r.host] - 1; n > 0 {
+		ep.pendingHost[r.host] = n
+	} else {
+		delete(ep.pendingHost, r.host)
+	}
+}
+
+// Deliver hands c a datagram HandleDatagram routed to it (EventDatagram,
+// EventNewConn), received at now from the address from, then notes what
+// it changed (see Update). This is where a connection follows its peer to
+// a new address: it does so only for a packet the connection accepted
+// (a datagram that merely names the connection's ID moves nothing).
+func (ep *Endpoint) Deliver(now time.Time, c *Conn, from netip.AddrPort, b []byte) {
+	r := ep.conns[c.localCID]
+	if r == nil || r.conn != c {
+		c.HandleDatagram(now, b) // not (or no longer) ours: the connection decides alone
+		return
+	}
+	if from == r.addr {
+		c.HandleDatagram(now, b)
+	} else {
+		before := c.stats.PacketsReceived
+		c.HandleDatagram(now, b)
+		if c.stats.PacketsReceived != before {
+			r.addr = from
+		}
+	}
+	ep.update(r)
+}
+
+// PollConn is c.PollTransmit that also says where the datagram goes: the
+// peer's address as the Endpoint knows it.
+func (ep *Endpoint) PollConn(now time.Time, c *Conn, buf []byte) (n int, to netip.AddrPort) {
+	n = c.PollTransmit(now, buf)
+	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
+		to = r.addr
+		if n == 0 {
+			ep.update(r)
+		}
+	}
+	return n, to
+}
+
+// Addr returns the address of c's peer as the Endpoint knows it (the zero
+// AddrPort if c is not one of its connections).
+func (ep *Endpoint) Addr(c *Conn) netip.AddrPort {
+	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
+		return r.addr
+	}
+	return netip.AddrPort{}
+}
+
+// Update notes what changed in c since the Endpoint last looked (call it
+// after HandleTimeout or any call that may end c): the peer's connection
+// ID, which stateless resets echo, once c learnt it; c's end, after which
+// the Endpoint forgets c (Remove).
+func (ep *Endpoint) Update(c *Conn) {
+	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
+		ep.update(r)
+	}
+}
+
+func (ep *Endpoint) update(r *route) {
+	c := r.conn
+	if c.state == stateClosed {
+		ep.remove(r)
+		return
+	}
+	if r.remoteCID == 0 && c.remoteCID != 0 {
+		ep.indexRemote(r, c.remoteCID)
+	}
+}
+
+// indexRemote records the peer's connection ID of r, which stateless
+// resets echo.
+func (ep *Endpoint) indexRemote(r *route, id uint64) {
+	if ep.remotes[id] == nil { // (two peers with one ID: 2^-64; the first keeps it)
+		ep.remotes[id] = r
+		r.remoteCID = id
+	}
+}
+
+// Remove forgets c: datagrams for its ID are answered as for an unknown
+// connection from now on. An attempt that created c stays remembered
+// while its cookie is valid, so that its HELLO, replayed, creates nothing.
+func (ep *Endpoint) Remove(c *Conn) {
+	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
+		ep.remove(r)
+	}
+}
+
+func (ep *Endpoint) remove(r *route) {
+	delete(ep.conns, r.conn.localCID)
+	if r.remoteCID != 0 && ep.remotes[r.remoteCID] == r {
+		delete(ep.remotes, r.remoteCID)
+	}
+	if r.attempt.cid != 0 {
+		if a, ok := ep.attempts[r.attempt]; ok && a.conn == r.conn {
+			a.conn = nil // the connection's memory is not held for the cookie's life
+			ep.attempts[r.attempt] = a
+		}
+	}
+	if r.pending {
+		ep.unpend(r)
+		if i := slices.Index(ep.pending, r.conn); i >= 0 {
+			ep.pending = slices.Delete(ep.pending, i, i+1)
+		}
+	}
+}
+
+// newCID draws a connection ID unused on this Endpoint.
+func (ep *Endpoint) newCID() uint64 {
+	for {
+		if id := NewConnectionID(ep.rng); ep.conns[id] == nil {
+			return id
+		}
+	}
+}
+
+// pruneAttempts forgets the attempts whose cookie can no longer be valid
+// (made before the previous bucket), once per bucket.
+func (ep *Endpoint) pruneAttempts(bucket uint64) {
+	if bucket == ep.attemptsBucket || len(ep.attempts) == 0 {
+		ep.attemptsBucket = max(ep.attemptsBucket, bucket)
+		return
+	}
+	ep.attemptsBucket = bucket
+	for k, a := range ep.attempts {
+		if a.bucket+1 < bucket {
+			delete(ep.attempts, k)
+		}
+	}
+}
+
+// Cookies (docs/PROTOCOL.md §8.1): an HMAC over the client's address and
+// connection ID and a coarse time bucket; the current and the previous
+// bucket are accepted, so a cookie lives between one and two buckets.
+
+func (ep *Endpoint) bucketOf(now time.Time) uint64 {
+	return uint64(now.UnixNano()) / uint64(ep.cfg.cookieBucket)
+}
+
+// cookie returns the cookie for a client's attempt in a time bucket.
+func (ep *Endpoint) cookie(key attemptKey, bucket uint64) (cookie [CookieLen]byte) {
+	a := key.addr.Addr().As16()
+	buf := &ep.macIn // (a local would escape through the hash.Hash interface)
+	copy(buf[:16], a[:])
+	binary.BigEndian.PutUint16(buf[16:], key.addr.Port())
+	binary.BigEndian.PutUint64(buf[18:], key.cid)
+	binary.BigEndian.PutUint64(buf[26:], bucket)
+	ep.mac.Reset()
+	ep.mac.Write(buf[:])
+	copy(cookie[:], ep.mac.Sum(ep.macSum[:0]))
+	return cookie
+}
+
+// checkCookie reports whether cookie is valid for key now (in bucket), and
+// the bucket it was made in.
+func (ep *Endpoint) checkCookie(cookie []byte, key attemptKey, bucket uint64) (uint64, bool) {
+	if len(cookie) != CookieLen {
+		return 0, false
+	}
+	for _, b := range [2]uint64{bucket, bucket - 1} {
+		if want := ep.cookie(key, b); hmac.Equal(cookie, want[:]) {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
+// hostOf is the host a per-host share counts: an IPv4 address, or the /64
+// of an IPv6 one (what one subscriber usually holds).
+func hostOf(a netip.AddrPort) netip.Addr {
+	ip := a.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}

@@ -1,0 +1,515 @@
+package core_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rudp-go/rudp/core"
+	"github.com/rudp-go/rudp/internal/sim"
+)
+
+// The Endpoint in the simulator: one listening core.Endpoint and many
+// clients, each a core.Endpoint of its own (its own socket and address)
+// with one connection dialed by Connect. The simulator joins two nodes,
+// so all clients share one node and one impaired link pair; each datagram
+// carries, ahead of the protocol's bytes, the client's address (the
+// source on the way in, the destination on the way back), as the UDP
+// header would. The links lose, duplicate and reorder, never corrupt: a
+// corrupted address would be a spoofed datagram, which is another test's.
+//
+// On every step the nodes check:
+//   - no client attempt makes the listener create a second connection;
+//   - the listener's own datagrams (Retry, refusal, reset) to an address
+//     never add up to more bytes than it received from that address.
+//
+// At the end every client is established with exactly one server
+// connection, paired both ways (or, past the accept budget, refused).
+
+// epAddrLen is the address ahead of each simulated datagram.
+const epAddrLen = 6
+
+var epServerAddr = netip.MustParseAddrPort("10.0.0.1:4433")
+
+func epClientAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(5000+i))
+}
+
+func putEpAddr(b []byte, a netip.AddrPort) {
+	ip := a.Addr().As4()
+	copy(b, ip[:])
+	binary.BigEndian.PutUint16(b[4:], a.Port())
+}
+
+func epAddr(b []byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), binary.BigEndian.Uint16(b[4:]))
+}
+
+// epConns is a node's connections: the ones with work to send, and the
+// ones with timers.
+type epConns struct {
+	live  []*core.Conn
+	dirty []*core.Conn
+	isDir map[*core.Conn]bool
+}
+
+func (s *epConns) add(c *core.Conn) {
+	s.live = append(s.live, c)
+	s.touch(c)
+}
+
+func (s *epConns) touch(c *core.Conn) {
+	if s.isDir == nil {
+		s.isDir = map[*core.Conn]bool{}
+	}
+	if !s.isDir[c] {
+		s.isDir[c] = true
+		s.dirty = append(s.dirty, c)
+	}
+}
+
+func (s *epConns) nextTimeout() time.Time {
+	var next time.Time
+	for _, c := range s.live {
+		if t := c.NextTimeout(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
+// fire runs the due timers; update is told about each connection fired.
+func (s *epConns) fire(now time.Time, update func(*core.Conn)) {
+	s.live = slices.DeleteFunc(s.live, func(c *core.Conn) bool {
+		if t := c.NextTimeout(); !t.IsZero() && !t.After(now) {
+			c.HandleTimeout(now)
+			update(c)
+			s.touch(c)
+		}
+		return c.Closed()
+	})
+}
+
+// epServer is the listening node.
+type epServer struct {
+	ep      *core.Endpoint
+	conns   epConns
+	created map[uint64]*core.Conn // by the client's connection ID
+	all     []*core.Conn
+	accept  bool // the application takes every connection at once
+	// in and own: bytes received from, and sent by the Endpoint itself
+	// to, each address.
+	in, own map[netip.AddrPort]int
+	// hellos: each datagram that created a connection, as it arrived.
+	hellos []epDatagram
+	err    error
+}
+
+type epDatagram struct {
+	from netip.AddrPort
+	b    []byte
+}
+
+func (s *epServer) fail(format string, args ...any) {
+	if s.err == nil {
+		s.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (s *epServer) HandleDatagram(now time.Time, b []byte) {
+	if len(b) < epAddrLen {
+		return
+	}
+	from, d := epAddr(b), b[epAddrLen:]
+	s.in[from] += len(d)
+	ev := s.ep.HandleDatagram(now, from, d)
+	switch ev.Kind {
+	case core.EventNone:
+		return
+	case core.EventNewConn:
+		s.hellos = append(s.hellos, epDatagram{from, slices.Clone(d)})
+	}
+	s.ep.Deliver(now, ev.Conn, from, d)
+	if ev.Kind == core.EventNewConn {
+		client := ev.Conn.RemoteCID()
+		if prior := s.created[client]; prior != nil {
+			s.fail("client %x's attempt created a second connection (%x, then %x)", client, prior.LocalCID(), ev.Conn.LocalCID())
+		}
+		s.created[client] = ev.Conn
+		s.all = append(s.all, ev.Conn)
+		s.conns.add(ev.Conn)
+	}
+	if s.accept {
+		for c := s.ep.Accept(); c != nil; c = s.ep.Accept() {
+			c.SetReceiveLimit(now, 0)
+		}
+	}
+	s.conns.touch(ev.Conn)
+}
+
+func (s *epServer) PollTransmit(now time.Time, buf []byte) int {
+	if n, to, ok := s.ep.PollTransmit(now, buf[epAddrLen:]); ok {
+		if s.own[to] += n; s.own[to] > s.in[to] {
+			s.fail("the listener sent %s %d bytes of its own, having received %d", to, s.own[to], s.in[to])
+		}
+		putEpAddr(buf, to)
+		return epAddrLen + n
+	}
+	for len(s.conns.dirty) > 0 {
+		c := s.conns.dirty[len(s.conns.dirty)-1]
+		n, to := s.ep.PollConn(now, c, buf[epAddrLen:])
+		if n > 0 {
+			putEpAddr(buf, to)
+			return epAddrLen + n
+		}
+		s.conns.dirty = s.conns.dirty[:len(s.conns.dirty)-1]
+		delete(s.conns.isDir, c)
+	}
+	return 0
+}
+
+func (s *epServer) NextTimeout() time.Time { return s.conns.nextTimeout() }
+
+func (s *epServer) HandleTimeout(now time.Time) { s.conns.fire(now, s.ep.Update) }
+
+// epClients is the node of every client, each its own Endpoint.
+type epClients struct {
+	eps    []*core.Endpoint
+	conns  []*core.Conn
+	byAddr map[netip.AddrPort]int
+	set    epConns
+	// own: client Endpoints' own datagrams waiting (stateless resets).
+	ownDue []int
+}
+
+func (s *epClients) HandleDatagram(now time.Time, b []byte) {
+	if len(b) < epAddrLen {
+		return
+	}
+	i, ok := s.byAddr[epAddr(b)]
+	if !ok {
+		return
+	}
+	d := b[epAddrLen:]
+	ev := s.eps[i].HandleDatagram(now, epServerAddr, d)
+	if ev.Conn != nil {
+		s.eps[i].Deliver(now, ev.Conn, epServerAddr, d)
+		s.set.touch(ev.Conn)
+	} else {
+		s.ownDue = append(s.ownDue, i)
+	}
+}
+
+func (s *epClients) PollTransmit(now time.Time, buf []byte) int {
+	for len(s.ownDue) > 0 {
+		i := s.ownDue[len(s.ownDue)-1]
+		if n, _, ok := s.eps[i].PollTransmit(now, buf[epAddrLen:]); ok {
+			putEpAddr(buf, epClientAddr(i))
+			return epAddrLen + n
+		}
+		s.ownDue = s.ownDue[:len(s.ownDue)-1]
+	}
+	for len(s.set.dirty) > 0 {
+		c := s.set.dirty[len(s.set.dirty)-1]
+		i := int(c.LocalCID() >> 48) // see newEpSim: the client's index is in its ID's top bits
+		n, _ := s.eps[i].PollConn(now, c, buf[epAddrLen:])
+		if n > 0 {
+			putEpAddr(buf, epClientAddr(i))
+			return epAddrLen + n
+		}
+		s.set.dirty = s.set.dirty[:len(s.set.dirty)-1]
+		delete(s.set.isDir, c)
+	}
+	return 0
+}
+
+func (s *epClients) NextTimeout() time.Time { return s.set.nextTimeout() }
+
+func (s *epClients) HandleTimeout(now time.Time) {
+	s.set.fire(now, func(c *core.Conn) { s.eps[c.LocalCID()>>48].Update(c) })
+}
+
+// indexedSource draws connection IDs whose top 16 bits are a client's
+// index (so the clients' node finds a connection's Endpoint from its ID).
+type indexedSource struct {
+	r rand.Source
+	i uint64
+}
+
+func (s indexedSource) Uint64() uint64 { return s.i<<48 | s.r.Uint64()>>16 | 1 }
+
+type epSim struct {
+	net     *sim.Network
+	server  *epServer
+	clients *epClients
+}
+
+// epSimConfig is the connections' config in the Endpoint simulations: a
+// handshake that may take a minute (the scenarios check who gets in, not
+// how fast, through 10% loss).
+var epSimConfig = &core.Config{HandshakeTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, HeartbeatPeriod: 30 * time.Second}
+
+func newEpSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg core.EndpointConfig) *epSim {
+	rng := rand.New(rand.NewPCG(seed, 0xe9))
+	scfg.Listen = true
+	scfg.Rand = rand.NewPCG(rng.Uint64(), rng.Uint64())
+	if scfg.Conn == nil {
+		scfg.Conn = epSimConfig
+	}
+	sep, err := core.NewEndpoint(&scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &epSim{
+		net: sim.New(seed),
+		server: &epServer{ep: sep, created: map[uint64]*core.Conn{},
+			in: map[netip.AddrPort]int{}, own: map[netip.AddrPort]int{}},
+		clients: &epClients{byAddr: map[netip.AddrPort]int{}},
+	}
+	now := s.net.Now()
+	for i := range clients {
+		ep, err := core.NewEndpoint(&core.EndpointConfig{Conn: epSimConfig,
+			Rand: indexedSource{rand.NewPCG(rng.Uint64(), rng.Uint64()), uint64(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ep.Connect(now, epServerAddr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.clients.eps = append(s.clients.eps, ep)
+		s.clients.conns = append(s.clients.conns, c)
+		s.clients.byAddr[epClientAddr(i)] = i
+		s.clients.set.add(c)
+	}
+	a, b := s.net.AddNode(s.clients), s.net.AddNode(s.server)
+	if err := s.net.Connect(a, b, link); err != nil {
+		t.Fatal(err)
+	}
+	s.net.MaxStepsPerInstant = 1 << 20
+	return s
+}
+
+// settled: every client is established or ended.
+func (s *epSim) settled() bool {
+	for _, c := range s.clients.conns {
+		if !c.Established() && !c.Closed() {
+			return false
+		}
+	}
+	return true
+}
+
+// run steps until every client settled, checking the invariants.
+func (s *epSim) run(limit time.Duration) error {
+	err := s.net.RunUntil(func() bool { return s.server.err != nil || s.settled() }, limit)
+	if s.server.err != nil {
+		return s.server.err
+	}
+	return err
+}
+
+// check verifies that the established clients are paired one to one
+// with the listener's connections, and returns how many are.
+func (s *epSim) check() (established int, err error) {
+	for i, c := range s.clients.conns {
+		if !c.Established() {
+			continue
+		}
+		established++
+		sc := s.server.created[c.LocalCID()]
+		switch {
+		case sc == nil:
+			return 0, fmt.Errorf("client %d is established, the listener has no connection for it", i)
+		case sc.RemoteCID() != c.LocalCID() || c.RemoteCID() != sc.LocalCID():
+			return 0, fmt.Errorf("client %d: IDs %x->%x, the listener's %x->%x", i, c.LocalCID(), c.RemoteCID(), sc.LocalCID(), sc.RemoteCID())
+		case !sc.Established():
+			return 0, fmt.Errorf("client %d is established, its listener connection is not", i)
+		}
+	}
+	if got := len(s.server.created); got != established {
+		return 0, fmt.Errorf("the listener created %d connections for %d established clients", got, established)
+	}
+	return established, nil
+}
+
+// epSimProfiles are the links of the Endpoint simulations.
+func epSimProfiles() map[string]sim.LinkConfig {
+	return map[string]sim.LinkConfig{
+		"loss10": {Latency: 10 * time.Millisecond, Jitter: 2 * time.Millisecond, Loss: 0.10},
+		"dupreorder": {Latency: 10 * time.Millisecond, Jitter: 3 * time.Millisecond,
+			Duplicate: 0.10, Reorder: 0.20, ReorderDelay: 12 * time.Millisecond},
+		"harsh": {Latency: 20 * time.Millisecond, Jitter: 5 * time.Millisecond,
+			Loss: 0.10, Duplicate: 0.05, Reorder: 0.10, ReorderDelay: 15 * time.Millisecond},
+	}
+}
+
+// epSeeds runs fn over the seeds of one Endpoint simulation: n by
+// default, -soak N, or only -simseed.
+func epSeeds(t *testing.T, name string, n int, fn func(seed uint64) error) {
+	first, count := *simFirst, uint64(n)
+	if *soakSeeds > 0 {
+		count = uint64(*soakSeeds)
+	}
+	if *simSeed >= 0 {
+		first, count = uint64(*simSeed), 1
+	}
+	for seed := first; seed < first+count; seed++ {
+		if err := fn(seed); err != nil {
+			t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run '%s$' -simseed %d -v", seed, err, name, seed)
+		}
+	}
+}
+
+// TestSimEndpointThousandClients: a listener Endpoint and 1,000 clients
+// handshaking at once through loss, duplication and reordering: every
+// client gets exactly one connection, each went through a Retry first.
+func TestSimEndpointThousandClients(t *testing.T) {
+	clients, seeds := 1000, 1
+	if testing.Short() {
+		clients, seeds = 200, 1
+	}
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, "TestSimEndpointThousandClients/"+name, seeds, func(seed uint64) error {
+				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+				s.server.accept = true
+				if err := s.run(120 * time.Second); err != nil {
+					return err
+				}
+				n, err := s.check()
+				if err != nil {
+					return err
+				}
+				st := s.server.ep.Stats()
+				switch {
+				case n != clients:
+					return fmt.Errorf("%d of %d clients established", n, clients)
+				case st.Accepted != uint64(clients) || s.server.ep.Len() != clients:
+					return fmt.Errorf("the listener accepted %d connections and routes to %d, want %d", st.Accepted, s.server.ep.Len(), clients)
+				case st.RetriesSent < uint64(clients):
+					return fmt.Errorf("%d Retries for %d clients", st.RetriesSent, clients)
+				case st.Refused != 0:
+					return fmt.Errorf("%d refusals within the budget", st.Refused)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestSimEndpointBudget: an accept budget of 100 that the application
+// never takes from, and 300 clients: exactly 100 get in, every other is
+// refused (ErrRefused, in about a round trip of its validated HELLO).
+func TestSimEndpointBudget(t *testing.T) {
+	const clients, budget = 300, 100
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, "TestSimEndpointBudget/"+name, 2, func(seed uint64) error {
+				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: budget, HostShare: 1})
+				if err := s.run(120 * time.Second); err != nil {
+					return err
+				}
+				n, err := s.check()
+				if err != nil {
+					return err
+				}
+				if n != budget {
+					return fmt.Errorf("%d clients established, want the budget, %d", n, budget)
+				}
+				for i, c := range s.clients.conns {
+					if !c.Established() && !errors.Is(c.Err(), core.ErrRefused) {
+						return fmt.Errorf("client %d ended with %v, want ErrRefused", i, c.Err())
+					}
+				}
+				if st := s.server.ep.Stats(); st.Accepted != budget || st.Refused < clients-budget {
+					return fmt.Errorf("accepted %d, refused %d", st.Accepted, st.Refused)
+				}
+				if s.server.ep.Pending() != budget {
+					return fmt.Errorf("%d connections wait for Accept, want %d", s.server.ep.Pending(), budget)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestSimEndpointReplayedHello: the HELLOs that created connections,
+// replayed: while the connection lives they reach it (no second one);
+// after it ended, within the cookie's life, they create nothing and get
+// no answer; once the cookie expired, a Retry (stateless).
+func TestSimEndpointReplayedHello(t *testing.T) {
+	const clients = 50
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, "TestSimEndpointReplayedHello/"+name, 2, func(seed uint64) error {
+				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+				s.server.accept = true
+				if err := s.run(60 * time.Second); err != nil {
+					return err
+				}
+				ep := s.server.ep
+				replay := func(want core.EventKind) error {
+					for _, h := range s.server.hellos {
+						if ev := ep.HandleDatagram(s.net.Now(), h.from, h.b); ev.Kind != want {
+							return fmt.Errorf("replayed HELLO from %s at %v: event %d, want %d", h.from, s.net.Elapsed(), ev.Kind, want)
+						}
+					}
+					return nil
+				}
+				if len(s.server.hellos) != clients {
+					return fmt.Errorf("%d HELLOs created connections, want %d", len(s.server.hellos), clients)
+				}
+				if err := replay(core.EventDatagram); err != nil {
+					return err
+				}
+				// Both sides close; the listener forgets its connections.
+				now := s.net.Now()
+				for _, c := range s.clients.conns {
+					c.Close(now)
+					s.clients.set.touch(c)
+				}
+				for _, c := range s.server.all {
+					c.Close(now)
+					s.server.conns.touch(c)
+				}
+				if err := s.net.RunUntil(func() bool { return ep.Len() == 0 }, 30*time.Second); err != nil {
+					return fmt.Errorf("closing: %v (%d connections left)", err, ep.Len())
+				}
+				if s.net.Elapsed() >= 30*time.Second {
+					return fmt.Errorf("closed at %v: the cookies expired, the replay proves nothing", s.net.Elapsed())
+				}
+				before := ep.Stats()
+				if err := replay(core.EventNone); err != nil {
+					return err
+				}
+				after := ep.Stats()
+				if _, _, ok := ep.PollTransmit(s.net.Now(), make([]byte, 2048)); ok || ep.Len() != 0 ||
+					after.HellosReplayed-before.HellosReplayed != clients || after.Accepted != clients {
+					return fmt.Errorf("replays after the end: answered %v, %d connections, %d counted as replays, %d accepted",
+						ok, ep.Len(), after.HellosReplayed-before.HellosReplayed, after.Accepted)
+				}
+				// Past the cookie's life (two 30s buckets), the attempt is
+				// forgotten and its cookie no longer valid: a Retry.
+				if err := s.net.RunFor(61 * time.Second); err != nil {
+					return err
+				}
+				if err := replay(core.EventNone); err != nil {
+					return err
+				}
+				if st := ep.Stats(); st.RetriesSent-after.RetriesSent != clients || st.Accepted != clients {
+					return fmt.Errorf("expired replays: %d Retries, %d accepted", st.RetriesSent-after.RetriesSent, st.Accepted)
+				}
+				return s.server.err
+			})
+		})
+	}
+}
