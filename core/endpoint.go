@@ -78,8 +78,8 @@ const (
 // route is what the Endpoint knows of one of its connections.
 type route struct {
 	conn *Conn
-	// addr is the peer's address: where the connection was dialed or
-	// accepted from, then wherever Deliver followed it.
+	// addr is the address the connection started with (dialed, or the
+	// HELLO's source); where it moved since is the Conn's (PeerAddr).
 	addr netip.AddrPort
 	// remoteCID is the peer's connection ID once indexed in remotes.
 	remoteCID uint64
@@ -363,7 +363,7 @@ type EndpointStats struct {
 	DroppedUnknown uint64
 	// HellosReplayed: a HELLO of an attempt whose connection ended, its
 	// cookie still valid (a replay, or a duplicate that came very late):
-	// dropped, creating nothing.
+	// refused (counted in Refused too), creating nothing.
 	HellosReplayed uint64
 	Accepted       uint64 // connections the handshake created (EventNewConn)
 	RetriesSent    uint64 // Retry datagrams queued (a HELLO without a valid cookie)
@@ -443,7 +443,11 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 			ep.stats.Routed++
 			return Event{Kind: EventDatagram, Conn: a.conn}
 		}
+		// The HELLO of a connection that ended, its cookie still valid:
+		// a replay (or a client that missed the end). It opens nothing;
+		// the refusal is smaller than the HELLO.
 		ep.stats.HellosReplayed++
+		ep.refuse(key)
 		return Event{}
 	}
 	switch ep.mode {
@@ -605,33 +609,29 @@ func (ep *Endpoint) unpend(r *route) {
 
 // Deliver hands c a datagram HandleDatagram routed to it (EventDatagram,
 // EventNewConn), received at now from the address from, then notes what
-// it changed (see Update). This is where a connection follows its peer to
-// a new address: it does so only for a packet the connection accepted
-// (a datagram that merely names the connection's ID moves nothing).
+// it changed (see Update). The connection decides whether the datagram
+// moves it to a new address and validates that address (Conn's path
+// rules, docs/PROTOCOL.md §16): a datagram that merely names its ID moves
+// nothing.
 func (ep *Endpoint) Deliver(now time.Time, c *Conn, from netip.AddrPort, b []byte) {
 	r := ep.conns[c.localCID]
 	if r == nil || r.conn != c {
 		c.HandleDatagram(now, b) // not (or no longer) ours: the connection decides alone
 		return
 	}
-	if from == r.addr {
-		c.HandleDatagram(now, b)
-	} else {
-		before := c.stats.PacketsReceived
-		c.HandleDatagram(now, b)
-		if c.stats.PacketsReceived != before {
-			r.addr = from
-		}
-	}
+	c.HandleDatagramFrom(now, r.pathAddr(from), b)
 	ep.update(r)
 }
 
 // PollConn is c.PollTransmit that also says where the datagram goes: the
-// peer's address as the Endpoint knows it.
+// peer's current address, or, for a path challenge or its answer, the
+// address being validated (Conn.PollTransmitTo).
 func (ep *Endpoint) PollConn(now time.Time, c *Conn, buf []byte) (n int, to netip.AddrPort) {
-	n = c.PollTransmit(now, buf)
+	n, to = c.PollTransmitTo(now, buf)
 	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
-		to = r.addr
+		if !to.IsValid() {
+			to = r.addr
+		}
 		if n == 0 {
 			ep.update(r)
 		}
@@ -639,13 +639,27 @@ func (ep *Endpoint) PollConn(now time.Time, c *Conn, buf []byte) (n int, to neti
 	return n, to
 }
 
-// Addr returns the address of c's peer as the Endpoint knows it (the zero
-// AddrPort if c is not one of its connections).
+// Addr returns the address of c's peer, where c sends now (the zero
+// AddrPort if c is not one of the Endpoint's connections).
 func (ep *Endpoint) Addr(c *Conn) netip.AddrPort {
-	if r := ep.conns[c.localCID]; r != nil && r.conn == c {
-		return r.addr
+	r := ep.conns[c.localCID]
+	if r == nil || r.conn != c {
+		return netip.AddrPort{}
 	}
-	return netip.AddrPort{}
+	if a := c.PeerAddr(); a.IsValid() {
+		return a
+	}
+	return r.addr
+}
+
+// pathAddr is the address a datagram came from as r's connection names it:
+// the zero AddrPort for the one it started with, which a Conn does not
+// store (see Conn.HandleDatagramFrom).
+func (r *route) pathAddr(from netip.AddrPort) netip.AddrPort {
+	if from == r.addr {
+		return netip.AddrPort{}
+	}
+	return from
 }
 
 // Update notes what changed in c since the Endpoint last looked (call it

@@ -443,8 +443,8 @@ func TestSimEndpointBudget(t *testing.T) {
 
 // TestSimEndpointReplayedHello: the HELLOs that created connections,
 // replayed: while the connection lives they reach it (no second one);
-// after it ended, within the cookie's life, they create nothing and get
-// no answer; once the cookie expired, a Retry (stateless).
+// after it ended, within the cookie's life, they create nothing and are
+// refused; once the cookie expired, a Retry (stateless).
 func TestSimEndpointReplayedHello(t *testing.T) {
 	const clients = 50
 	for name, link := range epSimProfiles() {
@@ -492,10 +492,23 @@ func TestSimEndpointReplayedHello(t *testing.T) {
 					return err
 				}
 				after := ep.Stats()
-				if _, _, ok := ep.PollTransmit(s.net.Now(), make([]byte, 2048)); ok || ep.Len() != 0 ||
-					after.HellosReplayed-before.HellosReplayed != clients || after.Accepted != clients {
-					return fmt.Errorf("replays after the end: answered %v, %d connections, %d counted as replays, %d accepted",
-						ok, ep.Len(), after.HellosReplayed-before.HellosReplayed, after.Accepted)
+				buf := make([]byte, 2048)
+				for i := 0; ; i++ {
+					n, to, ok := ep.PollTransmit(s.net.Now(), buf)
+					if !ok {
+						if i != clients {
+							return fmt.Errorf("%d answers to %d replays", i, clients)
+						}
+						break
+					}
+					h := s.server.hellos[i]
+					if hello, _ := core.PeekHello(h.b[14:]); to != h.from || string(buf[:n]) != string(core.AppendRefuse(nil, hello.SrcCID)) {
+						return fmt.Errorf("replay %d answered with %x to %v, want a refusal to %v", i, buf[:n], to, h.from)
+					}
+				}
+				if ep.Len() != 0 || after.HellosReplayed-before.HellosReplayed != clients || after.Accepted != clients {
+					return fmt.Errorf("replays after the end: %d connections, %d counted as replays, %d accepted",
+						ep.Len(), after.HellosReplayed-before.HellosReplayed, after.Accepted)
 				}
 				// Past the cookie's life (two 30s buckets), the attempt is
 				// forgotten and its cookie no longer valid: a Retry.
