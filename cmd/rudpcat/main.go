@@ -194,8 +194,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		logf("connection from %s", conn.RemoteAddr())
 		err = s.run(ctx, conn)
-		if !o.keep || ctx.Err() != nil {
+		if !o.keep {
 			return err
+		}
+		// Interrupted: during the session, or as it ended (after the
+		// session's own look at ctx), the listener ends with the cause.
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "rudpcat: connection from %s: %v\n", conn.RemoteAddr(), err)
