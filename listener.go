@@ -62,7 +62,11 @@ func (l *Listener) admit(time.Time, netip.AddrPort) {}
 
 // UnacceptedReceiveWindow is the receive window of a connection waiting in
 // Listener.Accept: the Delivery data its peer may send before the
-// application accepts it (a message of more waits for Accept).
+// application accepts it (a message of more waits for Accept). None and
+// Order messages may hold a quarter of it, each charged 256 bytes beyond
+// its length: more are dropped (Stats.UnreliableDropped), so a burst of
+// small messages sent before Accept loses its tail (the 15th 30-byte
+// message). Once accepted, a connection has its full window.
 const UnacceptedReceiveWindow = 16 << 10
 
 func (l *Listener) receiveLimit() int { return UnacceptedReceiveWindow }

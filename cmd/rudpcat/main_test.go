@@ -19,17 +19,21 @@ import (
 	"go.uber.org/goleak"
 )
 
-// watcher is a stderr that reports the address of the "listening on" line.
+// watcher is a stderr that reports the address of the "listening on" line
+// and, with -v, when the first connection was accepted.
 type watcher struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	addr  chan string
-	found bool
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	addr     chan string
+	found    bool
+	accepted chan struct{} // closed at the first "connection from" line
 }
 
 var listeningOn = regexp.MustCompile(`listening on (\S+)`)
 
-func newWatcher() *watcher { return &watcher{addr: make(chan string, 1)} }
+func newWatcher() *watcher {
+	return &watcher{addr: make(chan string, 1), accepted: make(chan struct{})}
+}
 
 func (w *watcher) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -39,7 +43,31 @@ func (w *watcher) Write(p []byte) (int, error) {
 		w.found = true
 		w.addr <- m[1]
 	}
+	select {
+	case <-w.accepted:
+	default:
+		if strings.Contains(w.buf.String(), "rudpcat: connection from ") {
+			close(w.accepted)
+		}
+	}
 	return len(p), nil
+}
+
+// gatedReader is an input that starts once gate is closed: it fails with
+// ctx's error if ctx ends first.
+type gatedReader struct {
+	ctx  context.Context
+	gate <-chan struct{}
+	r    io.Reader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	select {
+	case <-g.gate:
+		return g.r.Read(p)
+	case <-g.ctx.Done():
+		return 0, g.ctx.Err()
+	}
 }
 
 func (w *watcher) String() string {
@@ -87,9 +115,15 @@ func pipe(t *testing.T, flags []string, input []byte) []byte {
 		t.Fatalf("listener: %v\n%s", err, lnErr)
 	}
 
+	// The input starts once the listener accepted the connection: before,
+	// the connection has rudp.UnacceptedReceiveWindow, and None and Order
+	// messages beyond a quarter of it (14 of these lines, with each
+	// message's overhead) are dropped, as the guarantees allow. Once it is
+	// accepted, nothing on loopback drops them.
 	var dialErr bytes.Buffer
 	args := append(append([]string{"-v"}, flags...), addr)
-	if err := run(ctx, args, bytes.NewReader(input), io.Discard, &dialErr); err != nil {
+	stdin := &gatedReader{ctx: ctx, gate: lnErr.accepted, r: bytes.NewReader(input)}
+	if err := run(ctx, args, stdin, io.Discard, &dialErr); err != nil {
 		t.Fatalf("dialer: %v\n%s", err, dialErr.String())
 	}
 	if err := <-listened; err != nil {
