@@ -393,10 +393,13 @@ func TestAcceptQueueOverflowRefused(t *testing.T) {
 // can never all be delivered) until its linger time, and fails.
 func TestCloseUnblocks(t *testing.T) {
 	modes(t, func(t *testing.T, cfg *rudp.Config) {
-		c1, c2, stop := pair(t, cfg)
+		// A window far smaller than what one Write queues at once: the
+		// peer reads nothing, so once the writer queued anything, the rest
+		// can never be delivered.
+		cfg.MaxMessageSize, cfg.ReceiveWindow, cfg.MaxReceiveWindow = 16<<10, 64<<10, 64<<10
+		c1, _, stop := pair(t, cfg)
 		defer stop()
-		_ = c2
-		const linger = 500 * time.Millisecond
+		const linger = time.Second
 		require.NoError(t, c1.SetLinger(linger))
 		var wg sync.WaitGroup
 		wg.Add(2)
@@ -412,12 +415,20 @@ func TestCloseUnblocks(t *testing.T) {
 				_, werr = c1.Write(big) // the peer does not read: fills up
 			}
 		}()
-		time.Sleep(200 * time.Millisecond)
+		// Write queues as much as the send buffer takes (at least 384 KiB)
+		// before it sends: once a message went out, more than the peer's
+		// window is queued, and the graceful close cannot complete. (A
+		// fixed 200 ms was not always enough for the writer under the race
+		// detector on a loaded machine: all it wrote fit in the peer's
+		// window, and Close returned nil.)
+		require.Eventually(t, func() bool { return c1.Stats().MessagesSent > 0 }, 20*time.Second, time.Millisecond,
+			"the writer sent nothing")
 		start := time.Now()
 		closed := make(chan error, 1)
 		go func() { closed <- c1.Close() }()
 		wg.Wait()
-		require.Less(t, time.Since(start), 200*time.Millisecond)
+		// Read and Write return at once, not when Close does after the linger.
+		require.Less(t, time.Since(start), linger)
 		require.ErrorIs(t, rerr, net.ErrClosed)
 		require.ErrorIs(t, werr, net.ErrClosed)
 		_, err := c1.Read(make([]byte, 1))
