@@ -240,7 +240,7 @@ func (c *Conn) endLocked() {
 	}
 	c.m.remove(c)
 	c.wakeLocked()
-	c.m.interruptCaller()
+	c.m.owner.interruptCaller()
 }
 
 // flushLocked sends every datagram the core has ready, on the caller's
@@ -558,7 +558,7 @@ func (c *Conn) markClosing() bool {
 		close(c.closing)
 	})
 	if first {
-		c.m.interruptCaller()
+		c.m.owner.interruptCaller()
 	}
 	return first
 }
@@ -712,7 +712,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		return c.opErr("set", net.ErrClosed)
 	}
 	c.rd.set(t)
-	c.m.interruptCaller()
+	c.m.owner.interruptCaller()
 	return nil
 }
 
@@ -759,7 +759,7 @@ func (c *Conn) waiter() waiter { return waiter{m: c.m, closing: c.closing} }
 // itself (direct.go).
 func (c *Conn) readWaiter() waiter {
 	w := waiter{m: c.m, closing: c.closing}
-	if c.m.direct {
+	if c.m.owner.on {
 		w.c = c
 	}
 	return w

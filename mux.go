@@ -90,21 +90,11 @@ type mux struct {
 
 	secret [32]byte // cookie HMAC key
 
-	// Direct reads (direct.go): who reads the socket, and the reader
-	// goroutine's state while callers do.
-	direct        bool          // a blocked Read may read the socket itself
-	nconns        atomic.Int32  // len(conns)
-	rxRole        atomic.Int32  // rxByReader, rxFree or rxByCaller
-	rxGen         atomic.Uint32 // how many reads callers made
-	rxWant        atomic.Bool   // a caller asked the reader goroutine for the socket
-	rxReclaim     atomic.Bool   // the reader goroutine should take the socket back at once
-	rxSleep       atomic.Bool   // the reader goroutine waits for rxWake, without polling
-	rxWake        chan struct{} // 1-buffered: the reader goroutine should look again
-	rxTimer       *time.Timer   // the reader goroutine's poll
-	sockClosed    atomic.Bool   // the socket was closed (set under mu)
-	rxDeadlineSet atomic.Bool   // the socket's read deadline is rxDeadline
-	rxDeadline    time.Time     // the holder's: the read deadline last armed
-	rxSelf        *Conn         // the holder's: the connection whose Read is reading
+	// owner says who reads the socket: the reader goroutine, or a blocked
+	// Read of its one connection (direct.go).
+	owner readOwner
+
+	sockClosed atomic.Bool // the socket was closed (set under mu)
 
 	// errPending: a send failed with an error the kernel's error queue
 	// explains (an ICMP report); the socket's timer (Manual mode: pump)
@@ -134,12 +124,11 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		set:     set,
 		conns:   make(map[uint64]*Conn),
 		users:   users,
-		direct:  direct && !set.manual,
-		rxWake:  make(chan struct{}, 1),
 		resets:  core.TokenBucket{Rate: resetRate, Burst: resetBurst},
 		reports: core.TokenBucket{Rate: reportRate, Burst: reportBurst},
 	}
 	m.timers = timerQueue{manual: set.manual, fire: m.onTimer}
+	m.owner = newReadOwner(sock, direct && !set.manual, &m.sockClosed)
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
 	m.enableErrQueue()
@@ -173,19 +162,14 @@ func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 
 // readLoop is the socket's reader goroutine (default mode).
 func (m *mux) readLoop() {
-	defer func() {
-		if m.rxTimer != nil {
-			m.rxTimer.Stop()
-		}
-	}()
+	o := &m.owner
+	defer o.stop()
 	for {
-		if m.direct {
-			if !m.readerHolds() {
+		if o.on {
+			if !o.readerTake() {
 				return // the socket closed
 			}
-			m.armRead(time.Time{})
-			if m.rxWant.Swap(false) {
-				m.yieldSocket()
+			if m.yieldSocket() {
 				continue
 			}
 		}
@@ -194,13 +178,11 @@ func (m *mux) readLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			if m.direct && errors.Is(err, os.ErrDeadlineExceeded) {
+			if o.on && errors.Is(err, os.ErrDeadlineExceeded) {
 				// Interrupted: a caller wants the socket (or an
 				// interruption meant for a caller came late).
-				m.rxDeadlineSet.Store(false)
-				if m.rxWant.Swap(false) {
-					m.yieldSocket()
-				}
+				o.interrupted()
+				m.yieldSocket()
 				continue
 			}
 			// ICMP errors and the like concern one datagram, not the socket.
@@ -270,7 +252,7 @@ func (m *mux) handleBatch(b *rxBatch) time.Time {
 // second pass.
 func (m *mux) deliver(now time.Time, c *Conn, b []byte, from netip.AddrPort) {
 	i := slices.Index(m.touched, c)
-	self := m.rxSelf == c // that connection's Read is the one reading: it looks again anyway
+	self := m.owner.holder.self == c // that connection's Read is the one reading: it looks again anyway
 	if !m.rxMore {
 		if i >= 0 {
 			m.touched = slices.Delete(m.touched, i, i+1)
@@ -312,7 +294,7 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 			m.handleReset(now, h, b, from)
 			return
 		}
-		c := m.rxSelf // a direct read's own connection needs no lookup (its cid never changes)
+		c := m.owner.holder.self // a direct read's own connection needs no lookup (its cid never changes)
 		if c == nil || c.cid != h.DstCID {
 			m.mu.Lock()
 			c = m.conns[h.DstCID]
@@ -483,7 +465,7 @@ func (m *mux) remove(c *Conn) {
 	if c.remoteCID != 0 && m.remotes[c.remoteCID] == c {
 		delete(m.remotes, c.remoteCID)
 	}
-	m.nconns.Store(int32(len(m.conns)))
+	m.owner.conns.Store(int32(len(m.conns)))
 	if c.hello.cid != 0 && m.hellos[c.hello] == c {
 		delete(m.hellos, c.hello)
 	}
@@ -513,7 +495,7 @@ func (m *mux) release() {
 func (m *mux) registerLocked(c *Conn) {
 	m.conns[c.cid] = c
 	c.registered = true
-	m.nconns.Store(int32(len(m.conns)))
+	m.owner.conns.Store(int32(len(m.conns)))
 	m.users++
 }
 
@@ -525,8 +507,8 @@ func (m *mux) releaseLocked() {
 	}
 	m.sockClosed.Store(true)
 	m.timers.stop()
-	_ = m.sock.Close() // the reader goroutine ends with it
-	signal(m.rxWake)   // also while it waits for callers to free the socket
+	_ = m.sock.Close()     // the reader goroutine ends with it
+	m.owner.socketClosed() // also while it waits for callers to free the socket
 }
 
 // writeTo sends one datagram; a failed send is a lost datagram, which
