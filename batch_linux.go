@@ -382,7 +382,7 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 			// option but not this segment size: send them one by one.
 			m.gso.Store(false)
 			gso = false
-			m.set.logger.Debug("rudp: UDP GSO off for socket", "laddr", m.laddr, "err", s.errno)
+			m.set.core.Logger.Debug("rudp: UDP GSO off for socket", "laddr", m.laddr, "err", s.errno)
 			s.pack(b, s.first[failed], false)
 		case s.errno == unix.ENOSYS:
 			m.txBatched.Store(false)

@@ -139,8 +139,12 @@ type Config struct {
 	DisableGSO bool
 
 	// Core holds the core's advanced knobs (congestion controller,
-	// InitialSequence, ...). Core.Clock must stay nil: the root package
-	// reads the system clock. The fields above override it where set.
+	// InitialSequence, ...). The fields above that share a name with one
+	// of Core's (HandshakeTimeout, IdleTimeout, HeartbeatPeriod, the sizes
+	// and windows, Logger) override it where set. Core.Clock and Core.Rand
+	// are the seed API's (core.Session's), not a connection's: Clock must
+	// stay nil (the root package reads the system clock) and Rand is not
+	// used (each socket draws its connection IDs from crypto/rand).
 	Core *core.Config
 }
 
@@ -151,27 +155,71 @@ func DefaultConfig() *Config {
 	return c
 }
 
+// fillDefaults fills in c's zero fields: the core's knobs as the core's
+// defaults, which follow each other (core.Config.WithDefaults), and the
+// root's own.
 func (c *Config) fillDefaults() {
+	var cc core.Config
+	for _, k := range coreKnobs(c, &cc) {
+		k.toCore()
+	}
+	full := cc.WithDefaults()
+	for _, k := range coreKnobs(c, full) {
+		if k.fromCore != nil {
+			k.fromCore()
+		}
+	}
+	c.fillRootDefaults()
+}
+
+// fillRootDefaults fills in the zero fields that only the root package
+// reads. MaxPeersPerHost stays zero, so that it follows a MaxPeers set
+// later (resolve derives it).
+func (c *Config) fillRootDefaults() {
 	if c.Guarantee == 0 {
 		c.Guarantee = Delivery
 	}
-	// The core's knobs, their defaults following each other as the core's do.
-	d := (&core.Config{
-		HandshakeTimeout: c.HandshakeTimeout,
-		IdleTimeout:      c.IdleTimeout,
-		HeartbeatPeriod:  c.HeartbeatPeriod,
-		MaxDatagramSize:  c.MaxDatagramSize,
-		MaxMessageSize:   c.MaxMessageSize,
-		SendBufferSize:   c.SendBufferSize,
-		ReceiveWindow:    c.ReceiveWindow,
-		MaxReceiveWindow: c.MaxReceiveWindow,
-	}).WithDefaults()
-	c.HandshakeTimeout, c.IdleTimeout, c.HeartbeatPeriod = d.HandshakeTimeout, d.IdleTimeout, d.HeartbeatPeriod
-	c.MaxDatagramSize, c.MaxMessageSize, c.SendBufferSize = d.MaxDatagramSize, d.MaxMessageSize, d.SendBufferSize
-	c.ReceiveWindow, c.MaxReceiveWindow = d.ReceiveWindow, d.MaxReceiveWindow
 	setDuration(&c.Linger, defaultLinger)
 	setInt(&c.AcceptBacklog, defaultAcceptBacklog)
 	setInt(&c.MaxPeers, defaultMaxPeers)
+}
+
+// knob is a Config field that sets the core.Config field of the same name.
+type knob struct {
+	name     string
+	set      func() bool // the Config sets it (not zero)
+	toCore   func()      // copy the Config's value to the core.Config
+	fromCore func()      // copy the core.Config's value back (nil: its zero value is its default, as a nil Logger)
+}
+
+// coreKnobs lists, each once, the Config fields that set the core.Config
+// field of the same name (the Config's, where set, override Config.Core's).
+// Every other core knob is set through Config.Core alone, and every other
+// Config field is the root's alone.
+func coreKnobs(c *Config, cc *core.Config) []knob {
+	logger := pair("Logger", &c.Logger, &cc.Logger)
+	logger.fromCore = nil
+	return []knob{
+		pair("HandshakeTimeout", &c.HandshakeTimeout, &cc.HandshakeTimeout),
+		pair("IdleTimeout", &c.IdleTimeout, &cc.IdleTimeout),
+		pair("HeartbeatPeriod", &c.HeartbeatPeriod, &cc.HeartbeatPeriod),
+		pair("MaxDatagramSize", &c.MaxDatagramSize, &cc.MaxDatagramSize),
+		pair("MaxMessageSize", &c.MaxMessageSize, &cc.MaxMessageSize),
+		pair("SendBufferSize", &c.SendBufferSize, &cc.SendBufferSize),
+		pair("ReceiveWindow", &c.ReceiveWindow, &cc.ReceiveWindow),
+		pair("MaxReceiveWindow", &c.MaxReceiveWindow, &cc.MaxReceiveWindow),
+		logger,
+	}
+}
+
+func pair[T comparable](name string, root, core *T) knob {
+	var zero T
+	return knob{
+		name:     name,
+		set:      func() bool { return *root != zero },
+		toCore:   func() { *core = *root },
+		fromCore: func() { *root = *core },
+	}
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -194,23 +242,30 @@ func (c *Config) Validate() error {
 	return err
 }
 
-// settings is a validated Config with every default filled in, and the
-// core.Config every connection made with it starts from.
+// settings is a validated Config with every default filled in: the
+// root's own knobs, and the core.Config every connection made with it
+// starts from, which holds every core knob (the one copy: a value the
+// root needs of it, or derives from it, is read there).
 type settings struct {
-	guarantee        Guarantee
-	manual           bool
-	handshakeTimeout time.Duration
-	linger           time.Duration // > 0; < 0: Close does not wait
-	backlog          int
-	maxPeers         int
-	maxPeersPerHost  int
-	peerIdle         time.Duration // a PacketConn's peer idle this long may be reclaimed
-	logger           *slog.Logger
-	batchIO          bool // recvmmsg and sendmmsg where offered
-	gso              bool // UDP GSO where offered
-	readSettleBytes  int  // see Conn.readLocked
-	core             core.Config
+	guarantee       Guarantee
+	manual          bool
+	linger          time.Duration // > 0; < 0: Close does not wait
+	backlog         int
+	maxPeers        int
+	maxPeersPerHost int
+	batchIO         bool // recvmmsg and sendmmsg where offered
+	gso             bool // UDP GSO where offered
+	core            core.Config
 }
+
+// peerIdle is how long a PacketConn's peer is idle before it may be
+// reclaimed: once only heartbeats kept its connection up.
+func (s *settings) peerIdle() time.Duration { return s.core.HeartbeatPeriod }
+
+// readSettleBytes is how many bytes Reads take before they settle (see
+// Conn.readLocked): an eighth of the initial window (it only grows), at
+// most 64 KiB.
+func (s *settings) readSettleBytes() int { return max(1, min(s.core.ReceiveWindow/8, 64<<10)) }
 
 // resolve validates c (nil means defaults) and fills in its defaults.
 func (c *Config) resolve() (*settings, error) {
@@ -235,29 +290,18 @@ func (c *Config) resolve() (*settings, error) {
 	case cfg.Core != nil && cfg.Core.Clock != nil:
 		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
 	}
-	// Which fields the root Config sets, to name a core error's field
-	// after the place the value came from.
-	own := map[string]bool{}
 	var cc core.Config
 	if cfg.Core != nil {
 		cc = *cfg.Core
 	}
-	override := func(name string, set bool, apply func()) {
-		if set {
-			own[name] = true
-			apply()
+	// The fields the root Config sets, to name a core error's field after
+	// the place the value came from.
+	own := map[string]bool{}
+	for _, k := range coreKnobs(&cfg, &cc) {
+		if k.set() {
+			own[k.name] = true
+			k.toCore()
 		}
-	}
-	override("IdleTimeout", cfg.IdleTimeout != 0, func() { cc.IdleTimeout = cfg.IdleTimeout })
-	override("HeartbeatPeriod", cfg.HeartbeatPeriod != 0, func() { cc.HeartbeatPeriod = cfg.HeartbeatPeriod })
-	override("MaxDatagramSize", cfg.MaxDatagramSize != 0, func() { cc.MaxDatagramSize = cfg.MaxDatagramSize })
-	override("MaxMessageSize", cfg.MaxMessageSize != 0, func() { cc.MaxMessageSize = cfg.MaxMessageSize })
-	override("SendBufferSize", cfg.SendBufferSize != 0, func() { cc.SendBufferSize = cfg.SendBufferSize })
-	override("ReceiveWindow", cfg.ReceiveWindow != 0, func() { cc.ReceiveWindow = cfg.ReceiveWindow })
-	override("MaxReceiveWindow", cfg.MaxReceiveWindow != 0, func() { cc.MaxReceiveWindow = cfg.MaxReceiveWindow })
-	override("HandshakeTimeout", cfg.HandshakeTimeout != 0, func() { cc.HandshakeTimeout = cfg.HandshakeTimeout })
-	if cfg.Logger != nil {
-		cc.Logger = cfg.Logger
 	}
 	if err := cc.Validate(); err != nil {
 		if ce, ok := err.(*ConfigError); ok && !own[ce.Field] {
@@ -269,27 +313,16 @@ func (c *Config) resolve() (*settings, error) {
 		}
 		return nil, err
 	}
-	cfg.fillDefaults() // (the fields the root owns; the core's come from cc)
-	full := cc.WithDefaults()
-	s := &settings{
-		guarantee:        cfg.Guarantee,
-		manual:           cfg.Manual,
-		handshakeTimeout: full.HandshakeTimeout,
-		linger:           cfg.Linger,
-		backlog:          cfg.AcceptBacklog,
-		maxPeers:         cfg.MaxPeers,
-		maxPeersPerHost:  cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
-		// A peer is idle once only heartbeats kept its connection up.
-		peerIdle: full.HeartbeatPeriod,
-		logger:   cfg.Logger,
-		batchIO:  !cfg.DisableBatchIO,
-		gso:      !cfg.DisableBatchIO && !cfg.DisableGSO,
-		core:     *full,
-	}
-	if s.logger == nil {
-		s.logger = slog.New(slog.DiscardHandler)
-	}
-	// An eighth of the initial window (it only grows), at most 64 KiB.
-	s.readSettleBytes = max(1, min(full.ReceiveWindow/8, 64<<10))
-	return s, nil
+	cfg.fillRootDefaults()
+	return &settings{
+		guarantee:       cfg.Guarantee,
+		manual:          cfg.Manual,
+		linger:          cfg.Linger,
+		backlog:         cfg.AcceptBacklog,
+		maxPeers:        cfg.MaxPeers,
+		maxPeersPerHost: cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
+		batchIO:         !cfg.DisableBatchIO,
+		gso:             !cfg.DisableBatchIO && !cfg.DisableGSO,
+		core:            *cc.WithDefaults(),
+	}, nil
 }

@@ -205,7 +205,7 @@ func (c *Conn) followPeerLocked() {
 // waiting for it never waits on a reader that has run dry.
 func (c *Conn) readLocked(now time.Time, n int) {
 	c.unsettledRead += n
-	if c.unsettledRead >= c.m.set.readSettleBytes {
+	if c.unsettledRead >= c.m.set.readSettleBytes() {
 		c.settleLocked(now)
 	}
 }

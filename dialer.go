@@ -108,7 +108,7 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 		_ = sock.Close()
 		return fail(raddr, err)
 	}
-	if err := c.awaitHandshake(ctx, set.handshakeTimeout); err != nil {
+	if err := c.awaitHandshake(ctx, set.core.HandshakeTimeout); err != nil {
 		c.abandon()
 		return nil, &net.OpError{Op: "dial", Net: network, Source: m.laddr, Addr: raddr, Err: err}
 	}

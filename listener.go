@@ -76,7 +76,7 @@ func (l *Listener) receiveLimit() int { return UnacceptedReceiveWindow }
 func (l *Listener) offer(c *Conn) bool {
 	host := hostOf(c.raddr)
 	if n := l.queued[host]; n >= l.hostShare && len(l.queue) >= cap(l.queue)/2 {
-		l.m.set.logger.Debug("rudp: peer refused: its host's share of the accept queue is waiting",
+		l.m.set.core.Logger.Debug("rudp: peer refused: its host's share of the accept queue is waiting",
 			"laddr", l.m.laddr, "peer", c.raddr, "host", host, "waiting", n, "queued", len(l.queue))
 		return false
 	}
@@ -185,7 +185,7 @@ func (l *Listener) dial(ctx context.Context, network, address string, r *net.Res
 	if err != nil {
 		return fail(raddr, err)
 	}
-	if err := c.awaitHandshake(ctx, l.m.set.handshakeTimeout); err != nil {
+	if err := c.awaitHandshake(ctx, l.m.set.core.HandshakeTimeout); err != nil {
 		c.abandon()
 		return fail(raddr, err)
 	}

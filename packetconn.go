@@ -93,7 +93,7 @@ func (p *PacketConn) offer(c *Conn) bool {
 		if p.table.live < p.table.maxPeers {
 			msg = "rudp: peer refused: MaxPeersPerHost connections from its host"
 		}
-		p.m.set.logger.Debug(msg, "laddr", p.m.laddr, "peer", c.raddr, "host", host,
+		p.m.set.core.Logger.Debug(msg, "laddr", p.m.laddr, "peer", c.raddr, "host", host,
 			"peers", p.table.live, "refused", refused)
 		return false
 	}

@@ -75,7 +75,7 @@ func newPeerTable(s *settings) *peerTable {
 	return &peerTable{
 		maxPeers:  s.maxPeers,
 		hostShare: s.maxPeersPerHost,
-		idleAfter: s.peerIdle,
+		idleAfter: s.peerIdle(),
 		hosts:     make(map[netip.Addr]*hostPeers),
 	}
 }
@@ -265,7 +265,7 @@ func (c *Conn) reclaim(now time.Time) bool {
 	c.m.mu.Unlock()
 	c.mu.Unlock()
 	if freed {
-		c.m.set.logger.Debug("rudp: idle peer reclaimed for a new one",
+		c.m.set.core.Logger.Debug("rudp: idle peer reclaimed for a new one",
 			"laddr", c.m.laddr, "peer", c.remote(), "idle", now.Sub(c.lastActive()))
 		c.closeAsync() // (on a new peer's handshake: it must not wait)
 	}
