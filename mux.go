@@ -1,10 +1,7 @@
 package rudp
 
 import (
-	"crypto/hmac"
 	crand "crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -26,14 +23,6 @@ const maxUDPPayload = 65535
 // socketBufferSize is the kernel send and receive buffer asked for on every
 // socket: a limit, not memory held by an idle socket.
 const socketBufferSize = 4 << 20
-
-// Cookies: an HMAC over the client's address and connection ID and a coarse
-// time bucket; the current and the previous bucket are accepted, so a cookie
-// lives between one and two buckets.
-const (
-	cookieBucket = 30 * time.Second
-	cookieLen    = 16
-)
 
 // acceptor takes the connections a mux's handshake accepts: a Listener
 // queues them for Accept, a PacketConn keeps them for ReadFrom and WriteTo.
@@ -88,7 +77,7 @@ type mux struct {
 	// flushes wait until the whole batch is handled (see deferredFlush).
 	rxConn atomic.Pointer[Conn]
 
-	secret [32]byte // cookie HMAC key
+	cookies cookieKey // the stateless handshake's
 
 	// owner says who reads the socket: the reader goroutine, or a blocked
 	// Read of its one connection (direct.go).
@@ -141,7 +130,7 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	var seed [32]byte
 	_, _ = crand.Read(seed[:])
 	m.rng = rand.NewChaCha8(seed)
-	_, _ = crand.Read(m.secret[:])
+	m.cookies = newCookieKey()
 	if !set.manual {
 		go m.readLoop()
 	}
@@ -333,8 +322,8 @@ func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
 		}
 		return
 	}
-	if !m.validCookie(hello.Cookie, from, hello.SrcCID, now) {
-		cookie := m.cookie(from, hello.SrcCID, bucketOf(now))
+	if !m.cookies.valid(hello.Cookie, from, hello.SrcCID, now) {
+		cookie := m.cookies.make(from, hello.SrcCID, bucketOf(now))
 		m.writeTo(core.AppendRetry(nil, hello.SrcCID, cookie[:]), from)
 		return
 	}
@@ -575,37 +564,4 @@ func (m *mux) pump() error {
 	}
 	m.fireTimers(monoNow())
 	return nil
-}
-
-// Cookies.
-
-func bucketOf(now time.Time) uint64 { return uint64(now.Unix()) / uint64(cookieBucket/time.Second) }
-
-// cookie returns the cookie for a client's address and connection ID in a
-// time bucket.
-func (m *mux) cookie(addr netip.AddrPort, cid, bucket uint64) (cookie [cookieLen]byte) {
-	mac := hmac.New(sha256.New, m.secret[:])
-	a := addr.Addr().As16()
-	var buf [16 + 2 + 8 + 8]byte
-	copy(buf[:16], a[:])
-	binary.BigEndian.PutUint16(buf[16:], addr.Port())
-	binary.BigEndian.PutUint64(buf[18:], cid)
-	binary.BigEndian.PutUint64(buf[26:], bucket)
-	mac.Write(buf[:])
-	var sum [sha256.Size]byte
-	copy(cookie[:], mac.Sum(sum[:0]))
-	return cookie
-}
-
-func (m *mux) validCookie(cookie []byte, addr netip.AddrPort, cid uint64, now time.Time) bool {
-	if len(cookie) != cookieLen {
-		return false
-	}
-	bucket := bucketOf(now)
-	for _, b := range []uint64{bucket, bucket - 1} {
-		if want := m.cookie(addr, cid, b); hmac.Equal(cookie, want[:]) {
-			return true
-		}
-	}
-	return false
 }
