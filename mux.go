@@ -48,60 +48,67 @@ type helloKey struct {
 // one timer (time.AfterFunc) fires the connections' timers, reset to the
 // earliest of them; in Manual mode pump does both, without blocking.
 //
+// Its jobs, and where each is done:
+//
+//	routing and accepting  handleDatagram, accept, dial, newConn (this file); cookie.go
+//	the connection table   registerLocked, remove, release, addPeerLocked, movePeer (this file)
+//	handing over batches   handleBatch, deliver, deferredFlush (this file)
+//	the socket's reader    readLoop, pump (this file); who reads: direct.go (readOwner)
+//	timers                 schedule, onTimer, fireTimers (this file); timers.go (timerQueue)
+//	socket I/O             receive, send, writeTo: batch.go, batch_*.go, read_*.go, sockopt_*.go
+//	failing fast           stateless resets and ICMP reports: failfast.go, icmp_*.go
+//
 // Lock order: Conn.mu, then mux.mu, then a PacketConn's mu. mux.mu is never
 // held while a Conn's mutex is taken.
 type mux struct {
-	sock  *net.UDPConn
-	raw   syscall.RawConn
-	laddr net.Addr
-	set   *settings
-	sys   muxSys // the platform's batch I/O state
+	set *settings
 
-	// txBatches holds the batches flushes borrow, so that an idle
-	// connection owns no send buffer.
-	txBatches *sync.Pool
+	// Socket I/O.
+	sock      *net.UDPConn
+	raw       syscall.RawConn
+	laddr     net.Addr
+	sys       muxSys      // the platform's batch I/O state
+	txBatches *sync.Pool  // the batches flushes borrow, so that an idle connection owns no send buffer
 	txBatched atomic.Bool // sendmmsg
 	gso       atomic.Bool // UDP GSO
+	// errPending: a send failed with an error the kernel's error queue
+	// explains (an ICMP report); the socket's timer (Manual mode: pump)
+	// reads the queue, as the sender holds a connection's lock.
+	errPending atomic.Bool
+	sockClosed atomic.Bool // the socket was closed (set under mu)
 
-	// The reader's state: the reader goroutine's in default mode, the
-	// state of whoever holds pumpMu in Manual mode.
+	// The reader's state: the state of whoever reads the socket (the
+	// reader goroutine or a direct read in default mode, whoever holds
+	// pumpMu in Manual mode).
+	owner     readOwner  // who reads the socket (direct.go)
+	pumpMu    sync.Mutex // serializes Manual mode socket reads (pump)
 	rxBatched bool       // recvmmsg
 	rxGRO     bool       // UDP GRO: a received buffer may hold coalesced datagrams
 	rxSize    int        // the longest datagram (or GRO buffer) the receive buffers take
 	rxPool    *sync.Pool // receive batches, borrowed for one read
 	touched   []*Conn    // connections whose flush waits for the batch's end
 	rxMore    bool       // the datagram being handled is not the batch's last
-	pumpMu    sync.Mutex // serializes Manual mode socket reads (pump)
-
 	// rxConn is the connection the reader is handing a datagram: its
 	// flushes wait until the whole batch is handled (see deferredFlush).
 	rxConn atomic.Pointer[Conn]
 
-	cookies cookieKey // the stateless handshake's
+	cookies cookieKey // the stateless handshake's (never changes)
 
-	// owner says who reads the socket: the reader goroutine, or a blocked
-	// Read of its one connection (direct.go).
-	owner readOwner
-
-	sockClosed atomic.Bool // the socket was closed (set under mu)
-
-	// errPending: a send failed with an error the kernel's error queue
-	// explains (an ICMP report); the socket's timer (Manual mode: pump)
-	// reads the queue, as the sender holds a connection's lock.
-	errPending atomic.Bool
-
-	mu       sync.Mutex
+	mu sync.Mutex
+	// Routing and accepting.
 	conns    map[uint64]*Conn         // by local connection ID
-	remotes  map[uint64]*Conn         // by the peer's connection ID, once known: where a stateless reset goes
-	resets   core.TokenBucket         // stateless resets sent
-	reports  core.TokenBucket         // ICMP reports handled
 	hellos   map[helloKey]*Conn       // accepted conns by the client's attempt, for retransmitted HELLOs
 	peers    map[netip.AddrPort]*Conn // PacketConn: the connection WriteTo uses per address
 	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed)
 	refuse   bool                     // answer HELLOs from new peers with a refusal (a closed listener)
-	timers   timerQueue               // every connection's timers, on one time.Timer
+	rng      *rand.ChaCha8            // connection IDs
 	users    int                      // the listener or PacketConn, plus every connection not yet ended
-	rng      *rand.ChaCha8
+	// Failing fast.
+	remotes map[uint64]*Conn // by the peer's connection ID, once known: where a stateless reset goes
+	resets  core.TokenBucket // stateless resets sent
+	reports core.TokenBucket // ICMP reports handled
+	// Timers.
+	timers timerQueue // every connection's timers, on one time.Timer
 }
 
 // newMux serves sock. direct lets a blocked Read read the socket itself
