@@ -450,15 +450,28 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		c.terminate(nil)
 		return
 	}
-	// A path MTU probe unanswered for a probe timeout is lost (it carries
-	// nothing to send again). If only probes were in flight, the path is
-	// not in question: no backoff, no probes.
+	// The oldest packet in flight that is not a path MTU probe: its
+	// contents go again, and it tells whether the path may be a black hole.
+	// A probe is never resent; its fate is settled by loss detection once
+	// anything later is acknowledged.
+	var oldest *sentPacket
+	probesOnly := false
 	for pn := c.sentBase; pn < c.nextPN; pn++ {
-		if p := c.sentPacketAt(pn); p != nil && p.pathProbe {
-			c.onPacketLost(now, p)
+		if p := c.sentPacketAt(pn); p != nil {
+			if p.pathProbe {
+				probesOnly = true
+				continue
+			}
+			oldest, probesOnly = p, false
+			break
 		}
 	}
-	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
+	if probesOnly && !c.flowBlocked && c.state == stateEstablished && !c.closing.sent {
+		// Only probes in flight: they may be too large, which says
+		// nothing of the path's health. A PING asks for the
+		// acknowledgement that settles them; no backoff.
+		c.probesOwed = max(c.probesOwed, 1)
+		c.lastAckElicitingSent = now
 		c.armPTO()
 		return
 	}
@@ -472,17 +485,14 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 	c.ptoCount++
 	c.stats.ProbesSent++
 	c.probesOwed = 2
-	for pn := c.sentBase; pn < c.nextPN; pn++ {
-		if p := c.sentPacketAt(pn); p != nil {
-			if c.ptoCount >= pmtuBlackHolePTOs && p.size > BaseDatagramSize {
-				// Nothing came back for two timeouts, and the oldest
-				// packet is one a smaller path would drop: a black hole,
-				// maybe. Its data goes again in datagrams of the base size.
-				c.maybeBlackHole(now)
-			}
-			c.requeue(p, true)
-			break
+	if oldest != nil {
+		if c.ptoCount >= pmtuBlackHolePTOs && oldest.size > BaseDatagramSize {
+			// Nothing came back for two timeouts, and the oldest packet
+			// is one a smaller path would drop: a black hole, maybe. Its
+			// data goes again in datagrams of the base size.
+			c.maybeBlackHole(now)
 		}
+		c.requeue(oldest, true)
 	}
 	if c.closing.sent && !c.closing.acked {
 		// Whatever the oldest packet was, the peer must hear our CLOSE.

@@ -219,6 +219,9 @@ func childArgs(o *options, env string) []string {
 	if o.NoGSO {
 		args = append(args, "-nogso")
 	}
+	if o.Datagram != 0 {
+		args = append(args, "-datagram", strconv.Itoa(o.Datagram))
+	}
 	if o.SharedDial {
 		args = append(args, "-shared")
 	}

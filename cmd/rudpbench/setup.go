@@ -166,12 +166,15 @@ func (p *pair) Close() {
 // dialRUDP listens on loopback, puts the proxy in front if im is active, dials
 // and accepts one connection.
 func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
-	if b.opts.NoGSO {
+	if b.opts.NoGSO || b.opts.Datagram != 0 {
 		c := rudp.Config{}
 		if cfg != nil {
 			c = *cfg
 		}
-		c.DisableGSO = true
+		c.DisableGSO = b.opts.NoGSO
+		if b.opts.Datagram != 0 {
+			c.MaxDatagramSize = b.opts.Datagram
+		}
 		cfg = &c
 	}
 	p := &pair{}
