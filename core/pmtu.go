@@ -26,8 +26,8 @@ import "time"
 // full-sized packet vanishes while small ones still arrive. It is detected
 // by pmtuBlackHoleLosses full-sized packets (fullSized) declared lost with
 // no full-sized packet acknowledged after them (only smaller ones were), or
-// by a second probe timeout in a row whose oldest packet is larger than
-// BaseDatagramSize (then nothing at all came back). Either way the size
+// by a second probe timeout in a row whose oldest packet (probes aside) is
+// larger than BaseDatagramSize (then nothing at all came back). Either way the size
 // falls back to BaseDatagramSize and the search starts again; the data of
 // the lost packets is sent again in pieces that fit (see splitFragment).
 const (
