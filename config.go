@@ -67,7 +67,7 @@ type Config struct {
 	// core.Config for their ranges); 0 means the core's default, which
 	// follows the others set: the buffers grow to hold a MaxMessageSize
 	// set above 1 MiB, and MaxMessageSize shrinks to fit a buffer or
-	// window set below it. MaxDatagramSize (default 1400) may be 1200 to
+	// window set below it. MaxDatagramSize (default 1452) may be 1200 to
 	// 65507: datagrams start at 1200 bytes and grow by path MTU probing up
 	// to it (see core.Config.MaxDatagramSize, Stats.DatagramSize). The
 	// flow-control window starts at ReceiveWindow and grows with the

@@ -43,7 +43,14 @@ type Config struct {
 	// carry it. Probes larger than the path carries cost a few datagrams
 	// per search (a search runs after the handshake and again every ten
 	// minutes while below the ceiling).
-	MaxDatagramSize int // default 1400 (fits Ethernet paths with IPv6 and a tunnel header)
+	//
+	// The default, 1452, is what a 1500-byte Ethernet path carries with
+	// IPv6 (1500 - 40 - 8). It was 1400, a margin for tunnels, before path
+	// MTU discovery made the margin unneeded. On loopback, bulk goodput and
+	// CPU per GiB were the same at 1400 and 1452 (rudpbench bulk, 256 MiB,
+	// 5 interleaved runs: CPU 1.53 and 1.54 s/GiB), while jumbo ceilings
+	// cut the CPU per GiB by 40-50% (8972: 0.89, 65507: 0.73 s/GiB).
+	MaxDatagramSize int // default 1452
 
 	// MaxMessageSize is the largest message accepted by the send calls and
 	// from the peer; larger messages are fragmented on the wire. At most
@@ -172,7 +179,7 @@ func (c *Config) fillDefaults() {
 		c.IdleTimeout = max(defaultIdleTimeout, 2*c.HeartbeatPeriod)
 	}
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
-	setInt(&c.MaxDatagramSize, 1400)
+	setInt(&c.MaxDatagramSize, 1452)
 	if c.MaxMessageSize == 0 {
 		m := defaultMaxMessageSize
 		if c.SendBufferSize > 0 {
