@@ -96,3 +96,31 @@ func TestGROReceive(t *testing.T) {
 	require.Equal(t, 1000, rb.segs[0])
 	require.Equal(t, netip.MustParseAddrPort(tx.LocalAddr().String()), rb.from[0])
 }
+
+// TestPackProbeAlone: a path MTU probe (longer than the datagrams around
+// it) is a message of its own, never the segment size of a GSO run nor a
+// member of one: a run whose segment size exceeds the route's MTU fails
+// whole (EINVAL), which turned GSO off for the socket.
+func TestPackProbeAlone(t *testing.T) {
+	b := txPool(1500).Get().(*txBatch)
+	defer txPool(1500).Put(b)
+	b.reset()
+	for _, n := range []int{1200, 1200, 1200} {
+		b.next()
+		b.add(n)
+	}
+	b.next()
+	b.addProbe(1452)
+	for _, n := range []int{1200, 1100} {
+		b.next()
+		b.add(n)
+	}
+	b.sys.pack(b, 0, true)
+	// Messages: the first three as one run, the probe alone, the last two as one run.
+	require.Equal(t, 3, b.sys.msgs)
+	require.Equal(t, []int{0, 3, 4}, b.sys.first[:3])
+	require.Zero(t, b.sys.hdrs[1].Hdr.Controllen, "the probe carries no UDP_SEGMENT")
+	require.EqualValues(t, 1452, b.sys.iovs[1].Len)
+	b.reset()
+	require.Zero(t, b.probe)
+}
