@@ -386,6 +386,9 @@ func FuzzHandleDatagram(f *testing.F) {
 	for _, d := range captured {
 		f.Add(d)
 	}
+	// A path MTU probe's body: PING, then PADDING to the size probed.
+	probe := make([]byte, 1452)
+	f.Add(probe[:appendProbe(probe, len(probe))][headerLen:])
 	// Stateless resets for b: echoing a packet it sent (the pair's
 	// connection IDs and sequences are fixed), and forgeries.
 	for _, pn := range []uint32{3, 12, 30, 1 << 20} {
