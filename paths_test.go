@@ -18,14 +18,15 @@ import (
 )
 
 // tapRelay carries one client's datagrams to a server and back through an
-// outside socket, and remembers the header of the last data packet the
-// client sent: what an attacker on the path sees.
+// outside socket. An attacker on the path sees the client's packets: when
+// spoofNext is set, the relay calls spoof with the header of the next data
+// packet the client sends, before it forwards that packet.
 type tapRelay struct {
 	inside, outside *net.UDPConn
 	target          netip.AddrPort
 	client          atomic.Pointer[netip.AddrPort]
-	cid             atomic.Uint64
-	pn              atomic.Uint32
+	spoofNext       atomic.Bool
+	spoof           atomic.Pointer[func(cid uint64, pn uint32)]
 	wg              sync.WaitGroup
 }
 
@@ -44,9 +45,11 @@ func newTapRelay(t *testing.T, target netip.AddrPort) *tapRelay {
 				return
 			}
 			r.client.Store(&from)
-			if h, _, err := core.ParseHeader(buf[:n]); err == nil && h.Type == core.PacketData && h.DstCID != 0 {
-				r.cid.Store(h.DstCID)
-				r.pn.Store(h.PacketNumber)
+			if h, _, err := core.ParseHeader(buf[:n]); err == nil && h.Type == core.PacketData && h.DstCID != 0 &&
+				r.spoofNext.CompareAndSwap(true, false) {
+				if spoof := r.spoof.Load(); spoof != nil {
+					(*spoof)(h.DstCID, h.PacketNumber)
+				}
 			}
 			_, _ = outside.WriteToUDPAddrPort(buf[:n], target)
 		}
@@ -83,10 +86,16 @@ func spoofedPing(cid uint64, pn uint32) []byte {
 
 // spoofRun downloads total bytes from a listener through a tapRelay while,
 // if spoof is set, an attacker sends every few milliseconds from a third
-// address (its victim, for a reflection) a PING copying the header of the
-// client's last packet with the next packet number. It returns how long
-// the download took, the bytes the attacker sent and the bytes its victim
-// received from the server.
+// address (its victim, for a reflection) a PING copying the header of a
+// packet the client sent, ahead of that packet: the server takes the PING
+// for the newest packet, and the client's own for a duplicate. (A PING with
+// a packet number the client has not sent yet, as this attacker sent
+// before, ends the connection when it wins the race: the server
+// acknowledges it, and the client, acknowledged a packet it never sent,
+// ends with ErrProtocolViolation, as it must rather than lose the data of
+// its own packet of that number, which the server then drops.) It returns
+// how long the download took, the bytes the attacker sent and the bytes
+// its victim received from the server.
 func spoofRun(t *testing.T, total int, spoof bool) (took time.Duration, spoofed, reflected int64) {
 	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
 	require.NoError(t, err)
@@ -120,8 +129,23 @@ func spoofRun(t *testing.T, total int, spoof bool) (took time.Duration, spoofed,
 	})
 	stop := make(chan struct{})
 	var attacker sync.WaitGroup
+	var mu sync.Mutex // spoofed, and the end of the attack
 	if spoof {
 		to := ln.Addr().(*net.UDPAddr).AddrPort()
+		spoofPing := func(cid uint64, pn uint32) {
+			mu.Lock()
+			defer mu.Unlock()
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d := spoofedPing(cid, pn)
+			if _, err := victim.WriteToUDPAddrPort(d, to); err == nil {
+				spoofed += int64(len(d))
+			}
+		}
+		relay.spoof.Store(&spoofPing)
 		attacker.Go(func() {
 			tick := time.NewTicker(5 * time.Millisecond)
 			defer tick.Stop()
@@ -130,12 +154,7 @@ func spoofRun(t *testing.T, total int, spoof bool) (took time.Duration, spoofed,
 				case <-stop:
 					return
 				case <-tick.C:
-				}
-				if cid := relay.cid.Load(); cid != 0 {
-					d := spoofedPing(cid, relay.pn.Load()+1)
-					if _, err := victim.WriteToUDPAddrPort(d, to); err == nil {
-						spoofed += int64(len(d))
-					}
+					relay.spoofNext.Store(true)
 				}
 			}
 		})
@@ -147,7 +166,9 @@ func spoofRun(t *testing.T, total int, spoof bool) (took time.Duration, spoofed,
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	n, err := io.Copy(io.Discard, c)
 	took = time.Since(start)
+	mu.Lock()
 	close(stop)
+	mu.Unlock()
 	attacker.Wait()
 	require.NoError(t, err, "after %d of %d bytes, %v", n, total, took)
 	require.EqualValues(t, total, n)
