@@ -145,23 +145,23 @@ func txPool(size int) *sync.Pool {
 
 // setRxPool picks the receive batches for the current datagram size and
 // batching.
-func (m *mux) setRxPool() {
-	m.rxPool = rxPool(m.rxSize, rxBatchLenFor(m.rxSize, m.rxBatched))
+func (u *udpSocket) setRxPool() {
+	u.rxPool = rxPool(u.rxSize, rxBatchLenFor(u.rxSize, u.rxBatched))
 }
 
 // receiveOne reads one datagram, waiting for it if wait is set (else
 // failing when none is ready).
-func (m *mux) receiveOne(wait bool) (*rxBatch, error) {
-	b := m.rxPool.Get().(*rxBatch)
+func (u *udpSocket) receiveOne(wait bool) (*rxBatch, error) {
+	b := u.rxPool.Get().(*rxBatch)
 	var (
 		n    int
 		from netip.AddrPort
 		err  error
 	)
 	if wait {
-		n, from, err = m.sock.ReadFromUDPAddrPort(b.bufs[0])
+		n, from, err = u.sock.ReadFromUDPAddrPort(b.bufs[0])
 	} else {
-		n, from, err = readNonBlocking(m.raw, b.bufs[0])
+		n, from, err = readNonBlocking(u.raw, b.bufs[0])
 	}
 	if err != nil {
 		b.release()
@@ -172,11 +172,11 @@ func (m *mux) receiveOne(wait bool) (*rxBatch, error) {
 }
 
 // sendEach sends b's datagrams from datagram from on, one call each.
-func (m *mux) sendEach(b *txBatch, from int, to netip.AddrPort) {
+func (u *udpSocket) sendEach(b *txBatch, from int, to netip.AddrPort) {
 	off := 0
 	for i, n := range b.lens {
 		if i >= from {
-			m.writeTo(b.buf[off:off+n], to)
+			u.writeTo(b.buf[off:off+n], to)
 		}
 		off += n
 	}

@@ -171,40 +171,40 @@ type muxSys struct {
 // initIO finds what the socket offers: batch calls, and UDP GSO and GRO
 // unless Config.DisableGSO. GRO is asked for only with recvmmsg, the read
 // that returns the control message giving the coalesced datagrams' size.
-func (m *mux) initIO() {
-	batched := m.set.batchIO && m.raw != nil
+func (u *udpSocket) initIO() {
+	batched := u.set.batchIO && u.raw != nil
 	if batched {
-		err := m.raw.Control(func(fd uintptr) {
+		err := u.raw.Control(func(fd uintptr) {
 			domain, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
 			if err != nil {
 				batched = false
 				return
 			}
-			m.sys.v6 = domain == unix.AF_INET6
-			if m.set.gso {
+			u.sys.v6 = domain == unix.AF_INET6
+			if u.set.gso {
 				// Kernels without UDP GSO (before 4.18) do not know the option.
 				_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
-				m.gso.Store(err == nil)
+				u.gso.Store(err == nil)
 				// Nor UDP GRO (before 5.0).
-				m.rxGRO = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+				u.rxGRO = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 			}
 		})
 		batched = batched && err == nil
 	}
-	m.rxBatched = batched
-	m.txBatched.Store(batched)
-	m.sys.recv = m.recvmmsg
+	u.rxBatched = batched
+	u.txBatched.Store(batched)
+	u.sys.recv = u.recvmmsg
 }
 
 // receive returns the datagrams ready on the socket, waiting for one if
 // wait is set (else failing with EAGAIN when there is none).
-func (m *mux) receive(wait bool) (*rxBatch, error) {
-	if !m.rxBatched {
-		return m.receiveOne(wait)
+func (u *udpSocket) receive(wait bool) (*rxBatch, error) {
+	if !u.rxBatched {
+		return u.receiveOne(wait)
 	}
-	s := &m.sys
+	s := &u.sys
 	s.rxWait, s.rxWaited, s.rxErr = wait, false, nil
-	err := m.raw.Read(s.recv)
+	err := u.raw.Read(s.recv)
 	b := s.rxBatch
 	s.rxBatch = nil
 	if err == nil {
@@ -217,23 +217,23 @@ func (m *mux) receive(wait bool) (*rxBatch, error) {
 		if errors.Is(err, unix.ENOSYS) {
 			// No recvmmsg: one datagram per call from now on, and so no
 			// GRO, whose segment size only recvmmsg reads.
-			m.rxBatched = false
-			if m.rxGRO {
-				m.rxGRO = false
-				_ = m.raw.Control(func(fd uintptr) {
+			u.rxBatched = false
+			if u.rxGRO {
+				u.rxGRO = false
+				_ = u.raw.Control(func(fd uintptr) {
 					_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 0)
 				})
-				m.rxSize = m.set.core.MaxDatagramSize
+				u.rxSize = u.set.core.MaxDatagramSize
 			}
-			m.setRxPool()
+			u.setRxPool()
 		}
 		return nil, err
 	}
 	return b, nil
 }
 
-func (m *mux) recvmmsg(fd uintptr) bool {
-	s := &m.sys
+func (u *udpSocket) recvmmsg(fd uintptr) bool {
+	s := &u.sys
 	if s.rxOne && s.rxWait && !s.rxWaited && s.rxBatch == nil {
 		// A lone datagram is most likely not there yet (the reply to what
 		// was just sent): look without borrowing and setting up a batch.
@@ -251,7 +251,7 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		}
 	}
 	if s.rxBatch == nil {
-		s.rxBatch = m.rxPool.Get().(*rxBatch)
+		s.rxBatch = u.rxPool.Get().(*rxBatch)
 	}
 	b := s.rxBatch
 	hdrs := b.sys.hdrs
@@ -263,7 +263,7 @@ func (m *mux) recvmmsg(fd uintptr) bool {
 		h.Hdr.Namelen = unix.SizeofSockaddrInet6
 		h.Hdr.Flags = 0
 		h.Len = 0
-		if m.rxGRO {
+		if u.rxGRO {
 			h.Hdr.Control = &b.sys.cmsgs[i*groCmsgSpace]
 			h.Hdr.SetControllen(groCmsgSpace)
 		} else {
@@ -350,25 +350,25 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 // can, with GSO when the socket offers it. A datagram the kernel refuses is
 // lost (recovery repairs it); GSO that fails is turned off for the socket,
 // and batch calls the kernel lacks too.
-func (m *mux) send(b *txBatch, to netip.AddrPort) {
+func (u *udpSocket) send(b *txBatch, to netip.AddrPort) {
 	if len(b.lens) == 0 {
 		return
 	}
 	if len(b.lens) == 1 {
 		// A lone datagram (a request, a reply, an acknowledgement): one
 		// plain sendto costs less than packing a sendmmsg.
-		m.writeTo(b.buf[:b.lens[0]], to)
+		u.writeTo(b.buf[:b.lens[0]], to)
 		return
 	}
 	s := &b.sys
-	if !m.txBatched.Load() || !s.setName(to, m.sys.v6) {
-		m.sendEach(b, 0, to)
+	if !u.txBatched.Load() || !s.setName(to, u.sys.v6) {
+		u.sendEach(b, 0, to)
 		return
 	}
-	gso := m.gso.Load()
+	gso := u.gso.Load()
 	s.pack(b, 0, gso)
 	for s.sent < s.msgs {
-		if err := m.raw.Write(s.call); err != nil {
+		if err := u.raw.Write(s.call); err != nil {
 			return // the socket is closed
 		}
 		if s.errno == 0 {
@@ -380,18 +380,18 @@ func (m *mux) send(b *txBatch, to netip.AddrPort) {
 		case gso && (s.errno == unix.EIO || s.errno == unix.EINVAL) && s.hdrs[failed].Hdr.Controllen != 0:
 			// No checksum offload on the route, or a kernel that takes the
 			// option but not this segment size: send them one by one.
-			m.gso.Store(false)
+			u.gso.Store(false)
 			gso = false
-			m.set.core.Logger.Debug("rudp: UDP GSO off for socket", "laddr", m.laddr, "err", s.errno)
+			u.set.core.Logger.Debug("rudp: UDP GSO off for socket", "laddr", u.laddr, "err", s.errno)
 			s.pack(b, s.first[failed], false)
 		case s.errno == unix.ENOSYS:
-			m.txBatched.Store(false)
-			m.sendEach(b, s.first[failed], to)
+			u.txBatched.Store(false)
+			u.sendEach(b, s.first[failed], to)
 			return
 		case s.errno == unix.EAGAIN:
 			return // the rest is lost, as datagrams a full queue drops
 		default:
-			m.sendFailed(s.errno)
+			u.failed(s.errno)
 			s.sent++ // lost, as a datagram the network drops
 		}
 	}

@@ -16,8 +16,8 @@ func (*txSys) init(*txBatch) {}
 
 type muxSys struct{}
 
-func (m *mux) initIO() {}
+func (u *udpSocket) initIO() {}
 
-func (m *mux) receive(wait bool) (*rxBatch, error) { return m.receiveOne(wait) }
+func (u *udpSocket) receive(wait bool) (*rxBatch, error) { return u.receiveOne(wait) }
 
-func (m *mux) send(b *txBatch, to netip.AddrPort) { m.sendEach(b, 0, to) }
+func (u *udpSocket) send(b *txBatch, to netip.AddrPort) { u.sendEach(b, 0, to) }

@@ -10,11 +10,11 @@ import (
 // enableErrQueue asks the kernel to queue the ICMP errors about what the
 // socket sends (IP_RECVERR, IPV6_RECVERR): without it an unconnected UDP
 // socket hears none of them. A kernel that refuses only costs the reports.
-func (m *mux) enableErrQueue() {
-	if m.raw == nil {
+func (u *udpSocket) enableErrQueue() {
+	if u.raw == nil {
 		return
 	}
-	_ = m.raw.Control(func(fd uintptr) {
+	_ = u.raw.Control(func(fd uintptr) {
 		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
 		if domain, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil && domain == unix.AF_INET6 {
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
@@ -34,8 +34,8 @@ const sockExtendedErrLen = 16
 // waiting and calls port for each ICMP or ICMPv6 port unreachable: the
 // destination of the datagram it reports on, and the start of that
 // datagram as the ICMP error quoted it.
-func (m *mux) readErrQueue(port func(dst netip.AddrPort, quote []byte)) {
-	if m.raw == nil {
+func (u *udpSocket) readErrQueue(port func(dst netip.AddrPort, quote []byte)) {
+	if u.raw == nil {
 		return
 	}
 	var quote [64]byte
@@ -46,7 +46,7 @@ func (m *mux) readErrQueue(port func(dst netip.AddrPort, quote []byte)) {
 		q   [64]byte
 	}
 	var got []report
-	_ = m.raw.Control(func(fd uintptr) {
+	_ = u.raw.Control(func(fd uintptr) {
 		for range maxReportsPerRead {
 			n, oobn, flags, from, err := unix.Recvmsg(int(fd), quote[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 			if err == unix.EINTR {

@@ -9,6 +9,6 @@ import "net/netip"
 // port is found by the handshake timeout there, a restarted peer by its
 // stateless reset.
 
-func (m *mux) enableErrQueue() {}
+func (u *udpSocket) enableErrQueue() {}
 
-func (m *mux) readErrQueue(func(dst netip.AddrPort, quote []byte)) {}
+func (u *udpSocket) readErrQueue(func(dst netip.AddrPort, quote []byte)) {}

@@ -11,18 +11,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
 )
-
-// maxUDPPayload is the largest datagram a UDP socket can deliver.
-const maxUDPPayload = 65535
-
-// socketBufferSize is the kernel send and receive buffer asked for on every
-// socket: a limit, not memory held by an idle socket.
-const socketBufferSize = 4 << 20
 
 // acceptor takes the connections a mux's handshake accepts: a Listener
 // queues them for Accept, a PacketConn keeps them for ReadFrom and WriteTo.
@@ -55,39 +47,25 @@ type helloKey struct {
 //	handing over batches   handleBatch, deliver, deferredFlush (this file)
 //	the socket's reader    readLoop, pump (this file); who reads: direct.go (readOwner)
 //	timers                 schedule, onTimer, fireTimers (this file); timers.go (timerQueue)
-//	socket I/O             receive, send, writeTo: batch.go, batch_*.go, read_*.go, sockopt_*.go
-//	failing fast           stateless resets and ICMP reports: failfast.go, icmp_*.go
+//	socket I/O             socket.go (udpSocket, embedded: receive, send, writeTo) and the platform files it names
+//	failing fast           stateless resets and ICMP reports: failfast.go
 //
 // Lock order: Conn.mu, then mux.mu, then a PacketConn's mu. mux.mu is never
 // held while a Conn's mutex is taken.
 type mux struct {
 	set *settings
 
-	// Socket I/O.
-	sock      *net.UDPConn
-	raw       syscall.RawConn
-	laddr     net.Addr
-	sys       muxSys      // the platform's batch I/O state
-	txBatches *sync.Pool  // the batches flushes borrow, so that an idle connection owns no send buffer
-	txBatched atomic.Bool // sendmmsg
-	gso       atomic.Bool // UDP GSO
-	// errPending: a send failed with an error the kernel's error queue
-	// explains (an ICMP report); the socket's timer (Manual mode: pump)
-	// reads the queue, as the sender holds a connection's lock.
-	errPending atomic.Bool
+	udpSocket              // the socket and the platform's I/O on it (socket.go)
+	errPending atomic.Bool // a send failed with an error the kernel's error queue explains (see sendFailed)
 	sockClosed atomic.Bool // the socket was closed (set under mu)
 
 	// The reader's state: the state of whoever reads the socket (the
 	// reader goroutine or a direct read in default mode, whoever holds
-	// pumpMu in Manual mode).
-	owner     readOwner  // who reads the socket (direct.go)
-	pumpMu    sync.Mutex // serializes Manual mode socket reads (pump)
-	rxBatched bool       // recvmmsg
-	rxGRO     bool       // UDP GRO: a received buffer may hold coalesced datagrams
-	rxSize    int        // the longest datagram (or GRO buffer) the receive buffers take
-	rxPool    *sync.Pool // receive batches, borrowed for one read
-	touched   []*Conn    // connections whose flush waits for the batch's end
-	rxMore    bool       // the datagram being handled is not the batch's last
+	// pumpMu in Manual mode), with udpSocket's receive state.
+	owner   readOwner  // who reads the socket (direct.go)
+	pumpMu  sync.Mutex // serializes Manual mode socket reads (pump)
+	touched []*Conn    // connections whose flush waits for the batch's end
+	rxMore  bool       // the datagram being handled is not the batch's last
 	// rxConn is the connection the reader is handing a datagram: its
 	// flushes wait until the whole batch is handled (see deferredFlush).
 	rxConn atomic.Pointer[Conn]
@@ -115,8 +93,6 @@ type mux struct {
 // while it carries one connection (direct.go); it needs default mode.
 func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	m := &mux{
-		sock:    sock,
-		laddr:   sock.LocalAddr(),
 		set:     set,
 		conns:   make(map[uint64]*Conn),
 		users:   users,
@@ -125,6 +101,7 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	}
 	m.timers = timerQueue{manual: set.manual, fire: m.onTimer}
 	m.owner = newReadOwner(sock, direct && !set.manual, &m.sockClosed)
+	m.udpSocket = udpSocket{sock: sock, laddr: sock.LocalAddr(), set: set, failed: m.sendFailed}
 	m.raw, _ = sock.SyscallConn()
 	m.initIO()
 	m.enableErrQueue()
@@ -142,18 +119,6 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		go m.readLoop()
 	}
 	return m
-}
-
-// listenUDP opens the socket of a Listener, PacketConn or Dial.
-func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
-	sock, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return nil, err
-	}
-	// Bursts of a fast sender need more than the default buffers.
-	setSocketBuffers(sock, socketBufferSize)
-	setDontFragment(sock)
-	return sock, nil
 }
 
 // readLoop is the socket's reader goroutine (default mode).
@@ -505,14 +470,6 @@ func (m *mux) releaseLocked() {
 	m.timers.stop()
 	_ = m.sock.Close()     // the reader goroutine ends with it
 	m.owner.socketClosed() // also while it waits for callers to free the socket
-}
-
-// writeTo sends one datagram; a failed send is a lost datagram, which
-// recovery repairs.
-func (m *mux) writeTo(b []byte, to netip.AddrPort) {
-	if _, err := m.sock.WriteToUDPAddrPort(b, to); err != nil {
-		m.sendFailed(err)
-	}
 }
 
 // schedule sets when c's timers are next due (zero: never).
