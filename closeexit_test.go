@@ -32,7 +32,7 @@ func closeExitLine(i int) string {
 	return fmt.Sprintf("line %04d: the quick brown fox jumps over the lazy dog\n", i)
 }
 
-// TestCloseThenExit is issue 8's item 4: a program written for TCP writes
+// TestCloseThenExit: a program written for TCP writes
 // its last lines, closes the connection (defer conn.Close()) and exits at
 // once. TCP's kernel goes on sending after the process is gone; rudp has
 // no kernel, so Close itself must not return before the peer has

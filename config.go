@@ -89,7 +89,7 @@ type Config struct {
 	// third of IdleTimeout (1s to 10s).
 	//
 	// Zero means the default, as in every field, so "return at once" is a
-	// negative value, not 0 as issue 8 proposed: a Config written before
+	// negative value, not 0: a Config written before
 	// this field, or built without it, gets the close that loses nothing,
 	// and one rule ("zero is the default") holds for the whole struct.
 	// Conn.SetLinger, a call rather than a field, follows *net.TCPConn's

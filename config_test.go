@@ -12,7 +12,7 @@ import (
 	"github.com/rudp-go/rudp/core"
 )
 
-// TestConfigErrors (issue 8, item 6): every bad Config is refused with a
+// TestConfigErrors: every bad Config is refused with a
 // *ConfigError naming a field the caller set (never one left to its
 // default) and saying what would be valid, by Validate and by every call
 // that takes a Config. Before, IdleTimeout 1s was reported as a bad
@@ -165,8 +165,9 @@ func TestConfigDerivedDefaults(t *testing.T) {
 	require.Equal(t, 15*time.Second, d.HeartbeatPeriod)
 }
 
-// TestConfigShortIdleTimeoutWorks: the configuration the issue found
-// refused (IdleTimeout 1s) makes working connections, kept alive by the
+// TestConfigShortIdleTimeoutWorks: a configuration once refused
+// (IdleTimeout 1s, reported as a bad HeartbeatPeriod nobody set) makes
+// working connections, kept alive by the
 // heartbeat that follows it: they outlive several idle timeouts.
 func TestConfigShortIdleTimeoutWorks(t *testing.T) {
 	if testing.Short() {

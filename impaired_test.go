@@ -20,8 +20,9 @@ import (
 	"github.com/rudp-go/rudp/internal/impair"
 )
 
-// lossyLink is issue 3's impairment, applied to each direction with its
-// own seed: 5% loss, 2% duplication, 5% reordering.
+// lossyLink is the impairment the guarantees are proven through over real
+// sockets, applied to each direction with its own seed: 5% loss, 2%
+// duplication, 5% reordering.
 func lossyLink(seed uint64) impair.Config {
 	return impair.Config{Seed: seed, Loss: 0.05, Duplicate: 0.02, Reorder: 0.05}
 }
@@ -87,7 +88,7 @@ func logProxy(t *testing.T, px *impair.Proxy) {
 		s.Down.Sent, s.Down.DroppedLoss, s.Down.Duplicated, s.Down.Reordered)
 }
 
-// TestImpairedDelivery8MiB is issue 3's proof for Delivery: through a
+// TestImpairedDelivery8MiB proves Delivery (exactly once, in order): through a
 // seeded impairment between the sockets (5% loss, 2% duplication, 5%
 // reordering each way) an 8 MiB byte stream arrives intact, then io.EOF.
 func TestImpairedDelivery8MiB(t *testing.T) {
@@ -142,7 +143,7 @@ func TestImpairedDelivery8MiB(t *testing.T) {
 	})
 }
 
-// TestImpairedOrderStrictlyIncreasing is issue 3's proof for Order: through
+// TestImpairedOrderStrictlyIncreasing proves Order: through
 // the same impairment, numbered Order messages arrive strictly increasing
 // (never duplicated, never after a newer one), and most of them arrive. A
 // final Delivery message marks the end: it is yielded in order with the

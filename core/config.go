@@ -101,8 +101,9 @@ type Config struct {
 
 	// NewCongestionController makes the connection's congestion controller.
 	// nil means NewBBR: a model-based controller that paces at the measured
-	// bottleneck rate and does not take random loss for congestion. This
-	// departs from DESIGN.md's "NewReno by default" on purpose: in the
+	// bottleneck rate and does not take random loss for congestion
+	// (docs/PROTOCOL.md §12.1). It is the default rather than NewReno, the
+	// loss-based controller of RFC 9002 §7, on purpose: in the
 	// simulator, at 1% random loss BBR keeps 0.94-0.95 of a 10 MB/s
 	// bottleneck at 2-100 ms RTT where NewReno keeps 0.86/0.43/0.16, and
 	// through a 100 Mbit/s shallow-queue proxy at 100 ms RTT it keeps 80%

@@ -35,7 +35,7 @@ func newWirePairOf(t testing.TB, cfgA, cfgB *Config) *wirePair {
 	return p
 }
 
-// TestMessageOverPeerLimit is issue 8's first finding: a sender whose
+// TestMessageOverPeerLimit: a sender whose
 // MaxMessageSize is 2 MiB sends a 1.5 MiB Delivery message, then a short
 // one, then closes, to a receiver that takes at most 1 MiB. The receiver
 // used to drop the fragments yet acknowledge their packets (1,205 of
