@@ -182,7 +182,7 @@ func TestSessionLossyDelivery(t *testing.T) {
 // TestSessionBadArguments: bad input from the caller gets a clear error.
 func TestSessionBadArguments(t *testing.T) {
 	_, err := core.NewSession(nil, nil)
-	require.Error(t, err)
+	require.ErrorContains(t, err, "sock", "the error names the argument")
 	sa, _ := memSocketPair()
 	_, err = core.NewSession(sa, &core.Config{MaxDatagramSize: 100})
 	var cfgErr *core.ConfigError

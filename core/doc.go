@@ -1,0 +1,39 @@
+// Package core is rudp's protocol engine: the state machine of one
+// connection (Conn) and the wire format it speaks, as docs/PROTOCOL.md
+// specifies them. A Conn is sans I/O and deterministic: it never reads the
+// clock (time comes in as the now argument), the package imports no socket
+// package, starts no goroutine, never blocks, and draws randomness only
+// from the rand.Source it is given, so that the simulator (internal/sim, driven by
+// sim_test.go) runs it through loss, duplication, reordering and
+// corruption from a seed, and replays any failure from that seed.
+//
+// # Layers
+//
+// A Conn is driven from outside: HandleDatagram(now, b) and
+// HandleTimeout(now) are its inputs; PollTransmit(now, buf), which writes
+// the next datagram into the caller's buffer, and NextTimeout are its
+// outputs; Send, Recv, BeginSet/EndSet and Close are the application's
+// side. Its parts are in files of their own: the handshake and the close
+// (conn.go), sending and fragmenting (send.go), reassembly and the
+// delivery rules of each Guarantee (recv.go, guarantee.go), loss detection
+// and acknowledgements (recovery.go, after RFC 9002), the RTT estimate
+// (rtt.go), congestion control and pacing (congestion.go; bbr.go, the
+// default), path MTU discovery (pmtu.go, after RFC 8899), stateless resets
+// and ICMP reports (failfast.go, ratelimit.go), sequence arithmetic
+// (seq.go) and the encoding of packets and frames (wire.go). Config
+// (config.go) is read once, when a Conn is made. Above Conn, Session
+// (session.go) drives one Conn over one connected datagram socket (any
+// net.Conn over datagrams), polled from the program's own loop or blocked
+// on by one goroutine; the root package rudp drives many Conns over one
+// socket with goroutines of its own.
+//
+// # Concurrency
+//
+// Nothing in this package is safe for concurrent use and nothing in it
+// locks, so it has no lock order: a Conn, or a Session, belongs to one
+// goroutine at a time, and its owner serializes every call (the root
+// package holds its Conn.mu around each call on a core.Conn). Values that
+// are only read (a Config, a CongestionController's constructor) may be
+// shared. The only clock read is Session's, through its Config.Clock
+// (clock.go), which a test replaces.
+package core

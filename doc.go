@@ -1,0 +1,60 @@
+// Package rudp is reliable UDP with a guarantee chosen per message: None
+// (arrives at most once, in any order, like UDP but never duplicated),
+// Order (at most once, never after a newer one) or Delivery (exactly once,
+// in order). It is offered as Go's own networking types: Dial gives a *Conn
+// (a net.Conn), Listen a *Listener (a net.Listener), ListenPacket a
+// *PacketConn (a net.PacketConn), so crypto/tls, net/http, yamux or gRPC
+// run over it unchanged. The wire format and state machines are in
+// docs/PROTOCOL.md, this package's API in brief in docs/ROOT_API.md.
+//
+// # Layers
+//
+// This package owns the sockets, the goroutines, the locks and the
+// deadlines, and none of the protocol's rules. Each connection is a
+// *core.Conn (package core: the deterministic state machine, proven in the
+// simulator of internal/sim) seen through a *stream.Stream (package stream:
+// its byte-stream and message views); a root Conn (conn.go) adds blocking,
+// deadlines and net.Conn's errors. Each UDP socket is a mux (mux.go): it
+// hands every datagram to the connection its connection ID names, answers
+// HELLOs statelessly with a cookie (Retry) or a refusal, answers unknown
+// connections with a stateless reset and reads ICMP reports (failfast.go),
+// and keeps one timer for all its connections' timeouts. A Listener
+// (listener.go) and a PacketConn (packetconn.go, with its peer table in
+// peers.go) take the connections a mux's handshake accepts; a dialed Conn
+// (dialer.go) has a mux of its own, or shares its Listener's
+// (Listener.Dial). The platform's socket code is batch_*.go (recvmmsg,
+// sendmmsg, UDP GSO/GRO on Linux), sockopt_*.go (don't-fragment, buffer
+// sizes), read_*.go (Manual mode's non-blocking read) and icmp_*.go (the
+// kernel's queue of ICMP errors).
+//
+// # Concurrency
+//
+// Every exported method of Conn, Listener and PacketConn may be called
+// from any goroutine. By default each socket has one reader goroutine
+// (mux.readLoop) and one timer (time.AfterFunc, reset to the earliest
+// timeout of its connections), and there is no goroutine per connection:
+// a blocked Read or Write waits on its connection's 1-buffered wakeup
+// channel (readWake, writeWake) and on its deadline, which arms its own
+// timer (conn.go's deadline, after net/pipe.go's). On a socket that carries
+// one connection a Read that must wait reads the socket itself rather than
+// being woken by the reader goroutine; who reads the socket at any moment
+// is mux.rxRole, and direct.go's doc gives the hand-over. With
+// Config.Manual no goroutine is started at all: the application's Pump
+// reads the socket without blocking (one Pump reads at a time, mux.pumpMu,
+// taken with TryLock so a second Pump only fires timers) and fires the
+// timers that are due, and TryReadMessage never waits.
+//
+// # Lock order
+//
+// PacketConn.dialMu (one implicit dial per address, packetconn.go), then
+// Conn.writeMu (one Write at a time, conn.go), then Conn.mu (a
+// connection's core.Conn and stream, conn.go), then mux.mu (the socket's
+// tables of connections, peers and timers, mux.go), then PacketConn.mu (its
+// queue of peers with data for ReadFrom, packetconn.go). mux.mu is never
+// held while a Conn's mutex is taken: the reader locks the connection a
+// datagram is for and takes mux.mu inside it (mux.accept, mux.schedule),
+// and the socket's timer pops the due connections under mux.mu, releases
+// it, then locks each (mux.fireTimers). A deadline's mutex (conn.go) is a
+// leaf. What is read without a lock is atomic: the direct-read state
+// (mux.rxRole and its companions), mux.nconns, Conn.active.
+package rudp
