@@ -18,7 +18,7 @@
 // hands every datagram to the connection its connection ID names, answers
 // HELLOs statelessly with a cookie (Retry) or a refusal, answers unknown
 // connections with a stateless reset and reads ICMP reports (failfast.go),
-// and keeps one timer for all its connections' timeouts. A Listener
+// and runs all its connections' timeouts on one timer (timers.go). A Listener
 // (listener.go) and a PacketConn (packetconn.go, with its peer table in
 // peers.go) take the connections a mux's handshake accepts; a dialed Conn
 // (dialer.go) has a mux of its own, or shares its Listener's
@@ -31,8 +31,8 @@
 //
 // Every exported method of Conn, Listener and PacketConn may be called
 // from any goroutine. By default each socket has one reader goroutine
-// (mux.readLoop) and one timer (time.AfterFunc, reset to the earliest
-// timeout of its connections), and there is no goroutine per connection:
+// (mux.readLoop) and one time.Timer (timers.go's timerQueue, armed for the
+// earliest timeout of its connections), and no goroutine per connection:
 // a blocked Read or Write waits on its connection's 1-buffered wakeup
 // channel (readWake, writeWake) and on its deadline, which arms its own
 // timer (conn.go's deadline, after net/pipe.go's). On a socket that carries
@@ -53,8 +53,9 @@
 // queue of peers with data for ReadFrom, packetconn.go). mux.mu is never
 // held while a Conn's mutex is taken: the reader locks the connection a
 // datagram is for and takes mux.mu inside it (mux.accept, mux.schedule),
-// and the socket's timer pops the due connections under mux.mu, releases
-// it, then locks each (mux.fireTimers). A deadline's mutex (conn.go) is a
+// and the socket's timer pops the due connections under mux.mu (the
+// timerQueue is guarded by it), releases it, then locks each
+// (mux.fireTimers). A deadline's mutex (conn.go) is a
 // leaf. What is read without a lock is atomic: the direct-read state
 // (mux.rxRole and its companions), mux.nconns, Conn.active.
 package rudp
