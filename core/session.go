@@ -12,14 +12,16 @@ import (
 // returns one (core itself imports no socket package: the interface is the
 // part of net.Conn the Session needs).
 //
-// Reads follow net.Conn's deadlines: a read that finds nothing before the
-// deadline returns an error whose Timeout method reports true. A socket
-// that cannot wait (an in-memory one) may instead return an error matching
-// ErrWouldBlock at once when nothing is ready, and ignore deadlines.
+// Reads and writes follow net.Conn's deadlines: one that cannot be done
+// before the deadline (no datagram arrived; the socket's queue is full)
+// returns an error whose Timeout method reports true. A socket that cannot
+// wait (an in-memory one) may instead return an error matching
+// ErrWouldBlock at once, and ignore deadlines.
 type UDPLike interface {
 	Read(p []byte) (int, error)
 	Write(p []byte) (int, error)
 	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
 }
 
 // maxUDPPayload is the largest datagram a UDP socket can deliver.
@@ -59,8 +61,12 @@ const pollWait = 200 * time.Microsecond
 //     to return (or after its timeout); then call Recv once. No read waits
 //     on an empty socket beyond what Wait was asked to.
 //
-// Read deadlines are the Clock's time: over a real socket the Clock must be
-// the real time (the default).
+// A write never waits on the peer: one that finds the socket full (a
+// "unixgram" peer that does not read blocks its writer) gives up at a
+// deadline just ahead and the datagram is written first at the next call.
+//
+// Deadlines are the Clock's time: over a real socket the Clock must be the
+// real time (the default).
 //
 // The name follows kcp-go's UDPSession, the same shape (one connection
 // pumped over one socket by its owner); "Endpoint" is left to the type that
@@ -72,6 +78,7 @@ type Session struct {
 	written   []byte // Write accumulates one payload here
 	recvBuf   []byte
 	sendBuf   []byte
+	unsent    int // sendBuf holds a datagram of this length a full socket did not take
 	inSet     bool
 	socketErr error // a send the socket refused, reported once
 
@@ -359,13 +366,38 @@ func (s *Session) timersAndFlush(now time.Time) {
 	s.flush(now)
 }
 
+// flush writes what the connection has to send. A write may wait only
+// until a deadline just ahead (pollWait): a datagram socket whose queue is
+// full blocks its writer (a "unixgram" socket until the peer reads, a UDP
+// socket until the kernel has sent), and a Session must not, or two ends
+// driven by one goroutine would wait for each other forever. The datagram
+// that found the socket full is kept (unsent) and written first next time.
 func (s *Session) flush(now time.Time) {
+	if err := s.sock.SetWriteDeadline(now.Add(pollWait)); err != nil {
+		s.socketErr = err
+		return
+	}
 	for {
-		n := s.conn.PollTransmit(now, s.sendBuf)
-		if n == 0 {
-			return
+		if s.unsent == 0 {
+			s.unsent = s.conn.PollTransmit(now, s.sendBuf)
+			if s.unsent == 0 {
+				return
+			}
 		}
-		if _, err := s.sock.Write(s.sendBuf[:n]); err != nil && !errors.Is(err, ErrWouldBlock) && !isTimeout(err) {
+		_, err := s.sock.Write(s.sendBuf[:s.unsent])
+		if isTimeout(err) {
+			// The deadline may have passed during a long burst, before
+			// this write was even tried (Go's net does not try then):
+			// once more with a fresh one, to tell that from a full socket.
+			if err = s.sock.SetWriteDeadline(s.clock.Now().Add(pollWait)); err == nil {
+				_, err = s.sock.Write(s.sendBuf[:s.unsent])
+			}
+		}
+		if errors.Is(err, ErrWouldBlock) || isTimeout(err) {
+			return // the socket is full: try again at the next call
+		}
+		s.unsent = 0
+		if err != nil {
 			// A datagram the socket refused is a lost datagram: recovery
 			// resends what mattered. Keep the error for the caller.
 			s.socketErr = err

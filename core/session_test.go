@@ -42,6 +42,9 @@ func (s *memSocket) Write(p []byte) (int, error) {
 // SetReadDeadline does nothing: Read never waits.
 func (s *memSocket) SetReadDeadline(time.Time) error { return nil }
 
+// SetWriteDeadline does nothing: Write never waits.
+func (s *memSocket) SetWriteDeadline(time.Time) error { return nil }
+
 func (s *memSocket) Read(p []byte) (int, error) {
 	if len(*s.inbox) == 0 {
 		return 0, core.ErrWouldBlock
