@@ -131,7 +131,7 @@ func driveWait(t *testing.T, a, b *core.Session, count int) (gotA, gotB []string
 	// side runs one end: it sends count messages and reads count; the
 	// closer then closes and waits for the close to complete, the other
 	// reads on until io.EOF.
-	side := func(s *core.Session, from string, got *[]string, closer bool) error {
+	side := func(s *core.Session, from, peer string, got *[]string, closer bool) error {
 		sent := 0
 		for len(*got) < count || sent < count {
 			if time.Now().After(deadline) {
@@ -144,10 +144,18 @@ func driveWait(t *testing.T, a, b *core.Session, count int) (gotA, gotB []string
 				return err
 			}
 			m, err := s.Recv()
+			if errors.Is(err, io.EOF) && !closer && sent == count && len(*got) == count {
+				// The closer had all it wanted once this side's last
+				// messages went out, during this Wait: it closed.
+				return nil
+			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", from, err)
+				return fmt.Errorf("%s: sent %d got %d: %w", from, sent, len(*got), err)
 			}
 			if m != nil {
+				if want := message(peer, len(*got)); string(m) != want {
+					return fmt.Errorf("%s: message %d is %.12q, want %.12q", from, len(*got), m, want)
+				}
 				*got = append(*got, string(m))
 			}
 		}
@@ -184,8 +192,8 @@ func driveWait(t *testing.T, a, b *core.Session, count int) (gotA, gotB []string
 			}
 		}
 	}
-	go func() { errs <- side(a, "a", &gotA, true) }()
-	go func() { errs <- side(b, "b", &gotB, false) }()
+	go func() { errs <- side(a, "a", "b", &gotA, true) }()
+	go func() { errs <- side(b, "b", "a", &gotB, false) }()
 	require.NoError(t, <-errs)
 	require.NoError(t, <-errs)
 	return gotA, gotB
