@@ -22,10 +22,10 @@
 // (listener.go) and a PacketConn (packetconn.go, with its peer table in
 // peers.go) take the connections a mux's handshake accepts; a dialed Conn
 // (dialer.go) has a mux of its own, or shares its Listener's
-// (Listener.Dial). The platform's socket code is batch_*.go (recvmmsg,
-// sendmmsg, UDP GSO/GRO on Linux), sockopt_*.go (don't-fragment, buffer
-// sizes), read_*.go (Manual mode's non-blocking read) and icmp_*.go (the
-// kernel's queue of ICMP errors).
+// (Listener.Dial). The platform's socket code is behind one type, the
+// mux's udpSocket (socket.go, whose doc lists the build-tagged files:
+// recvmmsg, sendmmsg and UDP GSO/GRO on Linux, ICMP reports, Manual mode's
+// non-blocking read, socket options).
 //
 // # Concurrency
 //
@@ -38,7 +38,7 @@
 // timer (conn.go's deadline, after net/pipe.go's). On a socket that carries
 // one connection a Read that must wait reads the socket itself rather than
 // being woken by the reader goroutine; who reads the socket at any moment
-// is mux.rxRole, and direct.go's doc gives the hand-over. With
+// is one type's state, direct.go's readOwner, whose doc gives the hand-over. With
 // Config.Manual no goroutine is started at all: the application's Pump
 // reads the socket without blocking (one Pump reads at a time, mux.pumpMu,
 // taken with TryLock so a second Pump only fires timers) and fires the
@@ -57,5 +57,5 @@
 // timerQueue is guarded by it), releases it, then locks each
 // (mux.fireTimers). A deadline's mutex (conn.go) is a
 // leaf. What is read without a lock is atomic: the direct-read state
-// (mux.rxRole and its companions), mux.nconns, Conn.active.
+// (readOwner), mux.sockClosed and mux.errPending, Conn.active.
 package rudp

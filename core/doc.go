@@ -21,7 +21,10 @@
 // default), path MTU discovery (pmtu.go, after RFC 8899), stateless resets
 // and ICMP reports (failfast.go, ratelimit.go), sequence arithmetic
 // (seq.go) and the encoding of packets and frames (wire.go). Config
-// (config.go) is read once, when a Conn is made. Above Conn, Session
+// (config.go) is read once, when a Conn is made. Endpoint (endpoint.go)
+// is one socket's worth of protocol over many Conns: it routes datagrams
+// by connection ID, answers HELLOs statelessly (cookie, Retry, refusal)
+// and unknown connections with a stateless reset. Session
 // (session.go) drives one Conn over one connected datagram socket (any
 // net.Conn over datagrams), polled from the program's own loop or blocked
 // on by one goroutine; the root package rudp drives many Conns over one
@@ -30,7 +33,8 @@
 // # Concurrency
 //
 // Nothing in this package is safe for concurrent use and nothing in it
-// locks, so it has no lock order: a Conn, or a Session, belongs to one
+// locks, so it has no lock order: a Conn, an Endpoint or a Session belongs
+// to one
 // goroutine at a time, and its owner serializes every call (the root
 // package holds its Conn.mu around each call on a core.Conn). Values that
 // are only read (a Config, a CongestionController's constructor) may be
