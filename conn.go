@@ -45,7 +45,7 @@ type Conn struct {
 	closeBuf  int            // send buffer space free when closeBy was last set
 	nextAt    time.Time      // the timeout last passed to mux.schedule
 	nextKnown bool           // nextAt is what the socket's timer holds for c
-	remoteSet bool           // the peer's connection ID was given to the mux (m.remotes)
+	remoteSet bool           // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
 
@@ -59,8 +59,6 @@ type Conn struct {
 	// Guarded by m.mu.
 	registered bool // in m.conns
 	cid        uint64
-	remoteCID  uint64         // the peer's connection ID, once in m.remotes
-	hello      helloKey       // the client's attempt, for an accepted connection
 	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
 	timer      timerSlot      // its place in m.timers
 	host       netip.Addr     // the host its PacketConn counts it against (set once, before it is registered)
@@ -143,7 +141,7 @@ func (c *Conn) settleLocked(now time.Time) {
 	if !c.remoteSet {
 		if id := c.core.RemoteCID(); id != 0 {
 			c.remoteSet = true
-			c.m.addRemote(c, id)
+			c.m.learnRemote(c)
 		}
 	}
 	c.flushLocked(now)

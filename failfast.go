@@ -11,13 +11,14 @@ import (
 	"github.com/rudp-go/rudp/core"
 )
 
-// Failing fast (docs/PROTOCOL.md §14). A socket answers a data packet for
-// a connection it does not know with a stateless reset, and passes a
-// reset it receives to the connection it names by the peer's connection
-// ID; it reads the ICMP errors the kernel reports (Linux: IP_RECVERR) and
-// passes a port unreachable to the connection whose packet it quotes. The
-// protocol's rules (what a reset must echo, what a report does to a
-// connection) are the core's; this file only moves them.
+// Failing fast (docs/PROTOCOL.md §14). The socket's core.Endpoint answers
+// a data packet for a connection it does not know with a stateless reset,
+// and routes a reset it receives to the connection it names by the peer's
+// connection ID; this file reads the ICMP errors the kernel reports
+// (Linux: IP_RECVERR) and passes a port unreachable to the connection
+// whose packet it quotes (the Endpoint finds it). The protocol's rules
+// (what a reset must echo, what a report does to a connection) are the
+// core's; this file only moves them.
 
 // Stateless resets a socket sends, and ICMP reports it handles, are
 // bounded by token buckets: an unauthenticated sender can make a socket
@@ -30,44 +31,13 @@ const (
 	reportBurst = 100
 )
 
-// answerUnknown answers a data packet addressed to a connection ID this
-// socket does not know (its state was lost: a restart) with a stateless
-// reset, unless the rate limit says no. A reset is answered by nothing.
-func (m *mux) answerUnknown(now time.Time, h core.Header, from netip.AddrPort) {
-	m.mu.Lock()
-	ok := !m.sockClosed.Load() && m.resets.Allow(now)
-	m.mu.Unlock()
-	if !ok {
-		return
-	}
-	var buf [core.ResetLen]byte
-	m.writeTo(core.AppendReset(buf[:0], h), from)
-}
-
-// handleReset passes a stateless reset to the connection whose peer has
-// the connection ID it echoes; the core decides whether it is genuine.
-func (m *mux) handleReset(now time.Time, h core.Header, b []byte, from netip.AddrPort) {
-	m.mu.Lock()
-	c := m.remotes[h.DstCID]
-	m.mu.Unlock()
-	if c != nil {
-		m.deliver(now, c, b, from)
-	}
-}
-
-// addRemote records c's peer's connection ID, which stateless resets echo.
-func (m *mux) addRemote(c *Conn, id uint64) {
+// learnRemote tells the Endpoint c's peer's connection ID, which
+// stateless resets echo (c.mu held).
+func (m *mux) learnRemote(c *Conn) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !c.registered {
-		return
-	}
-	if m.remotes == nil {
-		m.remotes = make(map[uint64]*Conn)
-	}
-	if m.remotes[id] == nil { // (two peers with one ID: 2^-64; the first keeps it)
-		m.remotes[id] = c
-		c.remoteCID = id
+	if c.registered {
+		m.ep.Update(c.core)
 	}
 }
 
@@ -119,10 +89,8 @@ func (m *mux) handleErrQueue(now time.Time) {
 			return
 		}
 		var c *Conn
-		if q.DstCID != 0 {
-			c = m.remotes[q.DstCID]
-		} else {
-			c = m.conns[q.SrcCID]
+		if cc := m.ep.QuotedConn(q); cc != nil {
+			c = m.conns[cc.LocalCID()]
 		}
 		m.mu.Unlock()
 		if c != nil {

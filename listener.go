@@ -53,6 +53,7 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 	l.m = newMux(sock, set, 1, true)
 	l.m.mu.Lock()
 	l.m.acceptor = l
+	l.m.ep.Listen()
 	l.m.mu.Unlock()
 	return l, nil
 }
@@ -221,7 +222,7 @@ func (l *Listener) Close() error {
 	}
 	l.m.mu.Lock()
 	l.m.acceptor = nil
-	l.m.refuse = true
+	l.m.ep.Refuse()
 	l.m.mu.Unlock()
 	for {
 		select {

@@ -1,9 +1,8 @@
 package rudp
 
 import (
-	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -29,26 +28,24 @@ type acceptor interface {
 	receiveLimit() int
 }
 
-// helloKey names a client's connection attempt: its connection ID and address.
-type helloKey struct {
-	cid  uint64
-	addr netip.AddrPort
-}
-
-// mux is one UDP socket and the connections on it, demultiplexed by
-// connection ID. In default mode one reader goroutine reads the socket and
-// one timer (time.AfterFunc) fires the connections' timers, reset to the
-// earliest of them; in Manual mode pump does both, without blocking.
+// mux is one UDP socket and the connections on it. What a datagram means
+// (which connection it is for, a new connection, a Retry, a refusal or a
+// stateless reset to send) is decided by its core.Endpoint, sans I/O; the
+// mux reads the socket, hands each datagram to the Endpoint and then to its
+// connection, writes what they have to send, and wakes blocked callers. In
+// default mode one reader goroutine reads the socket and one timer
+// (time.AfterFunc) fires the connections' timers, reset to the earliest of
+// them; in Manual mode pump does both, without blocking.
 //
 // Its jobs, and where each is done:
 //
-//	routing and accepting  handleDatagram, accept, dial, newConn (this file); cookie.go
+//	routing and accepting  the decisions: core.Endpoint (ep); handing over: handleDatagram, accept, dial (this file)
 //	the connection table   registerLocked, remove, release, addPeerLocked, movePeer (this file)
 //	handing over batches   handleBatch, deliver, deferredFlush (this file)
 //	the socket's reader    readLoop, pump (this file); who reads: direct.go (readOwner)
 //	timers                 schedule, onTimer, fireTimers (this file); timers.go (timerQueue)
 //	socket I/O             socket.go (udpSocket, embedded: receive, send, writeTo) and the platform files it names
-//	failing fast           stateless resets and ICMP reports: failfast.go
+//	failing fast           stateless resets: core.Endpoint; ICMP reports: failfast.go
 //
 // Lock order: Conn.mu, then mux.mu, then a PacketConn's mu. mux.mu is never
 // held while a Conn's mutex is taken.
@@ -70,20 +67,17 @@ type mux struct {
 	// flushes wait until the whole batch is handled (see deferredFlush).
 	rxConn atomic.Pointer[Conn]
 
-	cookies cookieKey // the stateless handshake's (never changes)
-
 	mu sync.Mutex
-	// Routing and accepting.
-	conns    map[uint64]*Conn         // by local connection ID
-	hellos   map[helloKey]*Conn       // accepted conns by the client's attempt, for retransmitted HELLOs
+	// Routing and accepting. ep decides what every datagram means
+	// (core.Endpoint: routing by connection ID, the stateless cookie
+	// handshake, refusals, stateless resets); the mux moves datagrams
+	// between it, the socket and the connections.
+	ep       *core.Endpoint
+	conns    map[uint64]*Conn         // the connections ep routes to, by local connection ID
 	peers    map[netip.AddrPort]*Conn // PacketConn: the connection WriteTo uses per address
-	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed)
-	refuse   bool                     // answer HELLOs from new peers with a refusal (a closed listener)
-	rng      *rand.ChaCha8            // connection IDs
+	acceptor acceptor                 // nil: HELLOs from new peers are dropped (a dialed socket) or refused (closed: ep.Refuse)
 	users    int                      // the listener or PacketConn, plus every connection not yet ended
-	// Failing fast.
-	remotes map[uint64]*Conn // by the peer's connection ID, once known: where a stateless reset goes
-	resets  core.TokenBucket // stateless resets sent
+	// Failing fast (stateless resets: ep).
 	reports core.TokenBucket // ICMP reports handled
 	// Timers.
 	timers timerQueue // every connection's timers, on one time.Timer
@@ -96,7 +90,6 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		set:     set,
 		conns:   make(map[uint64]*Conn),
 		users:   users,
-		resets:  core.TokenBucket{Rate: resetRate, Burst: resetBurst},
 		reports: core.TokenBucket{Rate: reportRate, Burst: reportBurst},
 	}
 	m.timers = timerQueue{manual: set.manual, fire: m.onTimer}
@@ -111,10 +104,16 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	}
 	m.setRxPool()
 	m.txBatches = txPool(set.core.MaxDatagramSize)
-	var seed [32]byte
-	_, _ = crand.Read(seed[:])
-	m.rng = rand.NewChaCha8(seed)
-	m.cookies = newCookieKey()
+	// (The cookie key and connection IDs come from crypto/rand; every
+	// connection the handshake creates is taken at once, within the
+	// acceptor's own bounds.)
+	m.ep, _ = core.NewEndpoint(&core.EndpointConfig{
+		Conn:         &set.core,
+		AcceptBudget: 1 << 20,
+		HostShare:    1 << 20,
+		ResetRate:    resetRate,
+		ResetBurst:   resetBurst,
+	})
 	if !set.manual {
 		go m.readLoop()
 	}
@@ -243,73 +242,51 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// handleDatagram routes one received datagram: to its connection by
-// destination ID, or (ID 0) to the stateless cookie handshake.
+// handleDatagram routes one received datagram: the Endpoint decides (a
+// connection's datagram, a new connection, or something it answers or
+// drops), the mux hands it over.
 func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
-	h, body, err := core.ParseHeader(b)
-	if err != nil {
-		return
-	}
-	if h.DstCID != 0 {
-		if h.Type == core.PacketReset {
-			m.handleReset(now, h, b, from)
-			return
-		}
-		c := m.owner.holder.self // a direct read's own connection needs no lookup (its cid never changes)
-		if c == nil || c.cid != h.DstCID {
-			m.mu.Lock()
-			c = m.conns[h.DstCID]
-			m.mu.Unlock()
-		}
-		if c != nil {
-			m.deliver(now, c, b, from)
-			return
-		}
-		if h.Type == core.PacketData {
-			m.answerUnknown(now, h, from)
-		}
-		return
-	}
-	if h.Type != core.PacketData {
-		return
-	}
-	hello, ok := core.PeekHello(body)
-	// A HELLO from a new address comes padded to MinHelloDatagram, so that
-	// what we answer (a Retry, a refusal) stays well under 3x what it sent.
-	if !ok || hello.SrcCID == 0 || len(b) < core.MinHelloDatagram {
-		return
-	}
-	key := helloKey{hello.SrcCID, from}
-	m.mu.Lock()
-	if c := m.hellos[key]; c != nil {
-		m.mu.Unlock()
+	if c := m.owner.holder.self; c != nil && len(b) >= core.PacketOverhead && core.PacketType(b[1]) == core.PacketData &&
+		binary.BigEndian.Uint64(b[2:10]) == c.cid {
+		// A direct read's own connection needs no lookup (its cid never
+		// changes); the connection checks the datagram.
 		m.deliver(now, c, b, from)
 		return
 	}
-	acc, refuse := m.acceptor, m.refuse
+	var reply [64]byte
+	m.mu.Lock()
+	ev := m.ep.HandleDatagram(now, from, b)
+	n, to, ok := m.ep.PollTransmit(now, reply[:])
+	var c *Conn
+	if ev.Kind == core.EventDatagram {
+		c = m.conns[ev.Conn.LocalCID()]
+	}
 	m.mu.Unlock()
-	if acc == nil {
-		if refuse {
-			m.writeTo(core.AppendRefuse(nil, hello.SrcCID), from)
+	if ok && !m.sockClosed.Load() {
+		m.writeTo(reply[:n], to)
+	}
+	switch ev.Kind {
+	case core.EventDatagram:
+		if c != nil {
+			m.deliver(now, c, b, from)
 		}
-		return
+	case core.EventNewConn:
+		m.accept(now, ev.Conn, b, from)
 	}
-	if !m.cookies.valid(hello.Cookie, from, hello.SrcCID, now) {
-		cookie := m.cookies.make(from, hello.SrcCID, bucketOf(now))
-		m.writeTo(core.AppendRetry(nil, hello.SrcCID, cookie[:]), from)
-		return
-	}
-	acc.admit(now, from)
-	m.accept(now, b, from, key)
 }
 
-// accept makes the server side of a connection whose HELLO echoed a valid
-// cookie, and offers it to the acceptor (refusing it if that is full).
-func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey) {
-	c, err := m.newConn(now, from)
-	if err != nil {
-		return
+// accept takes the server side of a connection the Endpoint created for a
+// HELLO that echoed a valid cookie, and offers it to the acceptor; if that
+// is full (or gone), the Endpoint refuses the attempt.
+func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort) {
+	m.mu.Lock()
+	acc := m.acceptor
+	m.mu.Unlock()
+	if acc != nil {
+		acc.admit(now, from)
 	}
+	c := newConn(m, cc, from)
+	c.touch(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
@@ -317,22 +294,23 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 		// Before its HELLO goes out, which carries its credit.
 		c.core.SetReceiveLimit(now, m.acceptor.receiveLimit())
 	}
-	if m.acceptor == nil || m.sockClosed.Load() || m.hellos[key] != nil || !m.acceptor.offer(c) {
+	if m.acceptor == nil || m.sockClosed.Load() || !m.acceptor.offer(c) {
+		m.ep.Reject(cc)
+		var reply [64]byte
+		n, to, ok := m.ep.PollTransmit(now, reply[:])
 		m.mu.Unlock()
-		m.writeTo(core.AppendRefuse(nil, key.cid), from)
+		if ok {
+			m.writeTo(reply[:n], to)
+		}
 		return
 	}
-	if m.hellos == nil {
-		m.hellos = make(map[helloKey]*Conn)
-	}
-	m.hellos[key] = c
-	c.hello = key
+	m.ep.Take(cc) // the acceptor's own queue and bounds hold it now
 	if c.pc != nil {
 		m.addPeerLocked(c, from)
 	}
 	m.registerLocked(c)
 	m.mu.Unlock()
-	c.core.HandleDatagram(now, b)
+	c.core.HandleDatagramFrom(now, netip.AddrPort{}, b)
 	c.settleLocked(now)
 }
 
@@ -340,10 +318,14 @@ func (m *mux) accept(now time.Time, b []byte, from netip.AddrPort, key helloKey)
 // first HELLO. The connection is registered, so the socket stays open while
 // it lives.
 func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, error) {
-	c, err := m.newConn(now, raddr)
+	m.mu.Lock()
+	cc, err := m.ep.Connect(now, raddr, &m.set.core)
+	m.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
+	c := newConn(m, cc, raddr)
+	c.touch(now)
 	c.pc = pc
 	c.estCh = make(chan struct{})
 	c.mu.Lock()
@@ -352,6 +334,7 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 	// A PacketConn's Close clears the acceptor under m.mu: a WriteTo that
 	// raced it must not open a connection nobody can reach or close.
 	if m.sockClosed.Load() || (pc != nil && m.acceptor != acceptor(pc)) {
+		m.ep.Remove(cc)
 		m.mu.Unlock()
 		return nil, net.ErrClosed
 	}
@@ -362,23 +345,6 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 	}
 	m.mu.Unlock()
 	c.settleLocked(now)
-	return c, nil
-}
-
-// newConn makes a connection with a connection ID unused on this socket.
-func (m *mux) newConn(now time.Time, raddr netip.AddrPort) (*Conn, error) {
-	m.mu.Lock()
-	var cid uint64
-	for cid == 0 || m.conns[cid] != nil {
-		cid = core.NewConnectionID(m.rng)
-	}
-	m.mu.Unlock()
-	cc, err := core.NewConn(&m.set.core, cid, now)
-	if err != nil {
-		return nil, err
-	}
-	c := newConn(m, cc, raddr)
-	c.touch(now)
 	return c, nil
 }
 
@@ -423,13 +389,8 @@ func (m *mux) remove(c *Conn) {
 	}
 	c.registered = false
 	delete(m.conns, c.cid)
-	if c.remoteCID != 0 && m.remotes[c.remoteCID] == c {
-		delete(m.remotes, c.remoteCID)
-	}
+	m.ep.Remove(c.core)
 	m.owner.conns.Store(int32(len(m.conns)))
-	if c.hello.cid != 0 && m.hellos[c.hello] == c {
-		delete(m.hellos, c.hello)
-	}
 	if c.pc != nil {
 		c.pc.table.drop(c)
 		if m.peers[c.peerKey] == c {

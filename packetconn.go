@@ -68,6 +68,7 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 	p.m = newMux(sock, set, 1, false)
 	p.m.mu.Lock()
 	p.m.acceptor = p
+	p.m.ep.Listen()
 	p.m.mu.Unlock()
 	return p, nil
 }
@@ -287,7 +288,7 @@ func (p *PacketConn) Close() error {
 	}
 	p.m.mu.Lock()
 	p.m.acceptor = nil
-	p.m.refuse = true
+	p.m.ep.Refuse()
 	conns := make([]*Conn, 0, len(p.m.conns))
 	for _, c := range p.m.conns {
 		conns = append(conns, c)

@@ -385,6 +385,11 @@ func (ep *Endpoint) Len() int { return len(ep.conns) }
 // client learns at once. Connections already created are not affected.
 func (ep *Endpoint) Refuse() { ep.mode = modeRefuse }
 
+// Listen makes the Endpoint accept connections from now on, as
+// EndpointConfig.Listen does from the start (a socket that becomes a
+// listener once its owner is ready).
+func (ep *Endpoint) Listen() { ep.mode = modeListen }
+
 // HandleDatagram takes one datagram that arrived at now from the address
 // from, and says what it is for (see Event). It never fails: a malformed,
 // unknown, replayed or unwelcome datagram is dropped and counted in Stats,
@@ -589,6 +594,52 @@ func (ep *Endpoint) Accept() *Conn {
 		return c
 	}
 	return nil
+}
+
+// Take gives back the accept budget's place of c, a connection the
+// handshake created, without the order of Accept: a caller that keeps its
+// own queue of new connections (or has none) calls it when the
+// application took c. Calling it again, or for another connection, does
+// nothing.
+func (ep *Endpoint) Take(c *Conn) {
+	r := ep.conns[c.localCID]
+	if r == nil || r.conn != c || !r.pending {
+		return
+	}
+	ep.unpend(r)
+	if i := slices.Index(ep.pending, c); i >= 0 {
+		ep.pending = slices.Delete(ep.pending, i, i+1)
+	}
+}
+
+// Reject refuses the attempt that created c, a connection the handshake
+// created that its caller will not take (its own bound is reached): the
+// refusal is queued for PollTransmit and c is forgotten, as is the
+// attempt, so that the client may try again.
+func (ep *Endpoint) Reject(c *Conn) {
+	r := ep.conns[c.localCID]
+	if r == nil || r.conn != c || r.attempt.cid == 0 {
+		return
+	}
+	ep.remove(r)
+	delete(ep.attempts, r.attempt)
+	ep.refuse(r.attempt)
+}
+
+// QuotedConn returns the connection a quote of a datagram this side sent
+// names (an ICMP error's, see ParseQuoted): by the peer's ID, or by ours
+// for a HELLO sent before the peer's was known; nil if none.
+func (ep *Endpoint) QuotedConn(q Quoted) *Conn {
+	var r *route
+	if q.DstCID != 0 {
+		r = ep.remotes[q.DstCID]
+	} else {
+		r = ep.conns[q.SrcCID]
+	}
+	if r == nil {
+		return nil
+	}
+	return r.conn
 }
 
 // Pending returns how many connections wait for Accept.
