@@ -411,3 +411,40 @@ func FuzzEndpointHandleDatagram(f *testing.F) {
 		}
 	})
 }
+
+// TestEndpointTakeRejectQuoted: a caller with its own queue takes a new
+// connection out of the budget (Take) or turns it down (Reject: refused,
+// forgotten, and the client may try again); an ICMP quote finds its
+// connection by either ID.
+func TestEndpointTakeRejectQuoted(t *testing.T) {
+	ep := newTestEndpoint(t, EndpointConfig{AcceptBudget: 1})
+	ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(1, nil))
+	if out, _ := pollOwn(ep, epTestNow); len(out) != 0 {
+		t.Fatal("a dialing Endpoint answered a HELLO")
+	}
+	ep.Listen()
+	cookie := retryCookie(t, ep, epTestNow, epTestClient, 1)
+	c := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(1, cookie)).Conn
+	ep.Take(c)
+	if ep.Pending() != 0 || ep.Accept() != nil {
+		t.Fatal("Take left the connection in the budget")
+	}
+	if got := ep.QuotedConn(Quoted{DstCID: 1}); got != c {
+		t.Fatal("a quote by the peer's ID")
+	}
+	if got := ep.QuotedConn(Quoted{SrcCID: c.LocalCID()}); got != c {
+		t.Fatal("a quote of a HELLO by our ID")
+	}
+	cookie = retryCookie(t, ep, epTestNow, epTestClient, 2)
+	d := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(2, cookie)).Conn
+	if d == nil {
+		t.Fatal("the budget's place was not given back")
+	}
+	ep.Reject(d)
+	if out, _ := pollOwn(ep, epTestNow); len(out) != 1 || !bytes.Equal(out[0], AppendRefuse(nil, 2)) || ep.Len() != 1 {
+		t.Fatalf("Reject: %x, %d connections", out, ep.Len())
+	}
+	if ev := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(2, cookie)); ev.Kind != EventNewConn {
+		t.Fatalf("the rejected client's next try: %+v", ev)
+	}
+}
