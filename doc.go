@@ -14,11 +14,13 @@
 // *core.Conn (package core: the deterministic state machine, proven in the
 // simulator of internal/sim) seen through a *stream.Stream (package stream:
 // its byte-stream and message views); a root Conn (conn.go) adds blocking,
-// deadlines and net.Conn's errors. Each UDP socket is a mux (mux.go): it
-// hands every datagram to the connection its connection ID names, answers
-// HELLOs statelessly with a cookie (Retry) or a refusal, answers unknown
-// connections with a stateless reset and reads ICMP reports (failfast.go),
-// and runs all its connections' timeouts on one timer (timers.go). A Listener
+// deadlines and net.Conn's errors. Each UDP socket is a mux (mux.go): its
+// *core.Endpoint decides what each datagram means (the connection its
+// connection ID names; a HELLO answered statelessly with a cookie (Retry)
+// or a refusal, or a new connection; a stateless reset for an unknown
+// connection), and the mux hands it over, writes the answers, reads ICMP
+// reports (failfast.go) and runs all its connections' timeouts on one
+// timer (timers.go). A Listener
 // (listener.go) and a PacketConn (packetconn.go, with its peer table in
 // peers.go) take the connections a mux's handshake accepts; a dialed Conn
 // (dialer.go) has a mux of its own, or shares its Listener's
