@@ -296,7 +296,11 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.timers[k] = 0
 		return true
 	}
-	if due(timerIdle) {
+	if due(timerIdle) && !(c.closing.peerClosed && !c.closing.sent) {
+		// (Once the peer's graceful CLOSE took effect and before our own,
+		// nothing more is owed by the peer, which may well be gone: what
+		// it sent stays readable to io.EOF until the application closes,
+		// as in TCP's CLOSE_WAIT. Ending here would discard it.)
 		if now.Sub(c.lastRecv) >= c.cfg.IdleTimeout {
 			c.terminate(ErrIdleTimeout)
 			return

@@ -53,6 +53,12 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 		return
 	}
 	c.stats.UnreachableReports++
+	if c.closing.peerClosed {
+		// The peer closed gracefully: its CLOSE took effect, so all it
+		// sent is here, and its port may well be closed by now. The
+		// application reads to io.EOF; the report changes nothing.
+		return
+	}
 	if c.state == stateHandshake {
 		c.log.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
 		c.terminate(ErrUnreachable)
@@ -71,7 +77,14 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 // peerGone ends the connection because the peer is known to be gone (err
 // says how). A close already under way ends as it would have: our CLOSE
 // went out only after everything we sent was acknowledged.
+// A peer that closed gracefully first is expected to be gone: what it sent
+// before its CLOSE all arrived and waits to be read to io.EOF, so nothing
+// ends (ending would discard it); our own close or the idle timer does.
 func (c *Conn) peerGone(err error) {
+	if c.closing.peerClosed && !c.closing.sent {
+		c.unreachableProbes = 0
+		return
+	}
 	if c.closing.sent {
 		c.terminate(c.closing.abortReason)
 		return

@@ -262,3 +262,41 @@ func TestResetEncoding(t *testing.T) {
 		require.Error(t, err, "cut to %d bytes", i)
 	}
 }
+
+// TestUnreachableAfterPeerClosed: once the peer's graceful CLOSE took
+// effect, a port-unreachable report (the peer's process may have exited)
+// must not turn the io.EOF the application is owed into an error, nor
+// discard what it has not read yet, whether the report comes after the
+// CLOSE or before it, with its probe timeouts running out after
+// (TestSim/clean seed 2710 at 908efea: ErrUnreachable, io.EOF never read),
+// nor the idle timer while the application has not read yet.
+func TestUnreachableAfterPeerClosed(t *testing.T) {
+	for _, before := range []bool{false, true} {
+		name := "report after the CLOSE"
+		if before {
+			name = "report before the CLOSE"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newWirePair(t, nil)
+			a, b := p.a, p.b
+			if before {
+				b.HandleUnreachable(p.now)
+			}
+			require.NoError(t, a.Send(Delivery, []byte("last words")))
+			a.Close(p.now)
+			for i := 0; i < 10000 && !(a.Closed() && b.PeerClosed()); i++ {
+				p.step()
+			}
+			require.True(t, b.PeerClosed())
+			if !before {
+				b.HandleUnreachable(p.now)
+			}
+			p.runAlone(b, time.Minute) // the peer is gone: nothing answers
+			m, err := b.Recv()
+			require.NoError(t, err)
+			require.Equal(t, "last words", string(m.Data))
+			_, err = b.Recv()
+			require.ErrorIs(t, err, io.EOF)
+		})
+	}
+}
