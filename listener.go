@@ -29,10 +29,12 @@ import (
 //
 // All methods are safe for concurrent use.
 type Listener struct {
-	m         *mux
-	queue     chan *Conn // accepted by the handshake, waiting for Accept
-	queued    hostCounts // the connections in queue by host; guarded by m.mu
-	hostShare int        // a host's share of the queue once it is half full
+	m *mux
+	// queue holds the connections the handshake created, waiting for
+	// Accept. Its bound (AcceptBacklog) and a host's share of it are the
+	// mux's core.Endpoint's accept budget (EndpointConfig.AcceptBudget,
+	// HostShare), which refuses the attempts beyond them.
+	queue     chan *Conn
 	closeOnce sync.Once
 	closing   chan struct{}
 }
@@ -45,10 +47,8 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{
-		queue:     make(chan *Conn, set.backlog),
-		queued:    hostCounts{},
-		hostShare: defaultHostShare(set.backlog),
-		closing:   make(chan struct{}),
+		queue:   make(chan *Conn, set.backlog),
+		closing: make(chan struct{}),
 	}
 	l.m = newMux(sock, set, 1, true)
 	l.m.mu.Lock()
@@ -72,29 +72,23 @@ const UnacceptedReceiveWindow = 16 << 10
 
 func (l *Listener) receiveLimit() int { return UnacceptedReceiveWindow }
 
-// offer queues an accepted connection for Accept (mux.mu held); false
-// when the queue is full, or half full and holding the host's share.
+// offer queues a connection the handshake created for Accept (mux.mu
+// held): the Endpoint's accept budget already left room for it (false only
+// if connections that ended in the queue still fill it).
 func (l *Listener) offer(c *Conn) bool {
-	host := hostOf(c.raddr)
-	if n := l.queued[host]; n >= l.hostShare && len(l.queue) >= cap(l.queue)/2 {
-		l.m.set.core.Logger.Debug("rudp: peer refused: its host's share of the accept queue is waiting",
-			"laddr", l.m.laddr, "peer", c.raddr, "host", host, "waiting", n, "queued", len(l.queue))
-		return false
-	}
 	select {
 	case l.queue <- c:
-		c.host = host
-		l.queued.add(host)
 		return true
 	default:
 		return false
 	}
 }
 
-// took follows c out of the accept queue.
+// took follows c out of the accept queue, giving its place in the accept
+// budget back.
 func (l *Listener) took(c *Conn) *Conn {
 	l.m.mu.Lock()
-	l.queued.sub(c.host)
+	l.m.ep.Take(c.core)
 	l.m.mu.Unlock()
 	return c.accepted()
 }

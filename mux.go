@@ -104,13 +104,13 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	}
 	m.setRxPool()
 	m.txBatches = txPool(set.core.MaxDatagramSize)
-	// (The cookie key and connection IDs come from crypto/rand; every
-	// connection the handshake creates is taken at once, within the
-	// acceptor's own bounds.)
+	// (The cookie key and connection IDs come from crypto/rand. The accept
+	// budget is a Listener's: its connections wait in Accept until taken;
+	// a PacketConn takes each at once, within its peer table's bounds.)
 	m.ep, _ = core.NewEndpoint(&core.EndpointConfig{
 		Conn:         &set.core,
-		AcceptBudget: 1 << 20,
-		HostShare:    1 << 20,
+		AcceptBudget: set.backlog,
+		HostShare:    defaultHostShare(set.backlog),
 		ResetRate:    resetRate,
 		ResetBurst:   resetBurst,
 	})
@@ -304,7 +304,6 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 		}
 		return
 	}
-	m.ep.Take(cc) // the acceptor's own queue and bounds hold it now
 	if c.pc != nil {
 		m.addPeerLocked(c, from)
 	}

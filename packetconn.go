@@ -100,6 +100,7 @@ func (p *PacketConn) offer(c *Conn) bool {
 	}
 	c.pc = p
 	p.table.add(c, host)
+	p.m.ep.Take(c.core) // in use at once: the accept budget is a Listener's
 	return true
 }
 

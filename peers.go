@@ -46,19 +46,6 @@ type peerTable struct {
 	failed map[netip.AddrPort]error
 }
 
-// hostCounts counts connections by host; it holds hosts with some only.
-type hostCounts map[netip.Addr]int
-
-func (h hostCounts) add(host netip.Addr) { h[host]++ }
-
-func (h hostCounts) sub(host netip.Addr) {
-	if h[host] <= 1 {
-		delete(h, host)
-		return
-	}
-	h[host]--
-}
-
 // hostPeers are the counted connections of one host.
 type hostPeers struct {
 	conns []*Conn // each one's slot is its index here
