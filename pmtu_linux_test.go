@@ -20,12 +20,22 @@ import (
 // to do the transfer itself.
 const pmtuNetnsEnv = "RUDP_PMTU_NETNS"
 
+// pmtuSettleWait bounds how long TestPathMTUNetns waits after the transfer
+// for the searches to settle: generous, as a loaded machine stretches every
+// round trip.
+const pmtuSettleWait = 10 * time.Second
+
 // TestPathMTUNetns moves 4 MiB each way over real sockets in a network
 // namespace whose loopback has a 1300-byte MTU (as a VPN or tunnel path
 // has), with the default config: datagrams start at 1200 bytes and path MTU
 // discovery settles within 16 bytes below the 1272 bytes of UDP payload
 // the path carries (IPv4). Before it every data packet was 1400 bytes and
 // the transfer hung after the handshake (rudpcat: 5,224 bytes of 1 MiB).
+// The search may end after the transfer: each of its steps waits for loss
+// detection to declare a size's probes lost, and on a loaded machine the
+// RTT estimate that paces it grows to tens of milliseconds (the listener
+// finished 553 ms after Dial, the transfer in 541 ms), so the test waits up
+// to pmtuSettleWait after the transfer for both sizes to settle.
 // It needs root (a namespace of its own) and skips without it.
 func TestPathMTUNetns(t *testing.T) {
 	if os.Getenv(pmtuNetnsEnv) != "" {
@@ -75,17 +85,21 @@ func pmtuNetnsTransfer(t *testing.T) {
 	require.NoError(t, c.SetDeadline(deadline))
 	require.NoError(t, s.SetDeadline(deadline))
 
-	// Note when each side's datagram size last changed while the data moves.
+	// Note when each side's datagram size changed while the data moves, and
+	// after it until both settled within the search's granularity below
+	// what the path carries (or pmtuSettleWait passed).
 	type change struct {
 		size int
 		at   time.Duration
 	}
+	settled := func(size int) bool { return size <= carried && size > carried-16 }
 	var last [2]change
 	var history [2][]change
-	stop := make(chan struct{})
+	transferred := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
+		moving, giveUp := transferred, (<-chan time.Time)(nil)
 		for {
 			for i, conn := range []*rudp.Conn{c, s} {
 				if d := conn.Stats().DatagramSize; d != last[i].size {
@@ -93,8 +107,13 @@ func pmtuNetnsTransfer(t *testing.T) {
 					history[i] = append(history[i], last[i])
 				}
 			}
+			if moving == nil && settled(last[0].size) && settled(last[1].size) {
+				return
+			}
 			select {
-			case <-stop:
+			case <-moving:
+				moving, giveUp = nil, time.After(pmtuSettleWait)
+			case <-giveUp:
 				return
 			case <-time.After(200 * time.Microsecond):
 			}
@@ -124,13 +143,13 @@ func pmtuNetnsTransfer(t *testing.T) {
 	go func() { back <- transfer(1, s, c) }()
 	err = transfer(2, c, s)
 	elapsed := time.Since(start)
-	close(stop)
+	close(transferred)
 	<-watched
 	require.NoError(t, err, "dialer to listener: stats %+v", c.Stats())
 	require.NoError(t, <-back, "listener to dialer: stats %+v", s.Stats())
 	for i, name := range []string{"dialer", "listener"} {
 		got := last[i].size
-		require.True(t, got <= carried && got > carried-16, "%s settled at %d bytes, the path carries %d; sizes %v", name, got, carried, history[i])
+		require.True(t, settled(got), "%s at %d bytes %v after the transfer, the path carries %d; sizes %v", name, got, pmtuSettleWait, carried, history[i])
 		t.Logf("pmtu: %s settled at %d bytes (path carries %d) %v after Dial; 4 MiB each way in %v",
 			name, got, carried, last[i].at.Round(time.Microsecond), elapsed.Round(time.Millisecond))
 	}
