@@ -421,6 +421,9 @@ type simNode struct {
 	lastSent  core.Header // the node's newest data packet to a known peer
 	sentAny   bool
 	forged    int
+
+	// path, if set, gives the node and its peer addresses (sim_paths_test.go).
+	path *pathSim
 }
 
 // forgeReset returns a stateless reset for the node's newest packet that
@@ -501,7 +504,11 @@ func (n *simNode) read(now time.Time, limit int) {
 }
 
 func (n *simNode) HandleDatagram(now time.Time, b []byte) {
-	n.conn.HandleDatagram(now, b)
+	if n.path != nil {
+		n.path.deliver(now, n.conn, b)
+	} else {
+		n.conn.HandleDatagram(now, b)
+	}
 	if n.forger != nil && n.sentAny && n.forger.IntN(8) == 0 {
 		n.forged++
 		n.conn.HandleDatagram(now, n.forgeReset())
@@ -517,7 +524,15 @@ func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 
 func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	n.act(now)
-	size := n.conn.PollTransmit(now, buf)
+	var size int
+	if n.path != nil {
+		var err error
+		if size, err = n.path.poll(now, n.conn, buf); err != nil {
+			n.fail(err)
+		}
+	} else {
+		size = n.conn.PollTransmit(now, buf)
+	}
 	if n.forger != nil && size > 0 {
 		if h, _, err := core.ParseHeader(buf[:size]); err == nil && h.Type == core.PacketData && h.DstCID != 0 {
 			n.lastSent, n.sentAny = h, true
@@ -638,6 +653,9 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 		cb.SetReceiveLimit(sim.Epoch, 1+lr.IntN(16<<10))
 		b.liftLimitAt = sim.Epoch.Add(time.Duration(lr.IntN(2000)) * time.Millisecond)
 	}
+	// In three seeds out of four b, the server, sees a NAT rebinding of
+	// a's, a spoofer on the path, or both (sim_paths_test.go).
+	b.path = newPathSim(seed)
 	net.AddNode(a)
 	net.AddNode(b)
 	if err := net.ConnectAsym(0, 1, p.ab, p.ba); err != nil {
@@ -651,8 +669,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	var acked ackChecker
 
 	describe := func(stage string, err error) error {
-		return fmt.Errorf("%s: %w\n  a: %s\n  b: %s\n  link a->b %+v\n  link b->a %+v\n  virtual time %v",
-			stage, err, nodeState(a), nodeState(b), net.Link(0, 1).Stats(), net.Link(1, 0).Stats(), net.Elapsed())
+		return fmt.Errorf("%s: %w\n  a: %s\n  b: %s\n  link a->b %+v\n  link b->a %+v\n  %v\n  virtual time %v",
+			stage, err, nodeState(a), nodeState(b), net.Link(0, 1).Stats(), net.Link(1, 0).Stats(), b.path, net.Elapsed())
 	}
 	failed := func() error {
 		// The invariant on every step: nothing acknowledged is dropped.
@@ -698,6 +716,11 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	if err := failed(); err != nil {
 		return net.Elapsed(), describe("workload", err)
+	}
+	if b.path != nil {
+		if err := b.path.check(cb); err != nil {
+			return net.Elapsed(), describe("workload", err)
+		}
 	}
 	// 2. The close: a closes (b reads to io.EOF, then closes), or both at once.
 	a.closeNow = true
