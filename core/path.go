@@ -247,6 +247,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest
 	}
 	p.current = from
 	p.stats.Migrations++
+	c.unreachableProbes = 0 // a port-unreachable hint was about the address left
 	p.challengeDue, p.challengeSends, p.nextChallenge, p.deadline = false, 0, 0, 0
 	if from == p.fallback {
 		// Back to the last validated address (the end of a spurious
@@ -283,6 +284,9 @@ func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
 	p.stats.Validated++
 	c.log.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
 }
+
+// pathValidated reports whether the peer's current address is validated.
+func (c *Conn) pathValidated() bool { return c.paths == nil || c.paths.validated }
 
 // pathTimeout returns the earliest path timer offset (0: none).
 func (p *pathSet) timeout() int64 {

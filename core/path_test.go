@@ -200,3 +200,79 @@ func TestPathNATRebinding(t *testing.T) {
 	require.EqualValues(t, 1, n.a.PathStats().ChallengesAnswered)
 	require.Greater(t, n.sentTo[natAddr], 50*1000, "the new address takes the transfer")
 }
+
+// FuzzPathDatagram feeds the server side of an established pair the fuzz
+// bytes from a third address, as they are and wrapped in a valid header
+// for its connection ID with the client's next packet number (so the frame
+// decoders, PATH_CHALLENGE and PATH_RESPONSE included, run and the packet
+// may move the connection), pn ahead of it. Afterwards the third address
+// must have been sent at most 3x what came from it, and a transfer to the
+// client must deliver every message exactly once: nothing from an
+// unvalidated address takes the connection for good.
+func FuzzPathDatagram(f *testing.F) {
+	for _, b := range seedFrames() {
+		f.Add(b, uint8(0))
+	}
+	f.Add([]byte{framePing}, uint8(0))
+	f.Add(appendPathData([]byte{framePing}, framePathChallenge, &[pathDataLen]byte{1}), uint8(3))
+	f.Fuzz(func(t *testing.T, in []byte, ahead uint8) {
+		n := newPathNet(t)
+		wrapped := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN) + uint32(ahead)}, in)
+		n.b.HandleDatagramFrom(n.now, spoofAddr, in)
+		n.b.HandleDatagramFrom(n.now, spoofAddr, wrapped)
+		if n.b.Closed() {
+			return // the fuzz bytes broke the protocol (a CLOSE, a violation): the end is the peer's to see
+		}
+		n.exchange()
+		if got, limit := n.sentTo[spoofAddr], 3*(len(in)+len(wrapped)); got > limit {
+			t.Fatalf("sent the third address %d bytes, over 3x the %d that came from it", got, limit/3)
+		}
+		if n.a.Closed() || n.b.Closed() {
+			return // an injected frame (an ACK of packets never sent, a CLOSE) ended it
+		}
+		// A forged packet is acknowledged as any other (plaintext): the
+		// client may end on an ACK of a packet it never sent. If it does
+		// not, every message arrives exactly once.
+		for i := range 5 {
+			m := bytes.Repeat([]byte{byte(i)}, 1000+i)
+			if n.b.Send(Delivery, m) != nil {
+				return // an injected CLOSE: the client closed, as far as the server knows
+			}
+			n.queued = append(n.queued, m)
+		}
+		var got [][]byte
+		for i := 0; i < 100000 && len(got) < len(n.queued) && !n.a.Closed() && !n.b.Closed(); i++ {
+			n.step()
+			for {
+				m, err := n.a.Recv()
+				if err != nil || m.Data == nil {
+					break
+				}
+				got = append(got, bytes.Clone(m.Data))
+			}
+		}
+		if !n.a.Closed() && !n.b.Closed() && n.a.Err() == nil {
+			require.Equal(t, n.queued, got, "the messages arrive exactly once, in order")
+		}
+		if sent, limit := n.sentTo[spoofAddr], 3*(len(in)+len(wrapped)); sent > limit {
+			t.Fatalf("sent the third address %d bytes, over 3x the %d that came from it", sent, limit/3)
+		}
+	})
+}
+
+// TestPathSpoofDoesNotConfirmUnreachable: a forged port-unreachable report
+// (a hint, confirmed by probe timeouts without acknowledgement) does not
+// end a connection that a spoofed packet moved to an address it may send
+// little to: the silence there proves nothing. The connection returns to
+// the validated address and the transfer completes. Found by the
+// simulator's path scenarios: the connection ended with ErrUnreachable
+// two PTOs after the hint, before its challenge could fail.
+func TestPathSpoofDoesNotConfirmUnreachable(t *testing.T) {
+	n := newPathNet(t)
+	forged := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN)}, []byte{framePing})
+	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
+	n.b.HandleUnreachable(n.now)
+	n.transfer(t, 10)
+	require.NoError(t, n.b.Err())
+	require.EqualValues(t, 1, n.b.PathStats().ValidationsFailed)
+}

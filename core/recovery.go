@@ -475,7 +475,9 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		c.armPTO()
 		return
 	}
-	if c.unreachableProbes != 0 {
+	if c.unreachableProbes != 0 && c.pathValidated() {
+		// (On an address not yet validated what may be sent is bounded
+		// (core/path.go): silence there proves nothing.)
 		if c.unreachableProbes >= unreachablePTOs {
 			c.peerGone(ErrUnreachable)
 			return

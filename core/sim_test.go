@@ -511,7 +511,11 @@ func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 	}
 	if n.forger != nil && n.sentAny && n.forger.IntN(8) == 0 {
 		n.forged++
-		n.conn.HandleDatagram(now, n.forgeReset())
+		if n.path != nil {
+			n.conn.HandleDatagramFrom(now, n.path.peer, n.forgeReset()) // from the peer's address, as a forger would
+		} else {
+			n.conn.HandleDatagram(now, n.forgeReset())
+		}
 	}
 	if n.spoofICMP && n.conn.Established() && n.forger.IntN(64) == 0 {
 		// A forged port unreachable: a hint the peer's acknowledgements
