@@ -335,7 +335,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.expireReassembly(now)
 	}
 	if c.paths != nil {
-		c.onPathTimeout(at)
+		c.onPathTimeout(now, at)
 	}
 	c.armHeartbeat()
 }

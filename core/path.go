@@ -23,9 +23,11 @@ import (
 //     packet number the highest received): a reordered or replayed older
 //     packet moves nothing.
 //   - Until the new address answers a PATH_CHALLENGE (8 unpredictable
-//     bytes) with a PATH_RESPONSE echoing them, this side sends it at most
-//     amplificationFactor times the bytes it received from it.
-//   - If no answer comes within pathValidationPTOs probe timeouts, the
+//     bytes, sent again every PTO) with a PATH_RESPONSE echoing them, this
+//     side sends it at most amplificationFactor times the bytes it received
+//     from it.
+//   - If no answer comes within pathValidationPTOs probe timeouts of the
+//     move, or of the newest packet from the new address since, the
 //     connection returns to the last validated address. A newer packet from
 //     the last validated address returns there at once (no challenge): a
 //     spurious move ends with the next packet of the real peer.
@@ -42,11 +44,8 @@ const (
 	// relative to what was received from it.
 	amplificationFactor = 3
 	// pathValidationPTOs is how many probe timeouts a new address has to
-	// answer its challenge.
+	// answer its challenge, from the move or from its newest packet since.
 	pathValidationPTOs = 3
-	// maxPathChallenges is how many challenges (one a PTO) a new address
-	// is sent.
-	maxPathChallenges = 3
 	// pathFrameDatagram is the size of a datagram carrying one
 	// PATH_CHALLENGE or PATH_RESPONSE and nothing else.
 	pathFrameDatagram = PacketOverhead + 1 + pathDataLen
@@ -59,17 +58,24 @@ type pathSet struct {
 	current netip.AddrPort
 	// fallback is the last validated address, returned to if current fails.
 	fallback netip.AddrPort
+	// candidate is the unvalidated address the connection moved away from
+	// to current (another new one), with its counters: if current fails,
+	// the connection goes back to it rather than to fallback, for it sent
+	// the newest packet before current's (a NAT rebinding, then a spoofer's
+	// copy: the old address is gone). Zero: none (the address the
+	// connection started with is never one: it was validated).
+	candidate                     netip.AddrPort
+	candidateRecvd, candidateSent uint64
 	// validated: current answered a challenge or is the original address.
 	validated bool
 
 	// While current is not validated: bytes received from it and sent to it.
 	recvd, sent uint64
 
-	challenge      [pathDataLen]byte
-	challengeDue   bool  // a challenge must go out to current
-	challengeSends uint8 // challenges sent to current
-	nextChallenge  int64 // when the next challenge is due
-	deadline       int64 // when current fails validation
+	challenge     [pathDataLen]byte
+	challengeDue  bool  // a challenge must go out to current
+	nextChallenge int64 // when the next challenge is due (one a PTO)
+	deadline      int64 // when current fails validation
 
 	// The answer to the peer's latest challenge, on the path it came by.
 	response    [pathDataLen]byte
@@ -158,17 +164,14 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		p.responseDue = false // held back by the 3x limit: the peer challenges again
 	}
 	if p.challengeDue && !p.validated {
-		if !c.pathAllows(p.current, pathFrameDatagram) {
-			p.stats.AmplificationLimited++
-			p.challengeDue = false // the next one, if any, is on its timer
-		} else {
-			p.challengeDue = false
-			p.challengeSends++
-			if p.challengeSends < maxPathChallenges {
-				p.nextChallenge = c.timerOffset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
-			}
+		// One a PTO (a lost challenge is sent again), each when the 3x
+		// limit allows.
+		p.challengeDue = false
+		p.nextChallenge = c.timerOffset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+		if c.pathAllows(p.current, pathFrameDatagram) {
 			return c.sendPathFrame(buf, framePathChallenge, &p.challenge), p.current
 		}
+		p.stats.AmplificationLimited++
 	}
 	limit := len(buf)
 	if !p.validated {
@@ -231,37 +234,57 @@ func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
 	}
 }
 
-// onPathPacket follows an accepted packet from from (not the current
-// address) of size bytes: the connection moves there if the packet is the
-// newest so far and not a probe.
+// onPathPacket follows an accepted packet of size bytes from from: the
+// connection moves there if from is not the current address and the packet
+// is the newest so far and not a probe; such a packet from the current
+// address while it is being validated gives it pathValidationPTOs more (a
+// peer that keeps sending from there is there: its answers may have been
+// lost, while a spoofer's single copy is not followed by newer packets).
 func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest, probing bool) {
 	if !newest || probing || c.state != stateEstablished {
 		return
 	}
 	p := c.pathSet()
 	if from == p.current {
+		if !p.validated {
+			p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+		}
 		return
 	}
-	if p.validated {
-		p.fallback = p.current
+	switch {
+	case p.validated:
+		p.fallback, p.candidate = p.current, netip.AddrPort{}
+	case p.current != p.fallback:
+		p.candidate, p.candidateRecvd, p.candidateSent = p.current, p.recvd, p.sent
 	}
 	p.current = from
 	p.stats.Migrations++
 	c.unreachableProbes = 0 // a port-unreachable hint was about the address left
-	p.challengeDue, p.challengeSends, p.nextChallenge, p.deadline = false, 0, 0, 0
+	p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 	if from == p.fallback {
 		// Back to the last validated address (the end of a spurious
 		// move): no challenge needed.
-		p.validated = true
+		p.validated, p.candidate = true, netip.AddrPort{}
+		c.pathRestored()
 		c.log.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
 		return
 	}
-	p.validated = false
 	p.recvd, p.sent = uint64(size), 0
+	if p.candidate.IsValid() && from == p.candidate {
+		p.recvd, p.sent = p.candidateRecvd+uint64(size), p.candidateSent
+		p.candidate = netip.AddrPort{}
+	}
+	c.validate(now)
+	c.log.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
+}
+
+// validate starts the validation of the current address.
+func (c *Conn) validate(now time.Time) {
+	p := c.paths
+	p.validated = false
 	_, _ = crand.Read(p.challenge[:])
 	p.challengeDue = true
 	p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
-	c.log.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
 }
 
 // onPathChallenge answers the peer's challenge, on the path it came by.
@@ -279,10 +302,23 @@ func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
 		return
 	}
 	p.validated = true
-	p.fallback = p.current
+	p.fallback, p.candidate = p.current, netip.AddrPort{}
 	p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 	p.stats.Validated++
+	c.pathRestored()
 	c.log.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
+}
+
+// pathRestored follows the end of a spell on an unvalidated address (it
+// was validated, or the connection returned to the last validated one):
+// the probe timeouts that fired meanwhile, while the 3x limit held back
+// what they would have sent, say nothing about the path now in use, so
+// their backoff is dropped and the probe timer re-armed from it.
+func (c *Conn) pathRestored() {
+	if c.ptoCount > 0 {
+		c.ptoCount = 0
+		c.armPTO()
+	}
 }
 
 // pathValidated reports whether the peer's current address is validated.
@@ -297,14 +333,23 @@ func (p *pathSet) timeout() int64 {
 	return t
 }
 
-// onPathTimeout fires the path timers due at offset at.
-func (c *Conn) onPathTimeout(at int64) {
+// onPathTimeout fires the path timers due at now (offset at).
+func (c *Conn) onPathTimeout(now time.Time, at int64) {
 	p := c.paths
 	if p.deadline != 0 && p.deadline <= at {
 		p.stats.ValidationsFailed++
+		p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
+		if p.candidate.IsValid() && p.candidate != p.current {
+			c.log.Debug("rudp: peer address failed validation, back to the one before", "cid", c.localCID, "addr", p.current, "to", p.candidate)
+			p.current, p.recvd, p.sent = p.candidate, p.candidateRecvd, p.candidateSent
+			p.candidate = netip.AddrPort{}
+			c.validate(now)
+			return
+		}
 		c.log.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
 		p.current, p.validated = p.fallback, true
-		p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
+		p.candidate = netip.AddrPort{}
+		c.pathRestored()
 		return
 	}
 	if p.nextChallenge != 0 && p.nextChallenge <= at {

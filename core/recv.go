@@ -299,7 +299,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		return
 	}
 	c.stats.PacketsReceived++
-	if from != c.PeerAddr() {
+	if c.paths != nil || from != c.PeerAddr() {
 		c.onPathPacket(now, from, len(b), !had || pn > largest, probing)
 	}
 	c.lastRecv = now
