@@ -34,6 +34,7 @@ type Conn struct {
 	core      *core.Conn
 	stream    *stream.Stream
 	raddr     netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
+	peer      netip.AddrPort // the peer's last validated address: RemoteAddr, ReadFrom's
 	origin    netip.AddrPort // the address the connection started with: the core's zero AddrPort
 	ended     bool           // core reported Closed; the mux forgot the connection
 	estDone   bool           // the handshake ended (established or failed)
@@ -78,6 +79,7 @@ func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 		core:      cc,
 		stream:    stream.New(cc),
 		raddr:     raddr,
+		peer:      raddr,
 		origin:    raddr,
 		readWake:  make(chan struct{}, 1),
 		writeWake: make(chan struct{}, 1),
@@ -177,21 +179,30 @@ func (c *Conn) settleLocked(now time.Time) {
 	c.m.schedule(c, next)
 }
 
-// followPeerLocked keeps raddr the address the core sends to: after a
-// change of the peer's address it validated, or a return to the last one
-// validated. A PacketConn's WriteTo to that address takes this connection.
+// followPeerLocked keeps raddr the address the core sends to (after the
+// peer's address changed, before it is validated too: core/path.go), and
+// peer its last validated address, which the application sees: a
+// PacketConn's ReadFrom reports it, and WriteTo to it takes this
+// connection. A spoofed packet moves neither.
 func (c *Conn) followPeerLocked() {
-	to := c.core.PeerAddr()
-	if !to.IsValid() {
-		to = c.origin
-	}
-	if to == c.raddr {
+	c.raddr = c.orOrigin(c.core.PeerAddr())
+	peer := c.orOrigin(c.core.ValidatedPeerAddr())
+	if peer == c.peer {
 		return
 	}
-	c.raddr = to
+	c.peer = peer
 	if c.pc != nil {
-		c.m.movePeer(c, to)
+		c.m.movePeer(c, peer)
 	}
+}
+
+// orOrigin is a, or the address the connection started with if a is the
+// zero AddrPort (as the core names it).
+func (c *Conn) orOrigin(a netip.AddrPort) netip.AddrPort {
+	if !a.IsValid() {
+		return c.origin
+	}
+	return a
 }
 
 // readLocked follows a Read that took n bytes. What the application reads
@@ -261,10 +272,7 @@ func (c *Conn) flushLocked(now time.Time) {
 		if n == 0 {
 			break
 		}
-		if !to.IsValid() {
-			to = c.origin
-		}
-		if to != c.raddr {
+		if to = c.orOrigin(to); to != c.raddr {
 			// A path challenge or its answer, for another address than
 			// the current one: rare, sent on its own.
 			c.m.writeTo(room[:n], to)
@@ -331,7 +339,7 @@ func checkOpen(closing <-chan struct{}, dl *deadline, now time.Time) error {
 func (c *Conn) remote() netip.AddrPort {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.raddr
+	return c.peer
 }
 
 func (c *Conn) opErr(op string, err error) error {

@@ -32,3 +32,10 @@ func DebugListener(l *Listener) string {
 	}
 	return s
 }
+
+// ListenerConns is how many connections a listener's socket holds.
+func ListenerConns(l *Listener) int {
+	l.m.mu.Lock()
+	defer l.m.mu.Unlock()
+	return len(l.m.conns)
+}

@@ -150,7 +150,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.inReady = true
 			p.pushReady(c)
 		}
-		from := c.raddr
+		from := c.peer
 		c.mu.Unlock()
 		switch {
 		case errors.Is(err, core.ErrBufferTooSmall):

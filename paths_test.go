@@ -1,6 +1,7 @@
 package rudp_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"io"
@@ -20,13 +21,19 @@ import (
 // tapRelay carries one client's datagrams to a server and back through an
 // outside socket. An attacker on the path sees the client's packets: when
 // spoofNext is set, the relay calls spoof with the header of the next data
-// packet the client sends, before it forwards that packet.
+// packet the client sends, before it forwards that packet; copy, if set,
+// is called with every data packet of the client's before it is forwarded.
+// The relay keeps the client's last HELLO that echoed a cookie, and hands
+// what the server sends to answers while there is room.
 type tapRelay struct {
 	inside, outside *net.UDPConn
 	target          netip.AddrPort
 	client          atomic.Pointer[netip.AddrPort]
 	spoofNext       atomic.Bool
 	spoof           atomic.Pointer[func(cid uint64, pn uint32)]
+	copy            atomic.Pointer[func(d []byte)]
+	hello           atomic.Pointer[[]byte]
+	answers         chan []byte
 	wg              sync.WaitGroup
 }
 
@@ -36,7 +43,7 @@ func newTapRelay(t *testing.T, target netip.AddrPort) *tapRelay {
 	require.NoError(t, err)
 	outside, err := net.ListenUDP("udp4", loop)
 	require.NoError(t, err)
-	r := &tapRelay{inside: inside, outside: outside, target: target}
+	r := &tapRelay{inside: inside, outside: outside, target: target, answers: make(chan []byte, 16)}
 	r.wg.Go(func() {
 		buf := make([]byte, 65536)
 		sinceSpoof := 0 // the client's data packets since the last spoofed one
@@ -46,7 +53,17 @@ func newTapRelay(t *testing.T, target netip.AddrPort) *tapRelay {
 				return
 			}
 			r.client.Store(&from)
-			if h, _, err := core.ParseHeader(buf[:n]); err == nil && h.Type == core.PacketData && h.DstCID != 0 {
+			h, body, err := core.ParseHeader(buf[:n])
+			if err == nil && h.Type == core.PacketData && h.DstCID == 0 {
+				if hello, ok := core.PeekHello(body); ok && len(hello.Cookie) > 0 {
+					d := bytes.Clone(buf[:n])
+					r.hello.Store(&d)
+				}
+			}
+			if f := r.copy.Load(); f != nil && err == nil && h.Type == core.PacketData && h.DstCID != 0 {
+				(*f)(buf[:n])
+			}
+			if err == nil && h.Type == core.PacketData && h.DstCID != 0 {
 				sinceSpoof++
 				if sinceSpoof > spoofEvery && r.spoofNext.CompareAndSwap(true, false) {
 					if spoof := r.spoof.Load(); spoof != nil {
@@ -64,6 +81,10 @@ func newTapRelay(t *testing.T, target netip.AddrPort) *tapRelay {
 			n, _, err := outside.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
+			}
+			select {
+			case r.answers <- bytes.Clone(buf[:n]):
+			default:
 			}
 			if c := r.client.Load(); c != nil {
 				_, _ = inside.WriteToUDPAddrPort(buf[:n], *c)
@@ -209,4 +230,100 @@ func TestSpoofedPingMovesNothing(t *testing.T) {
 	require.Zero(t, quiet, "the victim received datagrams with no attacker")
 	require.Positive(t, spoofed)
 	require.LessOrEqual(t, reflected, 3*spoofed, "reflection beyond 3x what the attacker sent")
+}
+
+// TestReplayedHelloCreatesNothing: the HELLO a client sent with its cookie,
+// replayed from the client's address after the connection ended (within
+// the cookie's lifetime), is refused: no connection is made and none is
+// offered to Accept. Before, the listener accepted a ghost connection per
+// replay, which Accept returned and whose HELLOs went to the client.
+func TestReplayedHelloCreatesNothing(t *testing.T) {
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
+	require.NoError(t, err)
+	defer ln.Close()
+	target := ln.Addr().(*net.UDPAddr).AddrPort()
+	relay := newTapRelay(t, target)
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), nil)
+	require.NoError(t, err)
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	_, err = c.Write([]byte("hi"))
+	require.NoError(t, err)
+	buf := make([]byte, 16)
+	_, err = io.ReadFull(sc, buf[:2])
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, sc.Close())
+	for i := 0; i < 500 && rudp.ListenerConns(ln) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Zero(t, rudp.ListenerConns(ln), "the connection ended")
+	hello := relay.hello.Load()
+	require.NotNil(t, hello, "the client's HELLO with its cookie")
+
+	for len(relay.answers) > 0 {
+		<-relay.answers
+	}
+	for range 3 {
+		_, err = relay.outside.WriteToUDPAddrPort(*hello, target)
+		require.NoError(t, err)
+	}
+	var answer []byte
+	select {
+	case answer = <-relay.answers:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to the replayed HELLO")
+	}
+	require.LessOrEqual(t, len(answer), len(*hello), "the answer is no larger than the replay")
+	require.Zero(t, rudp.ListenerConns(ln), "a replayed HELLO made a connection")
+
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if g, err := ln.Accept(); err == nil {
+			accepted <- g
+		}
+		close(accepted)
+	}()
+	time.Sleep(20 * time.Millisecond) // Accept would return a queued ghost at once
+	ln.Close()
+	if g, ok := <-accepted; ok {
+		g.Close()
+		t.Fatal("Accept returned a ghost connection made by a replayed HELLO")
+	}
+}
+
+// TestPacketConnReadFromIgnoresSpoofer: while an attacker on the path
+// races every packet of a client's with a copy of it from a third address
+// (RFC 9000 §9.3.2), a PacketConn's ReadFrom reports the client's address
+// for each of its messages, never the third one (a reply there would go to
+// the attacker's victim): the connection may send to an address it moved
+// to, but the application sees the last validated one.
+func TestPacketConnReadFromIgnoresSpoofer(t *testing.T) {
+	cfg := &rudp.Config{Guarantee: rudp.Order}
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	defer pc.Close()
+	to := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	relay := newTapRelay(t, to)
+	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer victim.Close()
+	race := func(d []byte) {
+		_, _ = victim.WriteToUDPAddrPort(d, to)
+	}
+	relay.copy.Store(&race)
+	defer relay.copy.Store(nil)
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	want := relay.outside.LocalAddr().String()
+	buf := make([]byte, 64)
+	for i := range 200 {
+		_, err := c.Write([]byte{byte(i)})
+		require.NoError(t, err)
+		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, from, err := pc.ReadFrom(buf)
+		require.NoError(t, err, "message %d", i)
+		require.Equal(t, want, from.String(), "message %d: ReadFrom reported another address than the client's", i)
+	}
 }

@@ -120,6 +120,22 @@ func (c *Conn) PeerAddr() netip.AddrPort {
 	return c.paths.current
 }
 
+// ValidatedPeerAddr returns the peer's last validated address, where it is
+// known to be: PeerAddr once it answered a challenge, the address before
+// while it has not (the zero AddrPort: the one the connection started
+// with). An application is shown this one (a reply to a spoofed address
+// would otherwise go there).
+func (c *Conn) ValidatedPeerAddr() netip.AddrPort {
+	switch p := c.paths; {
+	case p == nil:
+		return netip.AddrPort{}
+	case p.validated:
+		return p.current
+	default:
+		return p.fallback
+	}
+}
+
 // PathStats returns the counters of the connection's address changes (all
 // zero while it has only ever had one).
 func (c *Conn) PathStats() PathStats {

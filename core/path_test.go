@@ -113,6 +113,7 @@ func TestPathSpoofedPacketMovesNothing(t *testing.T) {
 	require.Len(t, forged, 19)
 	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
 	require.Equal(t, spoofAddr, n.b.PeerAddr(), "the newest packet moves the connection (until validated)")
+	require.False(t, n.b.ValidatedPeerAddr().IsValid(), "the client is still known to be where it was")
 	// The server has data to send: it goes to the spoofer only within 3x.
 	for i := range 20 {
 		n.send(t, bytes.Repeat([]byte{byte(i)}, 1000))
@@ -193,6 +194,7 @@ func TestPathNATRebinding(t *testing.T) {
 	require.NoError(t, n.a.Send(Delivery, []byte("moved")))
 	n.transfer(t, 50)
 	require.Equal(t, natAddr, n.b.PeerAddr())
+	require.Equal(t, natAddr, n.b.ValidatedPeerAddr())
 	s := n.b.PathStats()
 	require.EqualValues(t, 1, s.Migrations)
 	require.EqualValues(t, 1, s.Validated)
