@@ -48,6 +48,9 @@ type simProfile struct {
 	earlyClose bool
 	// maxDatagram, if set, is both sides' Config.MaxDatagramSize.
 	maxDatagram int
+	// onePath: no path scenarios (sim_paths_test.go), for runs whose
+	// timing is the point (the scripted losses).
+	onePath bool
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -645,7 +648,9 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
 	// In three seeds out of four b, the server, sees a NAT rebinding of
 	// a's, a spoofer on the path, or both (sim_paths_test.go).
-	b.path = newPathSim(seed)
+	if !p.onePath {
+		b.path = newPathSim(seed)
+	}
 	// A spoofer that races a's packets sends b, for a while, to an address
 	// where its acknowledgements are lost: the path is no longer lossless,
 	// and a forged port unreachable may then be confirmed, as on a lossy
@@ -1066,7 +1071,7 @@ func TestSimScripted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := uint64(0); seed < seeds; seed++ {
 				ab, ba := &dropper{}, &dropper{}
-				p := simProfile{name: "scripted", wrapEvery: 2, timeLimit: 60 * time.Second}
+				p := simProfile{name: "scripted", wrapEvery: 2, timeLimit: 60 * time.Second, onePath: true}
 				tc.setup(ab, ba, &p)
 				p.ab, p.ba = base, base
 				p.ab.Filter, p.ba.Filter = ab.filter, ba.filter
