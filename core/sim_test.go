@@ -1163,27 +1163,7 @@ func (r *restartable) HandleTimeout(now time.Time) {
 // messages to send, learns it from a stateless reset within a few round
 // trips (not its 30s idle timeout) and ends with ErrReset.
 func TestSimServerRestart(t *testing.T) {
-	seeds := uint64(200)
-	switch {
-	case *soakSeeds > 0:
-		seeds = uint64(*soakSeeds)
-	case testing.Short():
-		seeds = 30
-	}
-	for _, p := range simProfiles() {
-		t.Run(p.name, func(t *testing.T) {
-			t.Parallel()
-			var slowest time.Duration
-			for seed := range seeds {
-				learnt, err := runServerRestart(p, seed, false)
-				if err != nil {
-					t.Fatalf("profile %s seed %d: %v", p.name, seed, err)
-				}
-				slowest = max(slowest, learnt)
-			}
-			t.Logf("%s: %d seeds; slowest client learnt of the restart %v after it", p.name, seeds, slowest)
-		})
-	}
+	simServerLoss(t, false, "learnt of the restart")
 }
 
 // TestSimServerGone: the server's process dies in the middle of the
@@ -1192,6 +1172,13 @@ func TestSimServerRestart(t *testing.T) {
 // has messages to send and hears no acknowledgement, ends with
 // ErrUnreachable within a few probe timeouts (not its 30s idle timeout).
 func TestSimServerGone(t *testing.T) {
+	simServerLoss(t, true, "learnt the server was gone")
+}
+
+// simServerLoss runs runServerRestart on every profile over many seeds
+// (gone: nothing listens after the server dies) and logs the slowest time
+// the client took to learn it.
+func simServerLoss(t *testing.T, gone bool, learnt string) {
 	seeds := uint64(200)
 	switch {
 	case *soakSeeds > 0:
@@ -1204,13 +1191,13 @@ func TestSimServerGone(t *testing.T) {
 			t.Parallel()
 			var slowest time.Duration
 			for seed := range seeds {
-				learnt, err := runServerRestart(p, seed, true)
+				took, err := runServerRestart(p, seed, gone)
 				if err != nil {
 					t.Fatalf("profile %s seed %d: %v", p.name, seed, err)
 				}
-				slowest = max(slowest, learnt)
+				slowest = max(slowest, took)
 			}
-			t.Logf("%s: %d seeds; slowest client learnt the server was gone %v after it", p.name, seeds, slowest)
+			t.Logf("%s: %d seeds; slowest client %s %v after it", p.name, seeds, learnt, slowest)
 		})
 	}
 }
