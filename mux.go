@@ -1,8 +1,10 @@
 package rudp
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -104,10 +106,14 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	}
 	m.setRxPool()
 	m.txBatches = txPool(set.core.MaxDatagramSize)
-	// (The cookie key and connection IDs come from crypto/rand. The accept
+	// (The cookie key and connection IDs come from a ChaCha8 source seeded
+	// from crypto/rand: the core reads no randomness of its own. The accept
 	// budget is a Listener's: its connections wait in Accept until taken;
 	// a PacketConn takes each at once, within its peer table's bounds.)
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
 	m.ep, _ = core.NewEndpoint(&core.EndpointConfig{
+		Rand:         rand.NewChaCha8(seed),
 		Conn:         &set.core,
 		AcceptBudget: set.backlog,
 		HostShare:    defaultHostShare(set.backlog),

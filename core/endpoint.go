@@ -2,7 +2,6 @@ package core
 
 import (
 	"crypto/hmac"
-	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
@@ -152,8 +151,8 @@ type EndpointConfig struct {
 	UnacceptedReceiveWindow int
 
 	// CookieKey is the key of the cookie's HMAC: 32 bytes, secret, the same
-	// for as long as cookies it made must stay valid. nil: 32 bytes from
-	// crypto/rand, or drawn from Rand if that is set (a simulation).
+	// for as long as cookies it made must stay valid. nil: 32 bytes drawn
+	// from Rand.
 	CookieKey []byte
 
 	// CookieBucket is the cookie's time bucket: a cookie is valid in the
@@ -161,9 +160,10 @@ type EndpointConfig struct {
 	CookieBucket time.Duration // default 30s, at least 1s
 
 	// Rand is the Endpoint's source of randomness: connection IDs, and the
-	// cookie key if CookieKey is nil. nil: a ChaCha8 source seeded from
-	// crypto/rand (connection IDs must be unpredictable, see
-	// docs/PROTOCOL.md §14.1). Simulations seed it.
+	// cookie key if CookieKey is nil. Required (the core reads no global
+	// randomness): a source seeded from crypto/rand, such as rand.ChaCha8,
+	// since connection IDs must be unpredictable (docs/PROTOCOL.md §14.1);
+	// simulations seed it.
 	Rand rand.Source
 
 	// ResetRate and ResetBurst bound the stateless resets the Endpoint
@@ -261,8 +261,9 @@ func cmpOr(a, b int) int {
 	return b
 }
 
-// NewEndpoint returns an Endpoint configured by cfg (nil: the defaults, a
-// socket that only dials). A bad value is reported naming its field.
+// NewEndpoint returns an Endpoint configured by cfg; cfg.Rand is required
+// (the other zero fields are defaults: a socket that only dials). A bad
+// value is reported naming its field.
 func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -271,17 +272,15 @@ func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	if cfg != nil {
 		c = *cfg
 	}
+	if c.Rand == nil {
+		// The core reads no global randomness: the caller injects it.
+		return nil, fieldError(endpointConfigPrefix+"Rand", nil,
+			"must be set: a source seeded from crypto/rand (connection IDs must be unpredictable, docs/PROTOCOL.md §14.1), or a simulation's seeded one")
+	}
 	ep := &Endpoint{
 		conns:   make(map[uint64]*route),
 		remotes: make(map[uint64]*route),
 		rng:     c.Rand,
-	}
-	if ep.rng == nil {
-		// Unpredictable: connection IDs are what a stateless reset's
-		// authenticity rests on (docs/PROTOCOL.md §14.1).
-		var seed [32]byte
-		_, _ = crand.Read(seed[:])
-		ep.rng = rand.NewChaCha8(seed)
 	}
 	e := &ep.cfg
 	if c.Conn != nil {
@@ -300,13 +299,9 @@ func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	e.resetBurst = cmpOr(c.ResetBurst, defaultResetBurst)
 	e.maxQueued = cmpOr(c.MaxQueued, defaultMaxQueued)
 	e.maxAttempts = cmpOr(c.MaxAttempts, defaultMaxAttempts)
-	switch {
-	case c.CookieKey != nil:
+	if c.CookieKey != nil {
 		copy(e.cookieKey[:], c.CookieKey)
-	case c.Rand == nil:
-		_, _ = crand.Read(e.cookieKey[:])
-	default: // a simulation's
-
+	} else {
 		for i := 0; i < cookieKeyLen; i += 8 {
 			binary.BigEndian.PutUint64(e.cookieKey[i:], ep.rng.Uint64())
 		}

@@ -305,6 +305,7 @@ func TestEndpointConfigErrors(t *testing.T) {
 		{EndpointConfig{UnacceptedReceiveWindow: -1}, "EndpointConfig.UnacceptedReceiveWindow"},
 		{EndpointConfig{MaxAttempts: -1}, "EndpointConfig.MaxAttempts"},
 		{EndpointConfig{Conn: &Config{IdleTimeout: -time.Second}}, "EndpointConfig.Conn.IdleTimeout"},
+		{EndpointConfig{Listen: true}, "EndpointConfig.Rand"}, // the core reads no global randomness
 	} {
 		_, err := NewEndpoint(&tc.cfg)
 		var ce *ConfigError
