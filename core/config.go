@@ -16,9 +16,13 @@ type Config struct {
 	// Conn never reads it: its callers pass the time in.
 	Clock Clock
 
-	// Rand is the Session's source of randomness (its connection ID); a
-	// Conn does not use it. If nil, a source seeded from crypto/rand is
-	// used. Simulations seed it.
+	// Rand is the Session's source of randomness (its connection ID). NewConn
+	// draws one number from it, the seed of the connection's path
+	// challenges (an Endpoint reseeds those from its own Rand). If nil, the
+	// Session uses a source seeded from crypto/rand; a Conn made by NewConn
+	// alone then has predictable challenges, so a caller that follows
+	// address changes (HandleDatagramFrom) without an Endpoint must set it.
+	// Simulations seed it.
 	Rand rand.Source
 
 	// HeartbeatPeriod is how long a connection may send nothing before it

@@ -38,6 +38,10 @@ type Conn struct {
 	// paths holds the peer's addresses once it has more than one (path.go),
 	// allocated when a second one appears.
 	paths *pathSet
+	// pathSeed seeds the path challenges' source (pathSet.rng): drawn from
+	// the Endpoint's Rand (or Config.Rand) when the connection is made, so
+	// that the core reads no global randomness.
+	pathSeed uint64
 
 	// timers hold each slot's deadline as nanoseconds after created, plus
 	// one (0: not armed): 8 bytes a slot, not a time.Time's 24.
@@ -131,6 +135,9 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	c := &Conn{cfg: full.connConfig(), log: full.Logger}
 	c.created = now
 	c.localCID = localCID
+	if full.Rand != nil {
+		c.pathSeed = full.Rand.Uint64()
+	}
 	c.handshake.helloNeeded = true
 	c.initSender()
 	c.initReceiver()

@@ -476,6 +476,7 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 	if err != nil {
 		return Event{} // (the Config was validated by NewEndpoint)
 	}
+	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
 	if ep.cfg.unacceptedWindow > 0 {
 		// Before its HELLO goes out, which carries its credit.
 		c.SetReceiveLimit(now, ep.cfg.unacceptedWindow)
@@ -564,6 +565,7 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 	if err != nil {
 		return nil, err
 	}
+	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
 	ep.conns[c.localCID] = &route{conn: c, addr: to}
 	return c, nil
 }

@@ -1,7 +1,8 @@
 package core
 
 import (
-	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 )
@@ -73,9 +74,10 @@ type pathSet struct {
 	recvd, sent uint64
 
 	challenge     [pathDataLen]byte
-	challengeDue  bool  // a challenge must go out to current
-	nextChallenge int64 // when the next challenge is due (one a PTO)
-	deadline      int64 // when current fails validation
+	rng           *rand.ChaCha8 // the challenges' source, seeded from Conn.pathSeed
+	challengeDue  bool          // a challenge must go out to current
+	nextChallenge int64         // when the next challenge is due (one a PTO)
+	deadline      int64         // when current fails validation
 
 	// The answer to the peer's latest challenge, on the path it came by.
 	response    [pathDataLen]byte
@@ -298,7 +300,12 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest
 func (c *Conn) validate(now time.Time) {
 	p := c.paths
 	p.validated = false
-	_, _ = crand.Read(p.challenge[:])
+	if p.rng == nil {
+		var seed [32]byte
+		binary.LittleEndian.PutUint64(seed[:], c.pathSeed)
+		p.rng = rand.NewChaCha8(seed)
+	}
+	binary.LittleEndian.PutUint64(p.challenge[:], p.rng.Uint64())
 	p.challengeDue = true
 	p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
 }
