@@ -57,14 +57,22 @@ func TestShutdownContextAborts(t *testing.T) {
 		defer close(wrote)
 		_, _ = c1.Write(big) // blocks on backpressure until Shutdown closes
 	}()
-	// Wait until the peer's window is (all but) used up, a fixed sleep
-	// being too short under the race detector: the Write has then queued
-	// more than the window, and what is left of the 8 MiB can never go.
-	// (A message a datagram, of about 1350 bytes, is charged 1627: the
-	// window takes about 83% of its size in data.)
+	// Wait until the sender is held by flow control: the peer's window is
+	// used up (a message a datagram, of about 1350 bytes, is charged 1627,
+	// so the window takes about 83% of its size in data) and nothing more
+	// goes for a while. Only then is the rest of what the Write queued (the
+	// core keeps a bounded amount queued beyond what was sent) certain not
+	// to fit: waiting for a fixed share of the window instead let a fast
+	// machine send what was queued within the 100 ms, and Shutdown rightly
+	// returned nil.
 	window := uint64(c2.Stats().ReceiveWindow)
-	for end := time.Now().Add(30 * time.Second); c1.Stats().BytesSent < window*3/4; time.Sleep(5 * time.Millisecond) {
-		require.True(t, time.Now().Before(end), "sent %d of the peer's %d-byte window", c1.Stats().BytesSent, window)
+	for end, last := time.Now().Add(30*time.Second), uint64(0); ; time.Sleep(50 * time.Millisecond) {
+		sent := c1.Stats().BytesSent
+		if sent >= window*4/5 && sent == last {
+			break
+		}
+		last = sent
+		require.True(t, time.Now().Before(end), "sent %d of the peer's %d-byte window", sent, window)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
