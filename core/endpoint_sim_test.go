@@ -266,7 +266,7 @@ func newEpSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg 
 		t.Fatal(err)
 	}
 	s := &epSim{
-		net: sim.New(seed),
+		net: newSimNet(seed),
 		server: &epServer{ep: sep, created: map[uint64]*core.Conn{},
 			in: map[netip.AddrPort]int{}, own: map[netip.AddrPort]int{}},
 		clients: &epClients{byAddr: map[netip.AddrPort]int{}},

@@ -75,7 +75,7 @@ type goodputParams struct {
 // returns the receiver's stats.
 func goodputPath(p goodputParams) (float64, core.Stats, core.Stats, error) {
 	seed, rtt := p.seed, p.rtt
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	fwd := sim.LinkConfig{Latency: rtt / 2, Bandwidth: p.bandwidth, QueueBytes: p.queueBytes, Loss: p.loss, Filter: p.filter}
 	back := sim.LinkConfig{Latency: rtt / 2}
 	mk := func(cid uint64, tweak func(*core.Config)) (*core.Conn, error) {
@@ -349,7 +349,7 @@ func (s *sharedNode) HandleTimeout(now time.Time) {
 // products, flow i starting at starts[i], and returns each flow's share
 // of the bottleneck over the last measure of the run.
 func shareBottleneck(seed uint64, ccs []string, starts []time.Duration, rtt time.Duration, queueBDP float64, measure time.Duration) ([]float64, error) {
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	bdp := goodputBandwidth * rtt.Seconds()
 	fwd := sim.LinkConfig{Latency: rtt / 2, Bandwidth: goodputBandwidth, QueueBytes: max(int(queueBDP*bdp), 4*1200)}
 	back := sim.LinkConfig{Latency: rtt / 2}

@@ -104,7 +104,7 @@ type pmtuResult struct {
 func (r pmtuRun) run(seed uint64) (pmtuResult, error) {
 	var res pmtuResult
 	rng := rand.New(rand.NewPCG(seed, 0x3707))
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	cfg := func(cid uint64) *core.Config {
 		return &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 50 * time.Millisecond, MaxDatagramSize: r.maxDatagram}
 	}

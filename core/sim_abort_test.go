@@ -48,7 +48,7 @@ const abortIdle = 5 * time.Second
 
 func runAbort(p simProfile, seed uint64) error {
 	r := rand.New(rand.NewPCG(seed, 0xab0))
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	cfg := func(cid uint64) *core.Config {
 		return &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 50 * time.Millisecond,
 			HeartbeatPeriod: time.Second, IdleTimeout: abortIdle}

@@ -627,7 +627,7 @@ func runSim(p simProfile, seed uint64, verbose bool) error {
 // runSimTimed runs one seed and returns the virtual time it took.
 func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration, err error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	net.MaxSteps = 200000
 	cfgA, cfgB := simConfig(r, p, seed, 1), simConfig(r, p, seed, 2)
 	ca, err := core.NewConn(cfgA, 0xA, sim.Epoch)
@@ -842,7 +842,7 @@ const bulkTimeLimit = 60 * time.Second
 // closes a; it returns the virtual time the transfer and close took.
 func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (time.Duration, error) {
 	r := rand.New(rand.NewPCG(seed, 0xb01c))
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	cfg := func(cid uint64) *core.Config {
 		c := &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 50 * time.Millisecond}
 		if seed%2 == 1 {
@@ -1207,7 +1207,7 @@ func simServerLoss(t *testing.T, gone bool, learnt string) {
 // It returns how long after that the client's connection ended.
 func runServerRestart(p simProfile, seed uint64, gone bool) (time.Duration, error) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	net := sim.New(seed)
+	net := newSimNet(seed)
 	net.MaxSteps = 200000
 	ca, err := core.NewConn(simConfig(r, p, seed, 1), 0xA, sim.Epoch)
 	if err != nil {
