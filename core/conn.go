@@ -27,6 +27,8 @@ type Conn struct {
 
 	handshake handshakeState
 	closing   closeState
+	// ord is the connection's ordering domain (ordering.go).
+	ord ordering
 
 	sender
 	receiver
@@ -393,12 +395,7 @@ func (c *Conn) trimIdle() {
 	c.sentFree, c.msgFree = nil, nil
 	c.frameScratch, c.decodeRanges = nil, nil
 	c.lean = true
-	if len(c.pending) == 0 {
-		c.pending = nil
-	}
-	if len(c.noneMsgs) == 0 {
-		c.noneMsgs = nil
-	}
+	c.ord.trim()
 	if c.queue.len() == 0 {
 		c.queue = fragQueue{}
 	}
@@ -440,7 +437,7 @@ func (c *Conn) Recv() (Message, error) {
 	if m, ok := c.nextMessage(); ok {
 		return m, nil
 	}
-	if c.closing.peerClosed && c.dContig == unwrap32(c.dContig, c.closing.peerFinal) {
+	if c.closing.peerClosed && c.ord.allRead(c.closing.peerFinal) {
 		// (The CLOSE took effect only once every Delivery message before
 		// its final position had arrived: they were all read.)
 		return Message{}, io.EOF

@@ -14,8 +14,9 @@
 // the next datagram into the caller's buffer, and NextTimeout are its
 // outputs; Send, Recv, BeginSet/EndSet and Close are the application's
 // side. Its parts are in files of their own: the handshake and the close
-// (conn.go), sending and fragmenting (send.go), reassembly and the
-// delivery rules of each Guarantee (recv.go, guarantee.go), loss detection
+// (conn.go), sending and fragmenting (send.go), the ordering domain: how
+// messages are numbered and which may be read when (ordering.go),
+// reassembly (recv.go; the Guarantee values, guarantee.go), loss detection
 // and acknowledgements (recovery.go, after RFC 9002), the RTT estimate
 // (rtt.go), congestion control and pacing (congestion.go; bbr.go, the
 // default), path MTU discovery (pmtu.go, after RFC 8899), stateless resets

@@ -15,7 +15,7 @@ func DebugState(c *Conn) string {
 	}
 	return fmt.Sprintf("queue %d retransmit %d unackedDelivery %d sendBuffered %d liveFrags %d inflight %d/%d flowBlocked %v dataSent %d peerMaxData %d probesOwed %d ptoCount %d closing %+v pending %d none %d timers %v",
 		c.queue.len(), c.retransmit.len(), c.unackedDelivery, c.sendBuffered, c.liveFrags, c.elicitingInFlight, c.bytesInFlight,
-		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.closing, len(c.pending), len(c.noneMsgs), timers)
+		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.closing, len(c.ord.pending), len(c.ord.noneMsgs), timers)
 }
 
 // UnackedDelivery appends to buf, in increasing order, the delivery indexes
@@ -27,7 +27,7 @@ func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
 	unacked = buf[:0]
 	add := func(f *outFragment) {
 		if f.msg.guarantee == Delivery && !f.acked {
-			unacked = append(unacked, unwrap32(c.nextDelivery, f.msg.d))
+			unacked = append(unacked, unwrap32(c.ord.nextDelivery, f.msg.d))
 		}
 	}
 	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
@@ -43,7 +43,7 @@ func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
 		}
 	}
 	slices.Sort(unacked)
-	return slices.Compact(unacked), c.nextDelivery
+	return slices.Compact(unacked), c.ord.nextDelivery
 }
 
 // DeliveryReceived appends to buf, in increasing order, the delivery indexes
@@ -52,12 +52,12 @@ func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
 // that was read.
 func DeliveryReceived(c *Conn, buf []uint64) (held []uint64, firstUnread uint64) {
 	held = buf[:0]
-	for _, m := range c.pending {
-		if m.guarantee == Delivery && m.d >= c.dContig && (m.yielded || m.complete()) {
+	for _, m := range c.ord.pending {
+		if m.guarantee == Delivery && m.d >= c.ord.dContig && (m.yielded || m.complete()) {
 			held = append(held, m.d)
 		}
 	}
-	return held, c.dContig
+	return held, c.ord.dContig
 }
 
 // Aborting reports whether c is ending with an error (its own abort or a
@@ -65,7 +65,7 @@ func DeliveryReceived(c *Conn, buf []uint64) (held []uint64, firstUnread uint64)
 func Aborting(c *Conn) bool { return c.closing.abortReason != nil }
 
 // FirstUnread returns c's first unread delivery index (every one below was read).
-func FirstUnread(c *Conn) uint64 { return c.dContig }
+func FirstUnread(c *Conn) uint64 { return c.ord.dContig }
 
 // DebugPathMTU describes a Conn's path MTU search.
 func DebugPathMTU(c *Conn) string {
@@ -97,17 +97,17 @@ func CheckHeldMemory(c *Conn) error {
 		}
 		return nil
 	}
-	for _, m := range c.pending {
+	for _, m := range c.ord.pending {
 		if err := visit(m); err != nil {
 			return err
 		}
 	}
-	for _, m := range c.noneMsgs {
+	for _, m := range c.ord.noneMsgs {
 		if err := visit(m); err != nil {
 			return err
 		}
 	}
-	if m := c.yieldedMsg; m != nil && !slices.Contains(c.pending, m) && !slices.Contains(c.noneMsgs, m) {
+	if m := c.yieldedMsg; m != nil && !slices.Contains(c.ord.pending, m) && !slices.Contains(c.ord.noneMsgs, m) {
 		if err := visit(m); err != nil {
 			return err
 		}

@@ -514,14 +514,14 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("unreliableBytes %d", c.unreliableBytes)
 	case len(c.recvd.runs) > maxAckRanges:
 		t.Fatalf("%d received runs", len(c.recvd.runs))
-	case len(c.pending)+len(c.noneMsgs) > 1+c.recvWindow/msgCreditOverhead:
-		t.Fatalf("%d pending, %d none messages", len(c.pending), len(c.noneMsgs))
+	case len(c.ord.pending)+len(c.ord.noneMsgs) > 1+c.recvWindow/msgCreditOverhead:
+		t.Fatalf("%d pending, %d none messages", len(c.ord.pending), len(c.ord.noneMsgs))
 	case s.BytesInFlight < 0 || c.elicitingInFlight < 0:
 		t.Fatalf("in flight: %d bytes, %d packets", s.BytesInFlight, c.elicitingInFlight)
 	case len(c.sentRing)-c.sentHead > 1<<16:
 		t.Fatalf("%d packets remembered", len(c.sentRing)-c.sentHead)
 	}
-	for _, m := range c.pending {
+	for _, m := range c.ord.pending {
 		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > m.held) {
 			t.Fatalf("pending message: %d runs, filled %d of %d, footprint %d of %d charged", len(m.runs), m.filled, m.total, m.footprint(), m.held)
 		}

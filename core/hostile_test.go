@@ -63,11 +63,11 @@ const hostileWindow = 2 * (4096 + msgCreditOverhead + 4096/64)
 
 // footprint is what the receiver holds for a peer.
 func footprint(c *Conn) int {
-	n := len(c.pending) + len(c.noneMsgs) + len(c.recvd.runs)
-	for _, m := range c.pending {
+	n := len(c.ord.pending) + len(c.ord.noneMsgs) + len(c.recvd.runs)
+	for _, m := range c.ord.pending {
 		n += m.footprint()
 	}
-	for _, m := range c.noneMsgs {
+	for _, m := range c.ord.noneMsgs {
 		n += m.footprint()
 	}
 	return n
@@ -120,7 +120,7 @@ func TestHostilePeerMemoryBounded(t *testing.T) {
 			// Bounded by the window: its bytes, and an entry per msgCreditOverhead of it.
 			if peak > hostileWindow+2*hostileWindow/msgCreditOverhead+maxAckRanges {
 				t.Fatalf("receiver holds %d entries+bytes after %d hostile messages (pending %d, none %d)",
-					peak, rounds, len(h.c.pending), len(h.c.noneMsgs))
+					peak, rounds, len(h.c.ord.pending), len(h.c.ord.noneMsgs))
 			}
 			t.Logf("peak footprint %d", peak)
 		})

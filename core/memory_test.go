@@ -44,8 +44,8 @@ func TestHostileDeclaredTotals(t *testing.T) {
 	}
 	perDatagram := (heapInUse() - before) / conns
 	for _, h := range peers {
-		if h.c.Closed() || len(h.c.pending) != 4 {
-			t.Fatalf("the receiver holds %d messages (closed %v: %v), want the 4 the datagram opened", len(h.c.pending), h.c.Closed(), h.c.Err())
+		if h.c.Closed() || len(h.c.ord.pending) != 4 {
+			t.Fatalf("the receiver holds %d messages (closed %v: %v), want the 4 the datagram opened", len(h.c.ord.pending), h.c.Closed(), h.c.Err())
 		}
 		if err := CheckHeldMemory(h.c); err != nil {
 			t.Fatal(err)

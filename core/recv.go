@@ -94,17 +94,9 @@ func (m *recvMsg) footprint() int {
 	return n
 }
 
-// receiver is the receiving half: ordering, reassembly, flow control.
+// receiver is the receiving half: reassembly, flow control (which message
+// may be read when is the ordering domain's: ordering.next).
 type receiver struct {
-	pending  []*recvMsg // Order/Delivery messages, sorted by seq
-	noneMsgs []*recvMsg // None messages: complete ones are ready, in arrival order
-	seqRef   uint64     // highest sequence seen + 1, for unwrapping
-	noneRef  uint64
-	dContig  uint64 // every delivery index below it was read
-	groupHi  uint64 // highest group read (valid when anyRead)
-	seqHi    uint64 // highest sequence read
-	anyRead  bool
-
 	yieldedMsg *recvMsg // returned by the last Recv, freed by the next
 
 	pendingDelivery int // bytes held for Delivery messages
@@ -436,9 +428,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	c.handshake.peerHello = true
 	c.remoteCID = h.SrcCID
 	c.handshake.peerInitial = uint64(h.InitialSeq)
-	c.seqRef = uint64(h.InitialSeq)
-	c.noneRef = uint64(h.InitialSeq)
-	c.dContig = uint64(h.InitialSeq)
+	c.ord.startReceive(uint64(h.InitialSeq))
 	c.peerMaxData = max(c.peerMaxData, h.MaxData)
 	c.peerMaxAckDelay = time.Duration(min(h.MaxAckDelay, uint64(time.Second/time.Microsecond))) * time.Microsecond
 	// (decodeHello keeps both in range: 1..1 GiB, 1200..65535.)
@@ -491,11 +481,11 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 			return applied
 		}
 		if !c.closing.requested {
-			final := unwrap32(c.dContig, cl.final)
-			if final < c.dContig {
+			final := c.ord.deliveryIndex(cl.final)
+			if c.ord.deliveryRead(final) {
 				return c.violate(now, "CLOSE before Delivery messages already read")
 			}
-			if !c.receivedDeliveryBelow(final) {
+			if !c.ord.deliveredBelow(final) {
 				return refused
 			}
 		}
@@ -532,25 +522,6 @@ func (c *Conn) peerCloseError(cl *closeFrame) error {
 	return &closeError{ErrAborted, string(cl.reason)}
 }
 
-// receivedDeliveryBelow reports whether every Delivery message with an
-// index below final has arrived whole: read, or held complete.
-func (c *Conn) receivedDeliveryBelow(final uint64) bool {
-	next := c.dContig
-	for _, m := range c.pending {
-		if next >= final {
-			break
-		}
-		if m.guarantee != Delivery || m.d < next {
-			continue
-		}
-		if m.d != next || !(m.yielded || m.complete()) {
-			return false
-		}
-		next++
-	}
-	return next >= final
-}
-
 // handleMsg files a MSG frame: a whole message or a fragment. What the
 // guarantees let it drop (a duplicate, a stale Order message, a None or
 // Order message with no room) it drops, and the frame counts as applied;
@@ -575,28 +546,22 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	if f.guarantee == None {
 		return c.handleNone(now, f, total)
 	}
-	seq := unwrap32(c.seqRef, f.seq)
-	if seq+1 > c.seqRef {
-		c.seqRef = seq + 1
-	}
-	d := unwrap32(c.dContig, f.d)
-	group := seq - f.groupOff
-	base := d - f.baseOff
+	at := c.ord.place(f)
 	if f.guarantee == Delivery {
-		if d < c.dContig {
+		if c.ord.deliveryRead(at.d) {
 			return applied // already read: a duplicate
 		}
-		if c.closing.peerClosed && d >= unwrap32(c.dContig, c.closing.peerFinal) {
+		if c.closing.peerClosed && at.d >= c.ord.deliveryIndex(c.closing.peerFinal) {
 			return c.violate(now, "Delivery message after the CLOSE's final position")
 		}
-	} else if c.anyRead && (group < c.groupHi || (!f.inSet && seq <= c.seqHi)) {
+	} else if c.ord.stale(at.group, at.seq, f.inSet) {
 		c.stats.StaleDropped++
 		return applied
 	}
-	i, found := c.findPending(seq)
+	i, found := c.ord.find(at.seq)
 	var m *recvMsg
 	if found {
-		m = c.pending[i]
+		m = c.ord.pending[i]
 		if m.guarantee != f.guarantee || (!m.yielded && m.total != total) {
 			return c.violate(now, "fragment inconsistent with its message")
 		}
@@ -613,17 +578,15 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 			return applied
 		}
 		m = c.newRecvMsg(total, f.fragment, now)
-		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, seq, group, f.inSet, d, base, cost
+		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, at.seq, at.group, f.inSet, at.d, at.base, cost
 		if f.guarantee == Order {
-			m.base = d
+			m.base = at.d
 			c.unreliableBytes += cost
 		} else {
 			c.pendingDelivery += cost
 		}
 		c.shrinkPool()
-		c.pending = append(c.pending, nil)
-		copy(c.pending[i+1:], c.pending[i:])
-		c.pending[i] = m
+		c.ord.insert(i, m)
 	}
 	if !c.fill(m, f) {
 		if m.guarantee == Delivery {
@@ -631,24 +594,16 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 			// would lose them. An honest sender never scatters so much.
 			return c.violate(now, "Delivery message in too many pieces")
 		}
-		c.dropPending(i)
+		c.freeRecvMsg(c.ord.remove(i))
 	}
 	return applied
 }
 
 func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
-	id := unwrap32(c.noneRef, f.seq)
-	if id+1 > c.noneRef {
-		c.noneRef = id + 1
-	}
+	id := c.ord.noneID(f.seq)
 	var m *recvMsg
 	if f.fragment {
-		for _, x := range c.noneMsgs {
-			if x.seq == id {
-				m = x
-				break
-			}
-		}
+		m = c.ord.findNone(id)
 	}
 	if m != nil {
 		if m.total != total {
@@ -666,15 +621,10 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 		m.guarantee, m.seq, m.held = None, id, cost
 		c.unreliableBytes += cost
 		c.shrinkPool()
-		c.noneMsgs = append(c.noneMsgs, m)
+		c.ord.addNone(m)
 	}
 	if !c.fill(m, f) {
-		for i, x := range c.noneMsgs {
-			if x == m {
-				c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-				break
-			}
-		}
+		c.ord.removeNone(m)
 		c.freeRecvMsg(m)
 	}
 	return applied
@@ -808,22 +758,6 @@ func (c *Conn) freeChunks(m *recvMsg) {
 	m.chunks = nil
 }
 
-// findPending returns the index of seq in pending, or where it would go.
-func (c *Conn) findPending(seq uint64) (int, bool) {
-	p := c.pending
-	if n := len(p); n == 0 || p[n-1].seq < seq {
-		return n, false
-	}
-	i := sort.Search(len(p), func(k int) bool { return p[k].seq >= seq })
-	return i, i < len(p) && p[i].seq == seq
-}
-
-func (c *Conn) dropPending(i int) {
-	m := c.pending[i]
-	c.pending = append(c.pending[:i], c.pending[i+1:]...)
-	c.freeRecvMsg(m)
-}
-
 // release returns m's share of the receive buffers beyond keep bytes;
 // Delivery credit returned grows the peer's window.
 func (c *Conn) release(m *recvMsg, keep int) {
@@ -852,67 +786,27 @@ func (c *Conn) maybeUpdateWindow() {
 }
 
 // nextMessage picks the next message the guarantees allow the application
-// to read, or ok false.
+// to read (ordering.next), or ok false.
 func (c *Conn) nextMessage() (Message, bool) {
-	for i, m := range c.noneMsgs {
-		if m.complete() {
-			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-			return c.yield(m), true
+	m := c.ord.next(c.dropStale)
+	if m == nil {
+		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
+		if c.closing.peerClosed {
+			c.dropIncompleteUnreliable()
 		}
+		return Message{}, false
 	}
-	for i := 0; i < len(c.pending); i++ {
-		m := c.pending[i]
-		if m.yielded {
-			continue
-		}
-		if m.guarantee == Order && c.anyRead && (m.group < c.groupHi || (!m.inSet && m.seq <= c.seqHi)) {
-			c.stats.StaleDropped++
-			c.dropPending(i)
-			i--
-			continue
-		}
-		if m.base > c.dContig {
-			break // waits for an earlier Delivery message, as does all after it
-		}
-		if !m.complete() {
-			if m.guarantee == Delivery && !m.inSet {
-				break
-			}
-			continue
-		}
-		m.yielded = true
-		if !c.anyRead || m.group > c.groupHi {
-			c.groupHi = m.group
-		}
-		if !c.anyRead || m.seq > c.seqHi {
-			c.seqHi = m.seq
-		}
-		c.anyRead = true
-		if m.guarantee == Delivery && m.d == c.dContig {
-			c.dContig++
-			// Set members read ahead of it may follow; delivery indexes
-			// grow with seq, so the first Delivery message not read ends
-			// the run (stopping there keeps this O(1) for a stream).
-			for j := i + 1; j < len(c.pending); j++ {
-				x := c.pending[j]
-				if x.guarantee != Delivery {
-					continue
-				}
-				if !x.yielded || x.d != c.dContig {
-					break
-				}
-				c.dContig++
-			}
-		}
-		out := c.yield(m)
-		c.prunePending()
-		return out, true
+	out := c.yield(m)
+	if m.guarantee != None {
+		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
 	}
-	c.prunePending()
-	if c.closing.peerClosed {
-		c.dropIncompleteUnreliable()
-	}
-	return Message{}, false
+	return out, true
+}
+
+// dropStale frees an Order message overtaken before it could be read.
+func (c *Conn) dropStale(m *recvMsg) {
+	c.stats.StaleDropped++
+	c.freeRecvMsg(m)
 }
 
 // yield hands m to the application until the next Recv.
@@ -922,27 +816,6 @@ func (c *Conn) yield(m *recvMsg) Message {
 	return Message{Data: m.data, Guarantee: m.guarantee}
 }
 
-// prunePending removes read messages from the front of pending once
-// nothing needs them for duplicate detection.
-func (c *Conn) prunePending() {
-	k := 0
-	for k < len(c.pending) {
-		m := c.pending[k]
-		if !m.yielded || (m.guarantee == Delivery && m.d >= c.dContig) || (m.inSet && m.group >= c.groupHi) {
-			break
-		}
-		if m != c.yieldedMsg {
-			c.freeRecvMsg(m)
-		}
-		k++
-	}
-	if k > 0 {
-		n := copy(c.pending, c.pending[k:])
-		clear(c.pending[n:])
-		c.pending = c.pending[:n]
-	}
-}
-
 // releaseYielded frees the message the previous Recv returned.
 func (c *Conn) releaseYielded() {
 	m := c.yieldedMsg
@@ -950,7 +823,7 @@ func (c *Conn) releaseYielded() {
 		return
 	}
 	c.yieldedMsg = nil
-	if i, found := c.findPending(m.seq); m.guarantee != None && found && c.pending[i] == m {
+	if m.guarantee != None && c.ord.holds(m) {
 		// still needed for duplicate detection: keep the entry, drop its data
 		c.release(m, msgCreditOverhead)
 		c.freeData(m)
@@ -960,35 +833,20 @@ func (c *Conn) releaseYielded() {
 }
 
 func (c *Conn) dropIncompleteUnreliable() {
-	for i := 0; i < len(c.pending); i++ {
-		if m := c.pending[i]; m.guarantee == Order && !m.complete() {
-			c.dropPending(i)
-			i--
-		}
-	}
-	for i := 0; i < len(c.noneMsgs); i++ {
-		if m := c.noneMsgs[i]; !m.complete() {
-			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-			c.freeRecvMsg(m)
-			i--
-		}
-	}
+	c.ord.removeIf(incompleteUnreliable, c.freeRecvMsg)
 }
+
+// incompleteUnreliable: a None/Order message still being reassembled.
+func incompleteUnreliable(m *recvMsg) bool { return m.guarantee != Delivery && !m.complete() }
 
 // armReassembly schedules the expiry of the oldest incomplete unreliable message.
 func (c *Conn) armReassembly() {
 	var first time.Time
-	visit := func(m *recvMsg) {
-		if m.guarantee != Delivery && !m.complete() && (first.IsZero() || m.firstAt.Before(first)) {
+	c.ord.forEach(func(m *recvMsg) {
+		if incompleteUnreliable(m) && (first.IsZero() || m.firstAt.Before(first)) {
 			first = m.firstAt
 		}
-	}
-	for _, m := range c.pending {
-		visit(m)
-	}
-	for _, m := range c.noneMsgs {
-		visit(m)
-	}
+	})
 	if first.IsZero() {
 		c.timers[timerReassembly] = 0
 		return
@@ -999,37 +857,18 @@ func (c *Conn) armReassembly() {
 // expireReassembly drops incomplete None/Order messages that waited too long.
 func (c *Conn) expireReassembly(now time.Time) {
 	expired := func(m *recvMsg) bool {
-		return m.guarantee != Delivery && !m.complete() && !m.firstAt.Add(c.cfg.ReassemblyTimeout).After(now)
+		return incompleteUnreliable(m) && !m.firstAt.Add(c.cfg.ReassemblyTimeout).After(now)
 	}
-	for i := 0; i < len(c.pending); i++ {
-		if expired(c.pending[i]) {
-			c.stats.ReassemblyExpired++
-			c.dropPending(i)
-			i--
-		}
-	}
-	for i := 0; i < len(c.noneMsgs); i++ {
-		if m := c.noneMsgs[i]; expired(m) {
-			c.stats.ReassemblyExpired++
-			c.noneMsgs = append(c.noneMsgs[:i], c.noneMsgs[i+1:]...)
-			c.freeRecvMsg(m)
-			i--
-		}
-	}
+	c.ord.removeIf(expired, func(m *recvMsg) {
+		c.stats.ReassemblyExpired++
+		c.freeRecvMsg(m)
+	})
 	c.armReassembly()
 }
 
 // discardReceived frees everything held (the connection ended).
 func (c *Conn) discardReceived() {
-	for _, m := range c.pending {
-		if m != c.yieldedMsg {
-			c.freeRecvMsg(m)
-		}
-	}
-	for _, m := range c.noneMsgs {
-		c.freeRecvMsg(m)
-	}
-	c.pending, c.noneMsgs = c.pending[:0], c.noneMsgs[:0]
+	c.ord.clear(c.yieldedMsg, c.freeRecvMsg)
 	// Nothing more is received: what the pools kept for reuse goes too.
 	c.bufPool, c.msgFree = bufPool{}, nil
 }

@@ -76,13 +76,11 @@ func (q *fragQueue) pop() *outFragment {
 	return f
 }
 
-// sender is the sending half: message numbering, queues, flow control.
+// sender is the sending half: queues, flow control (the messages'
+// numbering is the ordering domain's: ordering.number).
 type sender struct {
-	nextSeq, nextDelivery, nextNoneID uint64 // unwrapped counters
-	setSeq, setBase                   uint64
-	inSet                             bool
-	pingNeeded                        bool
-	flowBlocked                       bool
+	pingNeeded  bool
+	flowBlocked bool
 	// peerMaxMessage is the largest message the peer accepts (its HELLO's
 	// MaxMessageSize); 0 until the HELLO arrived.
 	peerMaxMessage uint32
@@ -108,8 +106,7 @@ type sender struct {
 
 func (c *Conn) initSender() {
 	s := &c.sender
-	start := uint64(c.cfg.InitialSequence)
-	s.nextSeq, s.nextDelivery, s.nextNoneID = start, start, start
+	c.ord.startSend(uint64(c.cfg.InitialSequence))
 	// Fragments are cut for the datagram size in use (pmtu.go), which
 	// starts at the smallest; the bound on their number is for that size.
 	s.fragPayload = fragPayloadFor(c.datagramSize())
@@ -195,30 +192,7 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return ErrSendBufferFull // many small messages: bounded by count too
 	}
 	c.lean = false
-	m := msgFrame{guarantee: g, inSet: c.inSet}
-	switch g {
-	case None:
-		m.seq = uint32(c.nextNoneID)
-		c.nextNoneID++
-		m.inSet = false
-	case Order:
-		m.seq = uint32(c.nextSeq)
-		c.nextSeq++
-		m.d = uint32(c.nextDelivery)
-		if c.inSet {
-			m.d = uint32(c.setBase)
-			m.groupOff = uint64(uint32(m.seq) - uint32(c.setSeq))
-		}
-	case Delivery:
-		m.seq = uint32(c.nextSeq)
-		c.nextSeq++
-		m.d = uint32(c.nextDelivery)
-		c.nextDelivery++
-		if c.inSet {
-			m.groupOff = uint64(uint32(m.seq) - uint32(c.setSeq))
-			m.baseOff = uint64(m.d - uint32(c.setBase))
-		}
-	}
+	m := c.ord.number(g)
 	c.stats.MessagesSent++
 	m.fragment = len(p) > c.fragPayload
 	m.total = uint64(len(p))
@@ -250,18 +224,10 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 // BeginSet starts a set: the messages sent until EndSet may be delivered in
 // any order among themselves, and nothing sent after the set is delivered
 // before every Delivery message of the set.
-func (c *Conn) BeginSet() error {
-	if c.inSet {
-		return ErrNestedSet
-	}
-	c.inSet = true
-	c.setSeq = c.nextSeq
-	c.setBase = c.nextDelivery
-	return nil
-}
+func (c *Conn) BeginSet() error { return c.ord.beginSet() }
 
 // EndSet ends the set BeginSet started.
-func (c *Conn) EndSet() { c.inSet = false }
+func (c *Conn) EndSet() { c.ord.endSet() }
 
 func (c *Conn) newFragment(n int) *outFragment {
 	var f *outFragment
@@ -537,7 +503,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 func (c *Conn) appendClose(buf []byte, n int) int {
 	switch r := c.closing.abortReason.(type) {
 	case nil:
-		return len(appendClose(buf[:n], CloseGraceful, uint32(c.nextDelivery), ""))
+		return len(appendClose(buf[:n], CloseGraceful, c.ord.finalPosition(), ""))
 	case *violationError:
 		return len(appendClose(buf[:n], CloseProtocolViolation, 0, r.reason))
 	default:
