@@ -20,13 +20,14 @@ type Conn struct {
 	log      *slog.Logger
 	state    connState
 	err      error // why the connection ended; nil for a graceful end
-	created  time.Time
 	localCID uint64
 	// remoteCID is the peer's connection ID, learnt from its HELLO; 0 until then.
 	remoteCID uint64
 
 	handshake handshakeState
 	closing   closeState
+	// acks is what we owe the peer (acks.go).
+	acks acks
 	// ord is the connection's ordering domain (ordering.go).
 	ord ordering
 
@@ -45,9 +46,7 @@ type Conn struct {
 	// that the core reads no global randomness.
 	pathSeed uint64
 
-	// timers hold each slot's deadline as nanoseconds after created, plus
-	// one (0: not armed): 8 bytes a slot, not a time.Time's 24.
-	timers [numTimers]int64
+	timers timerSet
 	stats  Stats
 }
 
@@ -103,22 +102,6 @@ const (
 	closeLingerPTOs = 3
 )
 
-// timer slots; the next timeout is their minimum.
-type timerKind int
-
-const (
-	timerAck        timerKind = iota // delayed ACK due
-	timerLoss                        // time-threshold loss detection
-	timerPTO                         // probe timeout
-	timerPacing                      // pacer allows the next packet
-	timerIdle                        // idle timeout
-	timerHeartbeat                   // keep-alive PING due
-	timerHandshake                   // handshake must have completed
-	timerReassembly                  // an incomplete unreliable message expires
-	timerClose                       // give up waiting for our CLOSE to be acked
-	numTimers
-)
-
 // NewConn returns a connection that starts its handshake at now.
 // localCID must be nonzero and unique among the connections sharing a
 // socket: the peer puts it in the header of every packet it sends here.
@@ -135,7 +118,7 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	}
 	full.fillDefaults()
 	c := &Conn{cfg: full.connConfig(), log: full.Logger}
-	c.created = now
+	c.timers.base = now
 	c.localCID = localCID
 	if full.Rand != nil {
 		c.pathSeed = full.Rand.Uint64()
@@ -145,8 +128,8 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	c.initReceiver()
 	c.initRecovery(full.NewCongestionController)
 	c.lastRecv = now
-	c.setTimer(timerHandshake, now.Add(c.cfg.HandshakeTimeout))
-	c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
+	c.timers.set(timerHandshake, now.Add(c.cfg.HandshakeTimeout))
+	c.timers.set(timerIdle, now.Add(c.cfg.IdleTimeout))
 	return c, nil
 }
 
@@ -199,7 +182,7 @@ func (c *Conn) Close(now time.Time) {
 	}
 	c.discardReceived()
 	// Tell the peer at once that it may drain (see advertisedMaxData).
-	c.ackPending, c.ackNow = true, true
+	c.acks.sendNow()
 	c.maybeSendClose(now)
 }
 
@@ -214,7 +197,7 @@ func (c *Conn) Abort(now time.Time, reason error) {
 	c.closing.abortReason = reason
 	c.discardSendQueues()
 	c.closing.needed = true
-	c.setTimer(timerClose, now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+	c.timers.set(timerClose, now.Add(c.rtt.pto(c.peerMaxAckDelay)))
 }
 
 // maybeSendClose queues our CLOSE once everything we sent was acknowledged.
@@ -233,8 +216,8 @@ func (c *Conn) maybeSendClose(now time.Time) {
 // is left is to acknowledge the peer's retransmissions of its own.
 func (c *Conn) lingerClose(now time.Time) {
 	end := now.Add(closeLingerPTOs * c.rtt.pto(c.peerMaxAckDelay))
-	if t := c.timer(timerClose); t.IsZero() || end.Before(t) {
-		c.setTimer(timerClose, end)
+	if t := c.timers.get(timerClose); t.IsZero() || end.Before(t) {
+		c.timers.set(timerClose, end)
 	}
 }
 
@@ -254,32 +237,14 @@ func (c *Conn) terminate(err error) {
 	c.discardSendQueues()
 	c.discardSent()
 	c.discardReceived()
-	c.timers = [numTimers]int64{}
+	c.timers.stopAll()
 	c.log.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
-}
-
-func (c *Conn) setTimer(k timerKind, t time.Time) { c.timers[k] = c.timerOffset(t) }
-
-// timerOffset encodes t for timers (a time before created counts as created).
-func (c *Conn) timerOffset(t time.Time) int64 { return int64(max(t.Sub(c.created), 0)) + 1 }
-
-// timer returns slot k's deadline, the zero time if it is not armed.
-func (c *Conn) timer(k timerKind) time.Time {
-	if c.timers[k] == 0 {
-		return time.Time{}
-	}
-	return c.created.Add(time.Duration(c.timers[k] - 1))
 }
 
 // NextTimeout returns when HandleTimeout must next be called; the zero time
 // means no timer is armed (the connection is closed).
 func (c *Conn) NextTimeout() time.Time {
-	var next int64
-	for _, t := range c.timers {
-		if t != 0 && (next == 0 || t < next) {
-			next = t
-		}
-	}
+	next := c.timers.next()
 	if c.paths != nil && c.state != stateClosed {
 		if t := c.paths.timeout(); t != 0 && (next == 0 || t < next) {
 			next = t
@@ -288,7 +253,7 @@ func (c *Conn) NextTimeout() time.Time {
 	if next == 0 {
 		return time.Time{}
 	}
-	return c.created.Add(time.Duration(next - 1))
+	return c.timers.time(next)
 }
 
 // HandleTimeout fires every timer due at now. Calling it early is harmless.
@@ -296,15 +261,8 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	if c.state == stateClosed {
 		return
 	}
-	at := c.timerOffset(now)
-	due := func(k timerKind) bool {
-		t := c.timers[k]
-		if t == 0 || t > at {
-			return false
-		}
-		c.timers[k] = 0
-		return true
-	}
+	at := c.timers.offset(now)
+	due := func(k timerKind) bool { return c.timers.fire(k, at) }
 	if due(timerIdle) && !(c.closing.peerClosed && !c.closing.sent) {
 		// (Once the peer's graceful CLOSE took effect and before our own,
 		// nothing more is owed by the peer, which may well be gone: what
@@ -314,7 +272,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 			c.terminate(ErrIdleTimeout)
 			return
 		}
-		c.setTimer(timerIdle, c.lastRecv.Add(c.cfg.IdleTimeout))
+		c.timers.set(timerIdle, c.lastRecv.Add(c.cfg.IdleTimeout))
 	}
 	if due(timerHandshake) && c.state == stateHandshake {
 		c.terminate(ErrHandshakeTimeout)
@@ -331,7 +289,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.onProbeTimeout(now)
 	}
 	if due(timerAck) {
-		c.ackNow = true
+		c.acks.onTimer()
 	}
 	due(timerPacing)
 	if due(timerHeartbeat) && !c.heartbeatAt().After(now) {
@@ -357,10 +315,10 @@ func (c *Conn) HandleTimeout(now time.Time) {
 // answers, and both idle timers are kept alive at half the packets.
 func (c *Conn) armHeartbeat() {
 	if c.state != stateEstablished || c.pingNeeded {
-		c.timers[timerHeartbeat] = 0
+		c.timers.stop(timerHeartbeat)
 		return
 	}
-	c.setTimer(timerHeartbeat, c.heartbeatAt())
+	c.timers.set(timerHeartbeat, c.heartbeatAt())
 }
 
 // heartbeatAt is when the next PING is due (see armHeartbeat). The side
@@ -405,7 +363,7 @@ func (c *Conn) trimIdle() {
 	if c.sentHead == len(c.sentRing) {
 		c.sentRing, c.sentHead = nil, 0
 	}
-	c.recvd.runs = slicesClip(c.recvd.runs)
+	c.acks.trim()
 }
 
 // slicesClip returns s in an allocation of its own length when it holds

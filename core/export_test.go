@@ -11,7 +11,7 @@ import (
 func DebugState(c *Conn) string {
 	var timers [numTimers]time.Time
 	for k := range timers {
-		timers[k] = c.timer(timerKind(k))
+		timers[k] = c.timers.get(timerKind(k))
 	}
 	return fmt.Sprintf("queue %d retransmit %d unackedDelivery %d sendBuffered %d liveFrags %d inflight %d/%d flowBlocked %v dataSent %d peerMaxData %d probesOwed %d ptoCount %d closing %+v pending %d none %d timers %v",
 		c.queue.len(), c.retransmit.len(), c.unackedDelivery, c.sendBuffered, c.liveFrags, c.elicitingInFlight, c.bytesInFlight,

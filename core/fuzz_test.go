@@ -512,8 +512,8 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("pendingDelivery %d", c.pendingDelivery)
 	case c.unreliableBytes < 0 || c.unreliableBytes > c.cfg.ReceiveWindow/4+c.cfg.MaxMessageSize:
 		t.Fatalf("unreliableBytes %d", c.unreliableBytes)
-	case len(c.recvd.runs) > maxAckRanges:
-		t.Fatalf("%d received runs", len(c.recvd.runs))
+	case len(c.acks.recvd.runs) > maxAckRanges:
+		t.Fatalf("%d received runs", len(c.acks.recvd.runs))
 	case len(c.ord.pending)+len(c.ord.noneMsgs) > 1+c.recvWindow/msgCreditOverhead:
 		t.Fatalf("%d pending, %d none messages", len(c.ord.pending), len(c.ord.noneMsgs))
 	case s.BytesInFlight < 0 || c.elicitingInFlight < 0:

@@ -63,7 +63,7 @@ const hostileWindow = 2 * (4096 + msgCreditOverhead + 4096/64)
 
 // footprint is what the receiver holds for a peer.
 func footprint(c *Conn) int {
-	n := len(c.ord.pending) + len(c.ord.noneMsgs) + len(c.recvd.runs)
+	n := len(c.ord.pending) + len(c.ord.noneMsgs) + len(c.acks.recvd.runs)
 	for _, m := range c.ord.pending {
 		n += m.footprint()
 	}
@@ -135,7 +135,7 @@ func TestHostileAckRangesBounded(t *testing.T) {
 		h.pn++ // skip one
 		h.send([]byte{framePing})
 	}
-	if n := len(h.c.recvd.runs); n > maxAckRanges {
+	if n := len(h.c.acks.recvd.runs); n > maxAckRanges {
 		t.Fatalf("%d ack ranges kept, want at most %d", n, maxAckRanges)
 	}
 }

@@ -53,7 +53,7 @@ const (
 )
 
 // pathSet is a connection's paths once it has more than one (see above).
-// Deadlines are timer offsets, as Conn.timers (0: not armed).
+// Deadlines are timer offsets, as in timerSet (0: not armed).
 type pathSet struct {
 	// current is where datagrams go (zero: the original address).
 	current netip.AddrPort
@@ -185,7 +185,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		// One a PTO (a lost challenge is sent again), each when the 3x
 		// limit allows.
 		p.challengeDue = false
-		p.nextChallenge = c.timerOffset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+		p.nextChallenge = c.timers.offset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
 		if c.pathAllows(p.current, pathFrameDatagram) {
 			return c.sendPathFrame(buf, framePathChallenge, &p.challenge), p.current
 		}
@@ -196,7 +196,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		limit = int(min(p.allowance(), uint64(len(buf))))
 	}
 	n = c.pollTransmit(now, buf, limit)
-	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.ackPending) {
+	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.acks.owed()) {
 		p.stats.AmplificationLimited++
 	}
 	if n > 0 && !p.validated {
@@ -265,7 +265,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest
 	p := c.pathSet()
 	if from == p.current {
 		if !p.validated {
-			p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+			p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
 		}
 		return
 	}
@@ -307,7 +307,7 @@ func (c *Conn) validate(now time.Time) {
 	}
 	binary.LittleEndian.PutUint64(p.challenge[:], p.rng.Uint64())
 	p.challengeDue = true
-	p.deadline = c.timerOffset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+	p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
 }
 
 // onPathChallenge answers the peer's challenge, on the path it came by.

@@ -11,16 +11,6 @@ const (
 	maxRetries      = 4 // Retry packets a client follows before giving up on cookies
 )
 
-// ackRepeatBatch is the least number of ack-eliciting packets an ACK-only
-// packet acknowledges for which it is sent twice. A receiver acknowledges
-// every second packet, unless its caller hands it a batch of datagrams read
-// at once and asks for packets only after the batch (as the root package
-// does): then one ACK answers a whole flight, and losing it stalls a
-// window-limited sender until its probe timeout, which the system's timers
-// stretch to a millisecond or more on a fast path. Two copies make that 2%
-// loss 0.04% (netns 2% loss: probe timeouts per 64 MiB, median 33 -> 8).
-const ackRepeatBatch = 8
-
 // sentPacket is what we remember of an ack-eliciting packet in flight.
 type sentPacket struct {
 	pn        uint64
@@ -73,18 +63,9 @@ type recovery struct {
 	lossBursts uint64
 	lastLostPN uint64
 
-	// acknowledging what we receive
-	recvd          pnRanges
-	ackEliciting   int
-	largestRecvdAt time.Time
-	lastRecv       time.Time
+	lastRecv time.Time
 	// (The flags together, in one word.)
-	anyAcked   bool
-	ackPending bool // ack-eliciting packets received and not yet acked
-	ackNow     bool
-	// ackRepeat: the last ACK-only packet answered ackRepeatBatch or more
-	// packets; it goes out once more.
-	ackRepeat bool
+	anyAcked bool
 	// lean: trimIdle ran and no message moved since; records and scratch
 	// the heartbeat exchange uses are dropped after use, not kept.
 	lean bool
@@ -326,7 +307,7 @@ func (c *Conn) rateSample(now time.Time, acked, lost int) {
 // loss timer for the rest (RFC 9002 section 6.1). It returns the bytes it
 // declared lost (handshake packets aside).
 func (c *Conn) detectLoss(now time.Time) int {
-	c.timers[timerLoss] = 0
+	c.timers.stop(timerLoss)
 	if !c.anyAcked || c.state == stateClosed {
 		return 0
 	}
@@ -363,7 +344,7 @@ func (c *Conn) detectLoss(now time.Time) int {
 		c.cc.OnPacketsLost(now, lostBytes, largestLostAt, false)
 	}
 	if !earliest.IsZero() {
-		c.setTimer(timerLoss, earliest)
+		c.timers.set(timerLoss, earliest)
 	}
 	return lostBytes
 }
@@ -415,7 +396,7 @@ func (c *Conn) armPTO() {
 		return
 	}
 	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
-		c.timers[timerPTO] = 0
+		c.timers.stop(timerPTO)
 		return
 	}
 	backoff := maxPTOBackoff
@@ -423,7 +404,7 @@ func (c *Conn) armPTO() {
 		backoff = closeBackoff
 	}
 	pto := c.rtt.pto(c.ptoAckDelay()) << min(c.ptoCount, backoff)
-	c.setTimer(timerPTO, c.lastAckElicitingSent.Add(pto))
+	c.timers.set(timerPTO, c.lastAckElicitingSent.Add(pto))
 }
 
 // ptoAckDelay is the acknowledgement delay the probe timeout allows for.
@@ -520,160 +501,4 @@ func (c *Conn) discardSent() {
 	c.sentBase = c.nextPN
 	c.bytesInFlight = 0
 	c.elicitingInFlight = 0
-}
-
-// pnRange is a run lo..hi of received packet numbers.
-type pnRange struct{ lo, hi uint64 }
-
-// pnRanges records received packet numbers as at most maxAckRanges runs,
-// newest first. Numbers below floor (dropped oldest runs) count as seen:
-// a packet that old is dropped as a duplicate and, if it mattered, resent.
-type pnRanges struct {
-	runs  []pnRange
-	floor uint64
-}
-
-// contains reports whether pn was already received (or is below the floor).
-func (r *pnRanges) contains(pn uint64) bool {
-	if pn < r.floor {
-		return true
-	}
-	for _, run := range r.runs {
-		if pn > run.hi {
-			return false
-		}
-		if pn >= run.lo {
-			return true
-		}
-	}
-	return false
-}
-
-// maxAckSpan is how far below the newest received packet number the runs
-// reach: an ACK frame's ranges span at most 2^32 (decodeAck rejects more),
-// and a packet sent 2^31 packets ago is long given up on by its sender.
-const maxAckSpan = 1 << 31
-
-// add records pn and reports whether it arrived in order (extends the newest run).
-func (r *pnRanges) add(pn uint64) (inOrder bool) {
-	if len(r.runs) == 0 {
-		r.runs = append(r.runs, pnRange{pn, pn})
-		return true
-	}
-	if pn == r.runs[0].hi+1 {
-		r.runs[0].hi = pn
-		r.forgetOld()
-		return true
-	}
-	i := 0
-	for i < len(r.runs) && r.runs[i].lo > pn {
-		i++
-	}
-	// runs[i] is the first run with lo <= pn (or i == len): pn > runs[i].hi.
-	switch {
-	case i < len(r.runs) && r.runs[i].hi+1 == pn:
-		r.runs[i].hi = pn
-		if i > 0 && r.runs[i-1].lo == pn+1 {
-			r.runs[i-1].lo = r.runs[i].lo
-			r.runs = append(r.runs[:i], r.runs[i+1:]...)
-		}
-	case i > 0 && r.runs[i-1].lo == pn+1:
-		r.runs[i-1].lo = pn
-	default:
-		r.runs = append(r.runs, pnRange{})
-		copy(r.runs[i+1:], r.runs[i:])
-		r.runs[i] = pnRange{pn, pn}
-	}
-	if len(r.runs) > maxAckRanges {
-		last := r.runs[len(r.runs)-1]
-		r.floor = last.hi + 1
-		r.runs = r.runs[:len(r.runs)-1]
-	}
-	r.forgetOld()
-	return false
-}
-
-// forgetOld moves the floor up to maxAckSpan below the newest run, dropping
-// or cutting the runs below it: unbounded, one early loss would one day put
-// a range in the ACK frame that the peer must reject.
-func (r *pnRanges) forgetOld() {
-	newest := r.runs[0].hi
-	if newest < maxAckSpan {
-		return
-	}
-	bound := newest - maxAckSpan
-	for last := &r.runs[len(r.runs)-1]; last.lo < bound; last = &r.runs[len(r.runs)-1] {
-		if last.hi >= bound {
-			last.lo = bound
-			r.floor = max(r.floor, bound)
-			return
-		}
-		r.floor = max(r.floor, last.hi+1)
-		r.runs = r.runs[:len(r.runs)-1]
-	}
-}
-
-// largest returns the highest received packet number.
-func (r *pnRanges) largest() (uint64, bool) {
-	if len(r.runs) == 0 {
-		return 0, false
-	}
-	return r.runs[0].hi, true
-}
-
-// onPacketReceived updates acknowledgement state for a new packet.
-func (c *Conn) onPacketReceived(now time.Time, pn uint64, eliciting bool) {
-	largest, had := c.recvd.largest()
-	inOrder := c.recvd.add(pn)
-	if !had || pn > largest {
-		c.largestRecvdAt = now
-	}
-	if !eliciting {
-		return
-	}
-	c.lastElicitingRecv = now
-	c.armHeartbeat()
-	c.ackEliciting++
-	if !c.ackPending {
-		c.ackPending = true
-		c.setTimer(timerAck, now.Add(c.cfg.MaxAckDelay))
-	}
-	if !inOrder || c.ackEliciting >= 2 || c.cfg.MaxAckDelay == 0 {
-		c.ackNow = true
-	}
-}
-
-func (c *Conn) ackDeadlinePassed(now time.Time) bool {
-	t := c.timers[timerAck]
-	return t != 0 && t <= c.timerOffset(now)
-}
-
-// buildAck encodes an ACK frame of what we received into scratch storage.
-func (c *Conn) buildAck(now time.Time) []byte {
-	runs := c.recvd.runs
-	if len(runs) == 0 {
-		return nil
-	}
-	largest := runs[0].hi
-	c.tuneWindow(now)
-	a := ackFrame{
-		largest: uint32(largest),
-		delay:   uint64(max(now.Sub(c.largestRecvdAt), 0) / time.Microsecond),
-		maxData: c.advertisedMaxData(),
-	}
-	var ranges [maxAckRanges]ackRange
-	a.ranges = ranges[:0]
-	for _, run := range runs {
-		a.ranges = append(a.ranges, ackRange{lo: largest - run.hi, hi: largest - run.lo})
-	}
-	c.scratchAck = appendAck(c.scratchAck[:0], &a)
-	return c.scratchAck
-}
-
-func (c *Conn) onAckSent() {
-	c.ackPending = false
-	c.ackNow = false
-	c.ackEliciting = 0
-	c.timers[timerAck] = 0
-	c.maxDataSent = c.advertisedMaxData()
 }

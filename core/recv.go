@@ -175,6 +175,13 @@ func (c *Conn) advertisedMaxData() uint64 {
 	return max(c.maxDataSent, c.consumed+uint64(c.window()))
 }
 
+// ackCredit is the flow-control credit an ACK frame carries, the window
+// tuned first.
+func (c *Conn) ackCredit(now time.Time) uint64 {
+	c.tuneWindow(now)
+	return c.advertisedMaxData()
+}
+
 // tuneWindow doubles the flow-control window, up to MaxReceiveWindow, when
 // the application read half of it within two smoothed round trips (in the
 // manner of quic-go's auto-tuning): the window then holds at least about
@@ -268,12 +275,12 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		c.handshake.peerInitial = uint64(hello.InitialSeq)
 	}
 	expected := c.handshake.peerInitial
-	largest, had := c.recvd.largest()
+	largest, had := c.acks.largest()
 	if had {
 		expected = largest + 1
 	}
 	pn := unwrap32(expected, h.PacketNumber)
-	if c.recvd.contains(pn) {
+	if c.acks.received(pn) {
 		c.stats.DuplicatesDropped++
 		return
 	}
@@ -297,7 +304,11 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	c.lastRecv = now
 	quiet := eliciting && now.Sub(c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2 &&
 		now.Sub(c.lastAckElicitingSent) >= c.cfg.HeartbeatPeriod/2
-	c.onPacketReceived(now, pn, eliciting)
+	c.acks.onPacket(now, pn, eliciting, c.cfg.MaxAckDelay, &c.timers)
+	if eliciting {
+		c.lastElicitingRecv = now
+		c.armHeartbeat()
+	}
 	if quiet {
 		// Neither side sent anything for half a heartbeat period: this is
 		// the peer's heartbeat (or the first packet after a pause). The side
@@ -308,8 +319,8 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	if c.lean {
 		c.frameScratch = nil
 	}
-	if c.timers[timerIdle] == 0 {
-		c.setTimer(timerIdle, now.Add(c.cfg.IdleTimeout))
+	if !c.timers.armed(timerIdle) {
+		c.timers.set(timerIdle, now.Add(c.cfg.IdleTimeout))
 	}
 }
 
@@ -346,7 +357,7 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 	// (no congestion signal) nor in flight any more.
 	c.discardSent()
 	c.ptoCount = 0
-	c.timers[timerPTO] = 0
+	c.timers.stop(timerPTO)
 }
 
 // handleFrames applies the frames of a packet that came from from until one
@@ -443,7 +454,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	}
 	if c.state == stateHandshake {
 		c.state = stateEstablished
-		c.timers[timerHandshake] = 0
+		c.timers.stop(timerHandshake)
 		c.startPathMTU(now)
 		c.armHeartbeat()
 		c.maybeSendClose(now)
@@ -474,7 +485,7 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 			if cl.final != c.closing.peerFinal {
 				return c.violate(now, "CLOSE with another final position")
 			}
-			c.ackPending, c.ackNow = true, true
+			c.acks.sendNow()
 			if c.closing.sent && !c.closing.acked {
 				c.closing.needed = true
 			}
@@ -490,7 +501,7 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 			}
 		}
 		// The peer waits on our acknowledgement of its CLOSE: send it now.
-		c.ackPending, c.ackNow = true, true
+		c.acks.sendNow()
 		c.closing.peerFinal = cl.final
 		c.closing.peerClosed = true
 		c.discardSendQueues() // the peer reads nothing more
@@ -695,7 +706,7 @@ func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
 		c.assemble(m)
 		return true
 	}
-	if m.guarantee != Delivery && c.timers[timerReassembly] == 0 {
+	if m.guarantee != Delivery && !c.timers.armed(timerReassembly) {
 		// (An armed timer is due no later than this message's expiry: it
 		// waits for an older one, and expireReassembly re-arms exactly.)
 		c.armReassembly()
@@ -780,8 +791,7 @@ func (c *Conn) release(m *recvMsg, keep int) {
 // quarter of the window since we last advertised it.
 func (c *Conn) maybeUpdateWindow() {
 	if c.advertisedMaxData()-c.maxDataSent >= uint64(c.window()/4) {
-		c.ackPending = true
-		c.ackNow = true
+		c.acks.sendNow()
 	}
 }
 
@@ -848,10 +858,10 @@ func (c *Conn) armReassembly() {
 		}
 	})
 	if first.IsZero() {
-		c.timers[timerReassembly] = 0
+		c.timers.stop(timerReassembly)
 		return
 	}
-	c.setTimer(timerReassembly, first.Add(c.cfg.ReassemblyTimeout))
+	c.timers.set(timerReassembly, first.Add(c.cfg.ReassemblyTimeout))
 }
 
 // expireReassembly drops incomplete None/Order messages that waited too long.

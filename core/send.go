@@ -101,7 +101,6 @@ type sender struct {
 	smallChunkFree  [][]byte // chunks of smallChunk bytes
 	liveFrags       int      // fragments queued or awaiting acknowledgement
 	maxFrags        int      // bound on liveFrags: empty messages cost memory too
-	scratchAck      []byte
 }
 
 func (c *Conn) initSender() {
@@ -368,12 +367,12 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	if aborting {
 		wantData = false
 	}
-	if c.flowBlocked && c.timers[timerPTO] == 0 {
+	if c.flowBlocked && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
 		// update if the ACK that carried it was lost.
 		c.armPTO()
 	}
-	ackDue := c.ackPending && (c.ackNow || c.ackDeadlinePassed(now)) || c.ackRepeat
+	ackDue := c.acks.due(now, &c.timers)
 
 	// A path MTU probe goes in a packet of its own, after a due ACK and
 	// probe timeouts' probes, when the congestion window and the pacer let
@@ -424,21 +423,9 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		c.handshake.helloNeeded = false
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
-	if c.ackPending || c.ackRepeat {
-		ack := c.buildAck(now)
-		if len(ack) > 0 && len(ack) <= limit-n {
-			n += copy(buf[n:], ack)
-			if !c.ackPending {
-				// The second copy: one byte longer, so that segmentation
-				// offload does not send both as one unit (which a software
-				// path, loopback or a VM's, loses or delivers whole).
-				buf[n] = framePadding
-				n++
-			}
-			ackBatch = c.ackEliciting
-			c.onAckSent()
-		}
-		c.ackRepeat = false
+	var acked bool
+	if n, ackBatch, acked = c.acks.appendFrame(buf, n, limit, now, &c.timers, c.ackCredit); acked {
+		c.maxDataSent = c.advertisedMaxData()
 	}
 	if eliciting {
 		if sendClose {
@@ -491,7 +478,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			c.pacer.spend(size)
 		}
 	} else {
-		c.ackRepeat = ackBatch >= ackRepeatBatch
+		c.acks.sentAckOnly(ackBatch)
 		c.recycleSentPacket(pkt)
 	}
 	return size
@@ -521,7 +508,7 @@ func (c *Conn) sendAllowed(now time.Time, size int) bool {
 	if !c.cfg.DisablePacing {
 		rate, burst := c.pacing()
 		if at := c.pacer.ready(now, size, rate, burst); at.After(now) {
-			c.setTimer(timerPacing, at)
+			c.timers.set(timerPacing, at)
 			return false
 		}
 	}
