@@ -18,14 +18,12 @@ import (
 type Conn struct {
 	cfg      connConfig
 	log      *slog.Logger
-	state    connState
-	err      error // why the connection ended; nil for a graceful end
 	localCID uint64
 	// remoteCID is the peer's connection ID, learnt from its HELLO; 0 until then.
 	remoteCID uint64
 
-	handshake handshakeState
-	closing   closeState
+	// life is the handshake and the close (lifecycle.go).
+	life lifecycle
 	// acks is what we owe the peer (acks.go).
 	acks acks
 	// ord is the connection's ordering domain (ordering.go).
@@ -50,58 +48,6 @@ type Conn struct {
 	stats  Stats
 }
 
-type connState uint8
-
-const (
-	stateHandshake   connState = iota // HELLO sent, peer's not yet received
-	stateEstablished                  // both directions open
-	stateClosed                       // terminal: err says why
-)
-
-// handshakeState tracks our HELLO and the peer's.
-type handshakeState struct {
-	// (The small fields first: they share one word with the cookie's tail.)
-	helloNeeded bool // our HELLO must go out (first time or again)
-	helloAcked  bool
-	peerHello   bool
-	cookieLen   uint8 // at most MaxCookieLen
-	retries     uint8 // Retry packets accepted (at most maxRetries)
-	// peerMaxDatagram is the largest UDP payload the peer accepts (its
-	// HELLO's MaxDatagramSize); 0 until the HELLO arrived.
-	peerMaxDatagram uint16
-	cookie          [MaxCookieLen]byte
-	peerInitial     uint64 // the peer's InitialSequence
-}
-
-// closeState tracks a graceful close in both directions.
-type closeState struct {
-	requested  bool // local Close called
-	needed     bool // our CLOSE frame must go out (first time or again)
-	sent       bool
-	acked      bool
-	peerClosed bool  // the peer's graceful CLOSE arrived, every Delivery message before its final position with it
-	sends      uint8 // graceful CLOSE frames sent (bounded by maxCloseSends)
-	// peerFinal is the low 32 bits of the delivery index after the peer's
-	// last Delivery message, from its graceful CLOSE (valid once peerClosed).
-	peerFinal uint32
-	// abortReason: a local Abort (CLOSE carries CloseError) or a protocol
-	// violation by the peer (a *violationError: CloseProtocolViolation).
-	abortReason error
-}
-
-// The graceful close's bounds. Our CLOSE is retransmitted on the probe timer,
-// backing off at most closeBackoff doublings, until the peer acknowledges it
-// or maxCloseSends copies went unanswered: bounding the count rather than the
-// time keeps the chance that a live peer never hears it negligible (10%
-// loss: 1e-10) while a vanished peer costs about 35 PTOs, not an idle timeout.
-// Once both sides have sent their CLOSE, each lingers closeLingerPTOs PTOs
-// so that a retransmitted CLOSE of the peer's is still acknowledged.
-const (
-	maxCloseSends   = 10
-	closeBackoff    = 2
-	closeLingerPTOs = 3
-)
-
 // NewConn returns a connection that starts its handshake at now.
 // localCID must be nonzero and unique among the connections sharing a
 // socket: the peer puts it in the header of every packet it sends here.
@@ -123,7 +69,7 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	if full.Rand != nil {
 		c.pathSeed = full.Rand.Uint64()
 	}
-	c.handshake.helloNeeded = true
+	c.life.start()
 	c.initSender()
 	c.initReceiver()
 	c.initRecovery(full.NewCongestionController)
@@ -149,22 +95,22 @@ func (c *Conn) LocalCID() uint64 { return c.localCID }
 func (c *Conn) RemoteCID() uint64 { return c.remoteCID }
 
 // Established reports whether the handshake has completed on this side.
-func (c *Conn) Established() bool { return c.state == stateEstablished }
+func (c *Conn) Established() bool { return c.life.established() }
 
 // Closed reports whether the connection has ended; Err says why.
-func (c *Conn) Closed() bool { return c.state == stateClosed }
+func (c *Conn) Closed() bool { return c.life.ended() }
 
 // Err returns why the connection ended: nil while it is open and after a
 // graceful close, ErrIdleTimeout, ErrRefused and so on otherwise.
-func (c *Conn) Err() error { return c.err }
+func (c *Conn) Err() error { return c.life.endedWith() }
 
 // PeerClosed reports whether the peer closed its side gracefully.
-func (c *Conn) PeerClosed() bool { return c.closing.peerClosed }
+func (c *Conn) PeerClosed() bool { return c.life.peerClosed() }
 
 // SetCookie sets the cookie this side echoes in its HELLO (a listener hands
 // it out in a Retry packet; HandleDatagram takes it from there by itself).
 func (c *Conn) SetCookie(cookie []byte) {
-	c.handshake.cookieLen = uint8(copy(c.handshake.cookie[:], cookie))
+	c.life.setCookie(cookie)
 }
 
 // Close starts a graceful close: what was sent is still delivered and
@@ -172,11 +118,10 @@ func (c *Conn) SetCookie(cookie []byte) {
 // once the peer acknowledged it, after a short linger if the peer closed too,
 // or once maxCloseSends copies of the CLOSE went unanswered.
 func (c *Conn) Close(now time.Time) {
-	if c.state == stateClosed || c.closing.requested {
+	if !c.life.requestClose() {
 		return
 	}
-	c.closing.requested = true
-	if c.closing.peerClosed {
+	if c.life.peerClosed() {
 		// The peer reads nothing more: nothing to flush.
 		c.discardSendQueues()
 	}
@@ -190,25 +135,18 @@ func (c *Conn) Close(now time.Time) {
 // an error code; queued data is discarded. reason becomes Err. A connection
 // already aborting keeps its first reason.
 func (c *Conn) Abort(now time.Time, reason error) {
-	if c.state == stateClosed || c.closing.abortReason != nil {
+	if !c.life.abort(reason) {
 		return
 	}
-	c.closing.requested = true
-	c.closing.abortReason = reason
 	c.discardSendQueues()
-	c.closing.needed = true
 	c.timers.set(timerClose, now.Add(c.rtt.pto(c.peerMaxAckDelay)))
 }
 
 // maybeSendClose queues our CLOSE once everything we sent was acknowledged.
 func (c *Conn) maybeSendClose(now time.Time) {
-	if !c.closing.requested || c.closing.sent || c.closing.needed || c.state != stateEstablished {
-		return
+	if c.life.closeReady() && (c.life.peerClosed() || c.sendQueuesDrained()) {
+		c.life.queueClose()
 	}
-	if !c.closing.peerClosed && !c.sendQueuesDrained() {
-		return
-	}
-	c.closing.needed = true
 }
 
 // lingerClose ends the connection closeLingerPTOs PTOs from now (sooner if
@@ -226,14 +164,10 @@ func (c *Conn) lingerClose(now time.Time) {
 // whatever ended it (the CLOSE acknowledged, the close timer, the idle
 // timer, the peer's CLOSE): the first fatal error stands.
 func (c *Conn) terminate(err error) {
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return
 	}
-	if c.closing.abortReason != nil {
-		err = c.closing.abortReason
-	}
-	c.state = stateClosed
-	c.err = err
+	err = c.life.end(err)
 	c.discardSendQueues()
 	c.discardSent()
 	c.discardReceived()
@@ -245,7 +179,7 @@ func (c *Conn) terminate(err error) {
 // means no timer is armed (the connection is closed).
 func (c *Conn) NextTimeout() time.Time {
 	next := c.timers.next()
-	if c.paths != nil && c.state != stateClosed {
+	if c.paths != nil && !c.life.ended() {
 		if t := c.paths.timeout(); t != 0 && (next == 0 || t < next) {
 			next = t
 		}
@@ -258,12 +192,12 @@ func (c *Conn) NextTimeout() time.Time {
 
 // HandleTimeout fires every timer due at now. Calling it early is harmless.
 func (c *Conn) HandleTimeout(now time.Time) {
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return
 	}
 	at := c.timers.offset(now)
 	due := func(k timerKind) bool { return c.timers.fire(k, at) }
-	if due(timerIdle) && !(c.closing.peerClosed && !c.closing.sent) {
+	if due(timerIdle) && !c.life.closeWait() {
 		// (Once the peer's graceful CLOSE took effect and before our own,
 		// nothing more is owed by the peer, which may well be gone: what
 		// it sent stays readable to io.EOF until the application closes,
@@ -274,12 +208,12 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		}
 		c.timers.set(timerIdle, c.lastRecv.Add(c.cfg.IdleTimeout))
 	}
-	if due(timerHandshake) && c.state == stateHandshake {
+	if due(timerHandshake) && c.life.handshaking() {
 		c.terminate(ErrHandshakeTimeout)
 		return
 	}
 	if due(timerClose) {
-		c.terminate(c.closing.abortReason)
+		c.terminate(nil) // (an abort ends with its reason)
 		return
 	}
 	if due(timerLoss) {
@@ -314,7 +248,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 // either way: on an idle connection only one side pings, the other
 // answers, and both idle timers are kept alive at half the packets.
 func (c *Conn) armHeartbeat() {
-	if c.state != stateEstablished || c.pingNeeded {
+	if !c.life.established() || c.pingNeeded {
 		c.timers.stop(timerHeartbeat)
 		return
 	}
@@ -383,24 +317,18 @@ func slicesClip[T any](s []T) []T {
 // ended the connection (a local Close: ErrClosed).
 func (c *Conn) Recv() (Message, error) {
 	c.releaseYielded()
-	if c.state == stateClosed && c.err != nil {
-		return Message{}, c.err
-	}
-	if c.closing.abortReason != nil {
-		return Message{}, c.closing.abortReason
-	}
-	if c.closing.requested {
-		return Message{}, ErrClosed
+	if err := c.life.endError(); err != nil {
+		return Message{}, err
 	}
 	if m, ok := c.nextMessage(); ok {
 		return m, nil
 	}
-	if c.closing.peerClosed && c.ord.allRead(c.closing.peerFinal) {
+	if c.life.peerClosed() && c.ord.allRead(c.life.peerFinal()) {
 		// (The CLOSE took effect only once every Delivery message before
 		// its final position had arrived: they were all read.)
 		return Message{}, io.EOF
 	}
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return Message{}, io.EOF
 	}
 	return Message{}, nil

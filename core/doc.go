@@ -13,14 +13,17 @@
 // HandleTimeout(now) are its inputs; PollTransmit(now, buf), which writes
 // the next datagram into the caller's buffer, and NextTimeout are its
 // outputs; Send, Recv, BeginSet/EndSet and Close are the application's
-// side. Its parts are in files of their own: the handshake and the close
-// (conn.go), sending and fragmenting (send.go), the ordering domain: how
-// messages are numbered and which may be read when (ordering.go),
-// reassembly (recv.go; the Guarantee values, guarantee.go), loss detection
-// and acknowledgements (recovery.go, after RFC 9002), the RTT estimate
-// (rtt.go), congestion control and pacing (congestion.go; bbr.go, the
-// default), path MTU discovery (pmtu.go, after RFC 8899), stateless resets
-// and ICMP reports (failfast.go, ratelimit.go), sequence arithmetic
+// side. Its parts are components, each a type with its own methods in a
+// file of its own, and the Conn (conn.go) joins them: the lifecycle of
+// handshake and close (lifecycle.go), what we owe the peer in
+// acknowledgements (acks.go), the ordering domain: how messages are
+// numbered and which may be read when (ordering.go), the timer slots
+// (timers.go); sending and fragmenting (send.go), reassembly and flow
+// control (recv.go; the Guarantee values, guarantee.go), loss detection
+// (recovery.go, after RFC 9002), the RTT estimate (rtt.go), congestion
+// control and pacing (congestion.go; bbr.go, the default), path MTU
+// discovery (pmtu.go, after RFC 8899), stateless resets and ICMP reports
+// (failfast.go, ratelimit.go), sequence arithmetic
 // (seq.go) and the encoding of packets and frames (wire.go). Config
 // (config.go) is read once, when a Conn is made. Endpoint (endpoint.go)
 // is one socket's worth of protocol over many Conns: it routes datagrams

@@ -722,7 +722,7 @@ func (ep *Endpoint) Update(c *Conn) {
 
 func (ep *Endpoint) update(r *route) {
 	c := r.conn
-	if c.state == stateClosed {
+	if c.life.ended() {
 		ep.remove(r)
 		return
 	}

@@ -15,7 +15,7 @@ func DebugState(c *Conn) string {
 	}
 	return fmt.Sprintf("queue %d retransmit %d unackedDelivery %d sendBuffered %d liveFrags %d inflight %d/%d flowBlocked %v dataSent %d peerMaxData %d probesOwed %d ptoCount %d closing %+v pending %d none %d timers %v",
 		c.queue.len(), c.retransmit.len(), c.unackedDelivery, c.sendBuffered, c.liveFrags, c.elicitingInFlight, c.bytesInFlight,
-		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.closing, len(c.ord.pending), len(c.ord.noneMsgs), timers)
+		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.life.closing, len(c.ord.pending), len(c.ord.noneMsgs), timers)
 }
 
 // UnackedDelivery appends to buf, in increasing order, the delivery indexes
@@ -62,7 +62,7 @@ func DeliveryReceived(c *Conn, buf []uint64) (held []uint64, firstUnread uint64)
 
 // Aborting reports whether c is ending with an error (its own abort or a
 // protocol violation) although not yet Closed.
-func Aborting(c *Conn) bool { return c.closing.abortReason != nil }
+func Aborting(c *Conn) bool { return c.life.aborting() }
 
 // FirstUnread returns c's first unread delivery index (every one below was read).
 func FirstUnread(c *Conn) uint64 { return c.ord.dContig }

@@ -29,7 +29,7 @@ func (c *Conn) handleReset(h Header, body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	if c.closing.peerClosed && !c.closing.sent {
+	if c.life.closeWait() {
 		// The peer closed gracefully and forgot the connection: what it
 		// sent is here, and the application reads it to its io.EOF; our
 		// own close ends the connection (its CLOSE meets this reset).
@@ -49,17 +49,17 @@ func (c *Conn) handleReset(h Header, body []byte) {
 // the peer must acknowledge is in flight, and ends with ErrUnreachable if
 // unreachablePTOs probe timeouts pass without any acknowledgement.
 func (c *Conn) HandleUnreachable(now time.Time) {
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return
 	}
 	c.stats.UnreachableReports++
-	if c.closing.peerClosed {
+	if c.life.peerClosed() {
 		// The peer closed gracefully: its CLOSE took effect, so all it
 		// sent is here, and its port may well be closed by now. The
 		// application reads to io.EOF; the report changes nothing.
 		return
 	}
-	if c.state == stateHandshake {
+	if c.life.handshaking() {
 		c.log.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
 		c.terminate(ErrUnreachable)
 		return
@@ -81,12 +81,12 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 // before its CLOSE all arrived and waits to be read to io.EOF, so nothing
 // ends (ending would discard it); our own close or the idle timer does.
 func (c *Conn) peerGone(err error) {
-	if c.closing.peerClosed && !c.closing.sent {
+	if c.life.closeWait() {
 		c.unreachableProbes = 0
 		return
 	}
-	if c.closing.sent {
-		c.terminate(c.closing.abortReason)
+	if c.life.closeSent() {
+		c.terminate(nil) // (an abort ends with its reason)
 		return
 	}
 	c.terminate(err)

@@ -83,7 +83,7 @@ func TestStatelessResetAfterClose(t *testing.T) {
 		require.NotZero(t, n)
 		h, _, err := ParseHeader(p.buf[:n])
 		require.NoError(t, err)
-		require.True(t, a.closing.sent)
+		require.True(t, a.life.closing.sent)
 		a.HandleDatagram(p.now, AppendReset(nil, h))
 		require.True(t, a.Closed())
 		require.NoError(t, a.Err())

@@ -475,7 +475,7 @@ func FuzzHandleDatagram(f *testing.F) {
 		_, _ = b.Recv()
 
 		checkProvenance(t, got, honest, injected)
-		violated := errors.Is(b.Err(), ErrProtocolViolation) || errors.Is(b.closing.abortReason, ErrProtocolViolation)
+		violated := errors.Is(b.Err(), ErrProtocolViolation) || errors.Is(b.life.closing.abortReason, ErrProtocolViolation)
 		if violated && b.Stats().ProtocolViolations != 1 {
 			t.Fatalf("ended by a protocol violation, %d counted", b.Stats().ProtocolViolations)
 		}

@@ -313,10 +313,10 @@ func TestViolationSeenByBothSides(t *testing.T) {
 // limit up front, with an error matching ErrMessageTooLarge.
 func TestHelloCarriesLimits(t *testing.T) {
 	p := newWirePairOf(t, &Config{MaxMessageSize: 1 << 20, MaxDatagramSize: 1400}, &Config{MaxMessageSize: 1000, MaxDatagramSize: 1300})
-	if got := p.a.peerMaxDatagram(); got != 1300 {
+	if got := p.a.life.peerMaxDatagram(); got != 1300 {
 		t.Errorf("a: peer's max datagram %d, want 1300", got)
 	}
-	if got := p.b.peerMaxDatagram(); got != 1400 {
+	if got := p.b.life.peerMaxDatagram(); got != 1400 {
 		t.Errorf("b: peer's max datagram %d, want 1400", got)
 	}
 	if p.a.MaxMessageSize() != 1000 || p.b.MaxMessageSize() != 1000 {
@@ -335,8 +335,8 @@ func TestHelloCarriesLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.peerMaxDatagram() != 0 || c.MaxMessageSize() != 1<<20 {
-		t.Errorf("before the HELLO: peer's max datagram %d, MaxMessageSize %d", c.peerMaxDatagram(), c.MaxMessageSize())
+	if c.life.peerMaxDatagram() != 0 || c.MaxMessageSize() != 1<<20 {
+		t.Errorf("before the HELLO: peer's max datagram %d, MaxMessageSize %d", c.life.peerMaxDatagram(), c.MaxMessageSize())
 	}
 }
 

@@ -170,7 +170,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 	if p == nil {
 		return c.pollTransmit(now, buf, len(buf)), netip.AddrPort{}
 	}
-	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize {
+	if c.life.ended() || len(buf) < c.cfg.MaxDatagramSize {
 		return 0, netip.AddrPort{}
 	}
 	if p.responseDue {
@@ -259,7 +259,7 @@ func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
 // peer that keeps sending from there is there: its answers may have been
 // lost, while a spoofer's single copy is not followed by newer packets).
 func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest, probing bool) {
-	if !newest || probing || c.state != stateEstablished {
+	if !newest || probing || !c.life.established() {
 		return
 	}
 	p := c.pathSet()

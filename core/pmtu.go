@@ -84,7 +84,7 @@ func (c *Conn) DatagramSize() int { return c.datagramSize() }
 // startPathMTU begins the search once the handshake is complete.
 func (c *Conn) startPathMTU(now time.Time) {
 	ceiling := c.cfg.MaxDatagramSize
-	if peer := c.peerMaxDatagram(); peer != 0 {
+	if peer := c.life.peerMaxDatagram(); peer != 0 {
 		// The peer reads no longer datagrams: probing them is wasted.
 		ceiling = min(ceiling, peer)
 	}
@@ -117,7 +117,7 @@ func (p *pathMTU) next() int {
 // probeWanted returns the size of the probe to send now, 0 for none.
 func (c *Conn) probeWanted(now time.Time) int {
 	p := c.pmtu
-	if p == nil || c.state != stateEstablished || c.closing.requested || c.closing.peerClosed {
+	if p == nil || !c.life.established() || c.life.closeRequested() || c.life.peerClosed() {
 		return 0
 	}
 	if !p.searching {

@@ -8,7 +8,6 @@ import (
 const (
 	packetThreshold = 3 // a packet this many below an acked one is lost
 	maxPTOBackoff   = 8 // probe timeouts double at most this many times
-	maxRetries      = 4 // Retry packets a client follows before giving up on cookies
 )
 
 // sentPacket is what we remember of an ack-eliciting packet in flight.
@@ -202,7 +201,7 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 			}
 			if pn == largest {
 				delay := time.Duration(min(a.delay, uint64(c.peerMaxAckDelay/time.Microsecond))) * time.Microsecond
-				if c.state != stateEstablished {
+				if !c.life.established() {
 					delay = 0
 				}
 				c.rtt.update(now.Sub(p.sentAt), delay)
@@ -266,20 +265,19 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 		c.maybeFreeFragment(f)
 	}
 	if p.hello {
-		c.handshake.helloAcked = true
-		c.handshake.helloNeeded = false
+		c.life.onHelloAcked()
 	}
 	c.onLargeAcked(p.pn, p.size)
 	if p.pathProbe {
 		c.onProbeAcked(now, p.size)
 	}
 	if p.close {
-		c.closing.acked = true
+		c.life.onCloseAcked()
 	}
 	c.removeSent(p.pn)
 	c.recycleSentPacket(p)
-	if c.closing.acked {
-		c.terminate(c.closing.abortReason)
+	if c.life.closeAcked() {
+		c.terminate(nil) // (an abort ends with its reason)
 	}
 }
 
@@ -308,7 +306,7 @@ func (c *Conn) rateSample(now time.Time, acked, lost int) {
 // declared lost (handshake packets aside).
 func (c *Conn) detectLoss(now time.Time) int {
 	c.timers.stop(timerLoss)
-	if !c.anyAcked || c.state == stateClosed {
+	if !c.anyAcked || c.life.ended() {
 		return 0
 	}
 	delay := c.rtt.lossDelay()
@@ -381,26 +379,26 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 		}
 		c.maybeFreeFragment(f)
 	}
-	if p.hello && !c.handshake.helloAcked {
-		c.handshake.helloNeeded = true
+	if p.hello {
+		c.life.onHelloLost()
 	}
-	if p.close && !c.closing.acked {
-		c.closing.needed = true
+	if p.close {
+		c.life.onCloseLost()
 	}
 }
 
 // armPTO sets the probe timer: a PTO after the last ack-eliciting packet,
 // doubled per consecutive timeout, while anything is in flight or owed.
 func (c *Conn) armPTO() {
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return
 	}
-	if c.elicitingInFlight == 0 && !c.flowBlocked && c.state == stateEstablished {
+	if c.elicitingInFlight == 0 && !c.flowBlocked && c.life.established() {
 		c.timers.stop(timerPTO)
 		return
 	}
 	backoff := maxPTOBackoff
-	if c.closing.sent {
+	if c.life.closeSent() {
 		backoff = closeBackoff
 	}
 	pto := c.rtt.pto(c.ptoAckDelay()) << min(c.ptoCount, backoff)
@@ -425,7 +423,7 @@ func (c *Conn) ptoAckDelay() time.Duration {
 // onProbeTimeout sends up to two probes carrying the oldest unacknowledged
 // data (or a PING), without waiting for the congestion window.
 func (c *Conn) onProbeTimeout(now time.Time) {
-	if c.closing.sent && c.closing.sends >= maxCloseSends && c.closing.abortReason == nil {
+	if c.life.closeGivenUp() {
 		// Every copy of our CLOSE went unanswered: the peer is gone (or
 		// closed and lingered out). Everything we sent had been acknowledged.
 		c.terminate(nil)
@@ -447,7 +445,7 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 			break
 		}
 	}
-	if probesOnly && !c.flowBlocked && c.state == stateEstablished && !c.closing.sent {
+	if probesOnly && !c.flowBlocked && c.life.established() && !c.life.closeSent() {
 		// Only probes in flight: they may be too large, which says
 		// nothing of the path's health. A PING asks for the
 		// acknowledgement that settles them; no backoff.
@@ -477,10 +475,8 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		}
 		c.requeue(oldest, true)
 	}
-	if c.closing.sent && !c.closing.acked {
-		// Whatever the oldest packet was, the peer must hear our CLOSE.
-		c.closing.needed = true
-	}
+	// Whatever the oldest packet was, the peer must hear our CLOSE.
+	c.life.onCloseLost()
 	// The next probe timer counts from the probes about to be sent.
 	c.lastAckElicitingSent = now
 	c.armPTO()

@@ -159,14 +159,14 @@ func (c *Conn) SetReceiveLimit(now time.Time, n int) {
 	// What the application read while limited says nothing of the path:
 	// auto-tuning starts a new epoch.
 	c.tuneStart, c.tuneConsumed = now, c.consumed
-	if c.state == stateEstablished {
+	if c.life.established() {
 		c.maybeUpdateWindow()
 	}
 }
 
 // advertisedMaxData is the flow-control credit we give the peer.
 func (c *Conn) advertisedMaxData() uint64 {
-	if c.closing.requested {
+	if c.life.closeRequested() {
 		// We read nothing more and drop what arrives: let the peer drain
 		// its queue, or both sides could wait on each other's credit and
 		// neither CLOSE would ever be sent.
@@ -238,7 +238,7 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) {
 // handleDatagram processes one datagram received from from (see
 // HandleDatagramFrom).
 func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
-	if c.state == stateClosed {
+	if c.life.ended() {
 		return
 	}
 	c.stats.BytesReceived += uint64(len(b))
@@ -258,7 +258,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	}
 	var hello HelloFrame
 	var helloOK bool
-	if h.DstCID != c.localCID || !c.handshake.peerHello {
+	if h.DstCID != c.localCID || !c.life.peerHelloSeen() {
 		hello, helloOK = PeekHello(body)
 	}
 	if h.DstCID != c.localCID {
@@ -267,14 +267,14 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 			return
 		}
 	}
-	if !c.handshake.peerHello {
+	if !c.life.peerHelloSeen() {
 		if !helloOK {
 			c.handleEarly(body)
 			return
 		}
-		c.handshake.peerInitial = uint64(hello.InitialSeq)
+		c.life.notePeerInitial(uint64(hello.InitialSeq))
 	}
-	expected := c.handshake.peerInitial
+	expected := c.life.peerInitial()
 	largest, had := c.acks.largest()
 	if had {
 		expected = largest + 1
@@ -289,7 +289,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	case !ok:
 		c.stats.DatagramsDropped++
 		return
-	case c.state == stateClosed:
+	case c.life.ended():
 		return
 	case v == refused:
 		c.stats.PacketsRefused++
@@ -341,7 +341,7 @@ func (c *Conn) handleEarly(body []byte) {
 }
 
 func (c *Conn) handleRetry(h Header, body []byte) {
-	if h.DstCID != c.localCID || c.handshake.peerHello || c.handshake.retries >= maxRetries {
+	if h.DstCID != c.localCID || !c.life.retryAllowed() {
 		c.stats.DatagramsDropped++
 		return
 	}
@@ -350,9 +350,7 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	c.handshake.retries++
-	c.SetCookie(cookie)
-	c.handshake.helloNeeded = true
+	c.life.onRetry(cookie)
 	// The listener kept no state for our first flight: it is neither lost
 	// (no congestion signal) nor in flight any more.
 	c.discardSent()
@@ -409,7 +407,7 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 			eliciting = true
 			v = c.handleMsg(now, &f.msg)
 		}
-		if v != applied || c.state == stateClosed {
+		if v != applied || c.life.ended() {
 			break
 		}
 	}
@@ -422,7 +420,7 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 // reason tells it why (as Abort does). It returns violated, for the frame
 // handler to pass on.
 func (c *Conn) violate(now time.Time, reason string) verdict {
-	if c.closing.abortReason != nil {
+	if c.life.aborting() {
 		return violated // already ending: the first reason stands
 	}
 	c.stats.ProtocolViolations++
@@ -433,18 +431,15 @@ func (c *Conn) violate(now time.Time, reason string) verdict {
 }
 
 func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
-	if c.handshake.peerHello {
+	if !c.life.onPeerHello(h) {
 		return // a retransmission: the ACK it elicits is what the peer needs
 	}
-	c.handshake.peerHello = true
 	c.remoteCID = h.SrcCID
-	c.handshake.peerInitial = uint64(h.InitialSeq)
 	c.ord.startReceive(uint64(h.InitialSeq))
 	c.peerMaxData = max(c.peerMaxData, h.MaxData)
 	c.peerMaxAckDelay = time.Duration(min(h.MaxAckDelay, uint64(time.Second/time.Microsecond))) * time.Microsecond
-	// (decodeHello keeps both in range: 1..1 GiB, 1200..65535.)
+	// (decodeHello keeps it in range: 1..1 GiB.)
 	c.peerMaxMessage = uint32(h.MaxMessageSize)
-	c.handshake.peerMaxDatagram = uint16(h.MaxDatagramSize)
 	if size := c.queuedOver(h.MaxMessageSize); size > 0 {
 		// Send took it before the peer's limit was known, and no call is
 		// left to report it to: sending it would be a violation, dropping
@@ -452,8 +447,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 		c.Abort(now, fmt.Errorf("%w: %d bytes, queued before the handshake; the peer takes at most %d",
 			ErrMessageTooLarge, size, h.MaxMessageSize))
 	}
-	if c.state == stateHandshake {
-		c.state = stateEstablished
+	if c.life.establish() {
 		c.timers.stop(timerHandshake)
 		c.startPathMTU(now)
 		c.armHeartbeat()
@@ -480,18 +474,16 @@ func (c *Conn) queuedOver(limit uint64) uint64 {
 func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 	switch cl.code {
 	case CloseGraceful:
-		if c.closing.peerClosed {
+		if c.life.peerClosed() {
 			// A retransmission: our ACK (and courtesy CLOSE) went missing.
-			if cl.final != c.closing.peerFinal {
+			if cl.final != c.life.peerFinal() {
 				return c.violate(now, "CLOSE with another final position")
 			}
 			c.acks.sendNow()
-			if c.closing.sent && !c.closing.acked {
-				c.closing.needed = true
-			}
+			c.life.onCloseLost()
 			return applied
 		}
-		if !c.closing.requested {
+		if !c.life.closeRequested() {
 			final := c.ord.deliveryIndex(cl.final)
 			if c.ord.deliveryRead(final) {
 				return c.violate(now, "CLOSE before Delivery messages already read")
@@ -502,12 +494,11 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 		}
 		// The peer waits on our acknowledgement of its CLOSE: send it now.
 		c.acks.sendNow()
-		c.closing.peerFinal = cl.final
-		c.closing.peerClosed = true
+		c.life.onPeerClose(cl.final)
 		c.discardSendQueues() // the peer reads nothing more
-		if c.closing.requested {
+		if c.life.closeRequested() {
 			// (Our CLOSE acknowledged would have ended us already.)
-			if c.closing.sent {
+			if c.life.closeSent() {
 				c.lingerClose(now)
 			} else {
 				c.maybeSendClose(now)
@@ -516,21 +507,9 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 	case CloseRefused:
 		c.terminate(ErrRefused)
 	default:
-		c.terminate(c.peerCloseError(cl))
+		c.terminate(peerCloseError(cl))
 	}
 	return applied
-}
-
-// peerCloseError is what the peer's CLOSE with an error code ends the
-// connection with: the code's error, with the peer's reason.
-func (c *Conn) peerCloseError(cl *closeFrame) error {
-	switch {
-	case cl.code == CloseProtocolViolation:
-		return &closeError{ErrPeerProtocolViolation, string(cl.reason)}
-	case len(cl.reason) == 0:
-		return ErrAborted
-	}
-	return &closeError{ErrAborted, string(cl.reason)}
 }
 
 // handleMsg files a MSG frame: a whole message or a fragment. What the
@@ -539,11 +518,11 @@ func (c *Conn) peerCloseError(cl *closeFrame) error {
 // what an honest peer never sends is a violation.
 func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	c.lean = false
-	if c.closing.abortReason != nil {
+	if c.life.aborting() {
 		// Ending with an error: nothing more is applied, nor acknowledged.
 		return refused
 	}
-	if c.closing.requested {
+	if c.life.closeRequested() {
 		return applied // we read nothing more (and say so: see advertisedMaxData)
 	}
 	total := len(f.data)
@@ -562,7 +541,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		if c.ord.deliveryRead(at.d) {
 			return applied // already read: a duplicate
 		}
-		if c.closing.peerClosed && at.d >= c.ord.deliveryIndex(c.closing.peerFinal) {
+		if c.life.peerClosed() && at.d >= c.ord.deliveryIndex(c.life.peerFinal()) {
 			return c.violate(now, "Delivery message after the CLOSE's final position")
 		}
 	} else if c.ord.stale(at.group, at.seq, f.inSet) {
@@ -801,7 +780,7 @@ func (c *Conn) nextMessage() (Message, bool) {
 	m := c.ord.next(c.dropStale)
 	if m == nil {
 		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
-		if c.closing.peerClosed {
+		if c.life.peerClosed() {
 			c.dropIncompleteUnreliable()
 		}
 		return Message{}, false

@@ -128,10 +128,6 @@ func (c *Conn) MaxMessageSize() int {
 	return c.cfg.MaxMessageSize
 }
 
-// peerMaxDatagram returns the largest UDP payload the peer accepts, from its
-// HELLO; 0 until the HELLO arrived.
-func (c *Conn) peerMaxDatagram() int { return int(c.handshake.peerMaxDatagram) }
-
 // SendBufferAvailable returns how many more bytes Send would accept now.
 // A message of at most that many bytes is accepted (the bound on queued
 // fragments, which keeps many tiny messages from growing memory, is counted).
@@ -172,16 +168,11 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return ErrMessageTooLarge
 	case c.peerMaxMessage != 0 && len(p) > int(c.peerMaxMessage):
 		return errPeerMessageTooLarge
-	case c.state == stateClosed:
-		if c.err != nil {
-			return c.err
-		}
+	case c.life.endError() != nil:
+		return c.life.endError()
+	case c.life.ended():
 		return ErrClosed
-	case c.closing.abortReason != nil:
-		return c.closing.abortReason
-	case c.closing.requested:
-		return ErrClosed
-	case c.closing.peerClosed:
+	case c.life.peerClosed():
 		return ErrPeerClosed
 	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
 		return ErrSendBufferFull
@@ -348,7 +339,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 // pollTransmit is PollTransmit for a datagram of at most maxSize bytes (the
 // allowance of an unvalidated address, see path.go).
 func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
-	if c.state == stateClosed || len(buf) < c.cfg.MaxDatagramSize || maxSize < PacketOverhead+1 {
+	if c.life.ended() || len(buf) < c.cfg.MaxDatagramSize || maxSize < PacketOverhead+1 {
 		return 0
 	}
 	full, size := buf, min(c.datagramSize(), maxSize)
@@ -360,10 +351,10 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// drops everything else it gets before our HELLO, so a probe without it
 	// would be wasted, and two copies per probe timeout make a handshake
 	// over a lossy path much less likely to wait for a backed-off timer.
-	hello := (c.handshake.helloNeeded || (probe && !c.handshake.helloAcked)) && size >= MinHelloDatagram
-	sendClose := c.closing.needed
-	wantData := c.state == stateEstablished && !c.closing.sent && c.dataSendable()
-	aborting := c.closing.needed && c.closing.abortReason != nil
+	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram
+	sendClose := c.life.closeOwed()
+	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
+	aborting := c.life.abortOwed()
 	if aborting {
 		wantData = false
 	}
@@ -415,12 +406,10 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			// The limits of what we accept: Validate keeps both in range.
 			MaxMessageSize:  uint64(c.cfg.MaxMessageSize),
 			MaxDatagramSize: uint64(c.cfg.MaxDatagramSize),
-			Cookie:          c.handshake.cookie[:c.handshake.cookieLen],
 		}
-		n = len(appendHello(buf[:n], &h))
+		n = c.life.appendHello(buf, n, &h)
 		c.maxDataSent = max(c.maxDataSent, h.MaxData) // (a lower receive limit set later honours it)
 		pkt.hello, pkt.eliciting = true, true
-		c.handshake.helloNeeded = false
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
 	var acked bool
@@ -429,11 +418,8 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	}
 	if eliciting {
 		if sendClose {
-			n = c.appendClose(buf, n)
+			n = c.life.appendClose(buf, n, c.ord.finalPosition())
 			pkt.close, pkt.eliciting = true, true
-			c.closing.needed = false
-			c.closing.sent = true
-			c.closing.sends++
 		}
 		if wantData {
 			n = c.appendFragments(buf, n, limit, pkt)
@@ -463,7 +449,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	c.nextPN++
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)
-	if pkt.close && c.closing.peerClosed && c.closing.abortReason == nil {
+	if pkt.close && c.life.closeIsCourtesy() {
 		// The peer closed too: our CLOSE is a courtesy, and the peer may
 		// already be gone, so it is not retransmitted. We linger a few PTOs
 		// to acknowledge the peer's CLOSE again should our ACK be lost.
@@ -482,20 +468,6 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		c.recycleSentPacket(pkt)
 	}
 	return size
-}
-
-// appendClose appends our CLOSE: graceful, with the final position (the
-// delivery index after our last Delivery message: Send fails from Close
-// on, so it no longer moves), or carrying why we aborted.
-func (c *Conn) appendClose(buf []byte, n int) int {
-	switch r := c.closing.abortReason.(type) {
-	case nil:
-		return len(appendClose(buf[:n], CloseGraceful, c.ord.finalPosition(), ""))
-	case *violationError:
-		return len(appendClose(buf[:n], CloseProtocolViolation, 0, r.reason))
-	default:
-		return len(appendClose(buf[:n], CloseError, 0, r.Error()))
-	}
 }
 
 // sendAllowed reports whether the congestion window and the pacer let an

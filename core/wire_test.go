@@ -709,9 +709,9 @@ func TestHandleAckOnlySent(t *testing.T) {
 				require.Equal(t, a.stats.PacketsLost-lostBefore, removedUnnamed, "packets acked that the frame did not name: %+v", f.ack)
 				if full >= a.nextPN {
 					require.Empty(t, removedUnnamed)
-					require.ErrorIs(t, a.closing.abortReason, ErrProtocolViolation, "ACK of %d, next packet number %d", full, a.nextPN)
+					require.ErrorIs(t, a.life.closing.abortReason, ErrProtocolViolation, "ACK of %d, next packet number %d", full, a.nextPN)
 				} else {
-					require.NoError(t, a.closing.abortReason)
+					require.NoError(t, a.life.closing.abortReason)
 				}
 				require.GreaterOrEqual(t, a.bytesInFlight, 0)
 				require.GreaterOrEqual(t, a.elicitingInFlight, 0)
