@@ -104,8 +104,37 @@ func (c *Conn) Closed() bool { return c.life.ended() }
 // graceful close, ErrIdleTimeout, ErrRefused and so on otherwise.
 func (c *Conn) Err() error { return c.life.endedWith() }
 
-// PeerClosed reports whether the peer closed its side gracefully.
+// PeerClosed reports whether the peer closed the connection gracefully
+// (its CLOSE: it reads nothing more). A peer that only ended its direction
+// (CloseWrite) has not closed; see PeerWriteClosed.
 func (c *Conn) PeerClosed() bool { return c.life.peerClosed() }
+
+// PeerWriteClosed reports whether the peer's direction has ended, by its
+// CloseWrite (STREAM_FIN) or its Close: it sends nothing more, and Recv
+// returns io.EOF once everything it sent before was read.
+func (c *Conn) PeerWriteClosed() bool { return c.life.peerSendEnded() }
+
+// CloseWrite ends our direction of stream 0 (a half-close, as TCP's
+// shutdown(SHUT_WR)): Send fails with ErrClosed from now on, whatever the
+// guarantee; what was sent is still delivered, then a STREAM_FIN tells the
+// peer, whose Recv returns io.EOF once it has read all of it. We keep
+// receiving until the peer ends its own direction or closes. The
+// STREAM_FIN goes out as soon as every message queued before it was sent
+// (not acknowledged), and is retransmitted until acknowledged. Calling it
+// again, or after Close, does nothing; on a connection that has ended (or
+// is aborting) it returns that error (ErrClosed after a graceful end).
+// Close after CloseWrite closes as ever (its CLOSE carries the same final
+// position).
+func (c *Conn) CloseWrite(now time.Time) error {
+	switch err := c.life.endError(); {
+	case err != nil && err != ErrClosed:
+		return err
+	case c.life.ended():
+		return ErrClosed
+	}
+	c.life.closeWrite()
+	return nil
+}
 
 // SetCookie sets the cookie this side echoes in its HELLO (a listener hands
 // it out in a Retry packet; HandleDatagram takes it from there by itself).
@@ -312,9 +341,10 @@ func slicesClip[T any](s []T) []T {
 // Recv returns the next message ready for the application. A zero Message
 // and nil error mean nothing is ready yet. Message.Data aliases the
 // connection's buffers and stays valid until the next call of Recv. After
-// the peer's graceful close, once every Delivery message it sent before
-// closing was read, Recv returns io.EOF; after any other end, the error that
-// ended the connection (a local Close: ErrClosed).
+// the peer's graceful close or CloseWrite, once every Delivery message it
+// sent before was read, Recv returns io.EOF, and nothing else from then on
+// (a None or Order message still on its way is dropped); after any other
+// end, the error that ended the connection (a local Close: ErrClosed).
 func (c *Conn) Recv() (Message, error) {
 	c.releaseYielded()
 	if err := c.life.endError(); err != nil {
@@ -323,15 +353,22 @@ func (c *Conn) Recv() (Message, error) {
 	if m, ok := c.nextMessage(); ok {
 		return m, nil
 	}
-	if c.life.peerClosed() && c.ord.allRead(c.life.peerFinal()) {
-		// (The CLOSE took effect only once every Delivery message before
-		// its final position had arrived: they were all read.)
+	if c.peerReadDone() {
+		// (The STREAM_FIN or CLOSE took effect only once every Delivery
+		// message before its final position had arrived: they were all
+		// read.)
 		return Message{}, io.EOF
 	}
 	if c.life.ended() {
 		return Message{}, io.EOF
 	}
 	return Message{}, nil
+}
+
+// peerReadDone reports whether the peer's direction has ended and every
+// Delivery message it sent before was read: what Recv reports as io.EOF.
+func (c *Conn) peerReadDone() bool {
+	return c.life.peerSendEnded() && c.ord.allRead(c.life.peerFinal())
 }
 
 // Message is one whole message as the application sees it.
@@ -358,7 +395,7 @@ type Stats struct {
 	DatagramSize int
 
 	MessagesSent, MessagesReceived uint64
-	StaleDropped                   uint64 // Order messages overtaken by newer ones
+	StaleDropped                   uint64 // Order messages overtaken by newer ones; None/Order arriving after the peer's end was read
 	ReassemblyExpired              uint64 // incomplete None/Order messages dropped
 	UnreliableDropped              uint64 // None/Order messages dropped for lack of buffer
 

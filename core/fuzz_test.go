@@ -339,7 +339,10 @@ func seedFrames() [][]byte {
 	for _, m := range msgFrames() {
 		out = append(out, appendMsg(nil, &m))
 	}
-	return out
+	return append(out,
+		appendStreamFin(nil, &streamFinFrame{stream: 0, final: 3}),
+		appendStreamFin(nil, &streamFinFrame{stream: 0, final: 0x1111}),
+		appendStreamFin(nil, &streamFinFrame{stream: 300, final: 0xfffffffe}))
 }
 
 // honestMessages is what the honest peer sends in FuzzHandleDatagram:
@@ -439,8 +442,8 @@ func FuzzHandleDatagram(f *testing.F) {
 					m := fr.msg
 					m.data = bytes.Clone(m.data)
 					injected = append(injected, m)
-				case fr.typ == frameClose:
-					closes = true
+				case fr.typ == frameClose, fr.typ == frameStreamFin:
+					closes = true // (a STREAM_FIN makes the honest second batch a violation)
 				}
 				body = body[n:]
 			}

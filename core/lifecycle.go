@@ -40,7 +40,8 @@ type handshakeState struct {
 	peerInitial     uint64 // the peer's InitialSequence
 }
 
-// closeState tracks a graceful close in both directions.
+// closeState tracks a graceful close in both directions, and the
+// half-close of stream 0 (STREAM_FIN) in each.
 type closeState struct {
 	requested  bool // local Close called
 	needed     bool // our CLOSE frame must go out (first time or again)
@@ -48,9 +49,21 @@ type closeState struct {
 	acked      bool
 	peerClosed bool  // the peer's graceful CLOSE arrived, every Delivery message before its final position with it
 	sends      uint8 // graceful CLOSE frames sent (bounded by maxCloseSends)
+	// writeClosed: local CloseWrite (or Close) called: our direction has
+	// ended, Send fails. finNeeded: our STREAM_FIN must go out (first time
+	// or again); finAcked: the peer acknowledged it. (These and peerFin
+	// sit in what was closeState's padding: they cost the Conn no bytes.)
+	writeClosed bool
+	finNeeded   bool
 	// peerFinal is the low 32 bits of the delivery index after the peer's
-	// last Delivery message, from its graceful CLOSE (valid once peerClosed).
+	// last Delivery message, from its STREAM_FIN or graceful CLOSE (valid
+	// once peerFin or peerClosed).
 	peerFinal uint32
+	finAcked  bool
+	// peerFin: the peer's STREAM_FIN for stream 0 took effect (every
+	// Delivery message before its final position had arrived): the peer
+	// sends nothing more, we read to io.EOF, and we may still send.
+	peerFin bool
 	// abortReason: a local Abort (CLOSE carries CloseError) or a protocol
 	// violation by the peer (a *violationError: CloseProtocolViolation).
 	abortReason error
@@ -195,7 +208,68 @@ func (l *lifecycle) requestClose() bool {
 		return false
 	}
 	l.closing.requested = true
+	l.closing.writeClosed = true
 	return true
+}
+
+// closeWrite records a local CloseWrite: our direction of stream 0 ends,
+// and our STREAM_FIN is owed (unless the peer closed: it reads nothing
+// more); false if it ended already (CloseWrite or Close).
+func (l *lifecycle) closeWrite() bool {
+	if l.closing.writeClosed || l.closing.requested {
+		return false
+	}
+	l.closing.writeClosed = true
+	l.closing.finNeeded = !l.closing.peerClosed
+	return true
+}
+
+// writeEnded reports whether our direction has ended (CloseWrite or
+// Close): sends fail with ErrClosed.
+func (l *lifecycle) writeEnded() bool { return l.closing.writeClosed }
+
+// finWanted reports whether our STREAM_FIN is owed and may go now, but for
+// what is queued before it: the connection is established, not aborting,
+// and no CLOSE was sent or is owed (it carries the same final position).
+func (l *lifecycle) finWanted() bool {
+	return l.closing.finNeeded && l.state == stateEstablished && !l.closing.sent &&
+		!l.closing.needed && l.closing.abortReason == nil
+}
+
+// appendFin appends our STREAM_FIN for stream 0, with final, the final
+// position (the delivery index after our last Delivery message: Send fails
+// from CloseWrite on, so it no longer moves), to buf[:n].
+func (l *lifecycle) appendFin(buf []byte, n int, final uint32) int {
+	l.closing.finNeeded = false
+	return len(appendStreamFin(buf[:n], &streamFinFrame{stream: 0, final: final}))
+}
+
+// onFinAcked: the peer acknowledged our STREAM_FIN.
+func (l *lifecycle) onFinAcked() { l.closing.finAcked = true }
+
+// onFinLost: a packet carrying our STREAM_FIN was lost, or a probe must
+// carry it: it goes again unless acknowledged, or the peer closed (it reads
+// nothing more).
+func (l *lifecycle) onFinLost() {
+	if !l.closing.finAcked && !l.closing.peerClosed {
+		l.closing.finNeeded = true
+	}
+}
+
+// finAcked reports whether the peer acknowledged our STREAM_FIN.
+func (l *lifecycle) finAcked() bool { return l.closing.finAcked }
+
+// peerSendEnded reports whether the peer's direction ended: its STREAM_FIN
+// or its graceful CLOSE took effect (peerFinal is valid).
+func (l *lifecycle) peerSendEnded() bool { return l.closing.peerFin || l.closing.peerClosed }
+
+// peerFinned reports whether the peer's STREAM_FIN took effect.
+func (l *lifecycle) peerFinned() bool { return l.closing.peerFin }
+
+// onPeerFin: the peer's STREAM_FIN with final position final took effect.
+func (l *lifecycle) onPeerFin(final uint32) {
+	l.closing.peerFinal = final
+	l.closing.peerFin = true
 }
 
 // abort records a local abort (or the peer's violation) for reason, its
@@ -301,8 +375,8 @@ func (l *lifecycle) closeRequested() bool { return l.closing.requested }
 // peerClosed reports whether the peer's graceful CLOSE took effect.
 func (l *lifecycle) peerClosed() bool { return l.closing.peerClosed }
 
-// peerFinal is the final position of the peer's graceful CLOSE (valid once
-// peerClosed).
+// peerFinal is the final position of the peer's STREAM_FIN or graceful
+// CLOSE (valid once peerSendEnded).
 func (l *lifecycle) peerFinal() uint32 { return l.closing.peerFinal }
 
 // onPeerClose: the peer's graceful CLOSE with final position final took
@@ -310,6 +384,7 @@ func (l *lifecycle) peerFinal() uint32 { return l.closing.peerFinal }
 func (l *lifecycle) onPeerClose(final uint32) {
 	l.closing.peerFinal = final
 	l.closing.peerClosed = true
+	l.closing.finNeeded = false // (it reads nothing more)
 }
 
 // peerInitial is the peer's InitialSequence: its packet numbers start there.

@@ -212,6 +212,24 @@ func TestProtocolViolations(t *testing.T) {
 		{"CLOSE before messages already read", [][]byte{hostileDelivery(0), hostileDelivery(1)}, func(*Conn) []byte {
 			return hostileClose(1)
 		}},
+		{"Delivery after the STREAM_FIN's final position", [][]byte{hostileDelivery(0), hostileFin(1)}, func(*Conn) []byte {
+			return hostileDelivery(1)
+		}},
+		{"STREAM_FIN below a Delivery message held", [][]byte{hostileDelivery(0), hostileDelivery(2)}, func(*Conn) []byte {
+			return hostileFin(2)
+		}},
+		{"STREAM_FIN again with another final position", [][]byte{hostileDelivery(0), hostileFin(1)}, func(*Conn) []byte {
+			return hostileFin(2)
+		}},
+		{"STREAM_FIN before messages already read", [][]byte{hostileDelivery(0), hostileDelivery(1)}, func(*Conn) []byte {
+			return hostileFin(1)
+		}},
+		{"STREAM_FIN for a stream never opened", nil, func(*Conn) []byte {
+			return appendStreamFin(nil, &streamFinFrame{stream: 4, final: 0xFFFFFFF0})
+		}},
+		{"CLOSE with another final position than its STREAM_FIN", [][]byte{hostileDelivery(0), hostileFin(1)}, func(*Conn) []byte {
+			return hostileClose(2)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -301,6 +301,18 @@ func (o *ordering) deliveredBelow(final uint64) bool {
 	return next >= final
 }
 
+// heldDeliveryFrom reports whether a Delivery message with an index at or
+// above final is held (read or not): one sent after a final position the
+// peer announces now.
+func (o *ordering) heldDeliveryFrom(final uint64) bool {
+	for _, m := range o.pending {
+		if m.guarantee == Delivery && m.d >= final {
+			return true
+		}
+	}
+	return false
+}
+
 // forEach calls fn for every message held, Order/Delivery then None.
 func (o *ordering) forEach(fn func(*recvMsg)) {
 	for _, m := range o.pending {

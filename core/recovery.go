@@ -18,6 +18,7 @@ type sentPacket struct {
 	eliciting bool
 	hello     bool
 	close     bool
+	fin       bool // our STREAM_FIN for stream 0
 	ping      bool
 	// pathProbe: a path MTU probe (pmtu.go); its loss is neither
 	// congestion nor lost data.
@@ -274,6 +275,9 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	if p.close {
 		c.life.onCloseAcked()
 	}
+	if p.fin {
+		c.life.onFinAcked()
+	}
 	c.removeSent(p.pn)
 	c.recycleSentPacket(p)
 	if c.life.closeAcked() {
@@ -384,6 +388,9 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 	}
 	if p.close {
 		c.life.onCloseLost()
+	}
+	if p.fin {
+		c.life.onFinLost()
 	}
 }
 

@@ -403,6 +403,9 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 		case f.typ == frameClose:
 			eliciting = true
 			v = c.handleClose(now, &f.close)
+		case f.typ == frameStreamFin:
+			eliciting = true
+			v = c.handleStreamFin(now, &f.fin)
 		default: // MSG
 			eliciting = true
 			v = c.handleMsg(now, &f.msg)
@@ -483,7 +486,13 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 			c.life.onCloseLost()
 			return applied
 		}
-		if !c.life.closeRequested() {
+		switch {
+		case c.life.peerFinned():
+			// Its STREAM_FIN took effect: the gap check was made then.
+			if cl.final != c.life.peerFinal() {
+				return c.violate(now, "CLOSE with another final position than its STREAM_FIN")
+			}
+		case !c.life.closeRequested():
 			final := c.ord.deliveryIndex(cl.final)
 			if c.ord.deliveryRead(final) {
 				return c.violate(now, "CLOSE before Delivery messages already read")
@@ -512,6 +521,47 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 	return applied
 }
 
+// handleStreamFin applies a STREAM_FIN: the peer's direction of a stream
+// has ended. Like a graceful CLOSE it takes effect only once every Delivery
+// message before its final position has arrived (over a gap the packet is
+// refused, so the peer sends it again, and io.EOF is never read while a
+// message sent before it is missing); from then on the peer may send
+// nothing more there (a Delivery message at or above the final position is
+// a violation), and Recv returns io.EOF once everything before was read.
+// We may still send. Only stream 0 exists so far: a STREAM_FIN for another
+// stream names one never opened.
+func (c *Conn) handleStreamFin(now time.Time, fin *streamFinFrame) verdict {
+	if fin.stream != 0 {
+		return c.violate(now, "STREAM_FIN for a stream never opened")
+	}
+	if c.life.peerSendEnded() {
+		// A retransmission (our ACK went missing), or one that crossed
+		// the peer's CLOSE: the final position cannot have moved.
+		if fin.final != c.life.peerFinal() {
+			return c.violate(now, "STREAM_FIN with another final position")
+		}
+		return applied
+	}
+	if !c.life.closeRequested() {
+		// (A side that closed reads nothing more: no gap matters.)
+		final := c.ord.deliveryIndex(fin.final)
+		if c.ord.deliveryRead(final) {
+			return c.violate(now, "STREAM_FIN before Delivery messages already read")
+		}
+		if c.ord.heldDeliveryFrom(final) {
+			return c.violate(now, "Delivery message after the STREAM_FIN's final position")
+		}
+		if !c.ord.deliveredBelow(final) {
+			return refused
+		}
+	}
+	c.life.onPeerFin(fin.final)
+	// The peer's io.EOF may be what our application waits for to answer:
+	// tell the peer at once that it arrived (its Close waits on it too).
+	c.acks.sendNow()
+	return applied
+}
+
 // handleMsg files a MSG frame: a whole message or a fragment. What the
 // guarantees let it drop (a duplicate, a stale Order message, a None or
 // Order message with no room) it drops, and the frame counts as applied;
@@ -533,6 +583,14 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		// Our HELLO told the peer the limit before it could send anything.
 		return c.violate(now, "message larger than the MaxMessageSize announced")
 	}
+	if f.guarantee != Delivery && c.peerReadDone() {
+		// The peer's direction has ended and all its Delivery data was
+		// read: io.EOF may have been read, and nothing comes after it. A
+		// None or Order message sent before the end and overtaken is
+		// dropped, as its guarantee allows.
+		c.stats.StaleDropped++
+		return applied
+	}
 	if f.guarantee == None {
 		return c.handleNone(now, f, total)
 	}
@@ -541,8 +599,11 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		if c.ord.deliveryRead(at.d) {
 			return applied // already read: a duplicate
 		}
-		if c.life.peerClosed() && at.d >= c.ord.deliveryIndex(c.life.peerFinal()) {
-			return c.violate(now, "Delivery message after the CLOSE's final position")
+		if c.life.peerSendEnded() && at.d >= c.ord.deliveryIndex(c.life.peerFinal()) {
+			if c.life.peerClosed() {
+				return c.violate(now, "Delivery message after the CLOSE's final position")
+			}
+			return c.violate(now, "Delivery message after the STREAM_FIN's final position")
 		}
 	} else if c.ord.stale(at.group, at.seq, f.inSet) {
 		c.stats.StaleDropped++
@@ -780,7 +841,7 @@ func (c *Conn) nextMessage() (Message, bool) {
 	m := c.ord.next(c.dropStale)
 	if m == nil {
 		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
-		if c.life.peerClosed() {
+		if c.life.peerSendEnded() {
 			c.dropIncompleteUnreliable()
 		}
 		return Message{}, false

@@ -155,7 +155,8 @@ func (c *Conn) unsentLimit() int {
 // SendBufferSize, or enough is already waiting to be sent: see
 // SendBufferAvailable), ErrMessageTooLarge (longer than MaxMessageSize: ours,
 // or the peer's once the handshake told it), ErrInvalidGuarantee, ErrClosed
-// or ErrPeerClosed; a failed Send queued nothing.
+// (after Close or CloseWrite, whatever g) or ErrPeerClosed; a failed Send
+// queued nothing.
 //
 // A message queued before the peer's HELLO arrived that turns out to be
 // larger than the peer accepts ends the connection with an error matching
@@ -170,7 +171,7 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return errPeerMessageTooLarge
 	case c.life.endError() != nil:
 		return c.life.endError()
-	case c.life.ended():
+	case c.life.ended(), c.life.writeEnded(): // (writeEnded: Close or CloseWrite)
 		return ErrClosed
 	case c.life.peerClosed():
 		return ErrPeerClosed
@@ -354,6 +355,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram
 	sendClose := c.life.closeOwed()
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
+	wantFin := c.finDue()
 	aborting := c.life.abortOwed()
 	if aborting {
 		wantData = false
@@ -382,7 +384,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// close: the peer stopped taking data) it would wait for
 	// acknowledgements that never come, the peer learning of the abort
 	// only at its idle timeout.
-	eliciting := hello || sendClose || wantData || c.pingNeeded || probe
+	eliciting := hello || sendClose || wantData || wantFin || c.pingNeeded || probe
 	if eliciting && !probe && !aborting && !c.sendAllowed(now, size) {
 		eliciting = false
 	}
@@ -421,7 +423,15 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			n = c.life.appendClose(buf, n, c.ord.finalPosition())
 			pkt.close, pkt.eliciting = true, true
 		}
-		if wantData {
+		if wantFin {
+			// Without MSG frames: the peer refuses the STREAM_FIN over a
+			// gap, and a packet refused is not recorded as received, so a
+			// copy of it (duplicated by the path) would be applied again:
+			// harmless for every frame but a whole None message, which has
+			// nothing else to tell its copies apart by.
+			n = c.life.appendFin(buf, n, c.ord.finalPosition())
+			pkt.fin, pkt.eliciting = true, true
+		} else if wantData {
 			n = c.appendFragments(buf, n, limit, pkt)
 		}
 		if !pkt.ackEliciting() && (c.pingNeeded || probe) {
@@ -469,6 +479,14 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	}
 	return size
 }
+
+// finDue reports whether our STREAM_FIN is to go out now: the lifecycle
+// owes it, and nothing queued before it waits to be sent for the first
+// time. It goes right behind the last message, in a packet of its own, not
+// after the acknowledgements: the peer refuses it while a Delivery message
+// before its final position is missing, so it is resent (as lost) until it
+// fits.
+func (c *Conn) finDue() bool { return c.life.finWanted() && c.queue.len() == 0 }
 
 // sendAllowed reports whether the congestion window and the pacer let an
 // ack-eliciting packet of size bytes go now; if only the pacer holds it

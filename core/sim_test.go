@@ -51,6 +51,9 @@ type simProfile struct {
 	// onePath: no path scenarios (sim_paths_test.go), for runs whose
 	// timing is the point (the scripted losses).
 	onePath bool
+	// halfClose: the workload ends with half-closes (TestSimHalfClose,
+	// sim_halfclose_test.go) instead of a Close.
+	halfClose bool
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -413,6 +416,15 @@ type simNode struct {
 	eof           bool // Recv returned io.EOF
 	onEOF         func(now time.Time)
 
+	// Half-close (sim_halfclose_test.go): holdSend keeps the flow unsent
+	// (a server waiting for the whole request); closeWriteWhenSent calls
+	// CloseWrite once Send took the whole flow; strictEOF checks on every
+	// step that Recv keeps returning io.EOF once it did.
+	holdSend           bool
+	closeWriteWhenSent bool
+	wroteClosed        bool // CloseWrite was called
+	strictEOF          bool
+
 	// forger, if set, follows some datagrams delivered to the node with
 	// a forged stateless reset: one that differs from a genuine reset of
 	// the node's newest packet in one respect. None may end the
@@ -463,16 +475,24 @@ func (n *simNode) act(now time.Time) {
 		n.conn.Close(now)
 	}
 	if !n.closed && !n.conn.Closed() {
-		if err := n.out.pump(n.conn); err != nil && !(n.peerCloses && errors.Is(err, core.ErrPeerClosed)) {
+		if n.holdSend {
+			// (nothing sent yet)
+		} else if err := n.out.pump(n.conn); err != nil && !(n.peerCloses && errors.Is(err, core.ErrPeerClosed)) {
 			n.fail(err)
 		}
-		if n.closeWhenSent && n.out.sent == len(n.out.msgs) {
+		if n.closeWriteWhenSent && !n.wroteClosed && !n.holdSend && n.out.sent == len(n.out.msgs) {
+			n.closeWrite(now)
+		}
+		if n.closeWhenSent && !n.holdSend && n.out.sent == len(n.out.msgs) {
 			n.closed = true
 			n.conn.Close(now)
 		}
 	}
 	if n.readEvery == 0 {
 		n.read(now, -1)
+	}
+	if n.strictEOF && n.eof && !n.closed && !n.conn.Closed() {
+		n.checkAfterEOF()
 	}
 }
 
@@ -680,6 +700,9 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 		a.closeWhenSent, b.peerCloses = true, true
 	}
 	var acked ackChecker
+	if p.halfClose {
+		setupHalfClose(seed, a, b)
+	}
 
 	describe := func(stage string, err error) error {
 		return fmt.Errorf("%s: %w\n  a: %s\n  b: %s\n  link a->b %+v\n  link b->a %+v\n  %v\n  virtual time %v",
@@ -699,6 +722,9 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 			}
 		}
 		return nil
+	}
+	if p.halfClose {
+		return net.Elapsed(), runHalfClose(net, p, a, b, failed, describe)
 	}
 	if p.earlyClose {
 		// The workload and the close at once: a sends its flow and closes,

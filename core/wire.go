@@ -80,7 +80,10 @@ const (
 	// the type byte and pathDataLen bytes of challenge data.
 	framePathChallenge = 0x05
 	framePathResponse  = 0x06
-	frameMsg           = 0x10 // 0x10..0x1f
+	// STREAM_FIN ends one direction of a stream (half-close): the stream's
+	// ID and the delivery index after its last Delivery message.
+	frameStreamFin = 0x07
+	frameMsg       = 0x10 // 0x10..0x1f
 
 	msgFlagGuarantee = 0x03 // bits 0-1: Guarantee (1..3)
 	msgFlagFragment  = 0x04 // total length and offset follow
@@ -289,12 +292,21 @@ type closeFrame struct {
 	reason []byte // code >= CloseError: aliases the datagram
 }
 
+// streamFinFrame ends the sender's direction of one stream (half-close):
+// it sends nothing more on it, and every Delivery message it sent there has
+// a delivery index below final.
+type streamFinFrame struct {
+	stream uint64 // the stream's ID; 0 is the connection's own stream
+	final  uint32 // the stream's delivery index after its last Delivery message
+}
+
 // frame is the decoding target of any frame; typ says which part is valid.
 type frame struct {
 	typ   byte
 	ack   ackFrame
 	hello HelloFrame
 	close closeFrame
+	fin   streamFinFrame
 	msg   msgFrame
 	path  [pathDataLen]byte // PATH_CHALLENGE, PATH_RESPONSE
 }
@@ -309,6 +321,7 @@ var frameDecoders = [...]func(b []byte, f *frame) (int, error){
 
 	framePathChallenge: decodePathData,
 	framePathResponse:  decodePathData,
+	frameStreamFin:     decodeStreamFin,
 }
 
 // decodeFrame decodes the frame at the start of b into f and returns its
@@ -563,6 +576,27 @@ func appendClose(b []byte, code uint64, final uint32, reason string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(reason)))
 	return append(b, reason...)
 }
+
+// STREAM_FIN: type, stream ID varint, final delivery index u32.
+func decodeStreamFin(b []byte, f *frame) (int, error) {
+	r := reader{b: b, off: 1}
+	f.fin.stream = r.uvarint()
+	f.fin.final = r.u32()
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.off, nil
+}
+
+// appendStreamFin encodes a STREAM_FIN.
+func appendStreamFin(b []byte, fin *streamFinFrame) []byte {
+	b = append(b, frameStreamFin)
+	b = binary.AppendUvarint(b, fin.stream)
+	return binary.BigEndian.AppendUint32(b, fin.final)
+}
+
+// maxStreamFinLen bounds a STREAM_FIN's encoded length.
+const maxStreamFinLen = 1 + binary.MaxVarintLen64 + 4
 
 // MSG: type 0x10|flags, seq u32, then for Order/Delivery d u32; if the set
 // flag: groupOff varint, baseOff varint; if the fragment flag: total varint,

@@ -37,6 +37,8 @@ func TestWireConstants(t *testing.T) {
 		{"frameClose", frameClose, 0x04},
 		{"framePathChallenge", framePathChallenge, 0x05},
 		{"framePathResponse", framePathResponse, 0x06},
+		{"frameStreamFin", frameStreamFin, 0x07},
+		{"maxStreamFinLen", maxStreamFinLen, 15},
 		{"pathDataLen", pathDataLen, 8},
 		{"frameMsg", frameMsg, 0x10},
 		{"msgFlagGuarantee", msgFlagGuarantee, 0x03},
@@ -160,6 +162,8 @@ func encodeFrame(f *frame) []byte {
 		return appendClose(nil, f.close.code, f.close.final, string(f.close.reason))
 	case f.typ == framePathChallenge, f.typ == framePathResponse:
 		return appendPathData(nil, f.typ, &f.path)
+	case f.typ == frameStreamFin:
+		return appendStreamFin(nil, &f.fin)
 	default:
 		return appendMsg(nil, &f.msg)
 	}
@@ -186,6 +190,8 @@ func requireSameFrame(t testing.TB, want, got *frame) {
 		require.True(t, bytes.Equal(want.close.reason, got.close.reason))
 	case want.typ == framePathChallenge, want.typ == framePathResponse:
 		require.Equal(t, want.path, got.path)
+	case want.typ == frameStreamFin:
+		require.Equal(t, want.fin, got.fin)
 	case want.typ&0xf0 == frameMsg:
 		w, g := want.msg, got.msg
 		require.True(t, bytes.Equal(w.data, g.data))
@@ -241,6 +247,10 @@ func TestFrameRoundTrip(t *testing.T) {
 		{typ: framePathChallenge, path: [pathDataLen]byte{1, 2, 3, 4, 5, 6, 7, 8}},
 		{typ: framePathChallenge},
 		{typ: framePathResponse, path: [pathDataLen]byte{0xff, 0, 0xff, 0, 0xff, 0, 0xff, 0}},
+		{typ: frameStreamFin},
+		{typ: frameStreamFin, fin: streamFinFrame{stream: 0, final: ^uint32(0)}},
+		{typ: frameStreamFin, fin: streamFinFrame{stream: 1<<7 - 1, final: 1}},
+		{typ: frameStreamFin, fin: streamFinFrame{stream: ^uint64(0), final: 0x80000000}},
 	}
 	for _, m := range msgFrames() {
 		t := byte(frameMsg) | byte(m.guarantee)
@@ -292,7 +302,7 @@ func TestUnknownFrameTypes(t *testing.T) {
 		b := append([]byte{byte(typ)}, make([]byte, 64)...)
 		var f frame
 		_, err := decodeFrame(b, &f)
-		known := typ <= framePathResponse || typ&0xf0 == frameMsg
+		known := typ <= frameStreamFin || typ&0xf0 == frameMsg
 		if !known {
 			require.ErrorIs(t, err, errBadFrame, "type %#x", typ)
 		}
