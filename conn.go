@@ -539,6 +539,31 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// CloseWrite shuts down the writing side of the connection, as
+// *net.TCPConn's CloseWrite does: from then on Write and SendMessage fail
+// with an error wrapping net.ErrClosed (a Write blocked on backpressure
+// returns what it wrote so far with it), what was written is still
+// delivered, and the peer's Read returns io.EOF once it has read all of it.
+// Read goes on until the peer closes, or shuts down its own writing side.
+// The connection stays open until Close, which waits as ever (bounded by
+// the linger) for what was written to be acknowledged. Calling CloseWrite
+// again does nothing; after Close it fails with net.ErrClosed.
+func (c *Conn) CloseWrite() error {
+	if err := c.check(&noDeadline); err != nil {
+		return c.opErr("close", err)
+	}
+	now := monoNow()
+	c.mu.Lock()
+	err := c.core.CloseWrite(now)
+	c.settleLocked(now)
+	c.mu.Unlock()
+	signal(c.writeWake) // a Write waiting for buffer space fails now
+	if err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
 // SetLinger sets how Close ends the connection, as *net.TCPConn's
 // SetLinger does (in a Duration, not whole seconds): d > 0 makes Close
 // wait up to d for the peer to acknowledge what was written, then abort;
