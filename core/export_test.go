@@ -129,3 +129,51 @@ func CheckHeldMemory(c *Conn) error {
 	}
 	return nil
 }
+
+// LargestReceived returns the highest packet number c accepted (false:
+// none yet).
+func LargestReceived(c *Conn) (uint64, bool) { return c.acks.largest() }
+
+// Probing reports whether datagram b is a probe: its frames are PADDING,
+// PATH_CHALLENGE and PATH_RESPONSE only, which move a connection nowhere
+// (core/path.go).
+func Probing(b []byte) bool {
+	types, ok := frameTypes(b)
+	if !ok {
+		return false
+	}
+	for _, t := range types {
+		switch t {
+		case framePadding, framePathChallenge, framePathResponse:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CarriesClose reports whether datagram b carries a CLOSE frame.
+func CarriesClose(b []byte) bool {
+	types, _ := frameTypes(b)
+	return slices.Contains(types, frameClose)
+}
+
+// frameTypes returns the types of datagram b's frames (false: b does not
+// parse).
+func frameTypes(b []byte) ([]byte, bool) {
+	_, body, err := ParseHeader(b)
+	if err != nil {
+		return nil, false
+	}
+	var types []byte
+	var f frame
+	for len(body) > 0 {
+		n, err := decodeFrame(body, &f)
+		if err != nil {
+			return types, false
+		}
+		body = body[n:]
+		types = append(types, f.typ)
+	}
+	return types, true
+}

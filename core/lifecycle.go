@@ -328,7 +328,8 @@ func (l *lifecycle) appendClose(buf []byte, n int, final uint32) int {
 }
 
 // closeIsCourtesy reports whether our graceful CLOSE answers the peer's:
-// it is not retransmitted (the peer may be gone); we linger instead.
+// it is not waited for (the peer may be gone); we linger instead, sending
+// it again, with the ACK of the peer's, on the probe timer meanwhile.
 func (l *lifecycle) closeIsCourtesy() bool {
 	return l.closing.peerClosed && l.closing.abortReason == nil
 }

@@ -32,6 +32,11 @@ import (
 //     connection returns to the last validated address. A newer packet from
 //     the last validated address returns there at once (no challenge): a
 //     spurious move ends with the next packet of the real peer.
+//   - The acknowledgements sent meanwhile may be lost: a move is followed
+//     by an ACK at once to a validated address (to a new one once it is
+//     validated: its allowance is the challenge's), and a failure by two
+//     copies of an ACK of what the address returned to is known to have
+//     sent (pathSet.ackBound), once that address is validated.
 //
 // So a spoofer that copies a packet (or forges one, in plaintext mode) from
 // a third address moves the connection for at most a round trip of the real
@@ -78,6 +83,22 @@ type pathSet struct {
 	challengeDue  bool          // a challenge must go out to current
 	nextChallenge int64         // when the next challenge is due (one a PTO)
 	deadline      int64         // when current fails validation
+
+	// The newest packet number the connection had received when it moved
+	// to current, or received since from the address it would return to if
+	// current fails (accepted, or a duplicate: the original of a spoofer's
+	// copy), and when that arrived. If current fails, the address returned
+	// to is acknowledged that much (reackDue) once validated: what was
+	// acknowledged meanwhile went to current, and the newer packets from
+	// current (copies, or forged ones with numbers the peer never sent) are
+	// not acknowledged to the peer by it.
+	ackBound   uint64
+	ackBoundAt time.Time
+	ackBounded bool  // ackBound is set (something had been received)
+	reackDue   uint8 // copies of that ACK still to send (once validated)
+	// ackOnValidation: once current is validated, an ACK goes at once (the
+	// move to it was made by the peer's newest packet: see onPathPacket).
+	ackOnValidation bool
 
 	// The answer to the peer's latest challenge, on the path it came by.
 	response    [pathDataLen]byte
@@ -181,6 +202,12 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		}
 		p.responseDue = false // held back by the 3x limit: the peer challenges again
 	}
+	if p.reackDue > 0 && p.validated {
+		p.reackDue--
+		if n := c.sendBoundedAck(now, buf, p.reackDue == 0); n > 0 {
+			return n, p.current
+		}
+	}
 	if p.challengeDue && !p.validated {
 		// One a PTO (a lost challenge is sent again), each when the 3x
 		// limit allows.
@@ -243,6 +270,75 @@ func (c *Conn) sendPathFrame(buf []byte, typ byte, data *[pathDataLen]byte) int 
 	return size
 }
 
+// reacks is how many copies of the ACK up to ackBound go out when current
+// fails: two (as for an ACK-only packet that answers a batch, ackRepeat),
+// for it stands for every ACK that went to current, and a peer whose
+// probe timer backed off (a flow-blocked sender keeps backing off) would
+// wait long for its next chance (TestSimScripted/slow_reader seed 235).
+func (p *pathSet) reacks() uint8 {
+	if !p.ackBounded {
+		return 0
+	}
+	return 2
+}
+
+// sentFrom notes that packet pn (accepted, or a duplicate) came from from:
+// if that is an address the connection would return to were current to
+// fail, the peer is known to have sent pn, and it is acknowledged there
+// then (ackBound).
+func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64) {
+	if !p.validated && from != p.current && (from == p.fallback || from == p.candidate) &&
+		(!p.ackBounded || pn > p.ackBound) {
+		p.ackBound, p.ackBoundAt, p.ackBounded = pn, now, true
+	}
+}
+
+// sendBoundedAck writes a datagram with an ACK of the packets received up
+// to ackBound (see pathSet) and returns its length (0: nothing to send, or
+// the 3x limit holds it back). It is not ack-eliciting and not tracked: the
+// next ACK the connection sends covers it. The second copy (second) is one
+// byte longer, as for ackRepeat: segmentation offload does not send both
+// as one unit.
+func (c *Conn) sendBoundedAck(now time.Time, buf []byte, second bool) int {
+	p := c.paths
+	var ranges [maxAckRanges]ackRange
+	a := ackFrame{
+		delay:   uint64(max(now.Sub(p.ackBoundAt), 0) / time.Microsecond),
+		maxData: c.advertisedMaxData(),
+		ranges:  ranges[:0],
+	}
+	var largest uint64
+	for _, run := range c.acks.recvd.runs {
+		if run.lo > p.ackBound {
+			continue
+		}
+		if len(a.ranges) == 0 {
+			largest = min(run.hi, p.ackBound)
+		}
+		a.ranges = append(a.ranges, ackRange{lo: largest - min(run.hi, p.ackBound), hi: largest - run.lo})
+	}
+	if len(a.ranges) == 0 {
+		return 0
+	}
+	a.largest = uint32(largest)
+	n := len(appendAck(buf[:headerLen], &a))
+	if second {
+		buf[n] = framePadding
+		n++
+	}
+	if !c.pathAllows(p.current, n+trailerLen) {
+		p.stats.AmplificationLimited++
+		return 0
+	}
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(c.nextPN)})
+	size := sealPacket(buf, n)
+	c.nextPN++
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
+	c.maxDataSent = max(c.maxDataSent, a.maxData)
+	return size
+}
+
 // onPathDatagram accounts a datagram of size bytes that arrived from from
 // (before it is parsed): what the unvalidated current address sent raises
 // its allowance.
@@ -252,13 +348,16 @@ func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
 	}
 }
 
-// onPathPacket follows an accepted packet of size bytes from from: the
+// onPathPacket follows an accepted packet pn of size bytes from from: the
 // connection moves there if from is not the current address and the packet
 // is the newest so far and not a probe; such a packet from the current
 // address while it is being validated gives it pathValidationPTOs more (a
 // peer that keeps sending from there is there: its answers may have been
 // lost, while a spoofer's single copy is not followed by newer packets).
-func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest, probing bool) {
+func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size int, newest, probing bool) {
+	if c.paths != nil {
+		c.paths.sentFrom(now, from, pn)
+	}
 	if !newest || probing || !c.life.established() {
 		return
 	}
@@ -278,11 +377,24 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, size int, newest
 	p.current = from
 	p.stats.Migrations++
 	c.unreachableProbes = 0 // a port-unreachable hint was about the address left
+	// (Called before the packet is recorded as received.)
+	p.ackBound, p.ackBounded = c.acks.largest()
+	p.ackBoundAt, p.reackDue = c.acks.largestAt, 0
+	// The newest packet, from the peer (or a copy of it): what was
+	// acknowledged to the address left may be lost, and a peer with
+	// nothing else to send would wait for its backed-off probe timeout
+	// to learn what arrived. Every packet number acknowledged is at most
+	// this packet's, so the peer sent it. To an address not yet validated
+	// that waits for its validation: what it may be sent is the
+	// challenge's (a spoofer's address never gets it).
+	p.ackOnValidation = true
 	p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 	if from == p.fallback {
 		// Back to the last validated address (the end of a spurious
 		// move): no challenge needed.
 		p.validated, p.candidate = true, netip.AddrPort{}
+		p.ackOnValidation = false
+		c.acks.sendNow()
 		c.pathRestored()
 		c.log.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
 		return
@@ -328,6 +440,10 @@ func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
 	p.fallback, p.candidate = p.current, netip.AddrPort{}
 	p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 	p.stats.Validated++
+	if p.ackOnValidation {
+		p.ackOnValidation = false
+		c.acks.sendNow()
+	}
 	c.pathRestored()
 	c.log.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
 }
@@ -366,12 +482,14 @@ func (c *Conn) onPathTimeout(now time.Time, at int64) {
 			c.log.Debug("rudp: peer address failed validation, back to the one before", "cid", c.localCID, "addr", p.current, "to", p.candidate)
 			p.current, p.recvd, p.sent = p.candidate, p.candidateRecvd, p.candidateSent
 			p.candidate = netip.AddrPort{}
+			p.reackDue, p.ackOnValidation = p.reacks(), false
 			c.validate(now)
 			return
 		}
 		c.log.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
 		p.current, p.validated = p.fallback, true
 		p.candidate = netip.AddrPort{}
+		p.reackDue, p.ackOnValidation = p.reacks(), false
 		c.pathRestored()
 		return
 	}

@@ -320,3 +320,108 @@ func TestPathRebindThenSpoof(t *testing.T) {
 	require.EqualValues(t, 1, n.b.PathStats().ValidationsFailed)
 	n.transfer(t, 5)
 }
+
+// pollTo returns what b has ready to send, by address.
+func (n *pathNet) pollTo() map[netip.AddrPort][][]byte {
+	out := map[netip.AddrPort][][]byte{}
+	for range 1000 {
+		k, to := n.b.PollTransmitTo(n.now, n.buf)
+		if k == 0 {
+			break
+		}
+		n.sentTo[to] += k
+		out[to] = append(out[to], bytes.Clone(n.buf[:k]))
+	}
+	return out
+}
+
+// TestPathFailedValidationReacknowledges: a spoofer's copy of the client's
+// newest packet wins the race and moves the server's connection, so its
+// ACK of that packet goes to the spoofer's address. The client has nothing
+// more to send and its probe timer has backed off (as for a HELLO nobody
+// acknowledged for a while). When the spoofer's address fails its
+// challenge, the server acknowledges again, at once, on the address it
+// returns to: before, it sent nothing, and the client waited for its
+// probe timeout (TestSimScripted/handshake_partition_2s seed 19: the
+// client's HELLO acknowledged only to the spoofer three times, 19 s).
+// The ACK covers the packets received up to the move and from the
+// client's address since, not those from the failed address (a forged
+// packet number the client never sent would end its connection).
+func TestPathFailedValidationReacknowledges(t *testing.T) {
+	n := newPathNet(t)
+	require.NoError(t, n.a.Send(Delivery, []byte("acknowledge me")))
+	k := n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	pkt := bytes.Clone(n.buf[:k])
+	require.Zero(t, n.a.PollTransmit(n.now, n.buf))
+	n.b.HandleDatagramFrom(n.now, spoofAddr, pkt) // the copy wins the race
+	n.b.HandleDatagramFrom(n.now, n.aAddr, pkt)   // a duplicate
+	require.Equal(t, spoofAddr, n.b.PeerAddr())
+	n.pollTo()
+	require.Positive(t, n.sentTo[spoofAddr], "the ACK and the challenge went to the spoofer")
+	// Only the server's timers run (the client's probe timer is far off):
+	// the challenge fails, and the server returns.
+	for i := 0; i < 100 && n.b.PeerAddr().IsValid(); i++ {
+		n.now = n.b.NextTimeout()
+		n.b.HandleTimeout(n.now)
+		if n.b.PeerAddr().IsValid() {
+			n.pollTo()
+		}
+	}
+	require.False(t, n.b.PeerAddr().IsValid(), "back on the client's address")
+	require.EqualValues(t, 1, n.b.PathStats().ValidationsFailed)
+	out := n.pollTo()
+	require.NotEmpty(t, out[n.aAddr], "an ACK goes to the client at once")
+	for _, d := range out[n.aAddr] {
+		n.a.HandleDatagram(n.now, d)
+	}
+	require.NoError(t, n.a.Err())
+	require.Zero(t, n.a.elicitingInFlight, "the client's packet is acknowledged")
+	n.transfer(t, 5)
+}
+
+// TestPathReturnReacknowledges: the client's newest packet, only an ACK,
+// returns the server's connection from a spoofer's address, where its ACK
+// of the client's previous packet went: the server acknowledges at once on
+// the address it returns to (an ACK-only packet is otherwise not
+// answered, and the client would wait for its probe timeout).
+func TestPathReturnReacknowledges(t *testing.T) {
+	n := newPathNet(t)
+	// Two packets of the server's, held back for now (the client
+	// acknowledges every second ack-eliciting packet at once).
+	require.NoError(t, n.b.Send(Delivery, bytes.Repeat([]byte("1"), 1000)))
+	require.NoError(t, n.b.Send(Delivery, bytes.Repeat([]byte("2"), 1000)))
+	held := n.pollTo()[n.aAddr]
+	require.Len(t, held, 2)
+	// The client's packet; the spoofer's copy wins the race.
+	require.NoError(t, n.a.Send(Delivery, []byte("acknowledge me")))
+	k := n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	pkt := bytes.Clone(n.buf[:k])
+	n.b.HandleDatagramFrom(n.now, spoofAddr, pkt)
+	n.b.HandleDatagramFrom(n.now, n.aAddr, pkt)
+	require.Equal(t, spoofAddr, n.b.PeerAddr())
+	n.pollTo() // its ACK goes to the spoofer
+	// The client receives the server's message and acknowledges it: an
+	// ACK-only packet, the newest.
+	for _, d := range held {
+		n.a.HandleDatagram(n.now, d)
+	}
+	k = n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	require.Zero(t, n.a.PollTransmit(n.now, n.buf))
+	n.b.HandleDatagramFrom(n.now, n.aAddr, n.buf[:k])
+	require.False(t, n.b.PeerAddr().IsValid(), "back on the client's address")
+	out := n.pollTo()
+	require.NotEmpty(t, out[n.aAddr], "an ACK goes to the client at once")
+	for _, d := range out[n.aAddr] {
+		n.a.HandleDatagram(n.now, d)
+	}
+	require.Zero(t, n.a.elicitingInFlight, "the client's packet is acknowledged")
+	for _, want := range []string{"1", "2"} {
+		m, err := n.a.Recv()
+		require.NoError(t, err)
+		require.Equal(t, bytes.Repeat([]byte(want), 1000), m.Data)
+	}
+	n.transfer(t, 5)
+}

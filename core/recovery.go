@@ -482,8 +482,13 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		}
 		c.requeue(oldest, true)
 	}
-	// Whatever the oldest packet was, the peer must hear our CLOSE.
+	// Whatever the oldest packet was, the peer must hear our CLOSE; if
+	// the peer closed too, with the ACK of its CLOSE (which may be what
+	// went missing).
 	c.life.onCloseLost()
+	if c.life.closeOwed() && c.life.peerClosed() {
+		c.acks.sendNow()
+	}
 	// The next probe timer counts from the probes about to be sent.
 	c.lastAckElicitingSent = now
 	c.armPTO()

@@ -282,6 +282,9 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	pn := unwrap32(expected, h.PacketNumber)
 	if c.acks.received(pn) {
 		c.stats.DuplicatesDropped++
+		if c.paths != nil {
+			c.paths.sentFrom(now, from, pn) // (the original of a spoofer's copy)
+		}
 		return
 	}
 	eliciting, probing, v, ok := c.handleFrames(now, from, body)
@@ -299,7 +302,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	}
 	c.stats.PacketsReceived++
 	if c.paths != nil || from != c.PeerAddr() {
-		c.onPathPacket(now, from, len(b), !had || pn > largest, probing)
+		c.onPathPacket(now, from, pn, len(b), !had || pn > largest, probing)
 	}
 	c.lastRecv = now
 	quiet := eliciting && now.Sub(c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2 &&

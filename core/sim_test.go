@@ -48,9 +48,6 @@ type simProfile struct {
 	earlyClose bool
 	// maxDatagram, if set, is both sides' Config.MaxDatagramSize.
 	maxDatagram int
-	// onePath: no path scenarios (sim_paths_test.go), for runs whose
-	// timing is the point (the scripted losses).
-	onePath bool
 	// halfClose: the workload ends with half-closes (TestSimHalfClose,
 	// sim_halfclose_test.go) instead of a Close.
 	halfClose bool
@@ -136,6 +133,10 @@ var simRegressions = []struct {
 	{"asymloss", 11743, 0, "probes while closing carried the oldest packet (a PING), never the CLOSE again: the closer pinged a peer that had lingered out"},
 	{"truncate", 8829, 0, "as asymloss 11743"},
 	{"loss10", 4746, 0, "as asymloss 11743"},
+	{"harsh", 2642, 0, "the path checker required the server to follow its client's NAT rebinding when only reordered older packets had come from the new address before the workload ended (they rightly move nothing)"},
+	{"dupreorder", 2086, 0, "as harsh 2642"},
+	{"tunnel1300", 3828, 0, "as harsh 2642"},
+	{"asymloss", 6971, 2 * time.Second, "a simultaneous close: the second closer's CLOSE, carrying the only ACK of the first's, was lost and never sent again, and the first closer's next copy came after its PTO (426 ms of RTT estimate from one late ACK, replayed by the spoofer), long after the second closer's 3-PTO linger: the close took the first closer's ten copies"},
 }
 
 func seedsPerProfile() int {
@@ -528,7 +529,9 @@ func (n *simNode) read(now time.Time, limit int) {
 
 func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 	if n.path != nil {
-		n.path.deliver(now, n.conn, b)
+		if err := n.path.deliver(now, n.conn, b); err != nil {
+			n.fail(err)
+		}
 	} else {
 		n.conn.HandleDatagram(now, b)
 	}
@@ -668,9 +671,7 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
 	// In three seeds out of four b, the server, sees a NAT rebinding of
 	// a's, a spoofer on the path, or both (sim_paths_test.go).
-	if !p.onePath {
-		b.path = newPathSim(seed)
-	}
+	b.path = newPathSim(seed)
 	// A spoofer that races a's packets sends b, for a while, to an address
 	// where its acknowledgements are lost: the path is no longer lossless,
 	// and a forged port unreachable may then be confirmed, as on a lossy
@@ -755,11 +756,6 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	if err := failed(); err != nil {
 		return net.Elapsed(), describe("workload", err)
-	}
-	if b.path != nil {
-		if err := b.path.check(cb); err != nil {
-			return net.Elapsed(), describe("workload", err)
-		}
 	}
 	// 2. The close: a closes (b reads to io.EOF, then closes), or both at once.
 	a.closeNow = true
@@ -1031,6 +1027,10 @@ type dropper struct {
 	from, n int
 	count   int
 	until   time.Time
+	// armOnClose: the dropper arms itself at the first datagram that
+	// carries a CLOSE (what came before, data the closer still had to
+	// send, passes).
+	armOnClose bool
 }
 
 func (d *dropper) filter(now time.Time, b []byte) bool {
@@ -1040,6 +1040,9 @@ func (d *dropper) filter(now time.Time, b []byte) bool {
 	if d.small > 0 && len(b) < d.small {
 		d.count++
 		return d.count%2 == 0
+	}
+	if d.armOnClose && !d.armed && core.CarriesClose(b) {
+		d.armed = true
 	}
 	if !d.armed {
 		return true
@@ -1076,8 +1079,13 @@ func TestSimScripted(t *testing.T) {
 		{"all but the last CLOSE lost", func(ab, ba *dropper, p *simProfile) {
 			// A probe timeout sends the CLOSE and a PING: this drops the
 			// first nine of the ten copies the closer sends (maxCloseSends);
-			// the last one must get through.
-			p.onClose = func() { ab.armed, ab.n = true, 17 }
+			// the last one must get through. Counted from the first CLOSE:
+			// the closer may still have data to send before it (with a
+			// spoofer on the path, the acknowledgements of its last
+			// packets may have gone to the spoofer's address), and nine
+			// losses of that would be another scenario (seed 48: a data
+			// packet lost nine times, 17 s of backed-off probes).
+			ab.armOnClose, ab.n = true, 17
 		}},
 		{"everything lost around the close", func(ab, ba *dropper, p *simProfile) {
 			p.onClose = func() { ab.armed, ab.n, ba.armed, ba.n = true, 4, true, 4 }
@@ -1090,23 +1098,33 @@ func TestSimScripted(t *testing.T) {
 		}},
 	}
 	seeds := uint64(50)
-	if testing.Short() {
+	switch {
+	case *soakSeeds > 0:
+		seeds = uint64(*soakSeeds)
+	case testing.Short():
 		seeds = 10
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for seed := uint64(0); seed < seeds; seed++ {
+			first, n := uint64(0), seeds
+			if *simSeed >= 0 {
+				first, n = uint64(*simSeed), 1
+			}
+			for seed := first; seed < first+n; seed++ {
 				ab, ba := &dropper{}, &dropper{}
-				p := simProfile{name: "scripted", wrapEvery: 2, timeLimit: 60 * time.Second, onePath: true}
+				p := simProfile{name: "scripted", wrapEvery: 2, timeLimit: 60 * time.Second}
 				tc.setup(ab, ba, &p)
 				p.ab, p.ba = base, base
 				p.ab.Filter, p.ba.Filter = ab.filter, ba.filter
 				elapsed, err := runSimTimed(p, seed, false)
+				if *simSeed >= 0 {
+					t.Logf("seed %d: %v virtual", seed, elapsed)
+				}
 				if err == nil && elapsed > 15*time.Second {
 					err = fmt.Errorf("took %v virtual: a stall", elapsed)
 				}
 				if err != nil {
-					t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run 'TestSimScripted/%s$' -v", seed, err, strings.ReplaceAll(t.Name()[len("TestSimScripted/"):], " ", "_"))
+					t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run 'TestSimScripted/%s$' -simseed %d -v", seed, err, t.Name()[len("TestSimScripted/"):], seed)
 				}
 			}
 		})
