@@ -245,21 +245,3 @@ const (
 	pacingBurstTime = time.Millisecond
 	pacingMinBurst  = 10
 )
-
-// pacing returns the pacer's rate in bytes per second and its burst in
-// bytes: the controller's rate if it sets one, else 5/4 of the window per
-// smoothed RTT with a burst of a quarter window.
-func (c *Conn) pacing() (rate, burst float64) {
-	mss := c.datagramSize()
-	if c.pacingRater != nil {
-		if r := c.pacingRater.PacingRate(); r > 0 {
-			return r, max(r*pacingBurstTime.Seconds(), float64(pacingMinBurst*mss))
-		}
-	}
-	window := c.cc.Window()
-	srtt := c.rtt.smoothed
-	if srtt <= 0 {
-		srtt = time.Microsecond
-	}
-	return 1.25 * float64(window) / srtt.Seconds(), float64(max(window/4, 10*1500))
-}

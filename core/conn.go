@@ -46,6 +46,19 @@ type Conn struct {
 
 	timers timerSet
 	stats  Stats
+
+	// The peer's liveness: when we last heard from it (the idle timer) and
+	// last heard something ack-eliciting (the heartbeat, with
+	// recovery.lastAckElicitingSent).
+	lastRecv          time.Time
+	lastElicitingRecv time.Time
+	// lean: trimIdle ran and no message moved since; records and scratch
+	// the heartbeat exchange uses are dropped after use, not kept.
+	lean bool
+	// unreachableProbes is nonzero while a port-unreachable report about
+	// the peer awaits confirmation: 1 from the report, plus one per probe
+	// timeout since; any acknowledgement clears it (see HandleUnreachable).
+	unreachableProbes uint8
 }
 
 // NewConn returns a connection that starts its handshake at now.
@@ -168,7 +181,7 @@ func (c *Conn) Abort(now time.Time, reason error) {
 		return
 	}
 	c.discardSendQueues()
-	c.timers.set(timerClose, now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+	c.timers.set(timerClose, now.Add(c.recovery.pto()))
 }
 
 // maybeSendClose queues our CLOSE once everything we sent was acknowledged.
@@ -182,7 +195,7 @@ func (c *Conn) maybeSendClose(now time.Time) {
 // our CLOSE is acknowledged): both sides have sent their CLOSE, and all that
 // is left is to acknowledge the peer's retransmissions of its own.
 func (c *Conn) lingerClose(now time.Time) {
-	end := now.Add(closeLingerPTOs * c.rtt.pto(c.peerMaxAckDelay))
+	end := now.Add(closeLingerPTOs * c.recovery.pto())
 	if t := c.timers.get(timerClose); t.IsZero() || end.Before(t) {
 		c.timers.set(timerClose, end)
 	}
@@ -313,7 +326,8 @@ func (c *Conn) trimIdle() {
 	}
 	c.bufPool = bufPool{}
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
-	c.sentFree, c.msgFree = nil, nil
+	c.sent.trim()
+	c.msgFree = nil
 	c.frameScratch, c.decodeRanges = nil, nil
 	c.lean = true
 	c.ord.trim()
@@ -322,9 +336,6 @@ func (c *Conn) trimIdle() {
 	}
 	if c.retransmit.len() == 0 {
 		c.retransmit = fragQueue{}
-	}
-	if c.sentHead == len(c.sentRing) {
-		c.sentRing, c.sentHead = nil, 0
 	}
 	c.acks.trim()
 }
@@ -417,14 +428,10 @@ type Stats struct {
 // Stats returns the current counters.
 func (c *Conn) Stats() Stats {
 	s := c.stats
-	s.RTT = c.rttStats()
+	s.RTT = c.recovery.rttStats()
 	s.CongestionWindow = c.cc.Window()
 	s.BytesInFlight = c.bytesInFlight
 	s.ReceiveWindow = c.recvWindow
 	s.DatagramSize = c.datagramSize()
 	return s
-}
-
-func (c *Conn) rttStats() RTTStats {
-	return RTTStats{Smoothed: c.rtt.smoothed, Min: c.rtt.min, Variance: c.rtt.variance, Latest: c.rtt.latest}
 }

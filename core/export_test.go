@@ -35,7 +35,7 @@ func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
 			add(f)
 		}
 	}
-	for _, p := range c.sentRing[c.sentHead:] {
+	for _, p := range c.sent.inFlight() {
 		if p != nil {
 			for _, f := range p.frags {
 				add(f)

@@ -521,8 +521,8 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("%d pending, %d none messages", len(c.ord.pending), len(c.ord.noneMsgs))
 	case s.BytesInFlight < 0 || c.elicitingInFlight < 0:
 		t.Fatalf("in flight: %d bytes, %d packets", s.BytesInFlight, c.elicitingInFlight)
-	case len(c.sentRing)-c.sentHead > 1<<16:
-		t.Fatalf("%d packets remembered", len(c.sentRing)-c.sentHead)
+	case len(c.sent.inFlight()) > 1<<16:
+		t.Fatalf("%d packets remembered", len(c.sent.inFlight()))
 	}
 	for _, m := range c.ord.pending {
 		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > m.held) {

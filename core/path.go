@@ -212,7 +212,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		// One a PTO (a lost challenge is sent again), each when the 3x
 		// limit allows.
 		p.challengeDue = false
-		p.nextChallenge = c.timers.offset(now.Add(c.rtt.pto(c.peerMaxAckDelay)))
+		p.nextChallenge = c.timers.offset(now.Add(c.recovery.pto()))
 		if c.pathAllows(p.current, pathFrameDatagram) {
 			return c.sendPathFrame(buf, framePathChallenge, &p.challenge), p.current
 		}
@@ -261,13 +261,7 @@ func (c *Conn) pathAllows(addr netip.AddrPort, size int) bool {
 // not tracked in flight: a lost challenge is sent again on its timer, a
 // lost response when the peer challenges again.
 func (c *Conn) sendPathFrame(buf []byte, typ byte, data *[pathDataLen]byte) int {
-	n := len(appendPathData(buf[:headerLen], typ, data))
-	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(c.nextPN)})
-	size := sealPacket(buf, n)
-	c.nextPN++
-	c.stats.PacketsSent++
-	c.stats.BytesSent += uint64(size)
-	return size
+	return c.seal(buf, len(appendPathData(buf[:headerLen], typ, data)))
 }
 
 // reacks is how many copies of the ACK up to ackBound go out when current
@@ -364,7 +358,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 	p := c.pathSet()
 	if from == p.current {
 		if !p.validated {
-			p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+			p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.recovery.pto()))
 		}
 		return
 	}
@@ -419,7 +413,7 @@ func (c *Conn) validate(now time.Time) {
 	}
 	binary.LittleEndian.PutUint64(p.challenge[:], p.rng.Uint64())
 	p.challengeDue = true
-	p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.rtt.pto(c.peerMaxAckDelay)))
+	p.deadline = c.timers.offset(now.Add(pathValidationPTOs * c.recovery.pto()))
 }
 
 // onPathChallenge answers the peer's challenge, on the path it came by.

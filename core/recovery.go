@@ -10,75 +10,45 @@ const (
 	maxPTOBackoff   = 8 // probe timeouts double at most this many times
 )
 
-// sentPacket is what we remember of an ack-eliciting packet in flight.
-type sentPacket struct {
-	pn        uint64
-	sentAt    time.Time
-	size      int
-	eliciting bool
-	hello     bool
-	close     bool
-	fin       bool // our STREAM_FIN for stream 0
-	ping      bool
-	// pathProbe: a path MTU probe (pmtu.go); its loss is neither
-	// congestion nor lost data.
-	pathProbe bool
-	// appLimited: sent with the window far from full; its acknowledgement
-	// says nothing about the path's capacity and must not grow the window.
-	appLimited bool
-	// The connection's delivery-rate state when it was sent: bytes
-	// acknowledged so far, when that count last grew, and when the packet
-	// most recently acknowledged by then was sent.
-	delivered   uint64
-	deliveredAt time.Time
-	firstSentAt time.Time
-	frags       []*outFragment // Delivery fragments it carries
-}
-
-func (p *sentPacket) ackEliciting() bool { return p.eliciting }
-
-// recovery is the loss-recovery half: sent packets, RTT, congestion.
+// recovery is loss recovery (PROTOCOL.md §9, §10, §12; RFC 9002): the
+// packet numbers we send, the packets in flight (sent), the RTT estimate,
+// the congestion controller, the pacer and the delivery rate, and the
+// probe timeout's backoff. Its job, and nothing more: account for each
+// packet as sent, acknowledged or lost (onSent, onAck, onAcked, onLost,
+// discard), find the lost ones (detectLoss) and the oldest one a probe
+// sends again (oldestInFlight), say when the probe timer fires
+// (probeDeadline) and whether the window and the pacer let a packet go
+// (sendAllowed). What a packet carried, and what its fate means to the
+// other parts, is the Conn's (onPacketAcked, onPacketLost, requeue).
 type recovery struct {
-	nextPN uint64
-	// sentRing holds in-flight packets indexed by pn-sentBase; acked and
-	// lost ones are nil, and sentBase advances past them.
-	sentRing             []*sentPacket
-	sentHead             int
-	sentBase             uint64
-	sentFree             []*sentPacket
+	nextPN               uint64
+	sent                 sentList
 	largestAcked         uint64
 	bytesInFlight        int
 	elicitingInFlight    int
 	lastAckElicitingSent time.Time
-	lastElicitingRecv    time.Time
 	ptoCount             int
-	rtt                  rttEstimator
-	cc                   CongestionController
-	pacer                pacer
-	pacingRater          PacingRater  // cc, if it sets the pacing rate
-	rateObserver         RateObserver // cc, if it takes delivery-rate samples
-	rate                 deliveryRate
+	// peerMaxAckDelay is how long the peer may hold an acknowledgement
+	// back (its HELLO's MaxAckDelay).
+	peerMaxAckDelay time.Duration
+	rtt             rttEstimator
+	cc              CongestionController
+	pacer           pacer
+	pacingRater     PacingRater  // cc, if it sets the pacing rate
+	rateObserver    RateObserver // cc, if it takes delivery-rate samples
+	rate            deliveryRate
 	// lossBursts counts runs of consecutive packet numbers declared lost
 	// (handshake packets aside); lastLostPN is the newest of them.
 	lossBursts uint64
 	lastLostPN uint64
-
-	lastRecv time.Time
-	// (The flags together, in one word.)
-	anyAcked bool
-	// lean: trimIdle ran and no message moved since; records and scratch
-	// the heartbeat exchange uses are dropped after use, not kept.
-	lean bool
-	// unreachableProbes is nonzero while a port-unreachable report about
-	// the peer awaits confirmation: 1 from the report, plus one per probe
-	// timeout since; any acknowledgement clears it (see HandleUnreachable).
-	unreachableProbes uint8
+	anyAcked   bool
 }
 
 func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController) {
 	r := &c.recovery
 	r.nextPN = uint64(c.cfg.InitialSequence)
-	r.sentBase = r.nextPN
+	r.sent.base = r.nextPN
+	r.peerMaxAckDelay = 25 * time.Millisecond // until the peer's HELLO says
 	r.rtt = newRTTEstimator(c.cfg.InitialRTT)
 	// The controller counts in datagrams of the largest size a path may
 	// grow to: its window never falls below a few of them, so a datagram
@@ -104,73 +74,295 @@ type deliveryRate struct {
 	newestAt    time.Time // newest.deliveredAt
 }
 
-func (c *Conn) newSentPacket() *sentPacket {
-	if k := len(c.sentFree); k > 0 {
-		p := c.sentFree[k-1]
-		c.sentFree = c.sentFree[:k-1]
-		return p
-	}
-	return &sentPacket{}
+// pto is the probe timeout without backoff: how long an acknowledgement
+// may take.
+func (r *recovery) pto() time.Duration { return r.rtt.pto(r.peerMaxAckDelay) }
+
+func (r *recovery) rttStats() RTTStats {
+	return RTTStats{Smoothed: r.rtt.smoothed, Min: r.rtt.min, Variance: r.rtt.variance, Latest: r.rtt.latest}
 }
 
-func (c *Conn) recycleSentPacket(p *sentPacket) {
-	frags := p.frags[:0]
-	*p = sentPacket{frags: frags}
-	if len(c.sentFree) < c.maxFrags && !c.lean {
-		c.sentFree = append(c.sentFree, p)
+// onSent records p, an ack-eliciting packet sent at now, as in flight;
+// pending says whether data waits to be sent (then p is not app-limited),
+// pace whether the pacer is in use.
+func (r *recovery) onSent(now time.Time, p *sentPacket, pending, pace bool) {
+	r.sent.add(p)
+	p.appLimited = 2*(r.bytesInFlight+p.size) < r.cc.Window() && !pending
+	if r.bytesInFlight == 0 {
+		// Nothing in flight: the next interval starts now, not at the
+		// last acknowledgement before an idle period.
+		r.rate.firstSentAt, r.rate.deliveredAt = now, now
 	}
+	p.delivered, p.deliveredAt, p.firstSentAt = r.rate.delivered, r.rate.deliveredAt, r.rate.firstSentAt
+	r.bytesInFlight += p.size
+	r.elicitingInFlight++
+	r.lastAckElicitingSent = now
+	r.cc.OnPacketSent(now, p.size)
+	if pace {
+		r.pacer.spend(p.size)
+	}
+}
+
+// onAck walks an ACK frame's ranges (largest unwrapped, ackDelay the
+// delay the RTT sample allows for) and hands each packet in flight it
+// acknowledges to acked, updating the RTT estimate from the largest. It
+// returns the bytes acknowledged, and whether any of it was more than a
+// PING (only that resets the probe timeout's backoff: a flow-blocked sender
+// whose PING probes are answered keeps backing off).
+func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay time.Duration, acked func(*sentPacket)) (ackedBytes int, progress bool) {
+	r.rate.sampling = false
+	for _, rg := range a.ranges {
+		if rg.hi > largest {
+			break
+		}
+		hi := largest - rg.lo
+		lo := largest - rg.hi
+		if hi < r.sent.base {
+			break // ranges go down; everything below is settled
+		}
+		lo = max(lo, r.sent.base)
+		for pn := lo; pn <= hi; pn++ {
+			p := r.sent.at(pn)
+			if p == nil {
+				continue
+			}
+			if pn == largest {
+				r.rtt.update(now.Sub(p.sentAt), ackDelay)
+			}
+			ackedBytes += p.size
+			if !p.ping || len(p.frags) > 0 || p.hello || p.close {
+				progress = true
+			}
+			acked(p)
+		}
+	}
+	if !r.anyAcked || largest > r.largestAcked {
+		r.largestAcked = largest
+		r.anyAcked = true
+	}
+	if progress {
+		r.ptoCount = 0
+	}
+	return ackedBytes, progress
+}
+
+// onAcked accounts for p, acknowledged at now (its record is still to be
+// removed from sent): bytes in flight, the delivery rate and the
+// controller, which reads the RTT estimate from rtt (a field of the
+// Conn's, so that no call allocates).
+func (r *recovery) onAcked(now time.Time, p *sentPacket, rtt *RTTStats) {
+	r.bytesInFlight -= p.size
+	r.elicitingInFlight--
+	r.rate.delivered += uint64(p.size)
+	r.rate.deliveredAt = now
+	// The sample follows the newest packet acknowledged: most delivered
+	// when it was sent, the later send on a tie (ranges are walked newest
+	// range first, lowest number first within each).
+	if !r.rate.sampling || p.delivered > r.rate.sample.PriorDelivered ||
+		(p.delivered == r.rate.sample.PriorDelivered && !p.sentAt.Before(r.rate.newestSent)) {
+		// The packet is recycled next: keep what the sample needs.
+		r.rate.sampling = true
+		r.rate.sample.PriorDelivered = p.delivered
+		r.rate.sample.AppLimited = p.appLimited
+		r.rate.newestSent, r.rate.newestFirst, r.rate.newestAt = p.sentAt, p.firstSentAt, p.deliveredAt
+		r.rate.firstSentAt = p.sentAt
+	}
+	if !p.appLimited {
+		*rtt = r.rttStats()
+		r.cc.OnPacketAcked(now, p.size, p.sentAt, rtt)
+	}
+}
+
+// onAckDone finishes an ACK frame's processing: a delivery-rate sample to
+// the controller, if it takes them and the frame acknowledged something.
+func (r *recovery) onAckDone(now time.Time, ackedBytes, lostBytes int) {
+	if r.rateObserver != nil && ackedBytes > 0 && r.rate.sampling {
+		r.rateSample(now, ackedBytes, lostBytes)
+		r.rateObserver.OnRateSample(now, &r.rate.sample)
+	}
+}
+
+// rateSample completes the delivery-rate sample of the ACK just processed.
+func (r *recovery) rateSample(now time.Time, acked, lost int) {
+	rt := &r.rate
+	s := &rt.sample
+	s.TotalDelivered = rt.delivered
+	s.Delivered = int(rt.delivered - s.PriorDelivered)
+	s.RTT = now.Sub(rt.newestSent)
+	s.NewlyAcked, s.NewlyLost = acked, lost
+	s.LossBursts = r.lossBursts
+	s.BytesInFlight = r.bytesInFlight
+	// The interval is the longer of the send and ack phases, so that
+	// neither bursty sending nor compressed acknowledgements inflate it.
+	s.Interval = max(rt.newestSent.Sub(rt.newestFirst), now.Sub(rt.newestAt))
+	if s.Interval < r.rtt.min {
+		s.Interval = 0
+	}
+	rt.sampling = false
+}
+
+// detectLoss hands to lost the packets below the largest acknowledged that
+// are packetThreshold older or were sent a loss delay ago (RFC 9002
+// section 6.1), and tells the controller. It returns the bytes declared
+// lost (handshake packets and path MTU probes aside) and when the oldest
+// packet left becomes lost by time (zero if none).
+func (r *recovery) detectLoss(now time.Time, lost func(*sentPacket)) (lostBytes int, next time.Time) {
+	delay := r.rtt.lossDelay()
+	var largestLostAt time.Time
+	for pn := r.sent.base; pn < r.largestAcked && pn < r.nextPN; pn++ {
+		p := r.sent.at(pn)
+		if p == nil {
+			continue
+		}
+		if r.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
+			// A handshake loss says nothing about the path's capacity yet,
+			// and a path MTU probe's loss only that it was too large.
+			if !p.hello && !p.pathProbe {
+				lostBytes += p.size
+				if r.lossBursts == 0 || pn != r.lastLostPN+1 {
+					r.lossBursts++
+				}
+				r.lastLostPN = pn
+				if p.sentAt.After(largestLostAt) {
+					largestLostAt = p.sentAt
+				}
+			}
+			lost(p)
+			continue
+		}
+		if at := p.sentAt.Add(delay); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if lostBytes > 0 {
+		r.cc.OnPacketsLost(now, lostBytes, largestLostAt, false)
+	}
+	return lostBytes, next
+}
+
+// onLost accounts for p, declared lost (its record is still to be removed
+// from sent).
+func (r *recovery) onLost(p *sentPacket) {
+	r.bytesInFlight -= p.size
+	r.elicitingInFlight--
+}
+
+// discard forgets every packet in flight (the connection ended, or a Retry
+// made its first flight void), handing each to forget.
+func (r *recovery) discard(forget func(*sentPacket)) {
+	r.sent.clear(r.nextPN, forget)
+	r.bytesInFlight = 0
+	r.elicitingInFlight = 0
+}
+
+// inFlight reports whether an ack-eliciting packet is in flight.
+func (r *recovery) inFlight() bool { return r.elicitingInFlight > 0 }
+
+// probeDeadline is when the probe timer fires: a PTO after the last
+// ack-eliciting packet, doubled per consecutive timeout up to backoff
+// times.
+func (r *recovery) probeDeadline(backoff int) time.Time {
+	pto := r.rtt.pto(r.ptoAckDelay()) << min(r.ptoCount, backoff)
+	return r.lastAckElicitingSent.Add(pto)
+}
+
+// ptoAckDelay is the acknowledgement delay the probe timeout allows for.
+// The peer acknowledges every second ack-eliciting packet at once, so with
+// two or more in flight an acknowledgement is not held back for its max ack
+// delay unless one was lost, and then a probe (two packets, which the peer
+// acknowledges at once) costs less than waiting: RFC 9002 always adds the
+// max ack delay, which on a LAN or loopback path (RTT tens of µs, default
+// delay 1 ms) made every lost acknowledgement of a window-limited flight a
+// stall of over a millisecond. A lone packet in flight still waits for it.
+func (r *recovery) ptoAckDelay() time.Duration {
+	if r.elicitingInFlight >= 2 {
+		return 0
+	}
+	return r.peerMaxAckDelay
+}
+
+// oldestInFlight returns the oldest packet in flight that is not a path
+// MTU probe (nil if none), and whether path MTU probes are all there is.
+func (r *recovery) oldestInFlight() (oldest *sentPacket, probesOnly bool) {
+	for pn := r.sent.base; pn < r.nextPN; pn++ {
+		if p := r.sent.at(pn); p != nil {
+			if p.pathProbe {
+				probesOnly = true
+				continue
+			}
+			return p, false
+		}
+	}
+	return nil, probesOnly
+}
+
+// backOff: a probe timeout fired; the next one waits twice as long.
+func (r *recovery) backOff() { r.ptoCount++ }
+
+// resetBackoff forgets the probe timeout's backoff.
+func (r *recovery) resetBackoff() { r.ptoCount = 0 }
+
+// probesSent restarts the probe timer's count at now, when probes (or a
+// PING) are about to go.
+func (r *recovery) probesSent(now time.Time) { r.lastAckElicitingSent = now }
+
+// takePN returns the number of the packet being sent and moves to the next.
+func (r *recovery) takePN() uint64 {
+	pn := r.nextPN
+	r.nextPN++
+	return pn
+}
+
+// pacing returns the pacer's rate in bytes per second and its burst in
+// bytes, for datagrams of mss bytes: the controller's rate if it sets one,
+// else 5/4 of the window per smoothed RTT with a burst of a quarter window.
+func (r *recovery) pacing(mss int) (rate, burst float64) {
+	if r.pacingRater != nil {
+		if rt := r.pacingRater.PacingRate(); rt > 0 {
+			return rt, max(rt*pacingBurstTime.Seconds(), float64(pacingMinBurst*mss))
+		}
+	}
+	window := r.cc.Window()
+	srtt := r.rtt.smoothed
+	if srtt <= 0 {
+		srtt = time.Microsecond
+	}
+	return 1.25 * float64(window) / srtt.Seconds(), float64(max(window/4, 10*1500))
+}
+
+// sendAllowed reports whether the congestion window and the pacer (if
+// pace) let an ack-eliciting packet of size bytes go now; if only the
+// pacer holds it back, wait is when it may.
+func (r *recovery) sendAllowed(now time.Time, size, mss int, pace bool) (ok bool, wait time.Time) {
+	if r.bytesInFlight+size > r.cc.Window() {
+		return false, time.Time{} // wait for acknowledgements
+	}
+	if pace {
+		rate, burst := r.pacing(mss)
+		if at := r.pacer.ready(now, size, rate, burst); at.After(now) {
+			return false, at
+		}
+	}
+	return true, time.Time{}
+}
+
+// The Conn's side of loss recovery: what a packet's fate means to the
+// parts that filled it.
+
+// recycleSentPacket gives p's record back to the pool (not while lean).
+func (c *Conn) recycleSentPacket(p *sentPacket) {
+	limit := c.maxFrags
+	if c.lean {
+		limit = 0
+	}
+	c.sent.recycle(p, limit)
 }
 
 // onPacketSent records an ack-eliciting packet as in flight.
 func (c *Conn) onPacketSent(now time.Time, p *sentPacket) {
-	// sentRing is contiguous in pn from sentBase; fill skipped numbers
-	// (ack-only packets) with nil.
-	for c.sentBase+uint64(len(c.sentRing)-c.sentHead) < p.pn {
-		c.sentRing = append(c.sentRing, nil)
-	}
-	c.sentRing = append(c.sentRing, p)
-	p.appLimited = 2*(c.bytesInFlight+p.size) < c.cc.Window() && !c.HasPendingData()
-	if c.bytesInFlight == 0 {
-		// Nothing in flight: the next interval starts now, not at the
-		// last acknowledgement before an idle period.
-		c.rate.firstSentAt, c.rate.deliveredAt = now, now
-	}
-	p.delivered, p.deliveredAt, p.firstSentAt = c.rate.delivered, c.rate.deliveredAt, c.rate.firstSentAt
-	c.bytesInFlight += p.size
-	c.elicitingInFlight++
-	c.lastAckElicitingSent = now
-	c.cc.OnPacketSent(now, p.size)
+	c.recovery.onSent(now, p, c.HasPendingData(), !c.cfg.DisablePacing)
 	c.armPTO()
 	c.armHeartbeat()
-}
-
-// sentAt returns the in-flight packet numbered pn, or nil.
-func (c *Conn) sentPacketAt(pn uint64) *sentPacket {
-	if pn < c.sentBase {
-		return nil
-	}
-	i := c.sentHead + int(pn-c.sentBase)
-	if i >= len(c.sentRing) {
-		return nil
-	}
-	return c.sentRing[i]
-}
-
-// removeSent drops pn from the ring and advances the base past the holes.
-func (c *Conn) removeSent(pn uint64) {
-	c.sentRing[c.sentHead+int(pn-c.sentBase)] = nil
-	for c.sentHead < len(c.sentRing) && c.sentRing[c.sentHead] == nil {
-		c.sentHead++
-		c.sentBase++
-	}
-	if c.sentHead == len(c.sentRing) {
-		c.sentRing, c.sentHead = c.sentRing[:0], 0
-		c.sentBase = c.nextPN
-	} else if c.sentHead > 256 && c.sentHead*2 > len(c.sentRing) {
-		n := copy(c.sentRing, c.sentRing[c.sentHead:])
-		clear(c.sentRing[n:])
-		c.sentRing, c.sentHead = c.sentRing[:n], 0
-	}
 }
 
 // handleAck processes an ACK frame received at now.
@@ -182,84 +374,27 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 	if a.maxData > c.peerMaxData {
 		c.peerMaxData = a.maxData
 	}
-	var ackedBytes int
-	c.rate.sampling = false
-	progress := false
-	for _, rg := range a.ranges {
-		if rg.hi > largest {
-			break
-		}
-		hi := largest - rg.lo
-		lo := largest - rg.hi
-		if hi < c.sentBase {
-			break // ranges go down; everything below is settled
-		}
-		lo = max(lo, c.sentBase)
-		for pn := lo; pn <= hi; pn++ {
-			p := c.sentPacketAt(pn)
-			if p == nil {
-				continue
-			}
-			if pn == largest {
-				delay := time.Duration(min(a.delay, uint64(c.peerMaxAckDelay/time.Microsecond))) * time.Microsecond
-				if !c.life.established() {
-					delay = 0
-				}
-				c.rtt.update(now.Sub(p.sentAt), delay)
-			}
-			ackedBytes += p.size
-			if !p.ping || len(p.frags) > 0 || p.hello || p.close {
-				progress = true
-			}
-			c.onPacketAcked(now, p)
-		}
+	delay := time.Duration(min(a.delay, uint64(c.peerMaxAckDelay/time.Microsecond))) * time.Microsecond
+	if !c.life.established() {
+		delay = 0
 	}
-	if !c.anyAcked || largest > c.largestAcked {
-		c.largestAcked = largest
-		c.anyAcked = true
-	}
+	ackedBytes, _ := c.recovery.onAck(now, a, largest, delay, func(p *sentPacket) { c.onPacketAcked(now, p) })
 	if ackedBytes > 0 {
 		c.unreachableProbes = 0 // the peer is there: the report was wrong or stale
 	}
-	if progress {
-		// Only acknowledged content resets the backoff: a flow-blocked
-		// sender whose PING probes are answered keeps backing off.
-		c.ptoCount = 0
-	}
 	lostBytes := c.detectLoss(now)
-	if c.rateObserver != nil && ackedBytes > 0 && c.rate.sampling {
-		c.rateSample(now, ackedBytes, lostBytes)
-		c.rateObserver.OnRateSample(now, &c.rate.sample)
-	}
+	c.recovery.onAckDone(now, ackedBytes, lostBytes)
 	c.armPTO()
 	c.maybeSendClose(now)
 	return applied
 }
 
+// onPacketAcked tells each part that filled p that it was acknowledged.
 func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
-	c.bytesInFlight -= p.size
-	c.elicitingInFlight--
-	c.rate.delivered += uint64(p.size)
-	c.rate.deliveredAt = now
-	// The sample follows the newest packet acknowledged: most delivered
-	// when it was sent, the later send on a tie (ranges are walked newest
-	// range first, lowest number first within each).
-	if !c.rate.sampling || p.delivered > c.rate.sample.PriorDelivered ||
-		(p.delivered == c.rate.sample.PriorDelivered && !p.sentAt.Before(c.rate.newestSent)) {
-		// The packet is recycled below: keep what the sample needs.
-		c.rate.sampling = true
-		c.rate.sample.PriorDelivered = p.delivered
-		c.rate.sample.AppLimited = p.appLimited
-		c.rate.newestSent, c.rate.newestFirst, c.rate.newestAt = p.sentAt, p.firstSentAt, p.deliveredAt
-		c.rate.firstSentAt = p.sentAt
-	}
-	if !p.appLimited {
-		// The estimate goes to the controller through stats.RTT, which
-		// Stats fills afresh on its copy: a field, so no allocation per
-		// ack, and no second 32-byte field for it in every Conn.
-		c.stats.RTT = c.rttStats()
-		c.cc.OnPacketAcked(now, p.size, p.sentAt, &c.stats.RTT)
-	}
+	// (The estimate goes to the controller through stats.RTT, which Stats
+	// fills afresh on its copy: a field, so no allocation per ack, and no
+	// second 32-byte field for it in every Conn.)
+	c.recovery.onAcked(now, p, &c.stats.RTT)
 	for _, f := range p.frags {
 		f.inflight--
 		c.onFragmentAcked(f)
@@ -278,82 +413,30 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	if p.fin {
 		c.life.onFinAcked()
 	}
-	c.removeSent(p.pn)
+	c.sent.remove(p.pn, c.nextPN)
 	c.recycleSentPacket(p)
 	if c.life.closeAcked() {
 		c.terminate(nil) // (an abort ends with its reason)
 	}
 }
 
-// rateSample completes the delivery-rate sample of the ACK just processed.
-func (c *Conn) rateSample(now time.Time, acked, lost int) {
-	r := &c.rate
-	s := &r.sample
-	s.TotalDelivered = r.delivered
-	s.Delivered = int(r.delivered - s.PriorDelivered)
-	s.RTT = now.Sub(r.newestSent)
-	s.NewlyAcked, s.NewlyLost = acked, lost
-	s.LossBursts = c.lossBursts
-	s.BytesInFlight = c.bytesInFlight
-	// The interval is the longer of the send and ack phases, so that
-	// neither bursty sending nor compressed acknowledgements inflate it.
-	s.Interval = max(r.newestSent.Sub(r.newestFirst), now.Sub(r.newestAt))
-	if s.Interval < c.rtt.min {
-		s.Interval = 0
-	}
-	r.sampling = false
-}
-
-// detectLoss declares lost the packets below the largest acknowledged that
-// are packetThreshold older or were sent a loss delay ago, and arms the
-// loss timer for the rest (RFC 9002 section 6.1). It returns the bytes it
-// declared lost (handshake packets aside).
+// detectLoss runs loss detection (recovery.detectLoss) and arms the loss
+// timer for the packets not yet lost. It returns the bytes declared lost.
 func (c *Conn) detectLoss(now time.Time) int {
 	c.timers.stop(timerLoss)
 	if !c.anyAcked || c.life.ended() {
 		return 0
 	}
-	delay := c.rtt.lossDelay()
-	var lostBytes int
-	var largestLostAt time.Time
-	var earliest time.Time
-	for pn := c.sentBase; pn < c.largestAcked && pn < c.nextPN; pn++ {
-		p := c.sentPacketAt(pn)
-		if p == nil {
-			continue
-		}
-		if c.largestAcked-pn >= packetThreshold || !p.sentAt.Add(delay).After(now) {
-			// A handshake loss says nothing about the path's capacity yet,
-			// and a path MTU probe's loss only that it was too large.
-			if !p.hello && !p.pathProbe {
-				lostBytes += p.size
-				if c.lossBursts == 0 || pn != c.lastLostPN+1 {
-					c.lossBursts++
-				}
-				c.lastLostPN = pn
-				if p.sentAt.After(largestLostAt) {
-					largestLostAt = p.sentAt
-				}
-			}
-			c.onPacketLost(now, p)
-			continue
-		}
-		if at := p.sentAt.Add(delay); earliest.IsZero() || at.Before(earliest) {
-			earliest = at
-		}
-	}
-	if lostBytes > 0 {
-		c.cc.OnPacketsLost(now, lostBytes, largestLostAt, false)
-	}
-	if !earliest.IsZero() {
-		c.timers.set(timerLoss, earliest)
+	lostBytes, next := c.recovery.detectLoss(now, func(p *sentPacket) { c.onPacketLost(now, p) })
+	if !next.IsZero() {
+		c.timers.set(timerLoss, next)
 	}
 	return lostBytes
 }
 
+// onPacketLost tells each part that filled p that it was lost.
 func (c *Conn) onPacketLost(now time.Time, p *sentPacket) {
-	c.bytesInFlight -= p.size
-	c.elicitingInFlight--
+	c.recovery.onLost(p)
 	if p.pathProbe {
 		c.onProbeLost(now, p.size) // nothing to send again
 	} else {
@@ -361,7 +444,7 @@ func (c *Conn) onPacketLost(now time.Time, p *sentPacket) {
 		c.requeue(p, false)
 		c.onLargeLost(now, p.pn, p.size)
 	}
-	c.removeSent(p.pn)
+	c.sent.remove(p.pn, c.nextPN)
 	c.recycleSentPacket(p)
 }
 
@@ -394,13 +477,13 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 	}
 }
 
-// armPTO sets the probe timer: a PTO after the last ack-eliciting packet,
-// doubled per consecutive timeout, while anything is in flight or owed.
+// armPTO sets the probe timer (recovery.probeDeadline) while anything is
+// in flight or owed.
 func (c *Conn) armPTO() {
 	if c.life.ended() {
 		return
 	}
-	if c.elicitingInFlight == 0 && !c.flowBlocked && c.life.established() {
+	if !c.recovery.inFlight() && !c.flowBlocked && c.life.established() {
 		c.timers.stop(timerPTO)
 		return
 	}
@@ -408,23 +491,7 @@ func (c *Conn) armPTO() {
 	if c.life.closeSent() {
 		backoff = closeBackoff
 	}
-	pto := c.rtt.pto(c.ptoAckDelay()) << min(c.ptoCount, backoff)
-	c.timers.set(timerPTO, c.lastAckElicitingSent.Add(pto))
-}
-
-// ptoAckDelay is the acknowledgement delay the probe timeout allows for.
-// The peer acknowledges every second ack-eliciting packet at once, so with
-// two or more in flight an acknowledgement is not held back for its max ack
-// delay unless one was lost, and then a probe (two packets, which the peer
-// acknowledges at once) costs less than waiting: RFC 9002 always adds the
-// max ack delay, which on a LAN or loopback path (RTT tens of µs, default
-// delay 1 ms) made every lost acknowledgement of a window-limited flight a
-// stall of over a millisecond. A lone packet in flight still waits for it.
-func (c *Conn) ptoAckDelay() time.Duration {
-	if c.elicitingInFlight >= 2 {
-		return 0
-	}
-	return c.peerMaxAckDelay
+	c.timers.set(timerPTO, c.recovery.probeDeadline(backoff))
 }
 
 // onProbeTimeout sends up to two probes carrying the oldest unacknowledged
@@ -440,24 +507,13 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 	// contents go again, and it tells whether the path may be a black hole.
 	// A probe is never resent; its fate is settled by loss detection once
 	// anything later is acknowledged.
-	var oldest *sentPacket
-	probesOnly := false
-	for pn := c.sentBase; pn < c.nextPN; pn++ {
-		if p := c.sentPacketAt(pn); p != nil {
-			if p.pathProbe {
-				probesOnly = true
-				continue
-			}
-			oldest, probesOnly = p, false
-			break
-		}
-	}
+	oldest, probesOnly := c.recovery.oldestInFlight()
 	if probesOnly && !c.flowBlocked && c.life.established() && !c.life.closeSent() {
 		// Only probes in flight: they may be too large, which says
 		// nothing of the path's health. A PING asks for the
 		// acknowledgement that settles them; no backoff.
 		c.probesOwed = max(c.probesOwed, 1)
-		c.lastAckElicitingSent = now
+		c.recovery.probesSent(now)
 		c.armPTO()
 		return
 	}
@@ -470,7 +526,7 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		}
 		c.unreachableProbes++
 	}
-	c.ptoCount++
+	c.recovery.backOff()
 	c.stats.ProbesSent++
 	c.probesOwed = 2
 	if oldest != nil {
@@ -490,23 +546,18 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		c.acks.sendNow()
 	}
 	// The next probe timer counts from the probes about to be sent.
-	c.lastAckElicitingSent = now
+	c.recovery.probesSent(now)
 	c.armPTO()
 }
 
 // discardSent forgets every packet in flight (the connection ended).
-func (c *Conn) discardSent() {
-	for i := c.sentHead; i < len(c.sentRing); i++ {
-		if p := c.sentRing[i]; p != nil {
-			for _, f := range p.frags {
-				f.inflight--
-				c.maybeFreeFragment(f)
-			}
-			c.recycleSentPacket(p)
-		}
+func (c *Conn) discardSent() { c.recovery.discard(c.forgetSent) }
+
+// forgetSent releases what p, no longer tracked, held of the send queues.
+func (c *Conn) forgetSent(p *sentPacket) {
+	for _, f := range p.frags {
+		f.inflight--
+		c.maybeFreeFragment(f)
 	}
-	c.sentRing, c.sentHead = c.sentRing[:0], 0
-	c.sentBase = c.nextPN
-	c.bytesInFlight = 0
-	c.elicitingInFlight = 0
+	c.recycleSentPacket(p)
 }

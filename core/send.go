@@ -94,7 +94,6 @@ type sender struct {
 	fragPayload     int // data bytes per fragment
 	peerMaxData     uint64
 	dataSent        uint64 // flow-control credit used
-	peerMaxAckDelay time.Duration
 	probesOwed      int
 	fragFree        []*outFragment
 	chunkFree       [][]byte // full-size chunks (fragPayload)
@@ -109,7 +108,6 @@ func (c *Conn) initSender() {
 	// Fragments are cut for the datagram size in use (pmtu.go), which
 	// starts at the smallest; the bound on their number is for that size.
 	s.fragPayload = fragPayloadFor(c.datagramSize())
-	s.peerMaxAckDelay = 25 * time.Millisecond // until the peer's HELLO says
 	s.maxFrags = max(c.cfg.SendBufferSize/smallChunk, c.cfg.MaxMessageSize/s.fragPayload+2, 64)
 }
 
@@ -309,7 +307,7 @@ func (c *Conn) discardSendQueues() {
 			c.maybeFreeFragment(f)
 		}
 	}
-	for _, p := range c.sentRing {
+	for _, p := range c.sent.inFlight() {
 		if p == nil {
 			continue
 		}
@@ -392,10 +390,9 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		return 0
 	}
 
-	pn := c.nextPN
 	n := headerLen
-	pkt := c.newSentPacket()
-	pkt.pn = pn
+	pkt := c.sent.newPacket()
+	pkt.pn = c.nextPN // (taken by seal, if the packet goes)
 	pkt.sentAt = now
 
 	// HELLO goes first: a listener finds it there (PeekHello).
@@ -454,11 +451,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		clear(buf[n : MinHelloDatagram-trailerLen])
 		n = MinHelloDatagram - trailerLen
 	}
-	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
-	size = sealPacket(buf, n)
-	c.nextPN++
-	c.stats.PacketsSent++
-	c.stats.BytesSent += uint64(size)
+	size = c.seal(buf, n)
 	if pkt.close && c.life.closeIsCourtesy() {
 		// The peer closed too: we linger a few PTOs to acknowledge its
 		// CLOSE again should our ACK be lost. Our CLOSE, which carries that
@@ -472,9 +465,6 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	pkt.size = size
 	if pkt.ackEliciting() {
 		c.onPacketSent(now, pkt)
-		if !c.cfg.DisablePacing {
-			c.pacer.spend(size)
-		}
 	} else {
 		c.acks.sentAckOnly(ackBatch)
 		c.recycleSentPacket(pkt)
@@ -494,37 +484,34 @@ func (c *Conn) finDue() bool { return c.life.finWanted() && c.queue.len() == 0 }
 // ack-eliciting packet of size bytes go now; if only the pacer holds it
 // back, the pacing timer is set for when it may.
 func (c *Conn) sendAllowed(now time.Time, size int) bool {
-	if c.bytesInFlight+size > c.cc.Window() {
-		return false // wait for acknowledgements
+	ok, wait := c.recovery.sendAllowed(now, size, c.datagramSize(), !c.cfg.DisablePacing)
+	if !wait.IsZero() {
+		c.timers.set(timerPacing, wait)
 	}
-	if !c.cfg.DisablePacing {
-		rate, burst := c.pacing()
-		if at := c.pacer.ready(now, size, rate, burst); at.After(now) {
-			c.timers.set(timerPacing, at)
-			return false
-		}
-	}
-	return true
+	return ok
+}
+
+// seal finishes the packet in buf[:n] for the peer, under the next packet
+// number, and counts it sent; it returns the datagram's length.
+func (c *Conn) seal(buf []byte, n int) int {
+	pn := c.recovery.takePN()
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
+	size := sealPacket(buf, n)
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
+	return size
 }
 
 // sendPathProbe writes a path MTU probe of size bytes into buf and records
 // it in flight.
 func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
-	pkt := c.newSentPacket()
-	pkt.pn = c.nextPN
+	pkt := c.sent.newPacket()
+	pkt.pn = c.nextPN // (taken by seal)
 	pkt.sentAt = now
 	pkt.eliciting, pkt.pathProbe = true, true
-	n := appendProbe(buf, size)
-	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pkt.pn)})
-	pkt.size = sealPacket(buf, n)
-	c.nextPN++
-	c.stats.PacketsSent++
-	c.stats.BytesSent += uint64(pkt.size)
+	pkt.size = c.seal(buf, appendProbe(buf, size))
 	c.pmtu.onProbeSent()
 	c.onPacketSent(now, pkt)
-	if !c.cfg.DisablePacing {
-		c.pacer.spend(pkt.size)
-	}
 	return pkt.size
 }
 

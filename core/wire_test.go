@@ -661,8 +661,8 @@ func TestHandleAckOnlySent(t *testing.T) {
 				for a.PollTransmit(p.now, p.buf) > 0 {
 				}
 				inFlight := map[uint64]bool{}
-				for pn := a.sentBase; pn < a.nextPN; pn++ {
-					if a.sentPacketAt(pn) != nil {
+				for pn := a.sent.base; pn < a.nextPN; pn++ {
+					if a.sent.at(pn) != nil {
 						inFlight[pn] = true
 					}
 				}
@@ -704,7 +704,7 @@ func TestHandleAckOnlySent(t *testing.T) {
 				a.handleAck(p.now, &f.ack)
 				var removedUnnamed uint64
 				for pn := range inFlight {
-					gone := a.sentPacketAt(pn) == nil
+					gone := a.sent.at(pn) == nil
 					if named(pn) {
 						require.True(t, gone, "pn %d named by %+v but still in flight", pn, f.ack)
 						continue
