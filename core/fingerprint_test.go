@@ -64,6 +64,13 @@ func TestSimFingerprint(t *testing.T) {
 		scenario("sim/"+p.name, n, func(seed uint64) string { return outcome(runSimTimed(p, seed, false)) })
 	}
 	for _, p := range simProfiles() {
+		if p.onClose != nil {
+			continue // (as TestSimHalfClose)
+		}
+		p.halfClose = true
+		scenario("halfclose/"+p.name, max(n/2, 1), func(seed uint64) string { return outcome(runSimTimed(p, seed, false)) })
+	}
+	for _, p := range simProfiles() {
 		scenario("abort/"+p.name, max(n/4, 1), func(seed uint64) string { return fmt.Sprint(runAbort(p, seed)) })
 	}
 	for _, p := range simProfiles() {
