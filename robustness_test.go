@@ -255,6 +255,10 @@ func heapInUse() uint64 {
 // many ports, make the listener answer each with a Retry (never more than
 // 3x what it received) and keep nothing: no connection, no per-address
 // state, a flat heap; a real client still gets in meanwhile.
+// floodRound is how many HELLOs a flooding port sends before it reads
+// their answers.
+const floodRound = 5
+
 func TestListenerHelloFloodKeepsNoState(t *testing.T) {
 	ports, perPort := 64, 100
 	if testing.Short() {
@@ -287,31 +291,35 @@ func TestListenerHelloFloodKeepsNoState(t *testing.T) {
 					return err
 				}
 				defer s.Close()
-				for i, h := range hellos {
-					if _, err := s.Write(h); err != nil {
-						return err
-					}
-					if i%10 == 9 {
-						time.Sleep(time.Millisecond) // a flood, not a buffer overrun
-					}
-				}
-				// Collect the answers until the listener falls silent.
+				// In rounds of a few HELLOs, each round's answers read
+				// before the next: the flood goes as fast as the listener
+				// answers, so neither socket buffer overflows however fast
+				// or slow the machine (an open-loop flood measured the
+				// kernel's drops, not the listener).
 				buf := make([]byte, 2048)
 				got, big := 0, 0
-				for {
-					s.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-					n, err := s.Read(buf)
-					if err != nil {
-						break
+				for i := 0; i < len(hellos); i += floodRound {
+					round := hellos[i:min(i+floodRound, len(hellos))]
+					for _, h := range round {
+						if _, err := s.Write(h); err != nil {
+							return err
+						}
 					}
-					h, _, err := core.ParseHeader(buf[:n])
-					if err != nil || h.Type != core.PacketRetry {
-						return fmt.Errorf("answer to a cookieless HELLO is not a Retry: %x", buf[:min(n, 16)])
+					for range round {
+						s.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+						n, err := s.Read(buf)
+						if err != nil {
+							break // lost: the next round goes on
+						}
+						h, _, err := core.ParseHeader(buf[:n])
+						if err != nil || h.Type != core.PacketRetry {
+							return fmt.Errorf("answer to a cookieless HELLO is not a Retry: %x", buf[:min(n, 16)])
+						}
+						if n > 3*core.MinHelloDatagram {
+							big++
+						}
+						got++
 					}
-					if n > 3*core.MinHelloDatagram {
-						big++
-					}
-					got++
 				}
 				mu.Lock()
 				answers += got
@@ -334,9 +342,9 @@ func TestListenerHelloFloodKeepsNoState(t *testing.T) {
 	t.Logf("%d HELLOs from %d ports: %d Retry answers in %v; heap %d -> %d bytes",
 		sent, ports, answers, elapsed.Round(time.Millisecond), before, after)
 	require.Zero(t, tooBig, "an answer larger than 3x the HELLO")
-	// Loopback drops what a slow (-race) listener cannot read in time;
-	// enough must be answered to show it answered the flood.
-	require.GreaterOrEqual(t, answers, sent/10, "the listener answered few HELLOs")
+	// Loopback may still drop some of a round when the socket buffers
+	// are small (no root: net.core.rmem_max caps them); most are answered.
+	require.GreaterOrEqual(t, answers, sent/2, "the listener answered few HELLOs")
 	require.Zero(t, listenerConns(t, ln), "the flood left connections: %s", rudp.DebugListener(ln))
 	// No state per address: the heap does not grow with the flood (a
 	// connection costs kilobytes; 6,400 of them would be megabytes).
