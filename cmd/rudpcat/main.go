@@ -11,12 +11,17 @@
 // line. Order messages may be lost but never arrive after a newer one; None
 // messages may be lost or reordered.
 //
-// When standard input ends, rudpcat closes the connection gracefully: all it
-// sent is delivered, then the peer reads end of file. When the peer closes,
-// rudpcat writes out what arrived and exits. A rudp close ends both
-// directions at once (there is no half-close), so in a one-way transfer the
-// receiving side should not close first: give it -d (do not read standard
-// input) or an input that stays open.
+// As nc over TCP, rudpcat half-closes: when standard input ends it ends its
+// sending direction (Conn.CloseWrite: all it sent is delivered, then the
+// peer reads end of file) and keeps writing out what the peer sends until
+// the peer ends its own, then closes the connection gracefully and exits.
+// So a request answered by the peer works (printf 'GET /x\n' | rudpcat
+// host:port prints the reply), and so does a one-way transfer whose
+// receiver has no input (rudpcat -l :port > file < /dev/null). When the
+// peer ends its direction first, rudpcat goes on sending its input until
+// it ends (a peer that closed the connection makes the next write fail).
+// With -d standard input is not read, nor the direction ended: rudpcat
+// only receives, and closes once the peer ended its direction.
 //
 // Exit status: 0 when the connection ended gracefully, 1 on an error, 2 on
 // bad usage.
@@ -51,9 +56,9 @@ Standard input goes to the peer, what the peer sends goes to standard output.
   -g order     one message per line; a lost line is skipped, never reordered
   -g none      one message per line; lines may be lost or reordered
 
-When standard input ends, the connection is closed gracefully (everything
-sent is delivered first); when the peer closes, rudpcat exits. Closing ends
-both directions, so the receiving side of a one-way transfer should use -d.
+When standard input ends, rudpcat half-closes, as nc over TCP: the peer
+reads end of file after everything sent, and rudpcat keeps printing what
+the peer sends until the peer ends its side too, then closes and exits.
 
 flags:
 `
@@ -235,8 +240,9 @@ func (s *session) run(ctx context.Context, conn *rudp.Conn) error {
 	stopOnCancel := context.AfterFunc(ctx, func() { closeConn("interrupted", context.Cause(ctx)) })
 	defer stopOnCancel()
 
-	// Standard input to the connection, until the input ends (then close the
-	// connection: the peer reads end of file) or the session does.
+	// Standard input to the connection, until the input ends (then end our
+	// direction, as nc over TCP: the peer reads end of file, and may still
+	// answer) or the session does.
 	done := make(chan struct{})
 	sent := make(chan int64, 1)
 	go func() {
@@ -252,21 +258,32 @@ func (s *session) run(ctx context.Context, conn *rudp.Conn) error {
 			case err != nil:
 				closeConn("sending failed", err)
 			case eof:
-				closeConn("end of input", nil)
+				if err := conn.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+					closeConn("half-close failed", err)
+				}
 			}
 		}
 		sent <- n
 	}()
 
-	// The connection to standard output, until the peer closes.
+	// The connection to standard output, until the peer ends its direction.
 	received, recvErr := s.copyOut(conn)
+	var n int64
+	gotSent := false
+	if recvErr == nil && s.in != nil && !s.in.isExhausted() {
+		// The peer's end of file: our input goes on to its own end, as nc's
+		// does (a write fails if the peer closed the connection).
+		n, gotSent = <-sent, true
+	}
 	close(done)
 	// Unless we closed already: after the peer's close this only releases
 	// the connection (the peer reads nothing more); after a failed read or
 	// write to standard output it ends the connection. Either way it fails a
 	// Write still pending.
 	recvErr = errors.Join(recvErr, ignoreClosed(conn.Close()))
-	n := <-sent
+	if !gotSent {
+		n = <-sent
+	}
 	mu.Lock()
 	why, err := closedBy, closeErr
 	mu.Unlock()
@@ -274,7 +291,7 @@ func (s *session) run(ctx context.Context, conn *rudp.Conn) error {
 		recvErr = nil // our own Close ended the read
 	}
 	if why == "" {
-		why = "peer closed"
+		why = "peer closed" // (or ended its direction after we ended ours)
 	}
 	// After our own close, wait until what we sent is delivered.
 	if why != "peer closed" && ctx.Err() == nil && !waitClosed(ctx, conn) {
