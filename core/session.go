@@ -334,6 +334,19 @@ func (s *Session) Close() error {
 	return s.takeSocketErr()
 }
 
+// CloseWrite ends our direction (a half-close, Conn.CloseWrite): sends fail
+// with ErrClosed from now on, the peer's Recv returns io.EOF once it has
+// read all we sent, and Recv here goes on until the peer ends its own.
+// Keep calling Maintain; Close ends the connection.
+func (s *Session) CloseWrite() error {
+	now := s.clock.Now()
+	if err := s.conn.CloseWrite(now); err != nil {
+		return err
+	}
+	s.flush(now)
+	return s.takeSocketErr()
+}
+
 // Closed reports whether the connection has ended.
 func (s *Session) Closed() bool { return s.conn.Closed() }
 

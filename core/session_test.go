@@ -199,3 +199,54 @@ func TestSessionBadArguments(t *testing.T) {
 	require.ErrorIs(t, err, core.ErrMessageTooLarge)
 	require.ErrorIs(t, a.AsSet(func(*core.Set) error { return a.AsSet(func(*core.Set) error { return nil }) }), core.ErrNestedSet)
 }
+
+// TestSessionCloseWrite: over a socket pair losing 20% of datagrams, a
+// sends a request and half-closes; b reads all of it, then io.EOF, and
+// answers; a reads the answer, then io.EOF once b closes. Sends after
+// CloseWrite fail with ErrClosed.
+func TestSessionCloseWrite(t *testing.T) {
+	for seed := uint64(1); seed <= 10; seed++ {
+		a, b, clock := sessionPair(t, 0.2, seed)
+		const count = 50
+		for i := range count {
+			require.NoError(t, a.SendPayload(core.Delivery, []byte(fmt.Sprintf("request %d", i))))
+		}
+		require.NoError(t, a.CloseWrite())
+		require.ErrorIs(t, a.SendPayload(core.None, []byte("late")), core.ErrClosed)
+		readAll := func(s *core.Session, peer *core.Session) ([]string, error) {
+			var got []string
+			for i := 0; i < 20000; i++ {
+				advance(clock, s, peer)
+				for {
+					m, err := s.Recv()
+					if err != nil {
+						return got, err
+					}
+					if m == nil {
+						break
+					}
+					got = append(got, string(m))
+				}
+			}
+			return got, nil
+		}
+		got, err := readAll(b, a)
+		require.ErrorIs(t, err, io.EOF, "seed %d", seed)
+		require.Len(t, got, count, "seed %d", seed)
+		for i, m := range got {
+			require.Equal(t, fmt.Sprintf("request %d", i), m)
+		}
+		require.NoError(t, b.SendPayload(core.Delivery, []byte("response")))
+		require.NoError(t, b.Close())
+		got, err = readAll(a, b)
+		require.ErrorIs(t, err, io.EOF, "seed %d", seed)
+		require.Equal(t, []string{"response"}, got, "seed %d", seed)
+		require.NoError(t, a.Close())
+		for i := 0; i < 20000 && !(a.Closed() && b.Closed()); i++ {
+			advance(clock, a, b)
+		}
+		require.True(t, a.Closed() && b.Closed(), "seed %d", seed)
+		require.NoError(t, a.Conn().Err())
+		require.NoError(t, b.Conn().Err())
+	}
+}
