@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/rudp-go/rudp/core"
 )
 
 // Listener accepts rudp connections on one UDP socket, demultiplexed by
@@ -19,7 +21,8 @@ import (
 // least 8) waiting already is refused more.
 //
 // A connection waiting in Accept gets a receive window of
-// UnacceptedReceiveWindow (16 KiB); Accept opens the full one. So the
+// UnacceptedReceiveWindow (16 KiB: the mux's core.Endpoint caps it from
+// its handshake on); Accept opens the full one. So the
 // connections not yet accepted hold at most AcceptBacklog × (2 ×
 // UnacceptedReceiveWindow for their messages and buffers, the 4 KiB
 // receive arena, and their fixed state), whatever their peers send: about
@@ -67,15 +70,15 @@ func (l *Listener) admit(time.Time, netip.AddrPort) {}
 // Order messages may hold a quarter of it, each charged 256 bytes beyond
 // its length: more are dropped (Stats.UnreliableDropped), so a burst of
 // small messages sent before Accept loses its tail (the 15th 30-byte
-// message). Once accepted, a connection has its full window.
-const UnacceptedReceiveWindow = 16 << 10
-
-func (l *Listener) receiveLimit() int { return UnacceptedReceiveWindow }
+// message). Once accepted, a connection has its full window. The mux's
+// core.Endpoint applies it (its default
+// EndpointConfig.UnacceptedReceiveWindow) and lifts it in Take.
+const UnacceptedReceiveWindow = core.DefaultUnacceptedReceiveWindow
 
 // offer queues a connection the handshake created for Accept (mux.mu
 // held): the Endpoint's accept budget already left room for it (false only
 // if connections that ended in the queue still fill it).
-func (l *Listener) offer(c *Conn) bool {
+func (l *Listener) offer(_ time.Time, c *Conn) bool {
 	select {
 	case l.queue <- c:
 		return true
@@ -84,13 +87,18 @@ func (l *Listener) offer(c *Conn) bool {
 	}
 }
 
-// took follows c out of the accept queue, giving its place in the accept
-// budget back.
+// took follows c out of the accept queue: the mux's Endpoint gives its
+// place in the accept budget back and opens its full receive window (the
+// credit goes out at once).
 func (l *Listener) took(c *Conn) *Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := monoNow()
 	l.m.mu.Lock()
-	l.m.ep.Take(c.core)
+	l.m.ep.Take(now, c.core)
 	l.m.mu.Unlock()
-	return c.accepted()
+	c.settleLocked(now)
+	return c
 }
 
 // Accept waits for the next connection; its dynamic type is *Conn.
@@ -127,17 +135,6 @@ func (l *Listener) AcceptRUDP() (*Conn, error) {
 		case <-l.closing:
 		}
 	}
-}
-
-// accepted opens the full receive window of a connection Accept returns
-// (the credit goes out at once).
-func (c *Conn) accepted() *Conn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := monoNow()
-	c.core.SetReceiveLimit(now, 0)
-	c.settleLocked(now)
-	return c
 }
 
 // Dial connects to address through the listener's socket; see DialContext.

@@ -21,13 +21,12 @@ import (
 // queues them for Accept, a PacketConn keeps them for ReadFrom and WriteTo.
 // admit is called first, with no lock held: it may make room for a new
 // peer at from (a PacketConn reclaims an idle peer). offer is called with
-// mux.mu held and must not block; false refuses.
-// receiveLimit is the receive window a connection offered gets until the
-// application takes it (0: the full window at once).
+// the connection's and mux.mu held and must not block; false refuses. Until
+// the application takes a connection (core.Endpoint.Take), its receive
+// window is the Endpoint's UnacceptedReceiveWindow.
 type acceptor interface {
 	admit(now time.Time, from netip.AddrPort)
-	offer(c *Conn) bool
-	receiveLimit() int
+	offer(now time.Time, c *Conn) bool
 }
 
 // mux is one UDP socket and the connections on it. What a datagram means
@@ -108,8 +107,10 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 	m.txBatches = txPool(set.core.MaxDatagramSize)
 	// (The cookie key and connection IDs come from a ChaCha8 source seeded
 	// from crypto/rand: the core reads no randomness of its own. The accept
-	// budget is a Listener's: its connections wait in Accept until taken;
-	// a PacketConn takes each at once, within its peer table's bounds.)
+	// budget is a Listener's: its connections wait in Accept until taken,
+	// each with the Endpoint's UnacceptedReceiveWindow (its default, the
+	// root's UnacceptedReceiveWindow) until then; a PacketConn takes each
+	// at once, within its peer table's bounds.)
 	var seed [32]byte
 	_, _ = crand.Read(seed[:])
 	m.ep, _ = core.NewEndpoint(&core.EndpointConfig{
@@ -296,11 +297,7 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
-	if m.acceptor != nil {
-		// Before its HELLO goes out, which carries its credit.
-		c.core.SetReceiveLimit(now, m.acceptor.receiveLimit())
-	}
-	if m.acceptor == nil || m.sockClosed.Load() || !m.acceptor.offer(c) {
+	if m.acceptor == nil || m.sockClosed.Load() || !m.acceptor.offer(now, c) {
 		m.ep.Reject(cc)
 		var reply [64]byte
 		n, to, ok := m.ep.PollTransmit(now, reply[:])

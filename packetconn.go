@@ -73,10 +73,6 @@ func ListenPacket(network, address string, cfg *Config) (*PacketConn, error) {
 	return p, nil
 }
 
-// receiveLimit: a PacketConn reads its connections as they come; MaxPeers
-// bounds them.
-func (p *PacketConn) receiveLimit() int { return 0 }
-
 // admit reclaims an idle peer if a new one from `from` would not fit.
 func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
 	p.makeRoom(now, hostOf(from))
@@ -86,7 +82,7 @@ func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
 // table or its host's share of it is full (admit found no idle peer to
 // reclaim). Only peers whose address echoed a cookie get here, so the
 // refusals counted are of real addresses.
-func (p *PacketConn) offer(c *Conn) bool {
+func (p *PacketConn) offer(now time.Time, c *Conn) bool {
 	host := hostOf(c.raddr)
 	if !p.table.roomFor(host) {
 		refused := p.refused.Add(1)
@@ -100,7 +96,10 @@ func (p *PacketConn) offer(c *Conn) bool {
 	}
 	c.pc = p
 	p.table.add(c, host)
-	p.m.ep.Take(c.core) // in use at once: the accept budget is a Listener's
+	// In use at once, with its full window (a PacketConn reads its
+	// connections as they come; MaxPeers bounds them): the accept budget
+	// and the window of connections waiting for Accept are a Listener's.
+	p.m.ep.Take(now, c.core)
 	return true
 }
 

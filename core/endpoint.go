@@ -144,11 +144,16 @@ type EndpointConfig struct {
 	// listener's whole budget.
 	HostShare int // default max(8, AcceptBudget/16), at most AcceptBudget
 
-	// UnacceptedReceiveWindow caps the receive window of a connection
-	// waiting for Accept (Conn.SetReceiveLimit), so that a flood of
-	// handshakes followed by data holds at most this much per connection
-	// the application never took; Accept lifts it. Zero: no cap.
-	UnacceptedReceiveWindow int
+	// UnacceptedReceiveWindow caps the receive window of a connection the
+	// handshake created while it waits for Accept (Conn.SetReceiveLimit,
+	// applied before its HELLO carries its first credit): its peer may send
+	// that much Delivery data before the application takes it (more waits),
+	// and None/Order messages may hold a quarter of it. So a flood of
+	// handshakes followed by data holds at most twice this per connection
+	// (Conn's held-memory bound), AcceptBudget times, whatever the peers
+	// send. Accept and Take lift it. Negative: no cap (each waiting
+	// connection may then hold its whole Config.MaxReceiveWindow).
+	UnacceptedReceiveWindow int // default 16 KiB (DefaultUnacceptedReceiveWindow)
 
 	// CookieKey is the key of the cookie's HMAC: 32 bytes, secret, the same
 	// for as long as cookies it made must stay valid. nil: 32 bytes drawn
@@ -183,6 +188,12 @@ type EndpointConfig struct {
 	// creating a connection again; a new attempt beyond it is refused.
 	MaxAttempts int // default 1<<18 (about 20 MiB at most)
 }
+
+// DefaultUnacceptedReceiveWindow is EndpointConfig.UnacceptedReceiveWindow's
+// default: 16 KiB, measured at about 17 KiB of heap per waiting connection
+// with peers sending 1 MiB at once (the root package's
+// TestListenerFloodMemory), 17 MiB for the default budget of 1024.
+const DefaultUnacceptedReceiveWindow = 16 << 10
 
 // Endpoint configuration bounds and defaults.
 const (
@@ -228,8 +239,6 @@ func (c *EndpointConfig) Validate() error {
 		return bad("HostShare", c.HostShare, "must not be negative (0: the default)")
 	case c.HostShare > cmpOr(c.AcceptBudget, defaultAcceptBudget):
 		return bad("HostShare", c.HostShare, "must not exceed AcceptBudget")
-	case c.UnacceptedReceiveWindow < 0:
-		return bad("UnacceptedReceiveWindow", c.UnacceptedReceiveWindow, "must not be negative (0: no cap)")
 	case c.CookieKey != nil && len(c.CookieKey) != cookieKeyLen:
 		return bad("CookieKey", len(c.CookieKey), "must be 32 bytes long (nil: a random key)")
 	case c.CookieBucket < 0 || (c.CookieBucket > 0 && c.CookieBucket < time.Second):
@@ -290,7 +299,7 @@ func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	e.listen = c.Listen
 	e.acceptBudget = cmpOr(c.AcceptBudget, defaultAcceptBudget)
 	e.hostShare = cmpOr(c.HostShare, min(e.acceptBudget, max(8, e.acceptBudget/16)))
-	e.unacceptedWindow = c.UnacceptedReceiveWindow
+	e.unacceptedWindow = cmpOr(c.UnacceptedReceiveWindow, DefaultUnacceptedReceiveWindow)
 	e.cookieBucket = cmp0(c.CookieBucket, defaultCookieBucket)
 	e.resetRate = c.ResetRate
 	if e.resetRate == 0 {
@@ -572,10 +581,12 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 
 // Accept takes the oldest connection the handshake created that the
 // Endpoint still routes to (one that ended was forgotten by Update or
-// Remove), or returns nil if none waits, and gives back its share of the
-// accept budget. The caller lifts its UnacceptedReceiveWindow cap
-// (c.SetReceiveLimit(now, 0)) when the application takes it.
-func (ep *Endpoint) Accept() *Conn {
+// Remove), or returns nil if none waits, gives back its share of the
+// accept budget and lifts its UnacceptedReceiveWindow cap (the credit goes
+// out with its next packet). It changes the connection it returns: a
+// caller with a lock per connection takes them with Take instead, holding
+// that connection's lock.
+func (ep *Endpoint) Accept(now time.Time) *Conn {
 	for len(ep.pending) > 0 {
 		c := ep.pending[0]
 		ep.pending[0] = nil
@@ -588,22 +599,24 @@ func (ep *Endpoint) Accept() *Conn {
 			continue // removed
 		}
 		ep.unpend(r)
+		ep.lift(now, c)
 		return c
 	}
 	return nil
 }
 
 // Take gives back the accept budget's place of c, a connection the
-// handshake created, without the order of Accept: a caller that keeps its
-// own queue of new connections (or has none) calls it when the
-// application took c. Calling it again, or for another connection, does
-// nothing.
-func (ep *Endpoint) Take(c *Conn) {
+// handshake created, without the order of Accept, and lifts its
+// UnacceptedReceiveWindow cap: a caller that keeps its own queue of new
+// connections (or has none) calls it when the application took c. Calling
+// it again, or for another connection, does nothing.
+func (ep *Endpoint) Take(now time.Time, c *Conn) {
 	r := ep.conns[c.localCID]
 	if r == nil || r.conn != c || !r.pending {
 		return
 	}
 	ep.unpend(r)
+	ep.lift(now, c)
 	if i := slices.Index(ep.pending, c); i >= 0 {
 		ep.pending = slices.Delete(ep.pending, i, i+1)
 	}
@@ -643,6 +656,14 @@ func (ep *Endpoint) QuotedConn(q Quoted) *Conn {
 func (ep *Endpoint) Pending() int { return len(ep.pending) }
 
 // unpend counts r's connection out of the accept budget.
+// lift lifts the UnacceptedReceiveWindow cap of c, taken by the
+// application.
+func (ep *Endpoint) lift(now time.Time, c *Conn) {
+	if ep.cfg.unacceptedWindow > 0 {
+		c.SetReceiveLimit(now, 0)
+	}
+}
+
 func (ep *Endpoint) unpend(r *route) {
 	if !r.pending {
 		return

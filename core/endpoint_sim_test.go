@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -214,8 +215,7 @@ func (s *epServer) HandleDatagram(now time.Time, b []byte) {
 		s.conns.add(ev.Conn)
 	}
 	if s.accept {
-		for c := s.ep.Accept(); c != nil; c = s.ep.Accept() {
-			c.SetReceiveLimit(now, 0)
+		for c := s.ep.Accept(now); c != nil; c = s.ep.Accept(now) {
 			s.conns.touch(c)
 		}
 	}
@@ -256,6 +256,9 @@ type epClients struct {
 	set    epConns
 	// own: client Endpoints' own datagrams waiting (stateless resets).
 	ownDue []int
+	// send, if set, is client i's application, called after each datagram
+	// its connection c took (the flow-control credit it may have brought).
+	send func(i int, c *core.Conn)
 }
 
 func (s *epClients) HandleDatagram(now time.Time, b []byte) {
@@ -270,6 +273,9 @@ func (s *epClients) HandleDatagram(now time.Time, b []byte) {
 	ev := s.eps[i].HandleDatagram(now, epServerAddr, d)
 	if ev.Conn != nil {
 		s.eps[i].Deliver(now, ev.Conn, epServerAddr, d)
+		if s.send != nil {
+			s.send(i, ev.Conn)
+		}
 		s.set.touch(ev.Conn)
 	} else {
 		s.ownDue = append(s.ownDue, i)
@@ -438,13 +444,20 @@ func epSeeds(t *testing.T, name string, n int, fn func(seed uint64) error) {
 	}
 }
 
+// epClients overrides TestSimEndpointThousandClients' number of clients:
+// a soak of many seeds runs a smaller listener (-epclients 100 -soak 20000).
+var epClientsFlag = flag.Int("epclients", 0, "TestSimEndpointThousandClients: the clients per seed (default 1000; 200 in -short)")
+
 // TestSimEndpointThousandClients: a listener Endpoint and 1,000 clients
 // handshaking at once through loss, duplication and reordering: every
 // client gets exactly one connection, each went through a Retry first.
 func TestSimEndpointThousandClients(t *testing.T) {
-	clients, seeds := 1000, 1
+	clients, seeds := 1000, 3
 	if testing.Short() {
 		clients, seeds = 200, 1
+	}
+	if *epClientsFlag > 0 {
+		clients = *epClientsFlag
 	}
 	for name, link := range epSimProfiles() {
 		t.Run(name, func(t *testing.T) {
@@ -597,4 +610,165 @@ func TestSimEndpointReplayedHello(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSimEndpointUnacceptedFlood: clients handshake and at once send what
+// they can (Delivery messages of several fragment-filled windows, None
+// and Order messages) to a listener whose application takes nothing for a
+// while. On every step each connection waiting for Accept holds at most
+// twice the Endpoint's UnacceptedReceiveWindow (its default, applied by
+// the Endpoint itself) of its peer's data and buffers, within what the
+// peer was charged (core.CheckHeldMemory): the flood is bounded by the
+// accept budget times that, whatever the clients send. Then the
+// application accepts them all, the full windows open, and every
+// Delivery message arrives, exactly once and whole (None and Order at
+// most once, whole).
+func TestSimEndpointUnacceptedFlood(t *testing.T) {
+	const clients = 60
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, "TestSimEndpointUnacceptedFlood/"+name, 3, func(seed uint64) error {
+				return runEpFlood(t, seed, link, clients)
+			})
+		})
+	}
+}
+
+// epFloodMsg is one message of a flooding client's: guarantee and bytes
+// (the first four: the client's index, then the message's).
+type epFloodMsg struct {
+	g core.Guarantee
+	b []byte
+}
+
+func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {
+	s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+	r := rand.New(rand.NewPCG(seed, 0xf100d))
+	msgs := make([][]epFloodMsg, clients)
+	next := make([]int, clients)
+	for i := range msgs {
+		n := 8 + r.IntN(12)
+		for k := range n {
+			// Fragmented Delivery messages of up to 12 KiB, None and
+			// Order messages of up to 3 KiB, and last one beyond the
+			// window (it waits for Accept).
+			m := epFloodMsg{g: core.Delivery}
+			size := 2<<10 + r.IntN(10<<10)
+			switch {
+			case k == n-1:
+				size = 16<<10 + r.IntN(48<<10)
+			case r.IntN(2) == 0:
+				m.g, size = core.Guarantee(1+r.IntN(2)), 8+r.IntN(3000)
+			}
+			m.b = make([]byte, size)
+			for j := range m.b {
+				m.b[j] = byte(r.Uint32())
+			}
+			binary.BigEndian.PutUint16(m.b, uint16(i))
+			binary.BigEndian.PutUint16(m.b[2:], uint16(k))
+			msgs[i] = append(msgs[i], m)
+		}
+	}
+	s.clients.send = func(i int, c *core.Conn) {
+		for c.Established() && next[i] < len(msgs[i]) {
+			m := msgs[i][next[i]]
+			if err := c.Send(m.g, m.b); err != nil {
+				if !errors.Is(err, core.ErrWouldBlock) {
+					s.server.fail("client %d: Send: %v", i, err)
+				}
+				return
+			}
+			next[i]++
+		}
+	}
+	bound := 2 * core.DefaultUnacceptedReceiveWindow
+	var peak int
+	check := func() bool {
+		if s.server.accept {
+			return true
+		}
+		for _, c := range s.server.all {
+			if c.Closed() {
+				continue
+			}
+			if err := core.CheckHeldMemory(c); err != nil {
+				s.server.fail("connection %x waiting for Accept: %v", c.LocalCID(), err)
+			}
+			held := core.HeldBytes(c)
+			peak = max(peak, held)
+			if held > bound {
+				s.server.fail("connection %x waiting for Accept holds %d bytes, over twice the unaccepted window (%d)", c.LocalCID(), held, bound)
+			}
+		}
+		return s.server.err != nil
+	}
+	// The flood, for 3 s: nobody accepts.
+	if err := s.net.RunUntil(check, 3*time.Second); err == nil || s.server.err != nil {
+		return cmpErr(s.server.err, err)
+	}
+	if n := len(s.server.all); n != clients {
+		return fmt.Errorf("%d of %d clients got a connection before the application accepted", n, clients)
+	}
+	if peak < core.DefaultUnacceptedReceiveWindow/2 {
+		return fmt.Errorf("the clients' data never filled the waiting connections (peak %d bytes held): the bound proves nothing", peak)
+	}
+	// The application accepts them all, and reads.
+	s.server.accept = true
+	now := s.net.Now()
+	for c := s.server.ep.Accept(now); c != nil; c = s.server.ep.Accept(now) {
+		s.server.conns.touch(c)
+	}
+	got := make([]map[int]bool, clients)
+	delivered, want := 0, 0
+	for i := range msgs {
+		got[i] = map[int]bool{}
+		for _, m := range msgs[i] {
+			if m.g == core.Delivery {
+				want++
+			}
+		}
+	}
+	read := func() bool {
+		for _, c := range s.server.all {
+			for {
+				m, err := c.Recv()
+				if err != nil || m.Data == nil {
+					break
+				}
+				if len(m.Data) < 4 {
+					s.server.fail("a %d-byte message", len(m.Data))
+					return true
+				}
+				i, k := int(binary.BigEndian.Uint16(m.Data)), int(binary.BigEndian.Uint16(m.Data[2:]))
+				switch {
+				case i >= clients || k >= len(msgs[i]) || int(c.RemoteCID()>>48) != i:
+					s.server.fail("message %d of client %d on the connection of client %d", k, i, c.RemoteCID()>>48)
+				case got[i][k]:
+					s.server.fail("client %d's message %d delivered twice", i, k)
+				case m.Guarantee != msgs[i][k].g || string(m.Data) != string(msgs[i][k].b):
+					s.server.fail("client %d's message %d differs from what was sent", i, k)
+				}
+				got[i][k] = true
+				if m.Guarantee == core.Delivery {
+					delivered++
+				}
+			}
+		}
+		return s.server.err != nil || delivered == want
+	}
+	if err := s.net.RunUntil(read, 60*time.Second); err != nil || s.server.err != nil {
+		return cmpErr(s.server.err, fmt.Errorf("after Accept: %v (%d of %d Delivery messages)", err, delivered, want))
+	}
+	return nil
+}
+
+// cmpErr returns the first error that is not nil.
+func cmpErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

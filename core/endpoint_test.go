@@ -103,7 +103,7 @@ func TestEndpointHandshake(t *testing.T) {
 	if n, to := ep.PollConn(epTestNow, c, buf); n < MinHelloDatagram || to != epTestClient {
 		t.Fatalf("server HELLO: %d bytes to %v", n, to)
 	}
-	if got := ep.Accept(); got != c || ep.Pending() != 0 || ep.Accept() != nil {
+	if got := ep.Accept(epTestNow); got != c || ep.Pending() != 0 || ep.Accept(epTestNow) != nil {
 		t.Fatalf("Accept: %v, pending %d", got, ep.Pending())
 	}
 }
@@ -164,7 +164,7 @@ func TestEndpointBudget(t *testing.T) {
 		t.Fatalf("over the budget: %d, pending %d", k, ep.Pending())
 	}
 	// Accept gives a place back.
-	ep.Accept()
+	ep.Accept(epTestNow)
 	if k := accept(host(9), 401); k != EventNewConn {
 		t.Fatal("refused after Accept made room")
 	}
@@ -302,7 +302,6 @@ func TestEndpointConfigErrors(t *testing.T) {
 		{EndpointConfig{CookieBucket: time.Millisecond}, "EndpointConfig.CookieBucket"},
 		{EndpointConfig{ResetBurst: -1}, "EndpointConfig.ResetBurst"},
 		{EndpointConfig{MaxQueued: 1 << 20}, "EndpointConfig.MaxQueued"},
-		{EndpointConfig{UnacceptedReceiveWindow: -1}, "EndpointConfig.UnacceptedReceiveWindow"},
 		{EndpointConfig{MaxAttempts: -1}, "EndpointConfig.MaxAttempts"},
 		{EndpointConfig{Conn: &Config{IdleTimeout: -time.Second}}, "EndpointConfig.Conn.IdleTimeout"},
 		{EndpointConfig{Listen: true}, "EndpointConfig.Rand"}, // the core reads no global randomness
@@ -426,8 +425,8 @@ func TestEndpointTakeRejectQuoted(t *testing.T) {
 	ep.Listen()
 	cookie := retryCookie(t, ep, epTestNow, epTestClient, 1)
 	c := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(1, cookie)).Conn
-	ep.Take(c)
-	if ep.Pending() != 0 || ep.Accept() != nil {
+	ep.Take(epTestNow, c)
+	if ep.Pending() != 0 || ep.Accept(epTestNow) != nil {
 		t.Fatal("Take left the connection in the budget")
 	}
 	if got := ep.QuotedConn(Quoted{DstCID: 1}); got != c {
@@ -447,5 +446,50 @@ func TestEndpointTakeRejectQuoted(t *testing.T) {
 	}
 	if ev := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(2, cookie)); ev.Kind != EventNewConn {
 		t.Fatalf("the rejected client's next try: %+v", ev)
+	}
+}
+
+// TestEndpointUnacceptedWindow: a connection the handshake created waits
+// for Accept with the receive window EndpointConfig.UnacceptedReceiveWindow
+// (16 KiB by default), from its HELLO's credit on; Take (as Accept) lifts
+// it, and the full window goes out at once. A negative value sets no cap.
+// Before, the Endpoint capped nothing unless told (the root package
+// capped its Listener's connections itself).
+func TestEndpointUnacceptedWindow(t *testing.T) {
+	full := DefaultConfig().ReceiveWindow
+	for _, tc := range []struct {
+		window int
+		want   int
+	}{
+		{0, DefaultUnacceptedReceiveWindow},
+		{40 << 10, 40 << 10},
+		{-1, full},
+	} {
+		ep := newTestEndpoint(t, EndpointConfig{Listen: true, UnacceptedReceiveWindow: tc.window})
+		cookie := retryCookie(t, ep, epTestNow, epTestClient, 7)
+		d := helloDatagram(7, cookie)
+		ev := ep.HandleDatagram(epTestNow, epTestClient, d)
+		if ev.Kind != EventNewConn {
+			t.Fatalf("window %d: event %d", tc.window, ev.Kind)
+		}
+		c := ev.Conn
+		ep.Deliver(epTestNow, c, epTestClient, d)
+		buf := make([]byte, 2048)
+		n, _ := ep.PollConn(epTestNow, c, buf)
+		_, body, err := ParseHeader(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello, ok := PeekHello(body)
+		if !ok || hello.MaxData != uint64(tc.want) {
+			t.Fatalf("window %d: the server's HELLO grants %d (ok %v), want %d", tc.window, hello.MaxData, ok, tc.want)
+		}
+		ep.Take(epTestNow, c)
+		if c.window() != full || c.advertisedMaxData() != uint64(full) {
+			t.Fatalf("window %d: after Take the window is %d (advertised %d), want %d", tc.window, c.window(), c.advertisedMaxData(), full)
+		}
+		if tc.window >= 0 && !c.acks.owed() {
+			t.Fatalf("window %d: the new credit does not go out at once", tc.window)
+		}
 	}
 }

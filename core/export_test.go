@@ -130,6 +130,23 @@ func CheckHeldMemory(c *Conn) error {
 	return nil
 }
 
+// HeldBytes returns what c holds of its peer's messages (their buffers'
+// footprint) and in its pools of free records and buffers: what
+// CheckHeldMemory bounds by heldLimit.
+func HeldBytes(c *Conn) int {
+	held := 0
+	for _, m := range c.ord.pending {
+		held += m.footprint()
+	}
+	for _, m := range c.ord.noneMsgs {
+		held += m.footprint()
+	}
+	if m := c.yieldedMsg; m != nil && !slices.Contains(c.ord.pending, m) && !slices.Contains(c.ord.noneMsgs, m) {
+		held += m.footprint()
+	}
+	return held + c.bufPool.pooled + recordBytes*len(c.msgFree)
+}
+
 // LargestReceived returns the highest packet number c accepted (false:
 // none yet).
 func LargestReceived(c *Conn) (uint64, bool) { return c.acks.largest() }
