@@ -28,6 +28,8 @@ type Conn struct {
 	acks acks
 	// ord is the connection's ordering domain (ordering.go).
 	ord ordering
+	// reasm keeps the received messages' bytes (reassembly.go).
+	reasm reassembly
 
 	sender
 	receiver
@@ -321,13 +323,9 @@ func (c *Conn) heartbeatAt() time.Time {
 // It runs when the heartbeat fires, that is after a heartbeat period with
 // nothing sent; an idle connection then costs only its fixed state.
 func (c *Conn) trimIdle() {
-	if c.arena.live == 0 {
-		c.arena.buf, c.arena.top = nil, 0
-	}
-	c.bufPool = bufPool{}
+	c.reasm.trim()
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sent.trim()
-	c.msgFree = nil
 	c.frameScratch, c.decodeRanges = nil, nil
 	c.lean = true
 	c.ord.trim()

@@ -18,12 +18,13 @@
 // handshake and close (lifecycle.go), what we owe the peer in
 // acknowledgements (acks.go), the ordering domain: how messages are
 // numbered and which may be read when (ordering.go), the timer slots
-// (timers.go); sending and fragmenting (send.go), reassembly and flow
-// control (recv.go; the Guarantee values, guarantee.go), loss detection
-// (recovery.go, after RFC 9002), the RTT estimate (rtt.go), congestion
-// control and pacing (congestion.go; bbr.go, the default), path MTU
-// discovery (pmtu.go, after RFC 8899), stateless resets and ICMP reports
-// (failfast.go, ratelimit.go), sequence arithmetic
+// (timers.go), where received messages' bytes are kept (reassembly.go),
+// loss recovery (recovery.go, after RFC 9002) and the packets in flight
+// (sent.go); sending and fragmenting (send.go), the frames received and
+// flow control (recv.go; the Guarantee values, guarantee.go), the RTT
+// estimate (rtt.go), congestion control and pacing (congestion.go; bbr.go,
+// the default), path MTU discovery (pmtu.go, after RFC 8899), stateless
+// resets and ICMP reports (failfast.go, ratelimit.go), sequence arithmetic
 // (seq.go) and the encoding of packets and frames (wire.go). Config
 // (config.go) is read once, when a Conn is made. Endpoint (endpoint.go)
 // is one socket's worth of protocol over many Conns: it routes datagrams

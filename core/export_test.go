@@ -120,7 +120,7 @@ func CheckHeldMemory(c *Conn) error {
 	case unreliable > c.window():
 		return fmt.Errorf("None/Order charges %d over the window %d", unreliable, c.window())
 	}
-	pooled := c.bufPool.pooled + recordBytes*len(c.msgFree)
+	pooled := c.reasm.pooled()
 	switch {
 	case delivery+unreliable+pooled > c.heldLimit():
 		return fmt.Errorf("charges %d plus pooled %d over the limit %d", delivery+unreliable, pooled, c.heldLimit())
@@ -144,7 +144,7 @@ func HeldBytes(c *Conn) int {
 	if m := c.yieldedMsg; m != nil && !slices.Contains(c.ord.pending, m) && !slices.Contains(c.ord.noneMsgs, m) {
 		held += m.footprint()
 	}
-	return held + c.bufPool.pooled + recordBytes*len(c.msgFree)
+	return held + c.reasm.pooled()
 }
 
 // LargestReceived returns the highest packet number c accepted (false:

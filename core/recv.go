@@ -3,34 +3,7 @@ package core
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"time"
-)
-
-// A fragmented message is reassembled in chunks of recvChunk bytes (the
-// last one shorter), each allocated when its first byte arrives, so that
-// what a receiver holds grows with the bytes received, never with the total
-// a first fragment declares. A message of at most recvChunk bytes is one
-// such chunk, its data; a longer one is copied into one buffer when it
-// completes.
-const recvChunk = 16 << 10
-
-// fragmentRunBytes sets how many disjoint pieces (runs) an incomplete
-// message may be held in: runLimit. An honest sender's fragments are at
-// least 1106 bytes, so a gap is too and its runs never reach
-// 1 + total/2212, whatever it loses: a Delivery message must never be
-// dropped once its acknowledged fragments cannot be sent again. A peer that
-// scatters more is misbehaving and the message is dropped.
-const fragmentRunBytes = 2048
-
-// runLimit is the number of pieces a message of total bytes may be in.
-func runLimit(total int) int { return 2 + total/fragmentRunBytes }
-
-// The receiver's bookkeeping of an incomplete fragmented message: a run
-// (pnRange) and a chunk table entry (recvChunkRef), charged per slot.
-const (
-	runBytes        = 16
-	chunkEntryBytes = 32
 )
 
 // msgCredit is what a message of n bytes costs in the receive window: the
@@ -42,60 +15,9 @@ const (
 // everything held for a message fits what it was charged (footprint).
 func msgCredit(n int) int { return n + msgCreditOverhead + n/64 }
 
-// recvChunkRef is one allocated chunk of a message being reassembled.
-type recvChunkRef struct {
-	index int // the chunk's offset / recvChunk
-	b     []byte
-}
-
-// recvMsg is a message (or the message a fragment belongs to) held by the
-// receiver until the application reads it.
-type recvMsg struct {
-	seq   uint64 // Order/Delivery: sequence; None: id
-	group uint64 // first sequence of its set (seq when not in a set)
-	d     uint64 // Delivery: delivery index
-	base  uint64 // delivery messages that must be read before it
-	// held is its share of the receive buffers: data plus msgCreditOverhead,
-	// in pendingDelivery (Delivery, where it is flow-control credit) or in
-	// unreliableBytes. The overhead stays held while a read message is kept
-	// for duplicate detection, so that entries are bounded in number too.
-	held      int
-	total     int            // the message's length
-	data      []byte         // its bytes; while incomplete, nil if longer than recvChunk
-	filled    int            // bytes received so far
-	runs      []pnRange      // received byte runs [lo, hi) while incomplete
-	chunks    []recvChunkRef // while incomplete and longer than recvChunk, by index
-	firstAt   time.Time
-	guarantee Guarantee
-	inSet     bool
-	inArena   bool
-	yielded   bool
-}
-
-// recordBytes is what a message's record costs its receiver: the recvMsg
-// (in its 160-byte allocation class) and its slot in pending or noneMsgs,
-// twice over for the slices' growth.
-const recordBytes = 160 + 16
-
-func (m *recvMsg) complete() bool { return m.filled == m.total }
-
-// footprint is the memory m holds for the peer: its record, its data
-// (outside the arena), chunks and reassembly bookkeeping. It never
-// exceeds m.held (fill refuses what would), so the bytes held for a peer
-// stay within what its messages are charged.
-func (m *recvMsg) footprint() int {
-	n := recordBytes + runBytes*cap(m.runs) + chunkEntryBytes*cap(m.chunks)
-	if !m.inArena {
-		n += cap(m.data)
-	}
-	for _, ch := range m.chunks {
-		n += cap(ch.b)
-	}
-	return n
-}
-
-// receiver is the receiving half: reassembly, flow control (which message
-// may be read when is the ordering domain's: ordering.next).
+// receiver is the receiving half: the frames' handling and flow control
+// (which message may be read when is the ordering domain's, ordering.go;
+// where its bytes are kept, reassembly's, reassembly.go).
 type receiver struct {
 	yieldedMsg *recvMsg // returned by the last Recv, freed by the next
 
@@ -113,15 +35,12 @@ type receiver struct {
 	tuneStart    time.Time
 	tuneConsumed uint64
 
-	arena        arena
-	bufPool      bufPool
-	msgFree      []*recvMsg
 	decodeRanges []ackRange
 	frameScratch *frame
 }
 
 func (c *Conn) initReceiver() {
-	c.arena.size = c.cfg.ReceiveArenaSize
+	c.reasm.arena.size = c.cfg.ReceiveArenaSize
 	c.recvWindow = c.cfg.ReceiveWindow
 }
 
@@ -631,7 +550,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		} else if !c.admitUnreliable(cost) {
 			return applied
 		}
-		m = c.newRecvMsg(total, f.fragment, now)
+		m = c.reasm.newMsg(total, f.fragment, now)
 		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, at.seq, at.group, f.inSet, at.d, at.base, cost
 		if f.guarantee == Order {
 			m.base = at.d
@@ -671,7 +590,7 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 		if !c.admitUnreliable(cost) {
 			return applied
 		}
-		m = c.newRecvMsg(total, f.fragment, now)
+		m = c.reasm.newMsg(total, f.fragment, now)
 		m.guarantee, m.seq, m.held = None, id, cost
 		c.unreliableBytes += cost
 		c.shrinkPool()
@@ -693,123 +612,6 @@ func (c *Conn) admitUnreliable(n int) bool {
 		return false
 	}
 	return true
-}
-
-// fill copies a frame's data into its message. It reports false when the
-// message must be dropped: a peer scattering it in more pieces than
-// runLimit, or making it hold more than it was charged.
-func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
-	if !f.fragment {
-		copy(m.data, f.data)
-		m.filled = m.total
-		return true
-	}
-	lo, hi := f.offset, f.offset+uint64(len(f.data))
-	if hi > uint64(m.total) {
-		return true // inconsistent total: ignore the piece
-	}
-	if lo == hi {
-		return true
-	}
-	// Merge [lo, hi) into the runs; count only bytes not already present.
-	runs := m.runs
-	i := sort.Search(len(runs), func(k int) bool { return runs[k].hi >= lo })
-	j := i
-	newLo, newHi := lo, hi
-	covered := uint64(0)
-	for j < len(runs) && runs[j].lo <= hi {
-		newLo = min(newLo, runs[j].lo)
-		newHi = max(newHi, runs[j].hi)
-		covered += min(runs[j].hi, hi) - max(runs[j].lo, lo)
-		j++
-	}
-	if j == i {
-		limit := runLimit(m.total)
-		if len(runs) >= limit {
-			return false
-		}
-		if len(runs) == cap(runs) {
-			// Grown by hand, so that its capacity (charged in
-			// footprint) never passes runLimit.
-			runs = append(make([]pnRange, 0, min(max(2*cap(runs), 2), limit)), runs...)
-		}
-		runs = append(runs, pnRange{})
-		copy(runs[i+1:], runs[i:])
-	} else if j-i > 1 {
-		runs = append(runs[:i+1], runs[j:]...)
-	}
-	runs[i] = pnRange{newLo, newHi}
-	m.runs = runs
-	c.store(m, lo, f.data)
-	m.filled += int(hi - lo - covered)
-	if m.footprint() > m.held {
-		return false
-	}
-	if m.complete() {
-		c.assemble(m)
-		return true
-	}
-	if m.guarantee != Delivery && !c.timers.armed(timerReassembly) {
-		// (An armed timer is due no later than this message's expiry: it
-		// waits for an older one, and expireReassembly re-arms exactly.)
-		c.armReassembly()
-	}
-	return true
-}
-
-// store copies p to offset off of an incomplete message, allocating the
-// chunks it lands in.
-func (c *Conn) store(m *recvMsg, off uint64, p []byte) {
-	if m.total <= recvChunk {
-		if m.data == nil {
-			m.data, m.inArena = c.allocData(m.total)
-		}
-		copy(m.data[off:], p)
-		return
-	}
-	for len(p) > 0 {
-		k := int(off / recvChunk)
-		n := copy(c.chunk(m, k)[int(off)-k*recvChunk:], p)
-		p, off = p[n:], off+uint64(n)
-	}
-}
-
-// chunk returns chunk k of m, allocating it on first use.
-func (c *Conn) chunk(m *recvMsg, k int) []byte {
-	i := sort.Search(len(m.chunks), func(x int) bool { return m.chunks[x].index >= k })
-	if i < len(m.chunks) && m.chunks[i].index == k {
-		return m.chunks[i].b
-	}
-	if len(m.chunks) == cap(m.chunks) {
-		limit := (m.total + recvChunk - 1) / recvChunk
-		m.chunks = append(make([]recvChunkRef, 0, min(max(2*cap(m.chunks), 1), limit)), m.chunks...)
-	}
-	b := c.bufPool.get(min(recvChunk, m.total-k*recvChunk))
-	m.chunks = append(m.chunks, recvChunkRef{})
-	copy(m.chunks[i+1:], m.chunks[i:])
-	m.chunks[i] = recvChunkRef{index: k, b: b}
-	return b
-}
-
-// assemble turns a message just completed into one buffer and frees its
-// reassembly state.
-func (c *Conn) assemble(m *recvMsg) {
-	m.runs = nil
-	if m.chunks == nil {
-		return
-	}
-	m.data, m.inArena = c.allocData(m.total)
-	for _, ch := range m.chunks {
-		copy(m.data[ch.index*recvChunk:], ch.b)
-	}
-	c.freeChunks(m)
-}
-
-func (c *Conn) freeChunks(m *recvMsg) {
-	for _, ch := range m.chunks {
-		c.putBuf(ch.b)
-	}
-	m.chunks = nil
 }
 
 // release returns m's share of the receive buffers beyond keep bytes;
@@ -879,7 +681,7 @@ func (c *Conn) releaseYielded() {
 	if m.guarantee != None && c.ord.holds(m) {
 		// still needed for duplicate detection: keep the entry, drop its data
 		c.release(m, msgCreditOverhead)
-		c.freeData(m)
+		c.reasm.freeData(m, c.heldFree())
 		return
 	}
 	c.freeRecvMsg(m)
@@ -923,47 +725,7 @@ func (c *Conn) expireReassembly(now time.Time) {
 func (c *Conn) discardReceived() {
 	c.ord.clear(c.yieldedMsg, c.freeRecvMsg)
 	// Nothing more is received: what the pools kept for reuse goes too.
-	c.bufPool, c.msgFree = bufPool{}, nil
-}
-
-// newRecvMsg makes the record of a message of total bytes. An unfragmented
-// message's data is allocated now (it is all here); a fragmented one's as
-// its bytes arrive (store).
-func (c *Conn) newRecvMsg(total int, fragmented bool, now time.Time) *recvMsg {
-	var m *recvMsg
-	if k := len(c.msgFree); k > 0 {
-		m = c.msgFree[k-1]
-		c.msgFree = c.msgFree[:k-1]
-	} else {
-		m = &recvMsg{}
-	}
-	m.total = total
-	if !fragmented {
-		m.data, m.inArena = c.allocData(total)
-	}
-	m.firstAt = now
-	return m
-}
-
-// allocData returns n bytes from the arena, or else the buffer pool.
-func (c *Conn) allocData(n int) ([]byte, bool) {
-	if b, ok := c.arena.alloc(n); ok {
-		return b, true
-	}
-	return c.bufPool.get(n), false
-}
-
-// putBuf gives a freed buffer to the pool, which a busy stream reuses
-// (trimIdle gives it back): as long as the pool and the messages' charges
-// stay within heldLimit, the memory a connection may hold for its peer.
-func (c *Conn) putBuf(b []byte) {
-	c.bufPool.put(b, c.poolRoom())
-}
-
-// poolRoom is what the buffer pool may hold: what heldLimit leaves beside
-// the messages' charges and the free records.
-func (c *Conn) poolRoom() int {
-	return c.heldLimit() - c.pendingDelivery - c.unreliableBytes - recordBytes*len(c.msgFree)
+	c.reasm.dropPools()
 }
 
 // heldLimit bounds the memory a connection holds for its peer beyond its
@@ -973,136 +735,31 @@ func (c *Conn) poolRoom() int {
 // and the buffer pool fills only what the charges leave.
 func (c *Conn) heldLimit() int { return c.creditWindow() + c.window() }
 
+// heldFree is what heldLimit leaves beside the messages' charges: the room
+// for reassembly's pools (reassembly.room).
+func (c *Conn) heldFree() int { return c.heldLimit() - c.pendingDelivery - c.unreliableBytes }
+
 // shrinkPool drops free records and pooled buffers that new charges left
 // no room for.
-func (c *Conn) shrinkPool() {
-	for len(c.msgFree) > 0 && c.poolRoom() < c.bufPool.pooled {
-		c.msgFree[len(c.msgFree)-1] = nil
-		c.msgFree = c.msgFree[:len(c.msgFree)-1]
+func (c *Conn) shrinkPool() { c.reasm.shrink(c.heldFree()) }
+
+// fill puts a frame's data in its message (reassembly.fill) and arms the
+// expiry of an incomplete None/Order message. It reports false when the
+// message must be dropped.
+func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
+	ok, stored := c.reasm.fill(m, f, c.heldFree())
+	if ok && stored && !m.complete() && m.guarantee != Delivery && !c.timers.armed(timerReassembly) {
+		// (An armed timer is due no later than this message's expiry: it
+		// waits for an older one, and expireReassembly re-arms exactly.)
+		c.armReassembly()
 	}
-	c.bufPool.shrink(c.poolRoom())
+	return ok
 }
 
-func (c *Conn) freeData(m *recvMsg) {
-	c.freeChunks(m)
-	if m.data == nil {
-		return
-	}
-	if m.inArena {
-		c.arena.release()
-	} else {
-		c.putBuf(m.data)
-	}
-	m.data, m.inArena = nil, false
-}
-
+// freeRecvMsg frees m, its charge and its memory.
 func (c *Conn) freeRecvMsg(m *recvMsg) {
 	c.release(m, 0)
-	c.freeData(m)
-	*m = recvMsg{}
-	if c.poolRoom()-c.bufPool.pooled >= recordBytes {
-		c.msgFree = append(c.msgFree, m)
-	}
-}
-
-// arena is the stack-like receive store: messages are carved from one
-// block in arrival order and the block is reused from the start whenever
-// every message in it has been released. When it is full, bufPool serves.
-type arena struct {
-	size int
-	buf  []byte
-	top  int
-	live int
-}
-
-func (a *arena) alloc(n int) ([]byte, bool) {
-	if a.size == 0 || n > a.size-a.top {
-		return nil, false
-	}
-	if a.buf == nil {
-		a.buf = make([]byte, a.size)
-	}
-	b := a.buf[a.top : a.top+n : a.top+n]
-	a.top += n
-	a.live++
-	return b, true
-}
-
-func (a *arena) release() {
-	a.live--
-	if a.live == 0 {
-		a.top = 0
-	}
-}
-
-// bufPool keeps freed heap buffers by power-of-two size class, at most
-// put's limit bytes of them. A buffer is reused only for a message of its
-// exact length (a steady stream's messages, reassembly chunks), so that a
-// message holds no more than its charge. Its class table (552 bytes) is
-// allocated on the first buffer put back, so that a connection that never
-// overflowed its arena, as most idle ones, does not carry it.
-type bufPool struct {
-	classes *[numSizeClasses][][]byte
-	pooled  int
-}
-
-const (
-	minSizeClass   = 8 // 256 bytes at least
-	numSizeClasses = 31 - minSizeClass
-	// bufPoolScan is how many of a class's newest buffers get looks at
-	// for one of the exact length.
-	bufPoolScan = 4
-)
-
-func sizeClass(n int) int {
-	k := minSizeClass
-	for 1<<k < n {
-		k++
-	}
-	return k
-}
-
-func (p *bufPool) get(n int) []byte {
-	k := sizeClass(n) - minSizeClass
-	if p.classes != nil && k < numSizeClasses {
-		free := p.classes[k]
-		for j := len(free) - 1; j >= max(0, len(free)-bufPoolScan); j-- {
-			if b := free[j]; cap(b) == n {
-				free[j] = free[len(free)-1]
-				free[len(free)-1] = nil
-				p.classes[k] = free[:len(free)-1]
-				p.pooled -= n
-				return b[:n]
-			}
-		}
-	}
-	return make([]byte, n)
-}
-
-// shrink drops buffers, the largest first, until at most limit bytes are pooled.
-func (p *bufPool) shrink(limit int) {
-	if p.pooled <= limit {
-		return
-	}
-	for k := numSizeClasses - 1; k >= 0 && p.pooled > limit; k-- {
-		free := p.classes[k]
-		for len(free) > 0 && p.pooled > limit {
-			p.pooled -= cap(free[len(free)-1])
-			free[len(free)-1] = nil
-			free = free[:len(free)-1]
-		}
-		p.classes[k] = free
-	}
-}
-
-func (p *bufPool) put(b []byte, limit int) {
-	k := sizeClass(cap(b)) - minSizeClass
-	if cap(b) == 0 || k >= numSizeClasses || p.pooled+cap(b) > limit {
-		return
-	}
-	if p.classes == nil {
-		p.classes = new([numSizeClasses][][]byte)
-	}
-	p.pooled += cap(b)
-	p.classes[k] = append(p.classes[k], b[:0])
+	free := c.heldFree()
+	c.reasm.freeData(m, free)
+	c.reasm.recycle(m, free)
 }

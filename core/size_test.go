@@ -57,9 +57,9 @@ func TestIdleTrimBothSides(t *testing.T) {
 		if c.Closed() {
 			t.Fatalf("%s ended: %v", name, c.Err())
 		}
-		if c.frameScratch != nil || c.sent.free != nil || c.fragFree != nil || c.arena.buf != nil {
+		if c.frameScratch != nil || c.sent.free != nil || c.fragFree != nil || c.reasm.arena.buf != nil {
 			t.Errorf("%s still holds busy-time memory after 3 heartbeat periods of silence: scratch %v, %d sent records, %d fragments, arena %d bytes",
-				name, c.frameScratch != nil, len(c.sent.free), len(c.fragFree), len(c.arena.buf))
+				name, c.frameScratch != nil, len(c.sent.free), len(c.fragFree), len(c.reasm.arena.buf))
 		}
 	}
 }
