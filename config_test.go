@@ -166,16 +166,18 @@ func TestConfigDerivedDefaults(t *testing.T) {
 }
 
 // TestConfigShortIdleTimeoutWorks: a configuration once refused
-// (IdleTimeout 1s, reported as a bad HeartbeatPeriod nobody set) makes
-// working connections, kept alive by the
-// heartbeat that follows it: they outlive several idle timeouts.
+// (an IdleTimeout below the 15 s default HeartbeatPeriod, reported as a bad
+// HeartbeatPeriod nobody set) makes working connections, kept alive by the
+// heartbeat that follows it: they outlive several idle timeouts. (2 s, not
+// 1 s: a loaded machine that stalls a process for half a second, a 1 s
+// timeout's heartbeat period, failed it.)
 func TestConfigShortIdleTimeoutWorks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits 3 idle timeouts")
 	}
-	c1, c2, stop := pair(t, &rudp.Config{IdleTimeout: time.Second})
+	c1, c2, stop := pair(t, &rudp.Config{IdleTimeout: 2 * time.Second})
 	defer stop()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * 2 * time.Second)
 	_, err := c1.Write([]byte("still here\n"))
 	require.NoError(t, err)
 	buf := make([]byte, 32)
