@@ -178,6 +178,26 @@ type epServer struct {
 	// hellos: each datagram that created a connection, as it arrived.
 	hellos []epDatagram
 	err    error
+	// spoofer, if set, races and replays the clients' datagrams from
+	// epSpoofAddr (TestSimEndpointPaths).
+	spoofer *epSpoofer
+	// send, if set, is the application of the listener's connection c,
+	// called after each datagram it took once accepted (taken).
+	send  func(c *core.Conn)
+	taken map[*core.Conn]bool
+}
+
+// epSpoofAddr is the spoofer's address in the Endpoint simulations.
+var epSpoofAddr = netip.MustParseAddrPort("192.0.2.66:6666")
+
+// epSpoofer is a spoofer on the path to the listener: what it copied
+// recently, and, for each of the listener's connections, the bytes that
+// came to it from the spoofer's address and that it sent there.
+type epSpoofer struct {
+	r         *rand.Rand
+	recent    [][]byte
+	in, out   map[*core.Conn]int
+	totalSent int
 }
 
 type epDatagram struct {
@@ -196,6 +216,29 @@ func (s *epServer) HandleDatagram(now time.Time, b []byte) {
 		return
 	}
 	from, d := epAddr(b), b[epAddrLen:]
+	if p := s.spoofer; p != nil {
+		// Some datagrams are raced by an exact copy from the spoofer's
+		// address (the original is then a duplicate), and older ones
+		// replayed from there.
+		if p.r.IntN(8) == 0 {
+			s.handle(now, epSpoofAddr, slices.Clone(d))
+		}
+		s.handle(now, from, d)
+		if len(p.recent) > 0 && p.r.IntN(8) == 0 {
+			s.handle(now, epSpoofAddr, slices.Clone(p.recent[p.r.IntN(len(p.recent))]))
+		}
+		if len(p.recent) < 32 {
+			p.recent = append(p.recent, slices.Clone(d))
+		} else {
+			p.recent[p.r.IntN(32)] = slices.Clone(d)
+		}
+		return
+	}
+	s.handle(now, from, d)
+}
+
+// handle takes datagram d from the address from.
+func (s *epServer) handle(now time.Time, from netip.AddrPort, d []byte) {
 	s.in[from] += len(d)
 	ev := s.ep.HandleDatagram(now, from, d)
 	switch ev.Kind {
@@ -203,6 +246,9 @@ func (s *epServer) HandleDatagram(now time.Time, b []byte) {
 		return
 	case core.EventNewConn:
 		s.hellos = append(s.hellos, epDatagram{from, slices.Clone(d)})
+	}
+	if s.spoofer != nil && from == epSpoofAddr {
+		s.spoofer.in[ev.Conn] += len(d)
 	}
 	s.ep.Deliver(now, ev.Conn, from, d)
 	if ev.Kind == core.EventNewConn {
@@ -216,8 +262,15 @@ func (s *epServer) HandleDatagram(now time.Time, b []byte) {
 	}
 	if s.accept {
 		for c := s.ep.Accept(now); c != nil; c = s.ep.Accept(now) {
+			s.taken[c] = true
+			if s.send != nil {
+				s.send(c)
+			}
 			s.conns.touch(c)
 		}
+	}
+	if s.send != nil && s.taken[ev.Conn] {
+		s.send(ev.Conn)
 	}
 	s.conns.touch(ev.Conn)
 }
@@ -235,6 +288,12 @@ func (s *epServer) PollTransmit(now time.Time, buf []byte) int {
 		n, to := s.ep.PollConn(now, c, buf[epAddrLen:])
 		s.conns.schedule(c)
 		if n > 0 {
+			if p := s.spoofer; p != nil && to == epSpoofAddr {
+				p.totalSent += n
+				if p.out[c] += n; p.out[c] > 3*p.in[c] {
+					s.fail("connection %x sent the spoofer's address %d bytes, over 3x the %d that came to it from there", c.LocalCID(), p.out[c], p.in[c])
+				}
+			}
 			putEpAddr(buf, to)
 			return epAddrLen + n
 		}
@@ -259,6 +318,39 @@ type epClients struct {
 	// send, if set, is client i's application, called after each datagram
 	// its connection c took (the flow-control credit it may have brought).
 	send func(i int, c *core.Conn)
+	// addr, if set, is each client's address now (a NAT rebinding changes
+	// it: see rebindIn); zero: epClientAddr(i).
+	addr []netip.AddrPort
+	// rebindIn counts down client i's datagrams, once established, until
+	// its NAT rebinds (0: never, or done): from then on it sends from a
+	// new address, and what goes to the old one is lost.
+	rebindIn []int
+}
+
+// from returns client i's address now.
+func (s *epClients) from(i int) netip.AddrPort {
+	if s.addr != nil && s.addr[i].IsValid() {
+		return s.addr[i]
+	}
+	return epClientAddr(i)
+}
+
+// sent counts a datagram of client i's towards its NAT rebinding.
+func (s *epClients) sent(i int, c *core.Conn) {
+	if s.rebindIn == nil || s.rebindIn[i] == 0 || !c.Established() {
+		return
+	}
+	if s.rebindIn[i]--; s.rebindIn[i] == 0 {
+		old := s.from(i)
+		delete(s.byAddr, old)
+		s.addr[i] = epReboundAddr(i)
+		s.byAddr[s.addr[i]] = i
+	}
+}
+
+// epReboundAddr is client i's address after its NAT rebinding.
+func epReboundAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), uint16(30000+i))
 }
 
 func (s *epClients) HandleDatagram(now time.Time, b []byte) {
@@ -286,7 +378,7 @@ func (s *epClients) PollTransmit(now time.Time, buf []byte) int {
 	for len(s.ownDue) > 0 {
 		i := s.ownDue[len(s.ownDue)-1]
 		if n, _, ok := s.eps[i].PollTransmit(now, buf[epAddrLen:]); ok {
-			putEpAddr(buf, epClientAddr(i))
+			putEpAddr(buf, s.from(i))
 			return epAddrLen + n
 		}
 		s.ownDue = s.ownDue[:len(s.ownDue)-1]
@@ -297,7 +389,8 @@ func (s *epClients) PollTransmit(now time.Time, buf []byte) int {
 		n, _ := s.eps[i].PollConn(now, c, buf[epAddrLen:])
 		s.set.schedule(c)
 		if n > 0 {
-			putEpAddr(buf, epClientAddr(i))
+			s.sent(i, c)
+			putEpAddr(buf, s.from(i))
 			return epAddrLen + n
 		}
 		s.set.dirty = s.set.dirty[:len(s.set.dirty)-1]
@@ -345,7 +438,7 @@ func newEpSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg 
 	}
 	s := &epSim{
 		net: newSimNet(seed),
-		server: &epServer{ep: sep, created: map[uint64]*core.Conn{},
+		server: &epServer{ep: sep, created: map[uint64]*core.Conn{}, taken: map[*core.Conn]bool{},
 			in: map[netip.AddrPort]int{}, own: map[netip.AddrPort]int{}},
 		clients: &epClients{byAddr: map[netip.AddrPort]int{}},
 	}
@@ -635,53 +728,191 @@ func TestSimEndpointUnacceptedFlood(t *testing.T) {
 	}
 }
 
-// epFloodMsg is one message of a flooding client's: guarantee and bytes
-// (the first four: the client's index, then the message's).
-type epFloodMsg struct {
+// epMsg is one message of a client's workload: guarantee and bytes (the
+// first four: the client's index, then the message's).
+type epMsg struct {
 	g core.Guarantee
 	b []byte
 }
 
-func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {
-	s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
-	r := rand.New(rand.NewPCG(seed, 0xf100d))
-	msgs := make([][]epFloodMsg, clients)
-	next := make([]int, clients)
-	for i := range msgs {
-		n := 8 + r.IntN(12)
-		for k := range n {
-			// Fragmented Delivery messages of up to 12 KiB, None and
-			// Order messages of up to 3 KiB, and last one beyond the
-			// window (it waits for Accept).
-			m := epFloodMsg{g: core.Delivery}
+// epWorkload is what each client sends (as flow control allows) and the
+// listener's checker of what it reads: every Delivery message exactly once
+// and whole, None and Order at most once and whole, each on its client's
+// connection.
+type epWorkload struct {
+	s         *epSim
+	msgs      [][]epMsg
+	next      []int // messages handed to Send, per client
+	got       []map[int]bool
+	delivered int // Delivery messages read
+	want      int // Delivery messages sent
+	// The other way, if replies: what the listener's connection for each
+	// client sends it, and the clients' reading of it.
+	down                    [][]epMsg
+	downNext                []int
+	downGot                 []map[int]bool
+	downDelivered, downWant int
+}
+
+// newEpWorkload draws count messages per client (8 to 19 if zero):
+// fragmented Delivery messages of 2 to 12 KiB, None and Order messages of
+// up to 3 KiB, and, if big, a last one of 16 to 64 KiB.
+func newEpWorkload(s *epSim, r *rand.Rand, big bool) *epWorkload {
+	n := len(s.clients.conns)
+	w := &epWorkload{s: s, msgs: make([][]epMsg, n), next: make([]int, n), got: make([]map[int]bool, n)}
+	for i := range w.msgs {
+		w.got[i] = map[int]bool{}
+		count := 8 + r.IntN(12)
+		for k := range count {
+			m := epMsg{g: core.Delivery}
 			size := 2<<10 + r.IntN(10<<10)
 			switch {
-			case k == n-1:
+			case big && k == count-1:
 				size = 16<<10 + r.IntN(48<<10)
 			case r.IntN(2) == 0:
 				m.g, size = core.Guarantee(1+r.IntN(2)), 8+r.IntN(3000)
 			}
-			m.b = make([]byte, size)
+			w.add(i, m.g, size, r)
+		}
+	}
+	s.clients.send = w.send
+	return w
+}
+
+// replies adds to w what the listener's connection for each client sends
+// it, count messages as newEpWorkload draws them (so that a spoofer's
+// moves would send the spoofer's address data, not only ACKs).
+func (w *epWorkload) replies(r *rand.Rand, count int) {
+	n := len(w.msgs)
+	w.down, w.downNext, w.downGot = make([][]epMsg, n), make([]int, n), make([]map[int]bool, n)
+	for i := range w.down {
+		w.downGot[i] = map[int]bool{}
+		for range count {
+			m := epMsg{g: core.Delivery, b: make([]byte, 2<<10+r.IntN(10<<10))}
+			if r.IntN(2) == 0 {
+				m.g, m.b = core.Guarantee(1+r.IntN(2)), make([]byte, 8+r.IntN(3000))
+			}
 			for j := range m.b {
 				m.b[j] = byte(r.Uint32())
 			}
 			binary.BigEndian.PutUint16(m.b, uint16(i))
-			binary.BigEndian.PutUint16(m.b[2:], uint16(k))
-			msgs[i] = append(msgs[i], m)
+			binary.BigEndian.PutUint16(m.b[2:], uint16(len(w.down[i])))
+			w.down[i] = append(w.down[i], m)
+			if m.g == core.Delivery {
+				w.downWant++
+			}
 		}
 	}
-	s.clients.send = func(i int, c *core.Conn) {
-		for c.Established() && next[i] < len(msgs[i]) {
-			m := msgs[i][next[i]]
+	w.s.server.send = func(c *core.Conn) {
+		i := int(c.RemoteCID() >> 48)
+		for c.Established() && w.downNext[i] < len(w.down[i]) {
+			m := w.down[i][w.downNext[i]]
 			if err := c.Send(m.g, m.b); err != nil {
 				if !errors.Is(err, core.ErrWouldBlock) {
-					s.server.fail("client %d: Send: %v", i, err)
+					w.s.server.fail("the listener's connection for client %d: Send: %v", i, err)
 				}
 				return
 			}
-			next[i]++
+			w.downNext[i]++
 		}
 	}
+}
+
+// add appends a message of size random bytes to client i's workload.
+func (w *epWorkload) add(i int, g core.Guarantee, size int, r *rand.Rand) {
+	m := epMsg{g: g, b: make([]byte, size)}
+	for j := range m.b {
+		m.b[j] = byte(r.Uint32())
+	}
+	binary.BigEndian.PutUint16(m.b, uint16(i))
+	binary.BigEndian.PutUint16(m.b[2:], uint16(len(w.msgs[i])))
+	w.msgs[i] = append(w.msgs[i], m)
+	if g == core.Delivery {
+		w.want++
+	}
+}
+
+// send is client i's application: it sends what flow control takes.
+func (w *epWorkload) send(i int, c *core.Conn) {
+	for c.Established() && w.next[i] < len(w.msgs[i]) {
+		m := w.msgs[i][w.next[i]]
+		if err := c.Send(m.g, m.b); err != nil {
+			if !errors.Is(err, core.ErrWouldBlock) {
+				w.s.server.fail("client %d: Send: %v", i, err)
+			}
+			return
+		}
+		w.next[i]++
+	}
+}
+
+// kick has every established client send what it can (after more
+// messages were added).
+func (w *epWorkload) kick() {
+	for i, c := range w.s.clients.conns {
+		w.send(i, c)
+		w.s.clients.set.touch(c)
+	}
+}
+
+// read has the listener's application read every connection it took, and
+// reports whether the workload is done (or failed).
+func (w *epWorkload) read() bool {
+	s := w.s.server
+	for _, c := range s.all {
+		for {
+			m, err := c.Recv()
+			if err != nil || m.Data == nil {
+				break
+			}
+			if len(m.Data) < 4 {
+				s.fail("a %d-byte message", len(m.Data))
+				return true
+			}
+			i, k := int(binary.BigEndian.Uint16(m.Data)), int(binary.BigEndian.Uint16(m.Data[2:]))
+			switch {
+			case i >= len(w.msgs) || k >= len(w.msgs[i]) || int(c.RemoteCID()>>48) != i:
+				s.fail("message %d of client %d on the connection of client %d", k, i, c.RemoteCID()>>48)
+				return true
+			case w.got[i][k]:
+				s.fail("client %d's message %d delivered twice", i, k)
+			case m.Guarantee != w.msgs[i][k].g || string(m.Data) != string(w.msgs[i][k].b):
+				s.fail("client %d's message %d differs from what was sent", i, k)
+			}
+			w.got[i][k] = true
+			if m.Guarantee == core.Delivery {
+				w.delivered++
+			}
+		}
+	}
+	for i, c := range w.s.clients.conns {
+		for w.down != nil {
+			m, err := c.Recv()
+			if err != nil || m.Data == nil {
+				break
+			}
+			k := int(binary.BigEndian.Uint16(m.Data[2:]))
+			switch {
+			case len(m.Data) < 4 || int(binary.BigEndian.Uint16(m.Data)) != i || k >= len(w.down[i]):
+				s.fail("client %d got a message not for it", i)
+				return true
+			case w.downGot[i][k]:
+				s.fail("client %d got message %d twice", i, k)
+			case m.Guarantee != w.down[i][k].g || string(m.Data) != string(w.down[i][k].b):
+				s.fail("client %d's message %d from the listener differs from what was sent", i, k)
+			}
+			w.downGot[i][k] = true
+			if m.Guarantee == core.Delivery {
+				w.downDelivered++
+			}
+		}
+	}
+	return s.err != nil || (w.delivered == w.want && w.downDelivered == w.downWant)
+}
+
+func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {
+	s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+	w := newEpWorkload(s, rand.New(rand.NewPCG(seed, 0xf100d)), true)
 	bound := 2 * core.DefaultUnacceptedReceiveWindow
 	var peak int
 	check := func() bool {
@@ -719,46 +950,87 @@ func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) err
 	for c := s.server.ep.Accept(now); c != nil; c = s.server.ep.Accept(now) {
 		s.server.conns.touch(c)
 	}
-	got := make([]map[int]bool, clients)
-	delivered, want := 0, 0
-	for i := range msgs {
-		got[i] = map[int]bool{}
-		for _, m := range msgs[i] {
-			if m.g == core.Delivery {
-				want++
-			}
+	if err := s.net.RunUntil(w.read, 60*time.Second); err != nil || s.server.err != nil {
+		return cmpErr(s.server.err, fmt.Errorf("after Accept: %v (%d of %d Delivery messages)", err, w.delivered, w.want))
+	}
+	return nil
+}
+
+// TestSimEndpointPaths: a listener Endpoint and clients sending to it
+// (fragmented Delivery messages, None, Order) through loss, duplication
+// and reordering, with a spoofer on the path that races one datagram in
+// eight with an exact copy from its own address and replays older ones
+// from there, and a third of the clients' NATs rebinding mid-transfer
+// (after 1 to 60 of their datagrams; what goes to the old address is
+// lost). On every step the listener's connections send the spoofer's
+// address at most 3x what came from it. Every Delivery message arrives
+// exactly once, None and Order at most once, all whole; then each
+// rebound client sends once more, and once things are quiet the
+// listener's connection for it sends to its new address (the Endpoint's
+// Addr), validated.
+func TestSimEndpointPaths(t *testing.T) {
+	const clients = 30
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, "TestSimEndpointPaths/"+name, 3, func(seed uint64) error {
+				return runEpPaths(t, seed, link, clients)
+			})
+		})
+	}
+}
+
+func runEpPaths(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {
+	s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+	s.server.accept = true
+	r := rand.New(rand.NewPCG(seed, 0x9a75))
+	s.server.spoofer = &epSpoofer{r: rand.New(rand.NewPCG(seed, 0x5900f)), in: map[*core.Conn]int{}, out: map[*core.Conn]int{}}
+	s.clients.addr = make([]netip.AddrPort, clients)
+	s.clients.rebindIn = make([]int, clients)
+	var rebound []int
+	for i := range clients {
+		if i%3 == 0 {
+			s.clients.rebindIn[i] = 1 + r.IntN(60)
+			rebound = append(rebound, i)
 		}
 	}
-	read := func() bool {
-		for _, c := range s.server.all {
-			for {
-				m, err := c.Recv()
-				if err != nil || m.Data == nil {
-					break
-				}
-				if len(m.Data) < 4 {
-					s.server.fail("a %d-byte message", len(m.Data))
-					return true
-				}
-				i, k := int(binary.BigEndian.Uint16(m.Data)), int(binary.BigEndian.Uint16(m.Data[2:]))
-				switch {
-				case i >= clients || k >= len(msgs[i]) || int(c.RemoteCID()>>48) != i:
-					s.server.fail("message %d of client %d on the connection of client %d", k, i, c.RemoteCID()>>48)
-				case got[i][k]:
-					s.server.fail("client %d's message %d delivered twice", i, k)
-				case m.Guarantee != msgs[i][k].g || string(m.Data) != string(msgs[i][k].b):
-					s.server.fail("client %d's message %d differs from what was sent", i, k)
-				}
-				got[i][k] = true
-				if m.Guarantee == core.Delivery {
-					delivered++
-				}
-			}
-		}
-		return s.server.err != nil || delivered == want
+	w := newEpWorkload(s, r, false)
+	w.replies(r, 8)
+	if err := s.net.RunUntil(w.read, 60*time.Second); err != nil || s.server.err != nil {
+		return cmpErr(s.server.err, fmt.Errorf("%v (%d of %d Delivery messages, %d of %d the other way)", err, w.delivered, w.want, w.downDelivered, w.downWant))
 	}
-	if err := s.net.RunUntil(read, 60*time.Second); err != nil || s.server.err != nil {
-		return cmpErr(s.server.err, fmt.Errorf("after Accept: %v (%d of %d Delivery messages)", err, delivered, want))
+	// Each rebound client sends once more (its newest packet is from its
+	// new address, however its last ones went), and all goes quiet.
+	for _, i := range rebound {
+		if s.clients.rebindIn[i] != 0 { // (not yet: now)
+			s.clients.rebindIn[i] = 1
+			s.clients.sent(i, s.clients.conns[i])
+		}
+		w.add(i, core.Delivery, 100, r)
+	}
+	w.kick()
+	if err := s.net.RunUntil(w.read, 60*time.Second); err != nil || s.server.err != nil {
+		return cmpErr(s.server.err, fmt.Errorf("the last messages: %v (%d of %d Delivery messages)", err, w.delivered, w.want))
+	}
+	if err := s.net.RunFor(5 * time.Second); err != nil || s.server.err != nil {
+		return cmpErr(s.server.err, err)
+	}
+	var ps core.PathStats
+	for _, c := range s.server.all {
+		st := c.PathStats()
+		ps.Migrations += st.Migrations
+		ps.Validated += st.Validated
+		ps.ValidationsFailed += st.ValidationsFailed
+		ps.AmplificationLimited += st.AmplificationLimited
+	}
+	if *simSeed >= 0 {
+		t.Logf("seed %d: the spoofer sent %d bytes, was sent %d; paths %+v", seed, s.server.in[epSpoofAddr], s.server.spoofer.totalSent, ps)
+	}
+	for _, i := range rebound {
+		c := s.server.created[s.clients.conns[i].LocalCID()]
+		if got, want := s.server.ep.Addr(c), epReboundAddr(i); got != want || c.ValidatedPeerAddr() != want {
+			return fmt.Errorf("client %d rebound to %v; the listener sends to %v (validated %v, %+v)", i, want, got, c.ValidatedPeerAddr(), c.PathStats())
+		}
 	}
 	return nil
 }
