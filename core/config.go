@@ -119,6 +119,13 @@ type Config struct {
 	// DisablePacing sends bursts up to the congestion window at once.
 	DisablePacing bool
 
+	// MaxIncomingStreams is how many streams the peer may have open at
+	// once (stream 0, the connection itself, is never counted): a peer
+	// opening more on the wire breaks the protocol and the connection
+	// ends. A stream's place is given back once both its directions have
+	// ended. -1 lets the peer open none.
+	MaxIncomingStreams int // default 100; at most 65535
+
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
 }
@@ -143,6 +150,13 @@ const (
 	// MaxMessageSizeLimit is the largest MaxMessageSize: what a message is
 	// charged (msgCredit) must fit the largest window.
 	MaxMessageSizeLimit = (maxWindow-msgCreditOverhead)*64/65 + 1 // 1057222467
+
+	// defaultMaxIncomingStreams is MaxIncomingStreams' default, and the
+	// limit each side assumes of its peer until told otherwise
+	// (docs/PROTOCOL.md §17.3): a side whose limit is the default sends
+	// nothing to say so.
+	defaultMaxIncomingStreams = 100
+	maxIncomingStreamsLimit   = 1<<16 - 1
 )
 
 // DefaultConfig returns a Config with every default filled in.
@@ -210,6 +224,7 @@ func (c *Config) fillDefaults() {
 	setDuration(&c.ReassemblyTimeout, 3*time.Second)
 	setDuration(&c.MaxAckDelay, time.Millisecond)
 	setDuration(&c.InitialRTT, 100*time.Millisecond)
+	setInt(&c.MaxIncomingStreams, defaultMaxIncomingStreams)
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
 	}
@@ -244,6 +259,9 @@ type connConfig struct {
 	ReceiveArenaSize  int
 	InitialSequence   uint32
 	DisablePacing     bool
+	// MaxIncomingStreams (0..65535; -1 became 0): two bytes, which fit
+	// the padding after DisablePacing.
+	MaxIncomingStreams uint16
 }
 
 func (c *Config) connConfig() connConfig {
@@ -262,6 +280,8 @@ func (c *Config) connConfig() connConfig {
 		ReceiveArenaSize:  c.ReceiveArenaSize,
 		InitialSequence:   c.InitialSequence,
 		DisablePacing:     c.DisablePacing,
+		// (Validate keeps it in -1..65535.)
+		MaxIncomingStreams: uint16(max(c.MaxIncomingStreams, 0)),
 	}
 }
 
@@ -312,6 +332,8 @@ func (c *Config) Validate() error {
 		return fieldError("MaxAckDelay", c.MaxAckDelay, "must be between 0 and 1s")
 	case c.InitialRTT < 0 || c.InitialRTT > time.Minute:
 		return fieldError("InitialRTT", c.InitialRTT, "must be between 0 and 1m")
+	case c.MaxIncomingStreams < -1 || c.MaxIncomingStreams > maxIncomingStreamsLimit:
+		return fieldError("MaxIncomingStreams", c.MaxIncomingStreams, fmt.Sprintf("must be between -1 (none) and %d", maxIncomingStreamsLimit))
 	}
 	// The fields against each other, with the defaults filled in: these
 	// fail only where c sets both sides (a default follows the other

@@ -41,6 +41,9 @@ type Conn struct {
 	// paths holds the peer's addresses once it has more than one (path.go),
 	// allocated when a second one appears.
 	paths *pathSet
+	// streams holds the streams other than 0 (stream.go), allocated when
+	// the first one opens on either side.
+	streams *streamTable
 	// pathSeed seeds the path challenges' source (pathSet.rng): drawn from
 	// the Endpoint's Rand (or Config.Rand) when the connection is made, so
 	// that the core reads no global randomness.

@@ -76,6 +76,24 @@ var (
 	// ErrNestedSet is returned when AsSet is called inside AsSet.
 	ErrNestedSet = errors.New("rudp: AsSet called inside AsSet")
 
+	// ErrStreamLimit is returned (matching ErrWouldBlock) by OpenStream
+	// while the peer's limit on open streams is reached (or, before the
+	// handshake completed, not yet known): it is retried once a stream the
+	// peer counts ended (StreamLimitRaised).
+	ErrStreamLimit = &wouldBlockError{"rudp: the peer's stream limit is reached"}
+
+	// ErrStreamClosed is returned by the calls on a stream that was closed
+	// locally (Write after CloseWrite, Read after CloseStream) or has ended
+	// and been forgotten.
+	// It matches ErrClosed.
+	ErrStreamClosed = &matchError{"rudp: stream closed", ErrClosed}
+
+	// ErrStreamReset is returned when the peer abandoned a stream's
+	// direction: reads after the peer's STREAM_RESET, writes after its
+	// STOP_SENDING. The error returned matches it and carries the peer's
+	// code (StreamResetError).
+	ErrStreamReset = errors.New("rudp: stream reset by peer")
+
 	// ErrBufferTooSmall is returned when a caller's buffer cannot hold a whole
 	// message; the message is kept for the next call.
 	ErrBufferTooSmall = errors.New("rudp: buffer too small for message")
@@ -90,6 +108,19 @@ var (
 	errBadAck      = errors.New("rudp: malformed ack ranges")
 	errBadMessage  = errors.New("rudp: malformed message frame")
 )
+
+// StreamResetError is the error a stream's calls return once the peer
+// abandoned its direction: it matches ErrStreamReset and carries the code
+// the peer's STREAM_RESET or STOP_SENDING frame gave.
+type StreamResetError struct {
+	Stream uint64 // the stream's ID
+	Code   uint64 // the peer's application error code
+}
+
+func (e *StreamResetError) Error() string {
+	return ErrStreamReset.Error() + " (stream " + strconv.FormatUint(e.Stream, 10) + ", code " + strconv.FormatUint(e.Code, 10) + ")"
+}
+func (e *StreamResetError) Is(target error) bool { return target == ErrStreamReset }
 
 // violationError is the error a connection ends with when its peer
 // violated the protocol: reason is what it did, sent to the peer in the CLOSE.

@@ -97,20 +97,24 @@ func CheckHeldMemory(c *Conn) error {
 		}
 		return nil
 	}
-	for _, m := range c.ord.pending {
-		if err := visit(m); err != nil {
-			return err
+	var err error
+	c.forEachDomain(func(o *ordering, yielded *recvMsg) {
+		for _, m := range o.pending {
+			if err == nil {
+				err = visit(m)
+			}
 		}
-	}
-	for _, m := range c.ord.noneMsgs {
-		if err := visit(m); err != nil {
-			return err
+		for _, m := range o.noneMsgs {
+			if err == nil {
+				err = visit(m)
+			}
 		}
-	}
-	if m := c.yieldedMsg; m != nil && !slices.Contains(c.ord.pending, m) && !slices.Contains(c.ord.noneMsgs, m) {
-		if err := visit(m); err != nil {
-			return err
+		if m := yielded; m != nil && err == nil && !slices.Contains(o.pending, m) && !slices.Contains(o.noneMsgs, m) {
+			err = visit(m)
 		}
+	})
+	if err != nil {
+		return err
 	}
 	switch {
 	case delivery != c.pendingDelivery || unreliable != c.unreliableBytes:

@@ -339,6 +339,9 @@ func seedFrames() [][]byte {
 	for _, m := range msgFrames() {
 		out = append(out, appendMsg(nil, &m))
 	}
+	for _, f := range streamCtlFrames() {
+		out = append(out, appendStreamCtl(nil, f.typ, &f.stream))
+	}
 	return append(out,
 		appendStreamFin(nil, &streamFinFrame{stream: 0, final: 3}),
 		appendStreamFin(nil, &streamFinFrame{stream: 0, final: 0x1111}),
@@ -438,7 +441,7 @@ func FuzzHandleDatagram(f *testing.F) {
 				}
 				sawFrames = true
 				switch {
-				case fr.typ&0xf0 == frameMsg:
+				case fr.typ&0xf0 == frameMsg, fr.typ&0xf0 == frameStreamMsg:
 					m := fr.msg
 					m.data = bytes.Clone(m.data)
 					injected = append(injected, m)
@@ -523,6 +526,8 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("in flight: %d bytes, %d packets", s.BytesInFlight, c.elicitingInFlight)
 	case len(c.sent.inFlight()) > 1<<16:
 		t.Fatalf("%d packets remembered", len(c.sent.inFlight()))
+	case c.streams != nil && len(c.streams.list) > int(c.cfg.MaxIncomingStreams)+int(c.streams.opened):
+		t.Fatalf("%d streams held, the limit is %d", len(c.streams.list), c.cfg.MaxIncomingStreams)
 	}
 	for _, m := range c.ord.pending {
 		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > m.held) {

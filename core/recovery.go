@@ -130,7 +130,7 @@ func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay ti
 				r.rtt.update(now.Sub(p.sentAt), ackDelay)
 			}
 			ackedBytes += p.size
-			if !p.ping || len(p.frags) > 0 || p.hello || p.close {
+			if !p.ping || len(p.frags) > 0 || len(p.ctl) > 0 || p.hello || p.close {
 				progress = true
 			}
 			acked(p)
@@ -400,6 +400,9 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 		c.onFragmentAcked(f)
 		c.maybeFreeFragment(f)
 	}
+	for _, r := range p.ctl {
+		c.onCtlAcked(r)
+	}
 	if p.hello {
 		c.life.onHelloAcked()
 	}
@@ -465,6 +468,9 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 			}
 		}
 		c.maybeFreeFragment(f)
+	}
+	for _, r := range p.ctl {
+		c.onCtlLost(r)
 	}
 	if p.hello {
 		c.life.onHelloLost()

@@ -328,6 +328,9 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 		case f.typ == frameStreamFin:
 			eliciting = true
 			v = c.handleStreamFin(now, &f.fin)
+		case f.typ >= frameStreamOpen && f.typ <= frameStreamLimit:
+			eliciting = true
+			v = c.handleStreamCtl(now, f.typ, &f.stream)
 		default: // MSG
 			eliciting = true
 			v = c.handleMsg(now, &f.msg)
@@ -454,7 +457,7 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 // stream names one never opened.
 func (c *Conn) handleStreamFin(now time.Time, fin *streamFinFrame) verdict {
 	if fin.stream != 0 {
-		return c.violate(now, "STREAM_FIN for a stream never opened")
+		return c.handleStreamFinOn(now, fin)
 	}
 	if c.life.peerSendEnded() {
 		// A retransmission (our ACK went missing), or one that crossed
@@ -505,7 +508,23 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		// Our HELLO told the peer the limit before it could send anything.
 		return c.violate(now, "message larger than the MaxMessageSize announced")
 	}
-	if f.guarantee != Delivery && c.peerReadDone() {
+	o := &c.ord
+	var s *stream
+	if f.stream != 0 {
+		var v verdict
+		if s, v = c.peerStream(now, f.stream); s == nil {
+			return v // (a stream that ended: a late duplicate)
+		}
+		if s.recvErr != nil {
+			return applied // the peer reset it: nothing more is read
+		}
+		o = &s.ord
+		if f.guarantee != Delivery && s.peerFin && o.allRead(s.peerFinal) {
+			c.stats.StaleDropped++ // (as on stream 0, below)
+			return applied
+		}
+		defer c.drainStopped(s)
+	} else if f.guarantee != Delivery && c.peerReadDone() {
 		// The peer's direction has ended and all its Delivery data was
 		// read: io.EOF may have been read, and nothing comes after it. A
 		// None or Order message sent before the end and overtaken is
@@ -514,27 +533,33 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		return applied
 	}
 	if f.guarantee == None {
-		return c.handleNone(now, f, total)
+		return c.handleNone(now, o, f, total)
 	}
-	at := c.ord.place(f)
+	if f.guarantee == None {
+		return c.handleNone(now, o, f, total)
+	}
+	at := o.place(f)
 	if f.guarantee == Delivery {
-		if c.ord.deliveryRead(at.d) {
+		if o.deliveryRead(at.d) {
 			return applied // already read: a duplicate
 		}
-		if c.life.peerSendEnded() && at.d >= c.ord.deliveryIndex(c.life.peerFinal()) {
+		if s != nil && s.peerFin && at.d >= o.deliveryIndex(s.peerFinal) {
+			return c.violate(now, "Delivery message after the STREAM_FIN's final position")
+		}
+		if s == nil && c.life.peerSendEnded() && at.d >= o.deliveryIndex(c.life.peerFinal()) {
 			if c.life.peerClosed() {
 				return c.violate(now, "Delivery message after the CLOSE's final position")
 			}
 			return c.violate(now, "Delivery message after the STREAM_FIN's final position")
 		}
-	} else if c.ord.stale(at.group, at.seq, f.inSet) {
+	} else if o.stale(at.group, at.seq, f.inSet) {
 		c.stats.StaleDropped++
 		return applied
 	}
-	i, found := c.ord.find(at.seq)
+	i, found := o.find(at.seq)
 	var m *recvMsg
 	if found {
-		m = c.ord.pending[i]
+		m = o.pending[i]
 		if m.guarantee != f.guarantee || (!m.yielded && m.total != total) {
 			return c.violate(now, "fragment inconsistent with its message")
 		}
@@ -546,6 +571,9 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		if f.guarantee == Delivery {
 			if c.pendingDelivery+cost > c.creditWindow() {
 				return c.violate(now, "Delivery data beyond the flow-control credit")
+			}
+			if s != nil {
+				s.peerCharged += uint64(cost)
 			}
 		} else if !c.admitUnreliable(cost) {
 			return applied
@@ -559,7 +587,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 			c.pendingDelivery += cost
 		}
 		c.shrinkPool()
-		c.ord.insert(i, m)
+		o.insert(i, m)
 	}
 	if !c.fill(m, f) {
 		if m.guarantee == Delivery {
@@ -567,16 +595,16 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 			// would lose them. An honest sender never scatters so much.
 			return c.violate(now, "Delivery message in too many pieces")
 		}
-		c.freeRecvMsg(c.ord.remove(i))
+		c.freeRecvMsg(o.remove(i))
 	}
 	return applied
 }
 
-func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
-	id := c.ord.noneID(f.seq)
+func (c *Conn) handleNone(now time.Time, o *ordering, f *msgFrame, total int) verdict {
+	id := o.noneID(f.seq)
 	var m *recvMsg
 	if f.fragment {
-		m = c.ord.findNone(id)
+		m = o.findNone(id)
 	}
 	if m != nil {
 		if m.total != total {
@@ -594,10 +622,10 @@ func (c *Conn) handleNone(now time.Time, f *msgFrame, total int) verdict {
 		m.guarantee, m.seq, m.held = None, id, cost
 		c.unreliableBytes += cost
 		c.shrinkPool()
-		c.ord.addNone(m)
+		o.addNone(m)
 	}
 	if !c.fill(m, f) {
-		c.ord.removeNone(m)
+		o.removeNone(m)
 		c.freeRecvMsg(m)
 	}
 	return applied
@@ -643,19 +671,27 @@ func (c *Conn) maybeUpdateWindow() {
 // nextMessage picks the next message the guarantees allow the application
 // to read (ordering.next), or ok false.
 func (c *Conn) nextMessage() (Message, bool) {
-	m := c.ord.next(c.dropStale)
+	return c.nextIn(&c.ord, &c.yieldedMsg, c.life.peerSendEnded())
+}
+
+// nextIn is nextMessage in the ordering domain o, whose message the
+// application holds is *yielded; peerEnded: the peer's direction of it
+// ended (incomplete None/Order messages will not complete).
+func (c *Conn) nextIn(o *ordering, yielded **recvMsg, peerEnded bool) (Message, bool) {
+	m := o.next(c.dropStale)
 	if m == nil {
-		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
-		if c.life.peerSendEnded() {
-			c.dropIncompleteUnreliable()
+		o.prune(*yielded, c.freeRecvMsg)
+		if peerEnded {
+			o.removeIf(incompleteUnreliable, c.freeRecvMsg)
 		}
 		return Message{}, false
 	}
-	out := c.yield(m)
+	c.stats.MessagesReceived++
+	*yielded = m
 	if m.guarantee != None {
-		c.ord.prune(c.yieldedMsg, c.freeRecvMsg)
+		o.prune(m, c.freeRecvMsg)
 	}
-	return out, true
+	return Message{Data: m.data, Guarantee: m.guarantee}, true
 }
 
 // dropStale frees an Order message overtaken before it could be read.
@@ -664,21 +700,17 @@ func (c *Conn) dropStale(m *recvMsg) {
 	c.freeRecvMsg(m)
 }
 
-// yield hands m to the application until the next Recv.
-func (c *Conn) yield(m *recvMsg) Message {
-	c.stats.MessagesReceived++
-	c.yieldedMsg = m
-	return Message{Data: m.data, Guarantee: m.guarantee}
-}
-
 // releaseYielded frees the message the previous Recv returned.
-func (c *Conn) releaseYielded() {
-	m := c.yieldedMsg
+func (c *Conn) releaseYielded() { c.releaseIn(&c.ord, &c.yieldedMsg) }
+
+// releaseIn frees *yielded, the message the application held of domain o.
+func (c *Conn) releaseIn(o *ordering, yielded **recvMsg) {
+	m := *yielded
 	if m == nil {
 		return
 	}
-	c.yieldedMsg = nil
-	if m.guarantee != None && c.ord.holds(m) {
+	*yielded = nil
+	if m.guarantee != None && o.holds(m) {
 		// still needed for duplicate detection: keep the entry, drop its data
 		c.release(m, msgCreditOverhead)
 		c.reasm.freeData(m, c.heldFree())
@@ -687,20 +719,18 @@ func (c *Conn) releaseYielded() {
 	c.freeRecvMsg(m)
 }
 
-func (c *Conn) dropIncompleteUnreliable() {
-	c.ord.removeIf(incompleteUnreliable, c.freeRecvMsg)
-}
-
 // incompleteUnreliable: a None/Order message still being reassembled.
 func incompleteUnreliable(m *recvMsg) bool { return m.guarantee != Delivery && !m.complete() }
 
 // armReassembly schedules the expiry of the oldest incomplete unreliable message.
 func (c *Conn) armReassembly() {
 	var first time.Time
-	c.ord.forEach(func(m *recvMsg) {
-		if incompleteUnreliable(m) && (first.IsZero() || m.firstAt.Before(first)) {
-			first = m.firstAt
-		}
+	c.forEachDomain(func(o *ordering, _ *recvMsg) {
+		o.forEach(func(m *recvMsg) {
+			if incompleteUnreliable(m) && (first.IsZero() || m.firstAt.Before(first)) {
+				first = m.firstAt
+			}
+		})
 	})
 	if first.IsZero() {
 		c.timers.stop(timerReassembly)
@@ -714,16 +744,18 @@ func (c *Conn) expireReassembly(now time.Time) {
 	expired := func(m *recvMsg) bool {
 		return incompleteUnreliable(m) && !m.firstAt.Add(c.cfg.ReassemblyTimeout).After(now)
 	}
-	c.ord.removeIf(expired, func(m *recvMsg) {
-		c.stats.ReassemblyExpired++
-		c.freeRecvMsg(m)
+	c.forEachDomain(func(o *ordering, _ *recvMsg) {
+		o.removeIf(expired, func(m *recvMsg) {
+			c.stats.ReassemblyExpired++
+			c.freeRecvMsg(m)
+		})
 	})
 	c.armReassembly()
 }
 
 // discardReceived frees everything held (the connection ended).
 func (c *Conn) discardReceived() {
-	c.ord.clear(c.yieldedMsg, c.freeRecvMsg)
+	c.forEachDomain(func(o *ordering, yielded *recvMsg) { o.clear(yielded, c.freeRecvMsg) })
 	// Nothing more is received: what the pools kept for reuse goes too.
 	c.reasm.dropPools()
 }

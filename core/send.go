@@ -159,7 +159,10 @@ func (c *Conn) unsentLimit() int {
 // A message queued before the peer's HELLO arrived that turns out to be
 // larger than the peer accepts ends the connection with an error matching
 // ErrMessageTooLarge (see handleHello): no call is left to report it to.
-func (c *Conn) Send(g Guarantee, p []byte) error {
+func (c *Conn) Send(g Guarantee, p []byte) error { return c.send(&c.ord, nil, g, p) }
+
+// send is Send on the ordering domain o: stream 0's (s nil) or stream s's.
+func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 	switch {
 	case !g.Valid():
 		return ErrInvalidGuarantee
@@ -169,10 +172,14 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return errPeerMessageTooLarge
 	case c.life.endError() != nil:
 		return c.life.endError()
-	case c.life.ended(), c.life.writeEnded(): // (writeEnded: Close or CloseWrite)
+	case c.life.ended(), c.life.closeRequested():
+		return ErrClosed
+	case s == nil && c.life.writeEnded(): // (stream 0's CloseWrite: other streams go on)
 		return ErrClosed
 	case c.life.peerClosed():
 		return ErrPeerClosed
+	case s != nil && s.sendErr != nil:
+		return s.sendErr
 	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
 		return ErrSendBufferFull
 	case c.unsentBytes > 0 && c.unsentBytes+len(p) > c.unsentLimit():
@@ -181,7 +188,10 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		return ErrSendBufferFull // many small messages: bounded by count too
 	}
 	c.lean = false
-	m := c.ord.number(g)
+	m := o.number(g)
+	if s != nil {
+		m.stream = s.id
+	}
 	c.stats.MessagesSent++
 	m.fragment = len(p) > c.fragPayload
 	m.total = uint64(len(p))
@@ -200,6 +210,9 @@ func (c *Conn) Send(g Guarantee, p []byte) error {
 		}
 		f.queued = true
 		c.queue.push(f)
+		if s != nil {
+			s.unsent++
+		}
 		c.sendBuffered += n
 		c.unsentBytes += n
 		off += n
@@ -353,10 +366,11 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram
 	sendClose := c.life.closeOwed()
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
+	wantCtl := c.life.established() && !c.life.closeSent() && c.ctlPending()
 	wantFin := c.finDue()
 	aborting := c.life.abortOwed()
 	if aborting {
-		wantData = false
+		wantData, wantCtl = false, false
 	}
 	if c.flowBlocked && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
@@ -382,7 +396,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// close: the peer stopped taking data) it would wait for
 	// acknowledgements that never come, the peer learning of the abort
 	// only at its idle timeout.
-	eliciting := hello || sendClose || wantData || wantFin || c.pingNeeded || probe
+	eliciting := hello || sendClose || wantData || wantCtl || wantFin || c.pingNeeded || probe
 	if eliciting && !probe && !aborting && !c.sendAllowed(now, size) {
 		eliciting = false
 	}
@@ -409,6 +423,11 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		n = c.life.appendHello(buf, n, &h)
 		c.maxDataSent = max(c.maxDataSent, h.MaxData) // (a lower receive limit set later honours it)
 		pkt.hello, pkt.eliciting = true, true
+		if lim := c.cfg.MaxIncomingStreams; lim != defaultMaxIncomingStreams {
+			// Our stream limit goes with every HELLO, before the peer can
+			// open anything; the default is assumed unsaid (§17.3).
+			n = len(appendStreamCtl(buf[:n], frameStreamLimit, &streamCtlFrame{value: uint64(lim)}))
+		}
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
 	var acked bool
@@ -420,7 +439,13 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			n = c.life.appendClose(buf, n, c.ord.finalPosition())
 			pkt.close, pkt.eliciting = true, true
 		}
-		if wantFin {
+		finned := false
+		if wantCtl {
+			n, finned = c.appendStreamCtls(buf, n, limit, pkt)
+		}
+		if finned {
+			// (A stream's STREAM_FIN went: no MSG frame with it, as below.)
+		} else if wantFin {
 			// Without MSG frames: the peer refuses the STREAM_FIN over a
 			// gap, and a packet refused is not recorded as received, so a
 			// copy of it (duplicated by the path) would be applied again:
@@ -521,10 +546,10 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 	for _, q := range []*fragQueue{&c.retransmit, &c.queue} {
 		for q.len() > 0 {
 			f := q.peek()
-			if f.acked && f.msg.guarantee == Delivery {
+			if f.acked { // acknowledged, or abandoned (a reset stream)
 				q.pop()
 				if q == &c.queue {
-					c.unsentBytes -= len(f.msg.data)
+					c.onFirstSend(f)
 				}
 				f.queued = false
 				c.maybeFreeFragment(f)
@@ -543,11 +568,14 @@ func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
 				}
 				c.dataSent += f.credit
 				f.charged = true
+				if f.msg.stream != 0 {
+					c.onStreamCharged(f.msg.stream, f.credit)
+				}
 			}
 			c.flowBlocked = false
 			q.pop()
 			if q == &c.queue {
-				c.unsentBytes -= len(f.msg.data)
+				c.onFirstSend(f)
 			}
 			f.queued = false
 			n = len(appendMsg(buf[:n], &f.msg))
@@ -596,6 +624,19 @@ func (c *Conn) splitFragment(q *fragQueue, f *outFragment) {
 	q.pop()
 	q.pushFront(t)
 	q.pushFront(f)
+	if q == &c.queue && f.msg.stream != 0 {
+		c.streams.find(f.msg.stream).unsent++ // (one piece more to send)
+	}
+}
+
+// onFirstSend accounts for f leaving the queue of new fragments.
+func (c *Conn) onFirstSend(f *outFragment) {
+	c.unsentBytes -= len(f.msg.data)
+	if f.msg.stream != 0 {
+		if s := c.streams.find(f.msg.stream); s != nil {
+			s.unsent--
+		}
+	}
 }
 
 // dataSendable reports whether a fragment could go out now as far as flow

@@ -25,6 +25,7 @@ type sentPacket struct {
 	deliveredAt time.Time
 	firstSentAt time.Time
 	frags       []*outFragment // Delivery fragments it carries
+	ctl         []ctlRef       // stream control frames it carries (stream.go)
 }
 
 func (p *sentPacket) ackEliciting() bool { return p.eliciting }
@@ -57,8 +58,8 @@ func (l *sentList) newPacket() *sentPacket {
 // recycle clears p's record and keeps it for reuse while fewer than limit
 // are kept.
 func (l *sentList) recycle(p *sentPacket, limit int) {
-	frags := p.frags[:0]
-	*p = sentPacket{frags: frags}
+	frags, ctl := p.frags[:0], p.ctl[:0]
+	*p = sentPacket{frags: frags, ctl: ctl}
 	if len(l.free) < limit {
 		l.free = append(l.free, p)
 	}

@@ -51,6 +51,10 @@ type simProfile struct {
 	// halfClose: the workload ends with half-closes (TestSimHalfClose,
 	// sim_halfclose_test.go) instead of a Close.
 	halfClose bool
+	// streams: each side opens this many streams besides stream 0 and
+	// spreads its workload over all of them, each stream a flow of its own
+	// checked on its own (exactly once, ordering, per stream).
+	streams int
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -103,6 +107,13 @@ func simProfiles() []simProfile {
 	mtu := mk("tunnel1300", a, b, true)
 	mtu.maxDatagram = 1472
 	ps = append(ps, mtu)
+	// Streams: the workload spread over stream 0 and three more each way,
+	// over loss, duplication and reordering; the checker runs per stream.
+	for _, name := range []string{"loss10", "dupreorder", "harsh", "bottleneck"} {
+		p := profileNamed(ps, name)
+		p.name, p.streams = "streams-"+name, 3
+		ps = append(ps, p)
+	}
 	return ps
 }
 
@@ -205,10 +216,13 @@ const msgHeaderLen = 13
 
 // flow is one direction of the workload and the checker's view of it.
 type flow struct {
-	dir  byte
-	msgs []plannedMsg
-	dels []int // indexes of the Delivery messages, in order
-	sent int   // messages handed to Send so far
+	dir    byte
+	stream uint64 // the stream it goes on (0 until opened, for the others)
+	finned bool   // (streams) the sender half-closed the stream once all was sent
+	eof    bool   // (streams) the receiver read io.EOF on it
+	msgs   []plannedMsg
+	dels   []int // indexes of the Delivery messages, in order
+	sent   int   // messages handed to Send so far
 	// checker state
 	received   []bool
 	delContig  int // every Delivery before dels[delContig] was received
@@ -291,27 +305,55 @@ func planFlow(r *rand.Rand, dir byte, count, fragPayload int) *flow {
 // pump sends planned messages until the send buffer pushes back.
 func (f *flow) pump(c *core.Conn) error {
 	for f.sent < len(f.msgs) {
-		m := &f.msgs[f.sent]
-		if m.set != 0 && !f.inSet {
-			if err := c.BeginSet(); err != nil {
-				return fmt.Errorf("BeginSet: %w", err)
-			}
-			f.inSet = true
-		}
-		if err := c.Send(m.g, m.data); err != nil {
-			if errors.Is(err, core.ErrWouldBlock) {
-				return nil
-			}
-			return fmt.Errorf("Send message %d: %w", f.sent, err)
-		}
-		f.sent++
-		next := f.sent < len(f.msgs) && f.msgs[f.sent].set == m.set
-		if f.inSet && !next {
-			c.EndSet()
-			f.inSet = false
+		if ok, err := f.sendOne(c); !ok {
+			return err
 		}
 	}
 	return nil
+}
+
+// pumpAll sends the flows' planned messages, one message of each in turn,
+// until the send buffer pushes back or all were sent.
+func pumpAll(c *core.Conn, flows []*flow) error {
+	for more := true; more; {
+		more = false
+		for _, f := range flows {
+			if f.sent == len(f.msgs) {
+				continue
+			}
+			ok, err := f.sendOne(c)
+			if !ok {
+				return err
+			}
+			more = true
+		}
+	}
+	return nil
+}
+
+// sendOne sends the flow's next message on its stream; ok is false when
+// the send buffer pushed back (err nil) or the send failed.
+func (f *flow) sendOne(c *core.Conn) (ok bool, err error) {
+	m := &f.msgs[f.sent]
+	if m.set != 0 && !f.inSet {
+		if err := c.BeginSetStream(f.stream); err != nil {
+			return false, fmt.Errorf("BeginSet: %w", err)
+		}
+		f.inSet = true
+	}
+	if err := c.SendStream(f.stream, m.g, m.data); err != nil {
+		if errors.Is(err, core.ErrWouldBlock) {
+			return false, nil
+		}
+		return false, fmt.Errorf("Send message %d on stream %d: %w", f.sent, f.stream, err)
+	}
+	f.sent++
+	next := f.sent < len(f.msgs) && f.msgs[f.sent].set == m.set
+	if f.inSet && !next {
+		c.EndSetStream(f.stream)
+		f.inSet = false
+	}
+	return true, nil
 }
 
 func (f *flow) sameSet(i, j int) bool {
@@ -400,6 +442,12 @@ type simNode struct {
 	in   *flow // what the peer sends
 	err  error
 
+	// The other streams' flows (profile streams): ours, opened once the
+	// handshake completed, and the peer's, in the order it opens them
+	// (so the order this side accepts them).
+	outStreams, inStreams []*flow
+	opened, accepted      int
+
 	readEvery time.Duration // 0: read everything at once
 	readBatch int
 	nextRead  time.Time
@@ -476,15 +524,23 @@ func (n *simNode) act(now time.Time) {
 		n.conn.Close(now)
 	}
 	if !n.closed && !n.conn.Closed() {
-		if n.holdSend {
+		n.openAccept()
+		var err error
+		switch {
+		case n.holdSend:
 			// (nothing sent yet)
-		} else if err := n.out.pump(n.conn); err != nil && !(n.peerCloses && errors.Is(err, core.ErrPeerClosed)) {
+		case len(n.outStreams) == 0:
+			err = n.out.pump(n.conn)
+		case n.opened == len(n.outStreams):
+			err = pumpAll(n.conn, append([]*flow{n.out}, n.outStreams...))
+		}
+		if err != nil && !(n.peerCloses && errors.Is(err, core.ErrPeerClosed)) {
 			n.fail(err)
 		}
 		if n.closeWriteWhenSent && !n.wroteClosed && !n.holdSend && n.out.sent == len(n.out.msgs) {
 			n.closeWrite(now)
 		}
-		if n.closeWhenSent && !n.holdSend && n.out.sent == len(n.out.msgs) {
+		if n.closeWhenSent && !n.holdSend && n.out.sent == len(n.out.msgs) && n.allSent() {
 			n.closed = true
 			n.conn.Close(now)
 		}
@@ -497,10 +553,98 @@ func (n *simNode) act(now time.Time) {
 	}
 }
 
+// openAccept opens this side's streams once the handshake completed, and
+// accepts the peer's, matching each to its flow by the order opened.
+func (n *simNode) openAccept() {
+	for n.opened < len(n.outStreams) && n.conn.StreamsAvailable() > 0 {
+		id, err := n.conn.OpenStream(core.Delivery)
+		if err != nil {
+			n.fail(fmt.Errorf("OpenStream: %w", err))
+			return
+		}
+		n.outStreams[n.opened].stream = id
+		n.opened++
+	}
+	for _, f := range n.outStreams[:n.opened] {
+		if !f.finned && f.sent == len(f.msgs) {
+			f.finned = true
+			if err := n.conn.CloseStreamWrite(f.stream); err != nil {
+				n.fail(fmt.Errorf("CloseStreamWrite %d: %w", f.stream, err))
+			}
+		}
+	}
+	for n.accepted < len(n.inStreams) {
+		id, g, ok := n.conn.AcceptStream()
+		if !ok {
+			break
+		}
+		if g != core.Delivery {
+			n.fail(fmt.Errorf("stream %d accepted with guarantee %v, opened with Delivery", id, g))
+		}
+		n.inStreams[n.accepted].stream = id
+		n.accepted++
+	}
+}
+
+// allSent reports whether every stream's flow was sent.
+func (n *simNode) allSent() bool {
+	for _, f := range n.outStreams {
+		if f.sent < len(f.msgs) {
+			return false
+		}
+	}
+	return n.opened == len(n.outStreams)
+}
+
+// readStreams reads and checks what the other streams have ready; at the
+// end (the peer's close), every one must have had all its Delivery
+// messages.
+func (n *simNode) readStreams(end bool) {
+	for i, f := range n.inStreams {
+		if i >= n.accepted {
+			if end {
+				n.fail(fmt.Errorf("io.EOF before the peer's stream %d was accepted", i+1))
+			}
+			return
+		}
+		for !f.eof {
+			m, err := n.conn.RecvStream(f.stream)
+			if err == io.EOF {
+				// The stream's STREAM_FIN (or the peer's CLOSE): never
+				// over a gap.
+				f.eof = true
+				if !f.allDelivered() {
+					n.fail(fmt.Errorf("io.EOF on stream %d before every Delivery message arrived (%d of %d)", f.stream, f.delContig, len(f.dels)))
+				}
+				break
+			}
+			if err != nil {
+				n.fail(fmt.Errorf("RecvStream %d: %w", f.stream, err))
+				return
+			}
+			if m.Data == nil {
+				if end {
+					n.fail(fmt.Errorf("stream %d: nothing ready and no io.EOF after the peer's close", f.stream))
+				}
+				break
+			}
+			if err := f.check(m); err != nil {
+				n.fail(fmt.Errorf("stream %d: %w", f.stream, err))
+				return
+			}
+		}
+		if end && !f.allDelivered() {
+			n.fail(fmt.Errorf("io.EOF before every Delivery message of stream %d arrived (%d of %d)", f.stream, f.delContig, len(f.dels)))
+		}
+	}
+}
+
 func (n *simNode) read(now time.Time, limit int) {
 	if n.closed || n.eof {
 		return
 	}
+	n.openAccept()
+	n.readStreams(false)
 	for k := 0; limit < 0 || k < limit; k++ {
 		m, err := n.conn.Recv()
 		if err == io.EOF {
@@ -508,6 +652,9 @@ func (n *simNode) read(now time.Time, limit int) {
 			if !n.in.allDelivered() {
 				n.fail(fmt.Errorf("io.EOF before every Delivery message arrived (%d of %d)", n.in.delContig, len(n.in.dels)))
 			}
+			// (The end of stream 0 is the end of the others only when the
+			// peer closed the connection, not after its CloseWrite.)
+			n.readStreams(n.conn.PeerClosed())
 			if n.onEOF != nil {
 				n.onEOF(now)
 			}
@@ -669,6 +816,16 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
 	a := &simNode{conn: ca, out: fa, in: fb, maxDatagram: cfgA.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf0))}
 	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
+	// Streams (drawn from a source of their own: the other draws stay as
+	// they were): each flow on a stream of its own, marked by its
+	// direction byte (side, and the stream's place in its opener's order).
+	sr := rand.New(rand.NewPCG(seed, 0x57e4))
+	for i := 1; i <= p.streams; i++ {
+		sa := planFlow(sr, byte(2*i), count/2+sr.IntN(count/2+1), ca.MaxFragmentPayload())
+		sb := planFlow(sr, byte(2*i+1), sr.IntN(count/2+1), cb.MaxFragmentPayload())
+		a.outStreams, b.inStreams = append(a.outStreams, sa), append(b.inStreams, sa)
+		b.outStreams, a.inStreams = append(b.outStreams, sb), append(a.inStreams, sb)
+	}
 	// In three seeds out of four b, the server, sees a NAT rebinding of
 	// a's, a spoofer on the path, or both (sim_paths_test.go).
 	b.path = newPathSim(seed)
@@ -749,7 +906,20 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	// 1. The workload: everything sent, every Delivery message read, both ways.
 	done := func() bool {
-		return failed() != nil || (fa.sent == len(fa.msgs) && fb.sent == len(fb.msgs) && fa.allDelivered() && fb.allDelivered())
+		if failed() != nil {
+			return true
+		}
+		for _, n := range []*simNode{a, b} {
+			if !n.allSent() {
+				return false
+			}
+			for _, f := range n.outStreams {
+				if !f.allDelivered() || !f.eof {
+					return false
+				}
+			}
+		}
+		return fa.sent == len(fa.msgs) && fb.sent == len(fb.msgs) && fa.allDelivered() && fb.allDelivered()
 	}
 	if err := net.RunUntil(done, p.timeLimit); err != nil {
 		return net.Elapsed(), describe("workload", err)

@@ -83,7 +83,14 @@ const (
 	// STREAM_FIN ends one direction of a stream (half-close): the stream's
 	// ID and the delivery index after its last Delivery message.
 	frameStreamFin = 0x07
-	frameMsg       = 0x10 // 0x10..0x1f
+	// Stream frames (docs/PROTOCOL.md §17): a stream ID varint first.
+	frameStreamOpen   = 0x08 // the opener's default guarantee
+	frameStreamReset  = 0x09 // the sender abandons its direction
+	frameStopSending  = 0x0a // the receiver asks the sender to abandon it
+	frameStreamCredit = 0x0b // per-stream flow-control credit
+	frameStreamLimit  = 0x0c // streams the peer may open (no stream ID)
+	frameMsg          = 0x10 // 0x10..0x1f: a message of stream 0
+	frameStreamMsg    = 0x20 // 0x20..0x2f: a message of another stream (MSG with a stream ID)
 
 	msgFlagGuarantee = 0x03 // bits 0-1: Guarantee (1..3)
 	msgFlagFragment  = 0x04 // total length and offset follow
@@ -272,6 +279,7 @@ type ackFrame struct {
 
 // msgFrame carries one message or one fragment of it.
 type msgFrame struct {
+	stream    uint64 // 0: a MSG frame; else a STREAM_MSG frame
 	guarantee Guarantee
 	seq       uint32 // Order/Delivery: sequence; None: message id
 	d         uint32 // Delivery: delivery index; Order: delivery messages before it
@@ -300,15 +308,29 @@ type streamFinFrame struct {
 	final  uint32 // the stream's delivery index after its last Delivery message
 }
 
+// streamCtlFrame is any stream control frame (STREAM_OPEN, STREAM_RESET,
+// STOP_SENDING, STREAM_CREDIT, STREAM_LIMIT); the frame type says which
+// fields it carries.
+type streamCtlFrame struct {
+	id        uint64    // the stream (not STREAM_LIMIT); never 0 but in STREAM_CREDIT
+	guarantee Guarantee // STREAM_OPEN: the stream's default guarantee
+	code      uint64    // STREAM_RESET, STOP_SENDING: the application's error code
+	// value is STREAM_RESET's final credit (the Delivery credit the sender
+	// charged on the stream in all), STREAM_CREDIT's cumulative credit,
+	// STREAM_LIMIT's cumulative count of streams.
+	value uint64
+}
+
 // frame is the decoding target of any frame; typ says which part is valid.
 type frame struct {
-	typ   byte
-	ack   ackFrame
-	hello HelloFrame
-	close closeFrame
-	fin   streamFinFrame
-	msg   msgFrame
-	path  [pathDataLen]byte // PATH_CHALLENGE, PATH_RESPONSE
+	typ    byte
+	ack    ackFrame
+	hello  HelloFrame
+	close  closeFrame
+	fin    streamFinFrame
+	msg    msgFrame
+	stream streamCtlFrame
+	path   [pathDataLen]byte // PATH_CHALLENGE, PATH_RESPONSE
 }
 
 // frameDecoders dispatches on the frame type byte (MSG types use 0x10).
@@ -322,6 +344,12 @@ var frameDecoders = [...]func(b []byte, f *frame) (int, error){
 	framePathChallenge: decodePathData,
 	framePathResponse:  decodePathData,
 	frameStreamFin:     decodeStreamFin,
+
+	frameStreamOpen:   decodeStreamCtl,
+	frameStreamReset:  decodeStreamCtl,
+	frameStopSending:  decodeStreamCtl,
+	frameStreamCredit: decodeStreamCtl,
+	frameStreamLimit:  decodeStreamCtl,
 }
 
 // decodeFrame decodes the frame at the start of b into f and returns its
@@ -333,7 +361,7 @@ func decodeFrame(b []byte, f *frame) (int, error) {
 	}
 	t := b[0]
 	f.typ = t
-	if t&0xf0 == frameMsg {
+	if t&0xf0 == frameMsg || t&0xf0 == frameStreamMsg {
 		return decodeMsg(b, f)
 	}
 	if int(t) >= len(frameDecoders) || frameDecoders[t] == nil {
@@ -614,6 +642,12 @@ func decodeMsg(b []byte, f *frame) (int, error) {
 		return 0, errBadMessage
 	}
 	r := reader{b: b, off: 1}
+	m.stream = 0
+	if t&0xf0 == frameStreamMsg {
+		if m.stream = r.uvarint(); r.err == nil && m.stream == 0 {
+			return 0, errBadMessage // stream 0's messages are MSG frames
+		}
+	}
 	m.seq = r.u32()
 	m.d, m.groupOff, m.baseOff, m.total, m.offset = 0, 0, 0, 0, 0
 	if m.guarantee != None {
@@ -642,14 +676,10 @@ func decodeMsg(b []byte, f *frame) (int, error) {
 }
 
 func appendMsg(b []byte, m *msgFrame) []byte {
-	t := byte(frameMsg) | byte(m.guarantee)
-	if m.inSet {
-		t |= msgFlagSet
+	b = append(b, msgType(m))
+	if m.stream != 0 {
+		b = binary.AppendUvarint(b, m.stream)
 	}
-	if m.fragment {
-		t |= msgFlagFragment
-	}
-	b = append(b, t)
 	b = binary.BigEndian.AppendUint32(b, m.seq)
 	if m.guarantee != None {
 		b = binary.BigEndian.AppendUint32(b, m.d)
@@ -666,12 +696,33 @@ func appendMsg(b []byte, m *msgFrame) []byte {
 	return append(b, m.data...)
 }
 
+// msgType is the type byte of m: MSG or STREAM_MSG, with its flags.
+func msgType(m *msgFrame) byte {
+	t := byte(frameMsg) | byte(m.guarantee)
+	if m.stream != 0 {
+		t = byte(frameStreamMsg) | byte(m.guarantee)
+	}
+	if m.inSet {
+		t |= msgFlagSet
+	}
+	if m.fragment {
+		t |= msgFlagFragment
+	}
+	return t
+}
+
 // maxMsgHeader is an upper bound on a MSG frame's bytes before its data.
+// It bounds a STREAM_MSG frame's too for the messages a Conn sends: their
+// total and offset stay below MaxMessageSizeLimit, 5 bytes as varints, which
+// leaves the 10 bytes of the largest stream ID.
 const maxMsgHeader = 1 + 4 + 4 + 2*binary.MaxVarintLen32 + 2*binary.MaxVarintLen64 + binary.MaxVarintLen32
 
 // msgHeaderLen returns the exact bytes appendMsg writes before m.data.
 func msgHeaderLen(m *msgFrame) int {
 	n := 1 + 4
+	if m.stream != 0 {
+		n += uvarintLen(m.stream)
+	}
 	if m.guarantee != None {
 		n += 4
 	}
@@ -682,6 +733,89 @@ func msgHeaderLen(m *msgFrame) int {
 		n += uvarintLen(m.total) + uvarintLen(m.offset)
 	}
 	return n + uvarintLen(uint64(len(m.data)))
+}
+
+// STREAM_OPEN: type, stream ID varint, guarantee u8 (1..3).
+// STREAM_RESET: type, stream ID varint, code varint, final credit varint.
+// STOP_SENDING: type, stream ID varint, code varint.
+// STREAM_CREDIT: type, stream ID varint, credit varint.
+// STREAM_LIMIT: type, streams varint.
+// A stream ID of 0 is invalid but in STREAM_CREDIT (stream 0 has no
+// opening, reset or stop: it is the connection).
+func decodeStreamCtl(b []byte, f *frame) (int, error) {
+	t := b[0]
+	r := reader{b: b, off: 1}
+	s := &f.stream
+	*s = streamCtlFrame{}
+	if t != frameStreamLimit {
+		s.id = r.uvarint()
+		if r.err == nil && s.id == 0 && t != frameStreamCredit {
+			return 0, errBadFrame
+		}
+	}
+	switch t {
+	case frameStreamOpen:
+		if r.err == nil && r.off == len(b) {
+			return 0, errTruncated
+		}
+		if r.err == nil {
+			s.guarantee = Guarantee(b[r.off])
+			r.off++
+			if !s.guarantee.Valid() {
+				return 0, errBadFrame
+			}
+		}
+	case frameStreamReset:
+		s.code = r.uvarint()
+		s.value = r.uvarint()
+	case frameStopSending:
+		s.code = r.uvarint()
+	case frameStreamCredit, frameStreamLimit:
+		s.value = r.uvarint()
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.off, nil
+}
+
+// appendStreamCtl encodes a stream control frame of type t.
+func appendStreamCtl(b []byte, t byte, s *streamCtlFrame) []byte {
+	b = append(b, t)
+	if t != frameStreamLimit {
+		b = binary.AppendUvarint(b, s.id)
+	}
+	switch t {
+	case frameStreamOpen:
+		b = append(b, byte(s.guarantee))
+	case frameStreamReset:
+		b = binary.AppendUvarint(b, s.code)
+		b = binary.AppendUvarint(b, s.value)
+	case frameStopSending:
+		b = binary.AppendUvarint(b, s.code)
+	case frameStreamCredit, frameStreamLimit:
+		b = binary.AppendUvarint(b, s.value)
+	}
+	return b
+}
+
+// streamCtlLen is the bytes appendStreamCtl writes.
+func streamCtlLen(t byte, s *streamCtlFrame) int {
+	n := 1
+	if t != frameStreamLimit {
+		n += uvarintLen(s.id)
+	}
+	switch t {
+	case frameStreamOpen:
+		n++
+	case frameStreamReset:
+		n += uvarintLen(s.code) + uvarintLen(s.value)
+	case frameStopSending:
+		n += uvarintLen(s.code)
+	case frameStreamCredit, frameStreamLimit:
+		n += uvarintLen(s.value)
+	}
+	return n
 }
 
 func uvarintLen(v uint64) int {

@@ -40,7 +40,13 @@ func TestWireConstants(t *testing.T) {
 		{"frameStreamFin", frameStreamFin, 0x07},
 		{"maxStreamFinLen", maxStreamFinLen, 15},
 		{"pathDataLen", pathDataLen, 8},
+		{"frameStreamOpen", frameStreamOpen, 0x08},
+		{"frameStreamReset", frameStreamReset, 0x09},
+		{"frameStopSending", frameStopSending, 0x0a},
+		{"frameStreamCredit", frameStreamCredit, 0x0b},
+		{"frameStreamLimit", frameStreamLimit, 0x0c},
 		{"frameMsg", frameMsg, 0x10},
+		{"frameStreamMsg", frameStreamMsg, 0x20},
 		{"msgFlagGuarantee", msgFlagGuarantee, 0x03},
 		{"msgFlagFragment", msgFlagFragment, 0x04},
 		{"msgFlagSet", msgFlagSet, 0x08},
@@ -164,6 +170,8 @@ func encodeFrame(f *frame) []byte {
 		return appendPathData(nil, f.typ, &f.path)
 	case f.typ == frameStreamFin:
 		return appendStreamFin(nil, &f.fin)
+	case isStreamCtl(f.typ):
+		return appendStreamCtl(nil, f.typ, &f.stream)
 	default:
 		return appendMsg(nil, &f.msg)
 	}
@@ -192,7 +200,9 @@ func requireSameFrame(t testing.TB, want, got *frame) {
 		require.Equal(t, want.path, got.path)
 	case want.typ == frameStreamFin:
 		require.Equal(t, want.fin, got.fin)
-	case want.typ&0xf0 == frameMsg:
+	case isStreamCtl(want.typ):
+		require.Equal(t, want.stream, got.stream)
+	case want.typ&0xf0 == frameMsg, want.typ&0xf0 == frameStreamMsg:
 		w, g := want.msg, got.msg
 		require.True(t, bytes.Equal(w.data, g.data))
 		w.data, g.data = nil, nil
@@ -215,8 +225,30 @@ func checkPrefixes(t testing.TB, b []byte) {
 	}
 }
 
+// isStreamCtl reports whether t is a stream control frame's type.
+func isStreamCtl(t byte) bool { return t >= frameStreamOpen && t <= frameStreamLimit }
+
+// streamCtlFrames are valid stream control frames of every type.
+func streamCtlFrames() []frame {
+	return []frame{
+		{typ: frameStreamOpen, stream: streamCtlFrame{id: 1, guarantee: None}},
+		{typ: frameStreamOpen, stream: streamCtlFrame{id: 2, guarantee: Order}},
+		{typ: frameStreamOpen, stream: streamCtlFrame{id: ^uint64(0), guarantee: Delivery}},
+		{typ: frameStreamReset, stream: streamCtlFrame{id: 3}},
+		{typ: frameStreamReset, stream: streamCtlFrame{id: 1 << 40, code: ^uint64(0), value: 1 << 33}},
+		{typ: frameStopSending, stream: streamCtlFrame{id: 4, code: 7}},
+		{typ: frameStreamCredit, stream: streamCtlFrame{id: 0, value: 1 << 22}},
+		{typ: frameStreamCredit, stream: streamCtlFrame{id: 5, value: ^uint64(0)}},
+		{typ: frameStreamLimit, stream: streamCtlFrame{value: 0}},
+		{typ: frameStreamLimit, stream: streamCtlFrame{value: 100}},
+	}
+}
+
 func msgFrames() []msgFrame {
 	return []msgFrame{
+		{stream: 1, guarantee: None, seq: 3, data: []byte("s")},
+		{stream: 2, guarantee: Delivery, seq: 5, d: 5, data: []byte("stream two")},
+		{stream: ^uint64(0), guarantee: Order, seq: 1, d: 2, inSet: true, groupOff: 1, fragment: true, total: 1 << 30, offset: 1<<30 - 1, data: []byte{1}},
 		{guarantee: None, seq: 0, data: []byte{}},
 		{guarantee: None, seq: ^uint32(0), data: []byte("x")},
 		{guarantee: None, seq: 7, fragment: true, total: 1 << 20, offset: 1<<20 - 3, data: []byte("end")},
@@ -252,15 +284,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{typ: frameStreamFin, fin: streamFinFrame{stream: 1<<7 - 1, final: 1}},
 		{typ: frameStreamFin, fin: streamFinFrame{stream: ^uint64(0), final: 0x80000000}},
 	}
+	frames = append(frames, streamCtlFrames()...)
 	for _, m := range msgFrames() {
-		t := byte(frameMsg) | byte(m.guarantee)
-		if m.inSet {
-			t |= msgFlagSet
-		}
-		if m.fragment {
-			t |= msgFlagFragment
-		}
-		frames = append(frames, frame{typ: t, msg: m})
+		frames = append(frames, frame{typ: msgType(&m), msg: m})
 	}
 	for i := range frames {
 		want := &frames[i]
@@ -302,7 +328,7 @@ func TestUnknownFrameTypes(t *testing.T) {
 		b := append([]byte{byte(typ)}, make([]byte, 64)...)
 		var f frame
 		_, err := decodeFrame(b, &f)
-		known := typ <= frameStreamFin || typ&0xf0 == frameMsg
+		known := typ <= frameStreamLimit || typ&0xf0 == frameMsg || typ&0xf0 == frameStreamMsg
 		if !known {
 			require.ErrorIs(t, err, errBadFrame, "type %#x", typ)
 		}
@@ -448,12 +474,19 @@ func TestAckRangeLimits(t *testing.T) {
 }
 
 func TestMsgFlagCombinations(t *testing.T) {
-	for typ := frameMsg; typ <= frameMsg|0x0f; typ++ {
+	for typ := frameMsg; typ <= frameStreamMsg|0x0f; typ++ {
+		if typ&0xf0 != frameMsg && typ&0xf0 != frameStreamMsg {
+			continue
+		}
 		g := Guarantee(typ & msgFlagGuarantee)
 		inSet := typ&msgFlagSet != 0
 		fragment := typ&msgFlagFragment != 0
+		var stream uint64
+		if typ&0xf0 == frameStreamMsg {
+			stream = 130 // two bytes as a varint
+		}
 		t.Run(fmt.Sprintf("%#x", typ), func(t *testing.T) {
-			m := msgFrame{guarantee: g, seq: 0xdeadbeef, inSet: inSet, fragment: fragment, data: []byte("payload")}
+			m := msgFrame{stream: stream, guarantee: g, seq: 0xdeadbeef, inSet: inSet, fragment: fragment, data: []byte("payload")}
 			if g != None {
 				m.d = 0xfeedface
 			}
@@ -504,6 +537,38 @@ func TestMsgRejects(t *testing.T) {
 	var f frame
 	_, err := decodeFrame([]byte{byte(frameMsg) | byte(None), 0, 0, 0, 0, 5, 'a', 'b'}, &f)
 	require.ErrorIs(t, err, errTruncated)
+	// Stream 0's messages are MSG frames: a STREAM_MSG naming it has a
+	// second encoding, and is rejected.
+	_, err = decodeFrame([]byte{byte(frameStreamMsg) | byte(None), 0, 0, 0, 0, 0, 1, 'a'}, &f)
+	require.ErrorIs(t, err, errBadMessage)
+}
+
+func TestStreamCtlRejects(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		b    []byte
+		err  error
+	}{
+		{"open of stream 0", []byte{frameStreamOpen, 0, byte(Delivery)}, errBadFrame},
+		{"reset of stream 0", []byte{frameStreamReset, 0, 0, 0}, errBadFrame},
+		{"stop of stream 0", []byte{frameStopSending, 0, 0}, errBadFrame},
+		{"open with guarantee 0", []byte{frameStreamOpen, 1, 0}, errBadFrame},
+		{"open with guarantee 4", []byte{frameStreamOpen, 1, 4}, errBadFrame},
+		{"open without guarantee", []byte{frameStreamOpen, 1}, errTruncated},
+		{"reset without final credit", []byte{frameStreamReset, 1, 0}, errTruncated},
+		{"non-minimal stream ID", []byte{frameStreamCredit, 0x80, 0x00, 1}, errBadVarint},
+		{"non-minimal limit", []byte{frameStreamLimit, 0x81, 0x00}, errBadVarint},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var f frame
+			n, err := decodeFrame(c.b, &f)
+			require.ErrorIs(t, err, c.err)
+			require.Zero(t, n)
+		})
+	}
+	for _, f := range streamCtlFrames() {
+		require.Len(t, appendStreamCtl(nil, f.typ, &f.stream), streamCtlLen(f.typ, &f.stream), "%+v", f)
+	}
 }
 
 func TestMsgHeaderLen(t *testing.T) {
@@ -526,6 +591,12 @@ func TestMsgHeaderLen(t *testing.T) {
 		}
 		if m.fragment {
 			m.total, m.offset = varint(), varint()
+		}
+		if rng.IntN(2) == 0 {
+			// A stream's message: the bound holds for the totals a Conn
+			// sends (below MaxMessageSizeLimit).
+			m.stream = max(1, varint())
+			m.total, m.offset = min(m.total, MaxMessageSizeLimit), min(m.offset, MaxMessageSizeLimit)
 		}
 		b := appendMsg(nil, &m)
 		require.Equal(t, len(b)-len(m.data), msgHeaderLen(&m), "%+v", m)
