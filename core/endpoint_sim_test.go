@@ -717,11 +717,14 @@ func TestSimEndpointReplayedHello(t *testing.T) {
 // Delivery message arrives, exactly once and whole (None and Order at
 // most once, whole).
 func TestSimEndpointUnacceptedFlood(t *testing.T) {
-	const clients = 60
+	clients, seeds := 60, 3
+	if testing.Short() {
+		clients, seeds = 20, 1
+	}
 	for name, link := range epSimProfiles() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			epSeeds(t, "TestSimEndpointUnacceptedFlood/"+name, 3, func(seed uint64) error {
+			epSeeds(t, "TestSimEndpointUnacceptedFlood/"+name, seeds, func(seed uint64) error {
 				return runEpFlood(t, seed, link, clients)
 			})
 		})
@@ -969,11 +972,14 @@ func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) err
 // listener's connection for it sends to its new address (the Endpoint's
 // Addr), validated.
 func TestSimEndpointPaths(t *testing.T) {
-	const clients = 30
+	clients, seeds := 30, 3
+	if testing.Short() {
+		clients, seeds = 12, 1
+	}
 	for name, link := range epSimProfiles() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			epSeeds(t, "TestSimEndpointPaths/"+name, 3, func(seed uint64) error {
+			epSeeds(t, "TestSimEndpointPaths/"+name, seeds, func(seed uint64) error {
 				return runEpPaths(t, seed, link, clients)
 			})
 		})
