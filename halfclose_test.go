@@ -72,6 +72,41 @@ func TestCloseWriteRequestResponse(t *testing.T) {
 	})
 }
 
+// TestCloseWriteRequestResponseLossy: the request/half-close/response
+// exchange through a proxy losing 5%, duplicating 2% and reordering 5% of
+// the datagrams each way: the server reads the whole request, then io.EOF
+// (never before: a STREAM_FIN over a gap is refused until it fills), and
+// the client the whole response.
+func TestCloseWriteRequestResponseLossy(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		client, server, _, stop := impairedPair(t, nil, lossyLink(seed), lossyLink(seed+100))
+		request, response := randBytes(200<<10), randBytes(500<<10)
+		served := make(chan error, 1)
+		go func() {
+			got, err := io.ReadAll(server)
+			switch {
+			case err != nil:
+				served <- err
+			case !bytes.Equal(got, request):
+				served <- errors.New("the request arrived damaged or cut")
+			default:
+				_, err = server.Write(response)
+				served <- errors.Join(err, server.CloseWrite())
+			}
+		}()
+		_, err := client.Write(request)
+		require.NoError(t, err)
+		require.NoError(t, client.CloseWrite())
+		got, err := io.ReadAll(client)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(got, response), "seed %d: got %d bytes of the %d-byte response", seed, len(got), len(response))
+		require.NoError(t, <-served)
+		t.Logf("seed %d: packets refused (a STREAM_FIN over a gap): server %d, client %d; lost: client %d, server %d",
+			seed, server.Stats().PacketsRefused, client.Stats().PacketsRefused, client.Stats().PacketsLost, server.Stats().PacketsLost)
+		stop()
+	}
+}
+
 // TestCloseWriteProxy: io.Copy both ways through a proxy that passes each
 // direction's end on with CloseWrite, as TCP proxies do: each end writes,
 // half-closes, and reads everything the other wrote, then io.EOF.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -362,4 +363,43 @@ func FuzzStreamFin(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDataAfterFinSeenByBothSides: a sender that goes on sending Delivery
+// data after its STREAM_FIN took effect (Send refuses it: the test lifts
+// the refusal) gets none of it acknowledged; the receiver ends with
+// ErrProtocolViolation after reading everything before the STREAM_FIN
+// (never io.EOF over it), the sender with ErrPeerProtocolViolation and the
+// receiver's reason.
+func TestDataAfterFinSeenByBothSides(t *testing.T) {
+	p := newWirePair(t, nil)
+	a, b := p.a, p.b
+	if err := a.Send(Delivery, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CloseWrite(p.now); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && !b.PeerWriteClosed(); i++ {
+		p.step()
+	}
+	if got, err := recvAllOf(b); len(got) != 1 || err != io.EOF {
+		t.Fatalf("b read %d messages, then %v", len(got), err)
+	}
+	a.life.closing.writeClosed = false // a broken sender
+	if err := a.Send(Delivery, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000 && !(a.Closed() && b.Closed()); i++ {
+		p.step()
+	}
+	if !errors.Is(b.Err(), ErrProtocolViolation) || !errors.Is(a.Err(), ErrPeerProtocolViolation) {
+		t.Fatalf("b ended with %v, a with %v", b.Err(), a.Err())
+	}
+	if !strings.Contains(a.Err().Error(), "STREAM_FIN") {
+		t.Fatalf("a's error %q does not carry b's reason", a.Err())
+	}
+	if s := b.Stats(); s.ProtocolViolations != 1 || s.MessagesReceived != 1 {
+		t.Fatalf("b: %d violations, %d messages received", s.ProtocolViolations, s.MessagesReceived)
+	}
 }
