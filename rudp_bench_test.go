@@ -230,3 +230,54 @@ func BenchmarkClose(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCloseWriteEOF is how long a half-close takes to reach the peer's
+// application: from CloseWrite, after a request's worth of data, until the
+// peer's Read returns io.EOF (the data read first), about half a round trip
+// plus a packet on loopback. Setting up each connection is not timed.
+//
+//	go test -run '^$' -bench 'CloseWriteEOF' -benchtime 200x .
+//
+// (A fixed count: each connection's setup, not timed, costs far more than
+// the half-close, and a benchtime in seconds would set up tens of
+// thousands.)
+func BenchmarkCloseWriteEOF(b *testing.B) {
+	for _, size := range []int{0, 1200, 65536} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			msg := make([]byte, size)
+			for b.Loop() {
+				b.StopTimer()
+				accepted := acceptOne(ln)
+				c, err := rudp.Dial("udp", ln.Addr().String(), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := <-accepted
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				eof := make(chan error, 1)
+				go func() {
+					_, err := io.Copy(io.Discard, s)
+					eof <- err
+				}()
+				b.StartTimer()
+				if err := c.CloseWrite(); err != nil {
+					b.Fatal(err)
+				}
+				if err := <-eof; err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				_ = s.Close()
+				_ = c.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
