@@ -89,23 +89,12 @@ func (a *acks) appendFrame(buf []byte, n, limit int, now time.Time, timers *time
 	}
 	repeat := !a.pending
 	a.repeat = false
-	runs := a.recvd.runs
-	if len(runs) == 0 {
+	largest, ok := a.recvd.largest()
+	if !ok {
 		return n, 0, false
 	}
-	largest := runs[0].hi
-	f := ackFrame{
-		largest: uint32(largest),
-		delay:   uint64(max(now.Sub(a.largestAt), 0) / time.Microsecond),
-		maxData: credit(now),
-	}
-	var ranges [maxAckRanges]ackRange
-	f.ranges = ranges[:0]
-	for _, run := range runs {
-		f.ranges = append(f.ranges, ackRange{lo: largest - run.hi, hi: largest - run.lo})
-	}
 	// (Encoded in place: what does not fit is written over or cut off.)
-	k := len(appendAck(buf[n:n], &f))
+	k, _ := a.encode(buf[n:n], largest, a.largestAt, now, credit(now))
 	if k > limit-n {
 		return n, 0, false
 	}
@@ -121,6 +110,30 @@ func (a *acks) appendFrame(buf []byte, n, limit int, now time.Time, timers *time
 	a.pending, a.now, a.eliciting = false, false, 0
 	timers.stop(timerAck)
 	return n, answered, true
+}
+
+// encode appends to buf an ACK frame of the packets received up to bound,
+// its delay counted from at, carrying maxData; it returns the frame's
+// length, 0 and false if no packet up to bound was received.
+func (a *acks) encode(buf []byte, bound uint64, at, now time.Time, maxData uint64) (int, bool) {
+	f := ackFrame{delay: uint64(max(now.Sub(at), 0) / time.Microsecond), maxData: maxData}
+	var ranges [maxAckRanges]ackRange
+	f.ranges = ranges[:0]
+	var largest uint64
+	for _, run := range a.recvd.runs {
+		if run.lo > bound {
+			continue
+		}
+		if len(f.ranges) == 0 {
+			largest = min(run.hi, bound)
+		}
+		f.ranges = append(f.ranges, ackRange{lo: largest - min(run.hi, bound), hi: largest - run.lo})
+	}
+	if len(f.ranges) == 0 {
+		return 0, false
+	}
+	f.largest = uint32(largest)
+	return len(appendAck(buf, &f)), true
 }
 
 // sentAckOnly: a packet carrying only an ACK that answered answered

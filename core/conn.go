@@ -13,6 +13,16 @@ import (
 // (PollTransmit), fires its timers (NextTimeout, HandleTimeout) and moves
 // messages in and out (Send, Recv). Every input carries the current time.
 //
+// Inside, a Conn is its parts, each a component with its own methods and
+// a doc comment stating its job: the lifecycle (life), acknowledgements
+// (acks), the ordering domain (ord), reassembly (reasm), loss recovery with
+// the packets in flight (recovery, sent), the timer slots (timers), the
+// send queues (sender) and flow control (receiver). The Conn's own methods
+// join them and do nothing else: they hand each frame received to the part
+// it concerns, ask each part for its frames when a packet is built
+// (pollTransmit), and tell each part what became of the packets it filled
+// (onPacketAcked, onPacketLost).
+//
 // A Conn is not safe for concurrent use: its owner serializes all calls
 // (the root package holds one mutex per Conn).
 type Conn struct {

@@ -295,27 +295,12 @@ func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64) {
 // as one unit.
 func (c *Conn) sendBoundedAck(now time.Time, buf []byte, second bool) int {
 	p := c.paths
-	var ranges [maxAckRanges]ackRange
-	a := ackFrame{
-		delay:   uint64(max(now.Sub(p.ackBoundAt), 0) / time.Microsecond),
-		maxData: c.advertisedMaxData(),
-		ranges:  ranges[:0],
-	}
-	var largest uint64
-	for _, run := range c.acks.recvd.runs {
-		if run.lo > p.ackBound {
-			continue
-		}
-		if len(a.ranges) == 0 {
-			largest = min(run.hi, p.ackBound)
-		}
-		a.ranges = append(a.ranges, ackRange{lo: largest - min(run.hi, p.ackBound), hi: largest - run.lo})
-	}
-	if len(a.ranges) == 0 {
+	credit := c.advertisedMaxData()
+	k, ok := c.acks.encode(buf[headerLen:headerLen], p.ackBound, p.ackBoundAt, now, credit)
+	if !ok {
 		return 0
 	}
-	a.largest = uint32(largest)
-	n := len(appendAck(buf[:headerLen], &a))
+	n := headerLen + k
 	if second {
 		buf[n] = framePadding
 		n++
@@ -324,12 +309,8 @@ func (c *Conn) sendBoundedAck(now time.Time, buf []byte, second bool) int {
 		p.stats.AmplificationLimited++
 		return 0
 	}
-	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(c.nextPN)})
-	size := sealPacket(buf, n)
-	c.nextPN++
-	c.stats.PacketsSent++
-	c.stats.BytesSent += uint64(size)
-	c.maxDataSent = max(c.maxDataSent, a.maxData)
+	size := c.seal(buf, n)
+	c.creditSent(credit)
 	return size
 }
 

@@ -94,6 +94,11 @@ func (c *Conn) advertisedMaxData() uint64 {
 	return max(c.maxDataSent, c.consumed+uint64(c.window()))
 }
 
+// creditSent records that credit was advertised to the peer (a HELLO or
+// an ACK frame carried it): credit given is never taken back, so a lower
+// receive limit set later honours it.
+func (c *Conn) creditSent(credit uint64) { c.maxDataSent = max(c.maxDataSent, credit) }
+
 // ackCredit is the flow-control credit an ACK frame carries, the window
 // tuned first.
 func (c *Conn) ackCredit(now time.Time) uint64 {

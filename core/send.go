@@ -421,7 +421,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			MaxDatagramSize: uint64(c.cfg.MaxDatagramSize),
 		}
 		n = c.life.appendHello(buf, n, &h)
-		c.maxDataSent = max(c.maxDataSent, h.MaxData) // (a lower receive limit set later honours it)
+		c.creditSent(h.MaxData)
 		pkt.hello, pkt.eliciting = true, true
 		if lim := c.cfg.MaxIncomingStreams; lim != defaultMaxIncomingStreams {
 			// Our stream limit goes with every HELLO, before the peer can
@@ -432,7 +432,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
 	var acked bool
 	if n, ackBatch, acked = c.acks.appendFrame(buf, n, limit, now, &c.timers, c.ackCredit); acked {
-		c.maxDataSent = c.advertisedMaxData()
+		c.creditSent(c.advertisedMaxData())
 	}
 	if eliciting {
 		if sendClose {
