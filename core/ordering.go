@@ -43,10 +43,10 @@ func (o *ordering) startSend(initial uint64) {
 	o.nextSeq, o.nextDelivery, o.nextNoneID = initial, initial, initial
 }
 
-// number returns the header of the next message sent with guarantee g: its
-// sequence (None: its id), delivery index and set offsets.
-func (o *ordering) number(g Guarantee) msgFrame {
-	m := msgFrame{guarantee: g, inSet: o.inSet}
+// number fills in m the header of the next message sent with guarantee g:
+// its sequence (None: its id), delivery index and set offsets.
+func (o *ordering) number(g Guarantee, m *msgFrame) {
+	m.guarantee, m.inSet = g, o.inSet
 	switch g {
 	case None:
 		m.seq = uint32(o.nextNoneID)
@@ -70,7 +70,6 @@ func (o *ordering) number(g Guarantee) msgFrame {
 			m.baseOff = uint64(m.d - uint32(o.setBase))
 		}
 	}
-	return m
 }
 
 // beginSet starts a set at the next message (ErrNestedSet inside one).

@@ -70,7 +70,8 @@ func TestOrderingDomain(t *testing.T) {
 				set = 0
 			}
 			g := Guarantee(1 + r.IntN(3))
-			f := send.number(g)
+			var f msgFrame
+			send.number(g, &f)
 			s := set
 			if g == None {
 				s = 0

@@ -133,11 +133,12 @@ func (r *reassembly) allocData(n int) ([]byte, bool) {
 	return r.bufPool.get(n), false
 }
 
-// fill copies a frame's data into its message (free: see room). It reports
+// fill copies a frame's data into its message (free, asked only when a
+// message in chunks completes and they go back to the pool: see room). It reports
 // false in ok when the message must be dropped: a peer scattering it in
 // more pieces than runLimit, or making it hold more than it was charged;
 // stored says whether a piece of a fragmented message was stored.
-func (r *reassembly) fill(m *recvMsg, f *msgFrame, free int) (ok, stored bool) {
+func (r *reassembly) fill(m *recvMsg, f *msgFrame, free func() int) (ok, stored bool) {
 	if !f.fragment {
 		copy(m.data, f.data)
 		m.filled = m.total
@@ -185,7 +186,7 @@ func (r *reassembly) fill(m *recvMsg, f *msgFrame, free int) (ok, stored bool) {
 		return false, true
 	}
 	if m.complete() {
-		r.assemble(m, free)
+		r.assemble(m, free())
 	}
 	return true, true
 }

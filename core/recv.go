@@ -784,7 +784,7 @@ func (c *Conn) shrinkPool() { c.reasm.shrink(c.heldFree()) }
 // expiry of an incomplete None/Order message. It reports false when the
 // message must be dropped.
 func (c *Conn) fill(m *recvMsg, f *msgFrame) bool {
-	ok, stored := c.reasm.fill(m, f, c.heldFree())
+	ok, stored := c.reasm.fill(m, f, c.heldFree)
 	if ok && stored && !m.complete() && m.guarantee != Delivery && !c.timers.armed(timerReassembly) {
 		// (An armed timer is due no later than this message's expiry: it
 		// waits for an older one, and expireReassembly re-arms exactly.)

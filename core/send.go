@@ -188,7 +188,8 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		return ErrSendBufferFull // many small messages: bounded by count too
 	}
 	c.lean = false
-	m := o.number(g)
+	var m msgFrame
+	o.number(g, &m)
 	if s != nil {
 		m.stream = s.id
 	}
