@@ -2,6 +2,7 @@ package rudp_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -181,4 +182,35 @@ func TestCloseWriteUnblocksWrite(t *testing.T) {
 		t.Fatal("the blocked Write did not return")
 	}
 	_ = c2
+}
+
+// TestShutdownAfterCloseWrite: Shutdown after CloseWrite still waits until
+// the peer acknowledged everything written, so a program may exit after
+// it; the peer reads it all, then io.EOF.
+func TestShutdownAfterCloseWrite(t *testing.T) {
+	modes(t, func(t *testing.T, cfg *rudp.Config) {
+		c1, c2, stop := pair(t, cfg)
+		defer stop()
+		payload := randBytes(3 << 20)
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(c2)
+			got <- b
+		}()
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := c1.Write(payload)
+			wrote <- errors.Join(err, c1.CloseWrite())
+		}()
+		require.NoError(t, <-wrote)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, c1.Shutdown(ctx))
+		select {
+		case b := <-got:
+			require.True(t, bytes.Equal(payload, b), "got %d bytes, want %d", len(b), len(payload))
+		case <-time.After(20 * time.Second):
+			t.Fatal("peer did not read to EOF")
+		}
+	})
 }

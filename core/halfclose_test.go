@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -401,5 +402,40 @@ func TestDataAfterFinSeenByBothSides(t *testing.T) {
 	}
 	if s := b.Stats(); s.ProtocolViolations != 1 || s.MessagesReceived != 1 {
 		t.Fatalf("b: %d violations, %d messages received", s.ProtocolViolations, s.MessagesReceived)
+	}
+}
+
+// TestCloseWriteDuringHandshake: CloseWrite before the handshake completed
+// ends our direction at once (Send fails); the STREAM_FIN follows the data
+// queued before it once the connection is established.
+func TestCloseWriteDuringHandshake(t *testing.T) {
+	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, err := NewConn(&Config{Rand: rand.NewPCG(1, 2)}, 0x1111, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewConn(&Config{Rand: rand.NewPCG(3, 4)}, 0x2222, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(Delivery, []byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CloseWrite(now); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Send(Delivery, []byte("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after CloseWrite in the handshake: %v", err)
+	}
+	p := &wirePair{now: now, a: a, b: b, buf: make([]byte, 2048)}
+	var got [][]byte
+	for i := 0; i < 200 && err != io.EOF; i++ {
+		p.step()
+		var more [][]byte
+		more, err = recvAllOf(b)
+		got = append(got, more...)
+	}
+	if err != io.EOF || len(got) != 1 || string(got[0]) != "early" {
+		t.Fatalf("b read %q, then %v", got, err)
 	}
 }
