@@ -13,12 +13,13 @@ import "sort"
 //     not read and the newest group and sequence read; and the guarantees'
 //     rules, each written once: which arriving message is a duplicate or
 //     stale (place, stale, deliveryRead), which held message may be read next
-//     (next), and which may be forgotten (prune).
+//     (next), which may be forgotten (prune), and when a final position the
+//     peer announces takes effect (checkFinal).
 //
 // It owns the lists, not the messages' memory: a message it removes is
 // handed back (remove, removeNone, and the drop and free callbacks) for the
-// connection to free. A connection has one domain today; each stream will
-// have its own.
+// connection to free. Stream 0 is the Conn's domain (Conn.ord); every other
+// stream has its own (stream.go).
 type ordering struct {
 	// send side: unwrapped counters, and the set being sent
 	nextSeq, nextDelivery, nextNoneID uint64
@@ -310,6 +311,23 @@ func (o *ordering) heldDeliveryFrom(final uint64) bool {
 		}
 	}
 	return false
+}
+
+// checkFinal is the rule for a final position the peer announces for this
+// domain, final (a STREAM_FIN's; a graceful CLOSE's, which frame names, is
+// not strict): it may not lie before a Delivery message already read, nor,
+// if strict, before one held (why says which, for a violation); and it
+// takes effect only once every Delivery message below it arrived (ok false
+// until then: the packet is refused, and the peer sends it again).
+func (o *ordering) checkFinal(final uint32, strict bool, frame string) (ok bool, why string) {
+	d := o.deliveryIndex(final)
+	if o.deliveryRead(d) {
+		return false, frame + " before Delivery messages already read"
+	}
+	if strict && o.heldDeliveryFrom(d) {
+		return false, "Delivery message after the " + frame + "'s final position"
+	}
+	return o.deliveredBelow(d), ""
 }
 
 // forEach calls fn for every message held, Order/Delivery then None.

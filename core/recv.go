@@ -423,11 +423,9 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 				return c.violate(now, "CLOSE with another final position than its STREAM_FIN")
 			}
 		case !c.life.closeRequested():
-			final := c.ord.deliveryIndex(cl.final)
-			if c.ord.deliveryRead(final) {
-				return c.violate(now, "CLOSE before Delivery messages already read")
-			}
-			if !c.ord.deliveredBelow(final) {
+			if ok, why := c.ord.checkFinal(cl.final, false, "CLOSE"); why != "" {
+				return c.violate(now, why)
+			} else if !ok {
 				return refused
 			}
 		}
@@ -474,14 +472,9 @@ func (c *Conn) handleStreamFin(now time.Time, fin *streamFinFrame) verdict {
 	}
 	if !c.life.closeRequested() {
 		// (A side that closed reads nothing more: no gap matters.)
-		final := c.ord.deliveryIndex(fin.final)
-		if c.ord.deliveryRead(final) {
-			return c.violate(now, "STREAM_FIN before Delivery messages already read")
-		}
-		if c.ord.heldDeliveryFrom(final) {
-			return c.violate(now, "Delivery message after the STREAM_FIN's final position")
-		}
-		if !c.ord.deliveredBelow(final) {
+		if ok, why := c.ord.checkFinal(fin.final, true, "STREAM_FIN"); why != "" {
+			return c.violate(now, why)
+		} else if !ok {
 			return refused
 		}
 	}

@@ -573,14 +573,9 @@ func (c *Conn) handleStreamFinOn(now time.Time, fin *streamFinFrame) verdict {
 	if s.recvErr != nil {
 		return applied // the peer reset it: its FIN crossed the reset
 	}
-	final := s.ord.deliveryIndex(fin.final)
-	if s.ord.deliveryRead(final) {
-		return c.violate(now, "STREAM_FIN before Delivery messages already read")
-	}
-	if s.ord.heldDeliveryFrom(final) {
-		return c.violate(now, "Delivery message after the STREAM_FIN's final position")
-	}
-	if !s.ord.deliveredBelow(final) {
+	if ok, why := s.ord.checkFinal(fin.final, true, "STREAM_FIN"); why != "" {
+		return c.violate(now, why)
+	} else if !ok {
 		return refused
 	}
 	s.peerFin, s.peerFinal = true, fin.final
