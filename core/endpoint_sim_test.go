@@ -250,7 +250,17 @@ func (s *epServer) handle(now time.Time, from netip.AddrPort, d []byte) {
 	if s.spoofer != nil && from == epSpoofAddr {
 		s.spoofer.in[ev.Conn] += len(d)
 	}
+	largest, had := core.LargestReceived(ev.Conn)
+	established := ev.Conn.Established()
 	s.ep.Deliver(now, ev.Conn, from, d)
+	if s.spoofer != nil && from != epSpoofAddr && established && ev.Conn.Established() && !core.Probing(d) {
+		// The path invariant: the peer's newest packet (accepted with a
+		// number above all before) leaves the connection sending to the
+		// address it came from.
+		if pn, ok := core.LargestReceived(ev.Conn); ok && (!had || pn > largest) && s.ep.Addr(ev.Conn) != from {
+			s.fail("connection %x: the peer's newest packet came from %v, and it sends to %v (%+v)", ev.Conn.LocalCID(), from, s.ep.Addr(ev.Conn), ev.Conn.PathStats())
+		}
+	}
 	if ev.Kind == core.EventNewConn {
 		client := ev.Conn.RemoteCID()
 		if prior := s.created[client]; prior != nil {
@@ -970,7 +980,9 @@ func runEpFlood(t *testing.T, seed uint64, link sim.LinkConfig, clients int) err
 // exactly once, None and Order at most once, all whole; then each
 // rebound client sends once more, and once things are quiet the
 // listener's connection for it sends to its new address (the Endpoint's
-// Addr), validated.
+// Addr), validated, for most (a silent client's validation may fail
+// under loss); on every packet, the client's newest one leaves its
+// connection sending to where it came from.
 func TestSimEndpointPaths(t *testing.T) {
 	clients, seeds := 30, 3
 	if testing.Short() {
@@ -1032,11 +1044,20 @@ func runEpPaths(t *testing.T, seed uint64, link sim.LinkConfig, clients int) err
 	if *simSeed >= 0 {
 		t.Logf("seed %d: the spoofer sent %d bytes, was sent %d; paths %+v", seed, s.server.in[epSpoofAddr], s.server.spoofer.totalSent, ps)
 	}
+	// Each rebinding was followed (the invariant above, on every packet);
+	// most end validated, at the new address. (Under loss, a client that
+	// has nothing more to send may see all three challenges or their
+	// answers lost: the connection then returns to the old address until
+	// the client's next packet, PROTOCOL.md §16 rule 5.)
+	validated := 0
 	for _, i := range rebound {
 		c := s.server.created[s.clients.conns[i].LocalCID()]
-		if got, want := s.server.ep.Addr(c), epReboundAddr(i); got != want || c.ValidatedPeerAddr() != want {
-			return fmt.Errorf("client %d rebound to %v; the listener sends to %v (validated %v, %+v)", i, want, got, c.ValidatedPeerAddr(), c.PathStats())
+		if s.server.ep.Addr(c) == epReboundAddr(i) && c.ValidatedPeerAddr() == epReboundAddr(i) {
+			validated++
 		}
+	}
+	if validated*2 < len(rebound) {
+		return fmt.Errorf("%d of %d rebound clients' connections validated at the new address", validated, len(rebound))
 	}
 	return nil
 }

@@ -55,6 +55,10 @@ const (
 	// pathFrameDatagram is the size of a datagram carrying one
 	// PATH_CHALLENGE or PATH_RESPONSE and nothing else.
 	pathFrameDatagram = PacketOverhead + 1 + pathDataLen
+	// challengeReserve is the part of an unvalidated address' allowance
+	// that only challenges may use: one for each probe timeout of the
+	// validation.
+	challengeReserve = pathValidationPTOs * pathFrameDatagram
 )
 
 // pathSet is a connection's paths once it has more than one (see above).
@@ -220,7 +224,11 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 	}
 	limit := len(buf)
 	if !p.validated {
-		limit = int(min(p.allowance(), uint64(len(buf))))
+		// What the 3x limit allows, less room for the challenges still to
+		// come: data spending it all left the next challenge held back,
+		// and the address failed validation for want of one (the
+		// simulator's TestSimEndpointPaths, a NAT rebinding under loss).
+		limit = int(min(p.allowance()-min(p.allowance(), challengeReserve), uint64(len(buf))))
 	}
 	n = c.pollTransmit(now, buf, limit)
 	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.acks.owed()) {

@@ -131,14 +131,42 @@ func TestPathSpoofedPacketMovesNothing(t *testing.T) {
 	require.Zero(t, s.Validated)
 }
 
+// raceClient has the client send one packet, an ACK (so that it then has
+// nothing in flight and stays silent), and a spoofer's exact copy of it
+// reach the server first, from spoofAddr: the copy moves the connection,
+// the original is a duplicate. It returns the copy. (A copy, not a packet
+// forged with a number the client has not sent yet: in plaintext the
+// server acknowledges any packet it accepts, and the client ends its
+// connection at an ACK of a packet it never sent as soon as one reaches
+// it, whichever address the ACK owed went to.)
+func (n *pathNet) raceClient(t *testing.T) []byte {
+	t.Helper()
+	n.send(t, bytes.Repeat([]byte("1"), 1000))
+	n.send(t, bytes.Repeat([]byte("2"), 1000))
+	for range 2 { // the client acknowledges the second at once
+		k, to := n.b.PollTransmitTo(n.now, n.buf)
+		require.Positive(t, k)
+		require.Equal(t, n.aAddr, to)
+		n.a.HandleDatagram(n.now, n.buf[:k])
+	}
+	k := n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	copied := bytes.Clone(n.buf[:k])
+	require.Zero(t, n.a.PollTransmit(n.now, n.buf))
+	require.Zero(t, n.a.elicitingInFlight)
+	n.b.HandleDatagramFrom(n.now, spoofAddr, copied)
+	n.b.HandleDatagramFrom(n.now, n.aAddr, copied)
+	require.Equal(t, spoofAddr, n.b.PeerAddr())
+	return copied
+}
+
 // TestPathSpoofedPacketValidationFails: while the real client is silent, a
 // spoofed packet moves the connection until its challenge goes unanswered
 // for 3 PTOs; then it returns to the last validated address, and the data
 // flows there.
 func TestPathSpoofedPacketValidationFails(t *testing.T) {
 	n := newPathNet(t)
-	forged := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN)}, []byte{framePing})
-	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
+	forged := n.raceClient(t)
 	for i := range 20 {
 		n.send(t, bytes.Repeat([]byte{byte(i)}, 1000))
 	}
@@ -271,8 +299,7 @@ func FuzzPathDatagram(f *testing.F) {
 // two PTOs after the hint, before its challenge could fail.
 func TestPathSpoofDoesNotConfirmUnreachable(t *testing.T) {
 	n := newPathNet(t)
-	forged := sealed(Header{Type: PacketData, DstCID: n.b.LocalCID(), PacketNumber: uint32(n.a.nextPN)}, []byte{framePing})
-	n.b.HandleDatagramFrom(n.now, spoofAddr, forged)
+	n.raceClient(t)
 	n.b.HandleUnreachable(n.now)
 	n.transfer(t, 10)
 	require.NoError(t, n.b.Err())
@@ -424,4 +451,40 @@ func TestPathReturnReacknowledges(t *testing.T) {
 		require.Equal(t, bytes.Repeat([]byte(want), 1000), m.Data)
 	}
 	n.transfer(t, 5)
+}
+
+// TestPathChallengesKeepTheirAllowance: after the client's NAT rebinds,
+// the server has data queued for it; nothing the server sends the new
+// address arrives for a while (loss). Its 3x allowance, earned by the
+// client's one small packet, must still carry a challenge every probe
+// timeout: before, the data spent it all after the first challenge, the
+// later ones were held back (AmplificationLimited), and the address
+// failed validation for want of them, leaving the connection on the dead
+// old address (TestSimEndpointPaths/harsh seed 1581: a silent client
+// unreachable until its heartbeat).
+func TestPathChallengesKeepTheirAllowance(t *testing.T) {
+	n := newPathNet(t)
+	n.transfer(t, 3)
+	n.aAddr = natAddr
+	require.NoError(t, n.a.Send(Delivery, bytes.Repeat([]byte("m"), 400)))
+	k := n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	n.b.HandleDatagramFrom(n.now, natAddr, n.buf[:k])
+	require.Equal(t, natAddr, n.b.PeerAddr())
+	for i := range 200 { // small: they fill any room
+		require.NoError(t, n.b.Send(Delivery, bytes.Repeat([]byte{byte(i)}, 50)))
+	}
+	challenges := 0
+	deadline := n.now.Add(pathValidationPTOs * n.b.rtt.pto(n.b.peerMaxAckDelay))
+	for n.now.Before(deadline) && n.b.PeerAddr() == natAddr {
+		for _, d := range n.pollTo()[natAddr] { // all lost
+			if ty, _ := frameTypes(d); len(ty) == 1 && ty[0] == framePathChallenge {
+				challenges++
+			}
+		}
+		n.now = n.b.NextTimeout()
+		n.b.HandleTimeout(n.now)
+	}
+	require.GreaterOrEqual(t, challenges, pathValidationPTOs, "a challenge every PTO (%+v)", n.b.PathStats())
+	require.LessOrEqual(t, n.sentTo[natAddr], amplificationFactor*k)
 }
