@@ -270,8 +270,18 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		return
 	}
 	if due(timerClose) {
-		c.terminate(nil) // (an abort ends with its reason)
-		return
+		if !c.pathValidated() && !c.life.aborting() {
+			// The linger ends on a validated address only: a spoofer's
+			// copy of the peer's CLOSE moved us to its address, where our
+			// ACK of it went. Once that address fails (3 PTOs at most) we
+			// are back where the peer is, and acknowledge again
+			// (TestSim/harsh seed 3936: the peer sent its CLOSE ten times
+			// to a side that had lingered out on the spoofer's address).
+			c.lingerClose(now)
+		} else {
+			c.terminate(nil) // (an abort ends with its reason)
+			return
+		}
 	}
 	if due(timerLoss) {
 		c.detectLoss(now)
