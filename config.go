@@ -127,6 +127,13 @@ type Config struct {
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
 
+	// MaxIncomingStreams is how many streams the peer may have open at
+	// once (Conn.AcceptStream; stream 0, the connection itself, is never
+	// counted): the peer's OpenStream waits while it is reached, and a peer
+	// that opens more anyway breaks the protocol and the connection ends.
+	// Default 100, at most 65535; -1 lets the peer open none.
+	MaxIncomingStreams int
+
 	// DisableBatchIO makes every socket call move one datagram. By default
 	// (on Linux) a read takes every datagram ready, up to 32, with recvmmsg,
 	// and a connection hands the kernel what it has ready with sendmmsg.
@@ -208,6 +215,7 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		pair("SendBufferSize", &c.SendBufferSize, &cc.SendBufferSize),
 		pair("ReceiveWindow", &c.ReceiveWindow, &cc.ReceiveWindow),
 		pair("MaxReceiveWindow", &c.MaxReceiveWindow, &cc.MaxReceiveWindow),
+		pair("MaxIncomingStreams", &c.MaxIncomingStreams, &cc.MaxIncomingStreams),
 		logger,
 	}
 }

@@ -33,29 +33,33 @@ type Conn struct {
 	mu        sync.Mutex // guards the fields below and every call on core and stream
 	core      *core.Conn
 	stream    *stream.Stream
-	raddr     netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
-	peer      netip.AddrPort // the peer's last validated address: RemoteAddr, ReadFrom's
-	origin    netip.AddrPort // the address the connection started with: the core's zero AddrPort
-	ended     bool           // core reported Closed; the mux forgot the connection
-	estDone   bool           // the handshake ended (established or failed)
-	estCh     chan struct{}  // closed when estDone becomes true (dialed connections)
-	inReady   bool           // in its PacketConn's ready list
-	readyNext *Conn          // the next of its host's in that list; guarded by the PacketConn's mu
-	linger    time.Duration  // how long Close waits for the peer (see SetLinger)
-	closeBy   time.Time      // a graceful close nobody waits for, making no progress until then, is aborted
-	closeBuf  int            // send buffer space free when closeBy was last set
-	nextAt    time.Time      // the timeout last passed to mux.schedule
-	nextKnown bool           // nextAt is what the socket's timer holds for c
-	remoteSet bool           // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
+	raddr     netip.AddrPort     // the peer's address the core sends to now (followPeerLocked)
+	peer      netip.AddrPort     // the peer's last validated address: RemoteAddr, ReadFrom's
+	origin    netip.AddrPort     // the address the connection started with: the core's zero AddrPort
+	ended     bool               // core reported Closed; the mux forgot the connection
+	estDone   bool               // the handshake ended (established or failed)
+	estCh     chan struct{}      // closed when estDone becomes true (dialed connections)
+	inReady   bool               // in its PacketConn's ready list
+	readyNext *Conn              // the next of its host's in that list; guarded by the PacketConn's mu
+	linger    time.Duration      // how long Close waits for the peer (see SetLinger)
+	closeBy   time.Time          // a graceful close nobody waits for, making no progress until then, is aborted
+	closeBuf  int                // send buffer space free when closeBy was last set
+	nextAt    time.Time          // the timeout last passed to mux.schedule
+	nextKnown bool               // nextAt is what the socket's timer holds for c
+	remoteSet bool               // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
+	streams   map[uint64]*Stream // the streams handed out (streams.go), woken with the connection
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
 
 	readWake  chan struct{} // 1-buffered: something arrived or ended
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
-	closeOnce sync.Once
-	closing   chan struct{} // closed by Close
-	done      chan struct{} // closed when the connection has ended (ended becomes true)
-	rd, wd    deadline
+	// 1-buffered: the peer may have opened a stream (AcceptStream), or let
+	// us open more (OpenStream); signalled with the others.
+	acceptWake, openWake chan struct{}
+	closeOnce            sync.Once
+	closing              chan struct{} // closed by Close
+	done                 chan struct{} // closed when the connection has ended (ended becomes true)
+	rd, wd               deadline
 
 	// Guarded by m.mu.
 	registered bool // in m.conns
@@ -73,20 +77,22 @@ type Conn struct {
 
 func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 	return &Conn{
-		m:         m,
-		guarantee: m.set.guarantee,
-		linger:    m.set.linger,
-		core:      cc,
-		stream:    stream.New(cc),
-		raddr:     raddr,
-		peer:      raddr,
-		origin:    raddr,
-		readWake:  make(chan struct{}, 1),
-		writeWake: make(chan struct{}, 1),
-		closing:   make(chan struct{}),
-		done:      make(chan struct{}),
-		cid:       cc.LocalCID(),
-		slot:      -1,
+		m:          m,
+		guarantee:  m.set.guarantee,
+		linger:     m.set.linger,
+		core:       cc,
+		stream:     stream.New(cc),
+		raddr:      raddr,
+		peer:       raddr,
+		origin:     raddr,
+		readWake:   make(chan struct{}, 1),
+		writeWake:  make(chan struct{}, 1),
+		acceptWake: make(chan struct{}, 1),
+		openWake:   make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
+		cid:        cc.LocalCID(),
+		slot:       -1,
 	}
 }
 
@@ -113,6 +119,9 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 	c.settleLocked(now)
 	if self {
 		signal(c.writeWake)
+		signal(c.acceptWake)
+		signal(c.openWake)
+		c.wakeStreamsLocked()
 		c.queueReadyLocked()
 		return
 	}
@@ -293,6 +302,9 @@ func (c *Conn) flushLocked(now time.Time) {
 func (c *Conn) wakeLocked() {
 	signal(c.readWake)
 	signal(c.writeWake)
+	signal(c.acceptWake)
+	signal(c.openWake)
+	c.wakeStreamsLocked()
 	c.queueReadyLocked()
 }
 
@@ -871,6 +883,7 @@ type waiter struct {
 	m       *mux
 	c       *Conn // a Read's connection, when it may read the socket itself
 	closing <-chan struct{}
+	done    <-chan struct{} // a context's Done (OpenStream, AcceptStream), or nil
 	backoff time.Duration
 	timer   *time.Timer
 	read    time.Time // when a direct read handled what it read
@@ -929,6 +942,7 @@ func (w *waiter) wait(wake <-chan struct{}, dl *deadline) {
 		w.backoff = 0
 	case <-changed:
 	case <-w.closing:
+	case <-w.done:
 	case <-expiry:
 	}
 }

@@ -659,8 +659,13 @@ func (c *Conn) drainStopped(s *stream) {
 	for {
 		c.releaseIn(&s.ord, &s.yielded)
 		if _, ok := c.nextIn(&s.ord, &s.yielded, c.streamPeerEnded(s)); !ok {
-			return
+			break
 		}
+	}
+	if s.peerFin && !s.recvDone && s.ord.allRead(s.peerFinal) {
+		// (Its STREAM_FIN came before we stopped: nothing more comes.)
+		s.recvDone = true
+		c.maybeEndStream(s)
 	}
 }
 

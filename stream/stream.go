@@ -1,4 +1,6 @@
-// Package stream gives the byte-stream and message views of one core.Conn.
+// Package stream gives the byte-stream and message views of one stream of
+// a core.Conn: stream 0 (the connection itself) or another one
+// (docs/PROTOCOL.md §17).
 //
 // It is pure: it does no I/O, takes no locks and starts no goroutines. The
 // root package's Conn holds its mutex around every call and drives the
@@ -11,7 +13,7 @@ import (
 	"github.com/rudp-go/rudp/core"
 )
 
-// Stream is the byte-stream and message view of one *core.Conn.
+// Stream is the byte-stream and message view of one stream of a *core.Conn.
 //
 // Write cuts bytes into Delivery messages of at most one datagram each and
 // Read hands the bytes of received messages back in order; WriteMessage and
@@ -24,6 +26,7 @@ import (
 // together with the calls on the underlying core.Conn.
 type Stream struct {
 	conn *core.Conn
+	id   uint64 // the stream: 0 is the connection's own
 
 	// msg is the message received from the core and not yet fully read;
 	// its Data stays valid until the next conn.Recv, which only fetch calls.
@@ -38,11 +41,20 @@ type Stream struct {
 	err error
 }
 
-// New returns a Stream over c. The Stream must be the only caller of
-// c.Recv from then on.
+// New returns a Stream over c's stream 0. The Stream must be the only
+// caller of c.Recv from then on.
 func New(c *core.Conn) *Stream {
 	return &Stream{conn: c}
 }
+
+// NewID returns a Stream over c's stream id. The Stream must be the only
+// caller of c.RecvStream(id) from then on.
+func NewID(c *core.Conn, id uint64) *Stream {
+	return &Stream{conn: c, id: id}
+}
+
+// ID returns the stream's ID.
+func (s *Stream) ID() uint64 { return s.id }
 
 // Write queues as much of p as the send buffer takes, as Delivery messages
 // of at most c.MaxFragmentPayload() bytes (one datagram each; fewer if the
@@ -57,7 +69,7 @@ func (s *Stream) Write(p []byte) (n int, err error) {
 	for n < len(p) {
 		chunk := p[n:min(len(p), n+chunkSize)]
 		// A refused Send queues nothing, so p[n:] is exactly what is left.
-		if err := s.conn.Send(core.Delivery, chunk); err != nil {
+		if err := s.conn.SendStream(s.id, core.Delivery, chunk); err != nil {
 			return n, err
 		}
 		n += len(chunk)
@@ -71,7 +83,7 @@ func (s *Stream) Write(p []byte) (n int, err error) {
 // core.ErrInvalidGuarantee, core.ErrClosed, ...) as is. A failed call queued
 // nothing.
 func (s *Stream) WriteMessage(g core.Guarantee, p []byte) error {
-	return s.conn.Send(g, p)
+	return s.conn.SendStream(s.id, g, p)
 }
 
 // Read copies the bytes of received messages into p, in the order the core
@@ -141,7 +153,7 @@ func (s *Stream) fetch() bool {
 	if s.err != nil {
 		return false
 	}
-	m, err := s.conn.Recv()
+	m, err := s.conn.RecvStream(s.id)
 	if err != nil {
 		s.err = err
 		return false
