@@ -351,9 +351,16 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		}
 		return
 	}
+	// Back to the candidate (the peer's newest packet from the address a
+	// spoofer's copy moved the connection away from): the address left in
+	// between is no place to return to. (Taking it as the candidate, as a
+	// move to a third address does, lost the candidate's counters, and its
+	// failure led to the spoofer's address: TestSim/loss10 seed 12430.)
+	returning := !p.validated && p.candidate.IsValid() && from == p.candidate
 	switch {
 	case p.validated:
 		p.fallback, p.candidate = p.current, netip.AddrPort{}
+	case returning:
 	case p.current != p.fallback:
 		p.candidate, p.candidateRecvd, p.candidateSent = p.current, p.recvd, p.sent
 	}
@@ -383,7 +390,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		return
 	}
 	p.recvd, p.sent = uint64(size), 0
-	if p.candidate.IsValid() && from == p.candidate {
+	if returning {
 		p.recvd, p.sent = p.candidateRecvd+uint64(size), p.candidateSent
 		p.candidate = netip.AddrPort{}
 	}

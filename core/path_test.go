@@ -488,3 +488,39 @@ func TestPathChallengesKeepTheirAllowance(t *testing.T) {
 	require.GreaterOrEqual(t, challenges, pathValidationPTOs, "a challenge every PTO (%+v)", n.b.PathStats())
 	require.LessOrEqual(t, n.sentTo[natAddr], amplificationFactor*k)
 }
+
+// TestPathReturnToCandidate: the client's NAT rebinds; before the new
+// address is validated a spoofer's copy of the client's next packet moves
+// the server to a third address; the client's next packet, from its new
+// address, moves it back. The address in between is no place to return
+// to: if the new address fails now, the server goes back to the last
+// validated one, never to the spoofer's (before, the spoofer's address
+// had become the one to return to, and the new address' counters were
+// lost: TestSim/loss10 seed 12430 stalled until the client's heartbeat,
+// 19.5 s instead of 0.6 s).
+func TestPathReturnToCandidate(t *testing.T) {
+	n := newPathNet(t)
+	n.transfer(t, 3)
+	n.aAddr = natAddr
+	send := func(msg string) []byte {
+		require.NoError(t, n.a.Send(Delivery, []byte(msg)))
+		k := n.a.PollTransmit(n.now, n.buf)
+		require.Positive(t, k)
+		return bytes.Clone(n.buf[:k])
+	}
+	n.b.HandleDatagramFrom(n.now, natAddr, send("rebound"))
+	require.Equal(t, natAddr, n.b.PeerAddr())
+	raced := send("raced")
+	n.b.HandleDatagramFrom(n.now, spoofAddr, raced)
+	n.b.HandleDatagramFrom(n.now, natAddr, raced)
+	require.Equal(t, spoofAddr, n.b.PeerAddr())
+	n.b.HandleDatagramFrom(n.now, natAddr, send("back"))
+	require.Equal(t, natAddr, n.b.PeerAddr())
+	// Nothing reaches the client any more: the new address fails.
+	for i := 0; i < 100 && n.b.PeerAddr() == natAddr; i++ {
+		n.pollTo()
+		n.now = n.b.NextTimeout()
+		n.b.HandleTimeout(n.now)
+	}
+	require.False(t, n.b.PeerAddr().IsValid(), "back on the last validated address, not %v (%+v)", n.b.PeerAddr(), n.b.PathStats())
+}

@@ -147,6 +147,7 @@ var simRegressions = []struct {
 	{"harsh", 2642, 0, "the path checker required the server to follow its client's NAT rebinding when only reordered older packets had come from the new address before the workload ended (they rightly move nothing)"},
 	{"dupreorder", 2086, 0, "as harsh 2642"},
 	{"tunnel1300", 3828, 0, "as harsh 2642"},
+	{"loss10", 12430, 2 * time.Second, "a NAT rebinding, a spoofer's copy, the client's next packet back to its new address: the address in between became the one to return to and the new address' counters were lost; when the new address failed, the server went to the spoofer's, then to the dead old one, and the silent client was reached at its heartbeat (19.5 s, 20,000-seed soak)"},
 	{"harsh", 3936, 0, "a spoofer's copy of the closer's CLOSE moved the other side to its address, where that side's ACK and CLOSE went; it lingered out there, and the closer sent its CLOSE ten times unanswered (11.8 s). Two fixes each make it pass: the linger ends on a validated address only, and an unvalidated address' last 81 bytes of allowance are for challenges"},
 	{"asymloss", 6971, 2 * time.Second, "a simultaneous close: the second closer's CLOSE, carrying the only ACK of the first's, was lost and never sent again, and the first closer's next copy came after its PTO (426 ms of RTT estimate from one late ACK, replayed by the spoofer), long after the second closer's 3-PTO linger: the close took the first closer's ten copies"},
 }
