@@ -100,6 +100,9 @@ type pathSet struct {
 	ackBoundAt time.Time
 	ackBounded bool  // ackBound is set (something had been received)
 	reackDue   uint8 // copies of that ACK still to send (once validated)
+	// movedBy is the packet number of the packet that moved the
+	// connection to current.
+	movedBy uint64
 	// ackOnValidation: once current is validated, an ACK goes at once (the
 	// move to it was made by the peer's newest packet: see onPathPacket).
 	ackOnValidation bool
@@ -284,13 +287,23 @@ func (p *pathSet) reacks() uint8 {
 	return 2
 }
 
-// sentFrom notes that packet pn (accepted, or a duplicate) came from from:
-// if that is an address the connection would return to were current to
-// fail, the peer is known to have sent pn, and it is acknowledged there
-// then (ackBound).
-func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64) {
-	if !p.validated && from != p.current && (from == p.fallback || from == p.candidate) &&
-		(!p.ackBounded || pn > p.ackBound) {
+// sentFrom notes that packet pn of size bytes (accepted, or a duplicate)
+// came from from. The packet that moved the connection to current (not
+// validated), arriving again from a third address, makes that address the
+// one to return to if current fails: one of the two is a copy, and the
+// peer may have no more to send (a NAT rebinding whose first packet a
+// spoofer's copy overtook left the connection on the dead old address
+// until the peer's heartbeat: TestSim/truncate seed 13450, 19.3 s). If
+// from is an address the connection would return to, the peer is known
+// to have sent pn, and it is acknowledged there then (ackBound).
+func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64, size int) {
+	if p.validated || from == p.current {
+		return
+	}
+	if pn == p.movedBy && from != p.fallback && !p.candidate.IsValid() {
+		p.candidate, p.candidateRecvd, p.candidateSent = from, uint64(size), 0
+	}
+	if (from == p.fallback || from == p.candidate) && (!p.ackBounded || pn > p.ackBound) {
 		p.ackBound, p.ackBoundAt, p.ackBounded = pn, now, true
 	}
 }
@@ -339,7 +352,7 @@ func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
 // lost, while a spoofer's single copy is not followed by newer packets).
 func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size int, newest, probing bool) {
 	if c.paths != nil {
-		c.paths.sentFrom(now, from, pn)
+		c.paths.sentFrom(now, from, pn, size)
 	}
 	if !newest || probing || !c.life.established() {
 		return
@@ -364,7 +377,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 	case p.current != p.fallback:
 		p.candidate, p.candidateRecvd, p.candidateSent = p.current, p.recvd, p.sent
 	}
-	p.current = from
+	p.current, p.movedBy = from, pn
 	p.stats.Migrations++
 	c.unreachableProbes = 0 // a port-unreachable hint was about the address left
 	// (Called before the packet is recorded as received.)

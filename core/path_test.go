@@ -524,3 +524,39 @@ func TestPathReturnToCandidate(t *testing.T) {
 	}
 	require.False(t, n.b.PeerAddr().IsValid(), "back on the last validated address, not %v (%+v)", n.b.PeerAddr(), n.b.PathStats())
 }
+
+// TestPathRebindingPacketRaced: the client's NAT rebinds and the first
+// packet from its new address (an ACK: the client then has nothing more
+// to send) is overtaken by a spoofer's copy, which moves the server to
+// the spoofer's address; the original arrives as a duplicate from the new
+// address. When the spoofer's address fails its challenge, the server
+// goes to the address the original came from and validates it, not to
+// the old address the rebinding left dead, where the silent client would
+// be reached only at its heartbeat (TestSim/truncate seed 13450: 19.3 s,
+// now 0.5 s).
+func TestPathRebindingPacketRaced(t *testing.T) {
+	n := newPathNet(t)
+	n.transfer(t, 3)
+	n.send(t, bytes.Repeat([]byte("1"), 1000))
+	n.send(t, bytes.Repeat([]byte("2"), 1000))
+	for range 2 { // the client acknowledges the second at once
+		k, _ := n.b.PollTransmitTo(n.now, n.buf)
+		require.Positive(t, k)
+		n.a.HandleDatagram(n.now, n.buf[:k])
+	}
+	n.aAddr = natAddr
+	k := n.a.PollTransmit(n.now, n.buf)
+	require.Positive(t, k)
+	raced := bytes.Clone(n.buf[:k])
+	require.Zero(t, n.a.elicitingInFlight)
+	n.b.HandleDatagramFrom(n.now, spoofAddr, raced)
+	n.b.HandleDatagramFrom(n.now, natAddr, raced) // a duplicate
+	require.Equal(t, spoofAddr, n.b.PeerAddr())
+	start := n.now
+	for i := 0; i < 10000 && n.b.ValidatedPeerAddr() != natAddr && n.now.Sub(start) < 3*time.Second; i++ {
+		n.step()
+	}
+	require.Equal(t, natAddr, n.b.ValidatedPeerAddr(), "%+v", n.b.PathStats())
+	require.EqualValues(t, 1, n.b.PathStats().ValidationsFailed)
+	n.transfer(t, 5)
+}
