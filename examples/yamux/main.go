@@ -6,7 +6,14 @@
 // and, on all of them at once, sends -kib KiB (1 MiB by default) that the
 // server echoes back; every stream's echo is checked byte for byte.
 //
+// -loss and -rtt put a lossy relay (internal/impair's Proxy) between client
+// and server. yamux multiplexes its streams on the connection's one byte
+// stream, so a lost datagram holds back every stream until it is
+// retransmitted; examples/streams is the same echo on rudp's own streams,
+// where it holds back only its own.
+//
 //	go run ./examples/yamux
+//	go run ./examples/yamux -loss 0.02 -rtt 20ms
 package main
 
 import (
@@ -31,12 +38,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("yamux", flag.ContinueOnError)
 	streams := fs.Int("streams", 32, "number of concurrent yamux `streams`")
 	sizeKiB := fs.Int("kib", 1024, "`KiB` echoed on each stream")
+	var link demo.Link
+	link.Flags(fs)
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *streams < 1 || *sizeKiB < 1 {
 		return errors.New("-streams and -kib must be at least 1")
+	}
+	if err := link.Check(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -50,7 +62,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	served := make(chan serverResult, 1)
 	go func() { served <- serveOne(ln) }()
 
-	conn, err := rudp.DialContext(ctx, "udp", ln.Addr().String(), nil)
+	addr, closeRelay, err := link.Relay(ln.Addr().String(), out)
+	if err != nil {
+		return err
+	}
+	defer closeRelay()
+	conn, err := rudp.DialContext(ctx, "udp", addr, nil)
 	if err != nil {
 		return err
 	}
@@ -66,9 +83,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	start := time.Now()
 	errs := make([]error, *streams)
+	took := make([]time.Duration, *streams)
 	var wg sync.WaitGroup
 	for i := range *streams {
-		wg.Go(func() { errs[i] = echoStream(session, i, *sizeKiB<<10) })
+		wg.Go(func() {
+			errs[i] = echoStream(session, i, *sizeKiB<<10)
+			took[i] = time.Since(start)
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -77,7 +98,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	elapsed := time.Since(start)
 	total := int64(*streams) * int64(*sizeKiB) << 10
 	fmt.Fprintf(out, "client: %d streams each echoed %s concurrently, %s verified in %v (%.1f MiB/s each way)\n",
-		*streams, size(int64(*sizeKiB)<<10), size(total), demo.Round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
+		*streams, demo.Size(int64(*sizeKiB)<<10), demo.Size(total), demo.Round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
+	fmt.Fprintf(out, "client: %s\n", demo.Completions(took))
 	s := conn.Stats()
 	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d packets sent / %d received, %d lost, %d fragments retransmitted\n",
 		demo.Round(s.RTT.Smoothed), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
@@ -96,7 +118,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if res.err != nil {
 		return demo.Fail(ctx, fmt.Errorf("server: %w", res.err))
 	}
-	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %s, session ended\n", res.streams, size(res.echoed))
+	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %s, session ended\n", res.streams, demo.Size(res.echoed))
 	return ln.Close()
 }
 
@@ -182,15 +204,4 @@ func yamuxConfig() *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
 	return cfg
-}
-
-// size formats n bytes in the largest binary unit that divides it.
-func size(n int64) string {
-	switch {
-	case n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
