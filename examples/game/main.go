@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.Float64Var(&o.loss, "loss", 0.05, "`probability` that the relay loses a datagram, each way")
 	fs.DurationVar(&o.rtt, "rtt", 50*time.Millisecond, "round trip `time` the relay adds")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "how long each run sends state updates, at least")
-	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "updates sent in the run's first `time` are not timed (the handshake and the streams' opening)")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "updates arriving in a client's first `time` (from when its connection and streams are open) are not timed")
 	fs.IntVar(&o.hz, "hz", 60, "state updates a second to each client")
 	fs.IntVar(&o.chatRate, "chat", 10, "chat `lines` a second to each client")
 	fs.IntVar(&o.downloadKiB, "download-kib", 8<<10, "`KiB` of the asset each client downloads")
@@ -215,7 +215,7 @@ type runResult struct {
 
 func (r *runResult) print(out io.Writer, n int) {
 	fmt.Fprintf(out, "\nrun %d: %v (%v)\n", n, r.mode, demo.Round(r.elapsed))
-	fmt.Fprintf(out, "  state: %d of %d updates timed (after the warm-up) received in increasing order (%.1f%%); age p50 %v p90 %v p99 %v max %v; gap p99 %v max %v\n",
+	fmt.Fprintf(out, "  state: %d of %d updates received in increasing order after the warm-up (%.1f%%); age p50 %v p90 %v p99 %v max %v; gap p99 %v max %v\n",
 		r.received, r.sent, 100*float64(r.received)/float64(max(r.sent, 1)),
 		ms(pct(r.ages, 0.5)), ms(pct(r.ages, 0.9)), ms(pct(r.ages, 0.99)), ms(pct(r.ages, 1)),
 		ms(pct(r.gaps, 0.99)), ms(pct(r.gaps, 1)))
@@ -321,7 +321,6 @@ func runOnce(ctx context.Context, m mode, o options) (runResult, error) {
 	for i := range o.clients {
 		s, c := servers[i], clients[i]
 		errs = append(errs, s.err, c.err)
-		res.sent += s.stateTimed
 		serverChat += s.chatLines
 		res.packetsLost += s.stats.PacketsLost
 		res.retransmissions += s.stats.FragmentsRetransmitted
@@ -336,6 +335,7 @@ func runOnce(ctx context.Context, m mode, o options) (runResult, error) {
 		}
 		clientChat += c.chatLines
 		res.received += len(c.ages)
+		res.sent += c.timedSent
 		res.ages = append(res.ages, c.ages...)
 		res.gaps = append(res.gaps, c.gaps...)
 		res.downloadSlowest = max(res.downloadSlowest, c.downloadDone)
@@ -354,7 +354,6 @@ func runOnce(ctx context.Context, m mode, o options) (runResult, error) {
 
 type serverResult struct {
 	stateSent, chatLines int
-	stateTimed           int // sent after the warm-up
 	stats                rudp.Stats
 	err                  error
 }
@@ -413,15 +412,11 @@ func serve(ctx context.Context, c *rudp.Conn, m mode, o options, epoch time.Time
 	update := make([]byte, o.stateBytes)
 	errs[2] = every(time.Second/time.Duration(o.hz), done, func() error {
 		binary.BigEndian.PutUint64(update, uint64(res.stateSent))
-		sent := time.Since(epoch)
-		binary.BigEndian.PutUint64(update[8:], uint64(sent))
+		binary.BigEndian.PutUint64(update[8:], uint64(time.Since(epoch)))
 		if err := snd.state(update); err != nil {
 			return err
 		}
 		res.stateSent++
-		if sent >= o.warmup {
-			res.stateTimed++
-		}
 		return nil
 	})
 	wg.Wait()
@@ -528,6 +523,7 @@ func assetDigest(n int) []byte {
 
 type clientResult struct {
 	ages, gaps   []time.Duration
+	timedSent    int // updates the server sent from the first timed one to the last received
 	chatLines    int
 	downloaded   int64
 	digest       []byte
@@ -545,11 +541,15 @@ func play(ctx context.Context, c *rudp.Conn, m mode, o options, epoch time.Time)
 	ch := &chatReader{}
 	dl := &downloadReader{h: sha256.New(), start: start}
 	if !m.streams {
+		st.begin()
 		res.err = readOneDomain(c, st, ch, dl)
 	} else {
 		res.err = readStreams(ctx, c, st, ch, dl)
 	}
 	res.ages, res.gaps = st.ages, st.gaps
+	if len(st.ages) > 0 {
+		res.timedSent = int(st.next - st.firstTimed)
+	}
 	res.chatLines = ch.next
 	res.downloaded, res.digest, res.downloadDone = dl.n, dl.h.Sum(nil), dl.done
 	return res
@@ -558,11 +558,16 @@ func play(ctx context.Context, c *rudp.Conn, m mode, o options, epoch time.Time)
 // stateReader checks and times the state updates.
 type stateReader struct {
 	epoch      time.Time
-	warmup     time.Duration // updates sent earlier are checked, not timed
-	next       uint64        // the smallest sequence number still acceptable
+	warmup     time.Duration
+	timeFrom   time.Time // updates arriving earlier are checked, not timed
+	firstTimed uint64    // the first timed update's sequence number
+	next       uint64    // the smallest sequence number still acceptable
 	last       time.Time
 	ages, gaps []time.Duration
 }
+
+// begin starts the warm-up, once the connection and its streams are open.
+func (r *stateReader) begin() { r.timeFrom = time.Now().Add(r.warmup) }
 
 func (r *stateReader) update(p []byte) error {
 	now := time.Now()
@@ -575,8 +580,11 @@ func (r *stateReader) update(p []byte) error {
 	}
 	r.next = seq + 1
 	sent := time.Duration(binary.BigEndian.Uint64(p[8:]))
-	if sent < r.warmup {
+	if now.Before(r.timeFrom) {
 		return nil
+	}
+	if len(r.ages) == 0 {
+		r.firstTimed = seq
 	}
 	r.ages = append(r.ages, now.Sub(r.epoch)-sent)
 	if !r.last.IsZero() {
@@ -654,6 +662,7 @@ func readStreams(ctx context.Context, c *rudp.Conn, st *stateReader, ch *chatRea
 		defer s.Close()
 		streams[i] = s
 	}
+	st.begin()
 	if g := streams[0].Guarantee(); g != rudp.Order {
 		return fmt.Errorf("state stream's guarantee is %v, want Order", g)
 	}
