@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer cancel()
 
 	fmt.Fprintf(out, "%d clients through a relay losing %.3g%% of datagrams each way, %v round trip; state %d bytes at %d Hz, chat %d lines/s, download %s\n",
-		o.clients, 100*o.loss, o.rtt, o.stateBytes, o.hz, o.chatRate, size(int64(o.downloadKiB)<<10))
+		o.clients, 100*o.loss, o.rtt, o.stateBytes, o.hz, o.chatRate, demo.Size(int64(o.downloadKiB)<<10))
 	var results []runResult
 	for _, m := range todo {
 		res, err := runOnce(ctx, m, o)
@@ -224,7 +224,7 @@ func (r *runResult) print(out io.Writer, n int) {
 	}
 	if r.mode.download {
 		fmt.Fprintf(out, "  download: every client received %s byte-exact, the slowest in %v\n",
-			size(r.download), demo.Round(r.downloadSlowest))
+			demo.Size(r.download), demo.Round(r.downloadSlowest))
 	}
 	fmt.Fprintf(out, "  server: %d packets lost, %d fragments retransmitted\n", r.packetsLost, r.retransmissions)
 }
@@ -258,6 +258,10 @@ func runOnce(ctx context.Context, m mode, o options) (runResult, error) {
 		mu.Lock()
 		conns = append(conns, c)
 		mu.Unlock()
+		if ctx.Err() != nil { // the AfterFunc below may have run already
+			c.SetLinger(0)
+			c.Close()
+		}
 	}
 	stop := context.AfterFunc(ctx, func() {
 		ln.Close()
@@ -722,15 +726,4 @@ func ms(d time.Duration) time.Duration {
 		return d.Round(10 * time.Millisecond)
 	}
 	return d.Round(100 * time.Microsecond)
-}
-
-// size formats n bytes in the largest binary unit that divides it.
-func size(n int64) string {
-	switch {
-	case n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
