@@ -331,8 +331,8 @@ func runOnce(ctx context.Context, m mode, o options) (runResult, error) {
 		if c.err != nil {
 			continue
 		}
-		if len(c.ages) == 0 {
-			errs = append(errs, fmt.Errorf("client %d: no state update arrived after the warm-up", i))
+		if c.stateReceived == 0 {
+			errs = append(errs, fmt.Errorf("client %d: no state update arrived", i))
 		}
 		if m.download && (c.downloaded != int64(o.downloadKiB)<<10 || !bytes.Equal(c.digest, digest)) {
 			errs = append(errs, fmt.Errorf("client %d: the download's %d bytes differ from the asset's %d", i, c.downloaded, o.downloadKiB<<10))
@@ -526,13 +526,14 @@ func assetDigest(n int) []byte {
 }
 
 type clientResult struct {
-	ages, gaps   []time.Duration
-	timedSent    int // updates the server sent from the first timed one to the last received
-	chatLines    int
-	downloaded   int64
-	digest       []byte
-	downloadDone time.Duration // since the connection's start
-	err          error
+	ages, gaps    []time.Duration
+	timedSent     int // updates the server sent from the first timed one to the last received
+	stateReceived int // all of them, timed or not
+	chatLines     int
+	downloaded    int64
+	digest        []byte
+	downloadDone  time.Duration // since the connection's start
+	err           error
 }
 
 // play is one client: it reads everything the server sends, checking the
@@ -550,7 +551,7 @@ func play(ctx context.Context, c *rudp.Conn, m mode, o options, epoch time.Time)
 	} else {
 		res.err = readStreams(ctx, c, st, ch, dl)
 	}
-	res.ages, res.gaps = st.ages, st.gaps
+	res.ages, res.gaps, res.stateReceived = st.ages, st.gaps, st.received
 	if len(st.ages) > 0 {
 		res.timedSent = int(st.next - st.firstTimed)
 	}
@@ -566,6 +567,7 @@ type stateReader struct {
 	timeFrom   time.Time // updates arriving earlier are checked, not timed
 	firstTimed uint64    // the first timed update's sequence number
 	next       uint64    // the smallest sequence number still acceptable
+	received   int       // all updates, timed or not
 	last       time.Time
 	ages, gaps []time.Duration
 }
@@ -583,6 +585,7 @@ func (r *stateReader) update(p []byte) error {
 		return fmt.Errorf("state update %d after %d: Order yields none older than one yielded", seq, r.next-1)
 	}
 	r.next = seq + 1
+	r.received++
 	sent := time.Duration(binary.BigEndian.Uint64(p[8:]))
 	if now.Before(r.timeFrom) {
 		return nil
