@@ -27,11 +27,16 @@
 //     holds the state updates behind it for a retransmission;
 //  3. state, chat and download on streams of their own (Conn.OpenStream):
 //     state on an Order stream, chat on a Delivery stream read as lines,
-//     the download on a Delivery stream of lower priority (Priority 1).
+//     the download on a Delivery stream of lower priority (Priority 1;
+//     rudp accepts priorities but does not apply them yet, so the
+//     download's queued bytes still go out before a state update written
+//     after them).
 //
-// -runs chat-one,chat-streams adds the runs with state and chat only (the
-// head-of-line blocking a lost chat datagram causes on one domain, without
-// the download's queue).
+// -runs picks the runs; chat-one and chat-streams are state and chat only
+// (the head-of-line blocking a lost chat datagram causes on one domain,
+// without the download's queue). Updates arriving in a client's first
+// -warmup after its connection and streams opened are checked but not
+// timed.
 //
 // Each run checks what it promises: every client received state updates in
 // increasing order, every chat line exactly once and in order, and the
