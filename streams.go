@@ -24,8 +24,9 @@ type StreamOptions struct {
 	// Priority and Weight are the sender's own business (never sent): a
 	// lower Priority is sent first, and Weight shares the sending rate
 	// among streams of the same Priority. They are accepted and checked
-	// but not yet applied: every stream is scheduled alike (in the order
-	// its messages were written).
+	// but not yet applied (a departure from DESIGN.md, for lack of time):
+	// every stream is scheduled alike, the streams with data to send
+	// taking turns a fragment at a time.
 	Priority int
 	Weight   int // zero means 1
 }

@@ -180,9 +180,17 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		return ErrPeerClosed
 	case s != nil && s.sendErr != nil:
 		return s.sendErr
-	case c.sendBuffered+len(p) > c.cfg.SendBufferSize:
+	}
+	// Send buffering is per stream: a stream's full buffer never holds
+	// back a Send on another.
+	buffered, unsent, q := &c.sendBuffered, &c.unsentBytes, &c.queue
+	if s != nil {
+		buffered, unsent, q = &s.buffered, &s.unsentBytes, &s.queue
+	}
+	switch {
+	case *buffered+len(p) > c.cfg.SendBufferSize:
 		return ErrSendBufferFull
-	case c.unsentBytes > 0 && c.unsentBytes+len(p) > c.unsentLimit():
+	case *unsent > 0 && *unsent+len(p) > c.unsentLimit():
 		return ErrSendBufferFull // enough waits to be sent: keep it in cache
 	case c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags:
 		return ErrSendBufferFull // many small messages: bounded by count too
@@ -210,18 +218,34 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 			c.unackedDelivery++
 		}
 		f.queued = true
-		c.queue.push(f)
-		if s != nil {
-			s.unsent++
-		}
-		c.sendBuffered += n
-		c.unsentBytes += n
+		q.push(f)
+		*buffered += n
+		*unsent += n
 		off += n
 		if len(p) == 0 {
 			break
 		}
 	}
+	if t := c.streams; t != nil {
+		// (The ready ring schedules the streams' queues once there are
+		// several: see appendStreams.)
+		if s == nil {
+			c.syncZeroReady()
+		} else if !s.ready {
+			s.ready = true
+			t.ready.push(s)
+		}
+	}
 	return nil
+}
+
+// syncZeroReady puts stream 0 on the ready ring if it has new fragments
+// and is not there (it had some before the first stream opened).
+func (c *Conn) syncZeroReady() {
+	if t := c.streams; t != nil && !t.zeroReady && c.queue.len() > 0 {
+		t.zeroReady = true
+		t.ready.push(nil)
+	}
 }
 
 // BeginSet starts a set: the messages sent until EndSet may be delivered in
@@ -290,7 +314,7 @@ func (c *Conn) maybeFreeFragment(f *outFragment) {
 func (c *Conn) onFragmentAcked(f *outFragment) {
 	if f.msg.guarantee == Delivery && !f.acked {
 		f.acked = true
-		c.sendBuffered -= len(f.msg.data)
+		*c.bufferedOf(f) -= len(f.msg.data)
 		c.unackedDelivery--
 	}
 }
@@ -308,17 +332,23 @@ func (c *Conn) sendQueuesDrained() bool {
 		f.queued = false
 		c.maybeFreeFragment(f)
 	}
-	return c.queue.len() == 0
+	return !c.HasPendingData()
 }
 
 // discardSendQueues drops everything not yet sent or acknowledged.
 func (c *Conn) discardSendQueues() {
-	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
+	for _, q := range c.sendQueues() {
 		for q.len() > 0 {
 			f := q.pop()
 			f.queued = false
 			f.acked = true
 			c.maybeFreeFragment(f)
+		}
+	}
+	if t := c.streams; t != nil {
+		t.ready.reset()
+		for _, s := range t.list {
+			s.buffered, s.unsentBytes = 0, 0
 		}
 	}
 	for _, p := range c.sent.inFlight() {
@@ -544,56 +574,123 @@ func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
 // appendFragments fills the packet with retransmissions first, then new
 // fragments, while they fit and flow control allows.
 func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
-	for _, q := range []*fragQueue{&c.retransmit, &c.queue} {
-		for q.len() > 0 {
-			f := q.peek()
-			if f.acked { // acknowledged, or abandoned (a reset stream)
-				q.pop()
-				if q == &c.queue {
-					c.onFirstSend(f)
-				}
-				f.queued = false
-				c.maybeFreeFragment(f)
-				continue
-			}
-			if len(f.msg.data) > c.fragPayload {
-				c.splitFragment(q, f)
-			}
-			if n+msgHeaderLen(&f.msg)+len(f.msg.data) > limit {
-				return n
-			}
-			if f.credit > 0 && !f.charged {
-				if c.dataSent+f.credit > c.peerMaxData {
-					c.flowBlocked = true
-					return n
-				}
-				c.dataSent += f.credit
-				f.charged = true
-				if f.msg.stream != 0 {
-					c.onStreamCharged(f.msg.stream, f.credit)
-				}
-			}
-			c.flowBlocked = false
+	c.syncZeroReady()
+	n, st := c.appendQueue(&c.retransmit, false, buf, n, limit, pkt, false)
+	if st != queueMore {
+		return n
+	}
+	if c.streams == nil || c.streams.ready.len() == 0 {
+		n, _ = c.appendQueue(&c.queue, true, buf, n, limit, pkt, false)
+		return n
+	}
+	return c.appendStreams(buf, n, limit, pkt)
+}
+
+// What appendQueue stopped at.
+type queueStop uint8
+
+const (
+	queueMore    queueStop = iota // the queue is empty, or one was asked and taken: the packet may take more
+	queueFull                     // the next fragment does not fit the packet
+	queueBlocked                  // the next fragment is a new message the peer's credit does not cover
+)
+
+// appendQueue appends q's fragments to the packet while they fit and the
+// connection's credit allows (one only if one is set), and says what it
+// stopped at. fresh: q holds new fragments, not yet sent.
+func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, pkt *sentPacket, one bool) (int, queueStop) {
+	for q.len() > 0 {
+		f := q.peek()
+		if f.acked { // acknowledged, or abandoned (a reset stream)
 			q.pop()
-			if q == &c.queue {
+			if fresh {
 				c.onFirstSend(f)
 			}
 			f.queued = false
-			n = len(appendMsg(buf[:n], &f.msg))
-			pkt.eliciting = true
-			f.sends++
-			if f.sends > 1 {
-				c.stats.FragmentsRetransmitted++
+			c.maybeFreeFragment(f)
+			continue
+		}
+		if len(f.msg.data) > c.fragPayload {
+			c.splitFragment(q, f)
+		}
+		if n+msgHeaderLen(&f.msg)+len(f.msg.data) > limit {
+			return n, queueFull
+		}
+		if f.credit > 0 && !f.charged {
+			if c.dataSent+f.credit > c.peerMaxData {
+				c.flowBlocked = true
+				return n, queueBlocked
 			}
-			if f.msg.guarantee == Delivery {
-				f.inflight++
-				pkt.frags = append(pkt.frags, f)
-			} else {
-				c.sendBuffered -= len(f.msg.data)
-				c.maybeFreeFragment(f)
+			c.dataSent += f.credit
+			f.charged = true
+			if f.msg.stream != 0 {
+				c.onStreamCharged(f.msg.stream, f.credit)
 			}
 		}
+		c.flowBlocked = false
+		q.pop()
+		if fresh {
+			c.onFirstSend(f)
+		}
+		f.queued = false
+		n = len(appendMsg(buf[:n], &f.msg))
+		pkt.eliciting = true
+		f.sends++
+		if f.sends > 1 {
+			c.stats.FragmentsRetransmitted++
+		}
+		if f.msg.guarantee == Delivery {
+			f.inflight++
+			pkt.frags = append(pkt.frags, f)
+		} else {
+			*c.bufferedOf(f) -= len(f.msg.data)
+			c.maybeFreeFragment(f)
+		}
+		if one {
+			return n, queueMore
+		}
 	}
+	return n, queueMore
+}
+
+// appendStreams appends new fragments of the streams that have some,
+// stream 0 among them, one fragment of each in turn (round robin over the
+// ready ring): a large message on one stream delays another stream's
+// message by at most a fragment a turn, never by the whole message. A
+// stream whose next message the peer's credit does not cover is passed
+// over, not waited for: the rest of a message already charged, on another
+// stream, must go, or the peer could never read it and give credit back.
+func (c *Conn) appendStreams(buf []byte, n, limit int, pkt *sentPacket) int {
+	r := &c.streams.ready
+	blocked := 0 // streams passed over in a row
+	for r.len() > blocked {
+		s := r.peek()
+		q := &c.queue
+		if s != nil {
+			q = &s.queue
+		}
+		var st queueStop
+		n, st = c.appendQueue(q, true, buf, n, limit, pkt, true)
+		if st == queueFull {
+			return n // this stream's turn stays
+		}
+		r.pop()
+		switch {
+		case st == queueBlocked:
+			blocked++
+			r.push(s)
+		case q.len() > 0:
+			blocked = 0
+			r.push(s)
+		case s == nil:
+			blocked = 0
+			c.streams.zeroReady = false
+		default:
+			blocked = 0
+			s.ready = false
+		}
+	}
+	c.flowBlocked = blocked > 0 && blocked == r.len()
 	return n
 }
 
@@ -625,19 +722,39 @@ func (c *Conn) splitFragment(q *fragQueue, f *outFragment) {
 	q.pop()
 	q.pushFront(t)
 	q.pushFront(f)
-	if q == &c.queue && f.msg.stream != 0 {
-		c.streams.find(f.msg.stream).unsent++ // (one piece more to send)
-	}
 }
 
 // onFirstSend accounts for f leaving the queue of new fragments.
 func (c *Conn) onFirstSend(f *outFragment) {
-	c.unsentBytes -= len(f.msg.data)
+	if f.msg.stream == 0 {
+		c.unsentBytes -= len(f.msg.data)
+	} else if s := c.streams.find(f.msg.stream); s != nil {
+		s.unsentBytes -= len(f.msg.data)
+	}
+}
+
+// bufferedOf is the count of bytes queued or unacknowledged f is counted
+// in: its stream's (stream 0's is the Conn's sendBuffered).
+func (c *Conn) bufferedOf(f *outFragment) *int {
 	if f.msg.stream != 0 {
 		if s := c.streams.find(f.msg.stream); s != nil {
-			s.unsent--
+			return &s.buffered
+		}
+		return new(int) // (the stream ended: nothing counts it any more)
+	}
+	return &c.sendBuffered
+}
+
+// sendQueues returns every queue of fragments: the retransmissions, stream
+// 0's new fragments and each stream's.
+func (c *Conn) sendQueues() []*fragQueue {
+	qs := []*fragQueue{&c.queue, &c.retransmit}
+	if c.streams != nil {
+		for _, s := range c.streams.list {
+			qs = append(qs, &s.queue)
 		}
 	}
+	return qs
 }
 
 // dataSendable reports whether a fragment could go out now as far as flow
@@ -649,14 +766,36 @@ func (c *Conn) dataSendable() bool {
 	if c.retransmit.len() > 0 {
 		return true
 	}
+	c.syncZeroReady()
+	if c.streams != nil && c.streams.ready.len() > 0 {
+		// Several queues: any one whose head the credit lets go.
+		c.flowBlocked = true
+		for _, s := range c.streams.ready.items[c.streams.ready.head:] {
+			q := &c.queue
+			if s != nil {
+				q = &s.queue
+			}
+			if q.len() > 0 && c.creditAllows(q.peek()) {
+				c.flowBlocked = false
+				break
+			}
+		}
+		return !c.flowBlocked
+	}
 	if c.queue.len() == 0 {
 		c.flowBlocked = false
 		return false
 	}
-	f := c.queue.peek()
-	c.flowBlocked = f.credit > 0 && !f.charged && c.dataSent+f.credit > c.peerMaxData
+	c.flowBlocked = !c.creditAllows(c.queue.peek())
 	return !c.flowBlocked
 }
 
+// creditAllows reports whether the peer's credit lets f go out.
+func (c *Conn) creditAllows(f *outFragment) bool {
+	return !(f.credit > 0 && !f.charged && c.dataSent+f.credit > c.peerMaxData)
+}
+
 // HasPendingData reports whether messages are queued but not yet sent.
-func (c *Conn) HasPendingData() bool { return c.queue.len() > 0 || c.retransmit.len() > 0 }
+func (c *Conn) HasPendingData() bool {
+	return c.queue.len() > 0 || c.retransmit.len() > 0 || (c.streams != nil && c.streams.ready.len() > 0)
+}

@@ -89,10 +89,19 @@ type stream struct {
 	// reading and it answered).
 	sendDone, recvDone bool
 
-	fin       sendVal // our STREAM_FIN (CloseStreamWrite)
-	unsent    int     // fragments of the stream waiting to be sent the first time: its FIN goes after them
-	peerFin   bool    // the peer's STREAM_FIN took effect
-	peerFinal uint32  // its final position (the stream's delivery index after its last Delivery message)
+	fin sendVal // our STREAM_FIN (CloseStreamWrite): it goes once queue is empty
+
+	// queue holds the stream's new fragments (stream 0's are the Conn's
+	// queue), scheduled in turn with the other streams' (appendStreams);
+	// ready: it is on the table's ready ring. buffered and unsentBytes are
+	// the stream's bytes queued or unacknowledged, and not yet sent: each
+	// stream has a send buffer of its own (Config.SendBufferSize).
+	queue                 fragQueue
+	ready                 bool
+	buffered, unsentBytes int
+
+	peerFin   bool   // the peer's STREAM_FIN took effect
+	peerFinal uint32 // its final position (the stream's delivery index after its last Delivery message)
 }
 
 // streamTable is a connection's streams other than 0.
@@ -114,6 +123,36 @@ type streamTable struct {
 	limitSent  uint64 // the value in flight
 
 	ctl []*stream // streams with a control frame to send, in the order they asked
+
+	// ready is the ring of streams with new fragments to send, nil
+	// standing for stream 0 (zeroReady: it is on it), served a fragment
+	// each in turn.
+	ready     streamRing
+	zeroReady bool
+}
+
+// streamRing is a FIFO of streams (nil: stream 0), as fragQueue.
+type streamRing struct {
+	items []*stream
+	head  int
+}
+
+func (r *streamRing) len() int       { return len(r.items) - r.head }
+func (r *streamRing) peek() *stream  { return r.items[r.head] }
+func (r *streamRing) push(s *stream) { r.items = append(r.items, s) }
+func (r *streamRing) reset()         { clear(r.items); r.items, r.head = r.items[:0], 0 }
+func (r *streamRing) pop() *stream {
+	s := r.items[r.head]
+	r.items[r.head] = nil
+	r.head++
+	if r.head == len(r.items) {
+		r.items, r.head = r.items[:0], 0
+	} else if r.head > 64 && r.head*2 > len(r.items) {
+		n := copy(r.items, r.items[r.head:])
+		clear(r.items[n:])
+		r.items, r.head = r.items[:n], 0
+	}
+	return s
 }
 
 // search returns the index of stream id in the list, or where it would go.
@@ -276,7 +315,7 @@ func (c *Conn) ctlPending() bool {
 // nothing of the stream waits to be sent the first time (it goes right
 // behind the stream's last message). A reset replaces it.
 func (s *stream) finDue() bool {
-	return s.fin == valNeeded && s.unsent == 0 && s.reset == valUnset
+	return s.fin == valNeeded && s.queue.len() == 0 && s.reset == valUnset
 }
 
 // appendStreamCtls appends the stream control frames waiting to be sent
@@ -760,7 +799,7 @@ func (c *Conn) resetStream(s *stream, err error, code uint64) {
 // abandonStreamFragments drops what stream id has queued or in flight: none
 // of it is sent (again).
 func (c *Conn) abandonStreamFragments(id uint64) {
-	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
+	for _, q := range []*fragQueue{&c.retransmit, &c.streams.find(id).queue} {
 		for _, f := range q.items[q.head:] {
 			if f.msg.stream == id {
 				c.abandonFragment(f)
@@ -792,7 +831,7 @@ func (c *Conn) abandonFragment(f *outFragment) {
 	// (A None/Order fragment is queued until sent once; its bytes are
 	// counted until then.)
 	f.acked = true
-	c.sendBuffered -= len(f.msg.data)
+	*c.bufferedOf(f) -= len(f.msg.data)
 }
 
 // maybeEndStream forgets s once both its directions have ended, giving
@@ -810,6 +849,11 @@ func (c *Conn) maybeEndStream(s *stream) {
 	}
 	c.releaseIn(&s.ord, &s.yielded)
 	s.ord.clear(nil, c.freeRecvMsg)
+	for s.queue.len() > 0 { // (abandoned by a reset: nothing is sent)
+		f := s.queue.pop()
+		f.queued = false
+		c.maybeFreeFragment(f)
+	}
 	t.remove(s.id)
 	if !s.local {
 		t.peerEnded++

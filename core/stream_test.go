@@ -486,3 +486,58 @@ func TestIdleStreamMemory(t *testing.T) {
 	require.Len(t, p.b.streams.list, n)
 	require.Less(t, perStream, int64(512))
 }
+
+// TestStreamInterleave: a 1 MiB message queued on one stream delays a
+// small message queued after it on another by a fragment, not by the
+// whole message: fragments go a stream at a time in turn.
+func TestStreamInterleave(t *testing.T) {
+	p := newStreamPair(t, &Config{MaxMessageSize: 1 << 20}, &Config{MaxMessageSize: 1 << 20})
+	bulk, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	small, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	for range 5 {
+		p.step()
+	}
+	require.NoError(t, p.a.SendStream(bulk, Delivery, make([]byte, 1<<20)))
+	require.NoError(t, p.a.SendStream(small, Delivery, []byte("chat")))
+	datagrams := 0
+	for datagrams < 1000 {
+		n := p.a.PollTransmit(p.now, p.buf)
+		if n == 0 {
+			p.step()
+			continue
+		}
+		datagrams++
+		p.b.HandleDatagram(p.now, p.buf[:n])
+		if got, _ := recvAll(t, p.b, small); len(got) == 1 {
+			break
+		}
+	}
+	require.LessOrEqual(t, datagrams, 2, "the small message waited behind %d datagrams of the bulk one", datagrams)
+}
+
+// TestStreamSendBuffers: a stream whose send buffer is full holds back no
+// Send on another stream (nor on stream 0).
+func TestStreamSendBuffers(t *testing.T) {
+	p := newStreamPair(t, &Config{SendBufferSize: 64 << 10, MaxMessageSize: 8 << 10}, nil)
+	bulk, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	other, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	msg := make([]byte, 8<<10)
+	for range 100 {
+		if err = p.a.SendStream(bulk, Delivery, msg); err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, ErrSendBufferFull)
+	require.NoError(t, p.a.SendStream(other, Delivery, msg))
+	require.NoError(t, p.a.Send(Delivery, msg))
+	for range 200 {
+		p.step()
+	}
+	got, err := recvAll(t, p.b, other)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+}
