@@ -28,9 +28,9 @@
 //  3. state, chat and download on streams of their own (Conn.OpenStream):
 //     state on an Order stream, chat on a Delivery stream read as lines,
 //     the download on a Delivery stream of lower priority (Priority 1;
-//     rudp accepts priorities but does not apply them yet, so the
-//     download's queued bytes still go out before a state update written
-//     after them).
+//     rudp accepts priorities but does not apply them yet: the streams'
+//     fragments go out in turn, so the download's queue delays a state
+//     update by about a datagram).
 //
 // -runs picks the runs; chat-one and chat-streams are state and chat only
 // (the head-of-line blocking a lost chat datagram causes on one domain,
