@@ -287,20 +287,21 @@ func (p *pathSet) reacks() uint8 {
 	return 2
 }
 
-// sentFrom notes that packet pn of size bytes (accepted, or a duplicate)
-// came from from. The packet that moved the connection to current (not
-// validated), arriving again from a third address, makes that address the
-// one to return to if current fails: one of the two is a copy, and the
-// peer may have no more to send (a NAT rebinding whose first packet a
-// spoofer's copy overtook left the connection on the dead old address
-// until the peer's heartbeat: TestSim/truncate seed 13450, 19.3 s). If
-// from is an address the connection would return to, the peer is known
-// to have sent pn, and it is acknowledged there then (ackBound).
-func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64, size int) {
+// sentFrom notes that packet pn of size bytes (accepted, or a duplicate:
+// dup) came from from. The packet that moved the connection to current
+// (not validated), or a newer one, arriving again from a third address (a
+// duplicate), makes that address the one to return to if current fails:
+// one of the two is a copy, and the peer may have no more to send (a NAT
+// rebinding whose first packets a spoofer's copies overtook left the
+// connection on the dead old address until the peer's heartbeat:
+// TestSim/truncate seed 13450, 19.3 s; harsh seed 4410, 21.5 s). If from
+// is an address the connection would return to, the peer is known to have
+// sent pn, and it is acknowledged there then (ackBound).
+func (p *pathSet) sentFrom(now time.Time, from netip.AddrPort, pn uint64, size int, dup bool) {
 	if p.validated || from == p.current {
 		return
 	}
-	if pn == p.movedBy && from != p.fallback && !p.candidate.IsValid() {
+	if dup && pn >= p.movedBy && from != p.fallback && !p.candidate.IsValid() {
 		p.candidate, p.candidateRecvd, p.candidateSent = from, uint64(size), 0
 	}
 	if (from == p.fallback || from == p.candidate) && (!p.ackBounded || pn > p.ackBound) {
@@ -352,7 +353,7 @@ func (c *Conn) onPathDatagram(from netip.AddrPort, size int) {
 // lost, while a spoofer's single copy is not followed by newer packets).
 func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size int, newest, probing bool) {
 	if c.paths != nil {
-		c.paths.sentFrom(now, from, pn, size)
+		c.paths.sentFrom(now, from, pn, size, false)
 	}
 	if !newest || probing || !c.life.established() {
 		return

@@ -207,7 +207,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	if c.acks.received(pn) {
 		c.stats.DuplicatesDropped++
 		if c.paths != nil {
-			c.paths.sentFrom(now, from, pn, len(b)) // (the original of a spoofer's copy)
+			c.paths.sentFrom(now, from, pn, len(b), true) // (the original of a spoofer's copy)
 		}
 		return
 	}
