@@ -31,7 +31,7 @@ func UnackedDelivery(c *Conn, buf []uint64) (unacked []uint64, next uint64) {
 		}
 	}
 	for _, q := range []*fragQueue{&c.queue, &c.retransmit} {
-		for _, f := range q.items[q.head:] {
+		for _, f := range q.waiting() {
 			add(f)
 		}
 	}

@@ -391,7 +391,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 // queuedOver returns the length of the first message waiting to be sent
 // whose length is over limit, or 0.
 func (c *Conn) queuedOver(limit uint64) uint64 {
-	for _, f := range c.queue.items[c.queue.head:] {
+	for _, f := range c.queue.waiting() {
 		if f.msg.total > limit {
 			return f.msg.total
 		}

@@ -40,41 +40,7 @@ type outFragment struct {
 }
 
 // fragQueue is a FIFO of fragments.
-type fragQueue struct {
-	items []*outFragment
-	head  int
-}
-
-func (q *fragQueue) len() int { return len(q.items) - q.head }
-
-func (q *fragQueue) push(f *outFragment) { q.items = append(q.items, f) }
-
-func (q *fragQueue) pushFront(f *outFragment) {
-	if q.head > 0 {
-		q.head--
-		q.items[q.head] = f
-		return
-	}
-	q.items = append(q.items, nil)
-	copy(q.items[1:], q.items)
-	q.items[0] = f
-}
-
-func (q *fragQueue) peek() *outFragment { return q.items[q.head] }
-
-func (q *fragQueue) pop() *outFragment {
-	f := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	} else if q.head > 64 && q.head*2 > len(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	return f
-}
+type fragQueue = fifo[*outFragment]
 
 // sender is the sending half: queues, flow control (the messages'
 // numbering is the ordering domain's: ordering.number).
@@ -770,7 +736,7 @@ func (c *Conn) dataSendable() bool {
 	if c.streams != nil && c.streams.ready.len() > 0 {
 		// Several queues: any one whose head the credit lets go.
 		c.flowBlocked = true
-		for _, s := range c.streams.ready.items[c.streams.ready.head:] {
+		for _, s := range c.streams.ready.waiting() {
 			q := &c.queue
 			if s != nil {
 				q = &s.queue

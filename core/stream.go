@@ -131,29 +131,8 @@ type streamTable struct {
 	zeroReady bool
 }
 
-// streamRing is a FIFO of streams (nil: stream 0), as fragQueue.
-type streamRing struct {
-	items []*stream
-	head  int
-}
-
-func (r *streamRing) len() int       { return len(r.items) - r.head }
-func (r *streamRing) peek() *stream  { return r.items[r.head] }
-func (r *streamRing) push(s *stream) { r.items = append(r.items, s) }
-func (r *streamRing) reset()         { clear(r.items); r.items, r.head = r.items[:0], 0 }
-func (r *streamRing) pop() *stream {
-	s := r.items[r.head]
-	r.items[r.head] = nil
-	r.head++
-	if r.head == len(r.items) {
-		r.items, r.head = r.items[:0], 0
-	} else if r.head > 64 && r.head*2 > len(r.items) {
-		n := copy(r.items, r.items[r.head:])
-		clear(r.items[n:])
-		r.items, r.head = r.items[:n], 0
-	}
-	return s
-}
+// streamRing is a FIFO of streams (nil: stream 0).
+type streamRing = fifo[*stream]
 
 // search returns the index of stream id in the list, or where it would go.
 func (t *streamTable) search(id uint64) (int, bool) {
