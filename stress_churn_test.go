@@ -108,8 +108,10 @@ func TestStressPingPongWhileConnsChurn(t *testing.T) {
 // TestStressBlockedReadKeepsAlive: a Read that waits on the socket for many
 // idle timeouts' worth of heartbeats keeps its connection alive (the
 // peer's pings are answered by the waiting Read), then gets its data.
+// (A 1 s idle timeout: with 300 ms, a loaded machine that stalled the
+// process for a quarter of a second failed it.)
 func TestStressBlockedReadKeepsAlive(t *testing.T) {
-	cfg := &rudp.Config{IdleTimeout: 300 * time.Millisecond, HeartbeatPeriod: 50 * time.Millisecond}
+	cfg := &rudp.Config{IdleTimeout: time.Second, HeartbeatPeriod: 100 * time.Millisecond}
 	c1, c2, stop := pair(t, cfg)
 	defer stop()
 	for _, c := range []*rudp.Conn{c1, c2} {
@@ -124,7 +126,7 @@ func TestStressBlockedReadKeepsAlive(t *testing.T) {
 			_, err := io.ReadFull(c, buf[:2])
 			done <- err
 		}()
-		time.Sleep(stressDur(700*time.Millisecond, 350*time.Millisecond))
+		time.Sleep(stressDur(2500*time.Millisecond, 1200*time.Millisecond))
 		_, err := other.Write([]byte("ok"))
 		require.NoError(t, err)
 		select {
