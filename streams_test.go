@@ -248,7 +248,10 @@ func TestStreamsNoGoroutine(t *testing.T) {
 			require.Equal(t, msg, buf[:n])
 			streams = append(streams, s1, s2)
 		}
-		require.Equal(t, before, settledLibraryGoroutines())
+		// None added (one fewer may be: a goroutine of the pair's setup
+		// ending meanwhile, seen under -race; a goroutine per stream
+		// would add 50 or 100).
+		require.LessOrEqual(t, settledLibraryGoroutines(), before)
 		for _, s := range streams {
 			s.Close()
 		}
