@@ -214,11 +214,15 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 			// The connection failed while we held it: this is its report
 			// (the one its end left for the next WriteTo). It may still be
 			// ending (an abort waits for its CLOSE to be acknowledged):
-			// forgotten now, the next WriteTo starts a new one.
+			// forgotten now, the next WriteTo starts a new one. Forgotten
+			// first: the mux records the failure for the address while c
+			// is still its peer, so a record made before the forget is
+			// taken here and none is made after (taken first, a record
+			// made in between was reported again by the next WriteTo).
+			p.forget(c, to)
 			p.m.mu.Lock()
 			p.table.takeFailure(to)
 			p.m.mu.Unlock()
-			p.forget(c, to)
 			return p.opErr("write", to, err)
 		default:
 			// The connection to that peer ended or is closing: start a new one.
