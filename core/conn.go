@@ -54,6 +54,10 @@ type Conn struct {
 	// streams holds the streams other than 0 (stream.go), allocated when
 	// the first one opens on either side.
 	streams *streamTable
+	// sec is the packet protection and the cryptographic handshake
+	// (security.go), allocated when the connection is configured for
+	// protection; nil on a plaintext connection.
+	sec *security
 	// pathSeed seeds the path challenges' source (pathSet.rng): drawn from
 	// the Endpoint's Rand (or Config.Rand) when the connection is made, so
 	// that the core reads no global randomness.
