@@ -17,7 +17,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 // lossyLink is the impairment the guarantees are proven through over real

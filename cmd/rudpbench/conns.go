@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 // maxDialsInFlight bounds concurrent dials: K up to this many are all dialed

@@ -2,6 +2,7 @@
 // same run, and prints one table per scenario with the ratios.
 //
 //	rudpbench [flags] scenario...
+//	rudpbench proxy -to host:port [-listen host:port] [-loss p] [-delay d] ...
 //
 // Scenarios:
 //
@@ -15,12 +16,17 @@
 //	all    all of the above
 //
 // Impairment flags (-loss, -dup, -reorder, -delay, -jitter, -rate, -queue) put
-// rudp and raw UDP behind the internal/impair UDP proxy (every flag applies to
+// rudp and raw UDP behind the impair UDP proxy (every flag applies to
 // each direction) and TCP behind a userspace TCP relay that applies delay,
 // jitter and the bottleneck rate only: loss, duplication and reordering cannot
 // be applied to a TCP byte stream in userspace. -netns (as root) re-runs the
 // scenarios inside a fresh network namespace where the kernel drops packets
 // (iptables -m statistic) and tc shapes them, so TCP is hit exactly like UDP.
+//
+// "rudpbench proxy" runs the impair package's UDP proxy on its own, between
+// any UDP client and server, until interrupted: clients send to -listen, it
+// relays to -to, impairing each direction by -loss, -dup, -reorder, -corrupt,
+// -delay, -jitter, -rate and -queue, and prints its counts at exit.
 //
 // Everything runs in one process: both ends of every connection, the proxy and
 // the relay. CPU figures (getrusage) and memory figures (runtime.MemStats) are
@@ -109,7 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n\nscenarios: bulk, rr, msg, conns, all\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, all\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
@@ -220,6 +226,9 @@ func contains(list []string, s string) bool {
 
 // run is main without the process exit, so the test can call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "proxy" {
+		return runProxy(ctx, args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 // relay is a TCP proxy that gives TCP the same delay, jitter and bottleneck

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 // loopback is where every server listens.
@@ -47,7 +47,7 @@ func (b *bench) runAll() *report {
 		if o.has("tcp") && o.Rate > 0 {
 			b.rep.note("the TCP relay's bottleneck never drops: when its queue (-queue) is full it stops reading and TCP's flow control pushes back, so TCP sees no loss at the bottleneck while rudp and raw UDP see drop-tail loss; use -netns (tc tbf) for the same bottleneck for all")
 		}
-		b.rep.note("rudp and raw UDP go through the internal/impair UDP proxy (impairment applied to each direction); the proxy's CPU is counted in the CPU figures")
+		b.rep.note("rudp and raw UDP go through the impair UDP proxy (impairment applied to each direction); the proxy's CPU is counted in the CPU figures")
 	}
 	b.rep.note("both ends of every connection run in this process: CPU (getrusage, whole process) and memory (HeapInuse+StackInuse delta) are for both ends together")
 	for _, sc := range o.Scenarios {

@@ -3,7 +3,7 @@
 // asset download share the connection, with and without streams.
 //
 // Every client has one rudp connection to the server, through a UDP relay
-// (internal/impair's Proxy) that loses -loss of the datagrams each way and
+// (impair's Proxy) that loses -loss of the datagrams each way and
 // delays them by half of -rtt each way. On each connection the server sends
 //
 //   - state updates at -hz (60 by default), each carrying its sequence
@@ -67,7 +67,7 @@ import (
 
 	"github.com/rudp-go/rudp"
 	"github.com/rudp-go/rudp/examples/internal/demo"
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 func main() { demo.Main("game", run) }

@@ -9,7 +9,7 @@
 // -chat-every frames both sides also send a chat line as a Delivery message:
 // those arrive exactly once and in order, lost packets or not. To make that
 // visible the client talks to the server through a UDP relay that loses
-// -loss of the datagrams in each direction (internal/impair, seeded).
+// -loss of the datagrams in each direction (impair, seeded).
 //
 //	go run ./examples/pump
 //	go run ./examples/pump -seconds 10 -loss 0.2
@@ -28,7 +28,7 @@ import (
 
 	"github.com/rudp-go/rudp"
 	"github.com/rudp-go/rudp/examples/internal/demo"
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 func main() { demo.Main("pump", run) }

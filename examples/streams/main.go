@@ -8,7 +8,7 @@
 // stream is an ordering domain of its own: a lost datagram holds back only
 // the stream whose data it carried, where under yamux it holds back the
 // one byte stream every yamux stream is multiplexed on. -loss and -rtt put
-// a lossy relay (internal/impair's Proxy) between client and server, as
+// a lossy relay (impair's Proxy) between client and server, as
 // the yamux example's flags of the same names do.
 //
 //	go run ./examples/streams

@@ -6,7 +6,7 @@
 // and, on all of them at once, sends -kib KiB (1 MiB by default) that the
 // server echoes back; every stream's echo is checked byte for byte.
 //
-// -loss and -rtt put a lossy relay (internal/impair's Proxy) between client
+// -loss and -rtt put a lossy relay (impair's Proxy) between client
 // and server. yamux multiplexes its streams on the connection's one byte
 // stream, so a lost datagram holds back every stream until it is
 // retransmitted; examples/streams is the same echo on rudp's own streams,

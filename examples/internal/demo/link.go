@@ -7,11 +7,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rudp-go/rudp/internal/impair"
+	"github.com/rudp-go/rudp/impair"
 )
 
 // Link is a lossy relay an example may put between its client and server
-// (internal/impair's Proxy), set by the -loss and -rtt flags.
+// (impair's Proxy), set by the -loss and -rtt flags.
 type Link struct {
 	Loss float64       // probability of losing a datagram, each way
 	RTT  time.Duration // round trip added: half of it each way

@@ -2,6 +2,7 @@ package impair
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -24,13 +25,16 @@ var _ net.PacketConn = (*PacketConn)(nil)
 
 // Wrap returns pc with its writes impaired by cfg. The returned PacketConn
 // owns pc: closing it closes pc. Unless cfg impairs nothing, Wrap starts one
-// scheduler goroutine, which Close stops. Wrap panics if cfg.Validate fails,
-// as a misconfigured test is a programming error.
-func Wrap(pc net.PacketConn, cfg Config) *PacketConn {
+// scheduler goroutine, which Close stops. If cfg.Validate fails, Wrap
+// returns its error (naming the field) and leaves pc open.
+func Wrap(pc net.PacketConn, cfg Config) (*PacketConn, error) {
 	if err := cfg.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
-	return &PacketConn{pc: pc, link: newLink(cfg)}
+	if pc == nil {
+		return nil, fmt.Errorf("%w: pc is nil", ErrInvalidConfig)
+	}
+	return &PacketConn{pc: pc, link: newLink(cfg)}, nil
 }
 
 // ReadFrom reads from the underlying socket, unimpaired.

@@ -32,7 +32,8 @@ func listenUDP(t testing.TB) *net.UDPConn {
 // wrapUDP opens a loopback socket impaired by cfg, closed at the end of the test.
 func wrapUDP(t testing.TB, cfg Config) *PacketConn {
 	t.Helper()
-	pc := Wrap(listenUDP(t), cfg)
+	pc, err := Wrap(listenUDP(t), cfg)
+	require.NoError(t, err)
 	t.Cleanup(func() { pc.Close() })
 	return pc
 }
@@ -163,8 +164,13 @@ func TestValidate(t *testing.T) {
 		require.NoError(t, Config{Loss: 1, Duplicate: 1, Reorder: 1, Corrupt: 1, Delay: time.Second,
 			Jitter: time.Second, ReorderDelay: time.Second, Rate: 1, QueueBytes: 1}.Validate())
 	})
-	t.Run("Wrap panics", func(t *testing.T) {
-		require.Panics(t, func() { Wrap(nil, Config{Loss: 2}) })
+	t.Run("Wrap", func(t *testing.T) {
+		_, err := Wrap(&recorder{}, Config{Loss: 2})
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		require.ErrorContains(t, err, "Loss")
+		_, err = Wrap(nil, Config{})
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		require.ErrorContains(t, err, "pc")
 	})
 	t.Run("NewProxy", func(t *testing.T) {
 		_, err := NewProxy("127.0.0.1:0", "127.0.0.1:9", Config{Jitter: -1}, Config{})
@@ -201,7 +207,8 @@ func TestSameSeedSameDecisions(t *testing.T) {
 		rec := &recorder{}
 		// No delay, so every datagram is written before WriteTo returns and
 		// the output depends on the decisions alone.
-		pc := Wrap(rec, Config{Seed: seed, Loss: 0.2, Duplicate: 0.2, Corrupt: 0.2})
+		pc, err := Wrap(rec, Config{Seed: seed, Loss: 0.2, Duplicate: 0.2, Corrupt: 0.2})
+		require.NoError(t, err)
 		defer pc.Close()
 		buf := make([]byte, 16)
 		for i := range 2000 {
@@ -394,7 +401,8 @@ func TestQueueOverflow(t *testing.T) {
 func TestWrapCloseDropsPending(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last, after the helpers close
 	c := newCollector(t)
-	pc := Wrap(listenUDP(t), Config{Delay: time.Hour})
+	pc, err := Wrap(listenUDP(t), Config{Delay: time.Hour})
+	require.NoError(t, err)
 	for range 10 {
 		_, err := pc.WriteTo([]byte("late"), c.addr())
 		require.NoError(t, err)
@@ -405,7 +413,7 @@ func TestWrapCloseDropsPending(t *testing.T) {
 	require.Equal(t, uint64(10), pc.Stats().DroppedClose)
 	require.NoError(t, pc.Close(), "a second Close returns the first's result")
 
-	_, err := pc.WriteTo([]byte("x"), c.addr())
+	_, err = pc.WriteTo([]byte("x"), c.addr())
 	require.ErrorIs(t, err, net.ErrClosed)
 	var opErr *net.OpError
 	require.ErrorAs(t, err, &opErr)

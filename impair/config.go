@@ -1,6 +1,19 @@
 // Package impair degrades real UDP sockets on purpose: it loses, duplicates,
 // reorders, corrupts, delays and rate-limits datagrams on their way out, so
-// that tests and cmd/rudpbench can exercise rudp over a bad link on loopback.
+// that a program's tests can run it over a bad link on loopback — a game
+// over 5% loss and a 100 ms round trip, say — without root, a network
+// namespace or tc.
+//
+// Two ways in:
+//
+//   - Wrap impairs one net.PacketConn's writes (its reads pass through). Hand
+//     the wrapped socket to code that takes a net.PacketConn, or wrap both
+//     ends to impair both directions.
+//   - NewProxy starts a UDP relay between any number of clients and one
+//     target that impairs each direction with its own Config; the client
+//     dials Proxy.Addr instead of the server. It works with any UDP program,
+//     including ones that open their own sockets (rudp.Dial, rudp.Listen);
+//     cmd/rudpbench's "proxy" subcommand runs one from the command line.
 //
 // Every random decision comes from a math/rand/v2 source seeded by
 // Config.Seed, one source per direction, so a given sequence of datagrams meets
@@ -9,8 +22,8 @@
 // how promptly the scheduler wakes decide which ones overflow a rate limiter's
 // queue and how jittered datagrams interleave on the wire.
 //
-// Wrap impairs one net.PacketConn's WriteTo; Proxy is a UDP relay between
-// clients and one target that impairs each direction with its own Config.
+// Stats (PacketConn.Stats, Proxy.Stats) count what each direction did, so a
+// test can check that the impairment it asked for happened.
 package impair
 
 import (
