@@ -5,4 +5,7 @@ package core
 // for protection (Config.TLS or Config.PSK), so a plaintext connection
 // pays one nil pointer for it. Its fields are added by the packet
 // protection (protect*.go) and the handshake (handshake*.go).
-type security struct{}
+type security struct {
+	// Packet protection (protect*.go).
+	protection
+}
