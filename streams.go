@@ -21,14 +21,21 @@ type StreamOptions struct {
 	// per Write and per Read. The peer's end reads it the same way: it
 	// travels with the stream's opening.
 	Guarantee Guarantee
-	// Priority and Weight are the sender's own business (never sent): a
-	// lower Priority is sent first, and Weight shares the sending rate
-	// among streams of the same Priority. They are accepted and checked
-	// but not yet applied (a departure from DESIGN.md, for lack of time):
-	// every stream is scheduled alike, the streams with data to send
-	// taking turns a fragment at a time.
+	// Priority and Weight say how this side sends the stream's data
+	// beside the other streams' (never sent: the peer schedules its own
+	// direction). After control frames and retransmissions, a stream of
+	// a lower Priority with data that may go is always sent before any
+	// stream of a higher one; the connection itself (stream 0, what
+	// Conn.Write sends) is Priority 0, Weight 1. Streams of the same
+	// Priority share the sending rate in proportion to their Weight (1
+	// to core.MaxStreamWeight; zero means 1): at weights 4 and 1, two
+	// streams with data always waiting get 4 and 1 bytes in 5. A stream
+	// with nothing to send, or waiting for the peer's flow-control
+	// credit, earns no share meanwhile, and data interleaves a fragment
+	// at a time, so a small message on one stream waits at most about a
+	// packet behind a large one on another of the same Priority.
 	Priority int
-	Weight   int // zero means 1
+	Weight   int
 }
 
 // Stream is one stream of a Conn (docs/PROTOCOL.md §17): an ordering
@@ -67,48 +74,37 @@ type Stream struct {
 // until one of them ends, or ctx does (then it returns an error matching
 // ctx.Err()).
 func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error) {
-	g := Delivery
+	g, priority, weight := Delivery, 0, 1
 	if o != nil {
 		switch {
 		case o.Guarantee != 0 && !o.Guarantee.Valid():
 			return nil, &ConfigError{Field: "StreamOptions.Guarantee", Value: o.Guarantee, Reason: "must be None, Order or Delivery"}
-		case o.Weight < 0:
-			return nil, &ConfigError{Field: "StreamOptions.Weight", Value: o.Weight, Reason: "must not be negative"}
+		case o.Weight < 0 || o.Weight > core.MaxStreamWeight:
+			return nil, &ConfigError{Field: "StreamOptions.Weight", Value: o.Weight, Reason: fmt.Sprintf("must be 0 to %d", core.MaxStreamWeight)}
 		}
 		if o.Guarantee != 0 {
 			g = o.Guarantee
 		}
+		priority, weight = o.Priority, max(o.Weight, 1)
 	}
-	w := c.waiter()
-	w.done = ctx.Done()
-	defer w.stop()
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, c.opErr("open", err)
-		}
-		if err := c.check(&noDeadline); err != nil {
-			return nil, c.opErr("open", err)
-		}
-		now := monoNow()
-		c.mu.Lock()
+	return c.waitStream(ctx, "open", c.openWake, func(now time.Time) (*Stream, error) {
 		id, err := c.core.OpenStream(g)
-		var s *Stream
-		if err == nil {
-			s = c.newStreamLocked(id, g)
-			c.settleLocked(now)
-			if c.core.StreamsAvailable() > 0 {
-				signal(c.openWake) // another OpenStream may go on
-			}
-		}
-		c.mu.Unlock()
 		switch {
-		case err == nil:
-			return s, nil
-		case !errors.Is(err, core.ErrStreamLimit):
-			return nil, c.opErr("open", err)
+		case errors.Is(err, core.ErrStreamLimit):
+			return nil, nil
+		case err == nil && (priority != 0 || weight != 1):
+			err = c.core.SetStreamPriority(id, priority, weight)
 		}
-		w.wait(c.openWake, &noDeadline)
-	}
+		if err != nil {
+			return nil, err
+		}
+		s := c.newStreamLocked(id, g)
+		c.settleLocked(now)
+		if c.core.StreamsAvailable() > 0 {
+			signal(c.openWake) // another OpenStream may go on
+		}
+		return s, nil
+	})
 }
 
 // AcceptStream waits for the next stream the peer opens and returns it,
@@ -116,34 +112,48 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 // of its data). It returns an error matching ctx.Err() when ctx ends, and
 // the connection's error (io.EOF after the peer's close) once it ended.
 func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
+	return c.waitStream(ctx, "accept", c.acceptWake, func(time.Time) (*Stream, error) {
+		if id, g, ok := c.core.AcceptStream(); ok {
+			signal(c.acceptWake) // another AcceptStream may be waiting
+			return c.newStreamLocked(id, g), nil
+		}
+		switch {
+		case c.core.Err() != nil:
+			return nil, c.core.Err()
+		case c.ended || c.core.PeerClosed():
+			return nil, net.ErrClosed
+		}
+		return nil, nil
+	})
+}
+
+// waitStream is the wait of OpenStream and AcceptStream: try, called under
+// c.mu, returns the stream, an error, or neither to wait on wake and try
+// again. In Manual mode the wait drives the socket (no goroutine). It ends
+// with an error matching ctx.Err() when ctx ends, and with the
+// connection's when it is closed.
+func (c *Conn) waitStream(ctx context.Context, op string, wake chan struct{}, try func(now time.Time) (*Stream, error)) (*Stream, error) {
 	w := c.waiter()
 	w.done = ctx.Done()
 	defer w.stop()
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, c.opErr("accept", err)
+			return nil, c.opErr(op, err)
 		}
 		if err := c.check(&noDeadline); err != nil {
-			return nil, c.opErr("accept", err)
+			return nil, c.opErr(op, err)
 		}
+		now := monoNow()
 		c.mu.Lock()
-		id, g, ok := c.core.AcceptStream()
-		var s *Stream
-		if ok {
-			s = c.newStreamLocked(id, g)
-			signal(c.acceptWake) // another AcceptStream may be waiting
-		}
-		ended, peerClosed, err := c.ended, c.core.PeerClosed(), c.core.Err()
+		s, err := try(now)
 		c.mu.Unlock()
 		switch {
-		case ok:
-			return s, nil
 		case err != nil:
-			return nil, c.opErr("accept", err)
-		case ended || peerClosed:
-			return nil, c.opErr("accept", net.ErrClosed)
+			return nil, c.opErr(op, err)
+		case s != nil:
+			return s, nil
 		}
-		w.wait(c.acceptWake, &noDeadline)
+		w.wait(wake, &noDeadline)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/core"
 )
 
 // withPump runs an application loop pumping both connections every few
@@ -197,9 +198,11 @@ func TestStreamOptionsInvalid(t *testing.T) {
 	var ce *rudp.ConfigError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "StreamOptions.Guarantee", ce.Field)
-	_, err = c1.OpenStream(context.Background(), &rudp.StreamOptions{Weight: -1})
-	require.ErrorAs(t, err, &ce)
-	require.Equal(t, "StreamOptions.Weight", ce.Field)
+	for _, w := range []int{-1, core.MaxStreamWeight + 1} {
+		_, err = c1.OpenStream(context.Background(), &rudp.StreamOptions{Weight: w})
+		require.ErrorAs(t, err, &ce)
+		require.Equal(t, "StreamOptions.Weight", ce.Field)
+	}
 	_, err = rudp.Dial("udp", "127.0.0.1:1", &rudp.Config{MaxIncomingStreams: -2})
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "MaxIncomingStreams", ce.Field)

@@ -193,24 +193,22 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		}
 	}
 	if t := c.streams; t != nil {
-		// (The ready ring schedules the streams' queues once there are
+		// (The scheduler takes the streams' queues in turn once there are
 		// several: see appendStreams.)
 		if s == nil {
 			c.syncZeroReady()
-		} else if !s.ready {
-			s.ready = true
-			t.ready.push(s)
+		} else {
+			t.ready.push(&s.sched)
 		}
 	}
 	return nil
 }
 
-// syncZeroReady puts stream 0 on the ready ring if it has new fragments
+// syncZeroReady puts stream 0 in the scheduler if it has new fragments
 // and is not there (it had some before the first stream opened).
 func (c *Conn) syncZeroReady() {
-	if t := c.streams; t != nil && !t.zeroReady && c.queue.len() > 0 {
-		t.zeroReady = true
-		t.ready.push(nil)
+	if t := c.streams; t != nil && !t.zero.ready() && c.queue.len() > 0 {
+		t.ready.push(&t.zero)
 	}
 }
 
@@ -620,44 +618,45 @@ func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, p
 }
 
 // appendStreams appends new fragments of the streams that have some,
-// stream 0 among them, one fragment of each in turn (round robin over the
-// ready ring): a large message on one stream delays another stream's
-// message by at most a fragment a turn, never by the whole message. A
-// stream whose next message the peer's credit does not cover is passed
-// over, not waited for: the rest of a message already charged, on another
-// stream, must go, or the peer could never read it and give credit back.
+// stream 0 among them, in the scheduler's order (sched.go: strict
+// priority, then bytes shared by weight), one fragment per turn: a large
+// message on one stream delays another stream's message by at most a
+// fragment, never by the whole message. A stream whose next message the
+// peer's credit does not cover is passed over, not waited for: the rest of
+// a message already charged, on another stream, must go, or the peer could
+// never read it and give credit back.
 func (c *Conn) appendStreams(buf []byte, n, limit int, pkt *sentPacket) int {
 	r := &c.streams.ready
-	blocked := 0 // streams passed over in a row
-	for r.len() > blocked {
-		s := r.peek()
-		q := &c.queue
-		if s != nil {
-			q = &s.queue
-		}
+	for e := r.peek(); e != nil; e = r.peek() {
+		q := c.schedQueue(e)
+		before := n
 		var st queueStop
 		n, st = c.appendQueue(q, true, buf, n, limit, pkt, true)
-		if st == queueFull {
-			return n // this stream's turn stays
-		}
-		r.pop()
 		switch {
-		case st == queueBlocked:
-			blocked++
-			r.push(s)
-		case q.len() > 0:
-			blocked = 0
-			r.push(s)
-		case s == nil:
-			blocked = 0
-			c.streams.zeroReady = false
-		default:
-			blocked = 0
-			s.ready = false
+		case st == queueFull:
+			// This stream's turn stays.
+			c.flowBlocked = false
+			r.unpass()
+			return n
+		case n > before:
+			r.served(e, n-before, q.len() > 0)
+		case q.len() == 0:
+			r.remove(e) // (what it had was abandoned: a reset)
+		default: // queueBlocked
+			r.pass(e)
 		}
 	}
-	c.flowBlocked = blocked > 0 && blocked == r.len()
+	c.flowBlocked = len(r.passed) > 0
+	r.unpass()
 	return n
+}
+
+// schedQueue returns the queue of new fragments of e's stream.
+func (c *Conn) schedQueue(e *schedEntry) *fragQueue {
+	if e.s == nil {
+		return &c.queue
+	}
+	return &e.s.queue
 }
 
 // splitFragment cuts f, at the head of q and cut for a larger datagram size
@@ -734,19 +733,18 @@ func (c *Conn) dataSendable() bool {
 	}
 	c.syncZeroReady()
 	if c.streams != nil && c.streams.ready.len() > 0 {
-		// Several queues: any one whose head the credit lets go.
+		// Several queues: any one whose head the credit lets go (the
+		// first one looked at, unless the connection is flow-blocked).
 		c.flowBlocked = true
-		for _, s := range c.streams.ready.waiting() {
-			q := &c.queue
-			if s != nil {
-				q = &s.queue
-			}
-			if q.len() > 0 && c.creditAllows(q.peek()) {
-				c.flowBlocked = false
-				break
+		for _, l := range c.streams.ready.levels {
+			for _, e := range l.heap {
+				if q := c.schedQueue(e); q.len() > 0 && c.creditAllows(q.peek()) {
+					c.flowBlocked = false
+					return true
+				}
 			}
 		}
-		return !c.flowBlocked
+		return false
 	}
 	if c.queue.len() == 0 {
 		c.flowBlocked = false

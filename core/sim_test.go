@@ -562,6 +562,11 @@ func (n *simNode) act(now time.Time) {
 func (n *simNode) openAccept() {
 	for n.opened < len(n.outStreams) && n.conn.StreamsAvailable() > 0 {
 		id, err := n.conn.OpenStream(core.Delivery)
+		if err == nil {
+			// Priorities and weights differ among the streams, so that the
+			// checker runs under strict priority and weighted sharing.
+			err = n.conn.SetStreamPriority(id, n.opened%2, 1+3*n.opened)
+		}
 		if err != nil {
 			n.fail(fmt.Errorf("OpenStream: %w", err))
 			return

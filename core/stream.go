@@ -92,12 +92,12 @@ type stream struct {
 	fin sendVal // our STREAM_FIN (CloseStreamWrite): it goes once queue is empty
 
 	// queue holds the stream's new fragments (stream 0's are the Conn's
-	// queue), scheduled in turn with the other streams' (appendStreams);
-	// ready: it is on the table's ready ring. buffered and unsentBytes are
-	// the stream's bytes queued or unacknowledged, and not yet sent: each
-	// stream has a send buffer of its own (Config.SendBufferSize).
+	// queue), scheduled with the other streams' (appendStreams, sched.go);
+	// sched is its place there. buffered and unsentBytes are the stream's
+	// bytes queued or unacknowledged, and not yet sent: each stream has a
+	// send buffer of its own (Config.SendBufferSize).
 	queue                 fragQueue
-	ready                 bool
+	sched                 schedEntry
 	buffered, unsentBytes int
 
 	peerFin   bool   // the peer's STREAM_FIN took effect
@@ -124,15 +124,11 @@ type streamTable struct {
 
 	ctl []*stream // streams with a control frame to send, in the order they asked
 
-	// ready is the ring of streams with new fragments to send, nil
-	// standing for stream 0 (zeroReady: it is on it), served a fragment
-	// each in turn.
-	ready     streamRing
-	zeroReady bool
+	// ready holds the streams with new fragments to send, by priority
+	// and weight (sched.go); zero is stream 0's place there.
+	ready scheduler
+	zero  schedEntry
 }
-
-// streamRing is a FIFO of streams (nil: stream 0).
-type streamRing = fifo[*stream]
 
 // search returns the index of stream id in the list, or where it would go.
 func (t *streamTable) search(id uint64) (int, bool) {
@@ -185,6 +181,7 @@ func (c *Conn) table() *streamTable {
 		c.streams = &streamTable{
 			peerLimit: defaultMaxIncomingStreams,
 			limit:     uint64(c.cfg.MaxIncomingStreams),
+			zero:      schedEntry{weight: 1},
 		}
 	}
 	return c.streams
@@ -450,6 +447,7 @@ func (c *Conn) peerStream(now time.Time, id uint64) (s *stream, v verdict) {
 // domain's counters start, as stream 0's, at each side's InitialSeq.
 func (c *Conn) newStream(id uint64) *stream {
 	s := &stream{id: id}
+	s.sched = schedEntry{s: s, weight: 1}
 	s.ord.startSend(uint64(c.cfg.InitialSequence))
 	s.ord.startReceive(c.life.peerInitial())
 	c.streams.insert(s)
@@ -833,6 +831,7 @@ func (c *Conn) maybeEndStream(s *stream) {
 		f.queued = false
 		c.maybeFreeFragment(f)
 	}
+	t.ready.remove(&s.sched)
 	t.remove(s.id)
 	if !s.local {
 		t.peerEnded++

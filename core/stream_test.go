@@ -489,32 +489,39 @@ func TestIdleStreamMemory(t *testing.T) {
 
 // TestStreamInterleave: a 1 MiB message queued on one stream delays a
 // small message queued after it on another by a fragment, not by the
-// whole message: fragments go a stream at a time in turn.
+// whole message: fragments go a stream at a time. So it is when the bulk
+// stream's weight is 16 (deficit round robin would send 16 of its
+// fragments in a row: sched.go).
 func TestStreamInterleave(t *testing.T) {
-	p := newStreamPair(t, &Config{MaxMessageSize: 1 << 20}, &Config{MaxMessageSize: 1 << 20})
-	bulk, err := p.a.OpenStream(Delivery)
-	require.NoError(t, err)
-	small, err := p.a.OpenStream(Delivery)
-	require.NoError(t, err)
-	for range 5 {
-		p.step()
+	for _, weight := range []int{1, 16} {
+		t.Run(fmt.Sprint("weight=", weight), func(t *testing.T) {
+			p := newStreamPair(t, &Config{MaxMessageSize: 1 << 20}, &Config{MaxMessageSize: 1 << 20})
+			bulk, err := p.a.OpenStream(Delivery)
+			require.NoError(t, err)
+			small, err := p.a.OpenStream(Delivery)
+			require.NoError(t, err)
+			require.NoError(t, p.a.SetStreamPriority(bulk, 0, weight))
+			for range 5 {
+				p.step()
+			}
+			require.NoError(t, p.a.SendStream(bulk, Delivery, make([]byte, 1<<20)))
+			require.NoError(t, p.a.SendStream(small, Delivery, []byte("chat")))
+			datagrams := 0
+			for datagrams < 1000 {
+				n := p.a.PollTransmit(p.now, p.buf)
+				if n == 0 {
+					p.step()
+					continue
+				}
+				datagrams++
+				p.b.HandleDatagram(p.now, p.buf[:n])
+				if got, _ := recvAll(t, p.b, small); len(got) == 1 {
+					break
+				}
+			}
+			require.LessOrEqual(t, datagrams, 2, "the small message waited behind %d datagrams of the bulk one", datagrams)
+		})
 	}
-	require.NoError(t, p.a.SendStream(bulk, Delivery, make([]byte, 1<<20)))
-	require.NoError(t, p.a.SendStream(small, Delivery, []byte("chat")))
-	datagrams := 0
-	for datagrams < 1000 {
-		n := p.a.PollTransmit(p.now, p.buf)
-		if n == 0 {
-			p.step()
-			continue
-		}
-		datagrams++
-		p.b.HandleDatagram(p.now, p.buf[:n])
-		if got, _ := recvAll(t, p.b, small); len(got) == 1 {
-			break
-		}
-	}
-	require.LessOrEqual(t, datagrams, 2, "the small message waited behind %d datagrams of the bulk one", datagrams)
 }
 
 // TestStreamSendBuffers: a stream whose send buffer is full holds back no
