@@ -60,7 +60,7 @@ type Config struct {
 	// from the peer; larger messages are fragmented on the wire. At most
 	// MaxMessageSizeLimit (what a message is charged, its length, 256 bytes
 	// and a 64th of it, must fit 1 GiB of window).
-	MaxMessageSize int // default 1 MiB, or less to fit a smaller SendBufferSize, ReceiveWindow or MaxReceiveWindow set
+	MaxMessageSize int // default 1 MiB, or less to fit a smaller SendBufferSize, ReceiveWindow, MaxReceiveWindow or StreamReceiveWindow set
 
 	// SendBufferSize bounds the bytes queued or awaiting acknowledgement;
 	// a send that does not fit fails with ErrSendBufferFull (backpressure).
@@ -82,6 +82,17 @@ type Config struct {
 	// Delivery bytes a connection holds for its application. Setting it to
 	// ReceiveWindow turns auto-tuning off.
 	MaxReceiveWindow int // default the larger of 16 MiB and ReceiveWindow; at most 1 GiB
+
+	// StreamReceiveWindow is each stream's own flow-control window (every
+	// stream but 0, which has only the connection's): the Delivery bytes
+	// the peer may have in flight on one stream beyond what the
+	// application has read of it, so that a stream nobody reads stops
+	// only its own sender while the others keep the rest of the
+	// connection's window. It doubles, as the connection's does, when the
+	// application reads half of it within two round trips, up to half the
+	// connection's window in force (never below what was set). The peer
+	// learns it with the handshake (docs/PROTOCOL.md §17.6).
+	StreamReceiveWindow int // default 2 MiB, or what a message of MaxMessageSize is charged if larger; at least that charge, at most 1 GiB
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
 	// in; when it is full, pooled heap buffers take over.
@@ -142,6 +153,12 @@ const (
 	defaultMaxReceiveWindow = 16 << 20
 	maxWindow               = 1 << 30
 
+	// defaultStreamReceiveWindow is StreamReceiveWindow's default, and
+	// the window each side assumes of its peer's streams until told
+	// otherwise (docs/PROTOCOL.md §17.6): a side whose window is the
+	// default sends nothing to say so.
+	defaultStreamReceiveWindow = 2 << 20
+
 	// MaxDatagramSizeLimit is the largest MaxDatagramSize: the largest
 	// UDP payload over IPv4 (65535 less 20 bytes of IP and 8 of UDP
 	// header), so that one Config serves both address families.
@@ -168,7 +185,8 @@ func DefaultConfig() *Config { return (*Config)(nil).WithDefaults() }
 // defaults to half an IdleTimeout set below 30s, IdleTimeout to twice a
 // HeartbeatPeriod set above 15s, the buffers and windows grow to hold a
 // MaxMessageSize set above 1 MiB, and MaxMessageSize shrinks to fit a
-// SendBufferSize, ReceiveWindow or MaxReceiveWindow set below it.
+// SendBufferSize, ReceiveWindow, MaxReceiveWindow or StreamReceiveWindow
+// set below it.
 func (c *Config) WithDefaults() *Config {
 	d := &Config{}
 	if c != nil {
@@ -204,7 +222,7 @@ func (c *Config) fillDefaults() {
 		if c.SendBufferSize > 0 {
 			m = min(m, c.SendBufferSize)
 		}
-		for _, w := range []int{c.ReceiveWindow, c.MaxReceiveWindow} {
+		for _, w := range []int{c.ReceiveWindow, c.MaxReceiveWindow, c.StreamReceiveWindow} {
 			if w > 0 {
 				m = min(m, maxMessageFor(w))
 			}
@@ -220,6 +238,7 @@ func (c *Config) fillDefaults() {
 		c.ReceiveWindow = w
 	}
 	setInt(&c.MaxReceiveWindow, max(defaultMaxReceiveWindow, c.ReceiveWindow))
+	setInt(&c.StreamReceiveWindow, max(defaultStreamReceiveWindow, msgCredit(c.MaxMessageSize)))
 	setInt(&c.ReceiveArenaSize, 4<<10)
 	setDuration(&c.ReassemblyTimeout, 3*time.Second)
 	setDuration(&c.MaxAckDelay, time.Millisecond)
@@ -256,9 +275,12 @@ type connConfig struct {
 	SendBufferSize    int
 	ReceiveWindow     int
 	MaxReceiveWindow  int
-	ReceiveArenaSize  int
-	InitialSequence   uint32
-	DisablePacing     bool
+	// StreamReceiveWindow takes the place ReceiveArenaSize had: the arena's
+	// size is used once, at NewConn (initReceiver), so a Conn need not
+	// keep it, and core.Conn stays in its size class.
+	StreamReceiveWindow int
+	InitialSequence     uint32
+	DisablePacing       bool
 	// MaxIncomingStreams (0..65535; -1 became 0): two bytes, which fit
 	// the padding after DisablePacing.
 	MaxIncomingStreams uint16
@@ -266,20 +288,20 @@ type connConfig struct {
 
 func (c *Config) connConfig() connConfig {
 	return connConfig{
-		HeartbeatPeriod:   c.HeartbeatPeriod,
-		IdleTimeout:       c.IdleTimeout,
-		HandshakeTimeout:  c.HandshakeTimeout,
-		ReassemblyTimeout: c.ReassemblyTimeout,
-		MaxAckDelay:       c.MaxAckDelay,
-		InitialRTT:        c.InitialRTT,
-		MaxDatagramSize:   c.MaxDatagramSize,
-		MaxMessageSize:    c.MaxMessageSize,
-		SendBufferSize:    c.SendBufferSize,
-		ReceiveWindow:     c.ReceiveWindow,
-		MaxReceiveWindow:  c.MaxReceiveWindow,
-		ReceiveArenaSize:  c.ReceiveArenaSize,
-		InitialSequence:   c.InitialSequence,
-		DisablePacing:     c.DisablePacing,
+		HeartbeatPeriod:     c.HeartbeatPeriod,
+		IdleTimeout:         c.IdleTimeout,
+		HandshakeTimeout:    c.HandshakeTimeout,
+		ReassemblyTimeout:   c.ReassemblyTimeout,
+		MaxAckDelay:         c.MaxAckDelay,
+		InitialRTT:          c.InitialRTT,
+		MaxDatagramSize:     c.MaxDatagramSize,
+		MaxMessageSize:      c.MaxMessageSize,
+		SendBufferSize:      c.SendBufferSize,
+		ReceiveWindow:       c.ReceiveWindow,
+		MaxReceiveWindow:    c.MaxReceiveWindow,
+		StreamReceiveWindow: c.StreamReceiveWindow,
+		InitialSequence:     c.InitialSequence,
+		DisablePacing:       c.DisablePacing,
 		// (Validate keeps it in -1..65535.)
 		MaxIncomingStreams: uint16(max(c.MaxIncomingStreams, 0)),
 	}
@@ -324,6 +346,8 @@ func (c *Config) Validate() error {
 		return fieldError("ReceiveWindow", c.ReceiveWindow, fmt.Sprintf("must be between %d and 1 GiB", 1+msgCreditOverhead))
 	case c.MaxReceiveWindow < 0 || c.MaxReceiveWindow > maxWindow:
 		return fieldError("MaxReceiveWindow", c.MaxReceiveWindow, fmt.Sprintf("must be between %d and 1 GiB", 1+msgCreditOverhead))
+	case c.StreamReceiveWindow < 0 || c.StreamReceiveWindow > maxWindow:
+		return fieldError("StreamReceiveWindow", c.StreamReceiveWindow, fmt.Sprintf("must be between %d and 1 GiB", 1+msgCreditOverhead))
 	case c.ReceiveArenaSize < 0:
 		return fieldError("ReceiveArenaSize", c.ReceiveArenaSize, "must not be negative")
 	case c.ReassemblyTimeout < 0:
@@ -352,6 +376,8 @@ func (c *Config) Validate() error {
 			field, v = "MaxReceiveWindow", d.MaxReceiveWindow
 		}
 		return fieldError(field, v, fmt.Sprintf("must be at least MaxMessageSize+%d+MaxMessageSize/64 (%d): room for one whole message", msgCreditOverhead, need))
+	case d.StreamReceiveWindow < need:
+		return fieldError("StreamReceiveWindow", d.StreamReceiveWindow, fmt.Sprintf("must be at least MaxMessageSize+%d+MaxMessageSize/64 (%d): room for one whole message", msgCreditOverhead, need))
 	case d.MaxReceiveWindow < d.ReceiveWindow:
 		return fieldError("MaxReceiveWindow", d.MaxReceiveWindow, fmt.Sprintf("must be at least ReceiveWindow (%d)", d.ReceiveWindow))
 	}

@@ -34,6 +34,9 @@ func TestConfigValidate(t *testing.T) {
 		{Config{MaxMessageSize: 2 * MiB, MaxReceiveWindow: 2 * MiB}, "MaxReceiveWindow", "(2130176)"},
 		{Config{ReceiveWindow: 2 * MiB, MaxReceiveWindow: MiB}, "MaxReceiveWindow", "at least ReceiveWindow (2097152)"},
 		{Config{ReceiveWindow: 1<<30 + 1}, "ReceiveWindow", "1 GiB"},
+		{Config{StreamReceiveWindow: -1}, "StreamReceiveWindow", "between 257 and 1 GiB"},
+		{Config{StreamReceiveWindow: 1<<30 + 1}, "StreamReceiveWindow", "1 GiB"},
+		{Config{MaxMessageSize: 2 * MiB, StreamReceiveWindow: 2 * MiB}, "StreamReceiveWindow", "(2130176)"},
 		{Config{ReceiveArenaSize: -1}, "ReceiveArenaSize", "negative"},
 		{Config{ReassemblyTimeout: -1}, "ReassemblyTimeout", "negative"},
 		{Config{MaxAckDelay: 2 * time.Second}, "MaxAckDelay", "between 0 and 1s"},
@@ -64,7 +67,10 @@ func TestConfigValidate(t *testing.T) {
 			return d.ReceiveWindow == MiB && d.MaxMessageSize == maxMessageFor(MiB) && msgCredit(d.MaxMessageSize) <= MiB && msgCredit(d.MaxMessageSize+1) > MiB
 		}},
 		{Config{MaxDatagramSize: 9000}, func(d *Config) bool { return d.MaxDatagramSize == 9000 }},
-		{Config{MaxMessageSize: MaxMessageSizeLimit}, func(d *Config) bool { return d.ReceiveWindow == maxWindow }},
+		{Config{MaxMessageSize: MaxMessageSizeLimit}, func(d *Config) bool { return d.ReceiveWindow == maxWindow && d.StreamReceiveWindow == maxWindow }},
+		{Config{}, func(d *Config) bool { return d.StreamReceiveWindow == defaultStreamReceiveWindow }},
+		{Config{MaxMessageSize: 4 * MiB}, func(d *Config) bool { return d.StreamReceiveWindow == msgCredit(4*MiB) }},
+		{Config{StreamReceiveWindow: 64 << 10}, func(d *Config) bool { return d.MaxMessageSize == maxMessageFor(64<<10) }},
 	}
 	if msgCredit(MaxMessageSizeLimit) != maxWindow || msgCredit(MaxMessageSizeLimit+1) <= maxWindow {
 		t.Errorf("MaxMessageSizeLimit %d is charged %d: not the largest message a 1 GiB window takes", MaxMessageSizeLimit, msgCredit(MaxMessageSizeLimit))

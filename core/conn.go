@@ -103,7 +103,7 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 	}
 	c.life.start()
 	c.initSender()
-	c.initReceiver()
+	c.initReceiver(full.ReceiveArenaSize)
 	c.initRecovery(full.NewCongestionController)
 	c.lastRecv = now
 	c.timers.set(timerHandshake, now.Add(c.cfg.HandshakeTimeout))
@@ -187,8 +187,10 @@ func (c *Conn) Close(now time.Time) {
 		c.discardSendQueues()
 	}
 	c.discardReceived()
-	// Tell the peer at once that it may drain (see advertisedMaxData).
+	// Tell the peer at once that it may drain (see advertisedMaxData),
+	// every stream too (streamCredit).
 	c.acks.sendNow()
+	c.openStreamCredit()
 	c.maybeSendClose(now)
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -15,7 +16,20 @@ func DebugState(c *Conn) string {
 	}
 	return fmt.Sprintf("queue %d retransmit %d unackedDelivery %d sendBuffered %d liveFrags %d inflight %d/%d flowBlocked %v dataSent %d peerMaxData %d probesOwed %d ptoCount %d closing %+v pending %d none %d timers %v",
 		c.queue.len(), c.retransmit.len(), c.unackedDelivery, c.sendBuffered, c.liveFrags, c.elicitingInFlight, c.bytesInFlight,
-		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.life.closing, len(c.ord.pending), len(c.ord.noneMsgs), timers)
+		c.flowBlocked, c.dataSent, c.peerMaxData, c.probesOwed, c.ptoCount, c.life.closing, len(c.ord.pending), len(c.ord.noneMsgs), timers) + debugStreams(c)
+}
+
+// debugStreams describes the streams' queues and credit.
+func debugStreams(c *Conn) string {
+	if c.streams == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, s := range c.streams.list {
+		fmt.Fprintf(&b, "; stream %d: queue %d ready %v charged %d/%d peerCharged %d consumed %d creditSent %d acked %d window %d credit %v pending %d stop %v recvDone %v peerFin %v",
+			s.id, s.queue.len(), s.sched.ready(), s.charged, s.flow.peerMaxData, s.peerCharged, s.flow.consumed, s.flow.creditSent, s.flow.creditAcked, s.flow.window, s.flow.credit, len(s.ord.pending), s.stop, s.recvDone, s.peerFin)
+	}
+	return b.String()
 }
 
 // UnackedDelivery appends to buf, in increasing order, the delivery indexes
@@ -83,7 +97,7 @@ func DebugPathMTU(c *Conn) string {
 func CheckHeldMemory(c *Conn) error {
 	held, delivery, unreliable := 0, 0, 0
 	visit := func(m *recvMsg) error {
-		if fp := m.footprint(); fp > m.held {
+		if fp := m.footprint(); fp > int(m.held) {
 			return fmt.Errorf("message %d (%v, %d of %d bytes): footprint %d over its charge %d", m.seq, m.guarantee, m.filled, m.total, fp, m.held)
 		}
 		if len(m.runs) > runLimit(m.total) {
@@ -91,9 +105,9 @@ func CheckHeldMemory(c *Conn) error {
 		}
 		held += m.footprint()
 		if m.guarantee == Delivery {
-			delivery += m.held
+			delivery += int(m.held)
 		} else {
-			unreliable += m.held
+			unreliable += int(m.held)
 		}
 		return nil
 	}
@@ -197,4 +211,52 @@ func frameTypes(b []byte) ([]byte, bool) {
 		types = append(types, f.typ)
 	}
 	return types, true
+}
+
+// CheckStreamCredit checks per-stream flow control (§17.6) on every stream
+// but 0. Receiving: the Delivery charges held for the stream's messages
+// are exactly what the peer was charged on it less what was released, and
+// never more than the credit advertised for it (so within its window).
+// Sending: what we charged on it stays within the credit the peer gave.
+func CheckStreamCredit(c *Conn) error {
+	if c.streams == nil {
+		return nil
+	}
+	for _, s := range c.streams.list {
+		held := uint64(0)
+		var err error
+		visit := func(m *recvMsg) {
+			if m.guarantee != Delivery || err != nil {
+				return
+			}
+			switch {
+			case m.stream == nil && m.yielded:
+				return // read: kept for duplicate detection, on the connection's account only
+			case m.stream != s:
+				err = fmt.Errorf("stream %d: message %d not charged to it", s.id, m.seq)
+				return
+			}
+			held += uint64(m.held)
+		}
+		for _, m := range s.ord.pending {
+			visit(m)
+		}
+		if m := s.yielded; m != nil && !slices.Contains(s.ord.pending, m) {
+			visit(m)
+		}
+		f := &s.flow
+		switch {
+		case err != nil:
+			return err
+		case s.peerCharged-f.consumed != held:
+			return fmt.Errorf("stream %d: holds %d bytes of Delivery charges, counted %d (charged %d, released %d)", s.id, held, s.peerCharged-f.consumed, s.peerCharged, f.consumed)
+		case s.peerCharged > f.creditSent:
+			return fmt.Errorf("stream %d: the peer charged %d, over the %d advertised", s.id, s.peerCharged, f.creditSent)
+		case held > uint64(f.window) && !c.life.closeRequested():
+			return fmt.Errorf("stream %d: holds %d, over its window %d", s.id, held, f.window)
+		case s.charged > f.peerMaxData:
+			return fmt.Errorf("stream %d: charged %d, over the peer's credit %d", s.id, s.charged, f.peerMaxData)
+		}
+	}
+	return nil
 }

@@ -530,7 +530,7 @@ func checkBounded(t *testing.T, c *Conn) {
 		t.Fatalf("%d streams held, the limit is %d", len(c.streams.list), c.cfg.MaxIncomingStreams)
 	}
 	for _, m := range c.ord.pending {
-		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > m.held) {
+		if !m.yielded && (len(m.runs) > runLimit(m.total) || m.filled > m.total || m.filled < 0 || m.footprint() > int(m.held)) {
 			t.Fatalf("pending message: %d runs, filled %d of %d, footprint %d of %d charged", len(m.runs), m.filled, m.total, m.footprint(), m.held)
 		}
 	}

@@ -129,7 +129,7 @@ func TestOrderingDomain(t *testing.T) {
 				continue
 			}
 			f := &s.f
-			m := &recvMsg{guarantee: f.guarantee, held: i}
+			m := &recvMsg{guarantee: f.guarantee, held: int32(i)}
 			m.total, m.filled = 1, 1 // complete
 			if f.guarantee == None {
 				m.seq = recv.noneID(f.seq)

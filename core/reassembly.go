@@ -40,15 +40,10 @@ type recvChunkRef struct {
 // recvMsg is a message (or the message a fragment belongs to) held by the
 // receiver until the application reads it.
 type recvMsg struct {
-	seq   uint64 // Order/Delivery: sequence; None: id
-	group uint64 // first sequence of its set (seq when not in a set)
-	d     uint64 // Delivery: delivery index
-	base  uint64 // delivery messages that must be read before it
-	// held is its share of the receive buffers: data plus msgCreditOverhead,
-	// in pendingDelivery (Delivery, where it is flow-control credit) or in
-	// unreliableBytes. The overhead stays held while a read message is kept
-	// for duplicate detection, so that entries are bounded in number too.
-	held      int
+	seq       uint64         // Order/Delivery: sequence; None: id
+	group     uint64         // first sequence of its set (seq when not in a set)
+	d         uint64         // Delivery: delivery index
+	base      uint64         // delivery messages that must be read before it
 	total     int            // the message's length
 	data      []byte         // its bytes; while incomplete, nil if longer than recvChunk
 	filled    int            // bytes received so far
@@ -59,6 +54,16 @@ type recvMsg struct {
 	inSet     bool
 	inArena   bool
 	yielded   bool
+	// held is its share of the receive buffers: data plus msgCreditOverhead,
+	// in pendingDelivery (Delivery, where it is flow-control credit) or in
+	// unreliableBytes. The overhead stays held while a read message is kept
+	// for duplicate detection, so that entries are bounded in number too.
+	// (An int32, as a message's charge is below 2^31 (MaxMessageSizeLimit),
+	// so that stream fits the record's 160 bytes.)
+	held int32
+	// stream is the stream other than 0 whose Delivery credit (§17.6) it
+	// holds until it is read or dropped (release), nil on stream 0.
+	stream *stream
 }
 
 // recordBytes is what a message's record costs its receiver: the recvMsg
@@ -182,7 +187,7 @@ func (r *reassembly) fill(m *recvMsg, f *msgFrame, free func() int) (ok, stored 
 	m.runs = runs
 	r.store(m, lo, f.data)
 	m.filled += int(hi - lo - covered)
-	if m.footprint() > m.held {
+	if m.footprint() > int(m.held) {
 		return false, true
 	}
 	if m.complete() {

@@ -489,7 +489,7 @@ func (c *Conn) armPTO() {
 	if c.life.ended() {
 		return
 	}
-	if !c.recovery.inFlight() && !c.flowBlocked && c.life.established() {
+	if !c.recovery.inFlight() && !c.creditStarved() && c.life.established() {
 		c.timers.stop(timerPTO)
 		return
 	}
@@ -514,7 +514,7 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 	// A probe is never resent; its fate is settled by loss detection once
 	// anything later is acknowledged.
 	oldest, probesOnly := c.recovery.oldestInFlight()
-	if probesOnly && !c.flowBlocked && c.life.established() && !c.life.closeSent() {
+	if probesOnly && !c.creditStarved() && c.life.established() && !c.life.closeSent() {
 		// Only probes in flight: they may be too large, which says
 		// nothing of the path's health. A PING asks for the
 		// acknowledgement that settles them; no backoff.

@@ -39,8 +39,8 @@ type receiver struct {
 	frameScratch *frame
 }
 
-func (c *Conn) initReceiver() {
-	c.reasm.arena.size = c.cfg.ReceiveArenaSize
+func (c *Conn) initReceiver(arenaSize int) {
+	c.reasm.arena.size = arenaSize
 	c.recvWindow = c.cfg.ReceiveWindow
 }
 
@@ -570,14 +570,18 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 			if c.pendingDelivery+cost > c.creditWindow() {
 				return c.violate(now, "Delivery data beyond the flow-control credit")
 			}
-			if s != nil {
-				s.peerCharged += uint64(cost)
+			if s != nil && !s.creditAdmits(cost) {
+				return c.violate(now, "Delivery data beyond the stream's flow-control credit")
 			}
 		} else if !c.admitUnreliable(cost) {
 			return applied
 		}
 		m = c.reasm.newMsg(total, f.fragment, now)
-		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, at.seq, at.group, f.inSet, at.d, at.base, cost
+		m.guarantee, m.seq, m.group, m.inSet, m.d, m.base, m.held = f.guarantee, at.seq, at.group, f.inSet, at.d, at.base, int32(cost)
+		if s != nil && f.guarantee == Delivery {
+			s.peerCharged += uint64(cost)
+			m.stream = s
+		}
 		if f.guarantee == Order {
 			m.base = at.d
 			c.unreliableBytes += cost
@@ -617,7 +621,7 @@ func (c *Conn) handleNone(now time.Time, o *ordering, f *msgFrame, total int) ve
 			return applied
 		}
 		m = c.reasm.newMsg(total, f.fragment, now)
-		m.guarantee, m.seq, m.held = None, id, cost
+		m.guarantee, m.seq, m.held = None, id, int32(cost)
 		c.unreliableBytes += cost
 		c.shrinkPool()
 		o.addNone(m)
@@ -643,11 +647,20 @@ func (c *Conn) admitUnreliable(n int) bool {
 // release returns m's share of the receive buffers beyond keep bytes;
 // Delivery credit returned grows the peer's window.
 func (c *Conn) release(m *recvMsg, keep int) {
-	n := m.held - keep
+	if s := m.stream; s != nil {
+		// Read or dropped: its stream's credit comes back whole, the 256
+		// bytes of a record kept for duplicate detection included (they
+		// stay on the connection's account): a stream's credit counts
+		// what waits to be read, so that a reader that read everything
+		// always leaves room for the largest message (§17.6).
+		m.stream = nil
+		c.streamConsumed(s, uint64(m.held))
+	}
+	n := int(m.held) - keep
 	if n <= 0 {
 		return
 	}
-	m.held = keep
+	m.held = int32(keep)
 	if m.guarantee == Delivery {
 		c.pendingDelivery -= n
 		c.consumed += uint64(n)

@@ -367,7 +367,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	if aborting {
 		wantData, wantCtl = false, false
 	}
-	if c.flowBlocked && !c.timers.armed(timerPTO) {
+	if c.creditStarved() && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
 		// update if the ACK that carried it was lost.
 		c.armPTO()
@@ -422,6 +422,10 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			// Our stream limit goes with every HELLO, before the peer can
 			// open anything; the default is assumed unsaid (§17.3).
 			n = len(appendStreamCtl(buf[:n], frameStreamLimit, &streamCtlFrame{value: uint64(lim)}))
+		}
+		if w := c.cfg.StreamReceiveWindow; w != defaultStreamReceiveWindow {
+			// And the credit each stream starts with (§17.6).
+			n = len(appendStreamCtl(buf[:n], frameStreamCredit, &streamCtlFrame{value: uint64(w)}))
 		}
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
@@ -581,7 +585,7 @@ func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, p
 			return n, queueFull
 		}
 		if f.credit > 0 && !f.charged {
-			if c.dataSent+f.credit > c.peerMaxData {
+			if !c.creditAllows(f) {
 				c.flowBlocked = true
 				return n, queueBlocked
 			}
@@ -754,9 +758,12 @@ func (c *Conn) dataSendable() bool {
 	return !c.flowBlocked
 }
 
-// creditAllows reports whether the peer's credit lets f go out.
+// creditAllows reports whether the peer's credit lets f go out: the
+// connection's, and its stream's (streamflow.go). flowBlocked, set when it
+// holds every queue back, asks for probes only where the connection's does
+// (creditStarved).
 func (c *Conn) creditAllows(f *outFragment) bool {
-	return !(f.credit > 0 && !f.charged && c.dataSent+f.credit > c.peerMaxData)
+	return !c.connCreditBlocks(f) && c.streamCreditAllows(f)
 }
 
 // HasPendingData reports whether messages are queued but not yet sent.

@@ -738,6 +738,9 @@ func (n *simNode) checkHeld() {
 	if err := core.CheckHeldMemory(n.conn); err != nil {
 		n.fail(fmt.Errorf("held memory: %w", err))
 	}
+	if err := core.CheckStreamCredit(n.conn); err != nil {
+		n.fail(fmt.Errorf("stream credit: %w", err))
+	}
 }
 
 func (n *simNode) NextTimeout() time.Time {
@@ -790,6 +793,13 @@ func simConfig(r *rand.Rand, p simProfile, seed uint64, cid uint64) *core.Config
 	}
 	if r.IntN(4) == 0 {
 		cfg.ReceiveArenaSize = 2048
+	}
+	if p.streams > 0 && cfg.MaxMessageSize != 0 && seed%3 != 0 {
+		// Streams' own windows of one to two of the largest message's
+		// charge (drawn from the seed alone: the other draws stay as they
+		// were): streams are held back by their own credit often.
+		cfg.StreamReceiveWindow = (cfg.MaxMessageSize + 256 + cfg.MaxMessageSize/64) * int(1+seed%3) * int(1+cid%2) / 2
+		cfg.StreamReceiveWindow = max(cfg.StreamReceiveWindow, cfg.MaxMessageSize+256+cfg.MaxMessageSize/64)
 	}
 	cfg.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
 	if p.maxDatagram != 0 {

@@ -49,8 +49,9 @@ func (v *sendVal) lost() {
 // ctlRef names a stream control frame a sent packet carries, so that its
 // acknowledgement or loss reaches the frame's state.
 type ctlRef struct {
-	id  uint64 // the stream (0 for STREAM_LIMIT)
-	typ byte   // the frame type
+	id    uint64 // the stream (0 for STREAM_LIMIT)
+	value uint64 // a STREAM_CREDIT's credit
+	typ   byte   // the frame type
 }
 
 // stream is one stream other than 0.
@@ -102,6 +103,8 @@ type stream struct {
 
 	peerFin   bool   // the peer's STREAM_FIN took effect
 	peerFinal uint32 // its final position (the stream's delivery index after its last Delivery message)
+
+	flow streamFlow
 }
 
 // streamTable is a connection's streams other than 0.
@@ -128,6 +131,11 @@ type streamTable struct {
 	// and weight (sched.go); zero is stream 0's place there.
 	ready scheduler
 	zero  schedEntry
+
+	// peerWindow is the credit the peer gives each stream when it opens
+	// (its StreamReceiveWindow, §17.6): the default until its HELLO's
+	// STREAM_CREDIT of stream 0 said otherwise.
+	peerWindow uint64
 }
 
 // search returns the index of stream id in the list, or where it would go.
@@ -179,9 +187,10 @@ func (c *Conn) streamIndex(id uint64) (n uint64, local bool) {
 func (c *Conn) table() *streamTable {
 	if c.streams == nil {
 		c.streams = &streamTable{
-			peerLimit: defaultMaxIncomingStreams,
-			limit:     uint64(c.cfg.MaxIncomingStreams),
-			zero:      schedEntry{weight: 1},
+			peerLimit:  defaultMaxIncomingStreams,
+			limit:      uint64(c.cfg.MaxIncomingStreams),
+			zero:       schedEntry{weight: 1},
+			peerWindow: defaultStreamReceiveWindow,
 		}
 	}
 	return c.streams
@@ -280,7 +289,7 @@ func (c *Conn) ctlPending() bool {
 		return true
 	}
 	for _, s := range t.ctl {
-		if s.open == valNeeded || s.reset == valNeeded || s.stop == valNeeded || s.finDue() {
+		if s.open == valNeeded || s.reset == valNeeded || s.stop == valNeeded || s.flow.credit == valNeeded || s.finDue() {
 			return true
 		}
 	}
@@ -345,6 +354,13 @@ func (c *Conn) appendStreamCtls(buf []byte, n, limit int, pkt *sentPacket) (_ in
 			pkt.ctl = append(pkt.ctl, ctlRef{id: s.id, typ: x.typ})
 			pkt.eliciting = true
 		}
+		if s.flow.credit == valNeeded {
+			var ok bool
+			if n, ok = c.appendStreamCredit(buf, n, limit, pkt, s); !ok {
+				c.dropCtlHead(k)
+				return n, finned
+			}
+		}
 	}
 	c.dropCtlHead(k)
 	return n, finned
@@ -392,6 +408,9 @@ func (c *Conn) ctlFate(r ctlRef, acked bool) {
 	}
 	var v *sendVal
 	switch r.typ {
+	case frameStreamCredit:
+		c.streamCreditFate(s, r.value, acked)
+		return
 	case frameStreamOpen:
 		v = &s.open
 	case frameStreamReset:
@@ -448,6 +467,7 @@ func (c *Conn) peerStream(now time.Time, id uint64) (s *stream, v verdict) {
 func (c *Conn) newStream(id uint64) *stream {
 	s := &stream{id: id}
 	s.sched = schedEntry{s: s, weight: 1}
+	c.startStreamFlow(s)
 	s.ord.startSend(uint64(c.cfg.InitialSequence))
 	s.ord.startReceive(c.life.peerInitial())
 	c.streams.insert(s)
@@ -529,6 +549,7 @@ func (c *Conn) RecvStream(id uint64) (Message, error) {
 	if m, ok := c.nextIn(&s.ord, &s.yielded, c.streamPeerEnded(s)); ok {
 		return m, nil
 	}
+	c.onStreamDrained(s)
 	switch {
 	case s.peerFin && s.ord.allRead(s.peerFinal):
 		// (The STREAM_FIN took effect only once every Delivery message
@@ -692,13 +713,18 @@ func (c *Conn) handleStreamCtl(now time.Time, typ byte, f *streamCtlFrame) verdi
 		return applied
 	}
 	if f.id == 0 {
-		return applied // STREAM_CREDIT of stream 0: the ACK's max data says it
+		// STREAM_CREDIT of stream 0: the credit each stream of the peer's
+		// receiving starts with (§17.6).
+		c.onPeerStreamWindow(f.value)
+		return applied
 	}
 	s, v := c.peerStream(now, f.id)
 	if s == nil {
 		return v
 	}
 	switch typ {
+	case frameStreamCredit:
+		s.flow.peerMaxData = max(s.flow.peerMaxData, f.value)
 	case frameStreamOpen:
 		if s.local {
 			return c.violate(now, "STREAM_OPEN of a stream of ours")
@@ -730,6 +756,7 @@ func (c *Conn) handlePeerReset(now time.Time, s *stream, f *streamCtlFrame) verd
 	c.releaseIn(&s.ord, &s.yielded)
 	s.ord.clear(nil, c.freeRecvMsg)
 	c.consumed += f.value - s.peerCharged
+	s.flow.consumed += f.value - s.peerCharged
 	s.peerCharged = f.value
 	c.maybeUpdateWindow()
 	s.peerFin = false
