@@ -79,6 +79,15 @@ type Config struct {
 	ReceiveWindow    int
 	MaxReceiveWindow int
 
+	// StreamReceiveWindow is the core's knob of the same name: each
+	// stream's own flow-control window (every stream but 0, which has only
+	// the connection's), so that a stream nobody reads holds at most this
+	// much and blocks only its own writers, at their write deadline, while
+	// the other streams keep the rest of the connection's window. Default
+	// 2 MiB (or what a MaxMessageSize message is charged, if larger),
+	// doubled as the reader keeps up, up to half the connection's window.
+	StreamReceiveWindow int
+
 	// Linger bounds how long Close waits for the peer to acknowledge what
 	// was written (and the close) before it aborts the connection and
 	// returns an error matching os.ErrDeadlineExceeded; PacketConn.Close
@@ -215,6 +224,7 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		pair("SendBufferSize", &c.SendBufferSize, &cc.SendBufferSize),
 		pair("ReceiveWindow", &c.ReceiveWindow, &cc.ReceiveWindow),
 		pair("MaxReceiveWindow", &c.MaxReceiveWindow, &cc.MaxReceiveWindow),
+		pair("StreamReceiveWindow", &c.StreamReceiveWindow, &cc.StreamReceiveWindow),
 		pair("MaxIncomingStreams", &c.MaxIncomingStreams, &cc.MaxIncomingStreams),
 		logger,
 	}
@@ -271,9 +281,11 @@ type settings struct {
 func (s *settings) peerIdle() time.Duration { return s.core.HeartbeatPeriod }
 
 // readSettleBytes is how many bytes Reads take before they settle (see
-// Conn.readLocked): an eighth of the initial window (it only grows), at
-// most 64 KiB.
-func (s *settings) readSettleBytes() int { return max(1, min(s.core.ReceiveWindow/8, 64<<10)) }
+// Conn.readLocked): an eighth of the smaller initial window, the
+// connection's or a stream's (they only grow), at most 64 KiB.
+func (s *settings) readSettleBytes() int {
+	return max(1, min(s.core.ReceiveWindow/8, s.core.StreamReceiveWindow/8, 64<<10))
+}
 
 // resolve validates c (nil means defaults) and fills in its defaults.
 func (c *Config) resolve() (*settings, error) {

@@ -228,6 +228,17 @@ func (c *Conn) readLocked(now time.Time, n int) {
 	}
 }
 
+// drainedLocked follows a stream's Read that found nothing to read and is
+// about to wait: what was read since the last settle is settled now. A
+// stream's writer may be waiting for the credit that reading gave back
+// (the core sends it once the reader ran dry, docs/PROTOCOL.md §17.6),
+// and nothing else would send it before the next timer.
+func (c *Conn) drainedLocked(now time.Time) {
+	if c.unsettledRead > 0 {
+		c.settleLocked(now)
+	}
+}
+
 // closeStall bounds how long a graceful close that nobody waits for (Close
 // with a negative linger, a PacketConn's peer closed by ReadFrom) may go
 // without progress (the peer taking none of the data still queued: it

@@ -245,6 +245,8 @@ func (s *Stream) Read(p []byte) (int, error) {
 		err = s.readEndLocked(err)
 		if n > 0 {
 			s.c.readLocked(now, n)
+		} else if err == nil {
+			s.c.drainedLocked(now)
 		}
 		if (n > 0 || err != nil) && s.view.Readable() {
 			signal(s.readWake)
@@ -279,6 +281,8 @@ func (s *Stream) ReadMessage(p []byte) (n int, g Guarantee, err error) {
 		err = s.readEndLocked(err)
 		if g != 0 && err == nil {
 			s.c.readLocked(now, max(n, 1))
+		} else if err == nil {
+			s.c.drainedLocked(now)
 		}
 		if (g != 0 || err != nil) && s.view.Readable() {
 			signal(s.readWake)
