@@ -31,9 +31,7 @@ type receiver struct {
 	recvWindow int
 	// recvLimit, when above zero, caps the window in force (SetReceiveLimit).
 	recvLimit int
-	// The auto-tuning epoch: when it began and consumed at its start.
-	tuneStart    time.Time
-	tuneConsumed uint64
+	tune tuneEpoch
 
 	decodeRanges []ackRange
 	frameScratch *frame
@@ -77,7 +75,7 @@ func (c *Conn) SetReceiveLimit(now time.Time, n int) {
 	c.shrinkPool()
 	// What the application read while limited says nothing of the path:
 	// auto-tuning starts a new epoch.
-	c.tuneStart, c.tuneConsumed = now, c.consumed
+	c.tune.restart(now, c.consumed)
 	if c.life.established() {
 		c.maybeUpdateWindow()
 	}
@@ -113,21 +111,36 @@ func (c *Conn) ackCredit(now time.Time) uint64 {
 // sending while a loss is repaired, and a reader slower than the path
 // never grows it. It runs when an ACK is built, which carries the credit.
 func (c *Conn) tuneWindow(now time.Time) {
-	if c.recvWindow >= c.cfg.MaxReceiveWindow {
-		return
-	}
-	if c.tuneStart.IsZero() {
-		c.tuneStart, c.tuneConsumed = now, c.consumed
-		return
-	}
-	read := c.consumed - c.tuneConsumed
-	if read <= uint64(c.recvWindow/2) {
-		return
-	}
-	if elapsed := now.Sub(c.tuneStart); float64(elapsed) < 4*float64(read)/float64(c.recvWindow)*float64(c.rtt.smoothed) {
+	if c.recvWindow < c.cfg.MaxReceiveWindow && c.tune.grows(now, c.consumed, c.recvWindow, c.rtt.smoothed) {
 		c.recvWindow = min(2*c.recvWindow, c.cfg.MaxReceiveWindow)
 	}
-	c.tuneStart, c.tuneConsumed = now, c.consumed
+}
+
+// tuneEpoch is an auto-tuning epoch (the connection's window, or a
+// stream's): when it began and what was consumed at its start.
+type tuneEpoch struct {
+	start    time.Time
+	consumed uint64
+}
+
+func (e *tuneEpoch) restart(now time.Time, consumed uint64) { e.start, e.consumed = now, consumed }
+
+// grows reports whether a window should double, consumed being what was
+// read so far: once more than half the window was read since the epoch
+// began (the first call begins it), whether that took less than two
+// smoothed round trips; a new epoch then begins either way.
+func (e *tuneEpoch) grows(now time.Time, consumed uint64, window int, srtt time.Duration) bool {
+	if e.start.IsZero() {
+		e.restart(now, consumed)
+		return false
+	}
+	read := consumed - e.consumed
+	if read <= uint64(window/2) {
+		return false
+	}
+	fast := float64(now.Sub(e.start)) < 4*float64(read)/float64(window)*float64(srtt)
+	e.restart(now, consumed)
+	return fast
 }
 
 // verdict is what became of a frame, and so of the packet carrying it: a

@@ -34,10 +34,8 @@ type streamFlow struct {
 	window                  int
 	credit                  sendVal
 
-	// The auto-tuning epoch (as the connection's, see tuneWindow): when it
-	// began and consumed at its start.
-	tuneStart    time.Time
-	tuneConsumed uint64
+	// The auto-tuning epoch, as the connection's (tuneWindow).
+	tune tuneEpoch
 }
 
 // startStreamFlow gives a new stream its windows: ours, which the peer
@@ -222,19 +220,7 @@ func (c *Conn) streamCreditFate(s *stream, value uint64, acked bool) {
 func (c *Conn) tuneStreamWindow(s *stream, now time.Time) {
 	f := &s.flow
 	ceiling := max(c.cfg.StreamReceiveWindow, c.window()/2)
-	if f.window >= ceiling {
-		return
-	}
-	if f.tuneStart.IsZero() {
-		f.tuneStart, f.tuneConsumed = now, f.consumed
-		return
-	}
-	read := f.consumed - f.tuneConsumed
-	if read <= uint64(f.window/2) {
-		return
-	}
-	if elapsed := now.Sub(f.tuneStart); float64(elapsed) < 4*float64(read)/float64(f.window)*float64(c.rtt.smoothed) {
+	if f.window < ceiling && f.tune.grows(now, f.consumed, f.window, c.rtt.smoothed) {
 		f.window = min(2*f.window, ceiling)
 	}
-	f.tuneStart, f.tuneConsumed = now, f.consumed
 }

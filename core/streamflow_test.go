@@ -228,3 +228,29 @@ func TestStreamFlowCreditReturned(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamWindowTuned: a stream whose reader keeps up gets a larger
+// window, as the connection does (doubling when half of it was read within
+// two round trips), up to half the connection's window; one whose reader
+// stopped keeps the window it had.
+func TestStreamWindowTuned(t *testing.T) {
+	const window = 3 * (4096 + 256 + 64)
+	p, id := flowPair(t, window, false)
+	other, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	msg := bytes.Repeat([]byte("x"), 4000)
+	for range 3000 {
+		for p.a.SendStream(id, Delivery, msg) == nil {
+		}
+		for p.a.SendStream(other, Delivery, msg) == nil {
+		}
+		_, err := recvAll(t, p.b, id)
+		require.NoError(t, err)
+		p.b.AcceptStream()
+		p.step()
+	}
+	sb := p.b.streams.find(id)
+	require.Greater(t, sb.flow.window, window, "the window of a stream read as fast as it comes did not grow")
+	require.LessOrEqual(t, sb.flow.window, max(window, p.b.window()/2))
+	require.Equal(t, window, p.b.streams.find(other).flow.window, "the window of a stream nobody reads grew")
+}
