@@ -31,7 +31,7 @@ type receiver struct {
 	recvWindow int
 	// recvLimit, when above zero, caps the window in force (SetReceiveLimit).
 	recvLimit int
-	tune tuneEpoch
+	tune      tuneEpoch
 
 	decodeRanges []ackRange
 	frameScratch *frame
