@@ -31,7 +31,8 @@ type receiver struct {
 	recvWindow int
 	// recvLimit, when above zero, caps the window in force (SetReceiveLimit).
 	recvLimit int
-	tune      tuneEpoch
+	// tune is the auto-tuning epoch (tuneWindow).
+	tune tuneEpoch
 
 	decodeRanges []ackRange
 	frameScratch *frame
