@@ -136,6 +136,17 @@ type Config struct {
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
 
+	// Tracer, if set, is called once for each connection, dialed or
+	// accepted, when it is made, for the core.Tracer that receives its
+	// events (packets, losses, RTT and congestion window, streams, path
+	// and MTU changes, state); nil from it leaves that connection
+	// untraced. qlog.DirTracer writes one qlog file per connection. The
+	// Tracer's functions run under the connection's lock, on the socket's
+	// reader goroutine or the caller's: they must not call the Conn and
+	// should return quickly. Unset, tracing costs nothing measurable
+	// (docs/BENCHMARKS.md).
+	Tracer func(core.TraceInfo) *core.Tracer
+
 	// MaxIncomingStreams is how many streams the peer may have open at
 	// once (Conn.AcceptStream; stream 0, the connection itself, is never
 	// counted): the peer's OpenStream waits while it is reached, and a peer
@@ -215,6 +226,11 @@ type knob struct {
 func coreKnobs(c *Config, cc *core.Config) []knob {
 	logger := pair("Logger", &c.Logger, &cc.Logger)
 	logger.fromCore = nil
+	tracer := knob{ // (a func: not comparable, so not a pair)
+		name:   "Tracer",
+		set:    func() bool { return c.Tracer != nil },
+		toCore: func() { cc.Tracer = c.Tracer },
+	}
 	return []knob{
 		pair("HandshakeTimeout", &c.HandshakeTimeout, &cc.HandshakeTimeout),
 		pair("IdleTimeout", &c.IdleTimeout, &cc.IdleTimeout),
@@ -227,6 +243,7 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		pair("StreamReceiveWindow", &c.StreamReceiveWindow, &cc.StreamReceiveWindow),
 		pair("MaxIncomingStreams", &c.MaxIncomingStreams, &cc.MaxIncomingStreams),
 		logger,
+		tracer,
 	}
 }
 

@@ -3,12 +3,14 @@ package core_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
 	"github.com/rudp-go/rudp/internal/sim"
+	"github.com/rudp-go/rudp/qlog"
 )
 
 // memPair is two Conns joined by a lossless, instant in-memory link and
@@ -20,9 +22,17 @@ type memPair struct {
 	recv int // bytes b read
 }
 
-func newMemPair(tb testing.TB) *memPair {
+func newMemPair(tb testing.TB) *memPair { return newMemPairTraced(tb, nil) }
+
+// newMemPairTraced is newMemPair whose sender a is traced by tracer (nil:
+// not traced).
+func newMemPairTraced(tb testing.TB, tracer func(core.TraceInfo) *core.Tracer) *memPair {
 	mk := func(cid uint64) *core.Conn {
-		c, err := core.NewConn(&core.Config{Rand: rand.NewPCG(1, cid)}, cid, sim.Epoch)
+		cfg := &core.Config{Rand: rand.NewPCG(1, cid)}
+		if cid == 1 {
+			cfg.Tracer = tracer
+		}
+		c, err := core.NewConn(cfg, cid, sim.Epoch)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -92,15 +102,16 @@ func BenchmarkDelivery(b *testing.B) {
 			if streams > 0 {
 				name += fmt.Sprint("/streams=", streams)
 			}
-			b.Run(name, func(b *testing.B) { benchDelivery(b, size, streams) })
+			b.Run(name, func(b *testing.B) { benchDelivery(b, size, streams, nil) })
 		}
 	}
 }
 
 // warmMemPair returns a pair with streams streams open besides stream 0,
-// its pools filled and windows grown by sending messages of size bytes.
-func warmMemPair(tb testing.TB, size, streams int) *memPair {
-	p := newMemPair(tb)
+// its pools filled and windows grown by sending messages of size bytes,
+// the sender traced by tracer (nil: not traced).
+func warmMemPair(tb testing.TB, size, streams int, tracer func(core.TraceInfo) *core.Tracer) *memPair {
+	p := newMemPairTraced(tb, tracer)
 	for range streams {
 		if _, err := p.a.OpenStream(core.Delivery); err != nil {
 			tb.Fatal(err)
@@ -122,10 +133,16 @@ func warmMemPair(tb testing.TB, size, streams int) *memPair {
 }
 
 // TestStream0NoAlloc: a message on stream 0 costs no allocation, sent,
-// carried, read and acknowledged, with or without other streams open.
+// carried, read and acknowledged, with or without other streams open,
+// and with or without a qlog trace of it.
 func TestStream0NoAlloc(t *testing.T) {
-	for _, streams := range []int{0, 100} {
-		p := warmMemPair(t, 64, streams)
+	toQlog := func(info core.TraceInfo) *core.Tracer { return qlog.NewTracer(io.Discard, info) }
+	for _, c := range []struct {
+		streams int
+		tracer  func(core.TraceInfo) *core.Tracer
+	}{{0, nil}, {100, nil}, {0, toQlog}} {
+		streams := c.streams
+		p := warmMemPair(t, 64, streams, c.tracer)
 		msg := make([]byte, 64)
 		allocs := testing.AllocsPerRun(2000, func() {
 			if err := p.a.Send(core.Delivery, msg); err != nil {
@@ -134,13 +151,16 @@ func TestStream0NoAlloc(t *testing.T) {
 			p.pump()
 		})
 		if allocs != 0 {
-			t.Errorf("with %d streams open: %.2f allocations per message on stream 0", streams, allocs)
+			t.Errorf("with %d streams open, traced %v: %.2f allocations per message on stream 0", streams, c.tracer != nil, allocs)
 		}
 	}
 }
 
-func benchDelivery(b *testing.B, size, streams int) {
-	p := warmMemPair(b, size, streams)
+// benchDelivery is BenchmarkDelivery's body for messages of size bytes,
+// with streams other streams open, the sender traced by tracer (nil: not
+// traced).
+func benchDelivery(b *testing.B, size, streams int, tracer func(core.TraceInfo) *core.Tracer) {
+	p := warmMemPair(b, size, streams, tracer)
 	msg := make([]byte, size)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
@@ -184,5 +204,29 @@ func BenchmarkGoodput(b *testing.B) {
 			}
 			b.ReportMetric(f, "bw-fraction")
 		})
+	}
+}
+
+// BenchmarkDeliveryTraced is BenchmarkDelivery with the sender traced:
+// "unset" without a Tracer (what BenchmarkDelivery measures), "nop" with a
+// Tracer whose every function is set and does nothing (the cost of the
+// events and their frame summaries), "qlog" writing a qlog trace to
+// io.Discard (the cost of the writer too).
+func BenchmarkDeliveryTraced(b *testing.B) {
+	nop := func(core.TraceInfo) *core.Tracer {
+		return &core.Tracer{
+			PacketSent: func(core.PacketEvent) {}, PacketReceived: func(core.PacketEvent) {},
+			PacketAcked: func(core.AckedEvent) {}, PacketLost: func(core.LostEvent) {},
+			MetricsUpdated: func(core.MetricsEvent) {}, StateChanged: func(core.StateEvent) {},
+		}
+	}
+	toQlog := func(info core.TraceInfo) *core.Tracer { return qlog.NewTracer(io.Discard, info) }
+	for _, size := range []int{64, 1200} {
+		for _, tr := range []struct {
+			name   string
+			tracer func(core.TraceInfo) *core.Tracer
+		}{{"unset", nil}, {"nop", nop}, {"qlog", toQlog}} {
+			b.Run(fmt.Sprintf("%d/%s", size, tr.name), func(b *testing.B) { benchDelivery(b, size, 0, tr.tracer) })
+		}
 	}
 }

@@ -139,6 +139,13 @@ type Config struct {
 
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
+
+	// Tracer, if set, is called once per connection, when it is made, for
+	// the Tracer that receives its events (see Tracer; the qlog package
+	// makes one writing a qlog file). It may return nil to leave that
+	// connection untraced. Unset, tracing costs a nil check per event
+	// (BenchmarkDeliveryTraced).
+	Tracer func(TraceInfo) *Tracer
 }
 
 // Defaults and limits. A default that depends on another field follows

@@ -2,7 +2,6 @@ package core
 
 import (
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"time"
 )
@@ -26,8 +25,10 @@ import (
 // A Conn is not safe for concurrent use: its owner serializes all calls
 // (the root package holds one mutex per Conn).
 type Conn struct {
-	cfg      connConfig
-	log      *slog.Logger
+	cfg connConfig
+	// obs is the logger and the tracer (trace.go), nil when neither is
+	// set: one pointer for both, and a nil check on the hot path.
+	obs      *observer
 	localCID uint64
 	// remoteCID is the peer's connection ID, learnt from its HELLO; 0 until then.
 	remoteCID uint64
@@ -84,6 +85,12 @@ type Conn struct {
 // localCID must be nonzero and unique among the connections sharing a
 // socket: the peer puts it in the header of every packet it sends here.
 func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
+	return newConn(cfg, localCID, now, false)
+}
+
+// newConn is NewConn for a connection a listener accepted (server) or one
+// that dialed.
+func newConn(cfg *Config, localCID uint64, now time.Time, server bool) (*Conn, error) {
 	if localCID == 0 {
 		return nil, fieldError("localCID", localCID, "must be nonzero")
 	}
@@ -95,7 +102,8 @@ func NewConn(cfg *Config, localCID uint64, now time.Time) (*Conn, error) {
 		full = *cfg
 	}
 	full.fillDefaults()
-	c := &Conn{cfg: full.connConfig(), log: full.Logger}
+	c := &Conn{cfg: full.connConfig()}
+	c.obs = newObserver(&full, TraceInfo{LocalCID: localCID, Server: server, Start: now})
 	c.timers.base = now
 	c.localCID = localCID
 	if full.Rand != nil {
@@ -182,6 +190,8 @@ func (c *Conn) Close(now time.Time) {
 	if !c.life.requestClose() {
 		return
 	}
+	c.traceAt(now)
+	c.traceState(StateClosing, nil)
 	if c.life.peerClosed() {
 		// The peer reads nothing more: nothing to flush.
 		c.discardSendQueues()
@@ -201,6 +211,8 @@ func (c *Conn) Abort(now time.Time, reason error) {
 	if !c.life.abort(reason) {
 		return
 	}
+	c.traceAt(now)
+	c.traceState(StateClosing, nil)
 	c.discardSendQueues()
 	c.timers.set(timerClose, now.Add(c.recovery.pto()))
 }
@@ -235,7 +247,8 @@ func (c *Conn) terminate(err error) {
 	c.discardSent()
 	c.discardReceived()
 	c.timers.stopAll()
-	c.log.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
+	c.obs.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
+	c.traceState(StateClosed, err)
 }
 
 // NextTimeout returns when HandleTimeout must next be called; the zero time
@@ -258,6 +271,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	if c.life.ended() {
 		return
 	}
+	c.traceAt(now)
 	at := c.timers.offset(now)
 	due := func(k timerKind) bool { return c.timers.fire(k, at) }
 	if due(timerIdle) && !c.life.closeWait() {
@@ -312,6 +326,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.onPathTimeout(now, at)
 	}
 	c.armHeartbeat()
+	c.traceMetrics() // (after a loss or a probe timeout)
 }
 
 // armHeartbeat keeps a PING scheduled a heartbeat period after the last

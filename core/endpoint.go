@@ -481,7 +481,7 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		ep.refuse(key)
 		return Event{}
 	}
-	c, err := NewConn(&ep.cfg.conn, ep.newCID(), now)
+	c, err := newConn(&ep.cfg.conn, ep.newCID(), now, true)
 	if err != nil {
 		return Event{} // (the Config was validated by NewEndpoint)
 	}

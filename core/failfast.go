@@ -36,7 +36,7 @@ func (c *Conn) handleReset(h Header, body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	c.log.Debug("rudp: stateless reset", "cid", c.localCID, "pn", pn)
+	c.obs.Debug("rudp: stateless reset", "cid", c.localCID, "pn", pn)
 	c.peerGone(ErrReset)
 }
 
@@ -52,6 +52,7 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 	if c.life.ended() {
 		return
 	}
+	c.traceAt(now)
 	c.stats.UnreachableReports++
 	if c.life.peerClosed() {
 		// The peer closed gracefully: its CLOSE took effect, so all it
@@ -60,7 +61,7 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 		return
 	}
 	if c.life.handshaking() {
-		c.log.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
+		c.obs.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
 		c.terminate(ErrUnreachable)
 		return
 	}

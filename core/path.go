@@ -194,6 +194,7 @@ func (c *Conn) HandleDatagramFrom(now time.Time, from netip.AddrPort, b []byte) 
 // after a change of address, challenges and their answers go to addresses
 // other than the current one.
 func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPort) {
+	c.traceAt(now)
 	p := c.paths
 	if p == nil {
 		return c.pollTransmit(now, buf, len(buf)), netip.AddrPort{}
@@ -378,6 +379,7 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 	case p.current != p.fallback:
 		p.candidate, p.candidateRecvd, p.candidateSent = p.current, p.recvd, p.sent
 	}
+	left := p.current
 	p.current, p.movedBy = from, pn
 	p.stats.Migrations++
 	c.unreachableProbes = 0 // a port-unreachable hint was about the address left
@@ -400,7 +402,8 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		p.ackOnValidation = false
 		c.acks.sendNow()
 		c.pathRestored()
-		c.log.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
+		c.obs.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
+		c.tracePath(left, from, true)
 		return
 	}
 	p.recvd, p.sent = uint64(size), 0
@@ -409,7 +412,8 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		p.candidate = netip.AddrPort{}
 	}
 	c.validate(now)
-	c.log.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
+	c.obs.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
+	c.tracePath(left, from, false)
 }
 
 // validate starts the validation of the current address.
@@ -449,7 +453,8 @@ func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
 		c.acks.sendNow()
 	}
 	c.pathRestored()
-	c.log.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
+	c.obs.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
+	c.tracePath(p.current, p.current, true)
 }
 
 // pathRestored follows the end of a spell on an unvalidated address (it
@@ -483,14 +488,16 @@ func (c *Conn) onPathTimeout(now time.Time, at int64) {
 		p.stats.ValidationsFailed++
 		p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 		if p.candidate.IsValid() && p.candidate != p.current {
-			c.log.Debug("rudp: peer address failed validation, back to the one before", "cid", c.localCID, "addr", p.current, "to", p.candidate)
+			c.obs.Debug("rudp: peer address failed validation, back to the one before", "cid", c.localCID, "addr", p.current, "to", p.candidate)
+			c.tracePath(p.current, p.candidate, false)
 			p.current, p.recvd, p.sent = p.candidate, p.candidateRecvd, p.candidateSent
 			p.candidate = netip.AddrPort{}
 			p.reackDue, p.ackOnValidation = p.reacks(), false
 			c.validate(now)
 			return
 		}
-		c.log.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
+		c.obs.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
+		c.tracePath(p.current, p.fallback, true)
 		p.current, p.validated = p.fallback, true
 		p.candidate = netip.AddrPort{}
 		p.reackDue, p.ackOnValidation = p.reacks(), false

@@ -181,7 +181,7 @@ func (c *Conn) settleSearch(now time.Time) {
 	if p.lo < p.max {
 		p.raiseAt = now.Add(pmtuRaiseInterval)
 	}
-	c.log.Debug("rudp: path MTU search complete", "cid", c.localCID, "size", p.size)
+	c.obs.Debug("rudp: path MTU search complete", "cid", c.localCID, "size", p.size)
 }
 
 // fullSized reports whether a packet of size bytes is one a path that
@@ -222,7 +222,7 @@ func (c *Conn) onLargeLost(now time.Time, pn uint64, size int) {
 // pathBlackHole falls back to BaseDatagramSize and searches again.
 func (c *Conn) pathBlackHole(now time.Time) {
 	p := c.pmtu
-	c.log.Debug("rudp: path MTU black hole", "cid", c.localCID, "size", p.size)
+	c.obs.Debug("rudp: path MTU black hole", "cid", c.localCID, "size", p.size)
 	p.largeLost = 0
 	p.largeAcked = c.nextPN // packets sent before now prove nothing
 	p.restart(BaseDatagramSize)
@@ -234,6 +234,7 @@ func (c *Conn) pathBlackHole(now time.Time) {
 // cut into fragments that fit it from now on; fragments cut for a larger
 // size are split when sent (splitFragment).
 func (c *Conn) setDatagramSize(size int) {
+	c.traceMTU(c.datagramSize(), size)
 	if c.pmtu != nil {
 		c.pmtu.size = size
 	}

@@ -363,6 +363,7 @@ func (c *Conn) onPacketSent(now time.Time, p *sentPacket) {
 	c.recovery.onSent(now, p, c.HasPendingData(), !c.cfg.DisablePacing)
 	c.armPTO()
 	c.armHeartbeat()
+	c.traceMetrics()
 }
 
 // handleAck processes an ACK frame received at now.
@@ -384,6 +385,7 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 	}
 	lostBytes := c.detectLoss(now)
 	c.recovery.onAckDone(now, ackedBytes, lostBytes)
+	c.traceMetrics()
 	c.armPTO()
 	c.maybeSendClose(now)
 	return applied
@@ -394,6 +396,7 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	// (The estimate goes to the controller through stats.RTT, which Stats
 	// fills afresh on its copy: a field, so no allocation per ack, and no
 	// second 32-byte field for it in every Conn.)
+	c.tracePacketAcked(p)
 	c.recovery.onAcked(now, p, &c.stats.RTT)
 	for _, f := range p.frags {
 		f.inflight--
@@ -439,6 +442,7 @@ func (c *Conn) detectLoss(now time.Time) int {
 
 // onPacketLost tells each part that filled p that it was lost.
 func (c *Conn) onPacketLost(now time.Time, p *sentPacket) {
+	c.tracePacketLost(p)
 	c.recovery.onLost(p)
 	if p.pathProbe {
 		c.onProbeLost(now, p.size) // nothing to send again

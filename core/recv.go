@@ -179,6 +179,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	if c.life.ended() {
 		return
 	}
+	c.traceAt(now)
 	c.stats.BytesReceived += uint64(len(b))
 	c.onPathDatagram(from, len(b))
 	h, body, err := ParseHeader(b)
@@ -225,6 +226,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		}
 		return
 	}
+	c.tracePacket(false, pn, len(b), body)
 	eliciting, probing, v, ok := c.handleFrames(now, from, body)
 	switch {
 	case !ok:
@@ -371,7 +373,7 @@ func (c *Conn) violate(now time.Time, reason string) verdict {
 		return violated // already ending: the first reason stands
 	}
 	c.stats.ProtocolViolations++
-	c.log.Debug("rudp: protocol violation by the peer", "cid", c.localCID, "reason", reason)
+	c.obs.Debug("rudp: protocol violation by the peer", "cid", c.localCID, "reason", reason)
 	c.Abort(now, &violationError{reason})
 	c.discardReceived()
 	return violated
@@ -395,6 +397,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 			ErrMessageTooLarge, size, h.MaxMessageSize))
 	}
 	if c.life.establish() {
+		c.traceState(StateEstablished, nil)
 		c.timers.stop(timerHandshake)
 		c.startPathMTU(now)
 		c.armHeartbeat()
@@ -446,6 +449,7 @@ func (c *Conn) handleClose(now time.Time, cl *closeFrame) verdict {
 		// The peer waits on our acknowledgement of its CLOSE: send it now.
 		c.acks.sendNow()
 		c.life.onPeerClose(cl.final)
+		c.traceState(StateDraining, nil)
 		c.discardSendQueues() // the peer reads nothing more
 		if c.life.closeRequested() {
 			// (Our CLOSE acknowledged would have ended us already.)

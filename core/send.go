@@ -520,6 +520,7 @@ func (c *Conn) sendAllowed(now time.Time, size int) bool {
 func (c *Conn) seal(buf []byte, n int) int {
 	pn := c.recovery.takePN()
 	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
+	c.tracePacket(true, pn, n+trailerLen, buf[headerLen:n]) // (before sealing: the frames in the clear)
 	size := sealPacket(buf, n)
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)

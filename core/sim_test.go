@@ -819,6 +819,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	net := newSimNet(seed)
 	net.MaxSteps = 200000
 	cfgA, cfgB := simConfig(r, p, seed, 1), simConfig(r, p, seed, 2)
+	traceA, traceB := newTraceChecker(), newTraceChecker()
+	cfgA.Tracer, cfgB.Tracer = traceA.tracer, traceB.tracer
 	ca, err := core.NewConn(cfgA, 0xA, sim.Epoch)
 	if err != nil {
 		return 0, err
@@ -891,6 +893,12 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 			a.fail(err)
 		}
 		if err := acked.check(cb, ca, a.closed); err != nil {
+			b.fail(err)
+		}
+		if err := traceA.check(ca); err != nil {
+			a.fail(err)
+		}
+		if err := traceB.check(cb); err != nil {
 			b.fail(err)
 		}
 		for _, n := range []*simNode{a, b} {

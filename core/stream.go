@@ -471,6 +471,8 @@ func (c *Conn) newStream(id uint64) *stream {
 	s.ord.startSend(uint64(c.cfg.InitialSequence))
 	s.ord.startReceive(c.life.peerInitial())
 	c.streams.insert(s)
+	_, local := c.streamIndex(id)
+	c.traceStream(true, id, local)
 	return s
 }
 
@@ -860,6 +862,7 @@ func (c *Conn) maybeEndStream(s *stream) {
 	}
 	t.ready.remove(&s.sched)
 	t.remove(s.id)
+	c.traceStream(false, s.id, s.local)
 	if !s.local {
 		t.peerEnded++
 		t.limit++
