@@ -302,10 +302,20 @@ func (c *Conn) traceAt(now time.Time) {
 	}
 }
 
+// The per-packet trace calls are a nil check inlined where they are
+// called, and a call only when traced: unset, tracing costs no call.
+
 // tracePacket reports a packet sent (sent) or received, numbered pn, of
-// size bytes, whose frames are body. ref unwraps the 32-bit largest of an
-// ACK frame in it.
+// size bytes, whose frames are body.
 func (c *Conn) tracePacket(sent bool, pn uint64, size int, body []byte) {
+	if c.obs != nil {
+		c.tracePacketSlow(sent, pn, size, body)
+	}
+}
+
+// tracePacketSlow is tracePacket on a connection with an observer. The
+// reference packet number unwraps the 32-bit largest of an ACK frame.
+func (c *Conn) tracePacketSlow(sent bool, pn uint64, size int, body []byte) {
 	t := c.tracer()
 	if t == nil {
 		return
@@ -382,6 +392,12 @@ func summarizeFrames(body []byte, ref uint64, f *frame, frames []Frame, ranges [
 
 // tracePacketAcked reports packet p acknowledged.
 func (c *Conn) tracePacketAcked(p *sentPacket) {
+	if c.obs != nil {
+		c.tracePacketAckedSlow(p)
+	}
+}
+
+func (c *Conn) tracePacketAckedSlow(p *sentPacket) {
 	if t := c.tracer(); t != nil && t.PacketAcked != nil {
 		t.PacketAcked(AckedEvent{Time: c.obs.now, Number: p.pn})
 	}
@@ -389,6 +405,12 @@ func (c *Conn) tracePacketAcked(p *sentPacket) {
 
 // tracePacketLost reports packet p declared lost.
 func (c *Conn) tracePacketLost(p *sentPacket) {
+	if c.obs != nil {
+		c.tracePacketLostSlow(p)
+	}
+}
+
+func (c *Conn) tracePacketLostSlow(p *sentPacket) {
 	t := c.tracer()
 	if t == nil || t.PacketLost == nil {
 		return
@@ -402,6 +424,12 @@ func (c *Conn) tracePacketLost(p *sentPacket) {
 
 // traceMetrics reports the recovery state if it changed since last reported.
 func (c *Conn) traceMetrics() {
+	if c.obs != nil {
+		c.traceMetricsSlow()
+	}
+}
+
+func (c *Conn) traceMetricsSlow() {
 	t := c.tracer()
 	if t == nil || t.MetricsUpdated == nil {
 		return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rudp-go/rudp/core"
 	"github.com/rudp-go/rudp/internal/sim"
+	"github.com/rudp-go/rudp/internal/traceplot"
 	"github.com/rudp-go/rudp/qlog"
 )
 
@@ -113,6 +114,29 @@ func TestQlogLossyBulkTransfer(t *testing.T) {
 	last := events[len(events)-1]
 	require.Equal(t, "connectivity:connection_closed", last.Name)
 	require.JSONEq(t, `{"trigger":"clean"}`, string(last.Data))
+
+	// The plot shows the losses where the Stats say they were: as many
+	// markers as Stats.PacketsLost, at the loss events' times.
+	tr, err := qlog.Decode(bytes.NewReader(trace))
+	require.NoError(t, err)
+	s, err := traceplot.Extract(tr, 100)
+	require.NoError(t, err)
+	require.Equal(t, int(st.PacketsLost), s.PacketsLost)
+	var lostAt []float64
+	for _, e := range events {
+		if e.Name == "recovery:packet_lost" && !strings.Contains(string(e.Data), "mtu_probe") {
+			lostAt = append(lostAt, e.Time)
+		}
+	}
+	require.Equal(t, lostAt, s.Lost)
+	require.Equal(t, int64(4<<20), s.DataBytes, "goodput counts every byte sent once")
+	require.NotZero(t, s.Retransmitted)
+	var svg bytes.Buffer
+	require.NoError(t, traceplot.WriteSVG(&svg, s, traceplot.Options{}))
+	_, marks, ok := strings.Cut(svg.String(), `<path class="lost"`)
+	require.True(t, ok, "no loss markers")
+	marks, _, _ = strings.Cut(marks, "/>")
+	require.Equal(t, int(st.PacketsLost), strings.Count(marks, "M"), "one loss marker per packet lost")
 }
 
 // checkSchema checks trace against the required fields of the qlog main

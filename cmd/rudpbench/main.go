@@ -94,6 +94,8 @@ type options struct {
 	cpuProfile string
 	memProfile string
 	rateText   string
+	// traceDir: -trace, where each traced run's qlog files and plots go.
+	traceDir string
 }
 
 // impaired reports whether the flags ask for any userspace impairment.
@@ -138,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
 	fs.BoolVar(&o.verbose, "v", false, "verbose progress on stderr")
 	transports := fs.String("transports", strings.Join(allTransports, ","), "transports to run, comma separated")
+	fs.StringVar(&o.traceDir, "trace", "", "write a qlog trace of every rudp connection of bulk, rr and msg (client and server) and its SVG plot to this directory, one subdirectory per scenario, phase and transport (plot one again with rudptrace)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile at the end to this file (and, with conns, a heap profile of the idle connections to FILE.conns-TRANSPORT)")
 	fs.StringVar(&o.Env, "env", "", "internal: impairment applied outside the process (set by -netns)")

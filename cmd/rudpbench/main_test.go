@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,34 @@ func TestImpairedTiny(t *testing.T) {
 	checkReport(t, rep, []string{"bulk", "rr"})
 	if !strings.Contains(rep.Env.Impair, "delay 1ms") {
 		t.Errorf("impairment description %q does not mention the delay", rep.Env.Impair)
+	}
+}
+
+// TestTraceTiny runs bulk and msg with -trace: every rudp connection
+// (client and server) leaves a qlog trace and its plot, in a directory per
+// scenario and phase; the other transports none.
+func TestTraceTiny(t *testing.T) {
+	dir := t.TempDir()
+	runJSON(t, append(tinyArgs, "-trace", dir, "-transports", "rudp,udp", "bulk", "msg")...)
+	traces, err := filepath.Glob(filepath.Join(dir, "*", "*.sqlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]int{}
+	for _, tr := range traces {
+		runs[filepath.Base(filepath.Dir(tr))]++
+		if _, err := os.Stat(strings.TrimSuffix(tr, ".sqlog") + ".svg"); err != nil {
+			t.Errorf("no plot of %s: %v", tr, err)
+		}
+	}
+	// msg runs two phases (clean and impaired).
+	for _, run := range []string{"bulk-rudp", "msg-clean-rudp", "msg-loss-5pct-rudp"} {
+		if runs[run] != 2 {
+			t.Errorf("%s: %d traces, want 2 (client and server); all: %v", run, runs[run], runs)
+		}
+	}
+	if len(runs) != 3 {
+		t.Errorf("trace directories %v, want bulk and msg's two phases, rudp only", runs)
 	}
 }
 

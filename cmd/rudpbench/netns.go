@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -224,6 +225,9 @@ func childArgs(o *options, env string) []string {
 	}
 	if o.SharedDial {
 		args = append(args, "-shared")
+	}
+	if o.traceDir != "" {
+		args = append(args, "-trace", filepath.Join(o.traceDir, strings.Fields(env)[1]))
 	}
 	if o.cpuProfile != "" {
 		args = append(args, "-cpuprofile", o.cpuProfile+"."+strings.ReplaceAll(strings.Fields(env)[1], ",", ""))

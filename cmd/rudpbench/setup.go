@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rudp-go/rudp"
 	"github.com/rudp-go/rudp/impair"
+	"github.com/rudp-go/rudp/internal/traceplot"
+	"github.com/rudp-go/rudp/qlog"
 )
 
 // loopback is where every server listens.
@@ -25,6 +30,9 @@ type bench struct {
 	ctx      context.Context
 	progress io.Writer
 	rep      *report
+	// traceRun is the directory the current run's connections are traced
+	// to ("": not traced; see -trace).
+	traceRun string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -83,7 +91,15 @@ func (b *bench) each(scenario, phase string, fn func(transport string, r *result
 			label += " [" + phase + "]"
 		}
 		b.logf("%s %s ...", label, t)
-		if err := fn(t, r); err != nil {
+		b.traceRun = ""
+		if b.opts.traceDir != "" && t == "rudp" {
+			b.traceRun = filepath.Join(b.opts.traceDir, strings.NewReplacer(" ", "-", "[", "", "]", "", "/", "-", "%", "pct").Replace(label)+"-"+t)
+		}
+		err := fn(t, r)
+		if b.traceRun != "" {
+			b.plotTraces(b.traceRun)
+		}
+		if err != nil {
 			r.Error = err.Error()
 			r.Metrics = nil
 			b.logf("%s %s: %v", label, t, err)
@@ -166,7 +182,7 @@ func (p *pair) Close() {
 // dialRUDP listens on loopback, puts the proxy in front if im is active, dials
 // and accepts one connection.
 func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
-	if b.opts.NoGSO || b.opts.Datagram != 0 {
+	if b.opts.NoGSO || b.opts.Datagram != 0 || b.traceRun != "" {
 		c := rudp.Config{}
 		if cfg != nil {
 			c = *cfg
@@ -174,6 +190,12 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 		c.DisableGSO = b.opts.NoGSO
 		if b.opts.Datagram != 0 {
 			c.MaxDatagramSize = b.opts.Datagram
+		}
+		if b.traceRun != "" {
+			if err := os.MkdirAll(b.traceRun, 0o755); err != nil {
+				return nil, fmt.Errorf("-trace: %w", err)
+			}
+			c.Tracer = qlog.DirTracer(b.traceRun, func(err error) { b.logf("-trace: %v", err) })
 		}
 		cfg = &c
 	}
@@ -310,5 +332,21 @@ func (b *bench) dial(t string, cfg *rudp.Config, im impairment) (*pair, error) {
 		return b.dialTCP(im)
 	default:
 		return b.dialUDP(im)
+	}
+}
+
+// plotTraces draws every qlog trace in dir as an SVG beside it. A
+// connection still ending (its close not yet acknowledged) leaves a trace
+// without its last events, drawn as far as it goes.
+func (b *bench) plotTraces(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+qlog.FileExt))
+	for _, f := range files {
+		out := strings.TrimSuffix(f, qlog.FileExt) + ".svg"
+		s, err := traceplot.PlotFile(f, out, 100, traceplot.Options{})
+		if err != nil {
+			b.logf("-trace: %v", err)
+			continue
+		}
+		b.logf("trace %s: %d packets sent, %d lost, %d retransmitted -> %s", filepath.Base(f), s.PacketsSent, s.PacketsLost, s.Retransmitted, out)
 	}
 }
