@@ -137,19 +137,8 @@ func TestHTTP200Requests(t *testing.T) {
 			if i%10 == 0 {
 				body = randBytes(1 << 20)
 			}
-			resp, err := client.Post("http://"+ln.Addr().String()+"/", "application/octet-stream", bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			got, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			if want := fmt.Sprintf("%d %x", len(body), sha256.Sum256(body)); string(got) != want {
-				return fmt.Errorf("request %d: got %q want %q", i, got, want)
-			}
-			return nil
+			want := fmt.Sprintf("%d %x", len(body), sha256.Sum256(body))
+			return postExpect(client, "http://"+ln.Addr().String()+"/", body, want)
 		})
 	}
 	require.NoError(t, g.Wait())
@@ -536,4 +525,21 @@ func TestPacketConnToListener(t *testing.T) {
 	n, _, err = pc.ReadFrom(buf)
 	require.NoError(t, err)
 	require.Equal(t, "hi packetconn", string(buf[:n]))
+}
+
+// postExpect POSTs body to url and checks that the response body is want.
+func postExpect(client *http.Client, url string, body []byte, want string) error {
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if string(got) != want {
+		return fmt.Errorf("POST %s: got %d bytes %.40q, want %d bytes %.40q", url, len(got), got, len(want), want)
+	}
+	return nil
 }

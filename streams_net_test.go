@@ -126,19 +126,7 @@ func TestStreamHTTP(t *testing.T) {
 		for i := range 16 {
 			g.Go(func() error {
 				body := strings.Repeat(fmt.Sprint(i), 10<<10)
-				resp, err := client.Post(fmt.Sprintf("http://rudp.test/echo/r%d", i), "text/plain", strings.NewReader(body))
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				got, err := io.ReadAll(resp.Body)
-				if err != nil {
-					return err
-				}
-				if want := fmt.Sprintf("r%d:%s", i, body); string(got) != want {
-					return fmt.Errorf("request %d: got %d bytes, not its echo", i, len(got))
-				}
-				return nil
+				return postExpect(client, fmt.Sprintf("http://rudp.test/echo/r%d", i), []byte(body), fmt.Sprintf("r%d:%s", i, body))
 			})
 		}
 		require.NoError(t, g.Wait())
