@@ -382,9 +382,13 @@ func TestStreamsFinOverGap(t *testing.T) {
 
 // TestStreamChurn: 10,000 streams opened, used and closed one after
 // another (at most 4 at once, the peer's limit) leave nothing behind on
-// either side: no stream, and tables no larger than the limit.
+// either side: no stream, tables no larger than the limit, nothing
+// scheduled, and the heap where it was.
 func TestStreamChurn(t *testing.T) {
 	p := newStreamPair(t, nil, &Config{MaxIncomingStreams: 4})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	const total = 10000
 	opened, done := 0, 0
 	for i := 0; done < total && i < 50*total; i++ {
@@ -428,8 +432,14 @@ func TestStreamChurn(t *testing.T) {
 	require.Empty(t, p.a.streams.list)
 	require.Empty(t, p.b.streams.list)
 	require.Empty(t, p.a.streams.ctl)
+	require.Zero(t, p.a.streams.ready.len())
 	require.LessOrEqual(t, cap(p.b.streams.list), 8)
 	require.Equal(t, uint64(total+4), p.b.streams.limit)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d streams churned: the heap grew %d bytes", total, grew)
+	require.Less(t, grew, int64(64<<10), "the streams left memory behind")
 }
 
 // TestStreamStopAfterFin: a stream whose peer half-closed before we
