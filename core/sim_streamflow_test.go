@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/rudp-go/rudp/core"
 	"github.com/rudp-go/rudp/internal/sim"
 )
@@ -44,6 +46,7 @@ type flowNode struct {
 	sentA, sentB   int    // messages sent on each
 	gotA, gotB     int    // receiver: bytes read on each
 	readA          bool   // receiver: reads A
+	hostile        bool   // sender: ignores A's credit
 	streamsOpened  bool
 	err            error
 	checkEverySend bool
@@ -60,7 +63,7 @@ func (n *flowNode) act() {
 	if !c.Established() || n.err != nil {
 		return
 	}
-	if err := core.CheckStreamCredit(c); err != nil {
+	if err := core.CheckStreamCredit(c); err != nil && !n.hostile {
 		n.fail(err)
 		return
 	}
@@ -93,6 +96,9 @@ func (n *flowNode) act() {
 			if n.a, err = c.OpenStream(core.Delivery); err != nil {
 				n.fail(err)
 				return
+			}
+			if n.hostile {
+				core.IgnoreStreamCredit(c, n.a)
 			}
 		}
 		n.streamsOpened = true
@@ -282,5 +288,45 @@ func TestSimStreamFlowStalledReader(t *testing.T) {
 		if read > 0.75*absent {
 			t.Errorf("seed %d: B kept %.0f of %.0f KB/s beside a stream read as fast: the run does not saturate the link", seed, read/1e3, absent/1e3)
 		}
+	}
+}
+
+// TestSimStreamFlowHostile: a peer that sends on a stream beyond the
+// credit given for it (here, one that takes it to be unlimited, over a
+// lossy path, its streams' data interleaved) is ended with a protocol
+// violation that both sides see, and the receiver never held more for the
+// stream than its window (CheckStreamCredit, on every step).
+func TestSimStreamFlowHostile(t *testing.T) {
+	seeds := uint64(20)
+	if testing.Short() {
+		seeds = 5
+	}
+	if *soakSeeds > 0 {
+		seeds = uint64(*soakSeeds)
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
+		net := sim.New(seed)
+		cfg := func(cid uint64) *core.Config {
+			return &core.Config{Rand: rand.NewPCG(seed, cid), MaxMessageSize: 8192, StreamReceiveWindow: 32 << 10}
+		}
+		cs, err := core.NewConn(cfg(1), 0x1, sim.Epoch)
+		require.NoError(t, err)
+		cr, err := core.NewConn(cfg(2), 0x2, sim.Epoch)
+		require.NoError(t, err)
+		sender := &flowNode{conn: cs, send: true, mode: flowAStalled, hostile: true}
+		receiver := &flowNode{conn: cr, mode: flowAStalled}
+		net.AddNode(sender)
+		net.AddNode(receiver)
+		require.NoError(t, net.Connect(0, 1, sim.LinkConfig{Latency: 10 * time.Millisecond, Jitter: time.Millisecond, Loss: 0.03, Reorder: 0.05, ReorderDelay: 5 * time.Millisecond}))
+		done := func() bool { return cs.Closed() && cr.Closed() }
+		if err := net.RunUntil(done, 30*time.Second); err != nil {
+			t.Fatalf("seed %d: %v\nsender: %s\nreceiver: %s", seed, err, core.DebugState(cs), core.DebugState(cr))
+		}
+		if receiver.err != nil {
+			// (Its reads end with the connection's error.)
+			require.ErrorIs(t, receiver.err, core.ErrProtocolViolation, "seed %d", seed)
+		}
+		require.ErrorIs(t, cr.Err(), core.ErrProtocolViolation, "seed %d", seed)
+		require.ErrorIs(t, cs.Err(), core.ErrPeerProtocolViolation, "seed %d", seed)
 	}
 }

@@ -60,6 +60,19 @@ func TestStreamWindowAnnounced(t *testing.T) {
 	require.Equal(t, uint64(20000), p.a.streams.find(id).flow.peerMaxData)
 	require.Equal(t, uint64(defaultStreamReceiveWindow), p.b.streams.find(id).flow.peerMaxData)
 	require.Equal(t, uint64(20000), p.b.streams.find(id).flow.creditSent)
+
+	// Each side's own, both ways, on streams either side opens.
+	p = newStreamPair(t, &Config{MaxMessageSize: 4096, StreamReceiveWindow: 30000}, &Config{MaxMessageSize: 4096, StreamReceiveWindow: 20000})
+	for _, opener := range []*Conn{p.a, p.b} {
+		id, err := opener.OpenStream(Delivery)
+		require.NoError(t, err)
+		for range 5 {
+			p.step()
+		}
+		require.Equal(t, uint64(20000), p.a.streams.find(id).flow.peerMaxData)
+		require.Equal(t, uint64(30000), p.b.streams.find(id).flow.peerMaxData)
+		require.Equal(t, uint64(30000), p.a.streams.find(id).flow.creditSent)
+	}
 }
 
 // TestStreamFlowStalled: a stream whose reader does not read is sent no
