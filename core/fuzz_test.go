@@ -534,6 +534,9 @@ func checkBounded(t *testing.T, c *Conn) {
 			t.Fatalf("pending message: %d runs, filled %d of %d, footprint %d of %d charged", len(m.runs), m.filled, m.total, m.footprint(), m.held)
 		}
 	}
+	if err := CheckStreamCredit(c); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkProvenance: every message b yielded is an honest one, or every byte

@@ -755,6 +755,10 @@ func (c *Conn) handlePeerReset(now time.Time, s *stream, f *streamCtlFrame) verd
 	if f.value < s.peerCharged {
 		return c.violate(now, "STREAM_RESET below the credit charged")
 	}
+	if f.value > s.flow.creditSent {
+		// (An honest sender charged at most the stream's credit, 17.6.)
+		return c.violate(now, "STREAM_RESET beyond the stream's credit")
+	}
 	c.releaseIn(&s.ord, &s.yielded)
 	s.ord.clear(nil, c.freeRecvMsg)
 	c.consumed += f.value - s.peerCharged

@@ -192,6 +192,18 @@ func TestStreamFlowHostile(t *testing.T) {
 	}
 	require.ErrorIs(t, p.a.Err(), ErrPeerProtocolViolation)
 	require.ErrorIs(t, p.b.Err(), ErrProtocolViolation)
+
+	// A STREAM_RESET claiming a final credit beyond the stream's credit
+	// (it would count credit never charged as consumed).
+	p, id = flowPair(t, window, false)
+	f := streamCtlFrame{id: id, value: window + 1}
+	h := sealed(Header{Type: PacketData, DstCID: p.b.LocalCID(), PacketNumber: uint32(p.a.nextPN)}, appendStreamCtl(nil, frameStreamReset, &f))
+	p.a.nextPN++
+	consumed := p.b.consumed
+	p.b.HandleDatagram(p.now, h)
+	require.ErrorIs(t, p.b.life.closing.abortReason, ErrProtocolViolation)
+	require.Contains(t, p.b.life.closing.abortReason.Error(), "STREAM_RESET beyond the stream's credit")
+	require.Equal(t, consumed, p.b.consumed)
 }
 
 // TestStreamFlowCreditReturned: a stream held at its credit that is then
