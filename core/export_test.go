@@ -173,7 +173,13 @@ func LargestReceived(c *Conn) (uint64, bool) { return c.acks.largest() }
 // PATH_CHALLENGE and PATH_RESPONSE only, which move a connection nowhere
 // (core/path.go).
 func Probing(b []byte) bool {
-	types, ok := frameTypes(b)
+	_, body, err := ParseHeader(b)
+	return err == nil && probingBody(body)
+}
+
+// probingBody is Probing of a packet's frames.
+func probingBody(body []byte) bool {
+	types, ok := bodyFrameTypes(body)
 	if !ok {
 		return false
 	}
@@ -200,6 +206,11 @@ func frameTypes(b []byte) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
+	return bodyFrameTypes(body)
+}
+
+// bodyFrameTypes returns the types of a packet's frames.
+func bodyFrameTypes(body []byte) ([]byte, bool) {
 	var types []byte
 	var f frame
 	for len(body) > 0 {

@@ -17,8 +17,14 @@ const unreachablePTOs = 2
 // connection with ErrReset if the reset echoes the peer's connection ID
 // and the number of a packet we sent that the peer never acknowledged;
 // anything else is a forgery, a stale reset or a mistake, and is dropped.
+//
+// A protected connection drops every reset: one is not authenticated, and
+// the connection ID and packet number it echoes are in the clear (the
+// number masked, but as the packet carried it) for anyone on the path to
+// copy, so honouring it would let an on-path attacker end the connection.
+// It learns of a peer that lost its state at its idle timeout.
 func (c *Conn) handleReset(h Header, body []byte) {
-	if len(body) != 0 || c.remoteCID == 0 || h.DstCID != c.remoteCID {
+	if len(body) != 0 || c.remoteCID == 0 || h.DstCID != c.remoteCID || c.sec != nil {
 		c.stats.DatagramsDropped++
 		return
 	}

@@ -53,7 +53,8 @@ const (
 	// answer its challenge, from the move or from its newest packet since.
 	pathValidationPTOs = 3
 	// pathFrameDatagram is the size of a datagram carrying one
-	// PATH_CHALLENGE or PATH_RESPONSE and nothing else.
+	// PATH_CHALLENGE or PATH_RESPONSE and nothing else (plus sealOverhead
+	// on a protected connection).
 	pathFrameDatagram = PacketOverhead + 1 + pathDataLen
 	// challengeReserve is the part of an unvalidated address' allowance
 	// that only challenges may use: one for each probe timeout of the
@@ -203,7 +204,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		return 0, netip.AddrPort{}
 	}
 	if p.responseDue {
-		if c.pathAllows(p.responseTo, pathFrameDatagram) {
+		if c.pathAllows(p.responseTo, pathFrameDatagram+c.sealOverhead()) {
 			p.responseDue = false
 			p.stats.ChallengesAnswered++
 			return c.sendPathFrame(buf, framePathResponse, &p.response), p.responseTo
@@ -221,7 +222,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		// limit allows.
 		p.challengeDue = false
 		p.nextChallenge = c.timers.offset(now.Add(c.recovery.pto()))
-		if c.pathAllows(p.current, pathFrameDatagram) {
+		if c.pathAllows(p.current, pathFrameDatagram+c.sealOverhead()) {
 			return c.sendPathFrame(buf, framePathChallenge, &p.challenge), p.current
 		}
 		p.stats.AmplificationLimited++
@@ -232,7 +233,8 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		// come: data spending it all left the next challenge held back,
 		// and the address failed validation for want of one (the
 		// simulator's TestSimEndpointPaths, a NAT rebinding under loss).
-		limit = int(min(p.allowance()-min(p.allowance(), challengeReserve), uint64(len(buf))))
+		reserve := uint64(challengeReserve + pathValidationPTOs*c.sealOverhead())
+		limit = int(min(p.allowance()-min(p.allowance(), reserve), uint64(len(buf))))
 	}
 	n = c.pollTransmit(now, buf, limit)
 	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.acks.owed()) {
@@ -328,7 +330,7 @@ func (c *Conn) sendBoundedAck(now time.Time, buf []byte, second bool) int {
 		buf[n] = framePadding
 		n++
 	}
-	if !c.pathAllows(p.current, n+trailerLen) {
+	if !c.pathAllows(p.current, n+trailerLenAt(c.writeLevel())) {
 		p.stats.AmplificationLimited++
 		return 0
 	}

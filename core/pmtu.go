@@ -238,7 +238,7 @@ func (c *Conn) setDatagramSize(size int) {
 	if c.pmtu != nil {
 		c.pmtu.size = size
 	}
-	payload := fragPayloadFor(size)
+	payload := fragPayloadFor(size) - c.sealOverhead()
 	if payload != c.fragPayload {
 		c.fragPayload = payload
 		c.chunkFree = nil // pooled chunks are of the old size

@@ -26,9 +26,15 @@ func checkDatagramSize(c *core.Conn, maxSize int, b []byte) error {
 	if len(b) <= c.DatagramSize() {
 		return nil
 	}
-	_, body, err := core.ParseHeader(b)
+	h, body, err := core.ParseHeader(b)
 	if err != nil {
 		return fmt.Errorf("sent a malformed probe of %d bytes: %v", len(b), err)
+	}
+	if h.Type != core.PacketData { // (protected: the frames are not for us to read)
+		if !core.ProbeInFlight(c, len(b)) {
+			return fmt.Errorf("a protected datagram of %d bytes, over the confirmed %d, is not a path MTU probe", len(b), c.DatagramSize())
+		}
+		return nil
 	}
 	if body[0] != 0x01 || bytes.ContainsFunc(body[1:], func(r rune) bool { return r != 0 }) {
 		return fmt.Errorf("a datagram of %d bytes, over the confirmed %d, carries more than PING and PADDING: % x",

@@ -78,6 +78,9 @@ var rudpLabels = keyLabels{labelKey, labelIV, labelHP, labelKeyUpdate}
 // added), so each names what was wrong.
 var (
 	errSecretLevel = errors.New("rudp: secret for a key level without keys (level must be handshake or application)")
+	// errUnauthenticated: a packet failed authentication (never returned:
+	// such a packet is dropped and counted).
+	errUnauthenticated = errors.New("rudp: packet failed authentication")
 )
 
 // cipherSuite is what protection needs to know of a TLS 1.3 cipher suite.
@@ -218,17 +221,33 @@ func nextSecret(s *cipherSuite, labels *keyLabels, secret []byte) []byte {
 }
 
 // directionKeys are one direction's keys at one level: the header
-// protection key, fixed for the level's life, and the current key phase's
-// packet keys with the secret the next phase's derive from.
+// protection key, fixed for the level's life, and the packet keys of the
+// current key phase, with (at levelApp) the next phase's precomputed, so
+// that a key update costs no derivation when it happens (RFC 9001 §6.3).
 type directionKeys struct {
-	suite  *cipherSuite
-	secret []byte // the current key phase's traffic secret
-	hp     headerProtector
-	cur    packetKeys
-	phase  uint8 // key phase bit of cur (0 or 1)
+	suite      *cipherSuite
+	hp         headerProtector
+	cur        packetKeys
+	next       packetKeys // levelApp: the next key phase's
+	nextSecret []byte     // levelApp: the traffic secret next derives from
+	phase      uint8      // key phase bit of cur (0 or 1)
+	updates    uint32     // key updates so far
+	// phaseStart is the first packet number of cur's phase: sealed with it
+	// (write), or authenticated with it (read; a packet of the other phase
+	// numbered below it is a late one of the previous phase).
+	phaseStart uint64
+
+	// Read only.
+	prev   packetKeys // the previous key phase's, for packets reordered across an update
+	replay replayWindow
+
+	// Write only.
+	sealed     uint64 // packets sealed with cur
+	phaseAcked bool   // a packet sealed with cur was acknowledged: a key update may follow
 }
 
-// newDirectionKeys installs a traffic secret of suite.
+// newDirectionKeys installs a traffic secret of suite; at levelApp the next
+// key phase's keys are derived too.
 func newDirectionKeys(suiteID uint16, secret []byte, labels *keyLabels) (*directionKeys, error) {
 	s := suiteByID(suiteID)
 	if s == nil {
@@ -237,7 +256,7 @@ func newDirectionKeys(suiteID uint16, secret []byte, labels *keyLabels) (*direct
 	if n := s.hash().Size(); len(secret) != n {
 		return nil, fmt.Errorf("rudp: secret of %d bytes for cipher suite %s (secret must be %d bytes, the suite's hash length)", len(secret), tls.CipherSuiteName(suiteID), n)
 	}
-	k := &directionKeys{suite: s, secret: append([]byte(nil), secret...)}
+	k := &directionKeys{suite: s}
 	var err error
 	if k.hp, err = s.hp(hkdfExpandLabel(s.hash, secret, labels.hp, s.keyLen)); err != nil {
 		return nil, err
@@ -245,7 +264,27 @@ func newDirectionKeys(suiteID uint16, secret []byte, labels *keyLabels) (*direct
 	if k.cur, err = derivePacketKeys(s, labels, secret); err != nil {
 		return nil, err
 	}
+	k.nextSecret = nextSecret(s, labels, secret)
+	if k.next, err = derivePacketKeys(s, labels, k.nextSecret); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// rotate moves k to the next key phase: cur becomes prev, next cur, and
+// the phase after it is derived.
+func (k *directionKeys) rotate(phaseStart uint64) {
+	k.prev, k.cur = k.cur, k.next
+	k.phase ^= 1
+	k.updates++
+	k.phaseStart = phaseStart
+	k.sealed, k.phaseAcked = 0, false
+	k.nextSecret = nextSecret(k.suite, &rudpLabels, k.nextSecret)
+	next, err := derivePacketKeys(k.suite, &rudpLabels, k.nextSecret)
+	if err != nil {
+		panic("rudp: key update: " + err.Error()) // (the suite's key length is fixed)
+	}
+	k.next = next
 }
 
 // protection is a connection's packet protection state (in security):
@@ -254,6 +293,32 @@ func newDirectionKeys(suiteID uint16, secret []byte, labels *keyLabels) (*direct
 type protection struct {
 	read  [numLevels]*directionKeys
 	write [numLevels]*directionKeys
+	// peerSealed: a protected packet from the peer authenticated. From then
+	// on its plaintext packets are dropped: it has our keys, so it has all
+	// it needed of the plaintext flight, and ours are acknowledged by its
+	// protected packets (one packet number space).
+	peerSealed bool
+	// rxLevel is the level of the packet whose frames are being applied:
+	// an ACK frame in a plaintext packet acknowledges only plaintext
+	// packets (recovery.onAck).
+	rxLevel keyLevel
+	// failedOpens counts packets that failed authentication, across all
+	// keys: the connection ends when it reaches the integrity limit.
+	failedOpens uint64
+	// opened holds the plaintext of the packet being handled (reused).
+	opened []byte
+	// Scratch for the packet being sealed or opened: through the AEAD's
+	// and the header protector's interfaces locals would escape, an
+	// allocation a packet.
+	hdr   [headerLen]byte
+	nonce [aeadNonceLen]byte
+	mask  [5]byte
+
+	// Test knobs: a key update every keyUpdateEvery packets sealed (0: at
+	// the suite's confidentiality limit, keyUpdateAfter); the integrity
+	// limit in failed packets (0: the suite's).
+	keyUpdateEvery uint64
+	integrityLimit uint64
 }
 
 // writeLevel is the highest level with write keys: the level packets are
@@ -291,6 +356,7 @@ func (c *Conn) setWriteSecret(l keyLevel, suite uint16, secret []byte) error {
 	if err != nil {
 		return err
 	}
+	k.phaseStart = c.nextPN
 	c.sec.write[l] = k
 	return nil
 }
@@ -309,5 +375,7 @@ func (c *Conn) newLevelKeys(l keyLevel, suite uint16, secret []byte) (*direction
 	if c.sec == nil {
 		c.sec = new(security)
 	}
+	// Fragments are cut for the tag, larger than the checksum.
+	c.setDatagramSize(c.datagramSize())
 	return k, nil
 }

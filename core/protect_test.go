@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // quicLabels are RFC 9001's labels: the key schedule is rudp's with them,
@@ -136,5 +141,291 @@ func TestSetSecretArguments(t *testing.T) {
 	}
 	if c.sec.writeLevel() != levelApp || c.sec.read[levelHandshake] == nil {
 		t.Errorf("write level %v, read keys %v", c.sec.writeLevel(), c.sec.read)
+	}
+}
+
+var testSuites = []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256}
+
+// newProtectedPair is a wirePair whose connection is protected with suite
+// (ProtectPair: keys from a seeded source), keys updated every
+// keyUpdateEvery packets (0: at the AEAD's limit).
+func newProtectedPair(t testing.TB, suite uint16, keyUpdateEvery uint64) *wirePair {
+	t.Helper()
+	return newWirePairWith(t, nil, func(a, b *Conn) {
+		if err := ProtectPair(a, b, rand.New(rand.NewPCG(7, 11)), suite, keyUpdateEvery); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// sealedFrom sends one message of g from c and returns the datagram
+// carrying it (not delivered).
+func (p *wirePair) sealedFrom(t testing.TB, c *Conn, g Guarantee, msg []byte) []byte {
+	t.Helper()
+	if err := c.Send(g, msg); err != nil {
+		t.Fatal(err)
+	}
+	n := c.PollTransmit(p.now, p.buf)
+	if n == 0 {
+		t.Fatal("nothing to send")
+	}
+	d := bytes.Clone(p.buf[:n])
+	if PacketType(d[1])&^packetKeyPhase != PacketApp {
+		t.Fatalf("message sent in a packet of type %d", d[1])
+	}
+	if len(msg) >= 4 && bytes.Contains(d, msg) {
+		t.Fatal("the message is in the datagram in plaintext")
+	}
+	return d
+}
+
+// dropped is every datagram c dropped, whatever the reason.
+func dropped(c *Conn) uint64 {
+	s := c.Stats()
+	return s.DatagramsDropped + s.DroppedUnauthenticated + s.DroppedReplayed + s.DuplicatesDropped
+}
+
+// TestProtectedTampering: every bit of a protected datagram flipped in
+// turn makes a datagram that is dropped and counted (as unauthenticated
+// wherever the header still names the connection), applies nothing, is
+// never acknowledged, and leaves the connection working: the genuine
+// datagram is then taken.
+func TestProtectedTampering(t *testing.T) {
+	for _, suite := range testSuites {
+		t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
+			p := newProtectedPair(t, suite, 0)
+			a, b := p.a, p.b
+			msg := []byte("attack at dawn, bring the ladders")
+			d := p.sealedFrom(t, a, None, msg)
+			largest, _ := b.acks.largest()
+			for i := range len(d) * 8 {
+				x := bytes.Clone(d)
+				x[i/8] ^= 1 << (i % 8)
+				before, unauth := dropped(b), b.Stats().DroppedUnauthenticated
+				b.HandleDatagram(p.now, x)
+				if dropped(b) != before+1 {
+					t.Fatalf("bit %d flipped: not dropped (stats %+v)", i, b.Stats())
+				}
+				// (The packet number, the frames, the tag: unauthenticated,
+				// or, a packet number made that of one received, replayed.)
+				if i/8 >= 10 && b.Stats().DroppedUnauthenticated != unauth+1 && b.Stats().DroppedReplayed == 0 {
+					t.Fatalf("bit %d flipped: not counted unauthenticated", i)
+				}
+				if l, _ := b.acks.largest(); l != largest || b.acks.owed() || b.Closed() {
+					t.Fatalf("bit %d flipped: largest %d (was %d), ACK owed %v, closed %v", i, l, largest, b.acks.owed(), b.Closed())
+				}
+				if m, _ := b.Recv(); m.Data != nil {
+					t.Fatalf("bit %d flipped: %q delivered", i, m.Data)
+				}
+			}
+			if n := b.PollTransmit(p.now, p.buf); n != 0 {
+				t.Fatalf("b answered tampered datagrams with %d bytes", n)
+			}
+			b.HandleDatagram(p.now, d)
+			if m, _ := b.Recv(); !bytes.Equal(m.Data, msg) {
+				t.Fatalf("the genuine datagram gave %q", m.Data)
+			}
+			reply := []byte("ladders ready")
+			b.Send(Delivery, reply)
+			for range 20 {
+				p.step()
+			}
+			if m, _ := a.Recv(); !bytes.Equal(m.Data, reply) {
+				t.Fatalf("after the tampering, the reply was %q", m.Data)
+			}
+		})
+	}
+}
+
+// TestProtectedReplay: a genuine datagram received again, from the same
+// address or from another, is dropped before it is opened and counted; a
+// None message is delivered once, and the copy from another address moves
+// the connection nowhere. A datagram older than the replay window is
+// dropped as a replay too.
+func TestProtectedReplay(t *testing.T) {
+	p := newProtectedPair(t, tls.TLS_AES_128_GCM_SHA256, 0)
+	a, b := p.a, p.b
+	first := p.sealedFrom(t, a, None, []byte("once"))
+	b.HandleDatagram(p.now, first)
+	if m, _ := b.Recv(); string(m.Data) != "once" {
+		t.Fatalf("got %q", m.Data)
+	}
+	other := netip.MustParseAddrPort("203.0.113.9:4444")
+	for i, from := range []netip.AddrPort{{}, other} {
+		b.HandleDatagramFrom(p.now, from, first)
+		if got := b.Stats().DroppedReplayed; got != uint64(i+1) {
+			t.Fatalf("replay %d: DroppedReplayed %d", i, got)
+		}
+		if m, _ := b.Recv(); m.Data != nil {
+			t.Fatalf("replay %d delivered %q again", i, m.Data)
+		}
+	}
+	if b.PeerAddr().IsValid() || b.PathStats().Migrations != 0 {
+		t.Fatalf("a replay from %v moved the connection: %+v", other, b.PathStats())
+	}
+	// Past the window: replayWindowBits newer packets later.
+	for i := range replayWindowBits + 10 {
+		b.HandleDatagram(p.now, p.sealedFrom(t, a, None, []byte{byte(i)}))
+		b.Recv()
+		p.step() // (acknowledgements keep a's window open)
+	}
+	before := b.Stats().DroppedReplayed
+	b.HandleDatagram(p.now, first)
+	if got := b.Stats().DroppedReplayed; got != before+1 {
+		t.Fatalf("a datagram older than the window: DroppedReplayed %d, was %d", got, before)
+	}
+}
+
+// TestProtectedForgery: on a protected connection, what an attacker can
+// make without the keys has no effect. Plaintext packets with a valid
+// checksum (a message, a CLOSE, an ACK of everything, a future packet
+// number) and protected-looking ones with a future packet number are
+// dropped and counted, and the connection goes on in step: the packet
+// numbers it expects did not move.
+func TestProtectedForgery(t *testing.T) {
+	p := newProtectedPair(t, tls.TLS_CHACHA20_POLY1305_SHA256, 0)
+	a, b := p.a, p.b
+	largest, _ := b.acks.largest()
+	future := uint32(largest) + 1<<30
+	forged := [][]byte{
+		sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 1}, appendMsg(nil, &msgFrame{guarantee: Delivery, data: []byte("forged")})),
+		sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 2}, appendClose(nil, CloseError, 0, "forged")),
+		sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 3}, appendClose(nil, CloseRefused, 0, "")),
+		sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: future}, appendAck(nil, &ackFrame{largest: uint32(b.nextPN - 1), ranges: []ackRange{{0, 1000}}})),
+		sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: future}, []byte{framePing}),
+	}
+	for _, typ := range []PacketType{PacketApp, PacketApp | packetKeyPhase, PacketHandshake} {
+		x := make([]byte, 100)
+		putHeader(x, Header{Type: typ, DstCID: b.localCID, PacketNumber: future})
+		forged = append(forged, x)
+	}
+	for i, x := range forged {
+		before := b.Stats().DroppedUnauthenticated + b.Stats().DatagramsDropped
+		b.HandleDatagram(p.now, x)
+		if after := b.Stats().DroppedUnauthenticated + b.Stats().DatagramsDropped; after != before+1 {
+			t.Fatalf("forgery %d not dropped: %+v", i, b.Stats())
+		}
+		if l, _ := b.acks.largest(); l != largest || b.Closed() || b.PeerClosed() {
+			t.Fatalf("forgery %d: largest %d (was %d), closed %v", i, l, largest, b.Closed())
+		}
+	}
+	if m, _ := b.Recv(); m.Data != nil {
+		t.Fatalf("forged message delivered: %q", m.Data)
+	}
+	for i := range 50 {
+		a.Send(Delivery, []byte{byte(i)})
+	}
+	for range 100 {
+		p.step()
+	}
+	for i := range 50 {
+		if m, err := b.Recv(); err != nil || len(m.Data) != 1 || m.Data[0] != byte(i) {
+			t.Fatalf("message %d after the forgeries: %v %v", i, m.Data, err)
+		}
+	}
+}
+
+// TestProtectedIntegrityLimit: when the packets that failed authentication
+// reach the integrity limit, the connection ends, and the peer, told by an
+// authenticated CLOSE, ends too.
+func TestProtectedIntegrityLimit(t *testing.T) {
+	p := newProtectedPair(t, tls.TLS_AES_128_GCM_SHA256, 0)
+	a, b := p.a, p.b
+	SetIntegrityLimit(b, 3)
+	d := p.sealedFrom(t, a, Delivery, []byte("x"))
+	for i := range 3 {
+		if b.Closed() {
+			t.Fatalf("closed after %d failures", i)
+		}
+		x := bytes.Clone(d)
+		x[len(x)-1] ^= 1
+		b.HandleDatagram(p.now, x)
+	}
+	if !errors.Is(b.Err(), ErrProtocolViolation) && !errors.Is(b.life.endError(), ErrProtocolViolation) {
+		t.Fatalf("b: %v, want the integrity limit's ErrProtocolViolation", b.life.endError())
+	}
+	for range 50 {
+		p.step()
+	}
+	if !a.Closed() || !errors.Is(a.Err(), ErrPeerProtocolViolation) {
+		t.Fatalf("a: closed %v, %v; want ErrPeerProtocolViolation", a.Closed(), a.Err())
+	}
+}
+
+// TestProtectedKeyUpdate: with a key update forced every 100 packets, a
+// two-way exchange of many messages goes through many updates on both
+// sides, each side initiating some, with no message lost or out of order.
+func TestProtectedKeyUpdate(t *testing.T) {
+	for _, suite := range testSuites {
+		t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
+			p := newProtectedPair(t, suite, 100)
+			a, b := p.a, p.b
+			const count = 3000
+			sent := [2]int{}
+			got := [2]int{}
+			for step := 0; step < 100000 && (got[0] < count || got[1] < count); step++ {
+				for i, c := range []*Conn{a, b} {
+					for sent[i] < count && c.Send(Delivery, binary.BigEndian.AppendUint32(make([]byte, 0, 600), uint32(sent[i]))[:600]) == nil {
+						sent[i]++
+					}
+				}
+				p.step()
+				for i, c := range []*Conn{b, a} {
+					recvEach(t, c, func(m Message) {
+						if v := binary.BigEndian.Uint32(m.Data); v != uint32(got[i]) {
+							t.Fatalf("message %d, want %d", v, got[i])
+						}
+						got[i]++
+					})
+				}
+			}
+			if got != [2]int{count, count} {
+				t.Fatalf("got %v of %d", got, count)
+			}
+			for _, c := range []*Conn{a, b} {
+				w, r := KeyUpdates(c)
+				if w < 10 || r < 10 {
+					t.Errorf("key updates: write %d, read %d", w, r)
+				}
+				if s := c.Stats(); s.DroppedUnauthenticated != 0 {
+					t.Errorf("%d packets failed authentication across the updates", s.DroppedUnauthenticated)
+				}
+			}
+		})
+	}
+}
+
+// TestProtectedNoAllocs: in steady state sealing and opening a packet
+// allocates nothing (a message of a packet's size sent, opened, read and
+// acknowledged), with each cipher suite.
+func TestProtectedNoAllocs(t *testing.T) {
+	for _, suite := range testSuites {
+		t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
+			p := newProtectedPair(t, suite, 0)
+			msg := make([]byte, 1100)
+			round := func() {
+				if err := p.a.Send(Delivery, msg); err != nil {
+					t.Fatal(err)
+				}
+				for range 4 {
+					p.exchange(nil)
+					for {
+						m, err := p.b.Recv()
+						if err != nil || m.Data == nil {
+							break
+						}
+					}
+				}
+				p.now = p.now.Add(time.Millisecond)
+				p.a.HandleTimeout(p.now)
+				p.b.HandleTimeout(p.now)
+			}
+			for range 2000 { // (pools and windows grown)
+				round()
+			}
+			if n := testing.AllocsPerRun(500, round); n != 0 {
+				t.Fatalf("%.2f allocations a packet", n)
+			}
+		})
 	}
 }

@@ -105,11 +105,12 @@ func (r *recovery) onSent(now time.Time, p *sentPacket, pending, pace bool) {
 
 // onAck walks an ACK frame's ranges (largest unwrapped, ackDelay the
 // delay the RTT sample allows for) and hands each packet in flight it
-// acknowledges to acked, updating the RTT estimate from the largest. It
+// acknowledges, sealed at level at most maxLevel, to acked, updating the
+// RTT estimate from the largest. It
 // returns the bytes acknowledged, and whether any of it was more than a
 // PING (only that resets the probe timeout's backoff: a flow-blocked sender
 // whose PING probes are answered keeps backing off).
-func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay time.Duration, acked func(*sentPacket)) (ackedBytes int, progress bool) {
+func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay time.Duration, maxLevel keyLevel, acked func(*sentPacket)) (ackedBytes int, progress bool) {
 	r.rate.sampling = false
 	for _, rg := range a.ranges {
 		if rg.hi > largest {
@@ -123,7 +124,7 @@ func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay ti
 		lo = max(lo, r.sent.base)
 		for pn := lo; pn <= hi; pn++ {
 			p := r.sent.at(pn)
-			if p == nil {
+			if p == nil || p.level > maxLevel {
 				continue
 			}
 			if pn == largest {
@@ -379,7 +380,13 @@ func (c *Conn) handleAck(now time.Time, a *ackFrame) verdict {
 	if !c.life.established() {
 		delay = 0
 	}
-	ackedBytes, _ := c.recovery.onAck(now, a, largest, delay, func(p *sentPacket) { c.onPacketAcked(now, p) })
+	// An ACK in a plaintext packet of a protected connection acknowledges
+	// only plaintext packets: it could be anyone's.
+	maxLevel := levelApp
+	if c.sec != nil {
+		maxLevel = c.sec.rxLevel
+	}
+	ackedBytes, _ := c.recovery.onAck(now, a, largest, delay, maxLevel, func(p *sentPacket) { c.onPacketAcked(now, p) })
 	if ackedBytes > 0 {
 		c.unreachableProbes = 0 // the peer is there: the report was wrong or stale
 	}
@@ -408,6 +415,9 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	}
 	if p.hello {
 		c.life.onHelloAcked()
+	}
+	if c.sec != nil {
+		c.sec.onSealedAcked(p.level, p.pn)
 	}
 	c.onLargeAcked(p.pn, p.size)
 	if p.pathProbe {

@@ -195,36 +195,38 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		c.handleReset(h, body)
 		return
 	}
-	var hello HelloFrame
-	var helloOK bool
-	if h.DstCID != c.localCID || !c.life.peerHelloSeen() {
-		hello, helloOK = PeekHello(body)
-	}
-	if h.DstCID != c.localCID {
-		if h.DstCID != 0 || !helloOK || (c.remoteCID != 0 && hello.SrcCID != c.remoteCID) {
-			c.stats.DatagramsDropped++
-			return
-		}
-	}
-	if !c.life.peerHelloSeen() {
-		if !helloOK {
-			c.handleEarly(body)
-			return
-		}
-		c.life.notePeerInitial(uint64(hello.InitialSeq))
-	}
-	expected := c.life.peerInitial()
 	largest, had := c.acks.largest()
-	if had {
-		expected = largest + 1
+	var pn uint64
+	level := levelInitial
+	if h.Type == PacketData {
+		var ok bool
+		if pn, ok = c.plainPacket(h, body); !ok {
+			return
+		}
+	} else {
+		// Opened before anything in it is looked at (protect_packet.go).
+		var ok bool
+		if body, pn, level, ok = c.openProtected(now, from, h, b); !ok {
+			return
+		}
 	}
-	pn := unwrap32(expected, h.PacketNumber)
+	if c.sec != nil && level != levelApp && !c.framesAllowed(level, body) {
+		if level == levelInitial {
+			c.stats.DroppedUnauthenticated++ // (a plaintext packet may carry only the first flight's frames)
+		} else {
+			c.violate(now, fmt.Sprintf("a frame a %v packet may not carry", level))
+		}
+		return
+	}
 	if c.acks.received(pn) {
 		c.stats.DuplicatesDropped++
 		if c.paths != nil {
 			c.paths.sentFrom(now, from, pn, len(b), true) // (the original of a spoofer's copy)
 		}
 		return
+	}
+	if c.sec != nil {
+		c.sec.rxLevel = level
 	}
 	c.tracePacket(false, pn, len(b), body)
 	eliciting, probing, v, ok := c.handleFrames(now, from, body)
@@ -241,15 +243,17 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		return
 	}
 	c.stats.PacketsReceived++
-	if c.paths != nil || from != c.PeerAddr() {
+	if (c.paths != nil || from != c.PeerAddr()) && (c.sec == nil || level == levelApp) {
+		// (On a protected connection only a packet of the traffic keys
+		// moves it: path frames travel at levelApp, see path.go.)
 		c.onPathPacket(now, from, pn, len(b), !had || pn > largest, probing)
 	}
-	c.lastRecv = now
-	quiet := eliciting && now.Sub(c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2 &&
+	c.lastRecv = c.timers.offset(now)
+	quiet := eliciting && now.Sub(c.timers.timeOrZero(c.lastElicitingRecv)) >= c.cfg.HeartbeatPeriod/2 &&
 		now.Sub(c.lastAckElicitingSent) >= c.cfg.HeartbeatPeriod/2
 	c.acks.onPacket(now, pn, eliciting, c.cfg.MaxAckDelay, &c.timers)
 	if eliciting {
-		c.lastElicitingRecv = now
+		c.lastElicitingRecv = c.timers.offset(now)
 		c.armHeartbeat()
 	}
 	if quiet {
@@ -265,6 +269,40 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	if !c.timers.armed(timerIdle) {
 		c.timers.set(timerIdle, now.Add(c.cfg.IdleTimeout))
 	}
+}
+
+// plainPacket checks a plaintext data packet's addressing and handshake
+// state before its frames are applied (handling what comes before the
+// peer's HELLO) and returns its full packet number; ok is false if it was
+// dropped (and counted).
+func (c *Conn) plainPacket(h Header, body []byte) (pn uint64, ok bool) {
+	if !c.plainAccepted() {
+		c.stats.DroppedUnauthenticated++
+		return 0, false
+	}
+	var hello HelloFrame
+	var helloOK bool
+	if h.DstCID != c.localCID || !c.life.peerHelloSeen() {
+		hello, helloOK = PeekHello(body)
+	}
+	if h.DstCID != c.localCID {
+		if h.DstCID != 0 || !helloOK || (c.remoteCID != 0 && hello.SrcCID != c.remoteCID) {
+			c.stats.DatagramsDropped++
+			return 0, false
+		}
+	}
+	if !c.life.peerHelloSeen() {
+		if !helloOK {
+			c.handleEarly(body)
+			return 0, false
+		}
+		c.life.notePeerInitial(uint64(hello.InitialSeq))
+	}
+	expected := c.life.peerInitial()
+	if largest, had := c.acks.largest(); had {
+		expected = largest + 1
+	}
+	return unwrap32(expected, h.PacketNumber), true
 }
 
 // handleEarly looks at a packet that arrived before the peer's HELLO: only

@@ -351,14 +351,16 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	}
 	full, size := buf, min(c.datagramSize(), maxSize)
 	buf = buf[:size]
-	limit := len(buf) - trailerLen
-
 	probe := c.probesOwed > 0
+	// The packet's key level (levelInitial on a plaintext connection)
+	// decides its trailer and what it may carry (levelAllows).
+	level := c.sendLevel(probe)
+	limit := len(buf) - trailerLenAt(level)
 	// Until our HELLO is acknowledged every probe carries it: the peer
 	// drops everything else it gets before our HELLO, so a probe without it
 	// would be wasted, and two copies per probe timeout make a handshake
 	// over a lossy path much less likely to wait for a backed-off timer.
-	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram
+	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram && level == levelInitial
 	sendClose := c.life.closeOwed()
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
 	wantCtl := c.life.established() && !c.life.closeSent() && c.ctlPending()
@@ -366,6 +368,13 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	aborting := c.life.abortOwed()
 	if aborting {
 		wantData, wantCtl = false, false
+	}
+	wantCrypto := false
+	if c.sec != nil {
+		wantCrypto = c.cryptoPending(level)
+		if level != levelApp {
+			wantData, wantCtl, wantFin = false, false, false
+		}
 	}
 	if c.creditStarved() && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
@@ -391,7 +400,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// close: the peer stopped taking data) it would wait for
 	// acknowledgements that never come, the peer learning of the abort
 	// only at its idle timeout.
-	eliciting := hello || sendClose || wantData || wantCtl || wantFin || c.pingNeeded || probe
+	eliciting := hello || wantCrypto || sendClose || wantData || wantCtl || wantFin || c.pingNeeded || probe
 	if eliciting && !probe && !aborting && !c.sendAllowed(now, size) {
 		eliciting = false
 	}
@@ -403,6 +412,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	pkt := c.sent.newPacket()
 	pkt.pn = c.nextPN // (taken by seal, if the packet goes)
 	pkt.sentAt = now
+	pkt.level = level
 
 	// HELLO goes first: a listener finds it there (PeekHello).
 	if eliciting && hello {
@@ -426,6 +436,12 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		if w := c.cfg.StreamReceiveWindow; w != defaultStreamReceiveWindow {
 			// And the credit each stream starts with (§17.6).
 			n = len(appendStreamCtl(buf[:n], frameStreamCredit, &streamCtlFrame{value: uint64(w)}))
+		}
+	}
+	if eliciting && wantCrypto {
+		k := n
+		if n = c.appendCrypto(level, buf, n, limit, pkt); n > k {
+			pkt.eliciting = true
 		}
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
@@ -475,7 +491,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		clear(buf[n : MinHelloDatagram-trailerLen])
 		n = MinHelloDatagram - trailerLen
 	}
-	size = c.seal(buf, n)
+	size = c.sealAt(buf, n, level)
 	if pkt.close && c.life.closeIsCourtesy() {
 		// The peer closed too: we linger a few PTOs to acknowledge its
 		// CLOSE again should our ACK be lost. Our CLOSE, which carries that
@@ -516,12 +532,22 @@ func (c *Conn) sendAllowed(now time.Time, size int) bool {
 }
 
 // seal finishes the packet in buf[:n] for the peer, under the next packet
-// number, and counts it sent; it returns the datagram's length.
-func (c *Conn) seal(buf []byte, n int) int {
+// number, at the write level, and counts it sent; it returns the
+// datagram's length.
+func (c *Conn) seal(buf []byte, n int) int { return c.sealAt(buf, n, c.writeLevel()) }
+
+// sealAt is seal at level l: in plaintext with the checksum at
+// levelInitial, else protected (protect_packet.go).
+func (c *Conn) sealAt(buf []byte, n int, l keyLevel) int {
 	pn := c.recovery.takePN()
-	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
-	c.tracePacket(true, pn, n+trailerLen, buf[headerLen:n]) // (before sealing: the frames in the clear)
-	size := sealPacket(buf, n)
+	c.tracePacket(true, pn, n+trailerLenAt(l), buf[headerLen:n]) // (before sealing: the frames in the clear)
+	var size int
+	if l == levelInitial {
+		putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
+		size = sealPacket(buf, n)
+	} else {
+		size = c.sec.sealProtected(buf, n, l, c.remoteCID, pn)
+	}
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)
 	return size
@@ -534,7 +560,8 @@ func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
 	pkt.pn = c.nextPN // (taken by seal)
 	pkt.sentAt = now
 	pkt.eliciting, pkt.pathProbe = true, true
-	pkt.size = c.seal(buf, appendProbe(buf, size))
+	pkt.level = c.writeLevel()
+	pkt.size = c.sealAt(buf, appendProbe(buf, size-c.sealOverhead()), pkt.level)
 	c.pmtu.onProbeSent()
 	c.onPacketSent(now, pkt)
 	return pkt.size

@@ -15,6 +15,9 @@ type sentPacket struct {
 	// pathProbe: a path MTU probe (pmtu.go); its loss is neither
 	// congestion nor lost data.
 	pathProbe bool
+	// level is the key level it was sealed at: an ACK in a plaintext
+	// packet acknowledges only plaintext packets (protect_packet.go).
+	level keyLevel
 	// appLimited: sent with the window far from full; its acknowledgement
 	// says nothing about the path's capacity and must not grow the window.
 	appLimited bool

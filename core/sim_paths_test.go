@@ -83,7 +83,7 @@ func (p *pathSim) deliver(now time.Time, c *core.Conn, b []byte) error {
 	established := c.Established()
 	largest, had := core.LargestReceived(c)
 	c.HandleDatagramFrom(now, p.peer, b)
-	if pn, ok := core.LargestReceived(c); ok && (!had || pn > largest) && established && c.Established() && !core.Probing(b) {
+	if pn, ok := core.LargestReceived(c); ok && (!had || pn > largest) && established && c.Established() && !core.ProbingTo(c, b) {
 		if p.rebound {
 			p.followed++
 		}

@@ -34,16 +34,7 @@ func TestIdleTrimBothSides(t *testing.T) {
 		}
 		p.step()
 		for _, c := range []*Conn{p.a, p.b} {
-			for {
-				m, err := c.Recv()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if m.Data == nil {
-					break
-				}
-				got[c]++
-			}
+			recvEach(t, c, func(Message) { got[c]++ })
 		}
 	}
 	if got[p.a] != count || got[p.b] != count {

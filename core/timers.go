@@ -35,6 +35,14 @@ func (ts *timerSet) offset(t time.Time) int64 { return int64(max(t.Sub(ts.base),
 // time decodes a deadline offset (nonzero).
 func (ts *timerSet) time(off int64) time.Time { return ts.base.Add(time.Duration(off - 1)) }
 
+// timeOrZero decodes an offset, 0 as the zero time (never).
+func (ts *timerSet) timeOrZero(off int64) time.Time {
+	if off == 0 {
+		return time.Time{}
+	}
+	return ts.time(off)
+}
+
 // set arms slot k for t.
 func (ts *timerSet) set(k timerKind, t time.Time) { ts.at[k] = ts.offset(t) }
 

@@ -62,7 +62,22 @@ const (
 	PacketData  PacketType = 1 // frames
 	PacketRetry PacketType = 2 // a listener's cookie, answering a HELLO without one
 	PacketReset PacketType = 3 // a stateless reset: "no connection here", answering a data packet (see AppendReset)
+	// Protected packets (protect_packet.go): frames sealed with the
+	// handshake's or the traffic keys, the 16-byte AEAD tag in place of the
+	// checksum. The type byte's lowest bit, masked by header protection, is
+	// the key phase (always 0 in a PacketHandshake); Header.Type has it
+	// cleared.
+	PacketHandshake PacketType = 4
+	PacketApp       PacketType = 6
 )
+
+// packetKeyPhase is the type byte's key phase bit in a protected packet.
+const packetKeyPhase = 0x01
+
+// minProtectedLen is the shortest protected datagram: a header, a byte of
+// frames and the tag (the header protection sample, the 16 bytes after
+// the packet number, then always exists).
+const minProtectedLen = headerLen + 1 + aeadTagLen
 
 // ResetLen is the length of every stateless reset datagram: a header and
 // the checksum, no body. No datagram a Conn accepts is shorter, so a reset
@@ -117,7 +132,10 @@ type Header struct {
 }
 
 // ParseHeader checks a datagram's length, version, type and checksum and
-// returns its header and body. The body aliases b.
+// returns its header and body. The body aliases b. A protected packet
+// (PacketHandshake, PacketApp) has no checksum: its body is the ciphertext
+// with the tag, and its PacketNumber is still masked (only the connection
+// can open it).
 func ParseHeader(b []byte) (Header, []byte, error) {
 	if len(b) < PacketOverhead {
 		return Header{}, nil, errTruncated
@@ -126,6 +144,17 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 		return Header{}, nil, errBadVersion
 	}
 	t := PacketType(b[1])
+	if p := t &^ packetKeyPhase; p == PacketHandshake || p == PacketApp {
+		if len(b) < minProtectedLen {
+			return Header{}, nil, errTruncated
+		}
+		h := Header{
+			Type:         p,
+			DstCID:       binary.BigEndian.Uint64(b[2:10]),
+			PacketNumber: binary.BigEndian.Uint32(b[10:14]),
+		}
+		return h, b[headerLen:], nil
+	}
 	if t != PacketData && t != PacketRetry && t != PacketReset {
 		return Header{}, nil, errBadType
 	}
@@ -211,7 +240,15 @@ type Quoted struct {
 // only the version and the packet type. ok is false when the quote is too
 // short to name a connection or is not a data packet of ours.
 func ParseQuoted(b []byte) (q Quoted, ok bool) {
-	if len(b) < headerLen || b[0] != Version || PacketType(b[1]) != PacketData {
+	if len(b) < headerLen || b[0] != Version {
+		return Quoted{}, false
+	}
+	if t := PacketType(b[1]) &^ packetKeyPhase; t == PacketHandshake || t == PacketApp {
+		// (The connection ID is in the clear; the body is ciphertext.)
+		q.DstCID = binary.BigEndian.Uint64(b[2:10])
+		return q, q.DstCID != 0
+	}
+	if PacketType(b[1]) != PacketData {
 		return Quoted{}, false
 	}
 	q.DstCID = binary.BigEndian.Uint64(b[2:10])
