@@ -276,15 +276,16 @@ func (p *protection) onSealedAcked(l keyLevel, pn uint64) {
 func (c *Conn) plainAccepted() bool { return c.sec == nil || !c.sec.peerSealed }
 
 // levelAllows reports whether a packet at level l may carry frame f on a
-// protected connection: levelInitial only HELLO (and the STREAM_LIMIT that
-// goes with it: the HELLO's limits, no more trusted than the HELLO's own),
-// CRYPTO, ACK, PADDING, PING and a refusal CLOSE; levelHandshake only
-// CRYPTO, ACK, PADDING, PING and CLOSE; levelApp everything.
+// protected connection: levelInitial only HELLO (and the STREAM_LIMIT and
+// STREAM_CREDIT that go with it: the HELLO's limits, no more trusted than
+// the HELLO's own), CRYPTO, ACK, PADDING, PING and a refusal CLOSE;
+// levelHandshake only CRYPTO, ACK, PADDING, PING and CLOSE; levelApp
+// everything.
 func levelAllows(l keyLevel, f *frame) bool {
 	switch f.typ {
 	case framePadding, framePing, frameAck:
 		return true
-	case frameHello, frameStreamLimit:
+	case frameHello, frameStreamLimit, frameStreamCredit:
 		return l == levelInitial || l == levelApp
 	case frameClose:
 		return l != levelInitial || f.close.code == CloseRefused
