@@ -253,7 +253,7 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 // connection's datagram, a new connection, or something it answers or
 // drops), the mux hands it over.
 func (m *mux) handleDatagram(now time.Time, b []byte, from netip.AddrPort) {
-	if c := m.owner.holder.self; c != nil && len(b) >= core.PacketOverhead && core.PacketType(b[1]) == core.PacketData &&
+	if c := m.owner.holder.self; c != nil && len(b) >= core.PacketOverhead && core.IsDataPacket(b[1]) &&
 		binary.BigEndian.Uint64(b[2:10]) == c.cid {
 		// A direct read's own connection needs no lookup (its cid never
 		// changes); the connection checks the datagram.

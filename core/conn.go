@@ -374,6 +374,9 @@ func (c *Conn) trimIdle() {
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sent.trim()
 	c.frameScratch, c.decodeRanges = nil, nil
+	if c.sec != nil {
+		c.sec.opened = nil
+	}
 	c.lean = true
 	c.ord.trim()
 	if c.queue.len() == 0 {

@@ -74,6 +74,14 @@ const (
 // packetKeyPhase is the type byte's key phase bit in a protected packet.
 const packetKeyPhase = 0x01
 
+// IsDataPacket reports whether a datagram whose type byte is t carries a
+// connection's frames: a plaintext Data packet or a protected one (its
+// type byte's lowest bit masked), not a Retry or a Reset.
+func IsDataPacket(t byte) bool {
+	p := PacketType(t)
+	return p == PacketData || p&^packetKeyPhase == PacketHandshake || p&^packetKeyPhase == PacketApp
+}
+
 // minProtectedLen is the shortest protected datagram: a header, a byte of
 // frames and the tag (the header protection sample, the 16 bytes after
 // the packet number, then always exists).

@@ -828,3 +828,15 @@ func TestHostileDelaysKeepRTTSane(t *testing.T) {
 	require.LessOrEqual(t, a.rtt.smoothed, 10*time.Millisecond)
 	require.LessOrEqual(t, a.rtt.variance, 10*time.Millisecond)
 }
+
+// TestIsDataPacket: Data and both protected types, whatever their key
+// phase bit, carry a connection's frames; Retry, Reset and unknown types
+// do not.
+func TestIsDataPacket(t *testing.T) {
+	for typ := 0; typ < 256; typ++ {
+		want := typ == int(PacketData) || typ == 4 || typ == 5 || typ == 6 || typ == 7
+		if got := IsDataPacket(byte(typ)); got != want {
+			t.Errorf("type %#02x: %v, want %v", typ, got, want)
+		}
+	}
+}
