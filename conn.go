@@ -3,6 +3,7 @@ package rudp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -104,6 +105,11 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 	if c.ended {
 		return
 	}
+	var dropsBefore uint64
+	logDrops := c.m.set.debugOn()
+	if logDrops {
+		dropsBefore = connDrops(c.core)
+	}
 	if from == c.raddr {
 		c.core.HandleDatagram(now, b)
 	} else {
@@ -115,6 +121,11 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 			from = netip.AddrPort{}
 		}
 		c.core.HandleDatagramFrom(now, from, b)
+	}
+	if logDrops && connDrops(c.core) != dropsBefore {
+		c.m.mu.Lock()
+		c.m.ep.LogDrop(now, core.DropConnection, from)
+		c.m.mu.Unlock()
 	}
 	c.settleLocked(now)
 	if self {
@@ -250,6 +261,11 @@ func closeStall(idle time.Duration) time.Duration {
 }
 
 func (c *Conn) endHandshakeLocked() {
+	if c.core.Established() {
+		c.m.counts.handshakes.Add(1)
+	} else {
+		c.m.counts.handshakesFailed.Add(1)
+	}
 	c.estDone = true
 	if c.estCh != nil {
 		close(c.estCh)
@@ -264,12 +280,23 @@ func (c *Conn) endLocked() {
 	}
 	c.ended = true
 	close(c.done)
+	if c.m.set.debugOn() {
+		c.m.set.debug("rudp: connection closed", slog.Uint64("cid", c.cid), slog.String("laddr", c.m.laddr.String()),
+			slog.String("raddr", c.raddr.String()), slog.Any("err", c.core.Err()))
+	}
 	if !c.estDone {
 		c.endHandshakeLocked()
 	}
 	c.m.remove(c)
 	c.wakeLocked()
 	c.m.owner.interruptCaller()
+}
+
+// connDrops counts the datagrams a connection dropped, of every cause (the
+// debug log's drop events).
+func connDrops(cc *core.Conn) uint64 {
+	s := cc.Stats()
+	return s.DatagramsDropped + s.DuplicatesDropped
 }
 
 // flushLocked sends every datagram the core has ready, on the caller's

@@ -78,12 +78,12 @@ const UnacceptedReceiveWindow = core.DefaultUnacceptedReceiveWindow
 // offer queues a connection the handshake created for Accept (mux.mu
 // held): the Endpoint's accept budget already left room for it (false only
 // if connections that ended in the queue still fill it).
-func (l *Listener) offer(_ time.Time, c *Conn) bool {
+func (l *Listener) offer(_ time.Time, c *Conn) refusal {
 	select {
 	case l.queue <- c:
-		return true
+		return admitted
 	default:
-		return false
+		return refusedBacklog
 	}
 }
 

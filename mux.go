@@ -23,10 +23,11 @@ import (
 // peer at from (a PacketConn reclaims an idle peer). offer is called with
 // the connection's and mux.mu held and must not block; false refuses. Until
 // the application takes a connection (core.Endpoint.Take), its receive
-// window is the Endpoint's UnacceptedReceiveWindow.
+// window is the Endpoint's UnacceptedReceiveWindow. offer returns
+// admitted, or why it refuses.
 type acceptor interface {
 	admit(now time.Time, from netip.AddrPort)
-	offer(now time.Time, c *Conn) bool
+	offer(now time.Time, c *Conn) refusal
 }
 
 // mux is one UDP socket and the connections on it. What a datagram means
@@ -82,6 +83,8 @@ type mux struct {
 	reports core.TokenBucket // ICMP reports handled
 	// Timers.
 	timers timerQueue // every connection's timers, on one time.Timer
+	// counts are the socket's counts beyond its Endpoint's (SocketStats).
+	counts socketCounts
 }
 
 // newMux serves sock. direct lets a blocked Read read the socket itself
@@ -184,6 +187,12 @@ func (m *mux) handleBatch(b *rxBatch) time.Time {
 			// lost (recovery repairs it); later reads take any size.
 			m.rxSize = maxUDPPayload
 			m.setRxPool()
+			m.counts.truncated.Add(1)
+			if m.set.debugOn() {
+				m.mu.Lock()
+				m.ep.LogDrop(now, core.DropTruncated, b.from[i])
+				m.mu.Unlock()
+			}
 			continue
 		}
 		msg := b.bufs[i][:b.lens[i]]
@@ -297,8 +306,14 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.mu.Lock()
-	if m.acceptor == nil || m.sockClosed.Load() || !m.acceptor.offer(now, c) {
-		m.ep.Reject(cc)
+	why := refusedClosed
+	if m.acceptor != nil && !m.sockClosed.Load() {
+		why = m.acceptor.offer(now, c)
+	}
+	if why != admitted {
+		if m.ep.Reject(cc) {
+			m.counts.count(why)
+		}
 		var reply [64]byte
 		n, to, ok := m.ep.PollTransmit(now, reply[:])
 		m.mu.Unlock()
@@ -312,6 +327,7 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 	}
 	m.registerLocked(c)
 	m.mu.Unlock()
+	m.counts.accepted.Add(1)
 	c.core.HandleDatagramFrom(now, netip.AddrPort{}, b)
 	c.settleLocked(now)
 }

@@ -2,10 +2,10 @@ package rudp
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
@@ -49,8 +49,6 @@ type PacketConn struct {
 	closeOnce sync.Once
 	closing   chan struct{}
 	rd, wd    deadline
-
-	refused atomic.Uint64 // peers refused for MaxPeers
 }
 
 // ListenPacket opens a PacketConn on the UDP address ("udp", "udp4" or
@@ -82,17 +80,18 @@ func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
 // table or its host's share of it is full (admit found no idle peer to
 // reclaim). Only peers whose address echoed a cookie get here, so the
 // refusals counted are of real addresses.
-func (p *PacketConn) offer(now time.Time, c *Conn) bool {
+func (p *PacketConn) offer(now time.Time, c *Conn) refusal {
 	host := hostOf(c.raddr)
 	if !p.table.roomFor(host) {
-		refused := p.refused.Add(1)
-		msg := "rudp: peer refused: MaxPeers connections on the socket"
+		why, msg := refusedPeers, "rudp: peer refused: MaxPeers connections on the socket, none idle"
 		if p.table.live < p.table.maxPeers {
-			msg = "rudp: peer refused: MaxPeersPerHost connections from its host"
+			why, msg = refusedPeersPerHost, "rudp: peer refused: MaxPeersPerHost connections from its host, none idle"
 		}
-		p.m.set.core.Logger.Debug(msg, "laddr", p.m.laddr, "peer", c.raddr, "host", host,
-			"peers", p.table.live, "refused", refused)
-		return false
+		if p.m.set.debugOn() {
+			p.m.set.debug(msg, slog.String("laddr", p.m.laddr.String()), slog.String("peer", c.raddr.String()),
+				slog.String("host", host.String()), slog.Int("peers", p.table.live))
+		}
+		return why
 	}
 	c.pc = p
 	p.table.add(c, host)
@@ -100,7 +99,7 @@ func (p *PacketConn) offer(now time.Time, c *Conn) bool {
 	// connections as they come; MaxPeers bounds them): the accept budget
 	// and the window of connections waiting for Accept are a Listener's.
 	p.m.ep.Take(now, c.core)
-	return true
+	return admitted
 }
 
 // pushReady queues c for ReadFrom (c.mu held).

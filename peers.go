@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -252,8 +253,10 @@ func (c *Conn) reclaim(now time.Time) bool {
 	c.m.mu.Unlock()
 	c.mu.Unlock()
 	if freed {
-		c.m.set.core.Logger.Debug("rudp: idle peer reclaimed for a new one",
-			"laddr", c.m.laddr, "peer", c.remote(), "idle", now.Sub(c.lastActive()))
+		if c.m.set.debugOn() {
+			c.m.set.debug("rudp: idle peer reclaimed for a new one", slog.String("laddr", c.m.laddr.String()),
+				slog.String("peer", c.remote().String()), slog.Duration("idle", now.Sub(c.lastActive())))
+		}
 		c.closeAsync() // (on a new peer's handshake: it must not wait)
 	}
 	return freed

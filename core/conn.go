@@ -2,6 +2,7 @@ package core
 
 import (
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 )
@@ -248,7 +249,16 @@ func (c *Conn) terminate(err error) {
 	c.discardSent()
 	c.discardReceived()
 	c.timers.stopAll()
-	c.obs.Debug("rudp: connection ended", "cid", c.localCID, "err", err)
+	if c.debugOn() {
+		reason := "graceful"
+		if err != nil {
+			reason = err.Error()
+		}
+		c.debug("rudp: connection ended", slog.String("reason", reason), slog.Any("err", err),
+			slog.Bool("established", c.life.peerHelloSeen()), slog.Uint64("remote_cid", c.remoteCID),
+			slog.Uint64("packets_sent", c.stats.PacketsSent), slog.Uint64("packets_received", c.stats.PacketsReceived),
+			slog.Uint64("packets_lost", c.stats.PacketsLost))
+	}
 	c.traceState(StateClosed, err)
 }
 

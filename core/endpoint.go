@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -63,6 +64,10 @@ type Endpoint struct {
 	macIn       [16 + 2 + 8 + 8]byte // its input
 	macSum      [sha256.Size]byte    // its output
 	stats       EndpointStats
+	// now is the time of the last HandleDatagram, for the logs of calls
+	// that take none (Reject).
+	now   time.Time
+	drops dropLog // the drop events' rate limit (log.go)
 }
 
 // endpointMode is what an Endpoint does with a HELLO of a new attempt.
@@ -370,10 +375,28 @@ type EndpointStats struct {
 	// refused (counted in Refused too), creating nothing.
 	HellosReplayed uint64
 	Accepted       uint64 // connections the handshake created (EventNewConn)
+	Connected      uint64 // connections Connect made (this side dialed)
 	RetriesSent    uint64 // Retry datagrams queued (a HELLO without a valid cookie)
-	Refused        uint64 // refusals queued: budget spent, host's share, MaxAttempts, or a closed listener
-	ResetsSent     uint64 // stateless resets queued
-	ResetsLimited  uint64 // stateless resets the rate limit withheld
+	// Refused counts the refusals queued; it is the sum of the causes
+	// below (a refusal the full queue dropped counts in DroppedQueueFull).
+	Refused uint64
+	// RefusedBudget: AcceptBudget connections waited for Accept.
+	RefusedBudget uint64
+	// RefusedHostShare: half the budget waited, and the host's share of
+	// it (HostShare) was spent.
+	RefusedHostShare uint64
+	// RefusedAttempts: MaxAttempts accepted attempts were remembered.
+	RefusedAttempts uint64
+	// RefusedClosed: the Endpoint refuses every attempt (Refuse: a closed
+	// listener).
+	RefusedClosed uint64
+	// RefusedRejected: the caller would not take a connection the
+	// handshake created (Reject).
+	RefusedRejected uint64
+	// RefusedReplayed: the HELLO of an attempt that ended (HellosReplayed).
+	RefusedReplayed uint64
+	ResetsSent      uint64 // stateless resets queued
+	ResetsLimited   uint64 // stateless resets the rate limit withheld
 	// DroppedQueueFull: own datagrams dropped because MaxQueued waited.
 	DroppedQueueFull uint64
 }
@@ -404,9 +427,10 @@ func (ep *Endpoint) Listen() { ep.mode = modeListen }
 // Endpoint's lock and delivers under the connection's).
 func (ep *Endpoint) HandleDatagram(now time.Time, from netip.AddrPort, b []byte) Event {
 	ep.stats.DatagramsReceived++
+	ep.now = now
 	h, body, err := ParseHeader(b)
 	if err != nil {
-		ep.stats.DroppedMalformed++
+		ep.drop(now, DropMalformed, from)
 		return Event{}
 	}
 	if h.DstCID != 0 {
@@ -424,18 +448,18 @@ func (ep *Endpoint) HandleDatagram(now time.Time, from netip.AddrPort, b []byte)
 			ep.answerUnknown(now, h, from)
 			return Event{}
 		}
-		ep.stats.DroppedUnknown++
+		ep.drop(now, DropUnknown, from)
 		return Event{}
 	}
 	if h.Type != PacketData {
-		ep.stats.DroppedMalformed++
+		ep.drop(now, DropMalformed, from)
 		return Event{}
 	}
 	hello, ok := PeekHello(body)
 	// A HELLO from a new address comes padded to MinHelloDatagram, so that
 	// what we answer (a Retry, a refusal) stays well under what it sent.
 	if !ok || hello.SrcCID == 0 || len(b) < MinHelloDatagram {
-		ep.stats.DroppedMalformed++
+		ep.drop(now, DropMalformed, from)
 		return Event{}
 	}
 	return ep.handleHello(now, from, &hello)
@@ -456,15 +480,15 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		// a replay (or a client that missed the end). It opens nothing;
 		// the refusal is smaller than the HELLO.
 		ep.stats.HellosReplayed++
-		ep.refuse(key)
+		ep.refuse(key, refusedReplayed)
 		return Event{}
 	}
 	switch ep.mode {
 	case modeIgnore:
-		ep.stats.DroppedUnknown++
+		ep.drop(now, DropUnknown, from)
 		return Event{}
 	case modeRefuse:
-		ep.refuse(key)
+		ep.refuse(key, refusedClosed)
 		return Event{}
 	}
 	cookieBucket, valid := ep.checkCookie(hello.Cookie, key, bucket)
@@ -472,13 +496,24 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		cookie := ep.cookie(key, bucket)
 		if ep.queue(from, func(b []byte) []byte { return AppendRetry(b, key.cid, cookie[:]) }) {
 			ep.stats.RetriesSent++
+			if ep.debugOn() {
+				debug(ep.cfg.conn.Logger, "rudp: HELLO without a valid cookie: Retry sent",
+					slog.String("from", from.String()), slog.Uint64("client_cid", key.cid),
+					slog.Bool("had_cookie", len(hello.Cookie) > 0))
+			}
 		}
 		return Event{}
 	}
 	host := hostOf(from)
-	if len(ep.pending) >= ep.cfg.acceptBudget || len(ep.attempts) >= ep.cfg.maxAttempts ||
-		(len(ep.pending) >= ep.cfg.acceptBudget/2 && ep.pendingHost[host] >= ep.cfg.hostShare) {
-		ep.refuse(key)
+	switch {
+	case len(ep.pending) >= ep.cfg.acceptBudget:
+		ep.refuse(key, refusedBudget)
+		return Event{}
+	case len(ep.attempts) >= ep.cfg.maxAttempts:
+		ep.refuse(key, refusedAttempts)
+		return Event{}
+	case len(ep.pending) >= ep.cfg.acceptBudget/2 && ep.pendingHost[host] >= ep.cfg.hostShare:
+		ep.refuse(key, refusedHostShare)
 		return Event{}
 	}
 	c, err := newConn(&ep.cfg.conn, ep.newCID(), now, true)
@@ -503,14 +538,62 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 	}
 	ep.pendingHost[host]++
 	ep.stats.Accepted++
+	if ep.debugOn() {
+		debug(ep.cfg.conn.Logger, "rudp: connection accepted: its HELLO echoed a valid cookie",
+			slog.Uint64("cid", c.localCID), slog.Uint64("client_cid", key.cid), slog.String("from", from.String()),
+			slog.Int("pending", len(ep.pending)))
+	}
 	return Event{Kind: EventNewConn, Conn: c}
 }
 
-// refuse queues the refusal of a client's attempt.
-func (ep *Endpoint) refuse(key attemptKey) {
-	if ep.queue(key.addr, func(b []byte) []byte { return AppendRefuse(b, key.cid) }) {
-		ep.stats.Refused++
+// refusal is why an Endpoint refuses a client's attempt.
+type refusal uint8
+
+const (
+	refusedBudget refusal = iota
+	refusedHostShare
+	refusedAttempts
+	refusedClosed
+	refusedRejected
+	refusedReplayed
+)
+
+var refusalNames = [...]string{
+	refusedBudget:    "accept budget spent (AcceptBudget connections wait for Accept)",
+	refusedHostShare: "the host's share of the accept budget spent",
+	refusedAttempts:  "MaxAttempts attempts remembered",
+	refusedClosed:    "not accepting (a closed listener)",
+	refusedRejected:  "rejected by the caller (its own bound)",
+	refusedReplayed:  "a replayed HELLO of an attempt that ended",
+}
+
+// refuse queues the refusal of a client's attempt, counted by its cause;
+// false if the queue was full (the refusal is dropped).
+func (ep *Endpoint) refuse(key attemptKey, why refusal) bool {
+	if !ep.queue(key.addr, func(b []byte) []byte { return AppendRefuse(b, key.cid) }) {
+		return false
 	}
+	ep.stats.Refused++
+	switch why {
+	case refusedBudget:
+		ep.stats.RefusedBudget++
+	case refusedHostShare:
+		ep.stats.RefusedHostShare++
+	case refusedAttempts:
+		ep.stats.RefusedAttempts++
+	case refusedClosed:
+		ep.stats.RefusedClosed++
+	case refusedRejected:
+		ep.stats.RefusedRejected++
+	case refusedReplayed:
+		ep.stats.RefusedReplayed++
+	}
+	if ep.debugOn() {
+		debug(ep.cfg.conn.Logger, "rudp: connection attempt refused",
+			slog.String("from", key.addr.String()), slog.Uint64("client_cid", key.cid),
+			slog.String("reason", refusalNames[why]))
+	}
+	return true
 }
 
 // answerUnknown answers a data packet addressed to a connection ID this
@@ -518,7 +601,7 @@ func (ep *Endpoint) refuse(key attemptKey) {
 // reset (docs/PROTOCOL.md §14.1), within the rate limit.
 func (ep *Endpoint) answerUnknown(now time.Time, h Header, from netip.AddrPort) {
 	if !ep.resets.Allow(now) {
-		ep.stats.ResetsLimited++
+		ep.drop(now, DropResetLimited, from)
 		return
 	}
 	if ep.queue(from, func(b []byte) []byte { return AppendReset(b, h) }) {
@@ -530,7 +613,7 @@ func (ep *Endpoint) answerUnknown(now time.Time, h Header, from netip.AddrPort) 
 // into a fixed slot, for PollTransmit; false if MaxQueued wait.
 func (ep *Endpoint) queue(to netip.AddrPort, appendTo func([]byte) []byte) bool {
 	if ep.outLen >= ep.cfg.maxQueued {
-		ep.stats.DroppedQueueFull++
+		ep.drop(ep.now, DropQueueFull, to)
 		return false
 	}
 	if ep.out == nil {
@@ -576,6 +659,10 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 	}
 	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
 	ep.conns[c.localCID] = &route{conn: c, addr: to}
+	ep.stats.Connected++
+	if c.debugOn() {
+		c.debug("rudp: connecting", slog.String("to", to.String()))
+	}
 	return c, nil
 }
 
@@ -625,15 +712,17 @@ func (ep *Endpoint) Take(now time.Time, c *Conn) {
 // Reject refuses the attempt that created c, a connection the handshake
 // created that its caller will not take (its own bound is reached): the
 // refusal is queued for PollTransmit and c is forgotten, as is the
-// attempt, so that the client may try again.
-func (ep *Endpoint) Reject(c *Conn) {
+// attempt, so that the client may try again. It reports whether the
+// refusal was queued (counted as RefusedRejected; not if c was not such a
+// connection, or MaxQueued datagrams waited).
+func (ep *Endpoint) Reject(c *Conn) bool {
 	r := ep.conns[c.localCID]
 	if r == nil || r.conn != c || r.attempt.cid == 0 {
-		return
+		return false
 	}
 	ep.remove(r)
 	delete(ep.attempts, r.attempt)
-	ep.refuse(r.attempt)
+	return ep.refuse(r.attempt, refusedRejected)
 }
 
 // QuotedConn returns the connection a quote of a datagram this side sent

@@ -174,6 +174,11 @@ func TestEndpointBudget(t *testing.T) {
 	if out, _ := pollOwn(ep, epTestNow); len(out) != 1 || !bytes.Equal(out[0], AppendRefuse(nil, 500)) {
 		t.Fatalf("closed listener: %x", out)
 	}
+	// Each refusal is counted by its cause.
+	if st := ep.Stats(); st.RefusedHostShare != 1 || st.RefusedBudget != 1 || st.RefusedClosed != 1 ||
+		st.RefusedAttempts != 0 || st.RefusedRejected != 0 || st.RefusedReplayed != 0 || st.Refused != 3 {
+		t.Fatalf("refusals by cause: %+v", st)
+	}
 	dialer := newTestEndpoint(t, EndpointConfig{})
 	if ev := dialer.HandleDatagram(epTestNow, host(20), helloDatagram(500, nil)); ev.Kind != EventNone {
 		t.Fatal("a dialing Endpoint took a HELLO")
@@ -446,6 +451,33 @@ func TestEndpointTakeRejectQuoted(t *testing.T) {
 	}
 	if ev := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(2, cookie)); ev.Kind != EventNewConn {
 		t.Fatalf("the rejected client's next try: %+v", ev)
+	}
+	if st := ep.Stats(); st.RefusedRejected != 1 || st.Refused != 1 {
+		t.Fatalf("Reject's refusal by cause: %+v", st)
+	}
+}
+
+// TestEndpointRefusedAttempts: past MaxAttempts remembered attempts, a new
+// attempt is refused, counted as RefusedAttempts; Connect counts in
+// Connected.
+func TestEndpointRefusedAttempts(t *testing.T) {
+	ep := newTestEndpoint(t, EndpointConfig{Listen: true, MaxAttempts: 1})
+	cookie := retryCookie(t, ep, epTestNow, epTestClient, 1)
+	if ev := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(1, cookie)); ev.Kind != EventNewConn {
+		t.Fatalf("the first attempt: %+v", ev)
+	}
+	cookie = retryCookie(t, ep, epTestNow, epTestClient, 2)
+	if ev := ep.HandleDatagram(epTestNow, epTestClient, helloDatagram(2, cookie)); ev.Kind != EventNone {
+		t.Fatalf("an attempt past MaxAttempts: %+v", ev)
+	}
+	if st := ep.Stats(); st.RefusedAttempts != 1 || st.Refused != 1 || st.Accepted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := ep.Connect(epTestNow, epTestServer, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := ep.Stats(); st.Connected != 1 {
+		t.Fatalf("Connected = %d, want 1", st.Connected)
 	}
 }
 

@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Failing fast: learning in about a round trip that the peer is gone,
 // from a stateless reset (the peer's host runs rudp but lost the
@@ -42,7 +45,9 @@ func (c *Conn) handleReset(h Header, body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	c.obs.Debug("rudp: stateless reset", "cid", c.localCID, "pn", pn)
+	if c.debugOn() {
+		c.debug("rudp: stateless reset: the peer has no state for this connection", slog.Uint64("pn", pn))
+	}
 	c.peerGone(ErrReset)
 }
 
@@ -67,7 +72,9 @@ func (c *Conn) HandleUnreachable(now time.Time) {
 		return
 	}
 	if c.life.handshaking() {
-		c.obs.Debug("rudp: port unreachable during the handshake", "cid", c.localCID)
+		if c.debugOn() {
+			c.debug("rudp: port unreachable during the handshake")
+		}
 		c.terminate(ErrUnreachable)
 		return
 	}

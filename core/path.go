@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -404,7 +405,9 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		p.ackOnValidation = false
 		c.acks.sendNow()
 		c.pathRestored()
-		c.obs.Debug("rudp: peer returned to its validated address", "cid", c.localCID, "addr", from)
+		if c.debugOn() {
+			c.debug("rudp: peer returned to its validated address", slog.String("addr", from.String()))
+		}
 		c.tracePath(left, from, true)
 		return
 	}
@@ -414,7 +417,9 @@ func (c *Conn) onPathPacket(now time.Time, from netip.AddrPort, pn uint64, size 
 		p.candidate = netip.AddrPort{}
 	}
 	c.validate(now)
-	c.obs.Debug("rudp: peer address changed, validating", "cid", c.localCID, "addr", from)
+	if c.debugOn() {
+		c.debug("rudp: peer address changed, validating", slog.String("addr", from.String()))
+	}
 	c.tracePath(left, from, false)
 }
 
@@ -455,7 +460,9 @@ func (c *Conn) onPathResponse(data *[pathDataLen]byte) {
 		c.acks.sendNow()
 	}
 	c.pathRestored()
-	c.obs.Debug("rudp: peer address validated", "cid", c.localCID, "addr", p.current)
+	if c.debugOn() {
+		c.debug("rudp: peer address validated", slog.String("addr", p.current.String()))
+	}
 	c.tracePath(p.current, p.current, true)
 }
 
@@ -490,7 +497,10 @@ func (c *Conn) onPathTimeout(now time.Time, at int64) {
 		p.stats.ValidationsFailed++
 		p.challengeDue, p.nextChallenge, p.deadline = false, 0, 0
 		if p.candidate.IsValid() && p.candidate != p.current {
-			c.obs.Debug("rudp: peer address failed validation, back to the one before", "cid", c.localCID, "addr", p.current, "to", p.candidate)
+			if c.debugOn() {
+				c.debug("rudp: peer address failed validation, back to the one before",
+					slog.String("addr", p.current.String()), slog.String("to", p.candidate.String()))
+			}
 			c.tracePath(p.current, p.candidate, false)
 			p.current, p.recvd, p.sent = p.candidate, p.candidateRecvd, p.candidateSent
 			p.candidate = netip.AddrPort{}
@@ -498,7 +508,10 @@ func (c *Conn) onPathTimeout(now time.Time, at int64) {
 			c.validate(now)
 			return
 		}
-		c.obs.Debug("rudp: peer address failed validation, returning", "cid", c.localCID, "addr", p.current, "to", p.fallback)
+		if c.debugOn() {
+			c.debug("rudp: peer address failed validation, returning",
+				slog.String("addr", p.current.String()), slog.String("to", p.fallback.String()))
+		}
 		c.tracePath(p.current, p.fallback, true)
 		p.current, p.validated = p.fallback, true
 		p.candidate = netip.AddrPort{}

@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Datagram packetization layer path MTU discovery (DPLPMTUD, RFC 8899,
 // as RFC 9000 section 14.3 applies it to QUIC).
@@ -152,6 +155,9 @@ func (c *Conn) onProbeAcked(now time.Time, size int) {
 		p.trying = 0
 	}
 	if size > p.size {
+		if c.debugOn() {
+			c.debug("rudp: path MTU grew: a probe was acknowledged", slog.Int("from", p.size), slog.Int("size", size))
+		}
 		c.setDatagramSize(size)
 	}
 	c.settleSearch(now)
@@ -181,7 +187,9 @@ func (c *Conn) settleSearch(now time.Time) {
 	if p.lo < p.max {
 		p.raiseAt = now.Add(pmtuRaiseInterval)
 	}
-	c.obs.Debug("rudp: path MTU search complete", "cid", c.localCID, "size", p.size)
+	if c.debugOn() {
+		c.debug("rudp: path MTU search complete", slog.Int("size", p.size))
+	}
 }
 
 // fullSized reports whether a packet of size bytes is one a path that
@@ -222,7 +230,9 @@ func (c *Conn) onLargeLost(now time.Time, pn uint64, size int) {
 // pathBlackHole falls back to BaseDatagramSize and searches again.
 func (c *Conn) pathBlackHole(now time.Time) {
 	p := c.pmtu
-	c.obs.Debug("rudp: path MTU black hole", "cid", c.localCID, "size", p.size)
+	if c.debugOn() {
+		c.debug("rudp: path MTU black hole: back to the base size", slog.Int("from", p.size), slog.Int("size", BaseDatagramSize))
+	}
 	p.largeLost = 0
 	p.largeAcked = c.nextPN // packets sent before now prove nothing
 	p.restart(BaseDatagramSize)

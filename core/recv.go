@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -189,7 +190,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	}
 	switch h.Type {
 	case PacketRetry:
-		c.handleRetry(h, body)
+		c.handleRetry(now, h, body)
 		return
 	case PacketReset:
 		c.handleReset(h, body)
@@ -321,7 +322,7 @@ func (c *Conn) handleEarly(body []byte) {
 	c.stats.DatagramsDropped++
 }
 
-func (c *Conn) handleRetry(h Header, body []byte) {
+func (c *Conn) handleRetry(now time.Time, h Header, body []byte) {
 	if h.DstCID != c.localCID || !c.life.retryAllowed() {
 		c.stats.DatagramsDropped++
 		return
@@ -332,6 +333,10 @@ func (c *Conn) handleRetry(h Header, body []byte) {
 		return
 	}
 	c.life.onRetry(cookie)
+	if c.debugOn() {
+		c.debug("rudp: Retry received: sending the HELLO again with its cookie",
+			slog.Duration("after", now.Sub(c.started())))
+	}
 	// The listener kept no state for our first flight: it is neither lost
 	// (no congestion signal) nor in flight any more.
 	c.discardSent()
@@ -411,7 +416,9 @@ func (c *Conn) violate(now time.Time, reason string) verdict {
 		return violated // already ending: the first reason stands
 	}
 	c.stats.ProtocolViolations++
-	c.obs.Debug("rudp: protocol violation by the peer", "cid", c.localCID, "reason", reason)
+	if c.debugOn() {
+		c.debug("rudp: protocol violation by the peer", slog.String("reason", reason))
+	}
 	c.Abort(now, &violationError{reason})
 	c.discardReceived()
 	return violated
@@ -435,6 +442,12 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 			ErrMessageTooLarge, size, h.MaxMessageSize))
 	}
 	if c.life.establish() {
+		if c.debugOn() {
+			// (took: since the connection was made; a server's is made by
+			// the HELLO that echoed its cookie.)
+			c.debug("rudp: handshake complete", slog.Uint64("remote_cid", h.SrcCID),
+				slog.Duration("took", now.Sub(c.started())))
+		}
 		c.traceState(StateEstablished, nil)
 		c.timers.stop(timerHandshake)
 		c.startPathMTU(now)
