@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,14 +22,23 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/signal"
 	"slices"
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() { demo.Main("echo", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "echo:", err)
+		os.Exit(1)
+	}
+}
 
 // serverResult is what the echo server reports when its connection ends.
 type serverResult struct {
@@ -37,7 +47,14 @@ type serverResult struct {
 	err    error
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	defer func() {
+		// After a timeout or ^C, the I/O error it caused (net.ErrClosed)
+		// says less than why. (ctx is the timeout's context below.)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	messages := fs.Int("n", 1000, "number of `messages` the client sends")
 	size := fs.Int("size", 1024, "`bytes` per message")
@@ -73,7 +90,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	stopOnCancel := context.AfterFunc(ctx, func() { conn.Close(); ln.Close() })
 	defer stopOnCancel()
 	fmt.Fprintf(out, "client: connected to %s from local port %d in %v (two round trips: the server first hands out an address-validation cookie)\n",
-		conn.RemoteAddr(), conn.LocalAddr().(*net.UDPAddr).Port, demo.Round(time.Since(start)))
+		conn.RemoteAddr(), conn.LocalAddr().(*net.UDPAddr).Port, time.Since(start).Round(time.Microsecond))
 
 	// Pseudo-random payload, so that a misplaced or corrupted byte cannot go unnoticed.
 	payload := make([]byte, *messages**size)
@@ -97,14 +114,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	_, readErr := io.ReadFull(conn, echo)
 	writeErr := <-wrote
 	if err := errors.Join(writeErr, readErr); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
+		return fmt.Errorf("client: %w", err)
 	}
-	if i := demo.FirstDifference(payload, echo); i >= 0 {
-		return fmt.Errorf("client: echo differs from what was sent at byte %d", i)
+	if !bytes.Equal(payload, echo) {
+		return errors.New("client: the echo differs from what was sent")
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(out, "client: sent %d messages / %d bytes, echoed back intact in %v (%.1f MiB/s each way)\n",
-		*messages, len(payload), demo.Round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
+		*messages, len(payload), elapsed.Round(time.Microsecond), float64(len(payload))/(1<<20)/elapsed.Seconds())
 	printStats(out, "client", conn.Stats())
 
 	// A graceful close: the server reads io.EOF after the last byte.
@@ -116,10 +133,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case res = <-served:
 	case <-ctx.Done():
-		return demo.Fail(ctx, errors.New("server did not finish"))
+		return errors.New("server did not finish")
 	}
 	if res.err != nil {
-		return demo.Fail(ctx, fmt.Errorf("server: %w", res.err))
+		return fmt.Errorf("server: %w", res.err)
 	}
 	if res.echoed != int64(len(payload)) {
 		return fmt.Errorf("server: echoed %d bytes, want %d", res.echoed, len(payload))
@@ -140,6 +157,6 @@ func serveOne(ln *rudp.Listener) serverResult {
 
 func printStats(out io.Writer, who string, s rudp.Stats) {
 	fmt.Fprintf(out, "%s: stats: RTT %v (min %v), %d packets sent / %d received, %d lost, %d fragments retransmitted, congestion window %d bytes\n",
-		who, demo.Round(s.RTT.Smoothed), demo.Round(s.RTT.Min), s.PacketsSent, s.PacketsReceived,
+		who, s.RTT.Smoothed.Round(time.Microsecond), s.RTT.Min.Round(time.Microsecond), s.PacketsSent, s.PacketsReceived,
 		s.PacketsLost, s.FragmentsRetransmitted, s.CongestionWindow)
 }

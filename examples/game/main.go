@@ -59,6 +59,8 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,11 +68,18 @@ import (
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
 	"github.com/rudp-go/rudp/impair"
 )
 
-func main() { demo.Main("game", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "game:", err)
+		os.Exit(1)
+	}
+}
 
 // options are the command line's settings.
 type options struct {
@@ -119,7 +128,14 @@ func (m mode) String() string {
 	return s + ", one domain"
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	defer func() {
+		// After a timeout or ^C, the I/O error it caused (net.ErrClosed)
+		// says less than why. (ctx is the timeout's context below.)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	fs := flag.NewFlagSet("game", flag.ContinueOnError)
 	var o options
 	fs.IntVar(&o.clients, "clients", 4, "number of `clients`")
@@ -168,13 +184,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	fmt.Fprintf(out, "%d clients through a relay losing %.3g%% of datagrams each way, %v round trip; state %d bytes at %d Hz, chat %d lines/s, download %s\n",
-		o.clients, 100*o.loss, o.rtt, o.stateBytes, o.hz, o.chatRate, demo.Size(int64(o.downloadKiB)<<10))
+	fmt.Fprintf(out, "%d clients through a relay losing %.3g%% of datagrams each way, %v round trip; state %d bytes at %d Hz, chat %d lines/s, download %d KiB\n",
+		o.clients, 100*o.loss, o.rtt, o.stateBytes, o.hz, o.chatRate, o.downloadKiB)
 	var results []runResult
 	for _, m := range todo {
 		res, err := runOnce(ctx, m, o)
 		if err != nil {
-			return demo.Fail(ctx, fmt.Errorf("%v: %w", m, err))
+			return fmt.Errorf("%v: %w", m, err)
 		}
 		res.print(out, len(results)+1)
 		results = append(results, res)
@@ -219,7 +235,7 @@ type runResult struct {
 }
 
 func (r *runResult) print(out io.Writer, n int) {
-	fmt.Fprintf(out, "\nrun %d: %v (%v)\n", n, r.mode, demo.Round(r.elapsed))
+	fmt.Fprintf(out, "\nrun %d: %v (%v)\n", n, r.mode, r.elapsed.Round(time.Microsecond))
 	fmt.Fprintf(out, "  state: %d of %d updates received in increasing order after the warm-up (%.1f%%); age p50 %v p90 %v p99 %v max %v; gap p99 %v max %v\n",
 		r.received, r.sent, 100*float64(r.received)/float64(max(r.sent, 1)),
 		ms(pct(r.ages, 0.5)), ms(pct(r.ages, 0.9)), ms(pct(r.ages, 0.99)), ms(pct(r.ages, 1)),
@@ -228,8 +244,8 @@ func (r *runResult) print(out io.Writer, n int) {
 		fmt.Fprintf(out, "  chat: the clients received all %d lines exactly once, in order\n", r.chatLines)
 	}
 	if r.mode.download {
-		fmt.Fprintf(out, "  download: every client received %s byte-exact, the slowest in %v\n",
-			demo.Size(r.download), demo.Round(r.downloadSlowest))
+		fmt.Fprintf(out, "  download: every client received %d KiB byte-exact, the slowest in %v\n",
+			r.download>>10, r.downloadSlowest.Round(time.Microsecond))
 	}
 	fmt.Fprintf(out, "  server: %d packets lost, %d fragments retransmitted\n", r.packetsLost, r.retransmissions)
 }

@@ -22,15 +22,24 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() { demo.Main("http", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "http:", err)
+		os.Exit(1)
+	}
+}
 
 const (
 	workers    = 8
@@ -40,7 +49,14 @@ const (
 	digestName = "X-Body-Sha256"
 )
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	defer func() {
+		// After a timeout or ^C, the I/O error it caused (net.ErrClosed)
+		// says less than why. (ctx is the timeout's context below.)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	fs := flag.NewFlagSet("http", flag.ContinueOnError)
 	requests := fs.Int("requests", 200, "number of `requests`")
 	bigEvery := fs.Int("big-every", 10, "every `n`th request is a POST with a 1 MiB body")
@@ -110,19 +126,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	close(jobs)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
+		return fmt.Errorf("client: %w", err)
 	}
 	elapsed := time.Since(start)
 	gets, bigs := mix.count(*requests)
 	fmt.Fprintf(out, "client: %d requests (%d GET, %d POST with 1 MiB bodies, %d small POST) by %d workers, all verified in %v\n",
-		*requests, gets, bigs, *requests-gets-bigs, workers, demo.Round(elapsed))
+		*requests, gets, bigs, *requests-gets-bigs, workers, elapsed.Round(time.Microsecond))
 	fmt.Fprintf(out, "client: %d bytes of bodies sent, %d received\n", bytesUp.Load(), bytesDown.Load())
 
 	transport.CloseIdleConnections()
 	shutdownCtx, cancelShutdown := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelShutdown()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("server: shutdown: %w", err))
+		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("server: %w", err)

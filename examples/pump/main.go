@@ -24,14 +24,23 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
+	"os/signal"
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
 	"github.com/rudp-go/rudp/impair"
 )
 
-func main() { demo.Main("pump", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "pump:", err)
+		os.Exit(1)
+	}
+}
 
 // Message kinds, the first byte of every message.
 const (

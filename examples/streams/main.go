@@ -16,37 +16,52 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/signal"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
+	"github.com/rudp-go/rudp/impair"
 )
 
-func main() { demo.Main("streams", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "streams:", err)
+		os.Exit(1)
+	}
+}
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	defer func() {
+		// After a timeout or ^C, the I/O error it caused (net.ErrClosed)
+		// says less than why. (ctx is the timeout's context below.)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	fs := flag.NewFlagSet("streams", flag.ContinueOnError)
 	streams := fs.Int("streams", 32, "number of concurrent `streams`")
 	sizeKiB := fs.Int("kib", 1024, "`KiB` echoed on each stream")
-	var link demo.Link
-	link.Flags(fs)
+	loss := fs.Float64("loss", 0, "`probability` that a relay between client and server loses a datagram, each way (0 and -rtt 0: no relay)")
+	rtt := fs.Duration("rtt", 0, "round trip `time` the relay adds")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *streams < 1 || *sizeKiB < 1 {
 		return errors.New("-streams and -kib must be at least 1")
-	}
-	if err := link.Check(); err != nil {
-		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -60,11 +75,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	served := make(chan serverResult, 1)
 	go func() { served <- serveOne(ctx, ln) }()
 
-	addr, closeRelay, err := link.Relay(ln.Addr().String(), out)
-	if err != nil {
-		return err
+	// A lossy relay between client and server, if asked for: the impair
+	// package's Proxy, the same you may put under your own tests.
+	addr := ln.Addr().String()
+	if *loss != 0 || *rtt != 0 {
+		link := impair.Config{Loss: *loss, Delay: *rtt / 2} // each way
+		up, down := link, link
+		up.Seed, down.Seed = 1, 2
+		relay, err := impair.NewProxy("127.0.0.1:0", addr, up, down)
+		if err != nil {
+			return err
+		}
+		defer relay.Close()
+		addr = relay.Addr().String()
+		fmt.Fprintf(out, "relay: %s losing %.3g%% of datagrams each way, %v round trip\n", addr, 100**loss, *rtt)
 	}
-	defer closeRelay()
 	conn, err := rudp.DialContext(ctx, "udp", addr, nil)
 	if err != nil {
 		return err
@@ -86,16 +111,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
+		return fmt.Errorf("client: %w", err)
 	}
 	elapsed := time.Since(start)
 	total := int64(*streams) * int64(*sizeKiB) << 10
-	fmt.Fprintf(out, "client: %d streams each echoed %s concurrently, %s verified in %v (%.1f MiB/s each way)\n",
-		*streams, demo.Size(int64(*sizeKiB)<<10), demo.Size(total), demo.Round(elapsed), float64(total)/(1<<20)/elapsed.Seconds())
-	fmt.Fprintf(out, "client: %s\n", demo.Completions(took))
+	fmt.Fprintf(out, "client: %d streams each echoed %d KiB concurrently, %d KiB verified in %v (%.1f MiB/s each way)\n",
+		*streams, *sizeKiB, total>>10, elapsed.Round(time.Microsecond), float64(total)/(1<<20)/elapsed.Seconds())
+	slices.Sort(took)
+	fmt.Fprintf(out, "client: streams completed: first after %v, median %v, slowest %v\n",
+		took[0].Round(time.Microsecond), took[len(took)/2].Round(time.Microsecond), took[len(took)-1].Round(time.Microsecond))
 	s := conn.Stats()
 	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d packets sent / %d received, %d lost, %d fragments retransmitted\n",
-		demo.Round(s.RTT.Smoothed), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
+		s.RTT.Smoothed.Round(time.Microsecond), s.PacketsSent, s.PacketsReceived, s.PacketsLost, s.FragmentsRetransmitted)
 
 	// Closing the connection ends the server's AcceptStream.
 	if err := conn.Close(); err != nil {
@@ -105,12 +132,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case res = <-served:
 	case <-ctx.Done():
-		return demo.Fail(ctx, errors.New("server did not finish"))
+		return errors.New("server did not finish")
 	}
 	if res.err != nil {
-		return demo.Fail(ctx, fmt.Errorf("server: %w", res.err))
+		return fmt.Errorf("server: %w", res.err)
 	}
-	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %s, connection ended\n", res.streams, demo.Size(res.echoed))
+	fmt.Fprintf(out, "server: accepted %d streams on one connection, echoed %d KiB, connection ended\n", res.streams, res.echoed>>10)
 	return ln.Close()
 }
 
@@ -138,8 +165,8 @@ func echoStream(ctx context.Context, conn *rudp.Conn, id, size int) error {
 	if err := errors.Join(<-wrote, readErr); err != nil {
 		return fmt.Errorf("stream %d: %w", id, err)
 	}
-	if i := demo.FirstDifference(echo, payload); i >= 0 {
-		return fmt.Errorf("stream %d: echo of %d bytes differs from the %d sent at byte %d", id, len(echo), len(payload), i)
+	if !bytes.Equal(echo, payload) {
+		return fmt.Errorf("stream %d: the echo of %d bytes differs from the %d sent", id, len(echo), len(payload))
 	}
 	return nil
 }

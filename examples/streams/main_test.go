@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rudp-go/rudp/examples/internal/leakcheck"
+	"go.uber.org/goleak"
 )
 
 func TestStreams(t *testing.T) {
@@ -19,14 +19,14 @@ func TestStreams(t *testing.T) {
 		{"lossy relay", []string{"-loss", "0.02", "-rtt", "20ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer leakcheck.Verify(t)
+			defer noLeaks(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 			defer cancel()
 			// As the yamux example's test: 32 concurrent streams, less
 			// on each under the race detector and through the relay.
-			args, each, total := []string{"-kib", "1024"}, "1 MiB", "32 MiB"
+			args, each, total := []string{"-kib", "1024"}, "1024 KiB", "32768 KiB"
 			if raceEnabled || tc.args != nil {
-				args, each, total = []string{"-kib", "256"}, "256 KiB", "8 MiB"
+				args, each, total = []string{"-kib", "256"}, "256 KiB", "8192 KiB"
 			}
 			var out bytes.Buffer
 			err := run(ctx, append(args, tc.args...), &out)
@@ -45,4 +45,14 @@ func TestStreams(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noLeaks fails t if goroutines other than the test's own still run. A
+// closed rudp connection lingers a few round trips to acknowledge its
+// peer's CLOSE (docs/PROTOCOL.md §8.2), so it waits for them to end first.
+func noLeaks(t *testing.T) {
+	for end := time.Now().Add(10 * time.Second); goleak.Find() != nil && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	goleak.VerifyNone(t)
 }

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,16 +26,32 @@ import (
 	"math/big"
 	mathrand "math/rand/v2"
 	"net"
+	"os"
+	"os/signal"
 	"slices"
 	"time"
 
 	"github.com/rudp-go/rudp"
-	"github.com/rudp-go/rudp/examples/internal/demo"
 )
 
-func main() { demo.Main("tls", run) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "tls:", err)
+		os.Exit(1)
+	}
+}
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer) (err error) {
+	defer func() {
+		// After a timeout or ^C, the I/O error it caused (net.ErrClosed)
+		// says less than why. (ctx is the timeout's context below.)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		}
+	}()
 	fs := flag.NewFlagSet("tls", flag.ContinueOnError)
 	sizeMiB := fs.Int("size", 4, "`MiB` to echo through the TLS connection")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
@@ -85,11 +102,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	})
 	start := time.Now()
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("client: TLS handshake: %w", err))
+		return fmt.Errorf("client: TLS handshake: %w", err)
 	}
 	state := conn.ConnectionState()
 	fmt.Fprintf(out, "client: TLS handshake done in %v: %s, %s, server certificate %q verified\n",
-		demo.Round(time.Since(start)), tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite),
+		time.Since(start).Round(time.Microsecond), tls.VersionName(state.Version), tls.CipherSuiteName(state.CipherSuite),
 		state.PeerCertificates[0].Subject.CommonName)
 
 	payload := make([]byte, *sizeMiB<<20)
@@ -108,17 +125,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	echo := make([]byte, len(payload))
 	_, readErr := io.ReadFull(conn, echo)
 	if err := errors.Join(<-wrote, readErr); err != nil {
-		return demo.Fail(ctx, fmt.Errorf("client: %w", err))
+		return fmt.Errorf("client: %w", err)
 	}
-	if i := demo.FirstDifference(payload, echo); i >= 0 {
-		return fmt.Errorf("client: echo differs from what was sent at byte %d", i)
+	if !bytes.Equal(payload, echo) {
+		return errors.New("client: the echo differs from what was sent")
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(out, "client: %d MiB echoed through TLS and verified in %v (%.1f MiB/s each way)\n",
-		*sizeMiB, demo.Round(elapsed), float64(len(payload))/(1<<20)/elapsed.Seconds())
+		*sizeMiB, elapsed.Round(time.Microsecond), float64(len(payload))/(1<<20)/elapsed.Seconds())
 	s := raw.Stats()
 	fmt.Fprintf(out, "client: rudp stats: RTT %v, %d bytes sent / %d received in %d / %d packets, %d lost, %d fragments retransmitted\n",
-		demo.Round(s.RTT.Smoothed), s.BytesSent, s.BytesReceived, s.PacketsSent, s.PacketsReceived,
+		s.RTT.Smoothed.Round(time.Microsecond), s.BytesSent, s.BytesReceived, s.PacketsSent, s.PacketsReceived,
 		s.PacketsLost, s.FragmentsRetransmitted)
 
 	// tls.Conn.Close sends close_notify, then closes the rudp connection
@@ -129,10 +146,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	select {
 	case err = <-served:
 	case <-ctx.Done():
-		return demo.Fail(ctx, errors.New("server did not finish"))
+		return errors.New("server did not finish")
 	}
 	if err != nil {
-		return demo.Fail(ctx, fmt.Errorf("server: %w", err))
+		return fmt.Errorf("server: %w", err)
 	}
 	fmt.Fprintln(out, "server: echoed everything, read close_notify, closed")
 	return ln.Close()
