@@ -7,6 +7,46 @@
 // run over it unchanged. The wire format and state machines are in
 // docs/PROTOCOL.md, this package's API in brief in docs/ROOT_API.md.
 //
+// # Getting started
+//
+// A server and a client are written as over TCP:
+//
+//	ln, err := rudp.Listen("udp", ":9000", nil) // nil: the default Config
+//	conn, err := ln.Accept()                     // a *rudp.Conn: a reliable, ordered byte stream
+//
+//	conn, err := rudp.Dial("udp", "example.com:9000", nil)
+//	conn.Write(request)
+//	conn.SendMessage(rudp.Order, stateUpdate) // one message: a newer one overtakes a lost one
+//
+// Config.Guarantee sets what Write and Read carry (Delivery, a byte
+// stream, by default; Order or None, one message per Write); SendMessage
+// and ReadMessage pick the guarantee per message. Streams
+// (Conn.OpenStream, Conn.AcceptStream) are ordering domains of their own
+// inside one connection: a lost datagram of one delays nothing on another.
+// A *PacketConn (ListenPacket) is UDP's net.PacketConn with a reliable
+// connection set up per peer. A Listener dials too (Listener.Dial), so
+// that many connections share its socket. Config.Manual runs without
+// goroutines, driven by Pump from the application's loop. Close waits,
+// bounded by Config.Linger, until the peer has everything written.
+//
+// # Seeing what happens
+//
+// Conn.Stats gives a connection's RTT, congestion window, packets, losses
+// and retransmissions; Listener.Stats and PacketConn.Stats a socket's
+// connections, handshakes, refusals and drops by cause. Config.Logger
+// takes a *slog.Logger: at slog.LevelDebug it logs the handshake's steps
+// and timing, Retries, refusals and why, path and MTU changes, close
+// reasons and drops by cause (rate limited), with structured attributes
+// (connection IDs, addresses, durations); nil is silent and costs nothing.
+//
+// To test a program over a bad link on loopback, the impair package
+// (github.com/rudp-go/rudp/impair) loses, delays, jitters, duplicates,
+// reorders and rate-limits datagrams: wrap a net.PacketConn, or put its
+// UDP proxy between client and server ("rudpbench proxy" runs one from the
+// command line). The examples directory holds complete programs (echo,
+// streams, yamux, tls, http, a game loop in Manual mode, a game server
+// through a lossy relay), each copyable into a module of its own.
+//
 // # Layers
 //
 // This package owns the sockets, the goroutines, the locks and the
