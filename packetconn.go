@@ -83,9 +83,9 @@ func (p *PacketConn) admit(now time.Time, from netip.AddrPort) {
 func (p *PacketConn) offer(now time.Time, c *Conn) refusal {
 	host := hostOf(c.raddr)
 	if !p.table.roomFor(host) {
-		why, msg := refusedPeers, "rudp: peer refused: MaxPeers connections on the socket, none idle"
+		why, msg := refusedPeers, "rudp: peer refused: MaxPeers connections on the socket"
 		if p.table.live < p.table.maxPeers {
-			why, msg = refusedPeersPerHost, "rudp: peer refused: MaxPeersPerHost connections from its host, none idle"
+			why, msg = refusedPeersPerHost, "rudp: peer refused: MaxPeersPerHost connections from its host"
 		}
 		if p.m.set.debugOn() {
 			p.m.set.debug(msg, slog.String("laddr", p.m.laddr.String()), slog.String("peer", c.raddr.String()),

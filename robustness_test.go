@@ -94,7 +94,8 @@ func TestPacketConnMaxPeers(t *testing.T) {
 	require.Less(t, time.Since(start), 3*time.Second, "refusals must be prompt, not handshake timeouts")
 	require.Len(t, accepted, maxPeers)
 	require.Equal(t, clients-maxPeers, refused)
-	require.EqualValues(t, clients-maxPeers, logs.n.Load(), "every refusal is counted")
+	require.EqualValues(t, clients-maxPeers, logs.n.Load(), "every refusal is logged")
+	require.EqualValues(t, clients-maxPeers, pc.Stats().RefusedPeers, "every refusal is counted")
 	for _, c := range accepted {
 		_, err := c.Write([]byte("hello"))
 		require.NoError(t, err)
