@@ -72,15 +72,17 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer t.Stop()
 		tick = t.C
 	}
-	for done := false; !done; {
+	for {
 		select {
 		case <-tick:
+			printProxyStats(stdout, p.Stats())
 		case <-ctx.Done():
-			done = true
+			// Closed first: its goroutines have counted every datagram they wrote.
+			err := p.Close()
+			printProxyStats(stdout, p.Stats())
+			return err
 		}
-		printProxyStats(stdout, p.Stats())
 	}
-	return p.Close()
 }
 
 func printProxyStats(w io.Writer, s impair.ProxyStats) {
