@@ -296,7 +296,7 @@ func (c *Conn) endLocked() {
 // debug log's drop events).
 func connDrops(cc *core.Conn) uint64 {
 	s := cc.Stats()
-	return s.DatagramsDropped + s.DuplicatesDropped
+	return s.DatagramsDropped + s.DuplicatesDropped + s.DroppedUnauthenticated + s.DroppedReplayed
 }
 
 // flushLocked sends every datagram the core has ready, on the caller's
