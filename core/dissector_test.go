@@ -469,10 +469,7 @@ func TestWiresharkDissector(t *testing.T) {
 		{"stream 0", "stream ID 0", appendStreamCtl(nil, frameStreamOpen, &streamCtlFrame{id: 0, guarantee: Delivery}), false},
 	}
 	for i, c := range bad {
-		buf := make([]byte, headerLen, headerLen+len(c.body)+trailerLen)
-		putHeader(buf, Header{Type: PacketData, DstCID: 7, PacketNumber: uint32(1000 + i)})
-		buf = append(buf, c.body...)
-		buf = buf[:sealPacket(buf[:cap(buf)], len(buf))]
+		buf := sealed(Header{Type: PacketData, DstCID: 7, PacketNumber: uint32(1000 + i)}, c.body)
 		if c.corruptCRC {
 			buf[len(buf)-1] ^= 1
 		}
