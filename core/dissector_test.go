@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rudp-go/rudp/internal/capture"
 )
 
 // The Wireshark dissector (contrib/wireshark/rudp.lua) is checked against
@@ -27,9 +24,6 @@ import (
 // show every one of them, with no malformed or expert mark, and the same
 // frame types in the same order. Datagrams that break the receiver's rules
 // are captured too, and must be marked with the error that says why.
-
-// dissectorScript is the dissector, relative to this package.
-const dissectorScript = "../contrib/wireshark/rudp.lua"
 
 // recordingSocket is a UDPLike that records every datagram written.
 type recordingSocket struct {
@@ -48,255 +42,6 @@ func (s *recordingSocket) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// capture is a tcpdump process writing what crosses one UDP port on
-// loopback to a pcap file.
-type capture struct {
-	cmd    *exec.Cmd
-	path   string
-	stderr bytes.Buffer
-	done   chan error
-	beacon *net.UDPConn // sends marker datagrams to the port
-	to     *net.UDPAddr // the port
-}
-
-// startCapture starts tcpdump on lo for UDP port port and returns once it
-// captures (a marker datagram sent to the port is in the file). It skips
-// the test, saying why, where tcpdump cannot capture.
-func startCapture(t *testing.T, tcpdump string, port int) *capture {
-	t.Helper()
-	c := &capture{path: filepath.Join(t.TempDir(), "rudp.pcap"), done: make(chan error, 1),
-		to: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
-	args := []string{"-i", "lo", "-n", "-U", "-s", "0", "-w", c.path}
-	if os.Geteuid() == 0 {
-		args = append(args, "-Z", "root") // keep the rights to write the file
-	}
-	args = append(args, "udp", "port", strconv.Itoa(port))
-	c.cmd = exec.Command(tcpdump, args...)
-	c.cmd.Stderr = &lockedWriter{w: &c.stderr}
-	require.NoError(t, c.cmd.Start())
-	go func() { c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		if c.cmd.ProcessState == nil {
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-	})
-	var err error
-	// Unconnected: nothing listens on the port before the transfer starts,
-	// and the ICMP errors that earns must not fail later writes.
-	c.beacon, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.beacon.Close() })
-	if !c.mark(t, "start") {
-		skipDissector(t, "tcpdump cannot capture on lo here: %s", c.stderrText())
-	}
-	return c
-}
-
-// lockedWriter serializes the writes of exec's copying goroutine with reads.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (c *capture) stderrText() string {
-	w := c.cmd.Stderr.(*lockedWriter)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.TrimSpace(w.w.String())
-}
-
-// markerPrefix starts every marker datagram: not an rudp datagram (its
-// first byte is not the version).
-const markerPrefix = "rudp dissector test marker "
-
-// mark sends a marker datagram to the port until the capture file holds
-// it; false if tcpdump ended first or the capture never shows it.
-func (c *capture) mark(t *testing.T, name string) bool {
-	t.Helper()
-	payload := []byte(markerPrefix + name)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		_, err := c.beacon.WriteToUDP(payload, c.to)
-		require.NoError(t, err)
-		select {
-		case <-c.done:
-			c.done <- nil
-			return false
-		case <-time.After(20 * time.Millisecond):
-		}
-		for _, p := range readPcap(t, c.path) {
-			if bytes.Equal(p.payload, payload) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// stop ends tcpdump once everything sent so far is in the file.
-func (c *capture) stop(t *testing.T) {
-	t.Helper()
-	require.True(t, c.mark(t, "end"), "the capture never showed the end marker: %s", c.stderrText())
-	require.NoError(t, c.cmd.Process.Signal(os.Interrupt))
-	select {
-	case <-c.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tcpdump did not end: %s", c.stderrText())
-	}
-}
-
-// udpPacket is one captured UDP datagram.
-type udpPacket struct {
-	srcPort, dstPort int
-	payload          []byte
-}
-
-// readPcap returns the IPv4 UDP datagrams of a pcap file written by
-// tcpdump on lo (Ethernet framing), as far as it is complete.
-func readPcap(t *testing.T, path string) []udpPacket {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) < 24 {
-		return nil
-	}
-	var order binary.ByteOrder = binary.LittleEndian
-	switch binary.LittleEndian.Uint32(b) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
-	case 0xd4c3b2a1, 0x4d3cb2a1:
-		order = binary.BigEndian
-	default:
-		t.Fatalf("%s is not a pcap file", path)
-	}
-	require.EqualValues(t, 1, order.Uint32(b[20:]), "link type of lo: Ethernet")
-	var out []udpPacket
-	for off := 24; off+16 <= len(b); {
-		n := int(order.Uint32(b[off+8:]))
-		if off+16+n > len(b) {
-			break // being written
-		}
-		f := b[off+16 : off+16+n]
-		off += 16 + n
-		if len(f) < 14+20+8 || binary.BigEndian.Uint16(f[12:]) != 0x0800 {
-			continue
-		}
-		ip := f[14:]
-		ihl := int(ip[0]&0x0f) * 4
-		if ip[9] != 17 || len(ip) < ihl+8 {
-			continue
-		}
-		udp := ip[ihl:]
-		ulen := int(binary.BigEndian.Uint16(udp[4:]))
-		if ulen < 8 || ulen > len(udp) {
-			continue
-		}
-		out = append(out, udpPacket{
-			srcPort: int(binary.BigEndian.Uint16(udp[0:])),
-			dstPort: int(binary.BigEndian.Uint16(udp[2:])),
-			payload: udp[8:ulen],
-		})
-	}
-	return out
-}
-
-// dissectorTools returns the paths of tcpdump and tshark, or skips.
-func dissectorTools(t *testing.T) (tcpdump, tshark string) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("captures on Linux's lo only")
-	}
-	if testing.Short() {
-		t.Skip("-short: a capture and tshark take seconds")
-	}
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		skipDissector(t, "tcpdump is not installed (apt-get install tcpdump)")
-	}
-	tshark, err = exec.LookPath("tshark")
-	if err != nil {
-		skipDissector(t, "tshark is not installed (apt-get install tshark)")
-	}
-	return tcpdump, tshark
-}
-
-// skipDissector skips the test, saying why; where .ci/run installed the
-// tools (RUDP_DISSECTOR_TEST=required) it fails instead, so that CI never
-// passes without having run it.
-func skipDissector(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("RUDP_DISSECTOR_TEST") == "required" {
-		t.Fatalf("RUDP_DISSECTOR_TEST=required, but: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// runTshark runs tshark with the dissector over the capture and returns
-// its standard output; tshark must not report a Lua error.
-func runTshark(t *testing.T, tshark, pcap string, args ...string) string {
-	t.Helper()
-	script, err := filepath.Abs(dissectorScript)
-	require.NoError(t, err)
-	all := append([]string{"-n", "-r", pcap, "-X", "lua_script:" + script,
-		// A port some other dissector registered must not hide rudp.
-		"-o", "udp.try_heuristic_first:TRUE"}, args...)
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(tshark, all...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	require.NoError(t, err, "tshark %s: %s", strings.Join(all, " "), stderr.String())
-	require.NotContains(t, stderr.String(), "Lua", "tshark reports a Lua error")
-	return stdout.String()
-}
-
-// dissected is what tshark shows of one captured datagram.
-type dissected struct {
-	srcPort    int
-	pn         string
-	checksum   string
-	frameTypes []byte
-	expert     string
-	protocol   string
-}
-
-// tsharkFields dissects the capture, one entry per captured frame.
-func tsharkFields(t *testing.T, tshark, pcap string) []dissected {
-	t.Helper()
-	out := runTshark(t, tshark, pcap, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,",
-		"-e", "udp.srcport", "-e", "rudpgo.pn", "-e", "rudpgo.checksum", "-e", "rudpgo.frame_type",
-		"-e", "_ws.expert.message", "-e", "_ws.col.Protocol")
-	var rows []dissected
-	for line := range strings.Lines(out) {
-		f := strings.Split(strings.TrimRight(line, "\n"), "\t")
-		require.Len(t, f, 6, "tshark line %q", line)
-		port, err := strconv.Atoi(f[0])
-		require.NoError(t, err)
-		d := dissected{srcPort: port, pn: f[1], checksum: f[2], expert: f[4], protocol: f[5]}
-		if f[3] != "" {
-			for _, s := range strings.Split(f[3], ",") {
-				v, err := strconv.ParseUint(s, 0, 8)
-				require.NoError(t, err, "frame type %q", s)
-				d.frameTypes = append(d.frameTypes, byte(v))
-			}
-		}
-		rows = append(rows, d)
-	}
-	return rows
-}
-
-// datagramKey names a datagram as tshark shows it: its sender's port, its
-// packet number and its checksum.
-func datagramKey(port int, datagram []byte) string {
-	end := len(datagram) - trailerLen
-	return fmt.Sprintf("%d/%d/0x%08x", port, binary.BigEndian.Uint32(datagram[10:14]),
-		binary.BigEndian.Uint32(datagram[end:]))
-}
-
 // frameTypeName names a frame type byte the way PROTOCOL.md does.
 func frameTypeName(t byte) string {
 	switch {
@@ -310,7 +55,7 @@ func frameTypeName(t byte) string {
 }
 
 func TestWiresharkDissector(t *testing.T) {
-	tcpdump, tshark := dissectorTools(t)
+	tcpdump, tshark := capture.Tools(t)
 
 	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	la, err := net.ListenUDP("udp", loopback)
@@ -321,7 +66,7 @@ func TestWiresharkDissector(t *testing.T) {
 	lb.Close()
 	addrA, addrB := la.LocalAddr().(*net.UDPAddr), lb.LocalAddr().(*net.UDPAddr)
 
-	capt := startCapture(t, tcpdump, addrA.Port)
+	capt := capture.Start(t, tcpdump, addrA.Port)
 
 	ua, err := net.DialUDP("udp", addrA, addrB)
 	require.NoError(t, err)
@@ -451,32 +196,59 @@ func TestWiresharkDissector(t *testing.T) {
 	for i := range maxAckRanges + 1 {
 		ranges65 = append(ranges65, ackRange{lo: uint64(2 * i), hi: uint64(2 * i)})
 	}
+	datagram := func(body []byte) []byte {
+		return sealed(Header{Type: PacketData, DstCID: 7, PacketNumber: 1000}, body)
+	}
+	corrupt := func(b []byte) []byte {
+		b[len(b)-1] ^= 1
+		return b
+	}
+	// protected is a protected packet's bytes as the path sees them
+	// (PROTOCOL.md §19): only version, type and DstCID are readable.
+	protected := func(typ byte, size int) []byte {
+		b := bytes.Repeat([]byte{0xA5}, size)
+		b[0], b[1] = Version, typ
+		binary.BigEndian.PutUint64(b[2:], 7)
+		return b
+	}
+	// A GSO buffer captured whole: datagrams of one size back to back, the
+	// last one shorter.
+	segment := datagram(append([]byte{framePing}, make([]byte, 40)...))
+	gso := slices.Concat(segment, segment, segment, datagram([]byte{framePing}))
+	hello := appendHello(nil, &HelloFrame{SrcCID: 1, MaxMessageSize: 1 << 20, MaxDatagramSize: 1452})
 	bad := []struct {
 		name, expert string
-		body         []byte
-		corruptCRC   bool
+		datagram     []byte
+		info         string // what the Info column shows, if not ""
 	}{
-		{"valid", "", []byte{framePing}, false},
-		{"bad checksum", "CRC-32C is", []byte{framePing}, true},
-		{"unknown frame type", "unknown frame type 0x55", []byte{framePing, 0x55}, false},
-		{"truncated varint", "varint cut off", []byte{frameStreamLimit, 0x80}, false},
-		{"non-minimal varint", "non-minimal varint", []byte{frameStreamLimit, 0x80, 0x00}, false},
-		{"ack range count", "range count above 63", appendAck(nil, &ackFrame{largest: 200, ranges: ranges65}), false},
-		{"hello max message size", "MaxMessageSize not in 1..2^30", appendHello(nil, &HelloFrame{SrcCID: 1,
-			MaxMessageSize: 1<<30 + 1, MaxDatagramSize: 1452}), false},
-		{"fragment past total", "offset + length above total", appendMsg(nil, &msgFrame{guarantee: Delivery,
-			fragment: true, total: 10, offset: 8, data: []byte("abc")}), false},
-		{"stream 0", "stream ID 0", appendStreamCtl(nil, frameStreamOpen, &streamCtlFrame{id: 0, guarantee: Delivery}), false},
+		{"valid", "", datagram([]byte{framePing}), "[PING]"},
+		{"bad checksum", "CRC-32C is", corrupt(datagram([]byte{framePing})), ""},
+		{"unknown frame type", "unknown frame type 0x55", datagram([]byte{framePing, 0x55}), ""},
+		{"truncated varint", "varint cut off", datagram([]byte{frameStreamLimit, 0x80}), ""},
+		{"non-minimal varint", "non-minimal varint", datagram([]byte{frameStreamLimit, 0x80, 0x00}), ""},
+		{"ack range count", "range count above 63", datagram(appendAck(nil, &ackFrame{largest: 200, ranges: ranges65})), ""},
+		{"hello max message size", "MaxMessageSize not in 1..2^30", datagram(appendHello(nil, &HelloFrame{SrcCID: 1,
+			MaxMessageSize: 1<<30 + 1, MaxDatagramSize: 1452})), ""},
+		{"fragment past total", "offset + length above total", datagram(appendMsg(nil, &msgFrame{guarantee: Delivery,
+			fragment: true, total: 10, offset: 8, data: []byte("abc")})), ""},
+		{"stream 0", "stream ID 0", datagram(appendStreamCtl(nil, frameStreamOpen, &streamCtlFrame{id: 0, guarantee: Delivery})), ""},
+		{"gso buffer", "", gso, "GSO 4 datagrams"},
+		// What the security handshake adds (PROTOCOL.md §18, §19): the
+		// HELLO's protection byte, the CRYPTO frame, protected packets.
+		{"hello protection", "", datagram(append(hello, 0xF2)), "HELLO(pre-shared key)"},
+		{"crypto", "", datagram([]byte{0x0F, 0, 0, 3, 'a', 'b', 'c'}), "CRYPTO(Initial)"},
+		{"crypto level", "key level above 2", datagram([]byte{0x0F, 3, 0, 1, 'x'}), ""},
+		{"crypto end", "offset + length above 2^20", datagram([]byte{0x0F, 1, 0x80, 0x80, 0x40, 1, 'x'}), ""},
+		{"handshake packet", "", protected(0x05, 60), "Handshake DCID=0x0000000000000007 [protected]"},
+		{"application packet", "", protected(0x06, 1200), "Application DCID=0x0000000000000007 [protected]"},
+		{"protected gso buffer", "", slices.Concat(protected(0x06, 100), protected(0x07, 100), protected(0x06, 31)),
+			"GSO 3 datagrams"},
+		{"protected too short", "shorter than 31 bytes", protected(0x07, 30), ""},
 	}
-	for i, c := range bad {
-		buf := sealed(Header{Type: PacketData, DstCID: 7, PacketNumber: uint32(1000 + i)}, c.body)
-		if c.corruptCRC {
-			buf[len(buf)-1] ^= 1
-		}
-		_, err := capt.beacon.WriteToUDP(buf, capt.to)
-		require.NoError(t, err)
+	for _, c := range bad {
+		capt.Send(t, c.datagram)
 	}
-	capt.stop(t)
+	capt.Stop(t)
 
 	// What each side wrote, decoded by core: datagram by datagram.
 	type sent struct {
@@ -494,7 +266,7 @@ func TestWiresharkDissector(t *testing.T) {
 		require.EqualValues(t, side.s.Stats().PacketsSent, len(side.sock.written),
 			"%s: Stats.PacketsSent is the datagrams its socket took", side.name)
 		for _, d := range side.sock.written {
-			k := datagramKey(side.port, d)
+			k := capture.Key(side.port, d)
 			require.NotContains(t, wantByKey, k)
 			types, ok := frameTypes(d)
 			require.True(t, ok, "%s sent a datagram core does not decode", side.name)
@@ -505,27 +277,28 @@ func TestWiresharkDissector(t *testing.T) {
 		}
 	}
 
-	rows := tsharkFields(t, tshark, capt.path)
+	rows := capture.Fields(t, tshark, capt.Path)
 	gotCount := map[string]int{}
 	seen := map[string]bool{}
-	var badRows []dissected
-	beaconPort := capt.beacon.LocalAddr().(*net.UDPAddr).Port
+	var badRows []capture.Dissected
+	beaconPort := capt.BeaconPort()
 	for _, r := range rows {
-		if r.srcPort == beaconPort {
-			if r.protocol == "rudp" {
+		if r.SrcPort == beaconPort {
+			if r.Protocol == "rudp" {
 				badRows = append(badRows, r)
 			}
 			continue
 		}
-		require.Equal(t, "rudp", r.protocol, "every datagram between the two sides is dissected as rudp: %+v", r)
-		require.Empty(t, r.expert, "datagram %s/%s has an expert mark", r.pn, r.checksum)
-		k := fmt.Sprintf("%d/%s/%s", r.srcPort, r.pn, r.checksum)
+		require.Equal(t, "rudp", r.Protocol, "every datagram between the two sides is dissected as rudp: %+v", r)
+		require.Empty(t, r.Expert, "datagram %v has an expert mark", r)
+		require.Len(t, r.PacketNumbers, 1, "one rudp datagram per UDP datagram (no GSO here): %v", r)
+		k := fmt.Sprintf("%d/%s/%s", r.SrcPort, r.PacketNumbers[0], r.Checksums[0])
 		w, ok := wantByKey[k]
 		require.True(t, ok, "tshark shows datagram %s, which no side sent", k)
 		require.False(t, seen[k], "datagram %s captured twice", k)
 		seen[k] = true
-		require.Equal(t, w.types, r.frameTypes, "frame types of %s's datagram %s", w.side, k)
-		for _, ft := range r.frameTypes {
+		require.Equal(t, w.types, r.FrameTypes, "frame types of %s's datagram %s", w.side, k)
+		for _, ft := range r.FrameTypes {
 			gotCount[frameTypeName(ft)]++
 		}
 	}
@@ -540,12 +313,13 @@ func TestWiresharkDissector(t *testing.T) {
 	require.Len(t, badRows, len(bad), "every crafted datagram is dissected as rudp")
 	for i, c := range bad {
 		if c.expert == "" {
-			require.Empty(t, badRows[i].expert, c.name)
+			require.Empty(t, badRows[i].Expert, c.name)
 		} else {
-			require.Contains(t, badRows[i].expert, c.expert, c.name)
+			require.Contains(t, badRows[i].Expert, c.expert, c.name)
 		}
+		require.Contains(t, badRows[i].Info, c.info, c.name)
 	}
-	marked := runTshark(t, tshark, capt.path, "-Y", fmt.Sprintf("(_ws.malformed || _ws.expert) && udp.srcport != %d", beaconPort))
+	marked := capture.Tshark(t, tshark, capt.Path, "-Y", fmt.Sprintf("(_ws.malformed || _ws.expert) && udp.srcport != %d", beaconPort))
 	require.Empty(t, marked, "datagrams of the transfer marked malformed")
 	t.Logf("%d datagrams (a %d, b %d), frames per type: %v", len(seen), len(sockA.written), len(sockB.written), gotCount)
 }

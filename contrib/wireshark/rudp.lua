@@ -90,12 +90,25 @@ local MAX_ACK_RANGES = 64
 local PATH_DATA_LEN = 8
 
 local PKT_DATA, PKT_RETRY, PKT_RESET = 1, 2, 3
-local packet_types = { [PKT_DATA] = "Data", [PKT_RETRY] = "Retry", [PKT_RESET] = "Reset" }
+-- Protected packets (PROTOCOL.md §19): the type byte's lowest bit is the
+-- key phase, masked by header protection, so both values of each pair are
+-- one type. Only version, type and DstCID are readable in the clear.
+local PKT_HANDSHAKE, PKT_APP = 4, 6
+local packet_types = {
+	[PKT_DATA] = "Data", [PKT_RETRY] = "Retry", [PKT_RESET] = "Reset",
+	[4] = "Handshake", [5] = "Handshake", [6] = "Application", [7] = "Application",
+}
+local MIN_PROTECTED = HEADER_LEN + 1 + 16 -- a byte of frames and the AEAD tag
+local AEAD_TAG_LEN = 16
+
+local function protected_type(t) return t >= PKT_HANDSHAKE and t <= PKT_APP + 1 end
 
 local F_PADDING, F_PING, F_ACK, F_HELLO, F_CLOSE = 0x00, 0x01, 0x02, 0x03, 0x04
 local F_PATH_CHALLENGE, F_PATH_RESPONSE, F_STREAM_FIN = 0x05, 0x06, 0x07
 local F_STREAM_OPEN, F_STREAM_RESET, F_STOP_SENDING = 0x08, 0x09, 0x0A
 local F_STREAM_CREDIT, F_STREAM_LIMIT = 0x0B, 0x0C
+local F_CRYPTO = 0x0F
+local MAX_CRYPTO_END = 0x100000 -- 2^20
 local F_MSG, F_STREAM_MSG = 0x10, 0x20
 
 local frame_types = {
@@ -104,13 +117,16 @@ local frame_types = {
 	[F_PATH_RESPONSE] = "PATH_RESPONSE", [F_STREAM_FIN] = "STREAM_FIN",
 	[F_STREAM_OPEN] = "STREAM_OPEN", [F_STREAM_RESET] = "STREAM_RESET",
 	[F_STOP_SENDING] = "STOP_SENDING", [F_STREAM_CREDIT] = "STREAM_CREDIT",
-	[F_STREAM_LIMIT] = "STREAM_LIMIT",
+	[F_STREAM_LIMIT] = "STREAM_LIMIT", [F_CRYPTO] = "CRYPTO",
 }
 for t = 0x10, 0x1F do frame_types[t] = "MSG" end
 for t = 0x20, 0x2F do frame_types[t] = "STREAM_MSG" end
 
 local guarantees = { [0] = "invalid", [1] = "None", [2] = "Order", [3] = "Delivery" }
-local close_codes = { [0] = "Graceful", [1] = "Refused", [2] = "Error", [3] = "ProtocolViolation" }
+local close_codes = { [0] = "Graceful", [1] = "Refused", [2] = "Error", [3] = "ProtocolViolation",
+	[4] = "HandshakeFailed" }
+local protections = { [0xF1] = "TLS", [0xF2] = "pre-shared key" }
+local crypto_levels = { [0] = "Initial", [1] = "Handshake", [2] = "Application" }
 
 ----------------------------------------------------------------------------
 -- Fields.
@@ -121,6 +137,9 @@ local pf = {
 	type            = ProtoField.uint8("rudpgo.type", "Packet type", base.DEC, packet_types),
 	dcid            = ProtoField.uint64("rudpgo.dcid", "Destination connection ID", base.HEX),
 	pn              = ProtoField.uint32("rudpgo.pn", "Packet number (low 32 bits)"),
+	pn_masked       = ProtoField.bytes("rudpgo.pn_masked", "Packet number (masked by header protection)"),
+	protected       = ProtoField.bytes("rudpgo.protected_payload", "Protected payload (frames, encrypted)"),
+	tag             = ProtoField.bytes("rudpgo.tag", "AEAD tag"),
 	body            = ProtoField.bytes("rudpgo.body", "Body"),
 	checksum        = ProtoField.uint32("rudpgo.checksum", "Checksum (CRC-32C)", base.HEX),
 	checksum_status = ProtoField.bool("rudpgo.checksum.good", "Checksum good"),
@@ -151,6 +170,12 @@ local pf = {
 	hello_max_dgram    = ProtoField.uint64("rudpgo.hello.max_datagram_size", "Max datagram size"),
 	hello_cookie_len   = ProtoField.uint64("rudpgo.hello.cookie_length", "Cookie length"),
 	hello_cookie       = ProtoField.bytes("rudpgo.hello.cookie", "Cookie"),
+	hello_protection   = ProtoField.uint8("rudpgo.hello.protection", "Protection", base.HEX, protections),
+
+	crypto_level  = ProtoField.uint8("rudpgo.crypto.level", "Key level", base.DEC, crypto_levels),
+	crypto_offset = ProtoField.uint64("rudpgo.crypto.offset", "Offset"),
+	crypto_length = ProtoField.uint64("rudpgo.crypto.length", "Length"),
+	crypto_data   = ProtoField.bytes("rudpgo.crypto.data", "Handshake data"),
 
 	close_code       = ProtoField.uint64("rudpgo.close.code", "Code"),
 	close_final      = ProtoField.uint32("rudpgo.close.final", "Final delivery index (low 32 bits)"),
@@ -380,9 +405,17 @@ decoders[F_HELLO] = function(r)
 		r:check(n > UInt64(MAX_COOKIE, 0), r:last_range(), "cookie length above 64")
 		r:bytes(pf.hello_cookie, n, "cookie")
 	end
+	-- The optional protection byte (PROTOCOL.md §3.4, §18): 0xF1 and 0xF2
+	-- are never frame types, so anything else is the next frame.
+	local mode
+	if not r.e and r.off < r.stop and protections[r.tvb(r.off, 1):uint()] then
+		mode = protections[r.tvb(r.off, 1):uint()]
+		r:uint(pf.hello_protection, 1, "protection")
+	end
 	if scid and scid == UInt64(0, 0) then
 		r:check(true, scid_range, "SrcCID 0")
 	end
+	if mode then return "HELLO(" .. mode .. ")" end
 	return "HELLO"
 end
 
@@ -451,6 +484,9 @@ for t, spec in pairs(stream_ctl) do
 		r.off = r.off + 1
 		local id = stream_id(r, spec[2])
 		for i = 3, #spec do r:varint(spec[i]) end
+		if t == F_STREAM_CREDIT and id == "0" then
+			id = "initial" -- the credit every stream opened from now on starts with (§17.6)
+		end
 		return spec[1] .. "(" .. id .. ")"
 	end
 end
@@ -459,6 +495,23 @@ decoders[F_STREAM_LIMIT] = function(r)
 	r.off = r.off + 1
 	r:varint(pf.stream_limit)
 	return "STREAM_LIMIT"
+end
+
+-- CRYPTO (PROTOCOL.md §18.1): key level u8 (0..2), offset and length
+-- varints (their sum at most 2^20), the handshake's bytes.
+decoders[F_CRYPTO] = function(r)
+	r.off = r.off + 1
+	local level = r:uint(pf.crypto_level, 1, "level")
+	if level then r:check(level > 2, r:last_range(), "key level above 2") end
+	local offset = r:varint(pf.crypto_offset)
+	local offset_range = offset and r:last_range()
+	local length = r:varint(pf.crypto_length)
+	if length and not r.e then
+		local max = UInt64(MAX_CRYPTO_END, 0)
+		r:check(offset > max or length > max - offset, offset_range, "offset + length above 2^20")
+		if not r.e then r:bytes(pf.crypto_data, length, "data") end
+	end
+	return string.format("CRYPTO(%s)", crypto_levels[level] or "?")
 end
 
 -- msg decodes MSG (0x10-0x1F) and STREAM_MSG (0x20-0x2F), PROTOCOL.md §3.6.
@@ -557,6 +610,11 @@ local function header_plausible(tvb, off, len)
 	return len >= OVERHEAD and tvb(off, 1):uint() == VERSION and packet_types[tvb(off + 1, 1):uint()] ~= nil
 end
 
+-- protected_plausible: a protected packet's header (no checksum to check).
+local function protected_plausible(tvb, len)
+	return len >= MIN_PROTECTED and tvb(0, 1):uint() == VERSION and protected_type(tvb(1, 1):uint())
+end
+
 -- crc_ok reports whether the datagram at [off, off+len) of the payload
 -- string s (0-based off) carries its CRC.
 local function crc_ok(s, off, len)
@@ -587,6 +645,31 @@ local function gso_segments(tvb, s)
 	return seg
 end
 
+-- gso_protected splits a UDP payload that is several protected datagrams
+-- of one connection back to back (see gso_segments): they have no
+-- checksum, but each starts with the version, a protected type and the
+-- same DstCID, 8 random bytes. Returns the segment size, or nil.
+local function gso_protected(s)
+	local len = #s
+	local dcid = s:sub(3, 10)
+	local from = MIN_PROTECTED + 3
+	while true do
+		local at = s:find(dcid, from, true)
+		if not at then return nil end
+		local seg = at - 3 -- the candidate segment's offset, 0-based
+		local ok = true
+		for off = seg, len - 1, seg do
+			if len - off < MIN_PROTECTED or s:byte(off + 1) ~= VERSION or
+				not protected_type(s:byte(off + 2)) or s:sub(off + 3, off + 10) ~= dcid then
+				ok = false
+				break
+			end
+		end
+		if ok then return seg end
+		from = at + 1
+	end
+end
+
 -- dissect_datagram dissects one rudp datagram at [off, off+len) of tvb and
 -- returns its Info text.
 local function dissect_datagram(tvb, pinfo, root, s, off, len, whole)
@@ -604,9 +687,6 @@ local function dissect_datagram(tvb, pinfo, root, s, off, len, whole)
 	local typ = tvb(off + 1, 1):uint()
 	local type_item = tree:add(pf.type, tvb(off + 1, 1))
 	tree:add(pf.dcid, tvb(off + 2, 8))
-	tree:add(pf.pn, tvb(off + 10, 4))
-	local stop = off + len - TRAILER_LEN
-	local good, computed = crc_ok(s, off, len)
 	if version ~= VERSION then
 		tree:add_proto_expert_info(ef.bad_header, string.format("version %d, not 2", version))
 		return string.format("[version %d]", version)
@@ -615,6 +695,23 @@ local function dissect_datagram(tvb, pinfo, root, s, off, len, whole)
 		type_item:add_proto_expert_info(ef.bad_header, string.format("unknown packet type %d", typ))
 		return string.format("[type %d]", typ)
 	end
+	if protected_type(typ) then
+		-- §19.3: the packet number is masked, the frames encrypted; the
+		-- type's lowest bit (the key phase) is masked too.
+		type_item:append_text(" (protected; its lowest bit masked)")
+		local info = string.format("%s DCID=0x%s [protected]", packet_types[typ], tvb(off + 2, 8):uint64():tohex())
+		tree:add(pf.pn_masked, tvb(off + 10, 4))
+		if len < MIN_PROTECTED then
+			tree:add_proto_expert_info(ef.bad_header, "a protected packet shorter than 31 bytes")
+			return info .. " [too short]"
+		end
+		tree:add(pf.protected, tvb(off + HEADER_LEN, len - HEADER_LEN - AEAD_TAG_LEN))
+		tree:add(pf.tag, tvb(off + len - AEAD_TAG_LEN, AEAD_TAG_LEN))
+		return info
+	end
+	tree:add(pf.pn, tvb(off + 10, 4))
+	local stop = off + len - TRAILER_LEN
+	local good, computed = crc_ok(s, off, len)
 	local ck = tree:add(pf.checksum, tvb(stop, TRAILER_LEN))
 	ck:add(pf.checksum_status, tvb(stop, TRAILER_LEN), good)
 	if not good then
@@ -667,6 +764,11 @@ local function conversation_key(pinfo)
 	return b .. " " .. a
 end
 
+rudp.prefs.heuristic_protected = Pref.bool("Detect protected packets anywhere", false,
+	"Take a UDP datagram that starts with version 2 and a protected packet type (4 to 7) for rudp " ..
+	"on any port, even in a conversation where no plaintext rudp datagram (a handshake) was seen. " ..
+	"Protected packets carry no checksum, so this may take other protocols' datagrams for rudp.")
+
 function rudp.init()
 	conversations = {}
 end
@@ -676,20 +778,29 @@ end
 -- but a payload of datagrams whose checksums hold.
 local function dissect(tvb, pinfo, root, forced)
 	local len = tvb:len()
-	if len < OVERHEAD or not header_plausible(tvb, 0, len) then
-		if not forced then return 0 end
-	end
-	local s = tvb:raw()
-	local seg
-	local good = len >= OVERHEAD and crc_ok(s, 0, len)
-	if not good and header_plausible(tvb, 0, len) then
-		seg = gso_segments(tvb, s)
-	end
 	local key = conversation_key(pinfo)
-	if not good and not seg and not forced and not conversations[key] then
-		return 0
+	local known = conversations[key]
+	local s, seg
+	if protected_plausible(tvb, len) then
+		-- Nothing to check but the header: claimed where the handshake's
+		-- plaintext packets were seen, or when the preference says so.
+		if not (forced or known or rudp.prefs.heuristic_protected) then return 0 end
+		s = tvb:raw()
+		seg = gso_protected(s)
+	else
+		if len < OVERHEAD or not header_plausible(tvb, 0, len) then
+			if not forced then return 0 end
+		end
+		s = tvb:raw()
+		local good = len >= OVERHEAD and crc_ok(s, 0, len)
+		if not good and header_plausible(tvb, 0, len) then
+			seg = gso_segments(tvb, s)
+		end
+		if not good and not seg and not forced and not known then
+			return 0
+		end
+		if good or seg then conversations[key] = true end
 	end
-	if good or seg then conversations[key] = true end
 
 	pinfo.cols.protocol = "rudp"
 	local tree = root:add(rudp, tvb())
