@@ -3,6 +3,7 @@ module github.com/rudp-go/rudp
 go 1.26.0
 
 require (
+	github.com/flynn/noise v1.1.0
 	github.com/hashicorp/yamux v0.1.2
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0

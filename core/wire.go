@@ -120,6 +120,11 @@ const (
 	msgFlagSet       = 0x08 // group and base offsets follow
 )
 
+// frameCrypto is the CRYPTO frame: the cryptographic handshake's bytes
+// (handshake_stream.go) at the key level of the packet carrying it: offset
+// varint, length varint, data.
+const frameCrypto = 0x0f
+
 // Close codes carried by a CLOSE frame. A graceful CLOSE carries the
 // sender's final delivery index; a code of CloseError or above carries a
 // reason (text for people, at most maxCloseReason bytes).
@@ -376,6 +381,7 @@ type frame struct {
 	msg    msgFrame
 	stream streamCtlFrame
 	path   [pathDataLen]byte // PATH_CHALLENGE, PATH_RESPONSE
+	crypto cryptoFrame
 }
 
 // frameDecoders dispatches on the frame type byte (MSG types use 0x10).
