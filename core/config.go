@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -146,6 +147,38 @@ type Config struct {
 	// connection untraced. Unset, tracing costs a nil check per event
 	// (BenchmarkDeliveryTraced).
 	Tracer func(TraceInfo) *Tracer
+
+	// TLS, if set, protects the connection with TLS 1.3 (crypto/tls's
+	// QUIC API): certificates, ServerName, RootCAs, ClientAuth, NextProtos
+	// as with crypto/tls; a zero MinVersion works (rudp always speaks
+	// TLS 1.3), a MaxVersion below it is invalid. The Config is cloned per
+	// connection, its Time and Rand replaced by the connection's. A
+	// connection configured for protection refuses a peer that is not
+	// (and a plaintext one refuses a protected peer): no downgrade.
+	// Not on a Session (it has no client and server roles).
+	TLS *tls.Config
+
+	// PSK, if set, protects the connection with a pre-shared key of exactly
+	// 32 bytes (Noise NNpsk0: mutual authentication without certificates,
+	// forward secrecy from an ephemeral X25519 exchange). Both sides must
+	// hold the same key. Not with TLS; not on a Session.
+	PSK []byte
+}
+
+// pskLen is the length of Config.PSK.
+const pskLen = 32
+
+// Protection returns the mode the Config asks for.
+func (c *Config) Protection() Protection {
+	switch {
+	case c == nil:
+		return Plaintext
+	case c.TLS != nil:
+		return ProtectionTLS
+	case c.PSK != nil:
+		return ProtectionPSK
+	}
+	return Plaintext
 }
 
 // Defaults and limits. A default that depends on another field follows
@@ -365,6 +398,13 @@ func (c *Config) Validate() error {
 		return fieldError("InitialRTT", c.InitialRTT, "must be between 0 and 1m")
 	case c.MaxIncomingStreams < -1 || c.MaxIncomingStreams > maxIncomingStreamsLimit:
 		return fieldError("MaxIncomingStreams", c.MaxIncomingStreams, fmt.Sprintf("must be between -1 (none) and %d", maxIncomingStreamsLimit))
+	case c.PSK != nil && len(c.PSK) != pskLen:
+		// (The key's length, never its bytes.)
+		return fieldError("PSK", fmt.Sprintf("%d bytes", len(c.PSK)), fmt.Sprintf("must be exactly %d bytes", pskLen))
+	case c.TLS != nil && c.PSK != nil:
+		return fieldError("PSK", fmt.Sprintf("%d bytes", len(c.PSK)), "must not be set with TLS: one or the other protects a connection")
+	case c.TLS != nil && c.TLS.MaxVersion != 0 && c.TLS.MaxVersion < tls.VersionTLS13:
+		return fieldError("TLS.MaxVersion", c.TLS.MaxVersion, "must allow TLS 1.3 (0 does): rudp speaks TLS 1.3 only")
 	}
 	// The fields against each other, with the defaults filled in: these
 	// fail only where c sets both sides (a default follows the other

@@ -112,6 +112,7 @@ func newConn(cfg *Config, localCID uint64, now time.Time, server bool) (*Conn, e
 		c.pathSeed = full.Rand.Uint64()
 	}
 	c.life.start()
+	c.initSecurity(&full)
 	c.initSender()
 	c.initReceiver(full.ReceiveArenaSize)
 	c.initRecovery(full.NewCongestionController)
@@ -245,6 +246,7 @@ func (c *Conn) terminate(err error) {
 		return
 	}
 	err = c.life.end(err)
+	c.closeHandshake()
 	c.discardSendQueues()
 	c.discardSent()
 	c.discardReceived()

@@ -122,9 +122,10 @@ type ownDatagram struct {
 // (the first bytes of an HMAC-SHA256; docs/PROTOCOL.md §8.1).
 const CookieLen = 16
 
-// ownDatagramMax is the largest datagram an Endpoint sends itself: a Retry
-// with its cookie (a refusal is 20 bytes, a reset ResetLen).
-const ownDatagramMax = headerLen + 1 + CookieLen + trailerLen
+// ownDatagramMax is the largest datagram an Endpoint sends itself: the
+// refusal of a HELLO in another protection mode, naming ours (a Retry with
+// its cookie is 35 bytes, a refusal 20, a reset ResetLen).
+const ownDatagramMax = max(headerLen+1+CookieLen+trailerLen, refuseModeLen)
 
 // EndpointConfig configures an Endpoint. The zero value of every field
 // means its default. It is read once, by NewEndpoint.
@@ -395,6 +396,10 @@ type EndpointStats struct {
 	RefusedRejected uint64
 	// RefusedReplayed: the HELLO of an attempt that ended (HellosReplayed).
 	RefusedReplayed uint64
+	// RefusedMode: a HELLO asking for another protection mode than the
+	// listener's (plaintext, TLS, a pre-shared key): refused at once, with
+	// a CLOSE naming the listener's (docs/PROTOCOL.md §18.5).
+	RefusedMode uint64
 	ResetsSent      uint64 // stateless resets queued
 	ResetsLimited   uint64 // stateless resets the rate limit withheld
 	// DroppedQueueFull: own datagrams dropped because MaxQueued waited.
@@ -491,6 +496,12 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		ep.refuse(key, refusedClosed)
 		return Event{}
 	}
+	if mode := ep.cfg.conn.Protection(); hello.Protection != mode {
+		// No downgrade (and no protected HELLO taken as plaintext): the
+		// client learns our mode at once, and nothing is kept.
+		ep.refuse(key, refusedMode)
+		return Event{}
+	}
 	cookieBucket, valid := ep.checkCookie(hello.Cookie, key, bucket)
 	if !valid {
 		cookie := ep.cookie(key, bucket)
@@ -521,6 +532,8 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		return Event{} // (the Config was validated by NewEndpoint)
 	}
 	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
+	c.seedSecurity(ep.rng)
+	c.setServer()
 	if ep.cfg.unacceptedWindow > 0 {
 		// Before its HELLO goes out, which carries its credit.
 		c.SetReceiveLimit(now, ep.cfg.unacceptedWindow)
@@ -556,6 +569,7 @@ const (
 	refusedClosed
 	refusedRejected
 	refusedReplayed
+	refusedMode
 )
 
 var refusalNames = [...]string{
@@ -565,12 +579,18 @@ var refusalNames = [...]string{
 	refusedClosed:    "not accepting (a closed listener)",
 	refusedRejected:  "rejected by the caller (its own bound)",
 	refusedReplayed:  "a replayed HELLO of an attempt that ended",
+	refusedMode:      "the HELLO asks for another protection mode",
 }
 
 // refuse queues the refusal of a client's attempt, counted by its cause;
 // false if the queue was full (the refusal is dropped).
 func (ep *Endpoint) refuse(key attemptKey, why refusal) bool {
-	if !ep.queue(key.addr, func(b []byte) []byte { return AppendRefuse(b, key.cid) }) {
+	appendTo := func(b []byte) []byte { return AppendRefuse(b, key.cid) }
+	if why == refusedMode {
+		// CLOSE(CloseHandshakeFailed) naming our mode (§18.5).
+		appendTo = func(b []byte) []byte { return appendRefuseMode(b, key.cid, ep.cfg.conn.Protection()) }
+	}
+	if !ep.queue(key.addr, appendTo) {
 		return false
 	}
 	ep.stats.Refused++
@@ -587,6 +607,8 @@ func (ep *Endpoint) refuse(key attemptKey, why refusal) bool {
 		ep.stats.RefusedRejected++
 	case refusedReplayed:
 		ep.stats.RefusedReplayed++
+	case refusedMode:
+		ep.stats.RefusedMode++
 	}
 	if ep.debugOn() {
 		debug(ep.cfg.conn.Logger, "rudp: connection attempt refused",
@@ -658,6 +680,7 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 		return nil, err
 	}
 	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
+	c.seedSecurity(ep.rng)
 	ep.conns[c.localCID] = &route{conn: c, addr: to}
 	ep.stats.Connected++
 	if c.debugOn() {
@@ -673,15 +696,21 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 // out with its next packet). It changes the connection it returns: a
 // caller with a lock per connection takes them with Take instead, holding
 // that connection's lock.
+//
+// A protected connection is taken only once its cryptographic handshake
+// has completed (Acceptable): until then Accept passes over it.
 func (ep *Endpoint) Accept(now time.Time) *Conn {
-	for len(ep.pending) > 0 {
-		c := ep.pending[0]
-		ep.pending[0] = nil
-		ep.pending = ep.pending[1:]
+	for i := 0; i < len(ep.pending); {
+		c := ep.pending[i]
+		r := ep.conns[c.localCID]
+		if r != nil && r.conn == c && !c.Acceptable() {
+			i++
+			continue
+		}
+		ep.pending = slices.Delete(ep.pending, i, i+1)
 		if len(ep.pending) == 0 {
 			ep.pending = nil // (so that the backing array does not only grow)
 		}
-		r := ep.conns[c.localCID]
 		if r == nil || r.conn != c {
 			continue // removed
 		}

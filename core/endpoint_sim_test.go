@@ -439,6 +439,11 @@ type epSim struct {
 var epSimConfig = &core.Config{HandshakeTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, HeartbeatPeriod: 30 * time.Second}
 
 func newEpSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg core.EndpointConfig) *epSim {
+	return newEpSimWith(t, seed, link, clients, scfg, epSimConfig)
+}
+
+// newEpSimWith is newEpSim with the clients' config ccfg.
+func newEpSimWith(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg core.EndpointConfig, ccfg *core.Config) *epSim {
 	rng := rand.New(rand.NewPCG(seed, 0xe9))
 	scfg.Listen = true
 	scfg.Rand = rand.NewPCG(rng.Uint64(), rng.Uint64())
@@ -457,7 +462,7 @@ func newEpSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, scfg 
 	}
 	now := s.net.Now()
 	for i := range clients {
-		ep, err := core.NewEndpoint(&core.EndpointConfig{Conn: epSimConfig,
+		ep, err := core.NewEndpoint(&core.EndpointConfig{Conn: ccfg,
 			Rand: indexedSource{rand.NewPCG(rng.Uint64(), rng.Uint64()), uint64(i)}})
 		if err != nil {
 			t.Fatal(err)

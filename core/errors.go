@@ -56,6 +56,12 @@ var (
 	// whose accept queue is full).
 	ErrRefused = errors.New("rudp: connection refused by peer")
 
+	// ErrHandshakeFailed ends a connection whose cryptographic handshake
+	// failed: on the side that found the failure, the error wraps the cause
+	// (crypto/tls's error, so errors.As finds *tls.CertificateVerificationError
+	// or tls.AlertError); on the other side it carries the peer's reason.
+	ErrHandshakeFailed = errors.New("rudp: cryptographic handshake failed")
+
 	// ErrReset ends a connection whose peer answered it with a stateless
 	// reset: the peer no longer knows the connection (it restarted, or
 	// forgot it). The root package's errors also match syscall.ECONNRESET.
@@ -165,3 +171,11 @@ type timeoutError struct{ msg string }
 func (e *timeoutError) Error() string   { return e.msg }
 func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
+
+// handshakeFailure is a local handshake failure (it matches
+// ErrHandshakeFailed): an abort with it sends CloseHandshakeFailed.
+type handshakeFailure interface {
+	error
+	handshakeFailure()
+	reason() string
+}

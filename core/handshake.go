@@ -3,7 +3,6 @@ package core
 import (
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -39,26 +38,30 @@ type handshaker interface {
 type handshakeOut interface {
 	// writeCrypto queues the handshake's next bytes at level l.
 	writeCrypto(l keyLevel, p []byte)
-	// setReadSecret and setWriteSecret install a level's traffic secret
-	// (packet protection, protect*.go).
-	setReadSecret(l keyLevel, suite uint16, secret []byte) error
-	setWriteSecret(l keyLevel, suite uint16, secret []byte) error
+	// readSecret and writeSecret install a level's traffic secret
+	// (the packet protection's setReadSecret, setWriteSecret).
+	readSecret(l keyLevel, suite uint16, secret []byte) error
+	writeSecret(l keyLevel, suite uint16, secret []byte) error
 	// peerParams takes the peer's authenticated transport parameters; an
 	// error (they differ from its HELLO) fails the handshake.
 	peerParams(p *transportParams) error
 }
 
-// ErrHandshakeFailed ends a connection whose cryptographic handshake
-// failed: on the side that found the failure, the error wraps the cause
-// (crypto/tls's error, so errors.As finds *tls.CertificateVerificationError
-// or tls.AlertError); on the other side it carries the peer's reason.
-var ErrHandshakeFailed = errors.New("rudp: cryptographic handshake failed")
-
-// handshakeError wraps a handshake's failure: it matches ErrHandshakeFailed
-// and the cause.
+// handshakeError is a handshake's failure found on this side: it matches
+// ErrHandshakeFailed and the cause (a %w in format), and an abort with it
+// sends CloseHandshakeFailed with the text after the sentinel's.
 func handshakeError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrHandshakeFailed}, args...)...)
+	return &handshakeErr{fmt.Errorf(format, args...)}
 }
+
+type handshakeErr struct{ cause error }
+
+func (e *handshakeErr) Error() string     { return ErrHandshakeFailed.Error() + ": " + e.cause.Error() }
+func (e *handshakeErr) Unwrap() []error   { return []error{ErrHandshakeFailed, e.cause} }
+func (e *handshakeErr) handshakeFailure() {}
+
+// reason is what the peer is told.
+func (e *handshakeErr) reason() string { return e.cause.Error() }
 
 // transportParams are the transport parameters a handshake authenticates:
 // the sender's HELLO fields (§3.4) and its role. A server's Cookie is the
@@ -107,19 +110,17 @@ func parseTransportParams(b []byte) (transportParams, error) {
 }
 
 // matchHello checks the peer's authenticated parameters against the HELLO
-// it sent in the clear, and the cookie against the one the client's HELLO
-// echoed (ours on a client, the client's on a server): any difference is
-// an attacker's change (or a broken peer), and fails the handshake.
-func (p *transportParams) matchHello(h *HelloFrame, cookie []byte, wantServer bool) error {
+// it sent in the clear: any difference (but the credit, which grows) is an
+// attacker's change, a downgrade among them, or a broken peer, and fails
+// the handshake. The cookie is the client's to check (see peerParams).
+func (p *transportParams) matchHello(h *HelloFrame, wantServer bool) error {
 	switch {
 	case p.server != wantServer:
 		return handshakeError("the peer's transport parameters are for the wrong role")
 	case p.hello.SrcCID != h.SrcCID, p.hello.InitialSeq != h.InitialSeq,
 		p.hello.MaxAckDelay != h.MaxAckDelay, p.hello.MaxMessageSize != h.MaxMessageSize,
-		p.hello.MaxDatagramSize != h.MaxDatagramSize:
+		p.hello.MaxDatagramSize != h.MaxDatagramSize, p.hello.Protection != h.Protection:
 		return handshakeError("the peer's HELLO differs from its authenticated transport parameters")
-	case string(p.hello.Cookie) != string(cookie):
-		return handshakeError("the cookie the listener saw differs from the one the client sent")
 	}
 	return nil
 }

@@ -150,10 +150,10 @@ func (h *noiseHandshake) finish(cs1, cs2 *noise.CipherState) error {
 	if h.server {
 		read, write = client, server
 	}
-	if err := h.out.setReadSecret(levelApp, noiseSuite, read); err != nil {
+	if err := h.out.readSecret(levelApp, noiseSuite, read); err != nil {
 		return err
 	}
-	if err := h.out.setWriteSecret(levelApp, noiseSuite, write); err != nil {
+	if err := h.out.writeSecret(levelApp, noiseSuite, write); err != nil {
 		return err
 	}
 	h.done = true

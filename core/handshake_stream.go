@@ -13,6 +13,7 @@ import "encoding/binary"
 
 // cryptoFrame is a CRYPTO frame: data at offset of its level's stream.
 type cryptoFrame struct {
+	level  keyLevel
 	offset uint64
 	data   []byte // aliases the datagram
 }
@@ -29,11 +30,21 @@ const maxCryptoOffset = 1 << 20
 // per level, whatever offsets it declares.
 const cryptoWindow = 64 << 10
 
-// CRYPTO: type, offset varint, length varint, data. The end (offset +
-// length) is at most maxCryptoOffset; the length may be 0 (a frame that
-// carries nothing, never sent).
+// CRYPTO: type, level u8 (0 Initial, 1 Handshake, 2 App), offset varint,
+// length varint, data. The end (offset + length) is at most
+// maxCryptoOffset; the length may be 0 (a frame that carries nothing,
+// never sent). The level is the packet's (a packet sealed at another
+// level drops it: protect*.go); saying it in the frame keeps the streams
+// apart whatever carries them.
 func decodeCrypto(b []byte, f *frame) (int, error) {
-	r := reader{b: b, off: 1}
+	if len(b) < 2 {
+		return 0, errTruncated
+	}
+	level := keyLevel(b[1])
+	if level > levelApp {
+		return 0, errBadFrame
+	}
+	r := reader{b: b, off: 2}
 	off := r.uvarint()
 	n := r.uvarint()
 	if r.err == nil && (off > maxCryptoOffset || n > maxCryptoOffset-off) {
@@ -43,12 +54,12 @@ func decodeCrypto(b []byte, f *frame) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	f.crypto = cryptoFrame{offset: off, data: data}
+	f.crypto = cryptoFrame{level: level, offset: off, data: data}
 	return r.off, nil
 }
 
-func appendCryptoFrame(b []byte, off uint64, data []byte) []byte {
-	b = append(b, frameCrypto)
+func appendCryptoFrame(b []byte, l keyLevel, off uint64, data []byte) []byte {
+	b = append(b, frameCrypto, byte(l))
 	b = binary.AppendUvarint(b, off)
 	b = binary.AppendUvarint(b, uint64(len(data)))
 	return append(b, data...)
@@ -149,24 +160,27 @@ func (s *cryptoStream) write(p []byte) {
 // pending reports whether bytes are owed to the peer.
 func (s *cryptoStream) pending() bool { return len(s.unsent) > 0 }
 
-// appendFrame appends a CRYPTO frame with the first bytes owed, as many as
-// fit before limit, to buf[:n]; it returns the new length and the range
-// sent (empty if nothing fit or nothing was owed).
-func (s *cryptoStream) appendFrame(buf []byte, n, limit int) (int, byteRange) {
+// appendFrame appends a CRYPTO frame of level l with the first bytes owed,
+// as many as fit before limit, to buf[:n]; it returns the new length and
+// the range sent (empty if nothing fit or nothing was owed).
+func (s *cryptoStream) appendFrame(buf []byte, n, limit int, l keyLevel) (int, byteRange) {
 	if len(s.unsent) == 0 {
 		return n, byteRange{}
 	}
 	g := s.unsent[0]
-	room := limit - n - 1 - uvarintLen(g.lo) - uvarintLen(g.hi-g.lo)
+	room := limit - n - 2 - uvarintLen(g.lo) - uvarintLen(g.hi-g.lo)
 	if room <= 0 {
 		return n, byteRange{}
 	}
 	hi := min(g.hi, g.lo+uint64(room))
 	data := s.out[g.lo-s.outBase : hi-s.outBase]
-	n = len(appendCryptoFrame(buf[:n], g.lo, data))
+	n = len(appendCryptoFrame(buf[:n], l, g.lo, data))
 	s.unsent.remove(g.lo, hi)
 	return n, byteRange{g.lo, hi}
 }
+
+// acknowledged reports whether the peer acknowledged every byte written.
+func (s *cryptoStream) acknowledged() bool { return len(s.out) == 0 && len(s.unsent) == 0 }
 
 // onAcked takes the acknowledgement of a frame that carried r.
 func (s *cryptoStream) onAcked(r byteRange) {

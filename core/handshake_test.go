@@ -31,12 +31,12 @@ type hsSide struct {
 
 func (s *hsSide) writeCrypto(l keyLevel, p []byte) { s.streams[l].write(p) }
 
-func (s *hsSide) setReadSecret(l keyLevel, suite uint16, secret []byte) error {
+func (s *hsSide) readSecret(l keyLevel, suite uint16, secret []byte) error {
 	s.read[l], s.readSuite[l] = slices.Clone(secret), suite
 	return nil
 }
 
-func (s *hsSide) setWriteSecret(l keyLevel, suite uint16, secret []byte) error {
+func (s *hsSide) writeSecret(l keyLevel, suite uint16, secret []byte) error {
 	s.write[l], s.writeSuite[l] = slices.Clone(secret), suite
 	return nil
 }
@@ -78,7 +78,7 @@ func pumpHandshake(t *testing.T, rng *rand.Rand, client, server *hsSide, p float
 			for l := levelInitial; l <= levelApp; l++ {
 				for from.streams[l].pending() {
 					buf := make([]byte, frameSize)
-					n, r := from.streams[l].appendFrame(buf, 0, frameSize)
+					n, r := from.streams[l].appendFrame(buf, 0, frameSize, l)
 					require.NotZero(t, n, "a frame fits in %d bytes", frameSize)
 					flight = append(flight, hsPacket{l, r, buf[:n]})
 					if rng.Float64() < p {
@@ -341,12 +341,13 @@ func TestCryptoFrame(t *testing.T) {
 		off  uint64
 		data []byte
 	}{{0, nil}, {0, []byte("client hello")}, {1 << 14, bytes.Repeat([]byte{9}, 300)}, {maxCryptoOffset - 1, []byte{1}}} {
-		b := appendCryptoFrame(nil, tc.off, tc.data)
+		b := appendCryptoFrame(nil, levelHandshake, tc.off, tc.data)
 		var f frame
 		n, err := decodeCrypto(b, &f)
 		require.NoError(t, err)
 		require.Equal(t, len(b), n)
 		require.Equal(t, tc.off, f.crypto.offset)
+		require.Equal(t, levelHandshake, f.crypto.level)
 		require.Equal(t, len(tc.data), len(f.crypto.data))
 		for i := 1; i < len(b); i++ { // (decoders see at least the type byte)
 			_, err := decodeCrypto(b[:i], &f)
@@ -354,10 +355,12 @@ func TestCryptoFrame(t *testing.T) {
 		}
 	}
 	var f frame
-	_, err := decodeCrypto(appendCryptoFrame(nil, maxCryptoOffset, []byte{1}), &f)
+	_, err := decodeCrypto(appendCryptoFrame(nil, levelApp, maxCryptoOffset, []byte{1}), &f)
 	require.ErrorIs(t, err, errBadFrame)
-	_, err = decodeCrypto([]byte{frameCrypto, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, &f)
+	_, err = decodeCrypto([]byte{frameCrypto, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0}, &f)
 	require.ErrorIs(t, err, errBadFrame)
+	_, err = decodeCrypto(appendCryptoFrame(nil, levelApp+1, 0, []byte{1}), &f)
+	require.ErrorIs(t, err, errBadFrame, "no such level")
 }
 
 // TestCryptoStream: bytes written arrive once each, in order, through
@@ -382,7 +385,7 @@ func TestCryptoStream(t *testing.T) {
 			var flight []hsPacket
 			for tx.pending() {
 				buf := make([]byte, 100+rng.IntN(1500))
-				n, r := tx.appendFrame(buf, 0, len(buf))
+				n, r := tx.appendFrame(buf, 0, len(buf), levelInitial)
 				flight = append(flight, hsPacket{r: r, b: buf[:n]})
 			}
 			rng.Shuffle(len(flight), func(i, j int) { flight[i], flight[j] = flight[j], flight[i] })
@@ -436,19 +439,22 @@ func TestTransportParams(t *testing.T) {
 	require.Error(t, err)
 
 	h := p.hello
-	require.NoError(t, p.matchHello(&h, []byte("cookie"), true))
+	require.NoError(t, p.matchHello(&h, true))
 	h.MaxData = 1 << 30 // credit grows: not compared
-	require.NoError(t, p.matchHello(&h, []byte("cookie"), true))
-	require.ErrorIs(t, p.matchHello(&h, []byte("cookie"), false), ErrHandshakeFailed)
-	require.ErrorIs(t, p.matchHello(&h, []byte("other"), true), ErrHandshakeFailed)
+	h.Cookie = nil      // the client checks the cookie (Conn.peerParams)
+	require.NoError(t, p.matchHello(&h, true))
+	require.ErrorIs(t, p.matchHello(&h, false), ErrHandshakeFailed)
+	h.Protection = ProtectionTLS // a downgrade (or upgrade) in the clear
+	require.ErrorIs(t, p.matchHello(&h, true), ErrHandshakeFailed)
+	h.Protection = Plaintext
 	h.MaxDatagramSize = 1400
-	require.ErrorIs(t, p.matchHello(&h, []byte("cookie"), true), ErrHandshakeFailed)
+	require.ErrorIs(t, p.matchHello(&h, true), ErrHandshakeFailed)
 }
 
 func FuzzCryptoFrame(f *testing.F) {
-	f.Add(appendCryptoFrame(nil, 0, []byte("hello")))
-	f.Add(appendCryptoFrame(nil, 70000, []byte{1, 2, 3}))
-	f.Add([]byte{frameCrypto, 0x80})
+	f.Add(appendCryptoFrame(nil, levelInitial, 0, []byte("hello")))
+	f.Add(appendCryptoFrame(nil, levelHandshake, 70000, []byte{1, 2, 3}))
+	f.Add([]byte{frameCrypto, 0, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 || b[0] != frameCrypto {
 			return // (decodeFrame dispatches on the type byte)
@@ -461,7 +467,7 @@ func FuzzCryptoFrame(f *testing.F) {
 		if end := fr.crypto.offset + uint64(len(fr.crypto.data)); end > maxCryptoOffset {
 			t.Fatalf("end %d accepted", end)
 		}
-		if again := appendCryptoFrame(nil, fr.crypto.offset, fr.crypto.data); !bytes.Equal(again, b[:n]) {
+		if again := appendCryptoFrame(nil, fr.crypto.level, fr.crypto.offset, fr.crypto.data); !bytes.Equal(again, b[:n]) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", again, b[:n])
 		}
 		// Whatever the frame says, a receiver holds at most its window.

@@ -69,9 +69,9 @@ func (h *tlsHandshake) events() error {
 		case tls.QUICWriteData:
 			h.out.writeCrypto(levelOfQUIC(e.Level), e.Data)
 		case tls.QUICSetReadSecret:
-			err = h.out.setReadSecret(levelOfQUIC(e.Level), e.Suite, e.Data)
+			err = h.out.readSecret(levelOfQUIC(e.Level), e.Suite, e.Data)
 		case tls.QUICSetWriteSecret:
-			err = h.out.setWriteSecret(levelOfQUIC(e.Level), e.Suite, e.Data)
+			err = h.out.writeSecret(levelOfQUIC(e.Level), e.Suite, e.Data)
 		case tls.QUICTransportParameters:
 			var p transportParams
 			if p, err = parseTransportParams(e.Data); err != nil {

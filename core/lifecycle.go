@@ -154,6 +154,12 @@ func (l *lifecycle) appendHello(buf []byte, n int, h *HelloFrame) int {
 	return len(appendHello(buf[:n], h))
 }
 
+// cookie is the cookie our HELLO echoes (empty before a Retry).
+func (l *lifecycle) cookie() []byte { return l.hs.cookie[:l.hs.cookieLen] }
+
+// helloAcked reports whether the peer acknowledged our HELLO.
+func (l *lifecycle) helloAcked() bool { return l.hs.helloAcked }
+
 // onHelloAcked: a packet carrying our HELLO was acknowledged.
 func (l *lifecycle) onHelloAcked() { l.hs.helloAcked, l.hs.helloNeeded = true, false }
 
@@ -322,6 +328,8 @@ func (l *lifecycle) appendClose(buf []byte, n int, final uint32) int {
 		return len(appendClose(buf[:n], CloseGraceful, final, ""))
 	case *violationError:
 		return len(appendClose(buf[:n], CloseProtocolViolation, 0, r.reason))
+	case handshakeFailure:
+		return len(appendClose(buf[:n], CloseHandshakeFailed, 0, r.reason()))
 	default:
 		return len(appendClose(buf[:n], CloseError, 0, r.Error()))
 	}
@@ -360,6 +368,8 @@ func peerCloseError(cl *closeFrame) error {
 	switch {
 	case cl.code == CloseProtocolViolation:
 		return &closeError{ErrPeerProtocolViolation, string(cl.reason)}
+	case cl.code == CloseHandshakeFailed:
+		return &closeError{ErrHandshakeFailed, "the peer: " + string(cl.reason)}
 	case len(cl.reason) == 0:
 		return ErrAborted
 	}

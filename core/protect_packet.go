@@ -288,7 +288,11 @@ func levelAllows(l keyLevel, f *frame) bool {
 	case frameHello, frameStreamLimit, frameStreamCredit:
 		return l == levelInitial || l == levelApp
 	case frameClose:
-		return l != levelInitial || f.close.code == CloseRefused
+		// (At levelInitial only a refusal: of the attempt, or of the
+		// handshake by a side that holds no keys yet, §18.5.)
+		return l != levelInitial || f.close.code == CloseRefused || f.close.code == CloseHandshakeFailed
+	case frameCrypto:
+		return f.crypto.level == l // each level's stream in its own packets
 	}
 	return l == levelApp
 }

@@ -419,6 +419,7 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	if c.sec != nil {
 		c.sec.onSealedAcked(p.level, p.pn)
 	}
+	c.onCryptoAcked(now, p)
 	c.onLargeAcked(p.pn, p.size)
 	if p.pathProbe {
 		c.onProbeAcked(now, p.size)
@@ -489,6 +490,7 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 	if p.hello {
 		c.life.onHelloLost()
 	}
+	c.onCryptoLost(p)
 	if p.close {
 		c.life.onCloseLost()
 	}

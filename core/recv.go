@@ -315,9 +315,16 @@ func (c *Conn) handleEarly(body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
-	if n, err := decodeClose(body, &f); err == nil && n == len(body) && f.close.code == CloseRefused {
-		c.terminate(ErrRefused)
-		return
+	if n, err := decodeClose(body, &f); err == nil && n == len(body) {
+		switch f.close.code {
+		case CloseRefused:
+			c.terminate(ErrRefused)
+			return
+		case CloseHandshakeFailed:
+			// A listener refused our mode (or, protected, our handshake).
+			c.terminate(peerCloseError(&f.close))
+			return
+		}
 	}
 	c.stats.DatagramsDropped++
 }
@@ -328,7 +335,9 @@ func (c *Conn) handleRetry(now time.Time, h Header, body []byte) {
 		return
 	}
 	cookie, err := parseRetry(body)
-	if err != nil {
+	if err != nil || (c.sec != nil && string(cookie) == string(c.life.cookie())) {
+		// (A protected first flight spans datagrams, each answered with a
+		// Retry: the copies of the one followed change nothing.)
 		c.stats.DatagramsDropped++
 		return
 	}
@@ -337,6 +346,7 @@ func (c *Conn) handleRetry(now time.Time, h Header, body []byte) {
 		c.debug("rudp: Retry received: sending the HELLO again with its cookie",
 			slog.Duration("after", now.Sub(c.started())))
 	}
+	c.onCryptoRetry()
 	// The listener kept no state for our first flight: it is neither lost
 	// (no congestion signal) nor in flight any more.
 	c.discardSent()
@@ -389,6 +399,9 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 		case f.typ == frameClose:
 			eliciting = true
 			v = c.handleClose(now, &f.close)
+		case f.typ == frameCrypto:
+			eliciting = true
+			v = c.handleCrypto(now, &f.crypto)
 		case f.typ == frameStreamFin:
 			eliciting = true
 			v = c.handleStreamFin(now, &f.fin)
@@ -441,11 +454,25 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 		c.Abort(now, fmt.Errorf("%w: %d bytes, queued before the handshake; the peer takes at most %d",
 			ErrMessageTooLarge, size, h.MaxMessageSize))
 	}
+	switch {
+	case h.Protection != c.protection():
+		// No downgrade, either way: the peer is told which mode we have.
+		c.failHandshake(now, handshakeError("the peer asks for %v, this side is configured for %v", h.Protection, c.protection()))
+	case c.sec != nil:
+		c.onSecureHello(now, h) // established once the handshake completes
+	default:
+		c.establish(now)
+	}
+}
+
+// establish completes the connection's handshake (the peer's HELLO, and
+// on a protected connection the cryptographic handshake).
+func (c *Conn) establish(now time.Time) {
 	if c.life.establish() {
 		if c.debugOn() {
 			// (took: since the connection was made; a server's is made by
 			// the HELLO that echoed its cookie.)
-			c.debug("rudp: handshake complete", slog.Uint64("remote_cid", h.SrcCID),
+			c.debug("rudp: handshake complete", slog.Uint64("remote_cid", c.remoteCID),
 				slog.Duration("took", now.Sub(c.started())))
 		}
 		c.traceState(StateEstablished, nil)

@@ -354,27 +354,28 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	probe := c.probesOwed > 0
 	// The packet's key level (levelInitial on a plaintext connection)
 	// decides its trailer and what it may carry (levelAllows).
+	c.maybeStartClient(now)
 	level := c.sendLevel(probe)
 	limit := len(buf) - trailerLenAt(level)
+	wantCrypto := c.cryptoPending(level)
 	// Until our HELLO is acknowledged every probe carries it: the peer
 	// drops everything else it gets before our HELLO, so a probe without it
 	// would be wasted, and two copies per probe timeout make a handshake
 	// over a lossy path much less likely to wait for a backed-off timer.
-	hello := c.life.helloWanted(probe) && size >= MinHelloDatagram && level == levelInitial
+	// So does every packet of the handshake's first flight (a listener
+	// routes a packet to no connection ID by its HELLO).
+	hello := (c.life.helloWanted(probe) || wantCrypto && !c.life.helloAcked()) &&
+		size >= MinHelloDatagram && level == levelInitial
 	sendClose := c.life.closeOwed()
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
 	wantCtl := c.life.established() && !c.life.closeSent() && c.ctlPending()
 	wantFin := c.finDue()
 	aborting := c.life.abortOwed()
 	if aborting {
-		wantData, wantCtl = false, false
+		wantData, wantCtl, wantCrypto = false, false, false
 	}
-	wantCrypto := false
-	if c.sec != nil {
-		wantCrypto = c.cryptoPending(level)
-		if level != levelApp {
-			wantData, wantCtl, wantFin = false, false, false
-		}
+	if c.sec != nil && level != levelApp {
+		wantData, wantCtl, wantFin = false, false, false
 	}
 	if c.creditStarved() && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
@@ -416,15 +417,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 
 	// HELLO goes first: a listener finds it there (PeekHello).
 	if eliciting && hello {
-		h := HelloFrame{
-			SrcCID:      c.localCID,
-			InitialSeq:  c.cfg.InitialSequence,
-			MaxData:     c.advertisedMaxData(),
-			MaxAckDelay: uint64(c.cfg.MaxAckDelay / time.Microsecond),
-			// The limits of what we accept: Validate keeps both in range.
-			MaxMessageSize:  uint64(c.cfg.MaxMessageSize),
-			MaxDatagramSize: uint64(c.cfg.MaxDatagramSize),
-		}
+		h := c.ourHello()
 		n = c.life.appendHello(buf, n, &h)
 		c.creditSent(h.MaxData)
 		pkt.hello, pkt.eliciting = true, true
@@ -438,12 +431,6 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			n = len(appendStreamCtl(buf[:n], frameStreamCredit, &streamCtlFrame{value: uint64(w)}))
 		}
 	}
-	if eliciting && wantCrypto {
-		k := n
-		if n = c.appendCrypto(level, buf, n, limit, pkt); n > k {
-			pkt.eliciting = true
-		}
-	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
 	var acked bool
 	if n, ackBatch, acked = c.acks.appendFrame(buf, n, limit, now, &c.timers, c.ackCredit); acked {
@@ -453,6 +440,9 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		if sendClose {
 			n = c.life.appendClose(buf, n, c.ord.finalPosition())
 			pkt.close, pkt.eliciting = true, true
+		}
+		if wantCrypto {
+			n = c.appendCrypto(level, buf, n, limit, pkt)
 		}
 		finned := false
 		if wantCtl {

@@ -21,6 +21,11 @@ type sentPacket struct {
 	// appLimited: sent with the window far from full; its acknowledgement
 	// says nothing about the path's capacity and must not grow the window.
 	appLimited bool
+	// cryptoLo..cryptoHi: the handshake bytes of its level it carries in
+	// a CRYPTO frame (crypto_stream.go), at most one per packet; cryptoHi
+	// is 0 if none. (Offsets are below maxCryptoOffset.)
+	cryptoLo uint32
+	cryptoHi uint32
 	// The connection's delivery-rate state when it was sent: bytes
 	// acknowledged so far, when that count last grew, and when the packet
 	// most recently acknowledged by then was sent.

@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -104,6 +105,12 @@ func NewSession(sock UDPLike, cfg *Config) (*Session, error) {
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
 			return nil, err
+		}
+		switch cfg.Protection() {
+		case ProtectionTLS:
+			return nil, fieldError("TLS", "set", "not on a Session: a protected connection has a client and a server (an Endpoint)")
+		case ProtectionPSK:
+			return nil, fieldError("PSK", fmt.Sprintf("%d bytes", len(cfg.PSK)), "not on a Session: a protected connection has a client and a server (an Endpoint)")
 		}
 		c = *cfg
 	}

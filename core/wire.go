@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"strconv"
 )
 
 // The wire format (docs/PROTOCOL.md is the full description).
@@ -121,8 +122,7 @@ const (
 )
 
 // frameCrypto is the CRYPTO frame: the cryptographic handshake's bytes
-// (handshake_stream.go) at the key level of the packet carrying it: offset
-// varint, length varint, data.
+// (handshake_stream.go): level u8, offset varint, length varint, data.
 const frameCrypto = 0x0f
 
 // Close codes carried by a CLOSE frame. A graceful CLOSE carries the
@@ -133,6 +133,12 @@ const (
 	CloseRefused           = 1 // listener refused the connection (accept queue full)
 	CloseError             = 2 // sender aborted (a local error)
 	CloseProtocolViolation = 3 // the receiver of the frame broke the protocol
+	// CloseHandshakeFailed: the sender refused the cryptographic handshake
+	// (a certificate, a server name, a pre-shared key, a protection mode
+	// it does not speak); the reason says which. A listener sends it
+	// alone, as a refusal, to an attempt whose HELLO asks for another
+	// mode than its own.
+	CloseHandshakeFailed = 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -212,11 +218,26 @@ func AppendRetry(b []byte, dstCID uint64, cookie []byte) []byte {
 // AppendRefuse appends a complete datagram telling the peer whose HELLO
 // named srcCID that its connection is refused.
 func AppendRefuse(b []byte, dstCID uint64) []byte {
+	return appendRefusal(b, dstCID, CloseRefused, "")
+}
+
+// appendRefuseMode appends the refusal of a HELLO that asks for another
+// protection mode than ours (a listener's, stateless): a Data packet to
+// dstCID, packet number 0, whose body is CLOSE(CloseHandshakeFailed) naming
+// our mode; at most refuseModeLen bytes.
+func appendRefuseMode(b []byte, dstCID uint64, ours Protection) []byte {
+	return appendRefusal(b, dstCID, CloseHandshakeFailed, "the listener's mode is "+ours.String())
+}
+
+// refuseModeLen bounds appendRefuseMode's datagram (the longest mode name).
+const refuseModeLen = headerLen + 3 + len("the listener's mode is a pre-shared key") + trailerLen
+
+func appendRefusal(b []byte, dstCID uint64, code uint64, reason string) []byte {
 	start := len(b)
 	var hdr [headerLen]byte
 	putHeader(hdr[:], Header{Type: PacketData, DstCID: dstCID})
 	b = append(b, hdr[:]...)
-	b = appendClose(b, CloseRefused, 0, "")
+	b = appendClose(b, code, 0, reason)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
@@ -313,6 +334,42 @@ type HelloFrame struct {
 	MaxMessageSize  uint64 // the largest message the sender accepts, 1..1 GiB
 	MaxDatagramSize uint64 // the largest UDP payload the sender accepts, 1200..65535
 	Cookie          []byte // the listener's cookie echoed back (aliases the datagram)
+	// Protection is the sender's mode: plaintext, TLS or a PSK. A side
+	// configured for protection refuses a peer in another mode (no
+	// downgrade); so does a plaintext one.
+	Protection Protection
+}
+
+// Protection is the mode a HELLO asks for: on the wire, one byte after
+// the cookie, HelloTLS or HelloPSK, absent for plaintext. The two values
+// are reserved: never frame types, so that a HELLO without the byte (one
+// followed by a frame, by PADDING, or ending the body) reads as plaintext,
+// and a plaintext HELLO is the same bytes as before protection existed.
+type Protection uint8
+
+// The modes of Protection.
+const (
+	Plaintext     Protection = 0
+	ProtectionTLS Protection = 1 // TLS 1.3 (Config.TLS)
+	ProtectionPSK Protection = 2 // Noise NNpsk0 with a pre-shared key (Config.PSK)
+)
+
+// The HELLO's protection byte for each protected mode (see Protection).
+const (
+	helloTLS = 0xf1
+	helloPSK = 0xf2
+)
+
+func (p Protection) String() string {
+	switch p {
+	case Plaintext:
+		return "plaintext"
+	case ProtectionTLS:
+		return "TLS"
+	case ProtectionPSK:
+		return "a pre-shared key"
+	}
+	return "Protection(" + strconv.Itoa(int(p)) + ")"
 }
 
 // ackRange is a run of acknowledged packet numbers, as distances below the
@@ -401,6 +458,8 @@ var frameDecoders = [...]func(b []byte, f *frame) (int, error){
 	frameStopSending:  decodeStreamCtl,
 	frameStreamCredit: decodeStreamCtl,
 	frameStreamLimit:  decodeStreamCtl,
+
+	frameCrypto: decodeCrypto,
 }
 
 // decodeFrame decodes the frame at the start of b into f and returns its
@@ -600,6 +659,17 @@ func decodeHello(b []byte, f *frame) (int, error) {
 	if h.SrcCID == 0 {
 		return 0, errBadFrame
 	}
+	h.Protection = Plaintext
+	if r.off < len(b) {
+		switch b[r.off] {
+		case helloTLS:
+			h.Protection = ProtectionTLS
+			r.off++
+		case helloPSK:
+			h.Protection = ProtectionPSK
+			r.off++
+		}
+	}
 	return r.off, nil
 }
 
@@ -612,7 +682,14 @@ func appendHello(b []byte, h *HelloFrame) []byte {
 	b = binary.AppendUvarint(b, h.MaxMessageSize)
 	b = binary.AppendUvarint(b, h.MaxDatagramSize)
 	b = binary.AppendUvarint(b, uint64(len(h.Cookie)))
-	return append(b, h.Cookie...)
+	b = append(b, h.Cookie...)
+	switch h.Protection {
+	case ProtectionTLS:
+		b = append(b, helloTLS)
+	case ProtectionPSK:
+		b = append(b, helloPSK)
+	}
+	return b
 }
 
 // CLOSE: type, code varint, then for CloseGraceful the final delivery

@@ -45,6 +45,10 @@ func TestWireConstants(t *testing.T) {
 		{"frameStopSending", frameStopSending, 0x0a},
 		{"frameStreamCredit", frameStreamCredit, 0x0b},
 		{"frameStreamLimit", frameStreamLimit, 0x0c},
+		{"frameCrypto", frameCrypto, 0x0f},
+		{"helloTLS", helloTLS, 0xf1},
+		{"helloPSK", helloPSK, 0xf2},
+		{"CloseHandshakeFailed", CloseHandshakeFailed, 4},
 		{"frameMsg", frameMsg, 0x10},
 		{"frameStreamMsg", frameStreamMsg, 0x20},
 		{"msgFlagGuarantee", msgFlagGuarantee, 0x03},
@@ -178,6 +182,8 @@ func encodeFrame(f *frame) []byte {
 		return appendStreamFin(nil, &f.fin)
 	case isStreamCtl(f.typ):
 		return appendStreamCtl(nil, f.typ, &f.stream)
+	case f.typ == frameCrypto:
+		return appendCryptoFrame(nil, f.crypto.level, f.crypto.offset, f.crypto.data)
 	default:
 		return appendMsg(nil, &f.msg)
 	}
@@ -208,6 +214,10 @@ func requireSameFrame(t testing.TB, want, got *frame) {
 		require.Equal(t, want.fin, got.fin)
 	case isStreamCtl(want.typ):
 		require.Equal(t, want.stream, got.stream)
+	case want.typ == frameCrypto:
+		require.Equal(t, want.crypto.level, got.crypto.level)
+		require.Equal(t, want.crypto.offset, got.crypto.offset)
+		require.True(t, bytes.Equal(want.crypto.data, got.crypto.data))
 	case want.typ&0xf0 == frameMsg, want.typ&0xf0 == frameStreamMsg:
 		w, g := want.msg, got.msg
 		require.True(t, bytes.Equal(w.data, g.data))
@@ -273,6 +283,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		{typ: frameAck, ack: ackFrame{largest: ^uint32(0), delay: 25000, maxData: 1 << 40, ranges: []ackRange{{0, 10}, {12, 12}, {100, 1 << 20}}}},
 		{typ: frameAck, ack: ackFrame{largest: 5, delay: ^uint64(0), maxData: ^uint64(0), ranges: []ackRange{{0, 1 << 32}}}},
 		{typ: frameHello, hello: HelloFrame{SrcCID: 1, MaxMessageSize: 1, MaxDatagramSize: MinHelloDatagram, Cookie: []byte{}}},
+		{typ: frameHello, hello: HelloFrame{SrcCID: 2, MaxMessageSize: 1, MaxDatagramSize: MinHelloDatagram, Cookie: []byte{}, Protection: ProtectionTLS}},
+		{typ: frameHello, hello: HelloFrame{SrcCID: 3, MaxMessageSize: 1, MaxDatagramSize: MinHelloDatagram, Cookie: []byte("c"), Protection: ProtectionPSK}},
+		{typ: frameCrypto, crypto: cryptoFrame{level: levelHandshake, offset: 1 << 16, data: []byte("finished")}},
 		{typ: frameHello, hello: HelloFrame{SrcCID: ^uint64(0), InitialSeq: 0xfffffff0, MaxData: 4 << 20, MaxAckDelay: 1000,
 			MaxMessageSize: maxMessageLimit, MaxDatagramSize: maxUDPPayload, Cookie: bytes.Repeat([]byte{0xc0}, MaxCookieLen)}},
 		{typ: frameClose, close: closeFrame{code: CloseGraceful}},
@@ -307,6 +320,15 @@ func TestFrameRoundTrip(t *testing.T) {
 			n, err = decodeFrame(append(bytes.Clone(b), framePing, 0xff), &got)
 			require.NoError(t, err)
 			require.Equal(t, len(b), n)
+			if want.typ == frameHello && want.hello.Protection != Plaintext {
+				// Without its protection byte, a HELLO is a plaintext one
+				// (the byte is optional); shorter, it fails.
+				n, err = decodeFrame(b[:len(b)-1], &got)
+				require.NoError(t, err)
+				require.Equal(t, len(b)-1, n)
+				require.Equal(t, Plaintext, got.hello.Protection)
+				b = b[:len(b)-1]
+			}
 			checkPrefixes(t, b)
 		})
 	}
@@ -334,7 +356,7 @@ func TestUnknownFrameTypes(t *testing.T) {
 		b := append([]byte{byte(typ)}, make([]byte, 64)...)
 		var f frame
 		_, err := decodeFrame(b, &f)
-		known := typ <= frameStreamLimit || typ&0xf0 == frameMsg || typ&0xf0 == frameStreamMsg
+		known := typ <= frameStreamLimit || typ == frameCrypto || typ&0xf0 == frameMsg || typ&0xf0 == frameStreamMsg
 		if !known {
 			require.ErrorIs(t, err, errBadFrame, "type %#x", typ)
 		}
