@@ -50,6 +50,10 @@ func (c *Conn) setServer() {
 	}
 }
 
+// secure reports whether this side runs a cryptographic handshake (a
+// security whose mode is Plaintext holds keys a test installed alone).
+func (c *Conn) secure() bool { return c.sec != nil && c.sec.mode != Plaintext }
+
 // protection is the mode this side is configured for.
 func (c *Conn) protection() Protection {
 	if c.sec == nil {
@@ -73,7 +77,7 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 // Acceptable reports whether a listener's application may take the
 // connection: a plaintext one at once, a protected one once its
 // cryptographic handshake completed (Established).
-func (c *Conn) Acceptable() bool { return c.sec == nil || c.life.established() }
+func (c *Conn) Acceptable() bool { return !c.secure() || c.life.established() }
 
 // ourHello is our HELLO's fields but the cookie (lifecycle.appendHello
 // adds it): what the HELLO says and the transport parameters authenticate.
@@ -163,19 +167,6 @@ func (c *Conn) cryptoPending(l keyLevel) bool {
 	return c.sec != nil && c.sec.crypto[l].pending()
 }
 
-// cryptoOwed returns the lowest level with handshake bytes owed.
-func (c *Conn) cryptoOwed() (keyLevel, bool) {
-	if c.sec == nil {
-		return 0, false
-	}
-	for l := levelInitial; l <= levelApp; l++ {
-		if c.sec.crypto[l].pending() {
-			return l, true
-		}
-	}
-	return 0, false
-}
-
 // appendCrypto appends a CRYPTO frame of level l with the handshake bytes
 // owed that fit before limit to buf[:n], and records them in pkt (one
 // CRYPTO frame per packet); it returns the new length.
@@ -212,7 +203,7 @@ func (c *Conn) onCryptoLost(p *sentPacket) {
 // handshake failure ends the connection, the peer told why.
 func (c *Conn) handleCrypto(now time.Time, f *cryptoFrame) verdict {
 	s := c.sec
-	if s == nil {
+	if !c.secure() {
 		return c.violate(now, "CRYPTO frame on a plaintext connection")
 	}
 	if s.hs == nil {
@@ -252,7 +243,7 @@ func (c *Conn) onSecureHello(now time.Time, h *HelloFrame) {
 
 // maybeStartClient starts a client's handshake before its first packet.
 func (c *Conn) maybeStartClient(now time.Time) {
-	if s := c.sec; s != nil && s.hs == nil && !s.server && !c.life.ended() && !c.life.aborting() {
+	if s := c.sec; c.secure() && s.hs == nil && !s.server && !c.life.ended() && !c.life.aborting() {
 		if err := c.startHandshake(now); err != nil {
 			c.failHandshake(now, err)
 		}
@@ -290,10 +281,49 @@ func (c *Conn) failHandshake(now time.Time, err error) {
 	c.discardReceived()
 }
 
+// handshakeComplete reports whether the cryptographic handshake completed
+// on this side (true without one).
+func (c *Conn) handshakeComplete() bool {
+	return !c.secure() || c.sec.hs != nil && c.sec.hs.complete()
+}
+
+// onPeerLevel takes an authenticated packet of the peer's at level l: the
+// peer holds every handshake byte we sent below l, acknowledged or not
+// (it could not have keyed l otherwise: a TLS server seals at Handshake
+// only after the whole ClientHello, a client only after the whole
+// ServerHello, either side at App only after the other's Finished; a Noise
+// side at App only after the other's message). So they are done: a
+// packet of ours carrying them declared lost before its acknowledgement
+// came, sent again in plaintext, would be dropped by a peer that now takes
+// only sealed packets, and waited for in vain.
+func (c *Conn) onPeerLevel(now time.Time, l keyLevel) {
+	if !c.secure() || l == levelInitial {
+		return
+	}
+	done := false
+	for below := levelInitial; below < l; below++ {
+		done = c.sec.crypto[below].confirm() || done
+	}
+	if done {
+		c.maybeEstablish(now)
+	}
+}
+
+// onCryptoProbe makes every handshake byte not yet acknowledged owed
+// again (a probe timeout before the handshake completed).
+func (c *Conn) onCryptoProbe() {
+	if !c.secure() || c.life.established() {
+		return
+	}
+	for l := range c.sec.crypto {
+		c.sec.crypto[l].resend()
+	}
+}
+
 // onRetry: the listener kept nothing of our first flight: its handshake
 // bytes go again (the same ClientHello: crypto/tls made it once).
 func (c *Conn) onCryptoRetry() {
-	if c.sec != nil {
+	if c.secure() {
 		c.sec.crypto[levelInitial].resend()
 	}
 }

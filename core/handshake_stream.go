@@ -197,6 +197,17 @@ func (s *cryptoStream) onAcked(r byteRange) {
 	}
 }
 
+// confirm takes everything written as acknowledged (the peer showed it
+// has it); it reports whether anything was not.
+func (s *cryptoStream) confirm() bool {
+	if s.acknowledged() {
+		return false
+	}
+	s.outBase += uint64(len(s.out))
+	s.out, s.unsent, s.acked = nil, nil, nil
+	return true
+}
+
 // onLost takes the loss of a frame that carried r: what of it the peer has
 // not acknowledged is owed again.
 func (s *cryptoStream) onLost(r byteRange) {

@@ -132,6 +132,12 @@ func (c *Conn) writeLevel() keyLevel {
 // levelInitial for our HELLO while the peer may still need it.
 func (c *Conn) sendLevel(probe bool) keyLevel {
 	w := c.writeLevel()
+	if w == levelApp && !c.handshakeComplete() {
+		// A TLS server has its traffic keys before the client, which
+		// takes them only from the server's last flight: until the
+		// client's Finished arrived it may not read them (crypto_stream.go).
+		w = levelHandshake
+	}
 	if w == levelInitial || c.life.helloWanted(probe) && !c.sec.peerSealed {
 		return levelInitial
 	}

@@ -560,6 +560,11 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 		}
 		c.requeue(oldest, true)
 	}
+	// During the handshake, every handshake byte not yet acknowledged goes
+	// again, at its level: the oldest packet may be one whose loss says
+	// nothing of them (our first HELLO alone), and packets of a level the
+	// peer has no keys for yet would not be read.
+	c.onCryptoProbe()
 	// Whatever the oldest packet was, the peer must hear our CLOSE; if
 	// the peer closed too, with the ACK of its CLOSE (which may be what
 	// went missing).

@@ -228,6 +228,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	}
 	if c.sec != nil {
 		c.sec.rxLevel = level
+		c.onPeerLevel(now, level)
 	}
 	c.tracePacket(false, pn, len(b), body)
 	eliciting, probing, v, ok := c.handleFrames(now, from, body)
@@ -335,7 +336,7 @@ func (c *Conn) handleRetry(now time.Time, h Header, body []byte) {
 		return
 	}
 	cookie, err := parseRetry(body)
-	if err != nil || (c.sec != nil && string(cookie) == string(c.life.cookie())) {
+	if err != nil || (c.secure() && string(cookie) == string(c.life.cookie())) {
 		// (A protected first flight spans datagrams, each answered with a
 		// Retry: the copies of the one followed change nothing.)
 		c.stats.DatagramsDropped++
@@ -458,7 +459,7 @@ func (c *Conn) handleHello(now time.Time, h *HelloFrame) {
 	case h.Protection != c.protection():
 		// No downgrade, either way: the peer is told which mode we have.
 		c.failHandshake(now, handshakeError("the peer asks for %v, this side is configured for %v", h.Protection, c.protection()))
-	case c.sec != nil:
+	case c.secure():
 		c.onSecureHello(now, h) // established once the handshake completes
 	default:
 		c.establish(now)
