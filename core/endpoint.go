@@ -399,9 +399,9 @@ type EndpointStats struct {
 	// RefusedMode: a HELLO asking for another protection mode than the
 	// listener's (plaintext, TLS, a pre-shared key): refused at once, with
 	// a CLOSE naming the listener's (docs/PROTOCOL.md §18.5).
-	RefusedMode uint64
-	ResetsSent      uint64 // stateless resets queued
-	ResetsLimited   uint64 // stateless resets the rate limit withheld
+	RefusedMode   uint64
+	ResetsSent    uint64 // stateless resets queued
+	ResetsLimited uint64 // stateless resets the rate limit withheld
 	// DroppedQueueFull: own datagrams dropped because MaxQueued waited.
 	DroppedQueueFull uint64
 }
