@@ -241,7 +241,7 @@ func (s *epServer) HandleDatagram(now time.Time, b []byte) {
 func (s *epServer) handle(now time.Time, from netip.AddrPort, d []byte) {
 	s.in[from] += len(d)
 	ev := s.ep.HandleDatagram(now, from, d)
-	if st := s.ep.Stats(); st.Refused != st.RefusedBudget+st.RefusedHostShare+st.RefusedAttempts+st.RefusedClosed+st.RefusedRejected+st.RefusedReplayed {
+	if st := s.ep.Stats(); st.Refused != st.RefusedBudget+st.RefusedHostShare+st.RefusedAttempts+st.RefusedClosed+st.RefusedRejected+st.RefusedReplayed+st.RefusedMode {
 		s.fail("refusals by cause do not add up to Refused: %+v", st)
 	}
 	switch ev.Kind {
