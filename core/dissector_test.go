@@ -2,10 +2,12 @@ package core
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -56,6 +58,15 @@ func frameTypeName(t byte) string {
 
 func TestWiresharkDissector(t *testing.T) {
 	tcpdump, tshark := capture.Tools(t)
+	t.Run("plaintext", func(t *testing.T) { dissectTransfer(t, tcpdump, tshark, false) })
+	// Packet protection (PROTOCOL.md §19), keyed as a handshake would:
+	// tshark sees version, type and DstCID of the protected packets.
+	t.Run("protected", func(t *testing.T) { dissectTransfer(t, tcpdump, tshark, true) })
+}
+
+// dissectTransfer runs the transfer, protected or not, and checks what
+// tshark shows of it.
+func dissectTransfer(t *testing.T, tcpdump, tshark string, protected bool) {
 
 	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	la, err := net.ListenUDP("udp", loopback)
@@ -79,6 +90,9 @@ func TestWiresharkDissector(t *testing.T) {
 	require.NoError(t, err)
 	b, err := NewSession(sockB, nil)
 	require.NoError(t, err)
+	if protected {
+		require.NoError(t, ProtectPair(a.Conn(), b.Conn(), rand.New(rand.NewPCG(1, 2)), tls.TLS_AES_128_GCM_SHA256, 50))
+	}
 
 	deadline := time.Now().Add(60 * time.Second)
 	pumpUntil := func(what string, done func() bool) {
@@ -203,9 +217,9 @@ func TestWiresharkDissector(t *testing.T) {
 		b[len(b)-1] ^= 1
 		return b
 	}
-	// protected is a protected packet's bytes as the path sees them
+	// sealedPacket is a protected packet's bytes as the path sees them
 	// (PROTOCOL.md §19): only version, type and DstCID are readable.
-	protected := func(typ byte, size int) []byte {
+	sealedPacket := func(typ byte, size int) []byte {
 		b := bytes.Repeat([]byte{0xA5}, size)
 		b[0], b[1] = Version, typ
 		binary.BigEndian.PutUint64(b[2:], 7)
@@ -239,11 +253,11 @@ func TestWiresharkDissector(t *testing.T) {
 		{"crypto", "", datagram([]byte{0x0F, 0, 0, 3, 'a', 'b', 'c'}), "CRYPTO(Initial)"},
 		{"crypto level", "key level above 2", datagram([]byte{0x0F, 3, 0, 1, 'x'}), ""},
 		{"crypto end", "offset + length above 2^20", datagram([]byte{0x0F, 1, 0x80, 0x80, 0x40, 1, 'x'}), ""},
-		{"handshake packet", "", protected(0x05, 60), "Handshake DCID=0x0000000000000007 [protected]"},
-		{"application packet", "", protected(0x06, 1200), "Application DCID=0x0000000000000007 [protected]"},
-		{"protected gso buffer", "", slices.Concat(protected(0x06, 100), protected(0x07, 100), protected(0x06, 31)),
+		{"handshake packet", "", sealedPacket(0x05, 60), "Handshake DCID=0x0000000000000007 [protected]"},
+		{"application packet", "", sealedPacket(0x06, 1200), "Application DCID=0x0000000000000007 [protected]"},
+		{"protected gso buffer", "", slices.Concat(sealedPacket(0x06, 100), sealedPacket(0x07, 100), sealedPacket(0x06, 31)),
 			"GSO 3 datagrams"},
-		{"protected too short", "shorter than 31 bytes", protected(0x07, 30), ""},
+		{"protected too short", "shorter than 31 bytes", sealedPacket(0x07, 30), ""},
 	}
 	for _, c := range bad {
 		capt.Send(t, c.datagram)
@@ -257,6 +271,7 @@ func TestWiresharkDissector(t *testing.T) {
 	}
 	wantByKey := map[string]sent{}
 	wantCount := map[string]int{}
+	sealedCount := 0 // protected datagrams
 	for _, side := range []struct {
 		name string
 		sock *recordingSocket
@@ -268,6 +283,11 @@ func TestWiresharkDissector(t *testing.T) {
 		for _, d := range side.sock.written {
 			k := capture.Key(side.port, d)
 			require.NotContains(t, wantByKey, k)
+			if d[1] != byte(PacketData) {
+				wantByKey[k] = sent{side.name, nil} // protected: its frames are not in the clear
+				sealedCount++
+				continue
+			}
 			types, ok := frameTypes(d)
 			require.True(t, ok, "%s sent a datagram core does not decode", side.name)
 			wantByKey[k] = sent{side.name, types}
@@ -291,8 +311,8 @@ func TestWiresharkDissector(t *testing.T) {
 		}
 		require.Equal(t, "rudp", r.Protocol, "every datagram between the two sides is dissected as rudp: %+v", r)
 		require.Empty(t, r.Expert, "datagram %v has an expert mark", r)
-		require.Len(t, r.PacketNumbers, 1, "one rudp datagram per UDP datagram (no GSO here): %v", r)
-		k := fmt.Sprintf("%d/%s/%s", r.SrcPort, r.PacketNumbers[0], r.Checksums[0])
+		require.Len(t, r.Types, 1, "one rudp datagram per UDP datagram (no GSO here): %v", r)
+		k := r.Key()
 		w, ok := wantByKey[k]
 		require.True(t, ok, "tshark shows datagram %s, which no side sent", k)
 		require.False(t, seen[k], "datagram %s captured twice", k)
@@ -304,7 +324,12 @@ func TestWiresharkDissector(t *testing.T) {
 	}
 	require.Len(t, seen, len(wantByKey), "every datagram the sides sent was captured and dissected")
 	require.Equal(t, wantCount, gotCount)
-	for _, name := range []string{"HELLO", "PADDING", "ACK", "MSG", "STREAM_OPEN", "STREAM_MSG", "STREAM_FIN", "CLOSE"} {
+	inClear := []string{"HELLO", "PADDING", "ACK", "MSG", "STREAM_OPEN", "STREAM_MSG", "STREAM_FIN", "CLOSE"}
+	if protected {
+		require.Positive(t, sealedCount, "the connection sealed its packets")
+		inClear = []string{"HELLO", "PADDING"} // the first flight's
+	}
+	for _, name := range inClear {
 		require.NotZero(t, gotCount[name], "the transfer carried no %s frame", name)
 	}
 
@@ -321,5 +346,6 @@ func TestWiresharkDissector(t *testing.T) {
 	}
 	marked := capture.Tshark(t, tshark, capt.Path, "-Y", fmt.Sprintf("(_ws.malformed || _ws.expert) && udp.srcport != %d", beaconPort))
 	require.Empty(t, marked, "datagrams of the transfer marked malformed")
-	t.Logf("%d datagrams (a %d, b %d), frames per type: %v", len(seen), len(sockA.written), len(sockB.written), gotCount)
+	t.Logf("%d datagrams (a %d, b %d; %d protected), frames in the clear per type: %v", len(seen),
+		len(sockA.written), len(sockB.written), sealedCount, gotCount)
 }

@@ -277,6 +277,7 @@ type Dissected struct {
 	PacketNumbers []string // plaintext packets' only
 	Checksums     []string
 	Types         []string // packet types
+	Tags          []string // protected packets' AEAD tags, in hex
 	FrameTypes    []byte   // every frame's type byte, of all its rudp datagrams
 	Expert        string   // the expert infos' messages, comma-separated
 }
@@ -286,11 +287,12 @@ func Fields(t testing.TB, tshark, pcap string) []Dissected {
 	t.Helper()
 	out := Tshark(t, tshark, pcap, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,",
 		"-e", "udp.srcport", "-e", "_ws.col.Protocol", "-e", "_ws.col.Info", "-e", "rudpgo.pn",
-		"-e", "rudpgo.checksum", "-e", "rudpgo.type", "-e", "rudpgo.frame_type", "-e", "_ws.expert.message")
+		"-e", "rudpgo.checksum", "-e", "rudpgo.type", "-e", "rudpgo.frame_type", "-e", "_ws.expert.message",
+		"-e", "rudpgo.tag")
 	var rows []Dissected
 	for line := range strings.Lines(out) {
 		f := strings.Split(strings.TrimRight(line, "\n"), "\t")
-		if len(f) != 8 {
+		if len(f) != 9 {
 			t.Fatalf("tshark line %q", line)
 		}
 		port, err := strconv.Atoi(f[0])
@@ -298,7 +300,7 @@ func Fields(t testing.TB, tshark, pcap string) []Dissected {
 			t.Fatal(err)
 		}
 		d := Dissected{SrcPort: port, Protocol: f[1], Info: f[2], PacketNumbers: list(f[3]),
-			Checksums: list(f[4]), Types: list(f[5]), Expert: f[7]}
+			Checksums: list(f[4]), Types: list(f[5]), Expert: f[7], Tags: list(f[8])}
 		for _, s := range list(f[6]) {
 			v, err := strconv.ParseUint(s, 0, 8)
 			if err != nil {
@@ -318,10 +320,22 @@ func list(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// Key names a plaintext datagram as Fields shows it: its sender's port,
-// its packet number and its checksum (the last 4 bytes).
+// Key names a datagram as Fields shows it: its sender's port, and for a
+// plaintext packet its packet number and checksum (the last 4 bytes), for
+// a protected one (its packet number masked) its tag (the last 16).
 func Key(port int, datagram []byte) string {
+	if t := datagram[1]; t >= 4 && t <= 7 {
+		return fmt.Sprintf("%d/tag/%x", port, datagram[len(datagram)-16:])
+	}
 	end := len(datagram) - 4
 	return fmt.Sprintf("%d/%d/0x%08x", port, binary.BigEndian.Uint32(datagram[10:14]),
 		binary.BigEndian.Uint32(datagram[end:]))
+}
+
+// Key is the key of the datagram d shows (its only one).
+func (d *Dissected) Key() string {
+	if len(d.Tags) == 1 {
+		return fmt.Sprintf("%d/tag/%s", d.SrcPort, d.Tags[0])
+	}
+	return fmt.Sprintf("%d/%s/%s", d.SrcPort, d.PacketNumbers[0], d.Checksums[0])
 }
