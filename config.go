@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -165,6 +166,23 @@ type Config struct {
 	// itself on a socket whose route cannot do it.
 	DisableGSO bool
 
+	// TLS, if set, protects every connection with TLS 1.3 (crypto/tls's
+	// QUIC API, docs/PROTOCOL.md §18): certificates, ServerName, RootCAs,
+	// ClientAuth, NextProtos as with crypto/tls (a zero MinVersion works:
+	// rudp speaks TLS 1.3 only). A dialer's ServerName must be set (or
+	// InsecureSkipVerify), as with tls.Client. A side configured for
+	// protection refuses a peer that is not, and a plaintext one refuses a
+	// protected peer (no downgrade); a failed handshake fails Dial with an
+	// error matching ErrHandshakeFailed that says which (wrapping
+	// crypto/tls's, so errors.As finds *tls.CertificateVerificationError),
+	// and a listener keeps nothing of it. Conn.ConnectionState reports it.
+	TLS *tls.Config
+
+	// PSK, if set, protects every connection with a pre-shared key of
+	// exactly 32 bytes (Noise NNpsk0: both sides authenticated by the key,
+	// forward secrecy from an ephemeral X25519 exchange). Not with TLS.
+	PSK []byte
+
 	// Core holds the core's advanced knobs (congestion controller,
 	// InitialSequence, ...). The fields above that share a name with one
 	// of Core's (HandshakeTimeout, IdleTimeout, HeartbeatPeriod, the sizes
@@ -231,6 +249,13 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		set:    func() bool { return c.Tracer != nil },
 		toCore: func() { cc.Tracer = c.Tracer },
 	}
+	tlsConfig := pair("TLS", &c.TLS, &cc.TLS)
+	tlsConfig.fromCore = nil
+	psk := knob{
+		name:   "PSK",
+		set:    func() bool { return c.PSK != nil },
+		toCore: func() { cc.PSK = c.PSK },
+	}
 	return []knob{
 		pair("HandshakeTimeout", &c.HandshakeTimeout, &cc.HandshakeTimeout),
 		pair("IdleTimeout", &c.IdleTimeout, &cc.IdleTimeout),
@@ -244,6 +269,8 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		pair("MaxIncomingStreams", &c.MaxIncomingStreams, &cc.MaxIncomingStreams),
 		logger,
 		tracer,
+		tlsConfig,
+		psk,
 	}
 }
 

@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -31,24 +32,27 @@ type Conn struct {
 
 	writeMu sync.Mutex // one Write at a time, so a Write's bytes stay together
 
-	mu        sync.Mutex // guards the fields below and every call on core and stream
-	core      *core.Conn
-	stream    *stream.Stream
-	raddr     netip.AddrPort     // the peer's address the core sends to now (followPeerLocked)
-	peer      netip.AddrPort     // the peer's last validated address: RemoteAddr, ReadFrom's
-	origin    netip.AddrPort     // the address the connection started with: the core's zero AddrPort
-	ended     bool               // core reported Closed; the mux forgot the connection
-	estDone   bool               // the handshake ended (established or failed)
-	estCh     chan struct{}      // closed when estDone becomes true (dialed connections)
-	inReady   bool               // in its PacketConn's ready list
-	readyNext *Conn              // the next of its host's in that list; guarded by the PacketConn's mu
-	linger    time.Duration      // how long Close waits for the peer (see SetLinger)
-	closeBy   time.Time          // a graceful close nobody waits for, making no progress until then, is aborted
-	closeBuf  int                // send buffer space free when closeBy was last set
-	nextAt    time.Time          // the timeout last passed to mux.schedule
-	nextKnown bool               // nextAt is what the socket's timer holds for c
-	remoteSet bool               // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
-	streams   map[uint64]*Stream // the streams handed out (streams.go), woken with the connection
+	mu      sync.Mutex // guards the fields below and every call on core and stream
+	core    *core.Conn
+	stream  *stream.Stream
+	raddr   netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
+	peer    netip.AddrPort // the peer's last validated address: RemoteAddr, ReadFrom's
+	origin  netip.AddrPort // the address the connection started with: the core's zero AddrPort
+	ended   bool           // core reported Closed; the mux forgot the connection
+	estDone bool           // the handshake ended (established or failed)
+	estCh   chan struct{}  // closed when estDone becomes true (dialed connections)
+	// offerLater: an accepted protected connection, offered to the
+	// acceptor once its handshake completes (offerLocked).
+	offerLater bool
+	inReady    bool               // in its PacketConn's ready list
+	readyNext  *Conn              // the next of its host's in that list; guarded by the PacketConn's mu
+	linger     time.Duration      // how long Close waits for the peer (see SetLinger)
+	closeBy    time.Time          // a graceful close nobody waits for, making no progress until then, is aborted
+	closeBuf   int                // send buffer space free when closeBy was last set
+	nextAt     time.Time          // the timeout last passed to mux.schedule
+	nextKnown  bool               // nextAt is what the socket's timer holds for c
+	remoteSet  bool               // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
+	streams    map[uint64]*Stream // the streams handed out (streams.go), woken with the connection
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
 
@@ -170,6 +174,9 @@ func (c *Conn) settleLocked(now time.Time) {
 	if !c.estDone && (c.core.Established() || c.core.Closed()) {
 		c.endHandshakeLocked()
 	}
+	if c.offerLater && c.core.Established() {
+		c.offerLocked(now)
+	}
 	next := c.core.NextTimeout()
 	if !c.closeBy.IsZero() && !c.core.Closed() {
 		if free := c.core.SendBufferAvailable(); free > c.closeBuf {
@@ -270,6 +277,35 @@ func (c *Conn) endHandshakeLocked() {
 	if c.estCh != nil {
 		close(c.estCh)
 	}
+}
+
+// offerLocked offers an accepted protected connection, its handshake
+// complete, to the acceptor (Listener.Accept, PacketConn's peers); one
+// it has no room for (or that is gone) is aborted.
+func (c *Conn) offerLocked(now time.Time) {
+	c.offerLater = false
+	m := c.m
+	m.mu.Lock()
+	why := refusedClosed
+	if m.acceptor != nil && !m.sockClosed.Load() {
+		why = m.acceptor.offer(now, c)
+	}
+	m.mu.Unlock()
+	if why != admitted {
+		m.counts.count(why)
+		c.core.Abort(now, ErrRefused)
+		c.flushLocked(now)
+	}
+}
+
+// ConnectionState returns the cryptographic handshake's state: with
+// Config.TLS what crypto/tls reports (the peer's certificates, the
+// negotiated protocol, the cipher suite), with Config.PSK the cipher suite;
+// the zero value on a plaintext connection. Safe for concurrent use.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.core.ConnectionState()
 }
 
 // endLocked forgets the connection: the core is done with it (or it is

@@ -16,6 +16,12 @@ var (
 	// ErrRefused: the listener refused the connection (its accept queue was full).
 	ErrRefused = core.ErrRefused
 
+	// ErrHandshakeFailed: the cryptographic handshake failed (Config.TLS,
+	// Config.PSK): a certificate, a server name, a pre-shared key, a
+	// protection mode the peer does not share. The error says which; on
+	// the side that found it, it wraps crypto/tls's error.
+	ErrHandshakeFailed = core.ErrHandshakeFailed
+
 	// ErrHandshakeTimeout: Dial heard no answer within Config.HandshakeTimeout.
 	// Its Timeout method reports true.
 	ErrHandshakeTimeout = core.ErrHandshakeTimeout

@@ -305,10 +305,16 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 	c.touch(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A protected connection is offered once its handshake completed
+	// (settleLocked): the application never sees one that fails it.
+	c.offerLater = !cc.Acceptable()
 	m.mu.Lock()
 	why := refusedClosed
 	if m.acceptor != nil && !m.sockClosed.Load() {
-		why = m.acceptor.offer(now, c)
+		why = admitted
+		if !c.offerLater {
+			why = m.acceptor.offer(now, c)
+		}
 	}
 	if why != admitted {
 		if m.ep.Reject(cc) {

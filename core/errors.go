@@ -138,13 +138,17 @@ func (e *violationError) Is(target error) bool { return target == ErrProtocolVio
 // closeError is the error a connection ends with when the peer's CLOSE
 // carried an error code: the sentinel for the code and the peer's reason.
 type closeError struct {
-	code   error  // ErrAborted or ErrPeerProtocolViolation
+	code   error  // ErrAborted, ErrPeerProtocolViolation or ErrHandshakeFailed
 	reason string // as the peer sent it: shown quoted, never trusted
+	said   string // what goes before the quote, if anything ("the peer said")
 }
 
 func (e *closeError) Error() string {
-	if e.reason == "" {
+	switch {
+	case e.reason == "":
 		return e.code.Error()
+	case e.said != "":
+		return e.code.Error() + ": " + e.said + " " + strconv.QuoteToGraphic(e.reason)
 	}
 	return e.code.Error() + ": " + strconv.QuoteToGraphic(e.reason)
 }

@@ -367,13 +367,13 @@ func (l *lifecycle) closeGivenUp() bool {
 func peerCloseError(cl *closeFrame) error {
 	switch {
 	case cl.code == CloseProtocolViolation:
-		return &closeError{ErrPeerProtocolViolation, string(cl.reason)}
+		return &closeError{code: ErrPeerProtocolViolation, reason: string(cl.reason)}
 	case cl.code == CloseHandshakeFailed:
-		return &closeError{ErrHandshakeFailed, "the peer: " + string(cl.reason)}
+		return &closeError{code: ErrHandshakeFailed, reason: string(cl.reason), said: "the peer said"}
 	case len(cl.reason) == 0:
 		return ErrAborted
 	}
-	return &closeError{ErrAborted, string(cl.reason)}
+	return &closeError{code: ErrAborted, reason: string(cl.reason)}
 }
 
 // handshaking reports whether the handshake is under way.
