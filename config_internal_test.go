@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"reflect"
 	"testing"
@@ -45,6 +46,10 @@ func TestCoreKnobsComplete(t *testing.T) {
 			*p = slog.Default()
 		case *func(core.TraceInfo) *core.Tracer:
 			*p = func(core.TraceInfo) *core.Tracer { return nil }
+		case **tls.Config:
+			*p = &tls.Config{ServerName: "knob"}
+		case *[]byte:
+			*p = make([]byte, 32)
 		default:
 			t.Fatalf("Config.%s: a %v knob the test does not know", f.Name, f.Type)
 		}
