@@ -193,8 +193,19 @@ func FuzzParseQuoted(f *testing.F) {
 			}
 			return
 		}
-		if len(b) < headerLen || b[0] != Version || PacketType(b[1]) != PacketData {
+		if len(b) < headerLen || b[0] != Version {
 			t.Fatalf("accepted %x", b)
+		}
+		switch pt := PacketType(b[1]); {
+		case pt == PacketData:
+		case pt&^packetKeyPhase == PacketHandshake || pt&^packetKeyPhase == PacketApp:
+			// A protected packet's body is ciphertext: only its DstCID,
+			// in the clear, names the connection.
+			if q.SrcCID != 0 || q.DstCID != binary.BigEndian.Uint64(b[2:10]) {
+				t.Fatalf("protected quote %x read as %+v", b, q)
+			}
+		default:
+			t.Fatalf("accepted %x, of type %#x", b, b[1])
 		}
 		if q.DstCID == 0 && q.SrcCID == 0 {
 			t.Fatal("a quote naming no connection accepted")
