@@ -12,8 +12,10 @@ import (
 // Every packet number is reported sent once, in increasing order; a
 // packet's fate (acknowledged or lost) is reported at most once and only
 // for a packet reported sent; event times never go backwards; nothing is
-// reported after the connection closed; and the counts agree with Stats
-// (packets sent; packets lost, path MTU probes aside).
+// reported after the connection closed; the counts agree with Stats
+// (packets sent; packets lost, path MTU probes aside) and PathStats (a
+// path event for each move, validation and failed validation); and the
+// datagram size the MTU events last reported is Stats.DatagramSize.
 type traceChecker struct {
 	sent     map[uint64]bool // packet number -> its fate was reported
 	lastSent uint64
@@ -22,6 +24,8 @@ type traceChecker struct {
 	last     time.Time
 	state    core.ConnState
 	closeErr error
+	paths    uint64 // path events
+	mtu      int    // the datagram size the last MTU event reported (0: none yet)
 	err      error
 }
 
@@ -87,6 +91,23 @@ func (tc *traceChecker) tracer(info core.TraceInfo) *core.Tracer {
 				tc.failf("metrics %+v", e)
 			}
 		},
+		PathChanged: func(e core.PathEvent) {
+			tc.at(e.Time, "path")
+			tc.paths++
+			if e.From == e.To && !e.Validated {
+				tc.failf("path event without a change: %+v", e)
+			}
+		},
+		MTUUpdated: func(e core.MTUEvent) {
+			tc.at(e.Time, "MTU")
+			if tc.mtu != 0 && e.Old != tc.mtu {
+				tc.failf("MTU event from %d, but the last one said %d", e.Old, tc.mtu)
+			}
+			if e.New == e.Old || e.New < core.BaseDatagramSize || e.BlackHole != (e.New < e.Old) {
+				tc.failf("MTU event %+v", e)
+			}
+			tc.mtu = e.New
+		},
 		StateChanged: func(e core.StateEvent) {
 			tc.at(e.Time, "state "+e.New.String())
 			if e.Old != tc.state && tc.state != 0 {
@@ -108,6 +129,13 @@ func (tc *traceChecker) check(c *core.Conn) error {
 	}
 	if tc.lost != st.PacketsLost {
 		return fmt.Errorf("trace: %d packets reported lost, Stats.PacketsLost %d", tc.lost, st.PacketsLost)
+	}
+	ps := c.PathStats()
+	if n := ps.Migrations + ps.Validated + ps.ValidationsFailed; tc.paths != n {
+		return fmt.Errorf("trace: %d path events, PathStats %+v", tc.paths, ps)
+	}
+	if tc.mtu != 0 && tc.mtu != st.DatagramSize {
+		return fmt.Errorf("trace: the MTU events say %d, Stats.DatagramSize %d", tc.mtu, st.DatagramSize)
 	}
 	if c.Closed() != (tc.state == core.StateClosed) {
 		return fmt.Errorf("trace: state %v, Closed %v", tc.state, c.Closed())

@@ -190,7 +190,11 @@ type StreamEvent struct {
 	Local bool // opened by this side
 }
 
-// PathEvent is a change of the peer's address or of its validation.
+// PathEvent is a change of the peer's address or of its validation: a
+// move to a new address (To, not validated yet), a move back to a
+// validated one, or To's validation (From == To, Validated). The zero
+// AddrPort stands for the address the connection started with, as in
+// HandleDatagramFrom.
 type PathEvent struct {
 	Time      time.Time
 	From, To  netip.AddrPort

@@ -122,3 +122,51 @@ func FuzzTraceFrames(f *testing.F) {
 		require.Equal(t, len(ranges), inRanges)
 	})
 }
+
+// TestTraceStreams checks the stream events: a stream opened here and one
+// the peer opened, each reported open, then closed once both directions
+// ended.
+func TestTraceStreams(t *testing.T) {
+	var events []StreamEvent // a's
+	record := func(e StreamEvent) { events = append(events, e) }
+	cfg := &Config{Tracer: func(info TraceInfo) *Tracer {
+		if info.LocalCID != 0x1111 { // (a's CID in newWirePair)
+			return nil
+		}
+		return &Tracer{StreamOpened: record, StreamClosed: record}
+	}}
+	p := newWirePair(t, cfg)
+	require.NotNil(t, p.a.tracer(), "a is traced")
+	require.Nil(t, p.b.tracer())
+	mine, err := p.a.OpenStream(Delivery)
+	require.NoError(t, err)
+	theirs, err := p.b.OpenStream(Delivery)
+	require.NoError(t, err)
+	for range 5 {
+		p.step()
+	}
+	_, _, ok := p.b.AcceptStream()
+	require.True(t, ok)
+	_, _, ok = p.a.AcceptStream()
+	require.True(t, ok)
+	require.Len(t, events, 2)
+	require.Contains(t, events, StreamEvent{Time: events[0].Time, ID: mine, Local: true})
+	for _, id := range []uint64{mine, theirs} {
+		require.NoError(t, p.a.CloseStreamWrite(id))
+		require.NoError(t, p.b.CloseStreamWrite(id))
+	}
+	for range 20 {
+		p.step()
+		for _, c := range []*Conn{p.a, p.b} {
+			for _, id := range []uint64{mine, theirs} {
+				_, _ = c.RecvStream(id) // (to io.EOF)
+			}
+		}
+	}
+	require.Len(t, events, 4, "%+v", events)
+	closed := map[uint64]bool{}
+	for _, e := range events[2:] {
+		closed[e.ID] = true
+	}
+	require.Equal(t, map[uint64]bool{mine: true, theirs: true}, closed)
+}

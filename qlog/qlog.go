@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -394,11 +395,20 @@ func (t *writer) stream(e *core.StreamEvent, state string) {
 
 func (t *writer) path(e core.PathEvent) {
 	t.begin("rudp:path_updated", e.Time)
-	t.str("old", e.From.String())
-	t.str("new", e.To.String())
+	t.str("old", addrString(e.From))
+	t.str("new", addrString(e.To))
 	t.field("validated")
 	t.b = strconv.AppendBool(t.b, e.Validated)
 	t.end()
+}
+
+// addrString is a, or "initial" for the zero AddrPort: the address the
+// connection started with (see core.PathEvent).
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return "initial"
+	}
+	return a.String()
 }
 
 func (t *writer) mtu(e core.MTUEvent) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -278,14 +279,16 @@ func TestQlogAllEvents(t *testing.T) {
 	tr.StreamOpened(core.StreamEvent{Time: at(4), ID: 4, Local: true})
 	tr.StreamClosed(core.StreamEvent{Time: at(5), ID: 4})
 	tr.MTUUpdated(core.MTUEvent{Time: at(5), Old: 1200, New: 1452})
+	tr.PathChanged(core.PathEvent{Time: at(5), To: netip.MustParseAddrPort("192.0.2.1:4000")})
 	tr.KeyUpdated(core.KeyEvent{Time: at(5), Generation: 1, Trigger: "local_update"})
 	tr.StateChanged(core.StateEvent{Time: at(6), Old: core.StateEstablished, New: core.StateClosed, Err: errors.New(`bad "thing"`)})
 	events := checkSchema(t, buf.Bytes())
-	require.Len(t, events, 13)
+	require.Len(t, events, 14)
+	require.JSONEq(t, `{"old":"initial","new":"192.0.2.1:4000","validated":false}`, string(events[10].Data))
 	require.Equal(t, "recovery:packets_acked", events[2].Name)
 	require.JSONEq(t, `{"packet_number_space":"application_data","packet_numbers":[5,6]}`, string(events[2].Data))
 	require.JSONEq(t, `{"congestion_window":9000}`, string(events[6].Data), "only what changed")
-	require.JSONEq(t, `{"trigger":"error","reason":"bad \"thing\""}`, string(events[12].Data))
+	require.JSONEq(t, `{"trigger":"error","reason":"bad \"thing\""}`, string(events[13].Data))
 }
 
 func TestDecodeRejects(t *testing.T) {
