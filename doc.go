@@ -98,6 +98,11 @@
 // and the socket's timer pops the due connections under mux.mu (the
 // timerQueue is guarded by it), releases it, then locks each
 // (mux.fireTimers). A deadline's mutex (conn.go) is a
-// leaf. What is read without a lock is atomic: the direct-read state
+// leaf. Config.Tracer's constructor and the core.Tracer's functions are
+// called inside the core, so under Conn.mu or mux.mu (an accepted
+// connection is made, and handles its first datagram, under mux.mu): they
+// must not call the Conn, Listener or PacketConn, and what they take
+// (qlog's buffered file writes) delays the socket's other connections.
+// What is read without a lock is atomic: the direct-read state
 // (readOwner), mux.sockClosed and mux.errPending, Conn.active.
 package rudp
