@@ -494,3 +494,42 @@ func FuzzTransportParams(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNoiseMessages feeds a PSK server's handshake arbitrary bytes as the
+// client's first flight (the u16-length framing and the Noise message):
+// it fails the handshake or completes it, never panics, and holds no more
+// than one message's worth.
+func FuzzNoiseMessages(f *testing.F) {
+	psk := bytes.Repeat([]byte{7}, 32)
+	client := new(hsSide)
+	h, err := newNoiseHandshake(psk, false, 11, rand.New(rand.NewPCG(1, 2)), testParams(false, 11, nil), client)
+	if err != nil {
+		f.Fatal(err)
+	}
+	client.h = h
+	if err := h.start(time.Time{}); err != nil {
+		f.Fatal(err)
+	}
+	first := client.streams[levelInitial].out
+	f.Add(bytes.Clone(first))
+	f.Add(first[:len(first)/2])
+	f.Add([]byte{0xff, 0xff, 1, 2, 3})
+	f.Add(append(bytes.Clone(first), 0, 1, 2))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		server := new(hsSide)
+		h, err := newNoiseHandshake(psk, true, 11, rand.New(rand.NewPCG(3, 4)), testParams(true, 22, nil), server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server.h = h
+		if err := h.handleData(time.Time{}, levelInitial, b); err != nil {
+			if !errors.Is(err, ErrHandshakeFailed) {
+				t.Fatalf("an error not matching ErrHandshakeFailed: %v", err)
+			}
+			return
+		}
+		if len(h.in) > 2+noiseMaxMessage {
+			t.Fatalf("holds %d bytes", len(h.in))
+		}
+	})
+}
