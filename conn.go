@@ -109,10 +109,10 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 	if c.ended {
 		return
 	}
-	var dropsBefore uint64
+	var dropsBefore [4]uint64
 	logDrops := c.m.set.debugOn()
 	if logDrops {
-		dropsBefore = connDrops(c.core)
+		dropsBefore = core.ConnDrops(c.core)
 	}
 	if from == c.raddr {
 		c.core.HandleDatagram(now, b)
@@ -126,10 +126,8 @@ func (c *Conn) input(now time.Time, b []byte, from netip.AddrPort, self bool) {
 		}
 		c.core.HandleDatagramFrom(now, from, b)
 	}
-	if logDrops && connDrops(c.core) != dropsBefore {
-		c.m.mu.Lock()
-		c.m.ep.LogDrop(now, core.DropConnection, from)
-		c.m.mu.Unlock()
+	if logDrops {
+		c.logDropsLocked(now, from, dropsBefore)
 	}
 	c.settleLocked(now)
 	if self {
@@ -328,11 +326,21 @@ func (c *Conn) endLocked() {
 	c.m.owner.interruptCaller()
 }
 
-// connDrops counts the datagrams a connection dropped, of every cause (the
-// debug log's drop events).
-func connDrops(cc *core.Conn) uint64 {
-	s := cc.Stats()
-	return s.DatagramsDropped + s.DuplicatesDropped + s.DroppedUnauthenticated + s.DroppedReplayed
+// logDropsLocked logs (rate limited, through the socket's Endpoint) the
+// datagram from from that the connection dropped, if it did: its drop
+// counts are no longer before.
+func (c *Conn) logDropsLocked(now time.Time, from netip.AddrPort, before [4]uint64) {
+	after := core.ConnDrops(c.core)
+	if after == before {
+		return
+	}
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for i := range after {
+		if after[i] != before[i] {
+			c.m.ep.LogDrop(now, core.ConnDropCauses[i], from)
+		}
+	}
 }
 
 // flushLocked sends every datagram the core has ready, on the caller's

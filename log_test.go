@@ -1,6 +1,8 @@
 package rudp_test
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/core"
 	"github.com/rudp-go/rudp/internal/logcapture"
 )
 
@@ -55,7 +58,7 @@ func TestDebugLog(t *testing.T) {
 	clientCID := h.wait(t, "rudp: connecting", "to", raddr).Attrs["cid"].String()
 	h.wait(t, "rudp: HELLO without a valid cookie: Retry sent", "from", laddr)
 	h.wait(t, "rudp: Retry received: sending the HELLO again with its cookie", "after", "")
-	h.wait(t, "rudp: connection accepted: its HELLO echoed a valid cookie", "from", laddr)
+	serverCID := h.wait(t, "rudp: connection accepted: its HELLO echoed a valid cookie", "from", laddr).Attrs["cid"].Uint64()
 	done := h.wait(t, "rudp: handshake complete", "cid", clientCID)
 	require.Positive(t, done.Attrs["took"].Duration())
 	require.Contains(t, done.Attrs, "remote_cid")
@@ -76,6 +79,14 @@ func TestDebugLog(t *testing.T) {
 	drop := h.wait(t, "rudp: datagrams dropped", "cause", "malformed")
 	require.Equal(t, sock.LocalAddr().String(), drop.Attrs["from"].String())
 	require.Equal(t, uint64(1), drop.Attrs["count"].Uint64())
+	// A well-formed packet for the server's connection whose frame is
+	// unknown is dropped by the connection: another cause.
+	p := rawPacket(core.PacketData, serverCID, 1000, 1)
+	p[14] = 0xff // no such frame type
+	p = binary.BigEndian.AppendUint32(p[:len(p)-4], crc32.Checksum(p[:len(p)-4], crc32.MakeTable(crc32.Castagnoli)))
+	_, err = sock.Write(p)
+	require.NoError(t, err)
+	h.wait(t, "rudp: datagrams dropped", "cause", "malformed or unexpected, by its connection")
 
 	// The close, with the addresses.
 	require.NoError(t, c.Close())

@@ -47,13 +47,30 @@ const (
 	DropQueueFull                     // an own datagram (Retry, refusal, reset): MaxQueued wait
 	DropResetLimited                  // a stateless reset the rate limit withheld
 	DropTruncated                     // longer than the receive buffer (the socket's owner reports it)
-	DropConnection                    // dropped by its connection: malformed, duplicate, unauthenticated, replayed (its Stats say which)
+	// Dropped by its connection (Stats.DatagramsDropped, DuplicatesDropped,
+	// DroppedUnauthenticated, DroppedReplayed), which the socket's owner
+	// reports.
+	DropConnMalformed   // malformed or unexpected
+	DropDuplicate       // a packet received before
+	DropUnauthenticated // failed authentication (a protected connection)
+	DropReplayed        // a replayed protected packet
 	numDropCauses
 )
 
 var dropCauseNames = [numDropCauses]string{
-	"malformed", "unknown connection", "own datagram queue full", "reset rate limit", "truncated", "dropped by its connection",
+	"malformed", "unknown connection", "own datagram queue full", "reset rate limit", "truncated",
+	"malformed or unexpected, by its connection", "duplicate", "unauthenticated", "replayed",
 }
+
+// ConnDrops returns the datagrams c dropped so far, by cause, in the order
+// of ConnDropCauses: what a caller compares before and after a datagram to
+// log the drop (LogDrop).
+func ConnDrops(c *Conn) [4]uint64 {
+	return [4]uint64{c.stats.DatagramsDropped, c.stats.DuplicatesDropped, c.stats.DroppedUnauthenticated, c.stats.DroppedReplayed}
+}
+
+// ConnDropCauses are the causes of ConnDrops' counts.
+var ConnDropCauses = [4]DropCause{DropConnMalformed, DropDuplicate, DropUnauthenticated, DropReplayed}
 
 func (d DropCause) String() string {
 	if d < numDropCauses {
@@ -101,7 +118,7 @@ func (d *dropLog) note(l *slog.Logger, now time.Time, cause DropCause, from neti
 // LogDrop logs, rate limited (one line per cause a second, with the count
 // since the previous line), a datagram from from that the Endpoint's owner
 // dropped itself (DropTruncated) or that one of its connections dropped
-// (DropConnection). It does nothing unless the connections' Logger logs
+// (DropConnMalformed .. DropReplayed: see ConnDrops). It does nothing unless the connections' Logger logs
 // debug events; a caller may ask LogsDebug first to skip its own work.
 func (ep *Endpoint) LogDrop(now time.Time, cause DropCause, from netip.AddrPort) {
 	if ep.debugOn() {
