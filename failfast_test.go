@@ -350,6 +350,14 @@ func TestStatelessResetRateLimit(t *testing.T) {
 	if sending < time.Second {
 		require.Less(t, got, flood/2)
 	}
+	// The listener counts every packet it read once: a reset sent, one the
+	// rate limit withheld, or one its full queue dropped.
+	s := ln.Stats()
+	require.GreaterOrEqual(t, s.ResetsSent, uint64(got), "every reset received was counted as sent")
+	require.Equal(t, s.DatagramsReceived, s.ResetsSent+s.ResetsLimited+s.DroppedQueueFull, "%+v", s)
+	if s.DatagramsReceived > uint64(limit) {
+		require.Positive(t, s.ResetsLimited)
+	}
 }
 
 // TestForgedResetIgnored: resets that do not echo the connection's own

@@ -90,6 +90,7 @@ func TestListenerReplayedHelloCreatesNothing(t *testing.T) {
 			break
 		}
 	}
+	require.Positive(t, ln.Stats().RefusedReplayed, "the refusal is counted by its cause")
 	select {
 	case c, ok := <-accepted:
 		if ok {
