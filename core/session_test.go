@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +192,22 @@ func TestSessionBadArguments(t *testing.T) {
 	var cfgErr *core.ConfigError
 	require.ErrorAs(t, err, &cfgErr)
 	require.Equal(t, "MaxDatagramSize", cfgErr.Field)
+	// Protection needs a client and a server (an Endpoint); a key of
+	// another length, or both key sources, are refused anywhere.
+	for _, tc := range []struct {
+		cfg   core.Config
+		field string
+	}{
+		{core.Config{TLS: &tls.Config{}}, "TLS"},
+		{core.Config{PSK: make([]byte, 32)}, "PSK"},
+		{core.Config{PSK: make([]byte, 16)}, "PSK"},
+		{core.Config{PSK: make([]byte, 32), TLS: &tls.Config{}}, "PSK"},
+		{core.Config{TLS: &tls.Config{MaxVersion: tls.VersionTLS12}}, "TLS.MaxVersion"},
+	} {
+		_, err = core.NewSession(sa, &tc.cfg)
+		require.ErrorAs(t, err, &cfgErr)
+		require.Equal(t, tc.field, cfgErr.Field)
+	}
 
 	a, _, _ := sessionPair(t, 0, 3)
 	require.ErrorIs(t, a.SendPayload(core.Guarantee(0), nil), core.ErrInvalidGuarantee)
