@@ -86,7 +86,8 @@ type Config struct {
 	// much and blocks only its own writers, at their write deadline, while
 	// the other streams keep the rest of the connection's window. Default
 	// 2 MiB (or what a MaxMessageSize message is charged, if larger),
-	// doubled as the reader keeps up, up to half the connection's window.
+	// doubled as the reader keeps up, up to half of MaxReceiveWindow (the
+	// connection's window following to twice it).
 	StreamReceiveWindow int
 
 	// Linger bounds how long Close waits for the peer to acknowledge what

@@ -90,9 +90,12 @@ type Config struct {
 	// application has read of it, so that a stream nobody reads stops
 	// only its own sender while the others keep the rest of the
 	// connection's window. It doubles, as the connection's does, when the
-	// application reads half of it within two round trips, up to half the
-	// connection's window in force (never below what was set). The peer
-	// learns it with the handshake (docs/PROTOCOL.md §17.6).
+	// application reads half of it within two round trips, up to half of
+	// MaxReceiveWindow (never below what was set), the connection's window
+	// growing with it to at least twice it: a single stream over a path
+	// whose bandwidth-delay product nears MaxReceiveWindow/2 wants a larger
+	// MaxReceiveWindow than stream 0 would. The peer learns it with the
+	// handshake (docs/PROTOCOL.md §17.6).
 	StreamReceiveWindow int // default 2 MiB, or what a message of MaxMessageSize is charged if larger; at least that charge, at most 1 GiB
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored

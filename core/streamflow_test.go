@@ -256,8 +256,8 @@ func TestStreamFlowCreditReturned(t *testing.T) {
 
 // TestStreamWindowTuned: a stream whose reader keeps up gets a larger
 // window, as the connection does (doubling when half of it was read within
-// two round trips), up to half the connection's window; one whose reader
-// stopped keeps the window it had.
+// two round trips), up to half of MaxReceiveWindow, the connection's
+// growing to twice it; one whose reader stopped keeps the window it had.
 func TestStreamWindowTuned(t *testing.T) {
 	const window = 3 * (4096 + 256 + 64)
 	p, id := flowPair(t, window, false)
@@ -276,6 +276,7 @@ func TestStreamWindowTuned(t *testing.T) {
 	}
 	sb := p.b.streams.find(id)
 	require.Greater(t, sb.flow.window, window, "the window of a stream read as fast as it comes did not grow")
-	require.LessOrEqual(t, sb.flow.window, max(window, p.b.window()/2))
+	require.LessOrEqual(t, sb.flow.window, max(window, p.b.cfg.MaxReceiveWindow/2))
+	require.GreaterOrEqual(t, p.b.window(), 2*sb.flow.window, "the connection's window did not follow the stream's")
 	require.Equal(t, window, p.b.streams.find(other).flow.window, "the window of a stream nobody reads grew")
 }
