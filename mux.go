@@ -368,7 +368,14 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, 
 		m.addPeerLocked(c, raddr)
 	}
 	m.mu.Unlock()
-	c.settleLocked(now)
+	if pc == nil {
+		c.settleLocked(now)
+	}
+	// A PacketConn's connection is settled (its HELLO sent) by the WriteTo
+	// that dialed it, once its message is queued: settled here, a peer's
+	// refusal could end it before that message, and the WriteTo would
+	// report the failure at once instead of queueing and reporting it on
+	// the next call, as every other failure is.
 	return c, nil
 }
 

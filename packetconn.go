@@ -192,11 +192,11 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 		}
 		c.mu.Lock()
 		err = c.stream.WriteMessage(g, b)
+		now := monoNow()
 		if err == nil {
-			now := monoNow()
 			c.touch(now)
-			c.settleLocked(now)
 		}
+		c.settleLocked(now) // (a connection conn just dialed sends its HELLO now)
 		// (Whether this message is the one too large: a connection that
 		// ended because of one queued before the handshake fails with an
 		// error matching ErrMessageTooLarge too.)
