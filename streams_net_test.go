@@ -120,6 +120,9 @@ func TestStreamHTTP(t *testing.T) {
 				return s, err
 			},
 			MaxConnsPerHost: 4,
+			// (The default keeps 2 idle connections a host and closes a
+			// third that goes idle, so a later request dialed again.)
+			MaxIdleConnsPerHost: 4,
 		}
 		client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 		var g errgroup.Group
