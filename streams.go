@@ -79,8 +79,9 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 		switch {
 		case o.Guarantee != 0 && !o.Guarantee.Valid():
 			return nil, &ConfigError{Field: "StreamOptions.Guarantee", Value: o.Guarantee, Reason: "must be None, Order or Delivery"}
-		case o.Weight < 0 || o.Weight > core.MaxStreamWeight:
-			return nil, &ConfigError{Field: "StreamOptions.Weight", Value: o.Weight, Reason: fmt.Sprintf("must be 0 to %d", core.MaxStreamWeight)}
+		}
+		if err := checkWeight("StreamOptions.Weight", o.Weight); err != nil {
+			return nil, err
 		}
 		if o.Guarantee != 0 {
 			g = o.Guarantee
@@ -105,6 +106,14 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 		}
 		return s, nil
 	})
+}
+
+// checkWeight refuses a stream weight out of range, naming field.
+func checkWeight(field string, w int) error {
+	if w < 0 || w > core.MaxStreamWeight {
+		return &ConfigError{Field: field, Value: w, Reason: fmt.Sprintf("must be 0 to %d", core.MaxStreamWeight)}
+	}
+	return nil
 }
 
 // AcceptStream waits for the next stream the peer opens and returns it,
@@ -192,6 +201,29 @@ func (s *Stream) ID() uint64 { return s.id }
 // Guarantee returns what the stream's Read and Write carry: the opener's
 // StreamOptions.Guarantee.
 func (s *Stream) Guarantee() Guarantee { return s.guarantee }
+
+// SetPriority changes how this side sends the stream's data beside the
+// other streams' from now on, as StreamOptions.Priority and Weight say
+// (weight 0 means 1). An accepted stream starts at Priority 0, Weight 1:
+// the opener's options are its own, never sent. (Beyond DESIGN.md's
+// Stream: without it the side that accepts a stream could not schedule
+// what it sends on it, a server's download on a stream its client opened.)
+func (s *Stream) SetPriority(priority, weight int) error {
+	if err := checkWeight("weight", weight); err != nil {
+		return err
+	}
+	if err := s.check(&noDeadline, time.Time{}); err != nil {
+		return s.opErr("set", err)
+	}
+	s.c.mu.Lock()
+	err := s.c.core.SetStreamPriority(s.id, priority, max(weight, 1))
+	s.c.mu.Unlock()
+	if err != nil && !errors.Is(err, core.ErrStreamClosed) {
+		// (A stream the core forgot has nothing left to send.)
+		return s.opErr("set", err)
+	}
+	return nil
+}
 
 // Conn returns the connection the stream belongs to.
 func (s *Stream) Conn() *Conn { return s.c }

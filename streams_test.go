@@ -203,6 +203,13 @@ func TestStreamOptionsInvalid(t *testing.T) {
 		require.ErrorAs(t, err, &ce)
 		require.Equal(t, "StreamOptions.Weight", ce.Field)
 	}
+	s, _, stopStreams := streamPair(t, &rudp.Config{}, nil)
+	defer stopStreams()
+	require.ErrorAs(t, s.SetPriority(1, core.MaxStreamWeight+1), &ce)
+	require.Equal(t, "weight", ce.Field)
+	require.NoError(t, s.SetPriority(1, 0))
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.SetPriority(1, 1), net.ErrClosed)
 	_, err = rudp.Dial("udp", "127.0.0.1:1", &rudp.Config{MaxIncomingStreams: -2})
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "MaxIncomingStreams", ce.Field)
