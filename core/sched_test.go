@@ -154,6 +154,17 @@ func TestSchedulerShares(t *testing.T) {
 		}
 	}
 	require.InDelta(t, 500, got[b], 1)
+	// Nor does one passed over (no credit for its next message) while the
+	// other is served: once it may go again, the two alternate.
+	for range 100 {
+		if e := q.peek(); e == a {
+			q.pass(a)
+		}
+		q.served(q.peek(), 1000, true)
+		q.unpass()
+	}
+	got = serve(100)
+	require.InDelta(t, 50, got[a], 1)
 }
 
 // TestSetStreamPriorityErrors: bad arguments are refused naming them.
