@@ -27,10 +27,10 @@
 //     holds the state updates behind it for a retransmission;
 //  3. state, chat and download on streams of their own (Conn.OpenStream):
 //     state on an Order stream, chat on a Delivery stream read as lines,
-//     the download on a Delivery stream of lower priority (Priority 1;
-//     rudp accepts priorities but does not apply them yet: the streams'
-//     fragments go out in turn, so the download's queue delays a state
-//     update by about a datagram).
+//     the download on a Delivery stream of lower priority (Priority 1:
+//     its fragments go only when the state and chat streams have none
+//     waiting, so the download's queue delays a state update by at most
+//     the datagram already on its way).
 //
 // -runs picks the runs; chat-one and chat-streams are state and chat only
 // (the head-of-line blocking a lost chat datagram causes on one domain,
