@@ -58,13 +58,14 @@ func (c *Conn) SetStreamPriority(id uint64, priority, weight int) error {
 }
 
 // vtScale is the virtual time one wire byte of a fragment costs a stream of
-// weight 1: a stream of weight w pays vtScale/w a byte, exactly for every w
-// up to MaxStreamWeight.
-const vtScale = MaxStreamWeight
+// weight 1: a stream of weight w pays vtScale/w (rounded down) a byte,
+// within one part in 65,536 of its share at the largest weight.
+const vtScale = 1 << 32
 
 // vtBefore reports whether virtual time a is before b. Tags of one level
-// stay within a fragment's cost (at most 2^32) of its virtual time, so
-// their difference tells their order even once the counters wrapped.
+// stay within a fragment's cost (below 2^48: a datagram's bytes times
+// vtScale) of its virtual time, so their difference tells their order even
+// once the counters wrapped.
 func vtBefore(a, b uint64) bool { return int64(a-b) < 0 }
 
 // schedEntry is a stream's place in the scheduler.
