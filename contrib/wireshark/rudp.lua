@@ -7,15 +7,19 @@
 --       plugins folder: Help > About > Folders > Personal Lua Plugins)
 --
 -- rudp datagrams are found on any UDP port by a heuristic (version byte,
--- packet type, length and the CRC-32C trailer); "Decode As... > RUDP"
--- forces a port. A datagram whose CRC fails is still dissected (and
+-- packet type, length and the CRC-32C trailer); "Decode As... > RUDPGO"
+-- forces a port (the filter name is rudpgo: Wireshark has an unrelated
+-- "rudp"). Protected packets (PROTOCOL.md §19) carry no checksum: they are
+-- taken in a conversation whose plaintext handshake was seen, or anywhere
+-- with the preference rudpgo.heuristic_protected; of them only the version,
+-- the type and the DstCID are readable. A datagram whose CRC fails is still dissected (and
 -- marked) when it belongs to a UDP conversation already seen carrying rudp
 -- or to a port decoded as rudp. A UDP payload that is several rudp
 -- datagrams back to back (a UDP GSO buffer captured before segmentation,
 -- as on loopback: PROTOCOL.md §1) is split into its datagrams.
 --
 -- Every header field, frame and frame field is shown, and every rule a
--- receiver enforces (PROTOCOL.md §1-§4, §14.1, §17.2) that a datagram
+-- receiver enforces (PROTOCOL.md §1-§4, §14.1, §17.2, §18.1) that a datagram
 -- breaks is reported as expert info (group Malformed or Checksum, severity
 -- Error): a truncated or non-minimal varint, a bad checksum, an unknown
 -- frame type, a field out of range. Frames after a malformed one are not
