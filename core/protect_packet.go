@@ -284,7 +284,7 @@ func (c *Conn) plainAccepted() bool { return c.sec == nil || !c.sec.peerSealed }
 // levelAllows reports whether a packet at level l may carry frame f on a
 // protected connection: levelInitial only HELLO (and the STREAM_LIMIT and
 // STREAM_CREDIT that go with it: the HELLO's limits, no more trusted than
-// the HELLO's own), CRYPTO, ACK, PADDING, PING and a refusal CLOSE;
+// the HELLO's own), CRYPTO, ACK, PADDING, PING and a refusing CLOSE;
 // levelHandshake only CRYPTO, ACK, PADDING, PING and CLOSE; levelApp
 // everything.
 func levelAllows(l keyLevel, f *frame) bool {

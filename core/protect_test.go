@@ -429,3 +429,44 @@ func TestProtectedNoAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestProtectedFirstFlight: before the peer sealed a packet, a plaintext
+// packet is taken only with the first flight's frames: one carrying a
+// message (anyone's, in plaintext) is dropped and counted, and nothing in
+// it is applied; once the peer sealed a packet, every plaintext packet is.
+func TestProtectedFirstFlight(t *testing.T) {
+	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, err := NewConn(&Config{Rand: rand.NewPCG(1, 2)}, 0x1111, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewConn(&Config{Rand: rand.NewPCG(3, 4)}, 0x2222, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ProtectPair(a, b, rand.New(rand.NewPCG(5, 6)), tls.TLS_AES_128_GCM_SHA256, 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	n := a.PollTransmit(now, buf)
+	if h, _, err := ParseHeader(buf[:n]); err != nil || h.Type != PacketData || PlaintextLeak(buf[:n]) != "" {
+		t.Fatalf("a's HELLO: %+v %v", h, err)
+	}
+	b.HandleDatagram(now, buf[:n])
+	if !b.life.peerHelloSeen() || b.sec.peerSealed {
+		t.Fatal("b did not take a's HELLO")
+	}
+	largest, _ := b.acks.largest()
+	msg := appendMsg(nil, &msgFrame{guarantee: Delivery, seq: 0, data: []byte("forged")})
+	b.HandleDatagram(now, sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 1}, msg))
+	if s := b.Stats(); s.DroppedUnauthenticated != 1 {
+		t.Fatalf("a plaintext message: %+v", s)
+	}
+	if l, _ := b.acks.largest(); l != largest {
+		t.Fatalf("the dropped packet was recorded: largest %d, was %d", l, largest)
+	}
+	b.HandleDatagram(now, sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 2}, []byte{framePing}))
+	if l, _ := b.acks.largest(); l != largest+2 {
+		t.Fatalf("a plaintext PING of the first flight was not taken: largest %d", l)
+	}
+}
