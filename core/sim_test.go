@@ -500,8 +500,10 @@ type simNode struct {
 	path *pathSim
 	// protected: the connection is protected; no datagram it sends may
 	// carry in plaintext more than the first flight's frames (checked on
-	// every step, core.PlaintextLeak).
+	// every step, core.PlaintextLeak), and the forger attacks it
+	// (attackProtected) with the datagrams it has seen.
 	protected bool
+	seen      [][]byte
 }
 
 // forgeReset returns a stateless reset for the node's newest packet that
@@ -714,8 +716,47 @@ func (n *simNode) HandleDatagram(now time.Time, b []byte) {
 		// refute, on a path that loses nothing.
 		n.conn.HandleUnreachable(now)
 	}
+	if n.protected && n.forger != nil {
+		n.attackProtected(now, b)
+	}
 	n.act(now)
 	n.checkHeld()
+}
+
+// attackProtected is an attacker on the path of a protected connection:
+// after some datagrams it replays one it saw before, or sends a copy of
+// this one with a bit flipped, from the peer's address. The checker's
+// invariants hold whatever it does, and a tampered copy is never taken.
+func (n *simNode) attackProtected(now time.Time, b []byte) {
+	deliver := func(d []byte) {
+		if n.path != nil {
+			n.conn.HandleDatagramFrom(now, n.path.peer, d)
+		} else {
+			n.conn.HandleDatagram(now, d)
+		}
+	}
+	switch n.forger.IntN(16) {
+	case 0:
+		if len(n.seen) > 0 {
+			deliver(n.seen[n.forger.IntN(len(n.seen))])
+		}
+	case 1:
+		if len(b) == 0 { // (the link truncated it to nothing)
+			break
+		}
+		x := bytes.Clone(b)
+		x[n.forger.IntN(len(x))] ^= 1 << n.forger.IntN(8)
+		before := n.conn.Stats().PacketsReceived
+		deliver(x)
+		if n.conn.Stats().PacketsReceived != before {
+			n.fail(fmt.Errorf("a tampered datagram was taken: % x", x[:min(len(x), 32)]))
+		}
+	}
+	if len(n.seen) < 16 {
+		n.seen = append(n.seen, bytes.Clone(b))
+	} else {
+		n.seen[n.forger.IntN(16)] = append(n.seen[0][:0:0], b...)
+	}
 }
 
 func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
