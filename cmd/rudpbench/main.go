@@ -67,6 +67,7 @@ var allTransports = []string{"rudp", "tcp", "udp"}
 // options are the parsed flags.
 type options struct {
 	NoGSO      bool          `json:"no_gso"`
+	PSK        bool          `json:"psk,omitempty"`
 	Datagram   int           `json:"max_datagram_size,omitempty"`
 	SharedDial bool          `json:"shared_dial"`
 	SizeMiB    int           `json:"size_mib"`
@@ -122,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
 	fs.BoolVar(&o.NoGSO, "nogso", false, "rudp: Config.DisableGSO (UDP segmentation and receive coalescing off)")
+	fs.BoolVar(&o.PSK, "psk", false, "rudp: protect the connections with a pre-shared key (Config.PSK, a fixed test key: Noise NNpsk0, AES-128-GCM packets)")
 	fs.IntVar(&o.Datagram, "datagram", 0, "rudp: Config.MaxDatagramSize, the ceiling path MTU discovery grows datagrams to (0 = the default)")
 	fs.BoolVar(&o.SharedDial, "shared", false, "conns: rudp dials all K connections through one client Listener (Listener.DialContext: one socket and reader for all) instead of a socket each")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")

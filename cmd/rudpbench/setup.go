@@ -179,15 +179,21 @@ func (p *pair) Close() {
 	}
 }
 
+// benchPSK is the key of -psk: both ends are this process.
+var benchPSK = [32]byte{'r', 'u', 'd', 'p', 'b', 'e', 'n', 'c', 'h'}
+
 // dialRUDP listens on loopback, puts the proxy in front if im is active, dials
 // and accepts one connection.
 func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
-	if b.opts.NoGSO || b.opts.Datagram != 0 || b.traceRun != "" {
+	if b.opts.NoGSO || b.opts.Datagram != 0 || b.traceRun != "" || b.opts.PSK {
 		c := rudp.Config{}
 		if cfg != nil {
 			c = *cfg
 		}
 		c.DisableGSO = b.opts.NoGSO
+		if b.opts.PSK {
+			c.PSK = benchPSK[:]
+		}
 		if b.opts.Datagram != 0 {
 			c.MaxDatagramSize = b.opts.Datagram
 		}
