@@ -345,6 +345,7 @@ func (c *Conn) setReadSecret(l keyLevel, suite uint16, secret []byte) error {
 		return err
 	}
 	c.sec.read[l] = k
+	c.traceKeysInstalled(l, true)
 	return nil
 }
 
@@ -358,7 +359,21 @@ func (c *Conn) setWriteSecret(l keyLevel, suite uint16, secret []byte) error {
 	}
 	k.phaseStart = c.nextPN
 	c.sec.write[l] = k
+	c.traceKeysInstalled(l, false)
 	return nil
+}
+
+// traceKeysInstalled reports the handshake's application keys (generation
+// 0) to the tracer; a Handshake level's keys are not key updates.
+func (c *Conn) traceKeysInstalled(l keyLevel, remote bool) {
+	if l != levelApp {
+		return
+	}
+	trigger := "tls"
+	if c.sec.psk != nil {
+		trigger = "psk"
+	}
+	c.traceKeyUpdate(0, remote, trigger)
 }
 
 // newLevelKeys checks the arguments of setReadSecret or setWriteSecret and

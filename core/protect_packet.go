@@ -254,8 +254,10 @@ func (c *Conn) openProtected(now time.Time, from netip.AddrPort, h Header, b []b
 	if rotate {
 		// The peer updated its keys (RFC 9001 §6.2): so do we, both ways.
 		k.rotate(pn)
+		c.traceKeyUpdate(uint64(k.updates), true, "remote_update")
 		if w := p.write[levelApp]; w != nil && w.phase != k.phase {
 			w.rotate(c.nextPN)
+			c.traceKeyUpdate(uint64(w.updates), false, "remote_update")
 		}
 	}
 	if !p.peerSealed {

@@ -470,3 +470,55 @@ func TestProtectedFirstFlight(t *testing.T) {
 		t.Fatalf("a plaintext PING of the first flight was not taken: largest %d", l)
 	}
 }
+
+// TestProtectedKeyUpdateTraced: the tracer sees each side's application
+// keys installed (generation 0) and every key update, ours and the peer's,
+// numbered as the keys count them.
+func TestProtectedKeyUpdateTraced(t *testing.T) {
+	events := map[uint64][]KeyEvent{}
+	cfg := &Config{Tracer: func(info TraceInfo) *Tracer {
+		return &Tracer{KeyUpdated: func(e KeyEvent) { events[info.LocalCID] = append(events[info.LocalCID], e) }}
+	}}
+	p := newWirePairWith(t, cfg, func(a, b *Conn) {
+		if err := ProtectPair(a, b, rand.New(rand.NewPCG(7, 11)), tls.TLS_AES_128_GCM_SHA256, 50); err != nil {
+			t.Fatal(err)
+		}
+	})
+	sent, got := 0, 0
+	for step := 0; step < 100000 && got < 2000; step++ {
+		for sent < 2000 && p.a.Send(Delivery, make([]byte, 600)) == nil {
+			sent++
+		}
+		p.step()
+		recvEach(t, p.b, func(Message) { got++ })
+	}
+	if got != 2000 {
+		t.Fatalf("got %d of 2000", got)
+	}
+	for _, c := range []*Conn{p.a, p.b} {
+		w, r := KeyUpdates(c)
+		var installed, local, remote int
+		var lastW, lastR uint64
+		for _, e := range events[c.localCID] {
+			switch {
+			case e.Generation == 0:
+				installed++
+			case e.Remote:
+				remote++
+				if e.Generation != lastR+1 {
+					t.Errorf("read keys: generation %d after %d", e.Generation, lastR)
+				}
+				lastR = e.Generation
+			default:
+				local++
+				if e.Generation != lastW+1 {
+					t.Errorf("write keys: generation %d after %d", e.Generation, lastW)
+				}
+				lastW = e.Generation
+			}
+		}
+		if w < 5 || installed != 2 || uint32(local) != w || uint32(remote) != r {
+			t.Errorf("conn %x: %d write and %d read updates; traced %d installed, %d ours, %d the peer's", c.localCID, w, r, installed, local, remote)
+		}
+	}
+}

@@ -536,7 +536,14 @@ func (c *Conn) sealAt(buf []byte, n int, l keyLevel) int {
 		putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
 		size = sealPacket(buf, n)
 	} else {
+		var updates uint32
+		if l == levelApp {
+			updates = c.sec.write[levelApp].updates
+		}
 		size = c.sec.sealProtected(buf, n, l, c.remoteCID, pn)
+		if l == levelApp && c.sec.write[levelApp].updates != updates {
+			c.traceKeyUpdate(uint64(c.sec.write[levelApp].updates), false, "local_update")
+		}
 	}
 	c.stats.PacketsSent++
 	c.stats.BytesSent += uint64(size)
