@@ -50,7 +50,7 @@ func (v *sendVal) lost() {
 // acknowledgement or loss reaches the frame's state.
 type ctlRef struct {
 	id    uint64 // the stream (0 for STREAM_LIMIT)
-	value uint64 // a STREAM_CREDIT's credit
+	value uint64 // a STREAM_CREDIT's credit, a STREAM_LIMIT's limit
 	typ   byte   // the frame type
 }
 
@@ -118,12 +118,12 @@ type streamTable struct {
 	peerLimit uint64 // how many we may open in all: the peer's STREAM_LIMIT
 
 	// The streams the peer opens.
-	peerOpened uint64 // the highest n the peer's frames named: every stream up to it is open or ended
-	accepted   uint64 // how many AcceptStream returned (in order)
-	peerEnded  uint64 // how many ended (both directions) and were forgotten
-	limit      uint64 // the STREAM_LIMIT we announce: peerEnded + MaxIncomingStreams
-	limitFrame sendVal
-	limitSent  uint64 // the value in flight
+	peerOpened uint64  // the highest n the peer's frames named: every stream up to it is open or ended
+	accepted   uint64  // how many AcceptStream returned (in order)
+	peerEnded  uint64  // how many ended (both directions) and were forgotten
+	limit      uint64  // the STREAM_LIMIT we announce: peerEnded + MaxIncomingStreams
+	limitFrame sendVal // our STREAM_LIMIT carrying limit
+	limitSent  uint64  // the latest value sent (streamLimitFate)
 
 	ctl []*stream // streams with a control frame to send, in the order they asked
 
@@ -316,7 +316,7 @@ func (c *Conn) appendStreamCtls(buf []byte, n, limit int, pkt *sentPacket) (_ in
 		}
 		n = len(appendStreamCtl(buf[:n], frameStreamLimit, &f))
 		t.limitFrame, t.limitSent = valSent, t.limit
-		pkt.ctl = append(pkt.ctl, ctlRef{typ: frameStreamLimit})
+		pkt.ctl = append(pkt.ctl, ctlRef{typ: frameStreamLimit, value: t.limit})
 		pkt.eliciting = true
 	}
 	k := 0
@@ -393,13 +393,7 @@ func (c *Conn) ctlFate(r ctlRef, acked bool) {
 		return
 	}
 	if r.typ == frameStreamLimit {
-		switch {
-		case acked && t.limitSent == t.limit:
-			t.limitFrame = valAcked
-		case !acked && t.limitFrame != valAcked || t.limitSent != t.limit:
-			// (A larger limit than the one acknowledged goes too.)
-			t.limitFrame = valNeeded
-		}
+		t.streamLimitFate(r.value, acked)
 		return
 	}
 	s := t.find(r.id)
@@ -430,6 +424,21 @@ func (c *Conn) ctlFate(r ctlRef, acked bool) {
 	if *v == valSent {
 		*v = valNeeded
 		c.queueCtl(s)
+	}
+}
+
+// streamLimitFate passes the fate of a STREAM_LIMIT carrying value to the
+// limit's state. The acknowledgement settles it only if value is the latest
+// limit: one of an older limit says nothing of a newer one in flight, which
+// must still go again if it is lost. A lost one goes again, with the latest
+// limit, if it carried the latest sent and nothing settled it since (a
+// newer one queued or in flight replaces an older one lost).
+func (t *streamTable) streamLimitFate(value uint64, acked bool) {
+	switch {
+	case acked && value >= t.limit:
+		t.limitFrame = valAcked
+	case !acked && value == t.limitSent && t.limitFrame == valSent:
+		t.limitFrame = valNeeded
 	}
 }
 

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"bytes"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,4 +52,76 @@ func TestStreamBeyondLimitMemoryFlat(t *testing.T) {
 	// connection's streams still answer reads with its error.)
 	require.Len(t, p.b.streams.list, limit)
 	require.Equal(t, uint64(1), p.b.Stats().ProtocolViolations)
+}
+
+// TestStreamLatestValueResent: a STREAM_LIMIT or STREAM_CREDIT is raised
+// twice, the packet carrying the newer value is lost and the one carrying
+// the older is acknowledged. That acknowledgement settles only the older
+// value: the newer goes again and reaches the peer (the peer's OpenStream,
+// or its sender, would otherwise wait for it forever).
+func TestStreamLatestValueResent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// setup prepares the pair; raise makes b owe a larger value and
+		// returns it; reached returns what a has.
+		setup func(t *testing.T, p *wirePair) (raise func() uint64, reached func() uint64)
+	}{
+		{"STREAM_LIMIT", func(t *testing.T, p *wirePair) (func() uint64, func() uint64) {
+			b := p.b.table()
+			raise := func() uint64 {
+				// As the end of one of a's streams does (maybeEndStream).
+				b.peerEnded++
+				b.limit++
+				b.limitFrame = valNeeded
+				return b.limit
+			}
+			return raise, func() uint64 { return p.a.streams.peerLimit }
+		}},
+		{"STREAM_CREDIT", func(t *testing.T, p *wirePair) (func() uint64, func() uint64) {
+			id, err := p.a.OpenStream(Delivery)
+			require.NoError(t, err)
+			for range 20 {
+				p.step()
+			}
+			s := p.b.streams.find(id)
+			require.NotNil(t, s)
+			raise := func() uint64 {
+				// As the application's reading a window's worth does.
+				s.flow.consumed += uint64(s.flow.window)
+				p.b.queueStreamCredit(s)
+				return p.b.streamCredit(s)
+			}
+			return raise, func() uint64 { return p.a.streams.find(id).flow.peerMaxData }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newStreamPair(t, nil, &Config{MaxIncomingStreams: 2})
+			raise, reached := tc.setup(t, p)
+			older := raise()
+			n := p.b.PollTransmit(p.now, p.buf)
+			require.NotZero(t, n)
+			first := bytes.Clone(p.buf[:n])
+			p.now = p.now.Add(time.Millisecond)
+			newer := raise()
+			require.Greater(t, newer, older)
+			require.NotZero(t, p.b.PollTransmit(p.now, p.buf), "the newer value's packet (lost)")
+			require.Zero(t, p.b.PollTransmit(p.now, p.buf))
+			p.a.HandleDatagram(p.now, first)
+			require.Equal(t, older, reached())
+			// a's acknowledgement of the older value reaches b at once, on a
+			// message, before b's probe timer could send anything again.
+			require.NoError(t, p.a.Send(Delivery, []byte("ack")))
+			for n := p.a.PollTransmit(p.now, p.buf); n > 0; n = p.a.PollTransmit(p.now, p.buf) {
+				p.b.HandleDatagram(p.now, p.buf[:n])
+			}
+			h, _, err := ParseHeader(first)
+			require.NoError(t, err)
+			require.LessOrEqual(t, unwrap32(p.b.nextPN, h.PacketNumber), p.b.largestAcked, "the older value's packet acknowledged")
+			for range 200 {
+				p.step()
+			}
+			require.Equal(t, newer, reached(), "the newer value never reached the peer")
+			require.False(t, p.b.ctlPending())
+		})
+	}
 }
