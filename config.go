@@ -177,6 +177,13 @@ type Config struct {
 	// error matching ErrHandshakeFailed that says which (wrapping
 	// crypto/tls's, so errors.As finds *tls.CertificateVerificationError),
 	// and a listener keeps nothing of it. Conn.ConnectionState reports it.
+	//
+	// crypto/tls's QUIC API runs each TLS handshake on a goroutine of its
+	// own, which ends when the handshake completes or the connection does:
+	// with TLS, even Manual mode has one goroutine per handshake in
+	// progress (a departure from "Manual starts no goroutine" that crypto/tls
+	// imposes; the core hands it control synchronously, so it adds no
+	// concurrency). PSK mode starts none.
 	TLS *tls.Config
 
 	// PSK, if set, protects every connection with a pre-shared key of
