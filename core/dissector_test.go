@@ -68,23 +68,12 @@ func TestWiresharkDissector(t *testing.T) {
 // tshark shows of it.
 func dissectTransfer(t *testing.T, tcpdump, tshark string, protected bool) {
 
-	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
-	la, err := net.ListenUDP("udp", loopback)
-	require.NoError(t, err)
-	la.Close()
-	lb, err := net.ListenUDP("udp", loopback)
-	require.NoError(t, err)
-	lb.Close()
-	addrA, addrB := la.LocalAddr().(*net.UDPAddr), lb.LocalAddr().(*net.UDPAddr)
+	ua, ub := connectedLoopbackPair(t)
+	defer ua.Close()
+	defer ub.Close()
+	addrA, addrB := ua.LocalAddr().(*net.UDPAddr), ub.LocalAddr().(*net.UDPAddr)
 
 	capt := capture.Start(t, tcpdump, addrA.Port)
-
-	ua, err := net.DialUDP("udp", addrA, addrB)
-	require.NoError(t, err)
-	defer ua.Close()
-	ub, err := net.DialUDP("udp", addrB, addrA)
-	require.NoError(t, err)
-	defer ub.Close()
 	sockA, sockB := &recordingSocket{UDPConn: ua}, &recordingSocket{UDPConn: ub}
 	a, err := NewSession(sockA, nil)
 	require.NoError(t, err)
@@ -348,4 +337,31 @@ func dissectTransfer(t *testing.T, tcpdump, tshark string, protected bool) {
 	require.Empty(t, marked, "datagrams of the transfer marked malformed")
 	t.Logf("%d datagrams (a %d, b %d; %d protected), frames in the clear per type: %v", len(seen),
 		len(sockA.written), len(sockB.written), sealedCount, gotCount)
+}
+
+// connectedLoopbackPair returns two UDP sockets on loopback, each connected
+// to the other. A port found free may be taken before it is bound (another
+// test's socket: EADDRINUSE), so a pair is tried again with other ports.
+func connectedLoopbackPair(t *testing.T) (a, b *net.UDPConn) {
+	t.Helper()
+	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	free := func() *net.UDPAddr {
+		c, err := net.ListenUDP("udp", loopback)
+		require.NoError(t, err)
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr)
+	}
+	for try := 1; ; try++ {
+		addrA, addrB := free(), free()
+		a, err := net.DialUDP("udp", addrA, addrB)
+		if err == nil {
+			if b, err = net.DialUDP("udp", addrB, addrA); err == nil {
+				return a, b
+			}
+			a.Close()
+		}
+		if try == 10 {
+			t.Fatal(err)
+		}
+	}
 }

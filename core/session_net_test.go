@@ -20,8 +20,22 @@ import (
 // the other: what two peers that know each other's address dial.
 func connectedUDPPair(t *testing.T) (a, b *net.UDPConn) {
 	t.Helper()
-	a, b = connectedUDP(t, freeLoopbackAddr(t), freeLoopbackAddr(t))
-	return a, b
+	for try := 1; ; try++ {
+		// The free addresses are free when found, not when bound: another
+		// test may take one meanwhile (EADDRINUSE), so try again.
+		addrA, addrB := freeLoopbackAddr(t), freeLoopbackAddr(t)
+		a, err := net.DialUDP("udp", addrA, addrB)
+		if err == nil {
+			if b, err = net.DialUDP("udp", addrB, addrA); err == nil {
+				t.Cleanup(func() { a.Close(); b.Close() })
+				return a, b
+			}
+			a.Close()
+		}
+		if try == 10 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // freeLoopbackAddr returns a loopback UDP address nothing is bound to.
