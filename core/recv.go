@@ -630,9 +630,6 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	if f.guarantee == None {
 		return c.handleNone(now, o, f, total)
 	}
-	if f.guarantee == None {
-		return c.handleNone(now, o, f, total)
-	}
 	at := o.place(f)
 	if f.guarantee == Delivery {
 		if o.deliveryRead(at.d) {
