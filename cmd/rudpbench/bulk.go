@@ -69,7 +69,7 @@ func (b *bench) bulkStream(t string, p *pair, size int64, im impairment, r *resu
 	start := time.Now()
 	_ = p.server.SetReadDeadline(start.Add(limit))
 	_ = p.client.SetWriteDeadline(start.Add(limit))
-	cpu0, mem0 := cpuTime(), readMem(false)
+	cpu0, mem0 := markCPU(), readMem(false)
 	go func() {
 		buf := make([]byte, 256<<10)
 		var n int64
@@ -103,15 +103,15 @@ func (b *bench) bulkStream(t string, p *pair, size int64, im impairment, r *resu
 		}
 	}
 	o := <-done
-	cpu := cpuTime() - cpu0
-	mem1 := readMem(false)
+	cpu1 := markCPU()
 	if o.err != nil {
 		return fmt.Errorf("receiver stopped after %d of %d bytes: %v (sender: %v)", o.n, size, o.err, writeErr)
 	}
 	elapsed := o.at.Sub(start)
 	r.add("goodput", "Mbit/s", mbit(o.n, elapsed), "higher")
 	r.add("time", "s", elapsed.Seconds(), "lower")
-	r.add("CPU/GiB", "s", cpu.Seconds()/(float64(o.n)/(1<<30)), "lower")
+	cpu := addCPUPerGiB(r, cpu0, cpu1, o.n)
+	mem1 := readMem(false)
 	r.add("CPU", "cores", cpu.Seconds()/elapsed.Seconds(), "")
 	r.add("allocs/MiB", "", float64(mem1.mallocs-mem0.mallocs)/(float64(o.n)/(1<<20)), "lower")
 	if t == "rudp" {
@@ -144,7 +144,7 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 	stop := make(chan struct{})
 	start := time.Now()
 	go b.progressTicker("bulk udp", &got, size, start, stop)
-	cpu0, mem0 := cpuTime(), readMem(false)
+	cpu0, mem0 := markCPU(), readMem(false)
 	dgram := make([]byte, udpDatagram)
 	count := size / udpDatagram
 	var sent int64
@@ -165,7 +165,7 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 			break
 		}
 	}
-	cpu := cpuTime() - cpu0
+	cpu1 := markCPU()
 	mem1 := readMem(false)
 	close(stop)
 	_ = p.udpServer.SetReadDeadline(time.Now())
@@ -177,8 +177,8 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 	elapsed := time.Unix(0, last.Load()).Sub(start)
 	r.add("goodput", "Mbit/s", mbit(n, elapsed), "higher")
 	r.add("time", "s", elapsed.Seconds(), "lower")
-	r.add("CPU/GiB", "s", cpu.Seconds()/(float64(n)/(1<<30)), "lower")
-	r.add("CPU", "cores", cpu.Seconds()/time.Since(start).Seconds(), "")
+	cpu := addCPUPerGiB(r, cpu0, cpu1, n)
+	r.add("CPU", "cores", cpu.Seconds()/cpu1.at.Sub(start).Seconds(), "")
 	r.add("allocs/MiB", "", float64(mem1.mallocs-mem0.mallocs)/(float64(n)/(1<<20)), "lower")
 	r.add("delivered", "%", 100*float64(recvd.Load())/float64(count), "higher")
 	r.add("send rate", "Mbit/s", mbit(count*udpDatagram, sendEnd.Sub(start)), "")

@@ -21,7 +21,17 @@
 // jitter and the bottleneck rate only: loss, duplication and reordering cannot
 // be applied to a TCP byte stream in userspace. -netns (as root) re-runs the
 // scenarios inside a fresh network namespace where the kernel drops packets
-// (iptables -m statistic) and tc shapes them, so TCP is hit exactly like UDP.
+// (iptables -m statistic) and tc shapes them, so TCP is hit exactly like UDP;
+// -mtu sets that namespace's loopback MTU (e.g. 1500, an Ethernet path).
+//
+// -repeat N runs the scenarios N times: the tables print each figure's
+// median with the runs' (min-max), the JSON the median as "value" and every
+// run's value in "runs". -json prints every figure the tables print.
+//
+// bulk's CPU/GiB is the process's CPU (getrusage); softirq/GiB is the
+// machine's time in software interrupts over the run (Linux, /proc/stat:
+// loopback's receive path runs there; machine-wide and sampled at the clock
+// tick, so use -size 256 or more), and CPU+softirq/GiB their sum.
 //
 // "rudpbench proxy" runs the impair package's UDP proxy on its own, between
 // any UDP client and server, until interrupted: clients send to -listen, it
@@ -83,8 +93,13 @@ type options struct {
 	Rate       int64         `json:"rate_bytes_per_s"`
 	Queue      int           `json:"queue_bytes"`
 	Seed       uint64        `json:"seed"`
-	Transports []string      `json:"transports"`
-	Scenarios  []string      `json:"scenarios"`
+	// LoMTU is the MTU of the -netns namespace's loopback (0: lo's own, 64 KiB).
+	LoMTU int `json:"lo_mtu,omitempty"`
+	// Repeat is how many times the scenarios ran (-repeat): every figure
+	// is then the median, with each run's value in the metric's runs.
+	Repeat     int      `json:"repeat"`
+	Transports []string `json:"transports"`
+	Scenarios  []string `json:"scenarios"`
 	// Env describes an impairment applied outside the process (set by the
 	// -netns parent for its child); scenarios then apply none of their own.
 	Env string `json:"env,omitempty"`
@@ -139,6 +154,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.Queue, "queue", 0, "bottleneck queue in bytes (0 = impair default, 64 KiB)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the impairment's random decisions")
 	fs.BoolVar(&o.netns, "netns", false, "as root: re-run inside a fresh network namespace with kernel loss (iptables) and shaping (tc)")
+	fs.IntVar(&o.LoMTU, "mtu", 0, "with -netns: the MTU of the namespace's loopback, e.g. 1500 for an Ethernet path (0 = lo's default, 64 KiB)")
+	fs.IntVar(&o.Repeat, "repeat", 1, "run the scenarios this many times; every figure is then the median, printed with the runs' min-max (the JSON has each run's value)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
 	fs.BoolVar(&o.verbose, "v", false, "verbose progress on stderr")
 	transports := fs.String("transports", strings.Join(allTransports, ","), "transports to run, comma separated")
@@ -205,6 +222,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-msgrate = %d, want > 0", o.MsgRate)
 	case o.Queue < 0:
 		return nil, fmt.Errorf("-queue = %d, want >= 0", o.Queue)
+	case o.Repeat <= 0:
+		return nil, fmt.Errorf("-repeat = %d, want > 0", o.Repeat)
+	case o.Repeat > 1 && o.traceDir != "":
+		return nil, errors.New("-trace with -repeat > 1: the runs would overwrite each other's traces; trace one run")
+	case o.LoMTU != 0 && !o.netns && o.Env == "":
+		return nil, fmt.Errorf("-mtu = %d sets the loopback MTU of the -netns namespace: it needs -netns", o.LoMTU)
+	case o.LoMTU != 0 && (o.LoMTU < 1280 || o.LoMTU > 65536):
+		return nil, fmt.Errorf("-mtu = %d, want 1280 to 65536 (an IPv6-capable link: rudp needs 1200-byte datagrams)", o.LoMTU)
 	}
 	for _, p := range []struct {
 		name string
@@ -252,20 +277,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := &bench{opts: o, ctx: ctx, progress: stderr}
-	rep := b.runAll()
+	rep := measure(ctx, o, stderr)
 	if o.memProfile != "" {
 		if err := writeHeapProfile(o.memProfile); err != nil {
 			return err
 		}
 	}
-	rep.finish()
-	rep.evaluateTargets()
 	if o.json {
 		return rep.writeJSON(stdout)
 	}
 	rep.writeTables(stdout)
 	return ctx.Err()
+}
+
+// measure runs the scenarios -repeat times and returns the report of the
+// runs' medians, with the load at the end and the targets evaluated.
+func measure(ctx context.Context, o *options, progress io.Writer) *report {
+	runs := make([]*report, 0, o.Repeat)
+	for i := range o.Repeat {
+		if i > 0 {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(progress, "run %d of %d\n", i+1, o.Repeat)
+		}
+		b := &bench{opts: o, ctx: ctx, progress: progress}
+		runs = append(runs, b.runAll())
+	}
+	rep := mergeRuns(runs)
+	rep.finish()
+	rep.evaluateTargets()
+	return rep
 }
 
 func writeHeapProfile(path string) error { return writeNamedProfile("allocs", path) }

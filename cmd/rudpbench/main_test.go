@@ -184,6 +184,10 @@ func TestBadFlags(t *testing.T) {
 		{"-transports", "sctp", "rr"},
 		{"-loss", "1.5", "rr"},
 		{"-size", "0", "bulk"},
+		{"-repeat", "0", "bulk"},
+		{"-mtu", "1500", "bulk"},           // without -netns
+		{"-netns", "-mtu", "1000", "bulk"}, // below IPv6's minimum
+		{"-repeat", "2", "-trace", "/tmp", "bulk"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -104,4 +105,64 @@ func mbit(bytes int64, d time.Duration) float64 {
 		return 0
 	}
 	return float64(bytes) * 8 / d.Seconds() / 1e6
+}
+
+// userHZ is the unit of /proc/stat's times: USER_HZ, 100 on every Linux
+// architecture (part of the kernel's ABI, whatever the kernel's own HZ).
+const userHZ = 100
+
+// softirqTime is the time all CPUs of the machine have spent in software
+// interrupts so far, from /proc/stat (Linux; ok is false where there is no
+// such file). On loopback the kernel's receive path (netif_receive_skb, the
+// UDP and TCP input) runs there, so getrusage does not see all of it. It is
+// machine-wide: other processes' network traffic counts too; and unless the
+// kernel has IRQ time accounting it is sampled at the clock tick (10 ms
+// units), so it needs runs of a second or more to mean much.
+func softirqTime() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	ticks, err := strconv.ParseUint(f[7], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(ticks) * time.Second / userHZ, true
+}
+
+// cpuMark is one end of a CPU measurement: the process's CPU time and the
+// machine's softirq time at a moment.
+type cpuMark struct {
+	at      time.Time
+	proc    time.Duration
+	softirq time.Duration
+	softOK  bool
+}
+
+func markCPU() cpuMark {
+	m := cpuMark{at: time.Now(), proc: cpuTime()}
+	m.softirq, m.softOK = softirqTime()
+	return m
+}
+
+// addCPUPerGiB adds the process's CPU seconds from m0 to m1 per GiB of n
+// bytes moved and, where /proc/stat has it, the machine's softirq seconds
+// per GiB and the sum of the two (the "process + softirq" cost). It returns
+// the process's CPU time.
+func addCPUPerGiB(r *result, m0, m1 cpuMark, n int64) time.Duration {
+	cpu := m1.proc - m0.proc
+	gib := float64(n) / (1 << 30)
+	r.add("CPU/GiB", "s", cpu.Seconds()/gib, "lower")
+	if m0.softOK && m1.softOK {
+		s := (m1.softirq - m0.softirq).Seconds()
+		r.add("softirq/GiB", "s", s/gib, "lower")
+		r.add("CPU+softirq/GiB", "s", (cpu.Seconds()+s)/gib, "lower")
+	}
+	return cpu
 }

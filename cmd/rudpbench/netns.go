@@ -81,10 +81,15 @@ func runNetns(ctx context.Context, o *options, _ []string, stdout, stderr io.Wri
 			logf("deleted network namespace %s", name)
 		}
 	}()
-	if err := inNS(ip, "link", "set", "lo", "up"); err != nil {
+	up := []string{ip, "link", "set", "lo", "up"}
+	var shaping []string
+	if o.LoMTU != 0 {
+		up = append(up, "mtu", strconv.Itoa(o.LoMTU))
+		shaping = append(shaping, fmt.Sprintf("lo MTU %d", o.LoMTU))
+	}
+	if err := inNS(up...); err != nil {
 		return err
 	}
-	var shaping []string
 	if needTC {
 		netem := []string{}
 		if o.Delay > 0 || o.Jitter > 0 {
@@ -127,7 +132,7 @@ func runNetns(ctx context.Context, o *options, _ []string, stdout, stderr io.Wri
 			}
 		}
 		shaping = append(shaping, "tc "+strings.Join(append(netem, tbf...), " "))
-		logf("lo shaped: %s", shaping[0])
+		logf("lo shaped: %s", shaping[len(shaping)-1])
 	}
 	shapeDesc := ""
 	if len(shaping) > 0 {
@@ -225,6 +230,12 @@ func childArgs(o *options, env string) []string {
 	}
 	if o.SharedDial {
 		args = append(args, "-shared")
+	}
+	if o.LoMTU != 0 {
+		args = append(args, "-mtu", strconv.Itoa(o.LoMTU))
+	}
+	if o.Repeat > 1 {
+		args = append(args, "-repeat", strconv.Itoa(o.Repeat))
 	}
 	if o.traceDir != "" {
 		args = append(args, "-trace", filepath.Join(o.traceDir, strings.Fields(env)[1]))

@@ -20,6 +20,9 @@ type metric struct {
 	Unit   string  `json:"unit"`
 	Value  float64 `json:"value"`
 	Better string  `json:"better,omitempty"` // "higher", "lower" or "" (informational)
+	// Runs is each run's value with -repeat > 1, in the order they ran;
+	// Value is then their median.
+	Runs []float64 `json:"runs,omitempty"`
 }
 
 // result is what one transport measured in one scenario and phase.
@@ -186,6 +189,9 @@ func (r *report) writeTables(w io.Writer) {
 	fmt.Fprintf(w, "rudpbench  %s %s/%s, %d CPUs, %s\n", r.Env.GoVersion, r.Env.GOOS, r.Env.GOARCH, r.Env.CPUs, r.Env.Start)
 	fmt.Fprintf(w, "impairment: %s\n", r.Env.Impair)
 	fmt.Fprintf(w, "load average: %.2f at start, %.2f at end\n", r.Env.LoadAvg[0], r.Env.LoadAvg[1])
+	if r.Options.Repeat > 1 {
+		fmt.Fprintf(w, "%d runs: each figure is their median, (min-max) beside it; ratios are of medians\n", r.Options.Repeat)
+	}
 	transports := r.Options.Transports
 	for _, sc := range allScenarios {
 		for _, ph := range r.phases(sc) {
@@ -222,8 +228,8 @@ func (r *report) writeTables(w io.Writer) {
 				}
 				line := label + "\t"
 				for _, t := range transports {
-					if v, ok := r.value(sc, ph, t, name); ok {
-						line += formatValue(v) + "\t"
+					if m, ok := r.metricOf(sc, ph, t, name); ok {
+						line += formatCell(m) + "\t"
 					} else {
 						line += "-\t"
 					}
