@@ -148,7 +148,10 @@ func runNetns(ctx context.Context, o *options, _ []string, stdout, stderr io.Wri
 		passes = append(passes, pass{fmt.Sprintf("netns loss %g%%", 100*o.Loss), true})
 	}
 	final := newReport(o)
-	final.Env.Impair = fmt.Sprintf("kernel, namespace %s: iptables -m statistic random DROP on lo INPUT with p=%g (every packet, both directions, TCP and UDP alike)%s", name, o.Loss, shapeDesc)
+	final.Env.Impair = fmt.Sprintf("kernel, namespace %s: no loss%s", name, shapeDesc)
+	if o.Loss > 0 {
+		final.Env.Impair = fmt.Sprintf("kernel, namespace %s: iptables -m statistic random DROP on lo INPUT with p=%g (every packet, both directions, TCP and UDP alike)%s", name, o.Loss, shapeDesc)
+	}
 	for _, ps := range passes {
 		if ctx.Err() != nil {
 			return ctx.Err()
