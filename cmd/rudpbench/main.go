@@ -8,6 +8,7 @@
 //
 //	bulk   one connection moves -size MiB; goodput at the receiver, CPU seconds per GiB
 //	rr     ping-pong of 64-byte messages for -duration; p50/p99/max round trip
+//	       (with -loss, first without it through the same proxy: the p99's baseline)
 //	msg    a paced stream of small Order messages (framed over TCP, datagrams over UDP),
 //	       once clean and once impaired (5% loss unless impairment flags say otherwise):
 //	       one-way delivery latency percentiles and the fraction delivered

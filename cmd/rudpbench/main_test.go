@@ -95,6 +95,10 @@ func TestImpairedTiny(t *testing.T) {
 	if !strings.Contains(rep.Env.Impair, "delay 1ms") {
 		t.Errorf("impairment description %q does not mention the delay", rep.Env.Impair)
 	}
+	// With loss, rr runs without it first, through the same proxy.
+	if ph := rep.phases("rr"); len(ph) != 2 || ph[0] != "no loss" || ph[1] != "loss 1%" {
+		t.Errorf("rr phases %q, want [no loss, loss 1%%]", ph)
+	}
 }
 
 // TestTraceTiny runs bulk and msg with -trace: every rudp connection

@@ -347,10 +347,9 @@ func (r *report) evaluateTargets() {
 		if q, a, b, ok := ratio("bulk", "", "rudp", "", "udp", "goodput"); ok {
 			add("bulk goodput >= 2x raw UDP", q, 2, q >= 2, fmt.Sprintf("rudp %.0f Mbit/s / udp %.0f Mbit/s = %.2fx", a, b, q))
 		}
-		if q, a, b, ok := ratio("rr", "", "rudp", "", "udp", "p50"); ok {
-			add("rr p50 <= 1.3x raw UDP p50", q, 1.3, q <= 1.3, fmt.Sprintf("rudp %.1f µs / udp %.1f µs = %.2fx", a, b, q))
-		}
+		r.evaluatePlainTargets(add, ratio)
 	}
+	r.evaluateLossLatency(add, ratio)
 	if lossless != "" && lossy != "" {
 		if q, a, b, ok := ratio("bulk", lossy, "rudp", lossless, "rudp", "goodput"); ok {
 			add("netns loss: bulk goodput >= 50% of lossless", q, 0.5, q >= 0.5,

@@ -19,9 +19,21 @@ const rrSize = 64
 // the scheduler).
 const rrWarmup = 50
 
+// runRR ping-pongs once; with userspace loss, twice: first through the same
+// proxy without the loss ("no loss"), so the lossy p99 has its own baseline
+// in the same run (issue 12: loss should cost small messages no latency).
 func (b *bench) runRR() {
-	im := b.impairment()
-	b.each("rr", "", func(t string, r *result) error {
+	o := b.opts
+	if o.Env == "" && o.Loss > 0 {
+		b.rrPhase("no loss", b.impairmentWith(0))
+		b.rrPhase(fmt.Sprintf("loss %g%%", 100*o.Loss), b.impairment())
+		return
+	}
+	b.rrPhase("", b.impairment())
+}
+
+func (b *bench) rrPhase(phase string, im impairment) {
+	b.each("rr", phase, func(t string, r *result) error {
 		p, err := b.dial(t, nil, im)
 		if err != nil {
 			return err
