@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/tls"
 	"fmt"
@@ -191,6 +192,18 @@ type Config struct {
 	// forward secrecy from an ephemeral X25519 exchange). Not with TLS.
 	PSK []byte
 
+	// StatelessResetKey is the secret, 32 bytes, from which a socket derives
+	// the stateless reset token of each of its connections, told to the
+	// peer by a protected connection's handshake (docs/PROTOCOL.md §14.3).
+	// A process that restarts with the same key answers its old
+	// connections' packets with resets their peers accept, so they fail
+	// in about a round trip instead of at their IdleTimeout; keep it as
+	// secret as a private key (whoever holds it can end the connections).
+	// nil: a random key for each socket, so a peer of a restarted process
+	// learns of it at its idle timeout. Plaintext connections take resets
+	// without a token (§14.1), whatever the key.
+	StatelessResetKey []byte
+
 	// Core holds the core's advanced knobs (congestion controller,
 	// InitialSequence, ...). The fields above that share a name with one
 	// of Core's (HandshakeTimeout, IdleTimeout, HeartbeatPeriod, the sizes
@@ -325,8 +338,12 @@ type settings struct {
 	maxPeersPerHost int
 	batchIO         bool // recvmmsg and sendmmsg where offered
 	gso             bool // UDP GSO where offered
+	resetKey        []byte
 	core            core.Config
 }
+
+// statelessResetKeyLen is Config.StatelessResetKey's length.
+const statelessResetKeyLen = 32
 
 // peerIdle is how long a PacketConn's peer is idle before it may be
 // reclaimed: once only heartbeats kept its connection up.
@@ -359,6 +376,8 @@ func (c *Config) resolve() (*settings, error) {
 	case cfg.MaxPeersPerHost > cmp.Or(cfg.MaxPeers, defaultMaxPeers):
 		return nil, &ConfigError{Field: "MaxPeersPerHost", Value: cfg.MaxPeersPerHost,
 			Reason: fmt.Sprintf("must not exceed MaxPeers (%d)", cmp.Or(cfg.MaxPeers, defaultMaxPeers))}
+	case cfg.StatelessResetKey != nil && len(cfg.StatelessResetKey) != statelessResetKeyLen:
+		return nil, &ConfigError{Field: "StatelessResetKey", Value: len(cfg.StatelessResetKey), Reason: "must be 32 bytes long (nil: a random key)"}
 	case cfg.Core != nil && cfg.Core.Clock != nil:
 		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
 	}
@@ -395,6 +414,7 @@ func (c *Config) resolve() (*settings, error) {
 		maxPeersPerHost: cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
 		batchIO:         !cfg.DisableBatchIO,
 		gso:             !cfg.DisableBatchIO && !cfg.DisableGSO,
+		resetKey:        bytes.Clone(cfg.StatelessResetKey),
 		core:            *cc.WithDefaults(),
 	}, nil
 }

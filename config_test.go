@@ -35,6 +35,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative backlog", rudp.Config{AcceptBacklog: -1}, "AcceptBacklog", "between 1 and 1048576"},
 		{"huge backlog", rudp.Config{AcceptBacklog: 1 << 40}, "AcceptBacklog", "between 1 and 1048576"},
 		{"negative max peers", rudp.Config{MaxPeers: -1}, "MaxPeers", "negative"},
+		{"short stateless reset key", rudp.Config{StatelessResetKey: make([]byte, 16)}, "StatelessResetKey", "32 bytes"},
 		{"host share over the default max peers", rudp.Config{MaxPeersPerHost: 5000}, "MaxPeersPerHost", "MaxPeers (4096)"},
 		{"host share over max peers", rudp.Config{MaxPeers: 10, MaxPeersPerHost: 11}, "MaxPeersPerHost", "MaxPeers (10)"},
 		{"tiny datagrams", rudp.Config{MaxDatagramSize: 100}, "MaxDatagramSize", "between 1200"},

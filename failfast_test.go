@@ -2,6 +2,7 @@ package rudp_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -112,7 +113,11 @@ func TestFailFastChild(t *testing.T) {
 		os.Stdout.WriteString("ok\n")
 		select {} // until killed
 	}
-	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
+	var cfg *rudp.Config
+	if mode == "server psk" {
+		cfg = restartPSKConfig(restartKeys[0])
+	}
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", cfg)
 	require.NoError(t, err)
 	os.Stdout.WriteString("addr " + ln.Addr().String() + "\n")
 	for {
@@ -160,7 +165,13 @@ func startChild(t *testing.T, mode string) (string, func()) {
 // startServerProcess starts an echo server in a child process and returns
 // its address and a function that kills it.
 func startServerProcess(t *testing.T) (string, func()) {
-	line, kill := startChild(t, "server")
+	return startServerProcessMode(t, "server")
+}
+
+// startServerProcessMode is startServerProcess in mode "server" (plaintext)
+// or "server psk" (restartPSKConfig with the first of restartKeys).
+func startServerProcessMode(t *testing.T, mode string) (string, func()) {
+	line, kill := startChild(t, mode)
 	addr, ok := strings.CutPrefix(line, "addr ")
 	require.True(t, ok, "child said %q", line)
 	return addr, kill
@@ -216,6 +227,61 @@ func TestServerRestartReset(t *testing.T) {
 	require.ErrorIs(t, err, syscall.ECONNRESET)
 	require.False(t, errors.Is(err, os.ErrDeadlineExceeded))
 	require.Less(t, elapsed, 2*time.Second)
+}
+
+// restartKeys are the stateless reset keys of TestSecureServerRestartReset:
+// the server's, and another.
+var restartKeys = [2][]byte{bytes.Repeat([]byte{0x33}, 32), bytes.Repeat([]byte{0x44}, 32)}
+
+// restartPSKConfig is the config of both sides of
+// TestSecureServerRestartReset: a pre-shared key, and the stateless reset
+// key resetKey.
+func restartPSKConfig(resetKey []byte) *rudp.Config {
+	return &rudp.Config{PSK: bytes.Repeat([]byte{0x42}, 32), StatelessResetKey: resetKey}
+}
+
+// TestSecureServerRestartReset: a protected server that restarted (its
+// process killed, a new one listening on the same port with the same
+// StatelessResetKey) answers the client's next packet with a reset
+// carrying the connection's token, and the client's Read fails with an
+// error matching syscall.ECONNRESET, not at its idle timeout. A server
+// restarted with another key sends resets whose token the client was
+// never told: each is dropped as unauthenticated, and the connection
+// stays (until its idle timeout).
+func TestSecureServerRestartReset(t *testing.T) {
+	for _, sameKey := range []bool{true, false} {
+		t.Run(map[bool]string{true: "same key", false: "another key"}[sameKey], func(t *testing.T) {
+			addr, kill := startServerProcessMode(t, "server psk")
+			c, err := rudp.Dial("udp4", addr, restartPSKConfig(nil))
+			require.NoError(t, err)
+			defer c.Close()
+			echoOnce(t, c, "before the restart")
+			kill()
+			key := restartKeys[0]
+			if !sameKey {
+				key = restartKeys[1]
+			}
+			ln, err := rudp.Listen("udp4", addr, restartPSKConfig(key)) // the restarted server
+			require.NoError(t, err)
+			defer ln.Close()
+
+			start := time.Now()
+			_, err = c.Write([]byte("after the restart"))
+			require.NoError(t, err)
+			if !sameKey {
+				// Its resets arrive and are dropped; the connection stays.
+				require.Eventually(t, func() bool { return c.Stats().DroppedUnauthenticated > 0 }, 20*time.Second, time.Millisecond)
+				_, err = c.Write([]byte("still here"))
+				require.NoError(t, err, "the connection ended on a reset without its token")
+				return
+			}
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(40*time.Second)))
+			_, err = c.Read(make([]byte, 100))
+			t.Logf("client learnt of the restart after %v: %v", time.Since(start), err)
+			require.ErrorIs(t, err, syscall.ECONNRESET)
+			require.ErrorIs(t, err, core.ErrReset, "a reset, not the idle timeout")
+		})
+	}
 }
 
 // TestServerGoneICMP: the server's process died and nothing listens on its

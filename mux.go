@@ -123,6 +123,7 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		HostShare:    defaultHostShare(set.backlog),
 		ResetRate:    resetRate,
 		ResetBurst:   resetBurst,
+		ResetKey:     set.resetKey, // (nil: derived from the random cookie key)
 	})
 	if !set.manual {
 		go m.readLoop()

@@ -42,6 +42,15 @@ func (c *Conn) seedSecurity(src rand.Source) {
 	c.sec.rng = rand.NewChaCha8(seed)
 }
 
+// setResetToken sets the stateless reset token of our connection ID,
+// which our transport parameters tell the peer (an Endpoint calls it for
+// the connections it makes).
+func (c *Conn) setResetToken(token [ResetTokenLen]byte) {
+	if c.sec != nil {
+		c.sec.resetToken = token
+	}
+}
+
 // setServer makes this side the handshake's server: an Endpoint's
 // listener calls it for the connections it creates.
 func (c *Conn) setServer() {
@@ -102,7 +111,7 @@ func (c *Conn) startHandshake(now time.Time) error {
 	if s.rng == nil {
 		return handshakeError("no source of randomness for the keys (Config.Rand, or an Endpoint's)")
 	}
-	params := transportParams{server: s.server, hello: c.ourHello()}
+	params := transportParams{server: s.server, hello: c.ourHello(), resetToken: s.resetToken}
 	clientCID := c.localCID
 	if s.server {
 		params.hello.Cookie = s.peerHello.Cookie
@@ -158,6 +167,7 @@ func (c *Conn) peerParams(p *transportParams) error {
 	if !s.server && string(p.hello.Cookie) != string(c.life.cookie()) {
 		return handshakeError("the cookie the listener saw differs from the one this side sent")
 	}
+	s.peerResetToken = p.resetToken
 	s.paramsOK = true
 	return nil
 }

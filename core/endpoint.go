@@ -62,7 +62,8 @@ type Endpoint struct {
 	outLen      int                  // how many are queued
 	mac         hash.Hash            // the cookie HMAC, reset for each use
 	macIn       [16 + 2 + 8 + 8]byte // its input
-	macSum      [sha256.Size]byte    // its output
+	macSum      [sha256.Size]byte    // its output (and resetMac's)
+	resetMac    hash.Hash            // the stateless reset tokens' HMAC (ResetToken)
 	stats       EndpointStats
 	// now is the time of the last HandleDatagram, for the logs of calls
 	// that take none (Reject).
@@ -124,8 +125,8 @@ const CookieLen = 16
 
 // ownDatagramMax is the largest datagram an Endpoint sends itself: the
 // refusal of a HELLO in another protection mode, naming ours (a Retry with
-// its cookie is 35 bytes, a refusal 20, a reset ResetLen).
-const ownDatagramMax = max(headerLen+1+CookieLen+trailerLen, refuseModeLen)
+// its cookie is 35 bytes, a refusal 20, a reset ResetLen or TokenResetLen).
+const ownDatagramMax = max(headerLen+1+CookieLen+trailerLen, refuseModeLen, TokenResetLen)
 
 // EndpointConfig configures an Endpoint. The zero value of every field
 // means its default. It is read once, by NewEndpoint.
@@ -165,6 +166,17 @@ type EndpointConfig struct {
 	// for as long as cookies it made must stay valid. nil: 32 bytes drawn
 	// from Rand.
 	CookieKey []byte
+
+	// ResetKey is the key from which the Endpoint derives the stateless
+	// reset token of each of its connection IDs (ResetToken): 32 bytes,
+	// secret. A protected connection's peer accepts a reset only if it
+	// carries the token the handshake told it (docs/PROTOCOL.md §14.3), so
+	// a process that restarts and should end its old connections at once
+	// must get the same key again (from a file, a secret store). nil: the
+	// key is derived from the cookie key (HMAC-SHA256(cookie key,
+	// "rudp stateless reset key")), so an Endpoint given a CookieKey has a
+	// stable reset key too, and one with a random cookie key a random one.
+	ResetKey []byte
 
 	// CookieBucket is the cookie's time bucket: a cookie is valid in the
 	// bucket it was made in and the next, so between one and two buckets.
@@ -222,6 +234,7 @@ type endpointConfig struct {
 	acceptBudget, hostShare int
 	unacceptedWindow        int
 	cookieKey               [cookieKeyLen]byte
+	resetKey                [cookieKeyLen]byte
 	cookieBucket            time.Duration
 	resetRate               float64
 	resetBurst              int
@@ -247,6 +260,8 @@ func (c *EndpointConfig) Validate() error {
 		return bad("HostShare", c.HostShare, "must not exceed AcceptBudget")
 	case c.CookieKey != nil && len(c.CookieKey) != cookieKeyLen:
 		return bad("CookieKey", len(c.CookieKey), "must be 32 bytes long (nil: a random key)")
+	case c.ResetKey != nil && len(c.ResetKey) != cookieKeyLen:
+		return bad("ResetKey", len(c.ResetKey), "must be 32 bytes long (nil: derived from the cookie key)")
 	case c.CookieBucket < 0 || (c.CookieBucket > 0 && c.CookieBucket < time.Second):
 		return bad("CookieBucket", c.CookieBucket, "must be at least 1s (0: the default, 30s)")
 	case c.ResetRate < 0 || math.IsNaN(c.ResetRate) || math.IsInf(c.ResetRate, 0):
@@ -326,6 +341,14 @@ func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	}
 	ep.resets = TokenBucket{Rate: e.resetRate, Burst: e.resetBurst}
 	ep.mac = hmac.New(sha256.New, e.cookieKey[:])
+	if c.ResetKey != nil {
+		copy(e.resetKey[:], c.ResetKey)
+	} else {
+		ep.mac.Write([]byte(resetKeyLabel))
+		copy(e.resetKey[:], ep.mac.Sum(nil))
+		ep.mac.Reset()
+	}
+	ep.resetMac = hmac.New(sha256.New, e.resetKey[:])
 	return ep, nil
 }
 
@@ -449,8 +472,13 @@ func (ep *Endpoint) HandleDatagram(now time.Time, from netip.AddrPort, b []byte)
 			ep.stats.Routed++
 			return Event{Kind: EventDatagram, Conn: r.conn}
 		}
-		if h.Type == PacketData {
+		switch {
+		case h.Type == PacketData:
 			ep.answerUnknown(now, h, from)
+			return Event{}
+		case (h.Type == PacketHandshake || h.Type == PacketApp) && len(b) > TokenResetLen:
+			// A protected packet: the reset carries its token.
+			ep.answerUnknownProtected(now, h, from)
 			return Event{}
 		}
 		ep.drop(now, DropUnknown, from)
@@ -533,6 +561,7 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 	}
 	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
 	c.seedSecurity(ep.rng)
+	c.setResetToken(ep.ResetToken(c.localCID))
 	c.setServer()
 	if ep.cfg.unacceptedWindow > 0 {
 		// Before its HELLO goes out, which carries its credit.
@@ -631,6 +660,45 @@ func (ep *Endpoint) answerUnknown(now time.Time, h Header, from netip.AddrPort) 
 	}
 }
 
+// answerUnknownProtected answers a protected packet (a datagram longer
+// than the reset) addressed to a connection ID this Endpoint does not
+// know with a stateless reset carrying the ID's token (docs/PROTOCOL.md
+// §14.3), within the rate limit shared with answerUnknown.
+func (ep *Endpoint) answerUnknownProtected(now time.Time, h Header, from netip.AddrPort) {
+	if !ep.resets.Allow(now) {
+		ep.drop(now, DropResetLimited, from)
+		return
+	}
+	token := ep.ResetToken(h.DstCID)
+	if ep.queue(from, func(b []byte) []byte { return AppendTokenReset(b, h, &token) }) {
+		ep.stats.ResetsSent++
+	}
+}
+
+// resetKeyLabel derives the reset key from the cookie key when
+// EndpointConfig.ResetKey is nil, and resetTokenLabel prefixes the
+// connection ID in a token's HMAC input (docs/PROTOCOL.md §14.3).
+const (
+	resetKeyLabel   = "rudp stateless reset key"
+	resetTokenLabel = "rudp stateless reset"
+)
+
+// ResetToken returns the stateless reset token of the connection ID cid
+// on this Endpoint: the first 16 bytes of HMAC-SHA256(reset key,
+// "rudp stateless reset" || cid as a u64, big endian). A protected
+// connection tells its peer its own ID's token in its transport
+// parameters; the Endpoint, having lost the connection (a restart with the
+// same ResetKey), can still make it.
+func (ep *Endpoint) ResetToken(cid uint64) (token [ResetTokenLen]byte) {
+	buf := ep.macIn[:len(resetTokenLabel)+8] // (a local would escape through the hash.Hash interface)
+	copy(buf, resetTokenLabel)
+	binary.BigEndian.PutUint64(buf[len(resetTokenLabel):], cid)
+	ep.resetMac.Reset()
+	ep.resetMac.Write(buf)
+	copy(token[:], ep.resetMac.Sum(ep.macSum[:0]))
+	return token
+}
+
 // queue appends one of the Endpoint's own datagrams, built by appendTo
 // into a fixed slot, for PollTransmit; false if MaxQueued wait.
 func (ep *Endpoint) queue(to netip.AddrPort, appendTo func([]byte) []byte) bool {
@@ -681,6 +749,7 @@ func (ep *Endpoint) Connect(now time.Time, to netip.AddrPort, cfg *Config) (*Con
 	}
 	c.pathSeed = ep.rng.Uint64() // its path challenges: unpredictable
 	c.seedSecurity(ep.rng)
+	c.setResetToken(ep.ResetToken(c.localCID))
 	ep.conns[c.localCID] = &route{conn: c, addr: to}
 	ep.stats.Connected++
 	if c.debugOn() {

@@ -305,6 +305,7 @@ func TestEndpointConfigErrors(t *testing.T) {
 		{EndpointConfig{AcceptBudget: 4, HostShare: 5}, "EndpointConfig.HostShare"},
 		{EndpointConfig{CookieKey: []byte("short")}, "EndpointConfig.CookieKey"},
 		{EndpointConfig{CookieBucket: time.Millisecond}, "EndpointConfig.CookieBucket"},
+		{EndpointConfig{ResetKey: make([]byte, 16)}, "EndpointConfig.ResetKey"},
 		{EndpointConfig{ResetBurst: -1}, "EndpointConfig.ResetBurst"},
 		{EndpointConfig{MaxQueued: 1 << 20}, "EndpointConfig.MaxQueued"},
 		{EndpointConfig{MaxAttempts: -1}, "EndpointConfig.MaxAttempts"},
@@ -343,6 +344,7 @@ func TestEndpointHostileAllocs(t *testing.T) {
 		"retry":            helloDatagram(99, nil),
 		"bad cookie":       helloDatagram(99, bytes.Repeat([]byte{1}, CookieLen)),
 		"reset":            unknown,
+		"token reset":      protectedFor(12345, 200),
 		"replayed":         hello,
 		"unpadded hello":   sealed(Header{Type: PacketData}, appendHello(nil, &HelloFrame{SrcCID: 5})),
 		"retry for nobody": AppendRetry(nil, 3, []byte("x")),
@@ -361,6 +363,73 @@ func TestEndpointHostileAllocs(t *testing.T) {
 	}
 }
 
+// protectedFor is a protected-looking datagram of n bytes to the
+// connection ID cid (its body random: no keys are needed to draw a reset).
+func protectedFor(cid uint64, n int) []byte {
+	d := make([]byte, n)
+	putHeader(d, Header{Type: PacketApp, DstCID: cid, PacketNumber: 9})
+	for i := headerLen; i < n; i++ {
+		d[i] = byte(i * 7)
+	}
+	return d
+}
+
+// TestEndpointTokenReset: a protected packet for a connection ID the
+// Endpoint does not know is answered by a reset carrying the ID's token
+// (docs/PROTOCOL.md §14.3), smaller than the packet (a packet no longer
+// than the reset gets nothing), within the rate limit it shares with
+// plaintext resets; a reset is never answered. The token is the reset
+// key's: the same on another Endpoint with that key (a restarted
+// process), derived from the cookie key when no reset key is given.
+func TestEndpointTokenReset(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	ep := newTestEndpoint(t, EndpointConfig{Listen: true, ResetKey: key, ResetBurst: 3, ResetRate: 1})
+	trigger := protectedFor(12345, 100)
+	ep.HandleDatagram(epTestNow, epTestClient, trigger)
+	out, to := pollOwn(ep, epTestNow)
+	if len(out) != 1 || to[0] != epTestClient || len(out[0]) != TokenResetLen {
+		t.Fatalf("answer %x to %v", out, to)
+	}
+	h, body, err := ParseHeader(out[0])
+	token := ep.ResetToken(12345)
+	if err != nil || h.Type != PacketReset || h.DstCID != 12345 || !bytes.Equal(body, token[:]) {
+		t.Fatalf("reset %+v %x (%v), want the token %x", h, body, err, token)
+	}
+	// Nothing answers a datagram no longer than the reset, nor a reset.
+	for name, d := range map[string][]byte{
+		"as long as a reset": protectedFor(12345, TokenResetLen),
+		"a token reset":      AppendTokenReset(nil, Header{DstCID: 12345}, &token),
+		"a plaintext reset":  AppendReset(nil, Header{DstCID: 12345}),
+	} {
+		before := ep.Stats().DroppedUnknown
+		ep.HandleDatagram(epTestNow, epTestClient, d)
+		if out, _ := pollOwn(ep, epTestNow); len(out) != 0 || ep.Stats().DroppedUnknown != before+1 {
+			t.Errorf("%s: answered %x (stats %+v)", name, out, ep.Stats())
+		}
+	}
+	// The rate limit, shared with plaintext resets: a burst of 3.
+	ep.HandleDatagram(epTestNow, epTestClient, sealed(Header{Type: PacketData, DstCID: 12345}, []byte{framePing}))
+	ep.HandleDatagram(epTestNow, epTestClient, trigger)
+	ep.HandleDatagram(epTestNow, epTestClient, trigger)
+	if out, _ := pollOwn(ep, epTestNow); len(out) != 2 || ep.Stats().ResetsSent != 3 || ep.Stats().ResetsLimited != 1 {
+		t.Fatalf("%d answers, stats %+v", len(out), ep.Stats())
+	}
+	// Another Endpoint with the key: the same tokens; another key, or an
+	// ID, another token.
+	again := newTestEndpoint(t, EndpointConfig{ResetKey: key, Rand: rand.NewPCG(9, 9)})
+	other := newTestEndpoint(t, EndpointConfig{ResetKey: bytes.Repeat([]byte{8}, 32)})
+	if again.ResetToken(12345) != token || other.ResetToken(12345) == token || ep.ResetToken(12346) == token {
+		t.Fatal("the token is not a function of the key and the ID alone")
+	}
+	cookieKey := bytes.Repeat([]byte{3}, 32)
+	a := newTestEndpoint(t, EndpointConfig{CookieKey: cookieKey, Rand: rand.NewPCG(1, 1)})
+	b := newTestEndpoint(t, EndpointConfig{CookieKey: cookieKey, Rand: rand.NewPCG(2, 2)})
+	c := newTestEndpoint(t, EndpointConfig{Rand: rand.NewPCG(2, 2)})
+	if a.ResetToken(5) != b.ResetToken(5) || a.ResetToken(5) == c.ResetToken(5) {
+		t.Fatal("without a ResetKey, the reset key is not the cookie key's")
+	}
+}
+
 // FuzzEndpointHandleDatagram: whatever arrives, from wherever, the
 // Endpoint never panics, answers no address with more than it received
 // from it, and creates a connection only for a HELLO echoing a cookie it
@@ -370,6 +439,7 @@ func FuzzEndpointHandleDatagram(f *testing.F) {
 	f.Add(helloDatagram(7, bytes.Repeat([]byte{1}, CookieLen)), uint16(2))
 	f.Add(sealed(Header{Type: PacketData, DstCID: 9}, []byte{framePing}), uint16(3))
 	f.Add(AppendReset(nil, Header{DstCID: 9}), uint16(4))
+	f.Add(protectedFor(9, 60), uint16(7))
 	f.Add(AppendRetry(nil, 9, []byte("cookie")), uint16(5))
 	f.Add(AppendRefuse(nil, 9), uint16(6))
 	f.Fuzz(func(t *testing.T, b []byte, port uint16) {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/subtle"
 	"log/slog"
 	"time"
 )
@@ -21,13 +22,18 @@ const unreachablePTOs = 2
 // and the number of a packet we sent that the peer never acknowledged;
 // anything else is a forgery, a stale reset or a mistake, and is dropped.
 //
-// A protected connection drops every reset: one is not authenticated, and
-// the connection ID and packet number it echoes are in the clear (the
-// number masked, but as the packet carried it) for anyone on the path to
-// copy, so honouring it would let an on-path attacker end the connection.
-// It learns of a peer that lost its state at its idle timeout.
+// A protected connection takes only a reset that carries the peer's
+// stateless reset token (AppendTokenReset), which the peer's authenticated
+// transport parameters told it: the connection ID and packet number a
+// reset echoes are in the clear for anyone on the path to copy, the token
+// is not (the peer's Endpoint sends it only once it lost the connection).
+// The packet number is not checked then (the token proves the sender).
 func (c *Conn) handleReset(h Header, body []byte) {
-	if len(body) != 0 || c.remoteCID == 0 || h.DstCID != c.remoteCID || c.sec != nil {
+	if c.sec != nil {
+		c.handleTokenReset(h, body)
+		return
+	}
+	if len(body) != 0 || c.remoteCID == 0 || h.DstCID != c.remoteCID {
 		c.stats.DatagramsDropped++
 		return
 	}
@@ -38,6 +44,30 @@ func (c *Conn) handleReset(h Header, body []byte) {
 		c.stats.DatagramsDropped++
 		return
 	}
+	c.takeReset(pn)
+}
+
+// handleTokenReset is handleReset on a protected connection: the reset
+// must carry the token of the peer's connection ID that the peer's
+// authenticated transport parameters gave (compared in constant time);
+// one that does not is dropped as unauthenticated.
+func (c *Conn) handleTokenReset(h Header, body []byte) {
+	s := c.sec
+	if len(body) != ResetTokenLen || c.remoteCID == 0 || h.DstCID != c.remoteCID {
+		c.stats.DatagramsDropped++
+		return
+	}
+	var zero [ResetTokenLen]byte
+	if !s.paramsOK || s.peerResetToken == zero || subtle.ConstantTimeCompare(body, s.peerResetToken[:]) != 1 {
+		c.stats.DroppedUnauthenticated++
+		return
+	}
+	c.takeReset(unwrap32(c.nextPN, h.PacketNumber))
+}
+
+// takeReset ends the connection on a stateless reset that passed its
+// checks (pn: the packet number it echoes, for the log).
+func (c *Conn) takeReset(pn uint64) {
 	if c.life.closeWait() {
 		// The peer closed gracefully and forgot the connection: what it
 		// sent is here, and the application reads it to its io.EOF; our

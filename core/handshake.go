@@ -68,10 +68,13 @@ func (e *handshakeErr) reason() string { return e.cause.Error() }
 // cookie the client's HELLO echoed (so the client learns that the listener
 // saw the cookie it sent: a Retry happened, and which); a client's is the
 // cookie it echoes. MaxData is the credit at the handshake's start (the
-// HELLO's may be larger later: credit only grows).
+// HELLO's may be larger later: credit only grows). resetToken is the
+// stateless reset token of the sender's connection ID (docs/PROTOCOL.md
+// §14.3; all zero: it sends no reset).
 type transportParams struct {
-	server bool
-	hello  HelloFrame
+	server     bool
+	hello      HelloFrame
+	resetToken [ResetTokenLen]byte
 }
 
 // transportParamsVersion is the first byte of encoded transport
@@ -79,7 +82,8 @@ type transportParams struct {
 const transportParamsVersion = 2
 
 // appendTransportParams encodes p: version u8 (2), role u8 (0 client, 1
-// server), then the HELLO frame's fields after its type byte.
+// server), the HELLO frame's fields after its type byte, then the
+// 16-byte stateless reset token.
 func appendTransportParams(b []byte, p *transportParams) []byte {
 	role := byte(0)
 	if p.server {
@@ -89,11 +93,11 @@ func appendTransportParams(b []byte, p *transportParams) []byte {
 	start := len(b)
 	b = appendHello(b, &p.hello)
 	b[start] = role // the HELLO's type byte's place
-	return b
+	return append(b, p.resetToken[:]...)
 }
 
 // parseTransportParams decodes b (appendTransportParams' format): nothing
-// may follow. The cookie aliases b.
+// may follow the token. The cookie aliases b.
 func parseTransportParams(b []byte) (transportParams, error) {
 	if len(b) < 2 || b[0] != transportParamsVersion || b[1] > 1 {
 		return transportParams{}, errBadFrame
@@ -103,10 +107,12 @@ func parseTransportParams(b []byte) (transportParams, error) {
 	if err != nil {
 		return transportParams{}, err
 	}
-	if n != len(b)-1 {
+	if len(b)-1-n != ResetTokenLen {
 		return transportParams{}, errBadFrame
 	}
-	return transportParams{server: b[1] == 1, hello: f.hello}, nil
+	p := transportParams{server: b[1] == 1, hello: f.hello}
+	copy(p.resetToken[:], b[1+n:])
+	return p, nil
 }
 
 // matchHello checks the peer's authenticated parameters against the HELLO

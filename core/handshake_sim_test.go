@@ -48,9 +48,15 @@ func protectedConfig(tlsConfig *tls.Config, psk []byte) *core.Config {
 // established, nor taken by the listener's application, before its
 // cryptographic handshake completed.
 func secureSim(t testing.TB, seed uint64, link sim.LinkConfig, clients int, ccfg, scfg *core.Config) (*epSim, error) {
-	s := newEpSimWith(t, seed, link, clients, core.EndpointConfig{Conn: scfg}, ccfg)
+	return secureSimWith(t, seed, link, clients, ccfg, core.EndpointConfig{Conn: scfg})
+}
+
+// secureSimWith is secureSim with the listener's EndpointConfig (its Conn
+// the listener's config).
+func secureSimWith(t testing.TB, seed uint64, link sim.LinkConfig, clients int, ccfg *core.Config, ecfg core.EndpointConfig) (*epSim, error) {
+	s := newEpSimWith(t, seed, link, clients, ecfg, ccfg)
 	s.server.accept = true
-	protected := scfg.Protection() != core.Plaintext
+	protected := ecfg.Conn.Protection() != core.Plaintext
 	s.server.send = func(c *core.Conn) {
 		if protected && !c.ConnectionState().HandshakeComplete {
 			s.server.fail("the listener's application took connection %x before its handshake completed", c.LocalCID())

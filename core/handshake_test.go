@@ -427,7 +427,9 @@ func TestCryptoStream(t *testing.T) {
 func TestTransportParams(t *testing.T) {
 	p := transportParams{server: true, hello: HelloFrame{SrcCID: 5, InitialSeq: 6, MaxData: 7, MaxAckDelay: 8,
 		MaxMessageSize: 9, MaxDatagramSize: 1452, Cookie: []byte("cookie")}}
+	copy(p.resetToken[:], "the reset token!")
 	b := appendTransportParams(nil, &p)
+	require.Equal(t, "the reset token!", string(b[len(b)-ResetTokenLen:]), "the token ends the parameters")
 	got, err := parseTransportParams(b)
 	require.NoError(t, err)
 	require.Equal(t, p, got)

@@ -32,4 +32,10 @@ type security struct {
 	paramsOK  bool
 	// readable: the levels whose read secret is installed.
 	readable [levelApp + 1]bool
+	// resetToken is the stateless reset token of our connection ID (our
+	// Endpoint's, see Endpoint.ResetToken), sent in our transport
+	// parameters; peerResetToken the peer's, from its authenticated ones,
+	// which a reset must carry (handleReset). All zero: none (a
+	// connection without an Endpoint), and a reset is never accepted.
+	resetToken, peerResetToken [ResetTokenLen]byte
 }

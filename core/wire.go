@@ -93,6 +93,15 @@ const minProtectedLen = headerLen + 1 + aeadTagLen
 // is never larger than the datagram it answers.
 const ResetLen = PacketOverhead
 
+// ResetTokenLen is the length of a stateless reset token, and
+// TokenResetLen that of the reset carrying one (AppendTokenReset): the
+// answer to a protected packet, which only a datagram longer than it
+// draws (docs/PROTOCOL.md §14.3).
+const (
+	ResetTokenLen = 16
+	TokenResetLen = ResetLen + ResetTokenLen
+)
+
 // Frame types. The low nibble of a MSG frame's type byte carries flags.
 const (
 	framePadding = 0x00
@@ -256,6 +265,23 @@ func AppendReset(b []byte, trigger Header) []byte {
 	var hdr [headerLen]byte
 	putHeader(hdr[:], Header{Type: PacketReset, DstCID: trigger.DstCID, PacketNumber: trigger.PacketNumber})
 	b = append(b, hdr[:]...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+// AppendTokenReset appends to b the stateless reset answering a protected
+// packet whose header was trigger: AppendReset's with token, the
+// connection's stateless reset token (its sender's Endpoint derives it
+// from its reset key and trigger.DstCID, see Endpoint.ResetToken), as the
+// body. The peer took the token from the handshake's authenticated
+// transport parameters and accepts only a reset that carries it
+// (docs/PROTOCOL.md §14.3). It is TokenResetLen bytes: the caller answers
+// only a longer datagram.
+func AppendTokenReset(b []byte, trigger Header, token *[ResetTokenLen]byte) []byte {
+	start := len(b)
+	var hdr [headerLen]byte
+	putHeader(hdr[:], Header{Type: PacketReset, DstCID: trigger.DstCID, PacketNumber: trigger.PacketNumber})
+	b = append(b, hdr[:]...)
+	b = append(b, token[:]...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
