@@ -171,8 +171,11 @@ type Config struct {
 	// TLS, if set, protects every connection with TLS 1.3 (crypto/tls's
 	// QUIC API, docs/PROTOCOL.md §18): certificates, ServerName, RootCAs,
 	// ClientAuth, NextProtos as with crypto/tls (a zero MinVersion works:
-	// rudp speaks TLS 1.3 only). A dialer's ServerName must be set (or
-	// InsecureSkipVerify), as with tls.Client. A side configured for
+	// rudp speaks TLS 1.3 only). An empty ServerName is filled from the
+	// dialed address's host by Dial, DialContext, Dialer and Listener.Dial
+	// (in a clone: the config is never changed), as tls.Dial does, an IP
+	// literal too; a PacketConn's WriteTo, given no host name, needs it set
+	// (or InsecureSkipVerify), as with tls.Client. A side configured for
 	// protection refuses a peer that is not, and a plaintext one refuses a
 	// protected peer (no downgrade); a failed handshake fails Dial with an
 	// error matching ErrHandshakeFailed that says which (wrapping
@@ -340,6 +343,22 @@ type settings struct {
 	gso             bool // UDP GSO where offered
 	resetKey        []byte
 	core            core.Config
+}
+
+// coreForHost is the core.Config of a connection dialed to host (the dial
+// address's host part; "" for none): with TLS and no ServerName, a copy
+// whose TLS config is a clone naming host, as tls.Dial fills ServerName
+// from the address it dials (an IP literal too: crypto/tls then checks
+// the certificate's IP addresses and sends no SNI). The caller's
+// tls.Config is never changed.
+func (s *settings) coreForHost(host string) *core.Config {
+	if host == "" || s.core.TLS == nil || s.core.TLS.ServerName != "" {
+		return &s.core
+	}
+	c := s.core
+	c.TLS = s.core.TLS.Clone()
+	c.TLS.ServerName = host
+	return &c
 }
 
 // statelessResetKeyLen is Config.StatelessResetKey's length.

@@ -103,7 +103,7 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 	// its route picks; a multi-homed one, a virtual IP; a peer that moved),
 	// and a connected socket drops what comes from any but the one.
 	m := newMux(sock, set, 0, true)
-	c, err := m.dial(monoNow(), to, nil)
+	c, err := m.dial(monoNow(), to, nil, dialHost(address))
 	if err != nil {
 		_ = sock.Close()
 		return fail(raddr, err)
@@ -113,6 +113,16 @@ func dial(ctx context.Context, network, address string, cfg *Config, laddr *net.
 		return nil, &net.OpError{Op: "dial", Net: network, Source: m.laddr, Addr: raddr, Err: err}
 	}
 	return c, nil
+}
+
+// dialHost is the host part of a dial address, which names the server
+// for TLS when Config.TLS.ServerName is empty (see mux.dial).
+func dialHost(address string) string {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // resolveUDP resolves a dial address ("host:port") for network ("udp",

@@ -173,7 +173,7 @@ func (l *Listener) dial(ctx context.Context, network, address string, r *net.Res
 		return fail(raddr, net.ErrClosed)
 	default:
 	}
-	c, err := l.m.dial(monoNow(), to, nil)
+	c, err := l.m.dial(monoNow(), to, nil, dialHost(address))
 	if err != nil {
 		return fail(raddr, err)
 	}

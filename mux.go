@@ -342,9 +342,10 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 // dial makes the client side of a new connection to raddr and sends its
 // first HELLO. The connection is registered, so the socket stays open while
 // it lives.
-func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn) (*Conn, error) {
+func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn, host string) (*Conn, error) {
+	cfg := m.set.coreForHost(host)
 	m.mu.Lock()
-	cc, err := m.ep.Connect(now, raddr, &m.set.core)
+	cc, err := m.ep.Connect(now, raddr, cfg)
 	m.mu.Unlock()
 	if err != nil {
 		return nil, err

@@ -244,7 +244,7 @@ func (p *PacketConn) conn(addr netip.AddrPort) (*Conn, error) {
 	}
 	now := monoNow()
 	p.makeRoom(now, hostOf(addr))
-	return p.m.dial(now, addr, p)
+	return p.m.dial(now, addr, p, "")
 }
 
 // peer returns the connection WriteTo uses for addr, or else why the last

@@ -159,21 +159,24 @@ func TestDialResolveHonoursContext(t *testing.T) {
 	require.True(t, queried.Load(), "the Dialer's Resolver was not used")
 }
 
+// closeAccepted accepts and closes every connection until ln closes.
+func closeAccepted(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
 // TestDialNetworkFamilies: "udp4" and "udp6" take only addresses of their
 // family, "udp" any; names resolve.
 func TestDialNetworkFamilies(t *testing.T) {
 	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go closeAccepted(ln)
 	port := strconv.Itoa(ln.Addr().(*net.UDPAddr).Port)
 	for _, tt := range []struct {
 		network, host string

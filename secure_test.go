@@ -2,10 +2,12 @@ package rudp_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -257,4 +259,57 @@ func TestSecurePacketConn(t *testing.T) {
 		_, err := stranger.WriteTo([]byte("let me in"), b.LocalAddr())
 		return errors.Is(err, rudp.ErrHandshakeFailed)
 	}, 10*time.Second, 10*time.Millisecond, "the stranger's WriteTo reports the failed handshake")
+}
+
+// TestSecureServerName: a client whose tls.Config has no ServerName
+// verifies the server's certificate against the host it dialed, as
+// tls.Dial does: "localhost" (Dial, a Dialer, Listener.Dial) and an IP
+// literal (the certificate's IP address). The caller's tls.Config is not
+// changed. A certificate for another name fails, naming the dialed host.
+func TestSecureServerName(t *testing.T) {
+	s := newSecureSetup(t)
+	leaf, err := s.ca.Leaf([]string{"localhost", "127.0.0.1"}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", &rudp.Config{TLS: &tls.Config{Certificates: []tls.Certificate{leaf}}})
+	require.NoError(t, err)
+	defer ln.Close()
+	go closeAccepted(ln)
+	port := ln.Addr().(*net.UDPAddr).Port
+	clientTLS := &tls.Config{RootCAs: s.ca.Pool}
+	cfg := &rudp.Config{TLS: clientTLS}
+	via, err := rudp.Listen("udp4", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	defer via.Close()
+	for _, tc := range []struct {
+		name, host string
+		dial       func(addr string) (net.Conn, error)
+	}{
+		{"Dial", "localhost", func(addr string) (net.Conn, error) { return rudp.Dial("udp4", addr, cfg) }},
+		{"Dialer", "localhost", func(addr string) (net.Conn, error) {
+			return (&rudp.Dialer{Config: cfg}).DialContext(context.Background(), "tcp4", addr)
+		}},
+		{"Listener.Dial", "localhost", func(addr string) (net.Conn, error) { return via.Dial("udp4", addr) }},
+		{"IP literal", "127.0.0.1", func(addr string) (net.Conn, error) { return rudp.Dial("udp4", addr, cfg) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tc.dial(net.JoinHostPort(tc.host, strconv.Itoa(port)))
+			require.NoError(t, err)
+			defer c.Close()
+			cs := c.(*rudp.Conn).ConnectionState()
+			require.True(t, cs.HandshakeComplete)
+			require.Len(t, cs.PeerCertificates, 1)
+			if tc.host == "localhost" {
+				require.Equal(t, "localhost", cs.ServerName)
+			}
+		})
+	}
+	require.Empty(t, clientTLS.ServerName, "the caller's tls.Config changed")
+	// The CA's certificate for rudp.test, dialed as localhost: refused.
+	other, err := rudp.Listen("udp4", "127.0.0.1:0", &rudp.Config{TLS: s.server})
+	require.NoError(t, err)
+	defer other.Close()
+	_, err = rudp.Dial("udp4", net.JoinHostPort("localhost", strconv.Itoa(other.Addr().(*net.UDPAddr).Port)), cfg)
+	var certErr *tls.CertificateVerificationError
+	require.ErrorAs(t, err, &certErr)
+	require.ErrorContains(t, err, "localhost")
 }

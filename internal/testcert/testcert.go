@@ -1,10 +1,12 @@
 // Package testcert makes certificate authorities and certificates for
 // tests of TLS connections: a CA made in the test, a leaf it signs for
 // given names and validity, and the pool that trusts the CA. ECDSA P-256
-// throughout (small certificates, fast signatures). Not for production.
+// keys (small certificates, fast signatures) unless a leaf's key is given
+// (LeafWithKey). Not for production.
 package testcert
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +14,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"net"
 	"time"
 )
 
@@ -52,12 +55,28 @@ func NewCA(name string, notBefore, notAfter time.Time) (*CA, error) {
 }
 
 // Leaf makes a certificate the CA signs for dnsNames (the first is also
-// the subject's name), valid from notBefore to notAfter, for both server
-// and client authentication.
+// the subject's name; a name that is an IP address goes in the IP
+// addresses), valid from notBefore to notAfter, for both server and
+// client authentication, with an ECDSA P-256 key.
 func (ca *CA) Leaf(dnsNames []string, notBefore, notAfter time.Time) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
+	}
+	return ca.LeafWithKey(dnsNames, notBefore, notAfter, key)
+}
+
+// LeafWithKey is Leaf with the leaf's key (an *ecdsa.PrivateKey,
+// *rsa.PrivateKey or ed25519.PrivateKey).
+func (ca *CA) LeafWithKey(dnsNames []string, notBefore, notAfter time.Time, key crypto.Signer) (tls.Certificate, error) {
+	var ips []net.IP
+	var names []string
+	for _, n := range dnsNames {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, n)
+		}
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
@@ -66,13 +85,14 @@ func (ca *CA) Leaf(dnsNames []string, notBefore, notAfter time.Time) (tls.Certif
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: dnsNames[0]},
-		DNSNames:     dnsNames,
+		DNSNames:     names,
+		IPAddresses:  ips,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
