@@ -58,7 +58,13 @@ func BenchmarkTCPPingPong(b *testing.B) {
 // over loopback, closed when the benchmark ends.
 func rudpBenchPair(b *testing.B) (client, server net.Conn) {
 	b.Helper()
-	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	return rudpBenchPairWith(b, nil)
+}
+
+// rudpBenchPairWith is rudpBenchPair with cfg at both ends.
+func rudpBenchPairWith(b *testing.B, cfg *rudp.Config) (client, server net.Conn) {
+	b.Helper()
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +78,7 @@ func rudpBenchPair(b *testing.B) (client, server net.Conn) {
 		c, err := ln.Accept()
 		ch <- accepted{c, err}
 	}()
-	c, err := rudp.Dial("udp", ln.Addr().String(), nil)
+	c, err := rudp.Dial("udp", ln.Addr().String(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

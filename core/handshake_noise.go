@@ -2,13 +2,15 @@ package core
 
 import (
 	"crypto/hkdf"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/flynn/noise"
+
+	"github.com/rudp-go/rudp/internal/testhooks"
 )
 
 // noiseHandshake is the pre-shared key handshake: Noise
@@ -41,7 +43,8 @@ type noiseHandshake struct {
 	local    []byte // our encoded transport parameters: the payload we send
 	in       []byte // a Noise message being received (its length prefix first)
 	done     bool
-	received int // the peer's messages read (one each way)
+	received int    // the peer's messages read (one each way)
+	suite    uint16 // the packet protection's: noiseSuite (a benchmark may set another: testhooks.PSKSuite)
 }
 
 // noiseSuite is the TLS cipher suite (AEAD and hash) of the packet
@@ -74,7 +77,7 @@ func newNoiseHandshake(psk []byte, server bool, clientCID uint64, rng rand.Sourc
 	if err != nil {
 		return nil, err
 	}
-	return &noiseHandshake{hs: hs, out: out, server: server, local: local}, nil
+	return &noiseHandshake{hs: hs, out: out, server: server, local: local, suite: noiseSuite}, nil
 }
 
 func (h *noiseHandshake) start(time.Time) error {
@@ -145,15 +148,22 @@ func (h *noiseHandshake) handleData(_ time.Time, l keyLevel, data []byte) error 
 // finish derives the traffic secrets from the completed handshake and
 // installs them at levelApp.
 func (h *noiseHandshake) finish(cs1, cs2 *noise.CipherState) error {
-	client, server := noiseSecrets(h.hs.ChannelBinding(), cs1, cs2)
+	if s := testhooks.PSKSuite.Load(); s != 0 {
+		h.suite = uint16(s) // (a benchmark of the other suites over sockets)
+	}
+	suite := suiteByID(h.suite)
+	if suite == nil {
+		return fmt.Errorf("rudp: testhooks.PSKSuite %#04x is no TLS 1.3 cipher suite packet protection supports", h.suite)
+	}
+	client, server := noiseSecrets(suite, h.hs.ChannelBinding(), cs1, cs2)
 	read, write := server, client
 	if h.server {
 		read, write = client, server
 	}
-	if err := h.out.readSecret(levelApp, noiseSuite, read); err != nil {
+	if err := h.out.readSecret(levelApp, h.suite, read); err != nil {
 		return err
 	}
-	if err := h.out.writeSecret(levelApp, noiseSuite, write); err != nil {
+	if err := h.out.writeSecret(levelApp, h.suite, write); err != nil {
 		return err
 	}
 	h.done = true
@@ -161,17 +171,19 @@ func (h *noiseHandshake) finish(cs1, cs2 *noise.CipherState) error {
 	return nil
 }
 
-// noiseSecrets derives the client's and the server's traffic secrets
-// (32 bytes, SHA-256's length) from a completed Noise handshake: for each
-// direction, HKDF-SHA256 with the handshake hash as the salt, the key of
+// noiseSecrets derives the client's and the server's traffic secrets of
+// suite s (32 bytes, SHA-256's length, for noiseSuite) from a completed
+// Noise handshake: for each direction, HKDF with the suite's hash
+// (SHA-256 for noiseSuite) and the handshake hash as the salt, the key of
 // that direction's split cipher state (Noise's Split: cs1 is the
 // initiator's, the client's, sending key) as the input key, and the info
 // "rudp noise client secret" or "rudp noise server secret". The secrets
 // then feed the packet protection's key schedule as TLS's would.
-func noiseSecrets(handshakeHash []byte, cs1, cs2 *noise.CipherState) (client, server []byte) {
+func noiseSecrets(s *cipherSuite, handshakeHash []byte, cs1, cs2 *noise.CipherState) (client, server []byte) {
 	k1, k2 := cs1.UnsafeKey(), cs2.UnsafeKey()
-	client, _ = hkdf.Key(sha256.New, k1[:], handshakeHash, "rudp noise client secret", sha256.Size)
-	server, _ = hkdf.Key(sha256.New, k2[:], handshakeHash, "rudp noise server secret", sha256.Size)
+	n := s.hash().Size()
+	client, _ = hkdf.Key(s.hash, k1[:], handshakeHash, "rudp noise client secret", n)
+	server, _ = hkdf.Key(s.hash, k2[:], handshakeHash, "rudp noise server secret", n)
 	return client, server
 }
 
@@ -180,7 +192,7 @@ func (h *noiseHandshake) complete() bool { return h.done }
 // connectionState of a PSK handshake: complete, with the packet
 // protection's suite; no certificates, no TLS version.
 func (h *noiseHandshake) connectionState() tls.ConnectionState {
-	return tls.ConnectionState{HandshakeComplete: h.done, CipherSuite: noiseSuite}
+	return tls.ConnectionState{HandshakeComplete: h.done, CipherSuite: h.suite}
 }
 
 func (h *noiseHandshake) close() {}

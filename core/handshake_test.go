@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rudp-go/rudp/internal/testcert"
+	"github.com/rudp-go/rudp/internal/testhooks"
 )
 
 // hsSide is one side of a handshake driven in memory: it keeps what the
@@ -534,4 +536,35 @@ func FuzzNoiseMessages(f *testing.F) {
 			t.Fatalf("holds %d bytes", len(h.in))
 		}
 	})
+}
+
+// TestPSKSuiteHook: testhooks.PSKSuite (how BenchmarkBulkProtected measures
+// every suite over sockets) makes a PSK handshake key that suite, with
+// secrets of its hash's length, both sides alike; unset, the suite is
+// noiseSuite again.
+func TestPSKSuiteHook(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	psk := bytes.Repeat([]byte{7}, 32)
+	for _, suite := range append(slices.Clone(testSuites), 0) {
+		t.Run(fmt.Sprintf("%#04x", suite), func(t *testing.T) {
+			restore := testhooks.SetPSKSuite(suite)
+			defer restore()
+			want := suite
+			if suite == 0 {
+				want = noiseSuite
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			client, server := noisePair(t, rng, psk, psk)
+			_, err := pumpHandshake(t, rng, client, server, 0, 1000)
+			require.NoError(t, err)
+			for _, s := range []*hsSide{client, server} {
+				require.Equal(t, want, s.h.connectionState().CipherSuite)
+				require.Equal(t, want, s.writeSuite[levelApp])
+				require.Equal(t, want, s.readSuite[levelApp])
+				require.Len(t, s.write[levelApp], suiteByID(want).hash().Size())
+			}
+			require.Equal(t, client.write[levelApp], server.read[levelApp])
+			require.Equal(t, server.write[levelApp], client.read[levelApp])
+		})
+	}
 }

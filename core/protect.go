@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -197,9 +198,7 @@ type packetKeys struct {
 // number, big endian, XORed into its last 8 bytes (RFC 9001 §5.3).
 func (k *packetKeys) nonce(pn uint64, out *[aeadNonceLen]byte) {
 	*out = k.iv
-	for i := 0; i < 8; i++ {
-		out[aeadNonceLen-1-i] ^= byte(pn >> (8 * i))
-	}
+	binary.BigEndian.PutUint64(out[aeadNonceLen-8:], binary.BigEndian.Uint64(k.iv[aeadNonceLen-8:])^pn)
 }
 
 // derivePacketKeys makes the AEAD and IV of a traffic secret.
