@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -250,6 +251,15 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 	case <-ctx.Done():
 		p.Close()
 		return nil, errors.New("accept: no connection within 15s of a successful dial")
+	}
+	if b.opts.PSK {
+		// What -psk measures: both ends' packets sealed with AES-128-GCM.
+		for _, c := range []net.Conn{p.client, p.server} {
+			if cs := c.(*rudp.Conn).ConnectionState(); !cs.HandshakeComplete || cs.CipherSuite != tls.TLS_AES_128_GCM_SHA256 {
+				p.Close()
+				return nil, fmt.Errorf("-psk: a connection is not protected with TLS_AES_128_GCM_SHA256 (handshake complete %v, suite %s)", cs.HandshakeComplete, tls.CipherSuiteName(cs.CipherSuite))
+			}
+		}
 	}
 	return p, nil
 }
