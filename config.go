@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
@@ -135,6 +136,39 @@ type Config struct {
 	// MaxPeers, at least 8 and at most MaxPeers (256 by default); raise it
 	// for many peers behind one NAT address. It must not exceed MaxPeers.
 	MaxPeersPerHost int
+
+	// Sockets, on Linux, makes a Listener serve its port with that many
+	// sockets sharing it (SO_REUSEPORT), each with a reader goroutine, a
+	// timer and a connection table of its own, all feeding the one Accept:
+	// a server that one reader cannot keep up with scales across cores. The
+	// kernel steers every datagram by the connection ID it names (a
+	// classic BPF program over the header), so a connection stays on one
+	// socket, also when its client's address changes; a HELLO goes where
+	// the kernel's hash of the address pair sends it. Socket k uses the
+	// server ID ServerID+k (k added to its last byte; ServerID defaults to
+	// {0} here), and the kernel sends a datagram to the socket whose index
+	// in the port's group (the order the sockets were opened in) is the
+	// last byte of the server ID its connection ID carries: so a Listener
+	// alone on its port must keep that byte 0, and processes sharing a
+	// port (Sockets 1 each, say) must open their sockets in the order of
+	// their server IDs' last bytes (0, 1, ...). 0 (the default) is one
+	// socket, not shared; 1 is one socket that other processes may share.
+	// At most 256; not in Manual mode beyond 1; elsewhere than Linux it
+	// must be 0. Dial and ListenPacket ignore it.
+	Sockets int
+
+	// ServerID, if set (1 to 3 bytes), is written in the clear in every
+	// connection ID this side chooses, after QUIC-LB's plaintext layout
+	// (docs/PROTOCOL.md §1.1), so that a stateless load balancer in front
+	// of several servers routes each datagram to the server that owns its
+	// connection by its connection ID, not by its address, which a client
+	// may change. Each server behind one balancer needs its own. A socket
+	// then answers a packet for a connection it does not know with a
+	// stateless reset only if the packet's connection ID carries its own
+	// server ID (SocketStats.DroppedMisrouted counts the others). The
+	// connection IDs keep 4 to 6 random bytes of their 8. nil: random
+	// connection IDs (with Sockets, {0}).
+	ServerID []byte
 
 	// Logger receives debug events; nil is silent.
 	Logger *slog.Logger
@@ -342,6 +376,8 @@ type settings struct {
 	batchIO         bool // recvmmsg and sendmmsg where offered
 	gso             bool // UDP GSO where offered
 	resetKey        []byte
+	sockets         int    // a Listener's SO_REUSEPORT sockets (0: one, not shared)
+	serverID        []byte // written in the connection IDs (nil: random ones)
 	core            core.Config
 }
 
@@ -400,6 +436,9 @@ func (c *Config) resolve() (*settings, error) {
 	case cfg.Core != nil && cfg.Core.Clock != nil:
 		return nil, &ConfigError{Field: "Core.Clock", Value: cfg.Core.Clock, Reason: "must be nil: connections run on the system clock"}
 	}
+	if err := checkSharding(&cfg); err != nil {
+		return nil, err
+	}
 	var cc core.Config
 	if cfg.Core != nil {
 		cc = *cfg.Core
@@ -434,6 +473,8 @@ func (c *Config) resolve() (*settings, error) {
 		batchIO:         !cfg.DisableBatchIO,
 		gso:             !cfg.DisableBatchIO && !cfg.DisableGSO,
 		resetKey:        bytes.Clone(cfg.StatelessResetKey),
+		sockets:         cfg.Sockets,
+		serverID:        slices.Clone(cfg.ServerID),
 		core:            *cc.WithDefaults(),
 	}, nil
 }

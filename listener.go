@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp/core"
@@ -30,9 +31,15 @@ import (
 // full default backlog of 1024. (With the full window, each held what its
 // peer sent, up to 4 MiB and more: 4 GiB for the backlog.)
 //
+// With Config.Sockets, a Listener serves its port with several sockets,
+// each with its own reader goroutine, timer and connections (see Sockets):
+// Stats adds theirs up, ShardStats gives each.
+//
 // All methods are safe for concurrent use.
 type Listener struct {
-	m *mux
+	m      *mux          // the first socket (the only one, unless sharded)
+	shards []*mux        // every socket, m first
+	next   atomic.Uint32 // the socket the next Dial goes through
 	// queue holds the connections the handshake created, waiting for
 	// Accept. Its bound (AcceptBacklog) and a host's share of it are the
 	// mux's core.Endpoint's accept budget (EndpointConfig.AcceptBudget,
@@ -45,7 +52,7 @@ type Listener struct {
 // Listen listens on the UDP address ("udp", "udp4" or "udp6"). A nil cfg
 // means defaults; its settings apply to every accepted connection.
 func Listen(network, address string, cfg *Config) (*Listener, error) {
-	set, sock, err := openSocket(network, address, cfg)
+	set, socks, err := openSockets(network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +60,24 @@ func Listen(network, address string, cfg *Config) (*Listener, error) {
 		queue:   make(chan *Conn, set.backlog),
 		closing: make(chan struct{}),
 	}
-	l.m = newMux(sock, set, 1, true)
-	l.m.mu.Lock()
-	l.m.acceptor = l
-	l.m.ep.Listen()
-	l.m.mu.Unlock()
+	var group *socketGroup
+	if len(socks) > 1 {
+		group = &socketGroup{}
+		group.busy.Store(int32(len(socks)))
+	}
+	for k, sock := range socks {
+		m := newMuxServer(sock, set, 1, len(socks) == 1, set.shardServerID(k))
+		m.mu.Lock()
+		m.group = group
+		m.acceptor = l
+		m.ep.Listen()
+		m.mu.Unlock()
+		l.shards = append(l.shards, m)
+	}
+	if group != nil {
+		group.muxes = l.shards
+	}
+	l.m = l.shards[0]
 	return l, nil
 }
 
@@ -94,9 +114,9 @@ func (l *Listener) took(c *Conn) *Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := monoNow()
-	l.m.mu.Lock()
-	l.m.ep.Take(now, c.core)
-	l.m.mu.Unlock()
+	c.m.mu.Lock()
+	c.m.ep.Take(now, c.core)
+	c.m.mu.Unlock()
 	c.settleLocked(now)
 	return c
 }
@@ -173,7 +193,11 @@ func (l *Listener) dial(ctx context.Context, network, address string, r *net.Res
 		return fail(raddr, net.ErrClosed)
 	default:
 	}
-	c, err := l.m.dial(monoNow(), to, nil, dialHost(address))
+	// A sharded Listener dials through its sockets in turn: the replies
+	// come back to the one that dialed (its connection IDs carry its
+	// server ID).
+	m := l.shards[int(l.next.Add(1)-1)%len(l.shards)]
+	c, err := m.dial(monoNow(), to, nil, dialHost(address))
 	if err != nil {
 		return fail(raddr, err)
 	}
@@ -211,10 +235,12 @@ func (l *Listener) Close() error {
 	if !first {
 		return &net.OpError{Op: "close", Net: "udp", Addr: l.m.laddr, Err: net.ErrClosed}
 	}
-	l.m.mu.Lock()
-	l.m.acceptor = nil
-	l.m.ep.Refuse()
-	l.m.mu.Unlock()
+	for _, m := range l.shards {
+		m.mu.Lock()
+		m.acceptor = nil
+		m.ep.Refuse()
+		m.mu.Unlock()
+	}
 	for {
 		select {
 		case c := <-l.queue:
@@ -224,7 +250,9 @@ func (l *Listener) Close() error {
 		}
 		break
 	}
-	l.m.release()
+	for _, m := range l.shards {
+		m.release()
+	}
 	return nil
 }
 
@@ -242,26 +270,52 @@ func (l *Listener) Pump() error {
 	return nil
 }
 
-// openSocket validates cfg and network and opens the UDP socket a Listener
-// or PacketConn serves on; errors are *net.OpError with Op "listen".
-func openSocket(network, address string, cfg *Config) (*settings, *net.UDPConn, error) {
-	fail := func(err error) (*settings, *net.UDPConn, error) {
+// openSockets validates cfg and network and opens the UDP sockets a
+// Listener serves on: Config.Sockets sharing the port (listenSharded), or
+// one; errors are *net.OpError with Op "listen".
+func openSockets(network, address string, cfg *Config) (*settings, []*net.UDPConn, error) {
+	set, laddr, err := resolveListen(network, address, cfg)
+	var socks []*net.UDPConn
+	if err == nil && set.sockets > 0 {
+		socks, err = listenSharded(network, laddr, set.sockets, len(set.shardServerID(0)))
+	} else if err == nil {
+		var sock *net.UDPConn
+		sock, err = listenUDP(network, laddr)
+		socks = []*net.UDPConn{sock}
+	}
+	if err != nil {
 		return nil, nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
+	return set, socks, nil
+}
+
+// openSocket opens the one UDP socket a PacketConn serves on, as
+// openSockets does a Listener's (Config.Sockets does not apply).
+func openSocket(network, address string, cfg *Config) (*settings, *net.UDPConn, error) {
+	set, laddr, err := resolveListen(network, address, cfg)
+	var sock *net.UDPConn
+	if err == nil {
+		sock, err = listenUDP(network, laddr)
+	}
+	if err != nil {
+		return nil, nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	return set, sock, nil
+}
+
+// resolveListen validates cfg, network and address for a Listener or a
+// PacketConn.
+func resolveListen(network, address string, cfg *Config) (*settings, *net.UDPAddr, error) {
 	set, err := cfg.resolve()
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	if err := checkNetwork(network); err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	laddr, err := net.ResolveUDPAddr(network, address)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
-	sock, err := listenUDP(network, laddr)
-	if err != nil {
-		return fail(err)
-	}
-	return set, sock, nil
+	return set, laddr, nil
 }

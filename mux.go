@@ -85,11 +85,20 @@ type mux struct {
 	timers timerQueue // every connection's timers, on one time.Timer
 	// counts are the socket's counts beyond its Endpoint's (SocketStats).
 	counts socketCounts
+	// group is the sharded Listener's sockets this one closes with (nil:
+	// it closes alone; see socketGroup).
+	group *socketGroup
 }
 
 // newMux serves sock. direct lets a blocked Read read the socket itself
 // while it carries one connection (direct.go); it needs default mode.
 func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
+	return newMuxServer(sock, set, users, direct, set.serverID)
+}
+
+// newMuxServer is newMux whose connection IDs carry serverID (nil: random
+// ones): a sharded Listener's socket has its own (settings.shardServerID).
+func newMuxServer(sock *net.UDPConn, set *settings, users int, direct bool, serverID []byte) *mux {
 	m := &mux{
 		set:     set,
 		conns:   make(map[uint64]*Conn),
@@ -124,6 +133,7 @@ func newMux(sock *net.UDPConn, set *settings, users int, direct bool) *mux {
 		ResetRate:    resetRate,
 		ResetBurst:   resetBurst,
 		ResetKey:     set.resetKey, // (nil: derived from the random cookie key)
+		ServerID:     serverID,
 	})
 	if !set.manual {
 		go m.readLoop()
@@ -359,7 +369,9 @@ func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn, host str
 	m.mu.Lock()
 	// A PacketConn's Close clears the acceptor under m.mu: a WriteTo that
 	// raced it must not open a connection nobody can reach or close.
-	if m.sockClosed.Load() || (pc != nil && m.acceptor != acceptor(pc)) {
+	// A sharded Listener's socket with no user left only waits for the
+	// group's others to close with them.
+	if m.sockClosed.Load() || (m.group != nil && m.users == 0) || (pc != nil && m.acceptor != acceptor(pc)) {
 		m.ep.Remove(cc)
 		m.mu.Unlock()
 		return nil, net.ErrClosed
@@ -454,10 +466,23 @@ func (m *mux) registerLocked(c *Conn) {
 	m.users++
 }
 
-// releaseLocked closes the socket once nothing uses it.
+// releaseLocked closes the socket once nothing uses it (a sharded
+// Listener's once nothing uses any of its group).
 func (m *mux) releaseLocked() {
 	m.users--
 	if m.users > 0 || m.sockClosed.Load() {
+		return
+	}
+	if m.group != nil {
+		m.group.idle(m)
+		return
+	}
+	m.closeSocketLocked()
+}
+
+// closeSocketLocked closes the socket (m.mu held).
+func (m *mux) closeSocketLocked() {
+	if m.sockClosed.Load() {
 		return
 	}
 	m.sockClosed.Store(true)

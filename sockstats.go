@@ -3,6 +3,7 @@ package rudp
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 )
 
@@ -71,6 +72,11 @@ type SocketStats struct {
 	// DroppedQueueFull: the socket's own answers (Retry, refusal, reset)
 	// dropped because too many waited to be sent.
 	DroppedQueueFull uint64
+	// DroppedMisrouted: for no connection on the socket, its connection
+	// ID carrying another server's ID (Config.ServerID, Config.Sockets):
+	// not answered, since a stateless reset would end the connection
+	// there.
+	DroppedMisrouted uint64
 }
 
 // refusal is why the mux's acceptor (or the mux) would not take a
@@ -155,6 +161,7 @@ func (m *mux) stats() SocketStats {
 		DroppedUnknown:      ep.DroppedUnknown,
 		DroppedTruncated:    s.truncated.Load(),
 		DroppedQueueFull:    ep.DroppedQueueFull,
+		DroppedMisrouted:    ep.DroppedMisrouted,
 	}
 	st.Refused = st.RefusedBacklog + st.RefusedHostShare + st.RefusedPeers + st.RefusedPeersPerHost +
 		st.RefusedClosed + st.RefusedAttempts + st.RefusedReplayed
@@ -162,8 +169,42 @@ func (m *mux) stats() SocketStats {
 }
 
 // Stats returns the counts of the listener's socket: its connections,
-// handshakes, refusals by cause and datagrams dropped by cause.
-func (l *Listener) Stats() SocketStats { return l.m.stats() }
+// handshakes, refusals by cause and datagrams dropped by cause; with
+// Config.Sockets, the sums of its sockets' (ShardStats).
+func (l *Listener) Stats() SocketStats {
+	var sum SocketStats
+	for _, st := range l.ShardStats() {
+		sum.add(&st)
+	}
+	return sum
+}
+
+// ShardStats returns the counts of each of the listener's sockets
+// (Config.Sockets; one unless sharded), in the order of their index in
+// the port's SO_REUSEPORT group: socket k owns the connections whose
+// connection IDs carry server ID ServerID+k.
+func (l *Listener) ShardStats() []SocketStats {
+	st := make([]SocketStats, len(l.shards))
+	for k, m := range l.shards {
+		st[k] = m.stats()
+	}
+	return st
+}
+
+// add adds o's counts to s's (every field is a count).
+func (s *SocketStats) add(o *SocketStats) {
+	sv, ov := reflect.ValueOf(s).Elem(), reflect.ValueOf(o).Elem()
+	for i := range sv.NumField() {
+		switch f := sv.Field(i); f.Kind() {
+		case reflect.Int:
+			f.SetInt(f.Int() + ov.Field(i).Int())
+		case reflect.Uint64:
+			f.SetUint(f.Uint() + ov.Field(i).Uint())
+		default:
+			panic("rudp: SocketStats." + sv.Type().Field(i).Name + " is not a count")
+		}
+	}
+}
 
 // Stats returns the counts of the PacketConn's socket: its connections,
 // handshakes, refusals by cause and datagrams dropped by cause.

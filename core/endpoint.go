@@ -189,6 +189,14 @@ type EndpointConfig struct {
 	// simulations seed it.
 	Rand rand.Source
 
+	// ServerID, if set (1 to MaxServerIDLen bytes), is written in every
+	// connection ID the Endpoint chooses (RoutableConnectionID), so that a
+	// load balancer routes by it (docs/PROTOCOL.md §1.1); the Endpoint then
+	// answers with a stateless reset only a packet whose DstCID carries it:
+	// one carrying another server's ID was misrouted, and a reset would end
+	// that server's connection (DroppedMisrouted). nil: random IDs.
+	ServerID []byte
+
 	// ResetRate and ResetBurst bound the stateless resets the Endpoint
 	// sends (a token bucket): an unauthenticated sender can make it send
 	// at most this many small datagrams a second.
@@ -239,6 +247,7 @@ type endpointConfig struct {
 	resetRate               float64
 	resetBurst              int
 	maxQueued, maxAttempts  int
+	serverID                []byte // nil: random connection IDs
 }
 
 // Validate reports the first field of c holding a value an Endpoint cannot
@@ -272,6 +281,8 @@ func (c *EndpointConfig) Validate() error {
 		return bad("MaxQueued", c.MaxQueued, "must be between 1 and 65536 (0: the default, 256)")
 	case c.MaxAttempts < 0:
 		return bad("MaxAttempts", c.MaxAttempts, "must not be negative (0: the default, 262144)")
+	case validServerID(c.ServerID) != "":
+		return bad("ServerID", c.ServerID, validServerID(c.ServerID))
 	}
 	if c.Conn != nil {
 		if err := c.Conn.Validate(); err != nil {
@@ -329,6 +340,9 @@ func NewEndpoint(cfg *EndpointConfig) (*Endpoint, error) {
 	e.resetBurst = cmpOr(c.ResetBurst, defaultResetBurst)
 	e.maxQueued = cmpOr(c.MaxQueued, defaultMaxQueued)
 	e.maxAttempts = cmpOr(c.MaxAttempts, defaultMaxAttempts)
+	if len(c.ServerID) > 0 {
+		e.serverID = slices.Clone(c.ServerID)
+	}
 	if c.CookieKey != nil {
 		copy(e.cookieKey[:], c.CookieKey)
 	} else {
@@ -427,6 +441,10 @@ type EndpointStats struct {
 	ResetsLimited uint64 // stateless resets the rate limit withheld
 	// DroppedQueueFull: own datagrams dropped because MaxQueued waited.
 	DroppedQueueFull uint64
+	// DroppedMisrouted: for no connection here, with a DstCID that
+	// carries another server's ID (EndpointConfig.ServerID): not answered,
+	// since a reset would end that server's connection.
+	DroppedMisrouted uint64
 }
 
 // Stats returns the Endpoint's counters.
@@ -471,6 +489,10 @@ func (ep *Endpoint) HandleDatagram(now time.Time, from netip.AddrPort, b []byte)
 		if r != nil {
 			ep.stats.Routed++
 			return Event{Kind: EventDatagram, Conn: r.conn}
+		}
+		if h.Type != PacketReset && !ep.mayHaveIssued(h.DstCID) {
+			ep.drop(now, DropMisrouted, from)
+			return Event{}
 		}
 		switch {
 		case h.Type == PacketData:
@@ -976,13 +998,25 @@ func (ep *Endpoint) remove(r *route) {
 	}
 }
 
-// newCID draws a connection ID unused on this Endpoint.
+// newCID draws a connection ID unused on this Endpoint, carrying its
+// server ID if it has one.
 func (ep *Endpoint) newCID() uint64 {
 	for {
-		if id := NewConnectionID(ep.rng); ep.conns[id] == nil {
+		id := NewConnectionID(ep.rng)
+		if ep.cfg.serverID != nil {
+			id = RoutableConnectionID(ep.rng, ep.cfg.serverID)
+		}
+		if ep.conns[id] == nil {
 			return id
 		}
 	}
+}
+
+// mayHaveIssued reports whether cid may be one of the Endpoint's own
+// connection IDs: any, without a server ID; with one, only those carrying
+// it.
+func (ep *Endpoint) mayHaveIssued(cid uint64) bool {
+	return ep.cfg.serverID == nil || CarriesServerID(cid, ep.cfg.serverID)
 }
 
 // pruneAttempts forgets the attempts whose cookie can no longer be valid

@@ -309,6 +309,7 @@ func TestEndpointConfigErrors(t *testing.T) {
 		{EndpointConfig{ResetBurst: -1}, "EndpointConfig.ResetBurst"},
 		{EndpointConfig{MaxQueued: 1 << 20}, "EndpointConfig.MaxQueued"},
 		{EndpointConfig{MaxAttempts: -1}, "EndpointConfig.MaxAttempts"},
+		{EndpointConfig{ServerID: []byte{1, 2, 3, 4}}, "EndpointConfig.ServerID"},
 		{EndpointConfig{Conn: &Config{IdleTimeout: -time.Second}}, "EndpointConfig.Conn.IdleTimeout"},
 		{EndpointConfig{Listen: true}, "EndpointConfig.Rand"}, // the core reads no global randomness
 	} {

@@ -54,12 +54,14 @@ const (
 	DropDuplicate       // a packet received before
 	DropUnauthenticated // failed authentication (a protected connection)
 	DropReplayed        // a replayed protected packet
+	DropMisrouted       // for no connection here, carrying another server's ID (EndpointConfig.ServerID)
 	numDropCauses
 )
 
 var dropCauseNames = [numDropCauses]string{
 	"malformed", "unknown connection", "own datagram queue full", "reset rate limit", "truncated",
 	"malformed or unexpected, by its connection", "duplicate", "unauthenticated", "replayed",
+	"another server's connection ID",
 }
 
 // ConnDrops returns the datagrams c dropped so far, by cause, in the order
@@ -143,6 +145,8 @@ func (ep *Endpoint) drop(now time.Time, cause DropCause, from netip.AddrPort) {
 		ep.stats.DroppedQueueFull++
 	case DropResetLimited:
 		ep.stats.ResetsLimited++
+	case DropMisrouted:
+		ep.stats.DroppedMisrouted++
 	}
 	ep.LogDrop(now, cause, from)
 }

@@ -1,0 +1,213 @@
+package rudp_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rudp-go/rudp"
+)
+
+// listenSharded listens on a loopback port with cfg (its Sockets set), or
+// skips the test where the kernel cannot steer SO_REUSEPORT groups with
+// classic BPF (before Linux 4.5, or a sandbox that forbids it).
+func listenSharded(t *testing.T, cfg *rudp.Config) *rudp.Listener {
+	t.Helper()
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", cfg)
+	if errors.Is(err, syscall.ENOPROTOOPT) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		t.Skipf("no SO_REUSEPORT steering here: %v", err)
+	}
+	require.NoError(t, err)
+	return ln
+}
+
+// echoListener echoes every message of every connection ln accepts until
+// ln closes; stop waits for its goroutines.
+func echoListener(ln *rudp.Listener) (stop func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.AcceptRUDP()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				io.Copy(c, c)
+				c.Close()
+			})
+		}
+	})
+	return func() {
+		ln.Close()
+		wg.Wait()
+	}
+}
+
+// migratingEcho sends msgs writes of size bytes through a NAT relay to
+// addr, rebinding the relay (the client's address changes) after half of
+// them, and checks that all come back in order.
+func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int) error {
+	relay := newNATRelay(t, addr.AddrPort())
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, size)
+		for i := range msgs {
+			if i == msgs/2 {
+				relay.rebind(t)
+			}
+			buf[0], buf[size-1] = byte(i), byte(i>>8)
+			if _, err := c.Write(buf); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	buf := make([]byte, size)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i := range msgs {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return fmt.Errorf("echo %d of %d: %w", i, msgs, err)
+		}
+		if buf[0] != byte(i) || buf[size-1] != byte(i>>8) || !bytes.Equal(buf[1:size-1], make([]byte, size-2)) {
+			return fmt.Errorf("echo %d of %d: wrong bytes", i, msgs)
+		}
+	}
+	return <-errc
+}
+
+// TestListenerShardsKeepMigratingClients: a Listener serving its port
+// with two SO_REUSEPORT sockets (Config.Sockets) keeps each connection on
+// the socket that accepted it, also when the client's address changes in
+// the middle of a transfer (and the kernel's hash of the new address
+// pair would pick either socket): every datagram of every connection
+// reached its own shard, none was dropped as another shard's
+// (DroppedMisrouted) or unknown, and both shards served.
+func TestListenerShardsKeepMigratingClients(t *testing.T) {
+	ln := listenSharded(t, &rudp.Config{Sockets: 2})
+	stop := echoListener(ln)
+	defer stop()
+	const clients, msgs, size = 12, 200, 1000
+	errs := make(chan error, clients)
+	for range clients {
+		go func() { errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size) }()
+	}
+	for range clients {
+		require.NoError(t, <-errs)
+	}
+	shards := ln.ShardStats()
+	require.Len(t, shards, 2)
+	var accepted uint64
+	for k, st := range shards {
+		t.Logf("socket %d: accepted %d, datagrams %d, misrouted %d", k, st.Accepted, st.DatagramsReceived, st.DroppedMisrouted)
+		require.Zero(t, st.DroppedMisrouted, "socket %d: datagrams of the other socket's connections", k)
+		require.Zero(t, st.DroppedUnknown, "socket %d", k)
+		require.Zero(t, st.ResetsSent, "socket %d", k)
+		accepted += st.Accepted
+	}
+	require.Equal(t, uint64(clients), accepted)
+	require.Equal(t, uint64(clients), ln.Stats().Accepted, "Stats sums the sockets'")
+}
+
+// TestShardingConfigErrors: Sockets and ServerID that cannot work
+// together are refused by Validate and Listen, naming the field to change.
+func TestShardingConfigErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		cfg           rudp.Config
+		field, reason string
+	}{
+		{"manual", rudp.Config{Sockets: 2, Manual: true}, "Sockets", "Manual mode"},
+		{"shared without a server ID", rudp.Config{Sockets: 1}, "ServerID", "must be set with Sockets 1"},
+		{"server IDs past the last byte", rudp.Config{Sockets: 3, ServerID: []byte{7, 254}}, "Sockets", "at most 2 with ServerID's last byte 254"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for what, err := range map[string]error{"Validate": tt.cfg.Validate(), "Listen": listenErr(&tt.cfg)} {
+				var ce *rudp.ConfigError
+				require.ErrorAs(t, err, &ce, what)
+				require.Equal(t, tt.field, ce.Field, what)
+				require.Contains(t, ce.Reason, tt.reason, what)
+			}
+		})
+	}
+	// The limits themselves are valid.
+	require.NoError(t, (&rudp.Config{Sockets: 2, ServerID: []byte{7, 254}}).Validate())
+	require.NoError(t, (&rudp.Config{Sockets: 1, Manual: true, ServerID: []byte{3}}).Validate())
+}
+
+func listenErr(cfg *rudp.Config) error {
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", cfg)
+	if err == nil {
+		ln.Close()
+	}
+	return err
+}
+
+// TestShardedListenerDialAndClose: a sharded Listener dials through its
+// sockets in turn, and each dialed connection's replies come back to the
+// socket that dialed it (its IDs carry that socket's server ID). Its
+// sockets stay open, all of them, while a connection on any lives after
+// Close (closing one would renumber the port's group), and all close with
+// the last: the port is free again.
+func TestShardedListenerDialAndClose(t *testing.T) {
+	server := listenSharded(t, &rudp.Config{})
+	stop := echoListener(server)
+	defer stop()
+	ln := listenSharded(t, &rudp.Config{Sockets: 2})
+	var conns []*rudp.Conn
+	for range 4 {
+		c, err := ln.Dial("udp4", server.Addr().String())
+		require.NoError(t, err)
+		defer c.Close() // (before stop, which waits for the server's side)
+		conns = append(conns, c)
+	}
+	echo := func(c *rudp.Conn) { echoOnce(t, c, "ping") }
+	for _, c := range conns {
+		echo(c)
+	}
+	for k, st := range ln.ShardStats() {
+		require.Equal(t, uint64(2), st.Dialed, "socket %d", k)
+		require.Equal(t, 2, st.Conns, "socket %d", k)
+		require.Zero(t, st.DroppedMisrouted, "socket %d", k)
+	}
+	port := ln.Addr().(*net.UDPAddr)
+	require.NoError(t, ln.Close())
+	// Both sockets stay while one connection lives (it is on one of them).
+	for _, c := range conns[1:] {
+		require.NoError(t, c.Close())
+	}
+	echo(conns[0])
+	require.Equal(t, 2, socketsOnPort(t, port.Port), "sockets on the port while a connection lives")
+	require.NoError(t, conns[0].Close())
+	require.Eventually(t, func() bool { return socketsOnPort(t, port.Port) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"sockets stay on the port after the last connection closed")
+}
+
+// socketsOnPort counts the IPv4 UDP sockets bound to port (/proc/net/udp).
+func socketsOnPort(t *testing.T, port int) int {
+	b, err := os.ReadFile("/proc/net/udp")
+	require.NoError(t, err)
+	n := 0
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1], suffix) {
+			n++
+		}
+	}
+	return n
+}
