@@ -1,12 +1,14 @@
 package rudp_test
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,14 +57,20 @@ func echoListener(ln *rudp.Listener) (stop func()) {
 
 // migratingEcho sends msgs writes of size bytes through a NAT relay to
 // addr, rebinding the relay (the client's address changes) after half of
-// them, and checks that all come back in order.
-func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int) error {
+// them, and checks that all come back in order; first, if set, runs on
+// the new connection before that.
+func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int, first func(*rudp.Conn) error) error {
 	relay := newNATRelay(t, addr.AddrPort())
 	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), nil)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if first != nil {
+		if err := first(c); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 1)
 	go func() {
 		buf := make([]byte, size)
@@ -105,7 +113,7 @@ func TestListenerShardsKeepMigratingClients(t *testing.T) {
 	const clients, msgs, size = 12, 200, 1000
 	errs := make(chan error, clients)
 	for range clients {
-		go func() { errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size) }()
+		go func() { errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size, nil) }()
 	}
 	for range clients {
 		require.NoError(t, <-errs)
@@ -210,4 +218,129 @@ func socketsOnPort(t *testing.T, port int) int {
 		}
 	}
 	return n
+}
+
+// shardChildEnv makes the test binary the second server process of
+// TestTwoProcessesShareAPort: "ID PORT" listens on 127.0.0.1:PORT with
+// Sockets 1 and ServerID {ID}, prints "ready", and serves every
+// connection it accepts (the byte ID first, then an echo) until its stdin
+// closes; then it prints "stats ACCEPTED MISROUTED" and exits.
+const shardChildEnv = "RUDP_TEST_SHARD_CHILD"
+
+func TestShardChild(t *testing.T) {
+	var id, port int
+	if _, err := fmt.Sscanf(os.Getenv(shardChildEnv), "%d %d", &id, &port); err != nil {
+		t.Skip("the second server process of TestTwoProcessesShareAPort")
+	}
+	ln, err := rudp.Listen("udp4", fmt.Sprintf("127.0.0.1:%d", port), &rudp.Config{Sockets: 1, ServerID: []byte{byte(id)}})
+	require.NoError(t, err)
+	stop := serveTagged(ln, byte(id))
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	st := ln.Stats()
+	fmt.Printf("stats %d %d\n", st.Accepted, st.DroppedMisrouted)
+	stop()
+}
+
+// serveTagged serves every connection ln accepts: it writes tag, then
+// echoes. stop closes ln and its connections.
+func serveTagged(ln *rudp.Listener, tag byte) (stop func()) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []*rudp.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.AcceptRUDP()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				if _, err := c.Write([]byte{tag}); err == nil {
+					io.Copy(c, c)
+				}
+			})
+		}
+	})
+	return func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}
+}
+
+// TestTwoProcessesShareAPort: two server processes, this one (server ID
+// 0) and a child (server ID 1), share one UDP port through the same BPF
+// steering, each with its own server ID; the kernel hands each new client
+// to one of them (its hash of the address pair) and every later datagram
+// to the process whose ID the connection's IDs carry. Every connection,
+// its client's address changing in the middle of a transfer, completes
+// with the process that accepted it, and neither process saw a datagram
+// of the other's connections (DroppedMisrouted).
+func TestTwoProcessesShareAPort(t *testing.T) {
+	ln := listenSharded(t, &rudp.Config{Sockets: 1, ServerID: []byte{0}})
+	stop := serveTagged(ln, 0)
+	defer stop()
+	port := ln.Addr().(*net.UDPAddr).Port
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestShardChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=1 %d", shardChildEnv, port))
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	lines := bufio.NewScanner(stdout)
+	require.True(t, lines.Scan(), "the child's first line")
+	require.Equal(t, "ready", lines.Text())
+
+	const clients, msgs, size = 16, 100, 1000
+	served := make(chan byte, clients)
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size, func(c *rudp.Conn) error {
+				var tag [1]byte
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if _, err := io.ReadFull(c, tag[:]); err != nil {
+					return err
+				}
+				served <- tag[0]
+				return nil
+			})
+		}()
+	}
+	for range clients {
+		require.NoError(t, <-errs)
+	}
+	byProcess := [2]int{}
+	for range clients {
+		tag := <-served
+		require.Less(t, tag, byte(2))
+		byProcess[tag]++
+	}
+	t.Logf("connections by process: %v", byProcess)
+	st := ln.Stats()
+	require.Equal(t, uint64(byProcess[0]), st.Accepted, "this process accepted")
+	require.Zero(t, st.DroppedMisrouted, "datagrams of the child's connections here")
+	require.NoError(t, stdin.Close())
+	require.True(t, lines.Scan(), "the child's stats")
+	var accepted, misrouted int
+	_, err = fmt.Sscanf(lines.Text(), "stats %d %d", &accepted, &misrouted)
+	require.NoError(t, err, "the child said %q", lines.Text())
+	require.Equal(t, byProcess[1], accepted, "the child accepted")
+	require.Zero(t, misrouted, "datagrams of this process's connections in the child")
+	// 16 clients all hashed to one process: a chance of 1 in 32768.
+	require.NotZero(t, byProcess[0])
+	require.NotZero(t, byProcess[1])
 }
