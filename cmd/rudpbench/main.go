@@ -15,6 +15,10 @@
 //	conns  -conns K concurrent connections: handshake rate, dial failures, memory per
 //	       connection idle and after a 1 KiB echo, CPU used by K idle connections over -idle
 //	all    all of the above
+//	shard  (not in all) -streams connections move -size MiB at once to a server process of
+//	       its own whose Listener has 1 socket, then -sockets (Config.Sockets, SO_REUSEPORT
+//	       steered by connection ID), TCP's streams as the baseline: goodput, and the server's
+//	       CPU per GiB measured in its process
 //
 // Impairment flags (-loss, -dup, -reorder, -delay, -jitter, -rate, -queue) put
 // rudp and raw UDP behind the impair UDP proxy (every flag applies to
@@ -73,6 +77,9 @@ func main() {
 // scenarios in the order "all" runs them.
 var allScenarios = []string{"bulk", "rr", "msg", "conns"}
 
+// extraScenarios are the scenarios "all" does not run.
+var extraScenarios = []string{"shard"}
+
 var allTransports = []string{"rudp", "tcp", "udp"}
 
 // options are the parsed flags.
@@ -85,6 +92,8 @@ type options struct {
 	Duration   time.Duration `json:"duration_ns"`
 	Idle       time.Duration `json:"idle_ns"`
 	Conns      int           `json:"conns"`
+	Sockets    int           `json:"sockets,omitempty"`
+	Streams    int           `json:"streams,omitempty"`
 	MsgRate    int           `json:"msg_rate"`
 	Loss       float64       `json:"loss"`
 	Dup        float64       `json:"dup"`
@@ -134,7 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, all\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, all, shard\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
@@ -146,6 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.Idle, "idle", 10*time.Second, "conns: how long the CPU of K idle connections is measured")
 	fs.IntVar(&o.Conns, "conns", 1000, "conns: number of concurrent connections K (all dialed at once, at most 1000 in flight)")
 	fs.IntVar(&o.MsgRate, "msgrate", 2000, "msg: messages per second")
+	fs.IntVar(&o.Sockets, "sockets", 2, "shard: the server Listener's Config.Sockets of the second phase (the first has 1)")
+	fs.IntVar(&o.Streams, "streams", 16, "shard: connections moving -size MiB between them at once")
 	fs.Float64Var(&o.Loss, "loss", 0, "probability that a datagram is dropped, each direction")
 	fs.Float64Var(&o.Dup, "dup", 0, "probability that a datagram is duplicated, each direction")
 	fs.Float64Var(&o.Reorder, "reorder", 0, "probability that a datagram is held back and overtaken, each direction")
@@ -197,13 +208,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 					o.Scenarios = append(o.Scenarios, a)
 				}
 			}
-		case contains(allScenarios, s):
+		case contains(allScenarios, s) || contains(extraScenarios, s):
 			if !contains(o.Scenarios, s) {
 				o.Scenarios = append(o.Scenarios, s)
 			}
 		default:
 			fs.Usage()
-			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns or all)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns, all or shard)", s)
 		}
 	}
 	if len(o.Scenarios) == 0 {
@@ -221,6 +232,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-conns = %d, want > 0", o.Conns)
 	case o.MsgRate <= 0:
 		return nil, fmt.Errorf("-msgrate = %d, want > 0", o.MsgRate)
+	case o.Sockets < 1:
+		return nil, fmt.Errorf("-sockets = %d, want >= 1", o.Sockets)
+	case o.Streams < 1:
+		return nil, fmt.Errorf("-streams = %d, want >= 1", o.Streams)
 	case o.Queue < 0:
 		return nil, fmt.Errorf("-queue = %d, want >= 0", o.Queue)
 	case o.Repeat <= 0:
@@ -259,6 +274,9 @@ func contains(list []string, s string) bool {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "proxy" {
 		return runProxy(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == shardServerCmd {
+		return runShardServer(args[1:], stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {

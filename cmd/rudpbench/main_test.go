@@ -150,11 +150,38 @@ func TestNetns(t *testing.T) {
 // TestMain lets the test binary act as rudpbench when -netns re-executes it
 // inside the namespace (the child's first argument is -json).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "-json" {
+	if len(os.Args) > 1 && (os.Args[1] == "-json" || os.Args[1] == shardServerCmd) {
 		main()
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// TestShardTiny runs the shard scenario (its server is this test binary,
+// re-executed: TestMain): each phase has rudp's and TCP's goodput and CPU
+// figures, and the sockets' ratios are reported, in the JSON too.
+func TestShardTiny(t *testing.T) {
+	rep := runJSON(t, "-json", "-size", "4", "-streams", "4", "-sockets", "2", "-transports", "rudp,tcp", "shard")
+	for _, ph := range []string{"4 streams, 1 socket", "4 streams, 2 sockets"} {
+		for _, tr := range []string{"rudp", "tcp"} {
+			r := rep.find("shard", ph, tr)
+			if r == nil {
+				t.Fatalf("no result for shard [%s] over %s: %+v", ph, tr, rep.Results)
+			}
+			for _, name := range []string{"goodput", "time", "server CPU/GiB", "client CPU/GiB"} {
+				if v, ok := r.get(name); !ok || !(v > 0) {
+					t.Errorf("shard [%s] over %s: %s = %v (present %v), want > 0", ph, tr, name, v, ok)
+				}
+			}
+		}
+	}
+	r := rep.find("shard", "2 sockets vs 1", "rudp")
+	if r == nil {
+		t.Fatal("no ratio of 2 sockets to 1")
+	}
+	if v, ok := r.get("goodput ratio"); !ok || !(v > 0) {
+		t.Errorf("goodput ratio = %v (present %v)", v, ok)
+	}
 }
 
 func TestParseRate(t *testing.T) {
@@ -192,6 +219,8 @@ func TestBadFlags(t *testing.T) {
 		{"-mtu", "1500", "bulk"},           // without -netns
 		{"-netns", "-mtu", "1000", "bulk"}, // below IPv6's minimum
 		{"-repeat", "2", "-trace", "/tmp", "bulk"},
+		{"-sockets", "0", "shard"},
+		{"-streams", "0", "shard"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {

@@ -193,7 +193,7 @@ func (r *report) writeTables(w io.Writer) {
 		fmt.Fprintf(w, "%d runs: each figure is their median, (min-max) beside it; ratios are of medians\n", r.Options.Repeat)
 	}
 	transports := r.Options.Transports
-	for _, sc := range allScenarios {
+	for _, sc := range append(allScenarios[:len(allScenarios):len(allScenarios)], extraScenarios...) {
 		for _, ph := range r.phases(sc) {
 			title := sc
 			if ph != "" {

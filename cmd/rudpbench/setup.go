@@ -73,6 +73,8 @@ func (b *bench) runAll() *report {
 			b.runMsg()
 		case "conns":
 			b.runConns()
+		case "shard":
+			b.runShard()
 		}
 		b.logf("%s done in %.1fs", sc, time.Since(start).Seconds())
 	}
