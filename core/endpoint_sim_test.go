@@ -454,14 +454,27 @@ func newEpSimWith(t testing.TB, seed uint64, link sim.LinkConfig, clients int, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &epSim{
-		net: newSimNet(seed),
-		server: &epServer{ep: sep, created: map[uint64]*core.Conn{}, taken: map[*core.Conn]bool{},
-			in: map[netip.AddrPort]int{}, own: map[netip.AddrPort]int{}},
-		clients: &epClients{byAddr: map[netip.AddrPort]int{}},
+	s := &epSim{net: newSimNet(seed), server: newEpServer(sep)}
+	s.clients = newEpClients(t, rng, s.net.Now(), clients, ccfg)
+	a, b := s.net.AddNode(s.clients), s.net.AddNode(s.server)
+	if err := s.net.Connect(a, b, link); err != nil {
+		t.Fatal(err)
 	}
-	now := s.net.Now()
-	for i := range clients {
+	s.net.MaxStepsPerInstant = 1 << 20
+	return s
+}
+
+// newEpServer is the listening node around ep.
+func newEpServer(ep *core.Endpoint) *epServer {
+	return &epServer{ep: ep, created: map[uint64]*core.Conn{}, taken: map[*core.Conn]bool{},
+		in: map[netip.AddrPort]int{}, own: map[netip.AddrPort]int{}}
+}
+
+// newEpClients is the node of n clients, each with a connection dialed at
+// now with ccfg, their Endpoints' randomness drawn from rng.
+func newEpClients(t testing.TB, rng *rand.Rand, now time.Time, n int, ccfg *core.Config) *epClients {
+	s := &epClients{byAddr: map[netip.AddrPort]int{}}
+	for i := range n {
 		ep, err := core.NewEndpoint(&core.EndpointConfig{Conn: ccfg,
 			Rand: indexedSource{rand.NewPCG(rng.Uint64(), rng.Uint64()), uint64(i)}})
 		if err != nil {
@@ -471,16 +484,11 @@ func newEpSimWith(t testing.TB, seed uint64, link sim.LinkConfig, clients int, s
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.clients.eps = append(s.clients.eps, ep)
-		s.clients.conns = append(s.clients.conns, c)
-		s.clients.byAddr[epClientAddr(i)] = i
-		s.clients.set.add(c)
+		s.eps = append(s.eps, ep)
+		s.conns = append(s.conns, c)
+		s.byAddr[epClientAddr(i)] = i
+		s.set.add(c)
 	}
-	a, b := s.net.AddNode(s.clients), s.net.AddNode(s.server)
-	if err := s.net.Connect(a, b, link); err != nil {
-		t.Fatal(err)
-	}
-	s.net.MaxStepsPerInstant = 1 << 20
 	return s
 }
 
