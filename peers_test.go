@@ -481,6 +481,11 @@ type natRelay struct {
 	outside *net.UDPConn
 	client  netip.AddrPort
 	wg      sync.WaitGroup
+	// quiet keeps a replaced outside socket open, dropping what comes to
+	// it, as a NAT that forgot a mapping does: no ICMP port unreachable
+	// tells the server (which takes one as a hint that its peer is gone).
+	quiet bool
+	old   []*net.UDPConn
 }
 
 func newNATRelay(t *testing.T, target netip.AddrPort) *natRelay {
@@ -506,6 +511,9 @@ func newNATRelay(t *testing.T, target netip.AddrPort) *natRelay {
 		inside.Close()
 		r.mu.Lock()
 		r.outside.Close()
+		for _, o := range r.old {
+			o.Close()
+		}
 		r.mu.Unlock()
 		r.wg.Wait()
 	})
@@ -520,6 +528,10 @@ func (r *natRelay) rebind(t *testing.T) {
 	r.mu.Lock()
 	old := r.outside
 	r.outside = out
+	if old != nil && r.quiet {
+		r.old = append(r.old, old)
+		old = nil
+	}
 	r.mu.Unlock()
 	if old != nil {
 		old.Close()
@@ -532,9 +544,11 @@ func (r *natRelay) rebind(t *testing.T) {
 				return
 			}
 			r.mu.Lock()
-			client := r.client
+			client, current := r.client, r.outside == out
 			r.mu.Unlock()
-			_, _ = r.inside.WriteToUDPAddrPort(buf[:n], client)
+			if current {
+				_, _ = r.inside.WriteToUDPAddrPort(buf[:n], client)
+			}
 		}
 	})
 }
