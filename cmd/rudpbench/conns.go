@@ -300,7 +300,11 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 	cs := &connSet{}
 	switch t {
 	case "rudp":
-		ln, err := rudp.Listen("udp", loopback, nil)
+		scfg, ccfg, err := b.protect(nil)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := rudp.Listen("udp", loopback, scfg)
 		if err != nil {
 			return nil, err
 		}
@@ -317,10 +321,10 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 		}
 		cs.accept = ln.Accept
 		cs.dial = func(ctx context.Context) (net.Conn, error) {
-			return rudp.DialContext(ctx, "udp", addr, nil)
+			return rudp.DialContext(ctx, "udp", addr, ccfg)
 		}
 		if b.opts.SharedDial {
-			client, err := rudp.Listen("udp", loopback, nil)
+			client, err := rudp.Listen("udp", loopback, ccfg)
 			if err != nil {
 				for i := len(cs.closers) - 1; i >= 0; i-- {
 					cs.closers[i].Close()

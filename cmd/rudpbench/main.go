@@ -38,6 +38,12 @@
 // loopback's receive path runs there; machine-wide and sampled at the clock
 // tick, so use -size 256 or more), and CPU+softirq/GiB their sum.
 //
+// -psk and -tls protect the rudp connections of every scenario (Config.PSK:
+// Noise NNpsk0; Config.TLS: TLS 1.3 with a self-signed ECDSA P-256
+// certificate made at start, which the client trusts); conns then gives the
+// handshake rate of that mode ("rudpbench -tls -conns 1000 -transports rudp
+// conns"), to compare with a plaintext run.
+//
 // "rudpbench proxy" runs the impair package's UDP proxy on its own, between
 // any UDP client and server, until interrupted: clients send to -listen, it
 // relays to -to, impairing each direction by -loss, -dup, -reorder, -corrupt,
@@ -86,6 +92,7 @@ var allTransports = []string{"rudp", "tcp", "udp"}
 type options struct {
 	NoGSO      bool          `json:"no_gso"`
 	PSK        bool          `json:"psk,omitempty"`
+	TLS        bool          `json:"tls,omitempty"`
 	Datagram   int           `json:"max_datagram_size,omitempty"`
 	SharedDial bool          `json:"shared_dial"`
 	SizeMiB    int           `json:"size_mib"`
@@ -149,6 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
 	fs.BoolVar(&o.NoGSO, "nogso", false, "rudp: Config.DisableGSO (UDP segmentation and receive coalescing off)")
 	fs.BoolVar(&o.PSK, "psk", false, "rudp: protect the connections with a pre-shared key (Config.PSK, a fixed test key: Noise NNpsk0, AES-128-GCM packets)")
+	fs.BoolVar(&o.TLS, "tls", false, "rudp: protect the connections with TLS 1.3 (Config.TLS: a self-signed ECDSA P-256 certificate made at start, which the client trusts; AES-128-GCM packets)")
 	fs.IntVar(&o.Datagram, "datagram", 0, "rudp: Config.MaxDatagramSize, the ceiling path MTU discovery grows datagrams to (0 = the default)")
 	fs.BoolVar(&o.SharedDial, "shared", false, "conns: rudp dials all K connections through one client Listener (Listener.DialContext: one socket and reader for all) instead of a socket each")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")
@@ -177,6 +185,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.Env, "env", "", "internal: impairment applied outside the process (set by -netns)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.PSK && o.TLS {
+		return nil, errors.New("-psk and -tls: choose one")
 	}
 	if o.rateText != "" {
 		r, err := parseRate(o.rateText)

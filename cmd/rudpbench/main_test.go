@@ -208,6 +208,32 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
+// TestProtectedTiny: -psk and -tls run every rudp scenario over protected
+// connections (conns: the handshake rate of the mode) and say so.
+func TestProtectedTiny(t *testing.T) {
+	for _, mode := range []string{"-psk", "-tls"} {
+		t.Run(mode, func(t *testing.T) {
+			rep := runJSON(t, append([]string{mode, "-transports", "rudp"}, append(tinyArgs, "bulk", "rr", "conns")...)...)
+			for _, r := range rep.Results {
+				if r.Error != "" {
+					t.Fatalf("%s %s: %s", r.Scenario, r.Transport, r.Error)
+				}
+				for _, name := range mustHave[r.Scenario] {
+					if v, ok := r.get(name); !ok || !(v > 0) {
+						t.Errorf("%s: %s = %v", r.Scenario, name, v)
+					}
+				}
+				if v, _ := r.get("dial failures"); r.Scenario == "conns" && v != 0 {
+					t.Errorf("conns: %v dial failures", v)
+				}
+			}
+			if !strings.Contains(strings.Join(rep.Env.Notes, "\n"), mode+": the rudp connections are protected") {
+				t.Errorf("no note of the protection: %q", rep.Env.Notes)
+			}
+		})
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{},
@@ -221,6 +247,7 @@ func TestBadFlags(t *testing.T) {
 		{"-repeat", "2", "-trace", "/tmp", "bulk"},
 		{"-sockets", "0", "shard"},
 		{"-streams", "0", "shard"},
+		{"-psk", "-tls", "conns"},
 	} {
 		var out, errOut bytes.Buffer
 		if err := run(context.Background(), args, &out, &errOut); err == nil {

@@ -34,6 +34,8 @@ type bench struct {
 	// traceRun is the directory the current run's connections are traced
 	// to ("": not traced; see -trace).
 	traceRun string
+	// tls is -tls's configs, made at the first protected connection.
+	tls *benchTLS
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -57,6 +59,12 @@ func (b *bench) runAll() *report {
 			b.rep.note("the TCP relay's bottleneck never drops: when its queue (-queue) is full it stops reading and TCP's flow control pushes back, so TCP sees no loss at the bottleneck while rudp and raw UDP see drop-tail loss; use -netns (tc tbf) for the same bottleneck for all")
 		}
 		b.rep.note("rudp and raw UDP go through the impair UDP proxy (impairment applied to each direction); the proxy's CPU is counted in the CPU figures")
+	}
+	switch {
+	case o.PSK:
+		b.rep.note("-psk: the rudp connections are protected with a pre-shared key (Noise NNpsk0 handshake, AES-128-GCM packets)")
+	case o.TLS:
+		b.rep.note("-tls: the rudp connections are protected with TLS 1.3 (a self-signed ECDSA P-256 certificate, crypto/tls's default key exchange and cipher suite: X25519MLKEM768, AES-128-GCM where the CPU has AES instructions)")
 	}
 	b.rep.note("both ends of every connection run in this process: CPU (getrusage, whole process) and memory (HeapInuse+StackInuse delta) are for both ends together")
 	for _, sc := range o.Scenarios {
@@ -185,18 +193,39 @@ func (p *pair) Close() {
 // benchPSK is the key of -psk: both ends are this process.
 var benchPSK = [32]byte{'r', 'u', 'd', 'p', 'b', 'e', 'n', 'c', 'h'}
 
+// protect returns the listener's and the dialer's copies of cfg (nil: the
+// defaults) with -psk's key or -tls's configs, or cfg itself for both
+// when neither is set.
+func (b *bench) protect(cfg *rudp.Config) (server, client *rudp.Config, err error) {
+	if !b.opts.PSK && !b.opts.TLS {
+		return cfg, cfg, nil
+	}
+	var s, c rudp.Config
+	if cfg != nil {
+		s, c = *cfg, *cfg
+	}
+	if b.opts.PSK {
+		s.PSK, c.PSK = benchPSK[:], benchPSK[:]
+		return &s, &c, nil
+	}
+	if b.tls == nil {
+		if b.tls, err = newBenchTLS(); err != nil {
+			return nil, nil, fmt.Errorf("-tls: %w", err)
+		}
+	}
+	s.TLS, c.TLS = b.tls.server, b.tls.client
+	return &s, &c, nil
+}
+
 // dialRUDP listens on loopback, puts the proxy in front if im is active, dials
 // and accepts one connection.
 func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
-	if b.opts.NoGSO || b.opts.Datagram != 0 || b.traceRun != "" || b.opts.PSK {
+	if b.opts.NoGSO || b.opts.Datagram != 0 || b.traceRun != "" {
 		c := rudp.Config{}
 		if cfg != nil {
 			c = *cfg
 		}
 		c.DisableGSO = b.opts.NoGSO
-		if b.opts.PSK {
-			c.PSK = benchPSK[:]
-		}
 		if b.opts.Datagram != 0 {
 			c.MaxDatagramSize = b.opts.Datagram
 		}
@@ -208,8 +237,12 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 		}
 		cfg = &c
 	}
+	scfg, ccfg, err := b.protect(cfg)
+	if err != nil {
+		return nil, err
+	}
 	p := &pair{}
-	ln, err := rudp.Listen("udp", loopback, cfg)
+	ln, err := rudp.Listen("udp", loopback, scfg)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +268,7 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 	}()
 	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
 	defer cancel()
-	c, err := rudp.DialContext(ctx, "udp", addr, cfg)
+	c, err := rudp.DialContext(ctx, "udp", addr, ccfg)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("dial: %w", err)
