@@ -159,6 +159,18 @@ type Config struct {
 	// connection configured for protection refuses a peer that is not
 	// (and a plaintext one refuses a protected peer): no downgrade.
 	// Not on a Session (it has no client and server roles).
+	//
+	// Randomness: crypto/tls (Go 1.26) takes from the connection's Rand
+	// only the hello randoms and the client's ML-KEM seed. The X25519 key
+	// shares (crypto/ecdh ignores the reader it is given since Go 1.26),
+	// the certificate's signature (crypto/ecdsa, crypto/rsa likewise) and
+	// the server's ML-KEM encapsulation draw from the process's own
+	// cryptographic randomness, so a TLS handshake in a simulation is
+	// reproducible from its seed only if a test also seeds that
+	// (testing/cryptotest.SetGlobalRandom: the whole process, so not in
+	// parallel tests); the core changes no global state. A PSK handshake
+	// draws everything from Rand and is reproducible as it is
+	// (TestSimSecureReproducible).
 	TLS *tls.Config
 
 	// PSK, if set, protects the connection with a pre-shared key of exactly

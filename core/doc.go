@@ -5,7 +5,12 @@
 // package, starts no goroutine, never blocks, and draws randomness only
 // from the rand.Source it is given, so that the simulator (internal/sim, driven by
 // sim_test.go) runs it through loss, duplication, reordering and
-// corruption from a seed, and replays any failure from that seed.
+// corruption from a seed, and replays any failure from that seed. (One
+// exception: a TLS handshake's key shares and signatures come from the
+// process's cryptographic randomness, which crypto/tls does not let a
+// caller inject since Go 1.26; a test seeds it with
+// testing/cryptotest.SetGlobalRandom to replay such a run: see
+// Config.TLS.)
 //
 // # Layers
 //

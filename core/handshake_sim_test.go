@@ -105,6 +105,7 @@ func TestSimSecureHandshake(t *testing.T) {
 					ccfg, scfg = protectedConfig(nil, psk), protectedConfig(nil, psk)
 				}
 				epSeeds(t, "TestSimSecureHandshake/"+name+"/"+mode, seeds, func(seed uint64) error {
+					seedCrypto(t, seed) // (a TLS run is reproducible from its seed)
 					s, err := secureSim(t, seed, link, 3, ccfg, scfg)
 					if err != nil {
 						return err
@@ -171,6 +172,7 @@ func TestSimSecureHandshakeRefused(t *testing.T) {
 		{"plaintext client, PSK listener", epSimConfig, protectedConfig(nil, psk1), "the listener's mode is a pre-shared key", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			seedCrypto(t, 1)
 			s, err := secureSim(t, 1, link, 2, tc.ccfg, tc.scfg)
 			require.NoError(t, err)
 			for _, c := range s.clients.conns {

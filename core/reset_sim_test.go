@@ -60,6 +60,7 @@ func TestSimSecureServerRestart(t *testing.T) {
 					ccfg, scfg = protectedConfig(nil, psk), protectedConfig(nil, psk)
 				}
 				epSeeds(t, "TestSimSecureServerRestart/"+name, seeds, func(seed uint64) error {
+					seedCrypto(t, seed)
 					s, err := secureSimWith(t, seed, sim.LinkConfig{Latency: latency}, 1, ccfg,
 						core.EndpointConfig{Conn: scfg, ResetKey: resetKeys[0]})
 					if err != nil {
@@ -127,6 +128,7 @@ func TestSimSecureServerRestart(t *testing.T) {
 // connection goes on: a message sent after them arrives.
 func TestSimSecureResetForged(t *testing.T) {
 	st := newSimTLS(t)
+	seedCrypto(t, 1)
 	s, err := secureSimWith(t, 1, sim.LinkConfig{Latency: 10 * time.Millisecond}, 2, protectedConfig(st.client, nil),
 		core.EndpointConfig{Conn: protectedConfig(st.server, nil), ResetKey: resetKeys[0]})
 	require.NoError(t, err)
