@@ -583,3 +583,46 @@ func BenchmarkPacketAEAD(b *testing.B) {
 		}
 	}
 }
+
+// TestProtectedSpoofedAddressChange: on a protected connection, a packet
+// forged from a new address, claiming the next packet number (the one
+// that moves a plaintext connection there, TestPathSpoofedPacketMovesNothing),
+// and a tampered copy of a genuine packet from that address, move nothing:
+// the connection still sends to its peer's address, nothing at all goes
+// to the spoofer's (no challenge either), and the genuine packet is then
+// taken from the peer's address.
+func TestProtectedSpoofedAddressChange(t *testing.T) {
+	p := newProtectedPair(t, tls.TLS_AES_128_GCM_SHA256, 0)
+	a, b := p.a, p.b
+	spoofer := netip.MustParseAddrPort("203.0.113.66:6666")
+	d := p.sealedFrom(t, a, Delivery, []byte("genuine"))
+	largest, _ := b.acks.largest()
+	forged := make([]byte, len(d))
+	putHeader(forged, Header{Type: PacketApp, DstCID: b.localCID, PacketNumber: uint32(largest) + 1})
+	tampered := bytes.Clone(d)
+	tampered[len(tampered)-1] ^= 1
+	plainForged := sealed(Header{Type: PacketData, DstCID: b.localCID, PacketNumber: uint32(largest) + 1}, []byte{framePing})
+	for name, x := range map[string][]byte{"forged": forged, "tampered": tampered, "plaintext": plainForged} {
+		before := dropped(b)
+		b.HandleDatagramFrom(p.now, spoofer, x)
+		if dropped(b) != before+1 {
+			t.Fatalf("%s from %v: not dropped (%+v)", name, spoofer, b.Stats())
+		}
+		if b.PeerAddr().IsValid() || b.PathStats().Migrations != 0 {
+			t.Fatalf("%s from %v moved the connection: %v, %+v", name, spoofer, b.PeerAddr(), b.PathStats())
+		}
+	}
+	for {
+		n, to := b.PollTransmitTo(p.now, p.buf)
+		if n == 0 {
+			break
+		}
+		if to == spoofer {
+			t.Fatalf("%d bytes sent to the spoofer", n)
+		}
+	}
+	b.HandleDatagram(p.now, d)
+	if m, _ := b.Recv(); string(m.Data) != "genuine" {
+		t.Fatalf("the genuine packet gave %q", m.Data)
+	}
+}
