@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -60,23 +59,10 @@ func TestListenerFloodMemory(t *testing.T) {
 	defer ln.Close()
 	heap0, _ := memNow()
 
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestListenerFloodMemory$", "-test.count=1")
-	cmd.Env = append(os.Environ(), floodDialEnv+"="+ln.Addr().String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	defer func() {
-		stdin.Close() // tells the child to close its connections and exit
-		// (It waits for its data to be acknowledged, which takes long
-		// if the test failed before accepting it: a few seconds at most.)
-		t := time.AfterFunc(5*time.Second, func() { _ = cmd.Process.Kill() })
-		defer t.Stop()
-		_ = cmd.Wait()
-	}()
-	sc := bufio.NewScanner(stdout)
+	// (At the end the child waits for its data to be acknowledged, which
+	// takes long if the test failed before accepting it: stop kills it.)
+	_, sc, stop := startTestChild(t, "^TestListenerFloodMemory$", floodDialEnv+"="+ln.Addr().String())
+	defer stop()
 	for sc.Scan() && sc.Text() != "sent" {
 	}
 	// Let the clients send what the listener's windows let them.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
@@ -72,21 +71,12 @@ func idleCost(t *testing.T, n int, shared bool) {
 	defer ln.Close()
 	heap0, stack0 := memNow()
 
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestIdleMemoryPerConnection$")
-	cmd.Env = append(os.Environ(), "RUDP_IDLE_DIAL="+ln.Addr().String(), "RUDP_IDLE_N="+strconv.Itoa(n))
+	env := []string{"RUDP_IDLE_DIAL=" + ln.Addr().String(), "RUDP_IDLE_N=" + strconv.Itoa(n)}
 	if shared {
-		cmd.Env = append(cmd.Env, "RUDP_IDLE_SHARED=1")
+		env = append(env, "RUDP_IDLE_SHARED=1")
 	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	defer func() {
-		stdin.Close() // tells the child to close its connections and exit
-		_ = cmd.Wait()
-	}()
+	_, sc, stop := startTestChild(t, "^TestIdleMemoryPerConnection$", env...)
+	defer stop()
 
 	servers := make([]*rudp.Conn, 0, n)
 	for range n {
@@ -95,7 +85,6 @@ func idleCost(t *testing.T, n int, shared bool) {
 		servers = append(servers, s)
 	}
 	var dialed string
-	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		if line := sc.Text(); len(line) > 7 && line[:7] == "dialed:" {
 			dialed = line[7:]

@@ -1,14 +1,12 @@
 package rudp_test
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -296,18 +294,8 @@ func TestTwoProcessesShareAPort(t *testing.T) {
 	defer stop()
 	port := ln.Addr().(*net.UDPAddr).Port
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestShardChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=1 %d", shardChildEnv, port))
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	lines := bufio.NewScanner(stdout)
+	stdin, lines, stopChild := startTestChild(t, "^TestShardChild$", fmt.Sprintf("%s=1 %d", shardChildEnv, port))
+	defer stopChild()
 	require.True(t, lines.Scan(), "the child's first line")
 	require.Equal(t, "ready", lines.Text())
 
@@ -343,7 +331,7 @@ func TestTwoProcessesShareAPort(t *testing.T) {
 	require.NoError(t, stdin.Close())
 	require.True(t, lines.Scan(), "the child's stats")
 	var accepted, misrouted int
-	_, err = fmt.Sscanf(lines.Text(), "stats %d %d", &accepted, &misrouted)
+	_, err := fmt.Sscanf(lines.Text(), "stats %d %d", &accepted, &misrouted)
 	require.NoError(t, err, "the child said %q", lines.Text())
 	require.Equal(t, byProcess[1], accepted, "the child accepted")
 	require.Zero(t, misrouted, "datagrams of this process's connections in the child")
