@@ -154,7 +154,11 @@ type Config struct {
 	// their server IDs' last bytes (0, 1, ...). 0 (the default) is one
 	// socket, not shared; 1 is one socket that other processes may share.
 	// At most 256; not in Manual mode beyond 1; elsewhere than Linux it
-	// must be 0. Dial and ListenPacket ignore it.
+	// must be 0. Dial and ListenPacket ignore it. AcceptBacklog bounds the
+	// one Accept queue; a host's share of it (see AcceptBacklog) is counted
+	// per socket, so a host whose attempts the kernel hashes onto several
+	// sockets may hold up to that many shares. The sockets close together,
+	// when the Listener and every connection on any of them have.
 	Sockets int
 
 	// ServerID, if set (1 to 3 bytes), is written in the clear in every
