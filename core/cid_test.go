@@ -78,6 +78,11 @@ func TestEndpointServerID(t *testing.T) {
 	if out, _ := pollOwn(ep, epTestNow); len(out) != 0 || ep.Stats().DroppedMisrouted != 3 || ep.Stats().ResetsSent != 1 {
 		t.Fatalf("other servers' IDs: %d answers, stats %+v", len(out), ep.Stats())
 	}
+	// Dropping one costs nothing (a flood of misrouted datagrams).
+	misrouted := ping(RoutableConnectionID(src, []byte{0x0a, 0x02}))
+	if n := testing.AllocsPerRun(100, func() { ep.HandleDatagram(epTestNow, epTestClient, misrouted) }); n != 0 {
+		t.Fatalf("a misrouted datagram: %v allocations", n)
+	}
 	// Without a server ID, every unknown ID may be one of ours.
 	plain := newTestEndpoint(t, EndpointConfig{Listen: true})
 	plain.HandleDatagram(epTestNow, epTestClient, ping(RoutableConnectionID(src, id)))
