@@ -151,7 +151,8 @@ type Config struct {
 	// last byte of the server ID its connection ID carries: so a Listener
 	// alone on its port must keep that byte 0, and processes sharing a
 	// port (Sockets 1 each, say) must open their sockets in the order of
-	// their server IDs' last bytes (0, 1, ...). 0 (the default) is one
+	// their server IDs' last bytes (0, 1, ...), and use server IDs of one
+	// length (the program each attaches replaces the group's). 0 (the default) is one
 	// socket, not shared; 1 is one socket that other processes may share.
 	// At most 256; not in Manual mode beyond 1; elsewhere than Linux it
 	// must be 0. Dial and ListenPacket ignore it. AcceptBacklog bounds the
