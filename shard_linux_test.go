@@ -205,24 +205,36 @@ func TestShardedListenerDialAndClose(t *testing.T) {
 		require.NoError(t, c.Close())
 	}
 	echo(conns[0])
-	require.Equal(t, 2, socketsOnPort(t, port.Port), "sockets on the port while a connection lives")
+	ours := socketsOnPort(t, port)
+	require.Len(t, ours, 2, "sockets on the port while a connection lives")
 	require.NoError(t, conns[0].Close())
-	require.Eventually(t, func() bool { return socketsOnPort(t, port.Port) == 0 }, 10*time.Second, 10*time.Millisecond,
-		"sockets stay on the port after the last connection closed")
+	require.Eventually(t, func() bool {
+		now := socketsOnPort(t, port)
+		for inode := range ours {
+			if now[inode] {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "sockets stay on the port after the last connection closed")
 }
 
-// socketsOnPort counts the IPv4 UDP sockets bound to port (/proc/net/udp).
-func socketsOnPort(t *testing.T, port int) int {
+// socketsOnPort returns the inodes of the UDP sockets bound to addr
+// (/proc/net/udp): by inode, not by count, since another process may take
+// the port once ours are closed.
+func socketsOnPort(t *testing.T, addr *net.UDPAddr) map[string]bool {
 	b, err := os.ReadFile("/proc/net/udp")
 	require.NoError(t, err)
-	n := 0
-	suffix := fmt.Sprintf(":%04X", port)
+	ip := addr.IP.To4()
+	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], addr.Port)
+	inodes := map[string]bool{}
 	for _, line := range strings.Split(string(b), "\n")[1:] {
-		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1], suffix) {
-			n++
+		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+		if f := strings.Fields(line); len(f) > 9 && f[1] == local {
+			inodes[f[9]] = true
 		}
 	}
-	return n
+	return inodes
 }
 
 // shardChildEnv makes the test binary the second server process of
