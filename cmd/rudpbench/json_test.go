@@ -10,13 +10,13 @@ import (
 	"time"
 )
 
-// TestJSONHasEveryFigure runs bulk and rr twice (-repeat 2) and checks that
-// the JSON carries every figure the tables print: the tables written from
-// the report decoded from the JSON are the tables written from the report
-// itself, byte for byte. It also checks what -repeat and the softirq figures
-// promise.
-func TestJSONHasEveryFigure(t *testing.T) {
-	o, err := parseFlags(append(tinyArgs, "-repeat", "2", "-transports", "rudp,tcp,udp", "bulk", "rr"), io.Discard)
+// measureJSON runs the scenarios of args as run would, and checks that the
+// JSON carries every figure the tables print: the tables written from the
+// report decoded from the JSON are the tables written from the report
+// itself, byte for byte. It returns the decoded report.
+func measureJSON(t *testing.T, args ...string) *report {
+	t.Helper()
+	o, err := parseFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +38,14 @@ func TestJSONHasEveryFigure(t *testing.T) {
 	if want.String() != got.String() {
 		t.Errorf("tables from the JSON differ from the tables of the run:\nrun:\n%s\nfrom JSON:\n%s", want.String(), got.String())
 	}
+	return &back
+}
+
+// TestJSONHasEveryFigure runs bulk and rr twice (-repeat 2): the JSON has
+// every figure of the tables, each figure is the median of its runs, and
+// bulk has the softirq figures.
+func TestJSONHasEveryFigure(t *testing.T) {
+	back := *measureJSON(t, append(tinyArgs, "-repeat", "2", "-transports", "rudp,tcp,udp", "bulk", "rr")...)
 	if back.Options.Repeat != 2 {
 		t.Errorf("options.repeat = %d in the JSON, want 2", back.Options.Repeat)
 	}

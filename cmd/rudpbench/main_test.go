@@ -81,7 +81,7 @@ func checkReport(t *testing.T, rep *report, scenarios []string) {
 }
 
 func TestAllScenariosTiny(t *testing.T) {
-	rep := runJSON(t, append(tinyArgs, "all")...)
+	rep := measureJSON(t, append(tinyArgs, "all")...)
 	checkReport(t, rep, allScenarios)
 	if rep.find("rr", "", "rudp") != nil && rep.find("rr", "", "udp") != nil && len(rep.Targets) == 0 {
 		t.Errorf("no target was evaluated")
