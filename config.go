@@ -92,6 +92,12 @@ type Config struct {
 	// connection's window following to twice it).
 	StreamReceiveWindow int
 
+	// Redundancy is the core's knob of the same name: every connection
+	// sends the small messages of its own stream (what Write sends) twice
+	// from the start, as StreamOptions.Redundancy does for a stream (see
+	// there, and Conn.SetRedundancy).
+	Redundancy bool
+
 	// Linger bounds how long Close waits for the peer to acknowledge what
 	// was written (and the close) before it aborts the connection and
 	// returns an error matching os.ErrDeadlineExceeded; PacketConn.Close
@@ -330,6 +336,7 @@ func coreKnobs(c *Config, cc *core.Config) []knob {
 		pair("MaxReceiveWindow", &c.MaxReceiveWindow, &cc.MaxReceiveWindow),
 		pair("StreamReceiveWindow", &c.StreamReceiveWindow, &cc.StreamReceiveWindow),
 		pair("MaxIncomingStreams", &c.MaxIncomingStreams, &cc.MaxIncomingStreams),
+		pair("Redundancy", &c.Redundancy, &cc.Redundancy),
 		logger,
 		tracer,
 		tlsConfig,

@@ -50,6 +50,8 @@ func TestCoreKnobsComplete(t *testing.T) {
 			*p = &tls.Config{ServerName: "knob"}
 		case *[]byte:
 			*p = make([]byte, 32)
+		case *bool:
+			*p = true
 		default:
 			t.Fatalf("Config.%s: a %v knob the test does not know", f.Name, f.Type)
 		}

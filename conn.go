@@ -658,6 +658,23 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
+// SetRedundancy turns redundancy on or off for what Write and
+// SendMessage send on the connection's own stream (stream 0) from now on,
+// as StreamOptions.Redundancy does for a stream; Config.Redundancy sets it
+// from the start.
+func (c *Conn) SetRedundancy(on bool) error {
+	if c.check(&noDeadline) != nil {
+		return c.opErr("set", net.ErrClosed)
+	}
+	c.mu.Lock()
+	err := c.core.SetStreamRedundancy(0, on)
+	c.mu.Unlock()
+	if err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
 // SetLinger sets how Close ends the connection, as *net.TCPConn's
 // SetLinger does (in a Duration, not whole seconds): d > 0 makes Close
 // wait up to d for the peer to acknowledge what was written, then abort;

@@ -36,6 +36,19 @@ type StreamOptions struct {
 	// packet behind a large one on another of the same Priority.
 	Priority int
 	Weight   int
+	// Redundancy sends each message of at most core.MaxRedundantMessage
+	// bytes written on the stream twice, the copy a fraction of an RTT
+	// after the original (or in the next packet that leaves before then),
+	// so that the loss of one packet costs such a message no round trip:
+	// for games and interactive tools, whose messages are small and late
+	// ones useless. It costs the copies' bytes (Stats.RedundantBytesSent),
+	// counted against congestion control like any data; the peer, which
+	// needs no setting, takes each message once whatever its guarantee.
+	// Never sent: each side chooses for what it sends (Stream.SetRedundancy,
+	// Conn.SetRedundancy for the connection's own stream). (An extension
+	// of DESIGN.md's StreamOptions, for issue 12's loss that costs no
+	// latency.)
+	Redundancy bool
 }
 
 // Stream is one stream of a Conn (docs/PROTOCOL.md §17): an ordering
@@ -74,7 +87,7 @@ type Stream struct {
 // until one of them ends, or ctx does (then it returns an error matching
 // ctx.Err()).
 func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error) {
-	g, priority, weight := Delivery, 0, 1
+	g, priority, weight, redundancy := Delivery, 0, 1, false
 	if o != nil {
 		switch {
 		case o.Guarantee != 0 && !o.Guarantee.Valid():
@@ -86,7 +99,7 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 		if o.Guarantee != 0 {
 			g = o.Guarantee
 		}
-		priority, weight = o.Priority, max(o.Weight, 1)
+		priority, weight, redundancy = o.Priority, max(o.Weight, 1), o.Redundancy
 	}
 	return c.waitStream(ctx, "open", c.openWake, func(now time.Time) (*Stream, error) {
 		id, err := c.core.OpenStream(g)
@@ -95,6 +108,9 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 			return nil, nil
 		case err == nil && (priority != 0 || weight != 1):
 			err = c.core.SetStreamPriority(id, priority, weight)
+		}
+		if err == nil && redundancy {
+			err = c.core.SetStreamRedundancy(id, true)
 		}
 		if err != nil {
 			return nil, err
@@ -217,6 +233,23 @@ func (s *Stream) SetPriority(priority, weight int) error {
 	}
 	s.c.mu.Lock()
 	err := s.c.core.SetStreamPriority(s.id, priority, max(weight, 1))
+	s.c.mu.Unlock()
+	if err != nil && !errors.Is(err, core.ErrStreamClosed) {
+		// (A stream the core forgot has nothing left to send.)
+		return s.opErr("set", err)
+	}
+	return nil
+}
+
+// SetRedundancy turns StreamOptions.Redundancy on or off for what this
+// side writes on the stream from now on (what was written keeps what it
+// was written with). An accepted stream starts without it.
+func (s *Stream) SetRedundancy(on bool) error {
+	if err := s.check(&noDeadline, time.Time{}); err != nil {
+		return s.opErr("set", err)
+	}
+	s.c.mu.Lock()
+	err := s.c.core.SetStreamRedundancy(s.id, on)
 	s.c.mu.Unlock()
 	if err != nil && !errors.Is(err, core.ErrStreamClosed) {
 		// (A stream the core forgot has nothing left to send.)

@@ -134,6 +134,13 @@ type Config struct {
 	// DisablePacing sends bursts up to the congestion window at once.
 	DisablePacing bool
 
+	// Redundancy sends stream 0's small messages twice from the start (see
+	// Conn.SetStreamRedundancy, which turns it on or off later, for any
+	// stream): each of at most MaxRedundantMessage bytes goes again a
+	// fraction of an RTT later, so that a lost packet costs it no round
+	// trip. The peer needs no setting to receive them.
+	Redundancy bool
+
 	// MaxIncomingStreams is how many streams the peer may have open at
 	// once (stream 0, the connection itself, is never counted): a peer
 	// opening more on the wire breaks the protocol and the connection

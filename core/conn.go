@@ -56,6 +56,10 @@ type Conn struct {
 	// streams holds the streams other than 0 (stream.go), allocated when
 	// the first one opens on either side.
 	streams *streamTable
+	// redund is redundancy for small messages (redundancy.go), allocated
+	// when a stream is given it or the peer sends stream 0 a None message
+	// twice.
+	redund *redundancy
 	// sec is the packet protection and the cryptographic handshake
 	// (security.go), allocated when the connection is configured for
 	// protection; nil on a plaintext connection.
@@ -74,13 +78,8 @@ type Conn struct {
 	// (timerSet.offset; 0: never): 8 bytes each, not a time.Time's 24.
 	lastRecv          int64
 	lastElicitingRecv int64
-	// lean: trimIdle ran and no message moved since; records and scratch
-	// the heartbeat exchange uses are dropped after use, not kept.
-	lean bool
-	// unreachableProbes is nonzero while a port-unreachable report about
-	// the peer awaits confirmation: 1 from the report, plus one per probe
-	// timeout since; any acknowledgement clears it (see HandleUnreachable).
-	unreachableProbes uint8
+	// (lean and unreachableProbes, the Conn's own flags, are declared in
+	// the sender's padding: 8 bytes of the size class.)
 }
 
 // NewConn returns a connection that starts its handshake at now.
@@ -114,6 +113,9 @@ func newConn(cfg *Config, localCID uint64, now time.Time, server bool) (*Conn, e
 	c.life.start()
 	c.initSecurity(&full)
 	c.initSender()
+	if full.Redundancy {
+		c.redundancyState().zero = true
+	}
 	c.initReceiver(full.ReceiveArenaSize)
 	c.initRecovery(full.NewCongestionController)
 	c.lastRecv = c.timers.offset(now)
@@ -273,6 +275,9 @@ func (c *Conn) NextTimeout() time.Time {
 			next = t
 		}
 	}
+	if t := c.copyTimeout(); t != 0 && !c.life.ended() && (next == 0 || t < next) {
+		next = t
+	}
 	if next == 0 {
 		return time.Time{}
 	}
@@ -327,6 +332,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 		c.acks.onTimer()
 	}
 	due(timerPacing)
+	c.onCopyTimer(at)
 	if due(timerHeartbeat) && !c.heartbeatAt().After(now) {
 		// (The timer may predate the peer's last PING, which moved the
 		// heartbeat on: then it is only re-armed, below.)
@@ -491,6 +497,15 @@ type Stats struct {
 	ProtocolViolations uint64
 
 	UnreachableReports uint64 // ICMP port-unreachable reports about the peer (hints, see HandleUnreachable)
+
+	// Redundancy (SetStreamRedundancy): RedundantBytesSent counts the
+	// bytes sent as copies of small messages (each copy's MSG frame, and
+	// the whole datagram when it carried nothing else of use),
+	// RedundantPacketsSent the packets sent only for copies (the others
+	// went with data sent anyway), RedundantUseful the copies that
+	// arrived when their original did not (acknowledged, the original's
+	// packet declared lost): each saved a retransmission's round trip.
+	RedundantBytesSent, RedundantPacketsSent, RedundantUseful uint64
 }
 
 // Stats returns the current counters.

@@ -279,3 +279,48 @@ func IgnoreStreamCredit(c *Conn, id uint64) {
 		s.flow.peerMaxData = 1 << 62
 	}
 }
+
+// CheckSendAccounting is the send side's accounting invariant, exact on
+// every step: the bytes and ack-eliciting packets counted in flight are
+// those of the packets recorded in flight; each fragment's count of
+// packets carrying it is the number of packets in flight that list it;
+// a fragment sent twice (redundancy.go) owes its copy exactly while it is
+// on the list of copies owed, and the list is never left with neither its
+// timer armed nor its copies due.
+func CheckSendAccounting(c *Conn) error {
+	bytes, packets := 0, 0
+	carriers := map[*outFragment]int32{}
+	for _, p := range c.sent.inFlight() {
+		if p == nil {
+			continue
+		}
+		bytes += p.size
+		packets++
+		for _, f := range p.frags {
+			carriers[f]++
+		}
+	}
+	if bytes != c.bytesInFlight || packets != c.elicitingInFlight {
+		return fmt.Errorf("in flight: %d bytes in %d packets recorded, %d bytes in %d packets counted", bytes, packets, c.bytesInFlight, c.elicitingInFlight)
+	}
+	for f, n := range carriers {
+		if f.inflight != n {
+			return fmt.Errorf("a fragment (stream %d seq %d %v) is carried by %d packets in flight, counted %d", f.msg.stream, f.msg.seq, f.msg.guarantee, n, f.inflight)
+		}
+	}
+	r := c.redund
+	if r == nil {
+		return nil
+	}
+	owed := map[*outFragment]bool{}
+	for _, f := range r.owed.waiting() {
+		if f.redund&redundOwed == 0 || f.redund&redundCopySent != 0 || owed[f] {
+			return fmt.Errorf("a fragment on the copies owed has state %#x (listed twice: %v)", f.redund, owed[f])
+		}
+		owed[f] = true
+	}
+	if r.owed.len() > 0 && !r.due && r.timerAt == 0 {
+		return fmt.Errorf("%d copies owed, with neither the copy timer armed nor the copies due", r.owed.len())
+	}
+	return nil
+}

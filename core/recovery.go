@@ -407,6 +407,9 @@ func (c *Conn) onPacketAcked(now time.Time, p *sentPacket) {
 	c.recovery.onAcked(now, p, &c.stats.RTT)
 	for _, f := range p.frags {
 		f.inflight--
+		if f.redund != 0 {
+			c.onCarrierAcked(f, p)
+		}
 		c.onFragmentAcked(f)
 		c.maybeFreeFragment(f)
 	}
@@ -471,10 +474,14 @@ func (c *Conn) onPacketLost(now time.Time, p *sentPacket) {
 func (c *Conn) requeue(p *sentPacket, probe bool) {
 	for i := len(p.frags) - 1; i >= 0; i-- {
 		f := p.frags[i]
+		resend := f.msg.guarantee == Delivery // (None/Order fragments are here only when sent twice)
 		if !probe {
 			f.inflight--
+			if f.redund != 0 && !c.onCarrierLost(f, p) {
+				resend = false // the other packet that carried it settles it
+			}
 		}
-		if !f.acked && !f.queued {
+		if resend && !f.acked && !f.queued {
 			f.queued = true
 			if probe {
 				c.retransmit.pushFront(f)

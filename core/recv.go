@@ -628,7 +628,7 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 		return applied
 	}
 	if f.guarantee == None {
-		return c.handleNone(now, o, f, total)
+		return c.handleNone(now, o, s, f, total)
 	}
 	at := o.place(f)
 	if f.guarantee == Delivery {
@@ -696,8 +696,16 @@ func (c *Conn) handleMsg(now time.Time, f *msgFrame) verdict {
 	return applied
 }
 
-func (c *Conn) handleNone(now time.Time, o *ordering, f *msgFrame, total int) verdict {
+// handleNone files a None message of o, stream s's ordering domain (s nil:
+// stream 0's). One sent twice (redundancy.go) is taken once: the other
+// copy, or one too old to tell, is dropped.
+func (c *Conn) handleNone(now time.Time, o *ordering, s *stream, f *msgFrame, total int) verdict {
 	id := o.noneID(f.seq)
+	if f.twice {
+		if c.noneWindowOf(s).taken(id) {
+			return applied // (as a duplicate Order or Delivery message is)
+		}
+	}
 	var m *recvMsg
 	if f.fragment {
 		m = o.findNone(id)
@@ -713,6 +721,9 @@ func (c *Conn) handleNone(now time.Time, o *ordering, f *msgFrame, total int) ve
 		cost := msgCredit(total)
 		if !c.admitUnreliable(cost) {
 			return applied
+		}
+		if f.twice {
+			c.noneWindowOf(s).take(id)
 		}
 		m = c.reasm.newMsg(total, f.fragment, now)
 		m.guarantee, m.seq, m.held = None, id, int32(cost)

@@ -35,8 +35,11 @@ type outFragment struct {
 	charged  bool     // credit already taken from the peer's window
 	acked    bool
 	queued   bool  // in the new or retransmit queue
+	redund   uint8 // redundancy state (redundancy.go): 0 unless sent twice
 	inflight int32 // sent packets carrying it, not yet acked or lost
 	sends    int32
+	copyDue  int64  // when its copy is due (a timerSet offset)
+	copyPN   uint64 // the packet its copy went in (redund has redundCopySent)
 }
 
 // fragQueue is a FIFO of fragments.
@@ -47,6 +50,17 @@ type fragQueue = fifo[*outFragment]
 type sender struct {
 	pingNeeded  bool
 	flowBlocked bool
+	// lean and unreachableProbes are the Conn's, not the sender's:
+	// declared here, in the padding before peerMaxMessage, they cost the
+	// Conn no bytes.
+	//
+	// lean: trimIdle ran and no message moved since; records and scratch
+	// the heartbeat exchange uses are dropped after use, not kept.
+	lean bool
+	// unreachableProbes is nonzero while a port-unreachable report about
+	// the peer awaits confirmation: 1 from the report, plus one per probe
+	// timeout since; any acknowledgement clears it (see HandleUnreachable).
+	unreachableProbes uint8
 	// peerMaxMessage is the largest message the peer accepts (its HELLO's
 	// MaxMessageSize); 0 until the HELLO arrived.
 	peerMaxMessage uint32
@@ -170,6 +184,8 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 	c.stats.MessagesSent++
 	m.fragment = len(p) > c.fragPayload
 	m.total = uint64(len(p))
+	twice := !m.fragment && c.queuedRedundant(s, len(p))
+	m.twice = twice && g == None
 	for off := 0; off == 0 || off < len(p); {
 		n := min(len(p)-off, c.fragPayload)
 		f := c.newFragment(n)
@@ -182,6 +198,9 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		}
 		if g == Delivery {
 			c.unackedDelivery++
+		}
+		if twice {
+			f.redund = redundWanted
 		}
 		f.queued = true
 		q.push(f)
@@ -252,7 +271,7 @@ func (c *Conn) newFragment(n int) *outFragment {
 
 // freeFragment returns f and its chunk to the pools once nothing refers to it.
 func (c *Conn) maybeFreeFragment(f *outFragment) {
-	if f.inflight > 0 || f.queued {
+	if f.inflight > 0 || f.queued || f.redund&redundOwed != 0 {
 		return
 	}
 	if f.msg.guarantee == Delivery && !f.acked {
@@ -323,6 +342,7 @@ func (c *Conn) discardSendQueues() {
 			f.acked = true
 		}
 	}
+	c.discardCopies()
 	c.sendBuffered = 0
 	c.unsentBytes = 0
 	c.unackedDelivery = 0
@@ -370,12 +390,14 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
 	wantCtl := c.life.established() && !c.life.closeSent() && c.ctlPending()
 	wantFin := c.finDue()
+	// Copies of small messages (redundancy.go) whose timer fired.
+	wantCopies := c.life.established() && !c.life.closeSent() && c.copiesDue()
 	aborting := c.life.abortOwed()
 	if aborting {
-		wantData, wantCtl, wantCrypto = false, false, false
+		wantData, wantCtl, wantCrypto, wantCopies = false, false, false, false
 	}
 	if c.sec != nil && level != levelApp {
-		wantData, wantCtl, wantFin = false, false, false
+		wantData, wantCtl, wantFin, wantCopies = false, false, false, false
 	}
 	if c.creditStarved() && !c.timers.armed(timerPTO) {
 		// Blocked with nothing in flight: only a probe asks for the window
@@ -402,6 +424,8 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// acknowledgements that never come, the peer learning of the abort
 	// only at its idle timeout.
 	eliciting := hello || wantCrypto || sendClose || wantData || wantCtl || wantFin || c.pingNeeded || probe
+	copiesOnly := wantCopies && !eliciting // a packet only for copies: all of it counts as redundancy
+	eliciting = eliciting || wantCopies
 	if eliciting && !probe && !aborting && !c.sendAllowed(now, size) {
 		eliciting = false
 	}
@@ -432,6 +456,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		}
 	}
 	ackBatch := 0 // ack-eliciting packets the ACK frame answers
+	copied := 0   // bytes of copies (redundancy.go) the packet carries
 	var acked bool
 	if n, ackBatch, acked = c.acks.appendFrame(buf, n, limit, now, &c.timers, c.ackCredit); acked {
 		c.creditSent(c.advertisedMaxData())
@@ -458,8 +483,15 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			// nothing else to tell its copies apart by.
 			n = c.life.appendFin(buf, n, c.ord.finalPosition())
 			pkt.fin, pkt.eliciting = true, true
-		} else if wantData {
-			n = c.appendFragments(buf, n, limit, pkt)
+		} else if wantData || wantCopies {
+			if c.redund != nil && c.redund.owed.len() > 0 {
+				// Before the new fragments, whose copies this packet
+				// must not carry.
+				n, copied = c.appendCopies(buf, n, limit, pkt)
+			}
+			if wantData {
+				n = c.appendFragments(buf, n, limit, pkt)
+			}
 		}
 		if !pkt.ackEliciting() && (c.pingNeeded || probe) {
 			buf[n] = framePing
@@ -493,6 +525,10 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		c.lingerClose(now)
 	}
 	pkt.size = size
+	if copiesOnly && pkt.ackEliciting() {
+		c.stats.RedundantPacketsSent++
+		c.stats.RedundantBytesSent += uint64(size - copied) // (the copies were counted)
+	}
 	if pkt.ackEliciting() {
 		c.onPacketSent(now, pkt)
 	} else {
@@ -632,10 +668,14 @@ func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, p
 		if f.sends > 1 {
 			c.stats.FragmentsRetransmitted++
 		}
-		if f.msg.guarantee == Delivery {
+		if f.msg.guarantee == Delivery || f.redund != 0 {
 			f.inflight++
 			pkt.frags = append(pkt.frags, f)
-		} else {
+		}
+		if fresh && f.redund == redundWanted {
+			c.owe(f, pkt)
+		}
+		if f.msg.guarantee != Delivery {
 			*c.bufferedOf(f) -= len(f.msg.data)
 			c.maybeFreeFragment(f)
 		}

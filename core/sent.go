@@ -32,7 +32,7 @@ type sentPacket struct {
 	delivered   uint64
 	deliveredAt time.Time
 	firstSentAt time.Time
-	frags       []*outFragment // Delivery fragments it carries
+	frags       []*outFragment // Delivery fragments it carries, and any sent twice (redundancy.go)
 	ctl         []ctlRef       // stream control frames it carries (stream.go)
 }
 

@@ -61,6 +61,9 @@ type simProfile struct {
 	// keyUpdateEvery packets (TestSimProtected).
 	protect        uint16
 	keyUpdateEvery uint64
+	// redundancy: both sides send the small messages of every stream
+	// twice (core/redundancy.go); the checker drops none of its rules.
+	redundancy bool
 }
 
 func symmetric(l sim.LinkConfig) (sim.LinkConfig, sim.LinkConfig) { return l, l }
@@ -118,6 +121,13 @@ func simProfiles() []simProfile {
 	for _, name := range []string{"loss10", "dupreorder", "harsh", "bottleneck"} {
 		p := profileNamed(ps, name)
 		p.name, p.streams = "streams-"+name, 3
+		ps = append(ps, p)
+	}
+	// Redundancy: small messages sent twice, over loss, duplication and
+	// reordering, on stream 0 and on three more streams each way.
+	for _, name := range []string{"loss10", "harsh", "streams-harsh", "bottleneck"} {
+		p := profileNamed(ps, name)
+		p.name, p.redundancy = "redundant-"+name, true
 		ps = append(ps, p)
 	}
 	return ps
@@ -496,6 +506,10 @@ type simNode struct {
 	sentAny   bool
 	forged    int
 
+	// redundant: the streams the node opens send their small messages
+	// twice (profile redundancy; stream 0's is the Config's).
+	redundant bool
+
 	// path, if set, gives the node and its peer addresses (sim_paths_test.go).
 	path *pathSim
 	// protected: the connection is protected; no datagram it sends may
@@ -578,6 +592,9 @@ func (n *simNode) openAccept() {
 			// Priorities and weights differ among the streams, so that the
 			// checker runs under strict priority and weighted sharing.
 			err = n.conn.SetStreamPriority(id, n.opened%2, 1+3*n.opened)
+		}
+		if err == nil && n.redundant {
+			err = n.conn.SetStreamRedundancy(id, true)
 		}
 		if err != nil {
 			n.fail(fmt.Errorf("OpenStream: %w", err))
@@ -797,6 +814,9 @@ func (n *simNode) checkHeld() {
 	if err := core.CheckStreamCredit(n.conn); err != nil {
 		n.fail(fmt.Errorf("stream credit: %w", err))
 	}
+	if err := core.CheckSendAccounting(n.conn); err != nil {
+		n.fail(fmt.Errorf("send accounting: %w", err))
+	}
 }
 
 func (n *simNode) NextTimeout() time.Time {
@@ -857,6 +877,7 @@ func simConfig(r *rand.Rand, p simProfile, seed uint64, cid uint64) *core.Config
 		cfg.StreamReceiveWindow = (cfg.MaxMessageSize + 256 + cfg.MaxMessageSize/64) * int(1+seed%3) * int(1+cid%2) / 2
 		cfg.StreamReceiveWindow = max(cfg.StreamReceiveWindow, cfg.MaxMessageSize+256+cfg.MaxMessageSize/64)
 	}
+	cfg.Redundancy = p.redundancy
 	cfg.MaxDatagramSize = core.DefaultConfig().MaxDatagramSize
 	if p.maxDatagram != 0 {
 		cfg.MaxDatagramSize = p.maxDatagram
@@ -900,6 +921,7 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	a := &simNode{conn: ca, out: fa, in: fb, maxDatagram: cfgA.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf0))}
 	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
 	a.protected, b.protected = p.protect != 0, p.protect != 0
+	a.redundant, b.redundant = p.redundancy, p.redundancy
 	// Streams (drawn from a source of their own: the other draws stay as
 	// they were): each flow on a stream of its own, marked by its
 	// direction byte (side, and the stream's place in its opener's order).

@@ -105,6 +105,12 @@ type stream struct {
 	peerFinal uint32 // its final position (the stream's delivery index after its last Delivery message)
 
 	flow streamFlow
+
+	// redundant: its small messages are sent twice (SetStreamRedundancy);
+	// noneSeen is the peer's None messages sent twice that were taken
+	// (redundancy.go).
+	redundant bool
+	noneSeen  noneWindow
 }
 
 // streamTable is a connection's streams other than 0.
@@ -835,6 +841,13 @@ func (c *Conn) abandonStreamFragments(id uint64) {
 			}
 		}
 	}
+	if r := c.redund; r != nil {
+		for _, f := range r.owed.waiting() {
+			if f.msg.stream == id {
+				c.abandonFragment(f) // (its copy is not sent)
+			}
+		}
+	}
 }
 
 // abandonFragment drops f as if the peer had acknowledged it: it is freed
@@ -848,9 +861,11 @@ func (c *Conn) abandonFragment(f *outFragment) {
 		return
 	}
 	// (A None/Order fragment is queued until sent once; its bytes are
-	// counted until then.)
+	// counted until then. One sent twice is held for its copy after.)
 	f.acked = true
-	*c.bufferedOf(f) -= len(f.msg.data)
+	if f.sends == 0 {
+		*c.bufferedOf(f) -= len(f.msg.data)
+	}
 }
 
 // maybeEndStream forgets s once both its directions have ended, giving

@@ -128,6 +128,10 @@ const (
 	msgFlagGuarantee = 0x03 // bits 0-1: Guarantee (1..3)
 	msgFlagFragment  = 0x04 // total length and offset follow
 	msgFlagSet       = 0x08 // group and base offsets follow
+	// msgFlagTwice is bit 3 of a None message's type byte, where no set
+	// can be (None messages are never in one): the message is sent twice
+	// (redundancy.go), and the receiver drops the second copy by its id.
+	msgFlagTwice = msgFlagSet
 )
 
 // frameCrypto is the CRYPTO frame: the cryptographic handshake's bytes
@@ -417,6 +421,7 @@ type msgFrame struct {
 	seq       uint32 // Order/Delivery: sequence; None: message id
 	d         uint32 // Delivery: delivery index; Order: delivery messages before it
 	inSet     bool
+	twice     bool   // None only: sent twice (redundancy), dropped the second time
 	groupOff  uint64 // seq - first seq of the set
 	baseOff   uint64 // d - delivery index at the start of the set
 	fragment  bool
@@ -781,7 +786,8 @@ func appendStreamFin(b []byte, fin *streamFinFrame) []byte {
 const maxStreamFinLen = 1 + binary.MaxVarintLen64 + 4
 
 // MSG: type 0x10|flags, seq u32, then for Order/Delivery d u32; if the set
-// flag: groupOff varint, baseOff varint; if the fragment flag: total varint,
+// flag (not None, where it is msgFlagTwice, carrying nothing): groupOff
+// varint, baseOff varint; if the fragment flag: total varint,
 // offset varint; then length varint and the data.
 func decodeMsg(b []byte, f *frame) (int, error) {
 	t := b[0]
@@ -792,8 +798,13 @@ func decodeMsg(b []byte, f *frame) (int, error) {
 	}
 	m.inSet = t&msgFlagSet != 0
 	m.fragment = t&msgFlagFragment != 0
+	m.twice = false
 	if m.inSet && m.guarantee == None {
-		return 0, errBadMessage
+		// (Only a whole message is sent twice.)
+		if m.fragment {
+			return 0, errBadMessage
+		}
+		m.inSet, m.twice = false, true
 	}
 	r := reader{b: b, off: 1}
 	m.stream = 0
@@ -856,8 +867,8 @@ func msgType(m *msgFrame) byte {
 	if m.stream != 0 {
 		t = byte(frameStreamMsg) | byte(m.guarantee)
 	}
-	if m.inSet {
-		t |= msgFlagSet
+	if m.inSet || m.twice {
+		t |= msgFlagSet // (msgFlagTwice)
 	}
 	if m.fragment {
 		t |= msgFlagFragment

@@ -8,7 +8,9 @@
 //
 //	bulk   one connection moves -size MiB; goodput at the receiver, CPU seconds per GiB
 //	rr     ping-pong of 64-byte messages for -duration; p50/p99/max round trip
-//	       (with -loss, first without it through the same proxy: the p99's baseline)
+//	       (with -loss, first without it through the same proxy: the p99's baseline);
+//	       with -redundancy once more, rudp sending each message twice ([redundancy],
+//	       or [loss N%, redundancy]: the p99 and the extra bytes it costs)
 //	msg    a paced stream of small Order messages (framed over TCP, datagrams over UDP),
 //	       once clean and once impaired (5% loss unless impairment flags say otherwise):
 //	       one-way delivery latency percentiles and the fraction delivered
@@ -93,6 +95,7 @@ type options struct {
 	NoGSO      bool          `json:"no_gso"`
 	PSK        bool          `json:"psk,omitempty"`
 	TLS        bool          `json:"tls,omitempty"`
+	Redundancy bool          `json:"redundancy,omitempty"`
 	Datagram   int           `json:"max_datagram_size,omitempty"`
 	SharedDial bool          `json:"shared_dial"`
 	SizeMiB    int           `json:"size_mib"`
@@ -157,6 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.NoGSO, "nogso", false, "rudp: Config.DisableGSO (UDP segmentation and receive coalescing off)")
 	fs.BoolVar(&o.PSK, "psk", false, "rudp: protect the connections with a pre-shared key (Config.PSK, a fixed test key: Noise NNpsk0, AES-128-GCM packets)")
 	fs.BoolVar(&o.TLS, "tls", false, "rudp: protect the connections with TLS 1.3 (Config.TLS: a self-signed ECDSA P-256 certificate made at start, which the client trusts; AES-128-GCM packets)")
+	fs.BoolVar(&o.Redundancy, "redundancy", false, "rr: once more with rudp sending each ping and pong twice (Config.Redundancy, both ends) through the same impairment: phase [redundancy], or [loss N%, redundancy] held to the [no loss] p99 as [loss N%] is")
 	fs.IntVar(&o.Datagram, "datagram", 0, "rudp: Config.MaxDatagramSize, the ceiling path MTU discovery grows datagrams to (0 = the default)")
 	fs.BoolVar(&o.SharedDial, "shared", false, "conns: rudp dials all K connections through one client Listener (Listener.DialContext: one socket and reader for all) instead of a socket each")
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")

@@ -24,26 +24,38 @@ const rrWarmup = 50
 // in the same run (issue 12: loss should cost small messages no latency).
 func (b *bench) runRR() {
 	o := b.opts
+	phase := ""
 	if o.Env == "" && o.Loss > 0 {
 		b.rrPhase("no loss", b.impairmentWith(0))
-		b.rrPhase(fmt.Sprintf("loss %g%%", 100*o.Loss), b.impairment())
-		return
+		phase = fmt.Sprintf("loss %g%%", 100*o.Loss)
 	}
-	b.rrPhase("", b.impairment())
+	b.rrPhase(phase, b.impairment())
+	if o.Redundancy {
+		b.rrRedundancyPhase(phase, b.impairment())
+	}
 }
 
 func (b *bench) rrPhase(phase string, im impairment) {
-	b.each("rr", phase, func(t string, r *result) error {
-		p, err := b.dial(t, nil, im)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if t == "udp" {
-			return b.rrUDP(p, im, r)
-		}
-		return b.rrStream(t, p, r)
-	})
+	b.each("rr", phase, func(t string, r *result) error { return b.rrOnce(t, nil, im, r) })
+}
+
+// rrOnce ping-pongs over transport t (rudp with cfg) through im.
+func (b *bench) rrOnce(t string, cfg *rudp.Config, im impairment, r *result) error {
+	p, err := b.dial(t, cfg, im)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if t == "udp" {
+		return b.rrUDP(p, im, r)
+	}
+	if err := b.rrStream(t, p, r); err != nil {
+		return err
+	}
+	if t == "rudp" {
+		addRedundancyStats(r, p)
+	}
+	return nil
 }
 
 // rrStream ping-pongs 64-byte messages over a byte stream for -duration.

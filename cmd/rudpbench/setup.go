@@ -96,27 +96,33 @@ func (b *bench) each(scenario, phase string, fn func(transport string, r *result
 		if b.ctx.Err() != nil {
 			return
 		}
-		r := &result{Scenario: scenario, Phase: phase, Transport: t}
-		label := scenario
-		if phase != "" {
-			label += " [" + phase + "]"
-		}
-		b.logf("%s %s ...", label, t)
-		b.traceRun = ""
-		if b.opts.traceDir != "" && t == "rudp" {
-			b.traceRun = filepath.Join(b.opts.traceDir, strings.NewReplacer(" ", "-", "[", "", "]", "", "/", "-", "%", "pct").Replace(label)+"-"+t)
-		}
-		err := fn(t, r)
-		if b.traceRun != "" {
-			b.plotTraces(b.traceRun)
-		}
-		if err != nil {
-			r.Error = err.Error()
-			r.Metrics = nil
-			b.logf("%s %s: %v", label, t, err)
-		}
-		b.rep.Results = append(b.rep.Results, r)
+		b.one(scenario, phase, t, fn)
 	}
+}
+
+// one runs fn for transport t, recording a result or the error that
+// stopped it.
+func (b *bench) one(scenario, phase, t string, fn func(transport string, r *result) error) {
+	r := &result{Scenario: scenario, Phase: phase, Transport: t}
+	label := scenario
+	if phase != "" {
+		label += " [" + phase + "]"
+	}
+	b.logf("%s %s ...", label, t)
+	b.traceRun = ""
+	if b.opts.traceDir != "" && t == "rudp" {
+		b.traceRun = filepath.Join(b.opts.traceDir, strings.NewReplacer(" ", "-", "[", "", "]", "", "/", "-", "%", "pct").Replace(label)+"-"+t)
+	}
+	err := fn(t, r)
+	if b.traceRun != "" {
+		b.plotTraces(b.traceRun)
+	}
+	if err != nil {
+		r.Error = err.Error()
+		r.Metrics = nil
+		b.logf("%s %s: %v", label, t, err)
+	}
+	b.rep.Results = append(b.rep.Results, r)
 }
 
 // impairment is the userspace impairment of one run: the proxy configs for
