@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rudp-go/rudp"
+	"github.com/rudp-go/rudp/core"
 	"github.com/rudp-go/rudp/impair"
 	"github.com/rudp-go/rudp/internal/traceplot"
 	"github.com/rudp-go/rudp/qlog"
@@ -34,6 +36,11 @@ type bench struct {
 	// traceRun is the directory the current run's connections are traced
 	// to ("": not traced; see -trace).
 	traceRun string
+	// tracing counts the traces of the current run not yet closed (a
+	// trace is written through a buffer and closed when its connection
+	// ends, which may be after the run returned: the server's side
+	// lingers to answer the client's CLOSE).
+	tracing atomic.Int64
 	// tls is -tls's configs, made at the first protected connection.
 	tls *benchTLS
 }
@@ -239,7 +246,7 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 			if err := os.MkdirAll(b.traceRun, 0o755); err != nil {
 				return nil, fmt.Errorf("-trace: %w", err)
 			}
-			c.Tracer = qlog.DirTracer(b.traceRun, func(err error) { b.logf("-trace: %v", err) })
+			c.Tracer = b.countTraces(qlog.DirTracer(b.traceRun, func(err error) { b.logf("-trace: %v", err) }))
 		}
 		cfg = &c
 	}
@@ -392,10 +399,46 @@ func (b *bench) dial(t string, cfg *rudp.Config, im impairment) (*pair, error) {
 	}
 }
 
-// plotTraces draws every qlog trace in dir as an SVG beside it. A
-// connection still ending (its close not yet acknowledged) leaves a trace
+// countTraces wraps a Config.Tracer constructor so that b.tracing counts
+// the traces it opened until their connections end (the trace's own
+// StateChanged, which closes its file, runs first).
+func (b *bench) countTraces(newTracer func(core.TraceInfo) *core.Tracer) func(core.TraceInfo) *core.Tracer {
+	return func(info core.TraceInfo) *core.Tracer {
+		tr := newTracer(info)
+		if tr == nil {
+			return nil
+		}
+		b.tracing.Add(1)
+		inner := tr.StateChanged
+		tr.StateChanged = func(e core.StateEvent) {
+			if inner != nil {
+				inner(e)
+			}
+			if e.New == core.StateClosed {
+				b.tracing.Add(-1)
+			}
+		}
+		return tr
+	}
+}
+
+// traceWait bounds how long plotTraces waits for the run's connections to
+// end and their traces to be closed.
+const traceWait = 10 * time.Second
+
+// plotTraces draws every qlog trace in dir as an SVG beside it, once the
+// run's traced connections have ended (at most traceWait): a trace is
+// written through a buffer, so one whose connection had not ended could be
+// empty yet (a CI run of TestTraceTiny found a client's trace without its
+// plot so). A connection still ending after traceWait leaves a trace
 // without its last events, drawn as far as it goes.
 func (b *bench) plotTraces(dir string) {
+	for deadline := time.Now().Add(traceWait); b.tracing.Load() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.logf("-trace: %d connections still open after %v; their traces are drawn as far as they go", b.tracing.Load(), traceWait)
+			break
+		}
+	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*"+qlog.FileExt))
 	for _, f := range files {
 		out := strings.TrimSuffix(f, qlog.FileExt) + ".svg"
