@@ -66,6 +66,29 @@ func ExampleListener_Dial() {
 	// &http.Transport{DialContext: (&rudp.Dialer{Listener: client}).DialContext}
 }
 
+// A server that one reader goroutine cannot keep up with (Linux): four
+// sockets on one port, each with its own reader, all feeding Accept. The
+// kernel steers each datagram to the socket whose server ID its connection
+// ID carries, so a client whose address changes stays where it is.
+// Behind a load balancer that routes by connection ID, each machine gets
+// a server ID of its own; its last byte is the socket index on the
+// machine (docs/PROTOCOL.md §1.1).
+func ExampleConfig_sockets() {
+	ln, err := rudp.Listen("udp", ":9000", &rudp.Config{
+		Sockets:  4,
+		ServerID: []byte{7, 0}, // machine 7; its sockets use {7, 0} .. {7, 3}
+	})
+	if err != nil {
+		log.Fatal(err) // a *rudp.ConfigError naming Sockets elsewhere than Linux
+	}
+	defer ln.Close()
+	// Accept as from any Listener; Stats adds the sockets' counts up,
+	// ShardStats gives each.
+	for k, st := range ln.ShardStats() {
+		fmt.Printf("socket %d: %d connections\n", k, st.Conns)
+	}
+}
+
 // Per-message guarantees on one connection: state updates that must not
 // wait behind a lost one (Order), beside chat that must arrive (Delivery).
 func ExampleConn_SendMessage() {
