@@ -56,8 +56,10 @@ func echoListener(ln *rudp.Listener) (stop func()) {
 // migratingEcho sends msgs writes of size bytes through a NAT relay to
 // addr, rebinding the relay (the client's address changes) after half of
 // them, and checks that all come back in order; first, if set, runs on
-// the new connection before that.
-func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int, first func(*rudp.Conn) error) error {
+// the new connection before that. The connection is returned open (the
+// caller reads the sockets' counts before the closes, which may cross
+// packets that come too late), or closed with an error.
+func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int, first func(*rudp.Conn) error) (_ *rudp.Conn, err error) {
 	relay := newNATRelay(t, addr.AddrPort())
 	// No ICMP from the old address: on a loaded machine its hint (the
 	// peer may be gone) can end the server's connection before the
@@ -68,12 +70,16 @@ func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int, first func(*
 	relay.mu.Unlock()
 	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
 	if first != nil {
 		if err := first(c); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	errc := make(chan error, 1)
@@ -95,13 +101,52 @@ func migratingEcho(t *testing.T, addr *net.UDPAddr, msgs, size int, first func(*
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	for i := range msgs {
 		if _, err := io.ReadFull(c, buf); err != nil {
-			return fmt.Errorf("echo %d of %d: %w", i, msgs, err)
+			return nil, fmt.Errorf("echo %d of %d: %w", i, msgs, err)
 		}
 		if buf[0] != byte(i) || buf[size-1] != byte(i>>8) || !bytes.Equal(buf[1:size-1], make([]byte, size-2)) {
-			return fmt.Errorf("echo %d of %d: wrong bytes", i, msgs)
+			return nil, fmt.Errorf("echo %d of %d: wrong bytes", i, msgs)
 		}
 	}
-	return <-errc
+	return c, <-errc
+}
+
+// migratingClients runs n migratingEcho clients at once and returns their
+// connections, open; they are closed when the test ends (before its
+// deferred calls: the caller closes them first where that matters).
+func migratingClients(t *testing.T, addr *net.UDPAddr, n, msgs, size int, first func(*rudp.Conn) error) []*rudp.Conn {
+	type outcome struct {
+		c   *rudp.Conn
+		err error
+	}
+	done := make(chan outcome, n)
+	for range n {
+		go func() {
+			c, err := migratingEcho(t, addr, msgs, size, first)
+			done <- outcome{c, err}
+		}()
+	}
+	var conns []*rudp.Conn
+	var firstErr error
+	for range n {
+		o := <-done
+		if o.err != nil && firstErr == nil {
+			firstErr = o.err
+		}
+		if o.c != nil {
+			conns = append(conns, o.c)
+		}
+	}
+	if firstErr != nil {
+		closeAll(conns)
+	}
+	require.NoError(t, firstErr)
+	return conns
+}
+
+func closeAll(conns []*rudp.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 // TestListenerShardsKeepMigratingClients: a Listener serving its port
@@ -116,14 +161,9 @@ func TestListenerShardsKeepMigratingClients(t *testing.T) {
 	stop := echoListener(ln)
 	defer stop()
 	const clients, msgs, size = 12, 200, 1000
-	errs := make(chan error, clients)
-	for range clients {
-		go func() { errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size, nil) }()
-	}
-	for range clients {
-		require.NoError(t, <-errs)
-	}
+	conns := migratingClients(t, ln.Addr().(*net.UDPAddr), clients, msgs, size, nil)
 	shards := ln.ShardStats()
+	closeAll(conns)
 	require.Len(t, shards, 2)
 	var accepted uint64
 	for k, st := range shards {
@@ -313,23 +353,16 @@ func TestTwoProcessesShareAPort(t *testing.T) {
 
 	const clients, msgs, size = 16, 100, 1000
 	served := make(chan byte, clients)
-	errs := make(chan error, clients)
-	for range clients {
-		go func() {
-			errs <- migratingEcho(t, ln.Addr().(*net.UDPAddr), msgs, size, func(c *rudp.Conn) error {
-				var tag [1]byte
-				c.SetReadDeadline(time.Now().Add(30 * time.Second))
-				if _, err := io.ReadFull(c, tag[:]); err != nil {
-					return err
-				}
-				served <- tag[0]
-				return nil
-			})
-		}()
-	}
-	for range clients {
-		require.NoError(t, <-errs)
-	}
+	conns := migratingClients(t, ln.Addr().(*net.UDPAddr), clients, msgs, size, func(c *rudp.Conn) error {
+		var tag [1]byte
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(c, tag[:]); err != nil {
+			return err
+		}
+		served <- tag[0]
+		return nil
+	})
+	defer closeAll(conns) // (before stop: the servers' connections end with them)
 	byProcess := [2]int{}
 	for range clients {
 		tag := <-served
