@@ -51,6 +51,8 @@ type acceptor interface {
 //
 // Lock order: Conn.mu, then mux.mu, then a PacketConn's mu. mux.mu is never
 // held while a Conn's mutex is taken.
+// The sockets of a sharded Listener (socketGroup) take each other's mu
+// only in the last release of the group, when none serves a connection.
 type mux struct {
 	set *settings
 
