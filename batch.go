@@ -41,9 +41,11 @@ type rxBatch struct {
 }
 
 // txBatch is a flush's datagrams, packed back to back in buf: datagram i
-// is lens[i] bytes, starting where datagram i-1 ends.
+// is lens[i] bytes, starting where datagram i-1 ends. buf holds at least
+// two of the largest datagrams, and as many datagrams of the size in use
+// as one GSO buffer takes: a connection whose datagrams are smaller than
+// its socket's largest (a path that carries less) still batches.
 type txBatch struct {
-	size int // the largest datagram (Config.MaxDatagramSize)
 	buf  []byte
 	used int
 	lens []int
@@ -54,12 +56,15 @@ type txBatch struct {
 	sys   txSys
 }
 
-// next returns room for one more datagram, or nil when the batch is full.
-func (b *txBatch) next() []byte {
-	if len(b.lens) == cap(b.lens) || b.used+b.size > len(b.buf) {
+// next returns the room left for more datagrams, or nil when the batch is
+// full: fewer than need bytes (the connection's datagram size) are left.
+// The room may be longer; a path MTU probe longer than need is written only
+// into room that holds it (core.Conn.PollTransmit).
+func (b *txBatch) next(need int) []byte {
+	if len(b.lens) == cap(b.lens) || b.used+need > len(b.buf) {
 		return nil
 	}
-	return b.buf[b.used : b.used+b.size]
+	return b.buf[b.used:]
 }
 
 // add records that the datagram written into next's room is n bytes.
@@ -130,12 +135,10 @@ func txPool(size int) *sync.Pool {
 	if p, ok := txPools.Load(key); ok {
 		return p.(*sync.Pool)
 	}
-	n := max(1, min(txBatchLen, gsoMaxBytes/size))
 	p, _ := txPools.LoadOrStore(key, &sync.Pool{New: func() any {
 		b := &txBatch{
-			size: size,
-			buf:  make([]byte, n*size),
-			lens: make([]int, 0, n),
+			buf:  make([]byte, max(gsoMaxBytes, 2*size)),
+			lens: make([]int, 0, txBatchLen),
 		}
 		b.sys.init(b)
 		return b

@@ -72,7 +72,7 @@ func TestGROReceive(t *testing.T) {
 	defer tm.txBatches.Put(b)
 	sizes := []int{1000, 1000, 1000, 400}
 	for i, n := range sizes {
-		room := b.next()
+		room := b.next(n)
 		for j := range n {
 			room[j] = byte(i)
 		}
@@ -106,13 +106,13 @@ func TestPackProbeAlone(t *testing.T) {
 	defer txPool(1500).Put(b)
 	b.reset()
 	for _, n := range []int{1200, 1200, 1200} {
-		b.next()
+		b.next(n)
 		b.add(n)
 	}
-	b.next()
+	b.next(1452)
 	b.addProbe(1452)
 	for _, n := range []int{1200, 1100} {
-		b.next()
+		b.next(n)
 		b.add(n)
 	}
 	b.sys.pack(b, 0, true)
@@ -123,4 +123,30 @@ func TestPackProbeAlone(t *testing.T) {
 	require.EqualValues(t, 1452, b.sys.iovs[1].Len)
 	b.reset()
 	require.Zero(t, b.probe)
+}
+
+// TestTxBatchRoom: a socket whose connections may grow to 64 KiB datagrams
+// (MaxDatagramSize following loopback's route) still packs a GSO buffer's
+// worth of datagrams of 1472 bytes (a connection over a 1500-byte path)
+// into one flush, and two of the largest; before, its batches held one
+// datagram of any size.
+func TestTxBatchRoom(t *testing.T) {
+	for _, tc := range []struct{ size, want int }{
+		{1472, gsoMaxBytes / 1472},
+		{65507, 2},
+		{1200, min(txBatchLen, gsoMaxBytes*2/1200)},
+	} {
+		pool := txPool(65507)
+		b := pool.Get().(*txBatch)
+		b.reset()
+		n := 0
+		for room := b.next(tc.size); room != nil; room = b.next(tc.size) {
+			require.GreaterOrEqual(t, len(room), tc.size)
+			b.add(tc.size)
+			n++
+		}
+		require.GreaterOrEqual(t, n, tc.want, "datagrams of %d bytes", tc.size)
+		b.reset()
+		pool.Put(b)
+	}
 }

@@ -70,9 +70,21 @@ type Config struct {
 	// core.Config for their ranges); 0 means the core's default, which
 	// follows the others set: the buffers grow to hold a MaxMessageSize
 	// set above 1 MiB, and MaxMessageSize shrinks to fit a buffer or
-	// window set below it. MaxDatagramSize (default 1452) may be 1200 to
-	// 65507: datagrams start at 1200 bytes and grow by path MTU probing up
-	// to it (see core.Config.MaxDatagramSize, Stats.DatagramSize). The
+	// window set below it. MaxDatagramSize may be 1200 to 65507:
+	// datagrams start at 1200 bytes and grow by path MTU probing up to it
+	// (see core.Config.MaxDatagramSize, Stats.DatagramSize). Left 0 on
+	// Linux (with batch I/O), it follows the route, as TCP's MSS follows the
+	// interface's MTU: a dial asks the kernel for the MTU of the route to
+	// the peer (IP_MTU, IPV6_MTU) and takes it less the IP and UDP headers
+	// (65507 bytes over loopback, 1472 over 1500-byte Ethernet with IPv4,
+	// 8972 with jumbo frames), and a listener's connections take what their
+	// client's HELLO says it reads. Probing still confirms every size, so a
+	// path narrower than its route costs a few probes, never data. (This
+	// departs from DESIGN.md's fixed ceiling: on loopback, 64 KiB datagrams
+	// moved a bulk transfer at 2-3x the goodput and half the CPU per GiB of
+	// 1452-byte ones, rudpbench bulk.) Elsewhere, or with DisableBatchIO,
+	// the default is 1452, what a 1500-byte Ethernet path carries with
+	// IPv6. The
 	// flow-control window starts at ReceiveWindow and grows with the
 	// path's bandwidth-delay product up to MaxReceiveWindow (default
 	// 16 MiB); set the two equal to keep it fixed.
@@ -390,7 +402,11 @@ type settings struct {
 	resetKey        []byte
 	sockets         int    // a Listener's SO_REUSEPORT sockets (0: one, not shared)
 	serverID        []byte // written in the connection IDs (nil: random ones)
-	core            core.Config
+	// datagramFromRoute: the Config left MaxDatagramSize 0 and it follows
+	// the route (core.MaxDatagramSize is then the largest, which each dial
+	// lowers to its route's: see resolve).
+	datagramFromRoute bool
+	core              core.Config
 }
 
 // coreForHost is the core.Config of a connection dialed to host (the dial
@@ -474,19 +490,30 @@ func (c *Config) resolve() (*settings, error) {
 		}
 		return nil, err
 	}
+	// MaxDatagramSize left 0 follows the route where the kernel tells it
+	// (routeCeilings) and the socket reads without holding a buffer while
+	// it waits (batch I/O): the socket's connections may grow to the
+	// largest UDP payload, and each dial lowers its own to the route's
+	// (mux.dial); a listener's connections take their client's, which its
+	// HELLO says.
+	fromRoute := routeCeilings && !cfg.DisableBatchIO && cc.MaxDatagramSize == 0
+	if fromRoute {
+		cc.MaxDatagramSize = core.MaxDatagramSizeLimit
+	}
 	cfg.fillRootDefaults()
 	return &settings{
-		guarantee:       cfg.Guarantee,
-		manual:          cfg.Manual,
-		linger:          cfg.Linger,
-		backlog:         cfg.AcceptBacklog,
-		maxPeers:        cfg.MaxPeers,
-		maxPeersPerHost: cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
-		batchIO:         !cfg.DisableBatchIO,
-		gso:             !cfg.DisableBatchIO && !cfg.DisableGSO,
-		resetKey:        bytes.Clone(cfg.StatelessResetKey),
-		sockets:         cfg.Sockets,
-		serverID:        slices.Clone(cfg.ServerID),
-		core:            *cc.WithDefaults(),
+		guarantee:         cfg.Guarantee,
+		manual:            cfg.Manual,
+		linger:            cfg.Linger,
+		backlog:           cfg.AcceptBacklog,
+		maxPeers:          cfg.MaxPeers,
+		maxPeersPerHost:   cmp.Or(cfg.MaxPeersPerHost, defaultHostShare(cfg.MaxPeers)),
+		batchIO:           !cfg.DisableBatchIO,
+		gso:               !cfg.DisableBatchIO && !cfg.DisableGSO,
+		resetKey:          bytes.Clone(cfg.StatelessResetKey),
+		sockets:           cfg.Sockets,
+		serverID:          slices.Clone(cfg.ServerID),
+		datagramFromRoute: fromRoute,
+		core:              *cc.WithDefaults(),
 	}, nil
 }

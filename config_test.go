@@ -107,7 +107,9 @@ func TestConfigDerivedDefaults(t *testing.T) {
 			require.Equal(t, 16*MiB, c.SendBufferSize)
 			require.Equal(t, 4*MiB, c.ReceiveWindow)
 			require.Equal(t, 16*MiB, c.MaxReceiveWindow)
-			require.Equal(t, 1452, c.MaxDatagramSize)
+			// The socket's ceiling: where it follows the route, the largest
+			// (each dial lowers its own to its route's).
+			require.Equal(t, rudp.DefaultDatagramCeiling, c.MaxDatagramSize)
 		}},
 		{"short idle timeout: the heartbeat follows", rudp.Config{IdleTimeout: time.Second}, func(t *testing.T, c core.Config) {
 			require.Equal(t, 500*time.Millisecond, c.HeartbeatPeriod)

@@ -353,11 +353,12 @@ func (c *Conn) flushLocked(now time.Time) {
 	}
 	b := c.m.txBatches.Get().(*txBatch)
 	for {
-		room := b.next()
+		need := c.core.DatagramSize()
+		room := b.next(need)
 		if room == nil {
 			c.m.send(b, c.raddr)
 			b.reset()
-			room = b.next()
+			room = b.next(need)
 		}
 		n, to := c.core.PollTransmitTo(now, room)
 		if n == 0 {

@@ -6,6 +6,16 @@ import (
 	"github.com/rudp-go/rudp/core"
 )
 
+// DefaultDatagramCeiling is the core MaxDatagramSize of a socket whose
+// Config leaves MaxDatagramSize 0: core.MaxDatagramSizeLimit where the
+// ceiling follows the route (Linux), the core's default elsewhere.
+var DefaultDatagramCeiling = func() int {
+	if routeCeilings {
+		return core.MaxDatagramSizeLimit
+	}
+	return core.DefaultMaxDatagramSize
+}()
+
 // ResolvedCore is the core.Config the connections made with c start from,
 // every default filled in.
 func ResolvedCore(c *Config) (core.Config, error) {

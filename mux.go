@@ -351,11 +351,27 @@ func (m *mux) accept(now time.Time, cc *core.Conn, b []byte, from netip.AddrPort
 	c.settleLocked(now)
 }
 
+// dialCeiling is the MaxDatagramSize of a connection dialed to raddr when
+// it follows the route (settings.datagramFromRoute): the route's, or the
+// core's default where the kernel does not tell it.
+func dialCeiling(raddr netip.AddrPort) int {
+	if route := routeDatagramCeiling(raddr); route > 0 {
+		return route
+	}
+	return core.DefaultMaxDatagramSize
+}
+
 // dial makes the client side of a new connection to raddr and sends its
 // first HELLO. The connection is registered, so the socket stays open while
 // it lives.
 func (m *mux) dial(now time.Time, raddr netip.AddrPort, pc *PacketConn, host string) (*Conn, error) {
 	cfg := m.set.coreForHost(host)
+	if m.set.datagramFromRoute {
+		// (Asked before m.mu is taken: it is a few system calls.)
+		own := *cfg
+		own.MaxDatagramSize = dialCeiling(raddr)
+		cfg = &own
+	}
 	m.mu.Lock()
 	cc, err := m.ep.Connect(now, raddr, cfg)
 	m.mu.Unlock()

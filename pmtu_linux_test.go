@@ -17,7 +17,7 @@ import (
 )
 
 // pmtuNetnsEnv tells the test binary, re-run inside a network namespace,
-// to do the transfer itself.
+// to do the transfer itself; its value is the namespace's loopback MTU.
 const pmtuNetnsEnv = "RUDP_PMTU_NETNS"
 
 // pmtuSettleWait bounds how long TestPathMTUNetns waits after the transfer
@@ -37,13 +37,25 @@ const pmtuSettleWait = 10 * time.Second
 // finished 553 ms after Dial, the transfer in 541 ms), so the test waits up
 // to pmtuSettleWait after the transfer for both sizes to settle.
 // It needs root (a namespace of its own) and skips without it.
-func TestPathMTUNetns(t *testing.T) {
+func TestPathMTUNetns(t *testing.T) { pmtuNetns(t, "TestPathMTUNetns", 1300) }
+
+// TestPathMTUFollowsRouteNetns is TestPathMTUNetns over a jumbo-frame path
+// (a 9000-byte loopback MTU): with MaxDatagramSize left 0 the ceiling
+// follows the route, so both sides settle at the 8972 bytes the path
+// carries, where the fixed 1452-byte default stopped them before.
+func TestPathMTUFollowsRouteNetns(t *testing.T) {
+	pmtuNetns(t, "TestPathMTUFollowsRouteNetns", 9000)
+}
+
+// pmtuNetns runs test (TestPathMTUNetns or alike) again in a network
+// namespace whose loopback MTU is mtu, where it does pmtuNetnsTransfer.
+func pmtuNetns(t *testing.T, test string, mtu int) {
 	if os.Getenv(pmtuNetnsEnv) != "" {
-		pmtuNetnsTransfer(t)
+		pmtuNetnsTransfer(t, mtu)
 		return
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: it creates a network namespace with a 1300-byte loopback MTU")
+		t.Skipf("needs root: it creates a network namespace with a %d-byte loopback MTU", mtu)
 	}
 	ip, err := exec.LookPath("ip")
 	if err != nil {
@@ -54,10 +66,10 @@ func TestPathMTUNetns(t *testing.T) {
 		t.Skipf("cannot create a network namespace: %v: %s", err, out)
 	}
 	defer func() { _ = exec.Command(ip, "netns", "del", ns).Run() }()
-	out, err := exec.Command(ip, "netns", "exec", ns, ip, "link", "set", "lo", "up", "mtu", "1300").CombinedOutput()
+	out, err := exec.Command(ip, "netns", "exec", ns, ip, "link", "set", "lo", "up", "mtu", fmt.Sprint(mtu)).CombinedOutput()
 	require.NoError(t, err, "setting the namespace's loopback MTU: %s", out)
 
-	cmd := exec.Command(ip, "netns", "exec", ns, os.Args[0], "-test.run=^TestPathMTUNetns$", "-test.count=1", "-test.v")
+	cmd := exec.Command(ip, "netns", "exec", ns, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), pmtuNetnsEnv+"=1")
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "the transfer in the namespace:\n%s", out)
@@ -68,9 +80,9 @@ func TestPathMTUNetns(t *testing.T) {
 	}
 }
 
-// pmtuNetnsTransfer runs in the namespace.
-func pmtuNetnsTransfer(t *testing.T) {
-	const carried = 1300 - 20 - 8 // IPv4 and UDP headers
+// pmtuNetnsTransfer runs in the namespace, whose loopback MTU is mtu.
+func pmtuNetnsTransfer(t *testing.T, mtu int) {
+	carried := mtu - 20 - 8 // IPv4 and UDP headers
 	ln, err := rudp.Listen("udp4", "127.0.0.1:0", nil)
 	require.NoError(t, err)
 	defer ln.Close()

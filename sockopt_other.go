@@ -2,7 +2,10 @@
 
 package rudp
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // setDontFragment does nothing here: the kernel's default applies, and a
 // probe larger than the path's MTU may arrive as IP fragments (the search
@@ -15,3 +18,10 @@ func setSocketBuffers(sock *net.UDPConn, size int) {
 	_ = sock.SetReadBuffer(size)
 	_ = sock.SetWriteBuffer(size)
 }
+
+// routeCeilings: whether routeDatagramCeiling asks the kernel. Not here: a
+// Config that leaves MaxDatagramSize 0 keeps the core's default (1452).
+const routeCeilings = false
+
+// routeDatagramCeiling is unknown here (see routeCeilings).
+func routeDatagramCeiling(netip.AddrPort) int { return 0 }

@@ -37,8 +37,9 @@ func waitStats(t *testing.T, what string, stats func() rudp.SocketStats, ok func
 // stateless reset.
 func TestListenerStats(t *testing.T) {
 	// (DisableGSO also keeps UDP GRO off, so a datagram longer than
-	// MaxDatagramSize is truncated by the read, not coalesced.)
-	ln, err := rudp.Listen("udp4", "127.0.0.1:0", &rudp.Config{AcceptBacklog: 1, DisableGSO: true})
+	// MaxDatagramSize is truncated by the read, not coalesced; set, it
+	// does not follow the route, which would make it the largest.)
+	ln, err := rudp.Listen("udp4", "127.0.0.1:0", &rudp.Config{AcceptBacklog: 1, DisableGSO: true, MaxDatagramSize: 1452})
 	require.NoError(t, err)
 	defer ln.Close()
 	client, err := rudp.Listen("udp4", "127.0.0.1:0", nil) // dials through its socket

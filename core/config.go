@@ -49,6 +49,12 @@ type Config struct {
 	// per search (a search runs after the handshake and again every ten
 	// minutes while below the ceiling).
 	//
+	// The root package's Config leaves it to the route where the kernel
+	// tells it (rudp.Config.MaxDatagramSize); a connection an Endpoint
+	// accepts takes the smaller of it and its client's HELLO, so that its
+	// congestion controller, which counts in datagrams of this ceiling,
+	// starts with a window for the size the path will carry.
+	//
 	// The default, 1452, is what a 1500-byte Ethernet path carries with
 	// IPv6 (1500 - 40 - 8). It was 1400, a margin for tunnels, before path
 	// MTU discovery made the margin unneeded. On loopback, bulk goodput and
@@ -221,6 +227,10 @@ const (
 	// default sends nothing to say so.
 	defaultStreamReceiveWindow = 2 << 20
 
+	// DefaultMaxDatagramSize is MaxDatagramSize's default: what a
+	// 1500-byte Ethernet path carries with IPv6 (1500 - 40 - 8).
+	DefaultMaxDatagramSize = 1452
+
 	// MaxDatagramSizeLimit is the largest MaxDatagramSize: the largest
 	// UDP payload over IPv4 (65535 less 20 bytes of IP and 8 of UDP
 	// header), so that one Config serves both address families.
@@ -278,7 +288,7 @@ func (c *Config) fillDefaults() {
 		c.IdleTimeout = max(defaultIdleTimeout, 2*c.HeartbeatPeriod)
 	}
 	setDuration(&c.HandshakeTimeout, 10*time.Second)
-	setInt(&c.MaxDatagramSize, 1452)
+	setInt(&c.MaxDatagramSize, DefaultMaxDatagramSize)
 	if c.MaxMessageSize == 0 {
 		m := defaultMaxMessageSize
 		if c.SendBufferSize > 0 {

@@ -577,7 +577,18 @@ func (ep *Endpoint) handleHello(now time.Time, from netip.AddrPort, hello *Hello
 		ep.refuse(key, refusedHostShare)
 		return Event{}
 	}
-	c, err := newConn(&ep.cfg.conn, ep.newCID(), now, true)
+	cfg := &ep.cfg.conn
+	if peer := int(hello.MaxDatagramSize); peer < cfg.MaxDatagramSize {
+		// The client reads no longer datagrams: the connection's ceiling
+		// is its from the start, so the congestion controller, which
+		// counts in datagrams of the ceiling, starts with a window for
+		// datagrams of the size the path will carry, not of ours. (The
+		// HELLO checked it is at least MinHelloDatagram.)
+		lowered := *cfg
+		lowered.MaxDatagramSize = peer
+		cfg = &lowered
+	}
+	c, err := newConn(cfg, ep.newCID(), now, true)
 	if err != nil {
 		return Event{} // (the Config was validated by NewEndpoint)
 	}

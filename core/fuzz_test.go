@@ -28,19 +28,11 @@ func newWirePair(t testing.TB, cfg *Config) *wirePair { return newWirePairWith(t
 // their handshake (nil: none).
 func newWirePairWith(t testing.TB, cfg *Config, setup func(a, b *Conn)) *wirePair {
 	t.Helper()
-	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	cfg.Rand = rand.NewPCG(1, 2)
-	a, err := NewConn(cfg, 0x1111, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewConn(cfg, 0x2222, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, now := newConnPair(t, cfg, cfg)
 	if setup != nil {
 		setup(a, b)
 	}
@@ -56,6 +48,22 @@ func newWirePairWith(t testing.TB, cfg *Config, setup func(a, b *Conn)) *wirePai
 		p.step()
 	}
 	return p
+}
+
+// newConnPair makes the two connections of a wirePair (a 0x1111, b 0x2222)
+// at a fixed date, returned as now; they have not exchanged anything.
+func newConnPair(t testing.TB, cfgA, cfgB *Config) (a, b *Conn, now time.Time) {
+	t.Helper()
+	now = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, err := NewConn(cfgA, 0x1111, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = NewConn(cfgB, 0x2222, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, now
 }
 
 // recvEach hands fn every message c has ready to read.

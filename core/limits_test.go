@@ -12,16 +12,8 @@ import (
 // newWirePairOf is newWirePair with a config per side.
 func newWirePairOf(t testing.TB, cfgA, cfgB *Config) *wirePair {
 	t.Helper()
-	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	cfgA.Rand, cfgB.Rand = rand.NewPCG(1, 2), rand.NewPCG(3, 4)
-	a, err := NewConn(cfgA, 0x1111, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewConn(cfgB, 0x2222, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, now := newConnPair(t, cfgA, cfgB)
 	p := &wirePair{now: now, a: a, b: b, buf: make([]byte, 65536)}
 	for i := 0; i < 100 && !(a.Established() && b.Established()); i++ {
 		p.step()

@@ -201,7 +201,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 	if p == nil {
 		return c.pollTransmit(now, buf, len(buf)), netip.AddrPort{}
 	}
-	if c.life.ended() || len(buf) < c.cfg.MaxDatagramSize {
+	if c.life.ended() || len(buf) < c.datagramSize() {
 		return 0, netip.AddrPort{}
 	}
 	if p.responseDue {

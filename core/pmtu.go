@@ -57,8 +57,10 @@ type pathMTU struct {
 	lo, hi    int
 	searching bool
 	// trying is the size being probed (0: pick the next); sent and lost
-	// count its probes.
+	// count its probes. yieldingSince: since when its probes have let
+	// waiting data go first (zero: they are not; see probeYields).
 	trying, sent, lost int
+	yieldingSince      time.Time
 	// raiseAt: when a completed search below max starts again.
 	raiseAt time.Time
 	// Black hole detection: the newest acknowledged packet larger than
@@ -134,11 +136,46 @@ func (c *Conn) probeWanted(now time.Time) int {
 	}
 	if p.trying == 0 {
 		p.trying, p.sent, p.lost = p.next(), 0, 0
+		p.yieldingSince = time.Time{}
 	}
 	if p.sent >= pmtuMaxProbes {
 		return 0 // all sent: wait for them
 	}
 	return p.trying
+}
+
+// probeFits reports whether a probe of size ps may go now (sendAllowed
+// gates it further, as data of the size in use). The first of its size in
+// flight always may; another only while the congestion window keeps room
+// for a datagram of data beside it: two probes of a large ceiling (64 KiB,
+// over loopback) fill a new connection's initial window (two datagrams of
+// the ceiling), and the first message the application wrote waited a
+// round trip for their acknowledgement.
+func (c *Conn) probeFits(ps int) bool {
+	p := c.pmtu
+	return p.sent == p.lost || c.recovery.bytesInFlight+ps+c.datagramSize() <= c.recovery.cc.Window()
+}
+
+// probeYields reports whether a probe wanted now lets the data waiting
+// (wantData) go first, and notes since when it does: for up to a smoothed
+// round trip of data waiting. Sent while data waits, a probe is paced at
+// its size, as that data is (recovery.onSent), and the pacer then holds
+// the data back until it has earned the probe's bytes back: the first
+// message an application wrote after the handshake waited milliseconds
+// behind 64 KiB probes (in Manual mode, until the application next drove
+// the socket). Data first, the probe follows it, for free, once none
+// waits; a bulk sender, which always has data waiting, lets the probes go
+// first after a round trip.
+func (c *Conn) probeYields(now time.Time, wantData bool) bool {
+	p := c.pmtu
+	if !wantData {
+		p.yieldingSince = time.Time{}
+		return false
+	}
+	if p.yieldingSince.IsZero() {
+		p.yieldingSince = now
+	}
+	return now.Before(p.yieldingSince.Add(c.recovery.rtt.smoothed))
 }
 
 // onProbeSent counts a probe of the size being tried.

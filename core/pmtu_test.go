@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -48,6 +49,7 @@ func checkDatagramSize(c *core.Conn, maxSize int, b []byte) error {
 type pmtuSender struct {
 	bulkSender
 	maxSize   int
+	room      int // what the batch being packed has left (see PollTransmit)
 	size      int
 	changed   time.Time // when DatagramSize last changed
 	sizes     []int     // every size it took, in order
@@ -80,13 +82,29 @@ func (s *pmtuSender) HandleTimeout(now time.Time) {
 	s.note(now)
 }
 
+// PollTransmit passes the core the room a batch of packed datagrams has
+// left, as the root package does (txBatch.next): a fresh batch of
+// pmtuBatchRoom bytes, shrinking by each datagram, sent (and fresh again)
+// once less than DatagramSize is left or nothing more comes. A probe that
+// does not fit the room left waits for a fresh batch; nothing is ever cut.
 func (s *pmtuSender) PollTransmit(now time.Time, b []byte) int {
-	n := s.bulkSender.PollTransmit(now, b)
+	if s.room < s.conn.DatagramSize() {
+		s.room = pmtuBatchRoom
+	}
+	n := s.bulkSender.PollTransmit(now, b[:min(s.room, len(b))])
 	if err := checkDatagramSize(s.conn, s.maxSize, b[:n]); err != nil && s.checkErr == nil {
 		s.checkErr = err
 	}
+	s.room -= n
+	if n == 0 {
+		s.room = 0
+	}
 	return n
 }
+
+// pmtuBatchRoom is a batch's room (the root's gsoMaxBytes, or twice the
+// largest datagram).
+const pmtuBatchRoom = 2 * core.MaxDatagramSizeLimit
 
 // pmtuRun is one transfer over a path whose MTU may change while it runs.
 type pmtuRun struct {
@@ -195,16 +213,23 @@ func TestPathMTUSettles(t *testing.T) {
 	for _, tc := range []struct {
 		mtu, maxDatagram int
 		loss             float64
+		total            int // 0: 8 MiB
 	}{
-		{1280, 1472, 0}, {1300, 1472, 0}, {1500, 1472, 0}, {9000, 8972, 0},
-		{1300, 1400, 0}, // the old default ceiling
-		{1300, 8972, 0.02}, {1500, 8972, 0.02},
+		{1280, 1472, 0, 0}, {1300, 1472, 0, 0}, {1500, 1472, 0, 0}, {9000, 8972, 0, 0},
+		{1300, 1400, 0, 0}, // the old default ceiling
+		{1300, 8972, 0.02, 0}, {1500, 8972, 0.02, 0},
+		// Loopback's (the root's ceiling follows the route): 64 KiB
+		// datagrams, one lost costing 44 of 1472 bytes' worth; and a
+		// search from the largest down to a 9000-byte path, a dozen
+		// steps that a larger transfer outlasts.
+		{65535, core.MaxDatagramSizeLimit, 0, 0}, {65535, core.MaxDatagramSizeLimit, 0.02, 0},
+		{9000, core.MaxDatagramSizeLimit, 0.02, 32 << 20},
 	} {
 		t.Run(fmt.Sprintf("mtu%d/max%d/loss%v", tc.mtu, tc.maxDatagram, tc.loss), func(t *testing.T) {
 			t.Parallel()
 			carried := min(tc.mtu-ipUDPHeaders, tc.maxDatagram)
 			for seed := uint64(1); seed <= 5; seed++ {
-				res, err := pmtuRun{mtu: tc.mtu, maxDatagram: tc.maxDatagram, loss: tc.loss, total: 8 << 20}.run(seed)
+				res, err := pmtuRun{mtu: tc.mtu, maxDatagram: tc.maxDatagram, loss: tc.loss, total: cmp.Or(tc.total, 8<<20)}.run(seed)
 				if err != nil {
 					t.Fatalf("seed %d: %v", seed, err)
 				}
@@ -226,17 +251,27 @@ func TestPathMTUSettles(t *testing.T) {
 	}
 }
 
-// TestPathMTUShrinks: the path's MTU drops from 1500 to 1300 a quarter into
+// TestPathMTUShrinks: the path's MTU drops from 1500 (or loopback's 65535)
+// to 1300 a quarter into
 // a 4 MiB transfer, with data in flight in datagrams the path now drops and
 // queued in fragments cut for them. The sender finds the black hole, falls
 // back to the base size, searches again and settles at what the path now
 // carries; every byte arrives.
 func TestPathMTUShrinks(t *testing.T) {
-	for _, loss := range []float64{0, 0.02} {
-		t.Run(fmt.Sprintf("loss%v", loss), func(t *testing.T) {
+	for _, tc := range []struct {
+		mtu, maxDatagram int
+		loss             float64
+		total            int
+	}{
+		{1500, 1472, 0, 4 << 20}, {1500, 1472, 0.02, 4 << 20},
+		// From 64 KiB datagrams: the search back up from the base size
+		// takes a dozen steps, which a larger transfer outlasts.
+		{65535, core.MaxDatagramSizeLimit, 0.02, 32 << 20},
+	} {
+		t.Run(fmt.Sprintf("mtu%d/loss%v", tc.mtu, tc.loss), func(t *testing.T) {
 			t.Parallel()
 			for seed := uint64(1); seed <= 5; seed++ {
-				res, err := pmtuRun{mtu: 1500, maxDatagram: 1472, loss: loss, total: 4 << 20, shrinkTo: 1300, shrinkAfter: 1 << 20}.run(seed)
+				res, err := pmtuRun{mtu: tc.mtu, maxDatagram: tc.maxDatagram, loss: tc.loss, total: tc.total, shrinkTo: 1300, shrinkAfter: 1 << 20}.run(seed)
 				if err != nil {
 					t.Fatalf("seed %d: %v", seed, err)
 				}
@@ -248,7 +283,7 @@ func TestPathMTUShrinks(t *testing.T) {
 					t.Fatalf("seed %d: sizes %v never fell back to %d", seed, res.sizes, core.BaseDatagramSize)
 				}
 				if seed == 1 {
-					t.Logf("settled at %d bytes %v after the shrink, sizes %v; 4 MiB in %v virtual", res.settled, res.settleAt, res.sizes, res.elapsed)
+					t.Logf("settled at %d bytes %v after the shrink, sizes %v; %d MiB in %v virtual", res.settled, res.settleAt, res.sizes, tc.total>>20, res.elapsed)
 				}
 			}
 		})

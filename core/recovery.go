@@ -98,7 +98,14 @@ func (r *recovery) onSent(now time.Time, p *sentPacket, pending, pace bool) {
 	r.elicitingInFlight++
 	r.lastAckElicitingSent = now
 	r.cc.OnPacketSent(now, p.size)
-	if pace {
+	// A path MTU probe sent while no data waits spends nothing of the
+	// pacer's budget: charged its size (64 KiB over loopback), it held
+	// back the data the application wrote next until the pacer had earned
+	// it back, milliseconds on a new connection, whose rate is still low
+	// (and in Manual mode until the application next drove the socket).
+	// Sent while data waits (a bulk transfer), it is paced at its size as
+	// that data is: a burst of both could overflow a bottleneck's queue.
+	if pace && (!p.pathProbe || pending) {
 		r.pacer.spend(p.size)
 	}
 }

@@ -351,9 +351,12 @@ func (c *Conn) discardSendQueues() {
 // PollTransmit writes the next datagram to send into buf and returns its
 // length, or 0 when nothing may be sent now (then NextTimeout says when to
 // ask again, or a Send or HandleDatagram may make something ready).
-// buf should hold Config.MaxDatagramSize bytes; a shorter one gets nothing.
-// A datagram is at most DatagramSize bytes, except a path MTU probe (PING
-// and PADDING only), which may be up to Config.MaxDatagramSize.
+// buf should hold DatagramSize bytes; a shorter one gets nothing. A
+// datagram is at most DatagramSize bytes, except a path MTU probe (PING and
+// PADDING only), which may be up to Config.MaxDatagramSize and is written
+// only into a buffer that holds it (a buffer of Config.MaxDatagramSize
+// bytes always does): a caller packing datagrams back to back may pass the
+// room left, and the probe waits for a roomier buffer.
 //
 // PollTransmit is for a caller that sends to one address (a connected
 // socket); one that receives from several uses HandleDatagramFrom and
@@ -366,7 +369,7 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 // pollTransmit is PollTransmit for a datagram of at most maxSize bytes (the
 // allowance of an unvalidated address, see path.go).
 func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
-	if c.life.ended() || len(buf) < c.cfg.MaxDatagramSize || maxSize < PacketOverhead+1 {
+	if c.life.ended() || len(buf) < c.datagramSize() || maxSize < PacketOverhead+1 {
 		return 0
 	}
 	full, size := buf, min(c.datagramSize(), maxSize)
@@ -412,7 +415,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// limited bulk sender, whose every acknowledgement frees room for one
 	// packet, would never have room for the larger probe.
 	if !probe && !ackDue && !hello && !aborting {
-		if ps := c.probeWanted(now); ps > 0 && ps <= maxSize && c.sendAllowed(now, size) {
+		if ps := c.probeWanted(now); ps > 0 && ps <= maxSize && ps <= len(full) && c.probeFits(ps) && !c.probeYields(now, wantData) && c.sendAllowed(now, size) {
 			return c.sendPathProbe(now, full, ps)
 		}
 	}

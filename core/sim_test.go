@@ -116,6 +116,15 @@ func simProfiles() []simProfile {
 	mtu := mk("tunnel1300", a, b, true)
 	mtu.maxDatagram = 1472
 	ps = append(ps, mtu)
+	// Loopback's path (the root's ceiling follows the route): datagrams
+	// grow to the largest, each lost one taking dozens of messages'
+	// fragments with it, under loss, reordering and duplication.
+	jumbo := sim.LinkConfig{Latency: 5 * time.Millisecond, Jitter: time.Millisecond, Loss: 0.05,
+		Duplicate: 0.02, Reorder: 0.05, ReorderDelay: 4 * time.Millisecond, MTU: core.MaxDatagramSizeLimit}
+	a, b = symmetric(jumbo)
+	big := mk("loopback64k", a, b, true)
+	big.maxDatagram = core.MaxDatagramSizeLimit
+	ps = append(ps, big)
 	// Streams: the workload spread over stream 0 and three more each way,
 	// over loss, duplication and reordering; the checker runs per stream.
 	for _, name := range []string{"loss10", "dupreorder", "harsh", "bottleneck"} {

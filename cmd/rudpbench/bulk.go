@@ -14,6 +14,13 @@ const bulkWrite = 64 << 10
 // udpDatagram is the raw UDP baseline's payload: one send call each.
 const udpDatagram = 1200
 
+// gsoSegment and gsoSegments are udpgso's datagrams (the most a 1500-byte
+// path carries over IPv4) and how many one send call passes (64 KiB).
+const (
+	gsoSegment  = 1472
+	gsoSegments = 44
+)
+
 func (b *bench) runBulk() {
 	im := b.impairment()
 	size := int64(b.opts.SizeMiB) << 20
@@ -23,8 +30,14 @@ func (b *bench) runBulk() {
 			return err
 		}
 		defer p.Close()
-		if t == "udp" {
-			return b.bulkUDP(p, size, im, r)
+		switch t {
+		case "udp":
+			return b.bulkUDP(p, size, im, r, 0)
+		case "udpgso":
+			if err := enableGRO(p.udpServer); err != nil {
+				return err
+			}
+			return b.bulkUDP(p, size, im, r, gsoSegment)
 		}
 		return b.bulkStream(t, p, size, im, r)
 	})
@@ -122,8 +135,10 @@ func (b *bench) bulkStream(t string, p *pair, size int64, im impairment, r *resu
 
 // bulkUDP blasts size bytes of 1200-byte datagrams, one send call each, and
 // counts what arrives. Datagrams lost to full socket buffers are simply not
-// counted: goodput is the delivered rate.
-func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
+// counted: goodput is the delivered rate. With seg set (udpgso) the
+// datagrams are seg bytes, sent gsoSegments to a call (UDP_SEGMENT), and
+// the receiver reads them coalesced (UDP_GRO).
+func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result, seg int) error {
 	var got atomic.Int64
 	var last atomic.Int64 // unix nanoseconds of the last arrival
 	var recvd atomic.Int64
@@ -131,13 +146,18 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 	go func() {
 		defer close(done)
 		buf := make([]byte, 64<<10)
+		oob := make([]byte, groControlSpace)
 		for {
-			n, _, err := p.udpServer.ReadFrom(buf)
+			n, oobn, _, _, err := p.udpServer.ReadMsgUDP(buf, oob)
 			if err != nil {
 				return
 			}
 			got.Add(int64(n))
-			recvd.Add(1)
+			k := 1
+			if s := groSegment(oob[:oobn]); s > 0 {
+				k = (n + s - 1) / s
+			}
+			recvd.Add(int64(k))
 			last.Store(time.Now().UnixNano())
 		}
 	}()
@@ -145,13 +165,17 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 	start := time.Now()
 	go b.progressTicker("bulk udp", &got, size, start, stop)
 	cpu0, mem0 := markCPU(), readMem(false)
-	dgram := make([]byte, udpDatagram)
-	count := size / udpDatagram
-	var sent int64
-	for ; sent < count; sent++ {
-		if _, err := p.udpClient.Write(dgram); err != nil {
-			// ENOBUFS and the like are the nature of a blast: count as lost.
-			continue
+	dgram, per, oob := make([]byte, udpDatagram), 1, []byte(nil)
+	if seg > 0 {
+		dgram, per, oob = make([]byte, seg*gsoSegments), gsoSegments, gsoControl(seg)
+	}
+	count := size / int64(len(dgram)/per) / int64(per) * int64(per)
+	for sent := int64(0); sent < count; sent += int64(per) {
+		// ENOBUFS and the like are the nature of a blast: count as lost.
+		if oob == nil {
+			_, _ = p.udpClient.Write(dgram)
+		} else {
+			_, _, _ = p.udpClient.WriteMsgUDP(dgram, oob, nil)
 		}
 	}
 	sendEnd := time.Now()
@@ -181,6 +205,6 @@ func (b *bench) bulkUDP(p *pair, size int64, im impairment, r *result) error {
 	r.add("CPU", "cores", cpu.Seconds()/cpu1.at.Sub(start).Seconds(), "")
 	r.add("allocs/MiB", "", float64(mem1.mallocs-mem0.mallocs)/(float64(n)/(1<<20)), "lower")
 	r.add("delivered", "%", 100*float64(recvd.Load())/float64(count), "higher")
-	r.add("send rate", "Mbit/s", mbit(count*udpDatagram, sendEnd.Sub(start)), "")
+	r.add("send rate", "Mbit/s", mbit(count*int64(len(dgram)/per), sendEnd.Sub(start)), "")
 	return nil
 }
