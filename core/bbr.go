@@ -13,8 +13,9 @@ import "time"
 //
 // Rules in the spirit of BBR v2 keep it from blasting a shallow queue:
 // a round trip that loses more than bbrHeavyLoss of what it sent is
-// congestion, not a lossy link (STARTUP ends once the bandwidth stopped
-// growing, and in flight is capped at bbrHeavyLossBeta of the round's);
+// congestion, not a lossy link (STARTUP ends at once, whether or not the
+// bandwidth still grows, and in flight is capped at bbrHeavyLossBeta of
+// the round's);
 // a probe for bandwidth that loses clearly more than the rounds that do not
 // probe overflowed the queue, so in flight is capped below where it began
 // to lose (never below one BDP), the cap growing again, faster each time,
@@ -55,6 +56,7 @@ type BBR struct {
 
 	// loss within the current round trip, and the in-flight cap loss set
 	roundLost, roundAcked int
+	roundAckedSinceLoss   int    // acknowledged in the round since its first loss (STARTUP's test)
 	roundBursts           uint64 // RateSample.LossBursts when the round began
 	roundMaxInflight      int
 	roundProbed           bool    // the pacing gain was above 1 in this round
@@ -164,6 +166,9 @@ func (b *BBR) OnRateSample(now time.Time, rs *RateSample) {
 func (b *BBR) updateRound(rs *RateSample) {
 	b.roundStart = false
 	b.roundAcked += rs.NewlyAcked
+	if b.roundLost > 0 {
+		b.roundAckedSinceLoss += rs.NewlyAcked
+	}
 	b.roundMaxInflight = max(b.roundMaxInflight, rs.BytesInFlight+rs.NewlyAcked+rs.NewlyLost)
 	if rs.PriorDelivered >= b.nextRoundDelivered {
 		b.nextRoundDelivered = rs.TotalDelivered
@@ -199,11 +204,20 @@ func (b *BBR) checkLoss(rs *RateSample) {
 		return lost >= bbrHeavyLossPackets*b.mss && float64(lost) > bbrHeavyLoss*float64(lost+acked) &&
 			bursts >= bbrCongestionBursts
 	}
-	if !b.filledPipe && b.fullBwCount > 0 && heavy(b.roundLost, b.roundAcked, rs.LossBursts-b.roundBursts) {
-		// The bandwidth stopped growing and the queue overflows: STARTUP
-		// ends at once, as a round more of it would lose as much again.
-		// (While the bandwidth still grows, the loss is someone else's
-		// queue: a flow starting next to a flow in STARTUP.)
+	if !b.filledPipe && heavy(b.roundLost, b.roundAckedSinceLoss, rs.LossBursts-b.roundBursts) {
+		// The queue overflows: STARTUP ends at once, as BBR v2 and v3
+		// end it on loss. It used to wait for the bandwidth to stop
+		// growing too, but the delivery rate still grows for a round
+		// after a shallow queue overflowed (the samples in flight were
+		// sent below the bottleneck's rate), and a round more of STARTUP
+		// at 2.885 times the bandwidth loses nearly two BDPs. The loss
+		// rate counts what was acknowledged since the round's first
+		// loss: what was sent about when the lost packets were, not the
+		// round's earlier packets sent below the bottleneck's rate
+		// (whose acknowledgements delayed the exit by half a round).
+		// 32 MiB at 100 ms RTT through 100 Mbit/s and a 64 KiB queue lost
+		// 2,576 datagrams, now 1,062, of which STARTUP ~680 (0.8 BDP: the
+		// round trip in which the overflow shows, TestLongFatPath).
 		b.filledPipe = true
 		b.inflightHi = max(int(float64(b.roundMaxInflight)*bbrHeavyLossBeta), b.minCwnd())
 	}
@@ -212,9 +226,9 @@ func (b *BBR) checkLoss(rs *RateSample) {
 	}
 	lost, acked, inflight, probed := b.roundLost, b.roundAcked, b.roundMaxInflight, b.roundProbed
 	bursts := rs.LossBursts - b.roundBursts
-	b.roundLost, b.roundAcked, b.roundMaxInflight, b.roundProbed = 0, 0, 0, b.pacingGain > 1
+	b.roundLost, b.roundAcked, b.roundAckedSinceLoss, b.roundMaxInflight, b.roundProbed = 0, 0, 0, 0, b.pacingGain > 1
 	b.roundBursts = rs.LossBursts
-	if heavy(lost, acked, bursts) && (b.filledPipe || b.fullBwCount > 0) {
+	if heavy(lost, acked, bursts) { // (in STARTUP, the check above ended it)
 		b.inflightHi = max(int(float64(inflight)*bbrHeavyLossBeta), b.minCwnd())
 		b.probeGrowth = 0
 		b.filledPipe = true

@@ -324,3 +324,83 @@ func CheckSendAccounting(c *Conn) error {
 	}
 	return nil
 }
+
+// CheckedCongestion wraps cc so that every call into it ends with a check
+// of the controller's own bounds (BBR's: checkBounds); report gets the
+// first bound broken, once. The wrapper is a RateObserver and a
+// PacingRater whether cc is or not (a PacingRate of 0 and ignored samples
+// are what the connection does without them).
+func CheckedCongestion(cc CongestionController, report func(error)) CongestionController {
+	return &checkedCC{cc: cc, report: report}
+}
+
+type checkedCC struct {
+	cc     CongestionController
+	report func(error)
+	failed bool
+}
+
+func (w *checkedCC) check(after string) {
+	b, ok := w.cc.(*BBR)
+	if !ok || w.failed {
+		return
+	}
+	if err := b.checkBounds(); err != nil {
+		w.failed = true
+		w.report(fmt.Errorf("after %s: %w", after, err))
+	}
+}
+
+func (w *checkedCC) OnPacketSent(now time.Time, bytes int) {
+	w.cc.OnPacketSent(now, bytes)
+	w.check("OnPacketSent")
+}
+
+func (w *checkedCC) OnPacketAcked(now time.Time, bytes int, sentAt time.Time, rtt *RTTStats) {
+	w.cc.OnPacketAcked(now, bytes, sentAt, rtt)
+	w.check("OnPacketAcked")
+}
+
+func (w *checkedCC) OnPacketsLost(now time.Time, bytes int, largestLostSentAt time.Time, persistent bool) {
+	w.cc.OnPacketsLost(now, bytes, largestLostSentAt, persistent)
+	w.check("OnPacketsLost")
+}
+
+func (w *checkedCC) Window() int { return w.cc.Window() }
+
+func (w *checkedCC) OnRateSample(now time.Time, rs *RateSample) {
+	if o, ok := w.cc.(RateObserver); ok {
+		o.OnRateSample(now, rs)
+		w.check(fmt.Sprintf("OnRateSample(%+v)", *rs))
+	}
+}
+
+func (w *checkedCC) PacingRate() float64 {
+	if p, ok := w.cc.(PacingRater); ok {
+		return p.PacingRate()
+	}
+	return 0
+}
+
+// checkBounds reports the first of BBR's bounds its state breaks: the
+// window never below its floor, never above the in-flight cap loss set
+// (inflightHi), never above PROBE_RTT's half BDP in PROBE_RTT, never above
+// cwndGain BDPs (plus the allowance for held-back ACKs) once the pipe is
+// full; once it is full, a pacing rate of at most the gain times the
+// bandwidth estimate.
+func (b *BBR) checkBounds() error {
+	bw := b.btlBw.get()
+	switch {
+	case b.cwnd < b.minCwnd():
+		return fmt.Errorf("BBR cwnd %d below its floor %d", b.cwnd, b.minCwnd())
+	case b.inflightHi > 0 && b.cwnd > max(b.inflightHi, b.minCwnd()):
+		return fmt.Errorf("BBR cwnd %d above inflightHi %d", b.cwnd, b.inflightHi)
+	case b.mode == bbrProbeRTT && b.cwnd > b.probeRTTCwnd():
+		return fmt.Errorf("BBR cwnd %d in PROBE_RTT above %d", b.cwnd, b.probeRTTCwnd())
+	case b.filledPipe && bw > 0 && b.minRTT > 0 && b.cwnd > max(b.inflight(b.cwndGain)+3*b.mss, b.minCwnd(), b.priorCwnd):
+		return fmt.Errorf("BBR cwnd %d above %g BDP (bw %.0f B/s, min RTT %v) + 3 datagrams", b.cwnd, b.cwndGain, bw, b.minRTT)
+	case b.filledPipe && bw > 0 && b.pacingRate > b.pacingGain*bw:
+		return fmt.Errorf("BBR pacing rate %.0f B/s above gain %g x bw %.0f B/s", b.pacingRate, b.pacingGain, bw)
+	}
+	return nil
+}

@@ -73,38 +73,21 @@ type goodputParams struct {
 	// control, docs/PROTOCOL.md §17.6, on top of the connection's), not on
 	// stream 0.
 	stream bool
+	// total, if not 0, is how many bytes the sender sends in all.
+	total int
+	// ackJitter is the return link's jitter (sim.LinkConfig.Jitter).
+	ackJitter time.Duration
 }
 
 // goodputPath is goodput through the bottleneck p describes; it also
 // returns the receiver's stats.
 func goodputPath(p goodputParams) (float64, core.Stats, core.Stats, error) {
-	seed, rtt := p.seed, p.rtt
-	net := newSimNet(seed)
-	fwd := sim.LinkConfig{Latency: rtt / 2, Bandwidth: p.bandwidth, QueueBytes: p.queueBytes, Loss: p.loss, Filter: p.filter}
-	back := sim.LinkConfig{Latency: rtt / 2}
-	mk := func(cid uint64, tweak func(*core.Config)) (*core.Conn, error) {
-		cfg := &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 100 * time.Millisecond,
-			NewCongestionController: controllers[p.cc]}
-		if tweak != nil {
-			tweak(cfg)
-		}
-		return core.NewConn(cfg, cid, sim.Epoch)
-	}
-	ca, err := mk(0xA, p.sender)
+	rtt := p.rtt
+	net, a, b, err := newGoodputNet(p)
 	if err != nil {
 		return 0, core.Stats{}, core.Stats{}, err
 	}
-	cb, err := mk(0xB, p.receiver)
-	if err != nil {
-		return 0, core.Stats{}, core.Stats{}, err
-	}
-	a := &streamSender{conn: ca, msg: make([]byte, 16<<10), open: p.stream}
-	b := &countingReceiver{conn: cb}
-	net.AddNode(a)
-	net.AddNode(b)
-	if err := net.ConnectAsym(0, 1, fwd, back); err != nil {
-		return 0, core.Stats{}, core.Stats{}, err
-	}
+	ca, cb := a.conn, b.conn
 	warmup := max(2*time.Second, 40*rtt)
 	if err := net.RunFor(warmup); err != nil {
 		return 0, core.Stats{}, core.Stats{}, err
@@ -120,6 +103,39 @@ func goodputPath(p goodputParams) (float64, core.Stats, core.Stats, error) {
 	return rate / float64(p.bandwidth), ca.Stats(), cb.Stats(), nil
 }
 
+// newGoodputNet builds the simulated path p describes, with a bulk sender
+// (node 0) and a receiver (node 1) on it.
+func newGoodputNet(p goodputParams) (*sim.Network, *streamSender, *countingReceiver, error) {
+	seed, rtt := p.seed, p.rtt
+	net := newSimNet(seed)
+	fwd := sim.LinkConfig{Latency: rtt / 2, Bandwidth: p.bandwidth, QueueBytes: p.queueBytes, Loss: p.loss, Filter: p.filter}
+	back := sim.LinkConfig{Latency: rtt / 2, Jitter: p.ackJitter}
+	mk := func(cid uint64, tweak func(*core.Config)) (*core.Conn, error) {
+		cfg := &core.Config{Rand: rand.NewPCG(seed, cid), InitialRTT: 100 * time.Millisecond,
+			NewCongestionController: controllers[p.cc]}
+		if tweak != nil {
+			tweak(cfg)
+		}
+		return core.NewConn(cfg, cid, sim.Epoch)
+	}
+	ca, err := mk(0xA, p.sender)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cb, err := mk(0xB, p.receiver)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a := &streamSender{conn: ca, msg: make([]byte, 16<<10), open: p.stream, left: p.total}
+	b := &countingReceiver{conn: cb}
+	net.AddNode(a)
+	net.AddNode(b)
+	if err := net.ConnectAsym(0, 1, fwd, back); err != nil {
+		return nil, nil, nil, err
+	}
+	return net, a, b, nil
+}
+
 // streamSender keeps its send buffer full of Delivery messages, on stream
 // 0 or (open) on a stream it opens.
 type streamSender struct {
@@ -128,6 +144,9 @@ type streamSender struct {
 	open bool
 	id   uint64
 	err  error
+	// left, if the sender was given a total, is what it has yet to send:
+	// -1 once all was sent; 0 means no total.
+	left int
 }
 
 func (s *streamSender) act() {
@@ -137,12 +156,20 @@ func (s *streamSender) act() {
 		}
 		s.id, s.err = s.conn.OpenStream(core.Delivery)
 	}
-	for s.err == nil {
-		err := s.conn.SendStream(s.id, core.Delivery, s.msg)
+	for s.err == nil && s.left >= 0 {
+		msg := s.msg
+		if s.left > 0 {
+			msg = msg[:min(len(msg), s.left)]
+		}
+		err := s.conn.SendStream(s.id, core.Delivery, msg)
 		if errors.Is(err, core.ErrWouldBlock) {
 			return
 		}
-		s.err = err
+		if s.err = err; err == nil && s.left > 0 {
+			if s.left -= len(msg); s.left == 0 {
+				s.left = -1
+			}
+		}
 	}
 }
 

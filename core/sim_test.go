@@ -907,6 +907,14 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	cfgA, cfgB := simConfig(r, p, seed, 1), simConfig(r, p, seed, 2)
 	traceA, traceB := newTraceChecker(), newTraceChecker()
 	cfgA.Tracer, cfgB.Tracer = traceA.tracer, traceB.tracer
+	// The congestion controller's bounds, checked after every call.
+	var ccErrA, ccErrB error
+	cfgA.NewCongestionController = func(mss int) core.CongestionController {
+		return core.CheckedCongestion(core.NewBBR(mss), func(err error) { ccErrA = err })
+	}
+	cfgB.NewCongestionController = func(mss int) core.CongestionController {
+		return core.CheckedCongestion(core.NewBBR(mss), func(err error) { ccErrB = err })
+	}
 	ca, err := core.NewConn(cfgA, 0xA, sim.Epoch)
 	if err != nil {
 		return 0, err
@@ -994,6 +1002,12 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 		}
 		if err := traceB.check(cb); err != nil {
 			b.fail(err)
+		}
+		if ccErrA != nil {
+			a.fail(ccErrA)
+		}
+		if ccErrB != nil {
+			b.fail(ccErrB)
 		}
 		for _, n := range []*simNode{a, b} {
 			if n.err != nil {
