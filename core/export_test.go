@@ -340,30 +340,35 @@ type checkedCC struct {
 	failed bool
 }
 
-func (w *checkedCC) check(after string) {
+// check checks the bounds after the call named after (with its rate
+// sample, if any: formatted only when a bound broke).
+func (w *checkedCC) check(after string, rs *RateSample) {
 	b, ok := w.cc.(*BBR)
 	if !ok || w.failed {
 		return
 	}
 	if err := b.checkBounds(); err != nil {
 		w.failed = true
+		if rs != nil {
+			after = fmt.Sprintf("%s(%+v)", after, *rs)
+		}
 		w.report(fmt.Errorf("after %s: %w", after, err))
 	}
 }
 
 func (w *checkedCC) OnPacketSent(now time.Time, bytes int) {
 	w.cc.OnPacketSent(now, bytes)
-	w.check("OnPacketSent")
+	w.check("OnPacketSent", nil)
 }
 
 func (w *checkedCC) OnPacketAcked(now time.Time, bytes int, sentAt time.Time, rtt *RTTStats) {
 	w.cc.OnPacketAcked(now, bytes, sentAt, rtt)
-	w.check("OnPacketAcked")
+	w.check("OnPacketAcked", nil)
 }
 
 func (w *checkedCC) OnPacketsLost(now time.Time, bytes int, largestLostSentAt time.Time, persistent bool) {
 	w.cc.OnPacketsLost(now, bytes, largestLostSentAt, persistent)
-	w.check("OnPacketsLost")
+	w.check("OnPacketsLost", nil)
 }
 
 func (w *checkedCC) Window() int { return w.cc.Window() }
@@ -371,7 +376,7 @@ func (w *checkedCC) Window() int { return w.cc.Window() }
 func (w *checkedCC) OnRateSample(now time.Time, rs *RateSample) {
 	if o, ok := w.cc.(RateObserver); ok {
 		o.OnRateSample(now, rs)
-		w.check(fmt.Sprintf("OnRateSample(%+v)", *rs))
+		w.check("OnRateSample", rs)
 	}
 }
 
