@@ -396,7 +396,9 @@ func (w *checkedCC) PacingRate() float64 {
 func (b *BBR) checkBounds() error {
 	bw := b.btlBw.get()
 	switch {
-	case b.cwnd < b.minCwnd():
+	case b.cwnd < min(b.minCwnd(), initialWindow(b.mss)):
+		// (The initial window of very large datagrams, two of them, is
+		// below the floor of four until the first sample applies it.)
 		return fmt.Errorf("BBR cwnd %d below its floor %d", b.cwnd, b.minCwnd())
 	case b.inflightHi > 0 && b.cwnd > max(b.inflightHi, b.minCwnd()):
 		return fmt.Errorf("BBR cwnd %d above inflightHi %d", b.cwnd, b.inflightHi)
