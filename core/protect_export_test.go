@@ -11,8 +11,9 @@ import (
 // application traffic secrets drawn from r (the simulation's seeded
 // randomness), a's write secret b's read secret and the reverse, of the TLS
 // 1.3 cipher suite suite, with a key update every keyUpdateEvery packets a
-// side seals (0: at the AEAD's confidentiality limit). Call it right after
-// NewConn: fragments are cut for the tag from then on.
+// side seals (0: at the AEAD's confidentiality limit), and each side's
+// stateless reset token known to the other (ResetToken). Call it right
+// after NewConn: fragments are cut for the tag from then on.
 func ProtectPair(a, b *Conn, r *rand.Rand, suite uint16, keyUpdateEvery uint64) error {
 	s := suiteByID(suite)
 	if s == nil {
@@ -36,6 +37,16 @@ func ProtectPair(a, b *Conn, r *rand.Rand, suite uint16, keyUpdateEvery uint64) 
 	}
 	for _, c := range []*Conn{a, b} {
 		c.sec.keyUpdateEvery = keyUpdateEvery
+	}
+	// Each side's stateless reset token, known to the other as the
+	// handshake's transport parameters would make it (after the secrets:
+	// the keys stay what they were).
+	for _, dir := range [][2]*Conn{{a, b}, {b, a}} {
+		for i := range dir[0].sec.resetToken {
+			dir[0].sec.resetToken[i] = byte(r.Uint32())
+		}
+		dir[1].sec.peerResetToken = dir[0].sec.resetToken
+		dir[1].sec.paramsOK = true
 	}
 	return nil
 }

@@ -531,10 +531,25 @@ type simNode struct {
 
 // forgeReset returns a stateless reset for the node's newest packet that
 // is wrong in one respect: another connection ID, a packet number not yet
-// sent, or a body.
+// sent, or a body. On a protected connection also: a plaintext reset
+// right in every respect (which a protected connection never takes), or
+// a reset with a token but not the peer's (the forger never sees it: the
+// peer sends it only once it lost the connection).
 func (n *simNode) forgeReset() []byte {
 	h := n.lastSent
-	switch n.forger.IntN(3) {
+	cases := 3
+	if n.protected {
+		cases = 5
+	}
+	switch n.forger.IntN(cases) {
+	case 3:
+		return core.AppendReset(nil, h)
+	case 4:
+		var token [core.ResetTokenLen]byte
+		for i := range token {
+			token[i] = byte(n.forger.Uint32())
+		}
+		return core.AppendTokenReset(nil, h, &token)
 	case 0:
 		h.DstCID ^= 1 << n.forger.IntN(64)
 		return core.AppendReset(nil, h)
