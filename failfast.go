@@ -23,7 +23,8 @@ import (
 // Stateless resets a socket sends, and ICMP reports it handles, are
 // bounded by token buckets: an unauthenticated sender can make a socket
 // do at most this much work and send at most resetRate small datagrams
-// (ResetLen bytes, each no larger than the datagram it answers) a second.
+// (ResetLen bytes, or TokenResetLen answering a protected packet, each
+// smaller than or as long as the datagram it answers) a second.
 const (
 	resetRate   = 1000
 	resetBurst  = 100
