@@ -261,7 +261,10 @@ type Config struct {
 	// secret as a private key (whoever holds it can end the connections).
 	// nil: a random key for each socket, so a peer of a restarted process
 	// learns of it at its idle timeout. Plaintext connections take resets
-	// without a token (§14.1), whatever the key.
+	// without a token (§14.1), whatever the key. (A TLS client tells its
+	// peer no token: its transport parameters travel in the clear, in the
+	// ClientHello. So this key serves the listener's side, and a PSK
+	// client's.)
 	StatelessResetKey []byte
 
 	// Core holds the core's advanced knobs (congestion controller,

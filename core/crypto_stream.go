@@ -104,14 +104,21 @@ func (c *Conn) ourHello() HelloFrame {
 }
 
 // startHandshake makes the handshake and starts it: a client writes its
-// first flight. Its transport parameters are our HELLO's fields; a
-// server's cookie is the one the client's HELLO echoed.
+// first flight. Its transport parameters are our HELLO's fields and our
+// stateless reset token (none from a TLS client); a server's cookie is
+// the one the client's HELLO echoed.
 func (c *Conn) startHandshake(now time.Time) error {
 	s := c.sec
 	if s.rng == nil {
 		return handshakeError("no source of randomness for the keys (Config.Rand, or an Endpoint's)")
 	}
-	params := transportParams{server: s.server, hello: c.ourHello(), resetToken: s.resetToken}
+	params := transportParams{server: s.server, hello: c.ourHello()}
+	if s.server || s.mode == ProtectionPSK {
+		// A TLS client's parameters travel in its ClientHello, in the
+		// clear: its token would be anyone's on the path, so it sends
+		// none (RFC 9000 §18.2 likewise); Noise encrypts the client's.
+		params.resetToken = s.resetToken
+	}
 	clientCID := c.localCID
 	if s.server {
 		params.hello.Cookie = s.peerHello.Cookie

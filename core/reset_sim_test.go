@@ -180,3 +180,44 @@ func TestSimSecureResetForged(t *testing.T) {
 	ep.Deliver(now, ep.HandleDatagram(now, epServerAddr, d).Conn, epServerAddr, d)
 	require.ErrorIs(t, c.Err(), core.ErrReset)
 }
+
+// TestSimSecureTokenNotInClear: no side's stateless reset token is ever
+// readable on the path: a capture of every datagram of protected
+// handshakes and a message each way (through loss, so that flights go
+// again) holds none of the tokens the Endpoints would send. A TLS
+// client's transport parameters travel in its ClientHello, in the clear,
+// so it sends no token there (RFC 9000 §18.2 forbids it for QUIC's client
+// likewise): its listener takes no reset for it. The listener's travel in
+// EncryptedExtensions; Noise's payloads are encrypted, under the key.
+func TestSimSecureTokenNotInClear(t *testing.T) {
+	st := newSimTLS(t)
+	psk := bytes.Repeat([]byte{0x5a}, 32)
+	for _, mode := range []string{"TLS", "PSK"} {
+		t.Run(mode, func(t *testing.T) {
+			ccfg, scfg := protectedConfig(st.client, nil), protectedConfig(st.server, nil)
+			if mode == "PSK" {
+				ccfg, scfg = protectedConfig(nil, psk), protectedConfig(nil, psk)
+			}
+			seedCrypto(t, 3)
+			var captured []byte
+			link := sim.LinkConfig{Latency: 10 * time.Millisecond, Loss: 0.1,
+				Filter: func(_ time.Time, b []byte) bool { captured = append(captured, b...); return true }}
+			s, err := secureSim(t, 3, link, 3, ccfg, scfg)
+			require.NoError(t, err)
+			for _, c := range s.clients.conns {
+				require.True(t, c.Established(), "%v", c.Err())
+				require.NoError(t, c.Send(core.Delivery, []byte("ping")))
+				s.clients.set.touch(c)
+			}
+			require.NoError(t, s.net.RunFor(2*time.Second))
+			for i, c := range s.clients.conns {
+				token := s.clients.eps[i].ResetToken(c.LocalCID())
+				require.False(t, bytes.Contains(captured, token[:]), "client %d's token is in the capture", i)
+			}
+			for _, c := range s.server.all {
+				token := s.server.ep.ResetToken(c.LocalCID())
+				require.False(t, bytes.Contains(captured, token[:]), "the listener's token for %x is in the capture", c.LocalCID())
+			}
+		})
+	}
+}
