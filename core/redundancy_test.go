@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -147,4 +148,56 @@ func TestNoneWindow(t *testing.T) {
 	} {
 		require.Equal(t, step.take, take(step.id), "id base+%d", step.id-base)
 	}
+}
+
+// TestRedundancyLostOriginalCopyInFlight: the original of a Delivery
+// message sent twice is declared lost while its copy is still in flight
+// (a later packet was acknowledged first): the message is not queued again
+// (the copy may yet arrive), and when the copy arrives and is acknowledged
+// it settles the message, with no retransmission; the copy was useful.
+func TestRedundancyLostOriginalCopyInFlight(t *testing.T) {
+	p := newWirePair(t, nil)
+	require.NoError(t, p.a.SetStreamRedundancy(0, true))
+	msg := bytes.Repeat([]byte{7}, 64)
+	require.NoError(t, p.a.Send(Delivery, msg))
+	require.NotZero(t, p.a.PollTransmit(p.now, p.buf), "the original") // lost
+	// The copy, when its timer fires: held back.
+	p.now = p.a.NextTimeout()
+	p.a.HandleTimeout(p.now)
+	n := p.a.PollTransmit(p.now, p.buf)
+	require.NotZero(t, n, "the copy")
+	held := bytes.Clone(p.buf[:n])
+	require.Zero(t, p.a.PollTransmit(p.now, p.buf))
+	// A later message, sent once, delivered and acknowledged: the
+	// original is declared lost by then (it is older than the loss delay).
+	require.NoError(t, p.a.SetStreamRedundancy(0, false))
+	require.NoError(t, p.a.Send(Delivery, []byte("later")))
+	for range 100 {
+		p.exchange(nil)
+		if p.a.Stats().PacketsLost > 0 {
+			break
+		}
+		p.now = p.now.Add(100 * time.Microsecond)
+		p.a.HandleTimeout(p.now)
+		p.b.HandleTimeout(p.now)
+	}
+	require.EqualValues(t, 1, p.a.Stats().PacketsLost, "the original declared lost")
+	require.Zero(t, p.a.Stats().FragmentsRetransmitted, "queued again while its copy was in flight")
+	// The copy arrives; its acknowledgement settles the message.
+	p.b.HandleDatagram(p.now, held)
+	got := 0
+	for range 50 {
+		p.step()
+		recvEach(t, p.b, func(m Message) {
+			if bytes.Equal(m.Data, msg) {
+				got++
+			}
+		})
+	}
+	require.Equal(t, 1, got, "delivered")
+	s := p.a.Stats()
+	require.Zero(t, s.FragmentsRetransmitted)
+	require.EqualValues(t, 1, s.RedundantUseful)
+	require.Zero(t, p.a.unackedDelivery, "settled")
+	require.NoError(t, CheckSendAccounting(p.a))
 }
