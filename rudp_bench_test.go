@@ -284,3 +284,29 @@ func BenchmarkCloseWriteEOF(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDial is what one dial costs, both ends in this process: the
+// socket, the handshake's round trips and the accepted side, until
+// Dial returns and Accept has the connection. Closing it is not timed.
+//
+//	go test -run '^$' -bench 'Dial$' .
+func BenchmarkDial(b *testing.B) {
+	ln, err := rudp.Listen("udp", "127.0.0.1:0", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		accepted := acceptOne(ln)
+		c, err := rudp.Dial("udp", ln.Addr().String(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := <-accepted
+		b.StopTimer()
+		_ = c.Close()
+		_ = s.Close()
+		b.StartTimer()
+	}
+}

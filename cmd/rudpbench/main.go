@@ -19,6 +19,8 @@
 //	       one-way delivery latency percentiles and the fraction delivered
 //	conns  -conns K concurrent connections: handshake rate, dial failures, memory per
 //	       connection idle and after a 1 KiB echo, CPU used by K idle connections over -idle
+//	dialrr -dialconns K clients dial at once and make -rounds round trips of 64 bytes
+//	       each: time until the last is done, memory per active connection (heap, RSS)
 //	all    all of the above
 //	shard  (not in all) -streams connections move -size MiB at once to a server process of
 //	       its own whose Listener has 1 socket, then -sockets (Config.Sockets, SO_REUSEPORT
@@ -86,7 +88,7 @@ func main() {
 }
 
 // scenarios in the order "all" runs them.
-var allScenarios = []string{"bulk", "rr", "msg", "conns"}
+var allScenarios = []string{"bulk", "rr", "msg", "conns", "dialrr"}
 
 // extraScenarios are the scenarios "all" does not run.
 var extraScenarios = []string{"shard"}
@@ -112,6 +114,8 @@ type options struct {
 	Conns      int           `json:"conns"`
 	Sockets    int           `json:"sockets,omitempty"`
 	Streams    int           `json:"streams,omitempty"`
+	DialConns  int           `json:"dial_conns"`
+	Rounds     int           `json:"rounds"`
 	MsgRate    int           `json:"msg_rate"`
 	Loss       float64       `json:"loss"`
 	Dup        float64       `json:"dup"`
@@ -161,7 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, all, shard\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, dialrr, all, shard\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
@@ -174,6 +178,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.Duration, "duration", 2*time.Second, "rr and msg: how long each transport runs")
 	fs.DurationVar(&o.Idle, "idle", 10*time.Second, "conns: how long the CPU of K idle connections is measured")
 	fs.IntVar(&o.Conns, "conns", 1000, "conns: number of concurrent connections K (all dialed at once, at most 1000 in flight)")
+	fs.IntVar(&o.DialConns, "dialconns", 200, "dialrr: number of clients K that dial at once")
+	fs.IntVar(&o.Rounds, "rounds", 20, "dialrr: round trips each client makes after its dial")
 	fs.IntVar(&o.MsgRate, "msgrate", 2000, "msg: messages per second")
 	fs.IntVar(&o.Sockets, "sockets", 2, "shard: the server Listener's Config.Sockets of the second phase (the first has 1)")
 	fs.IntVar(&o.Streams, "streams", 16, "shard: connections moving -size MiB between them at once")
@@ -237,7 +243,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			}
 		default:
 			fs.Usage()
-			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns, all or shard)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns, dialrr, all or shard)", s)
 		}
 	}
 	if len(o.Scenarios) == 0 {
@@ -253,6 +259,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-idle = %v, want > 0", o.Idle)
 	case o.Conns <= 0:
 		return nil, fmt.Errorf("-conns = %d, want > 0", o.Conns)
+	case o.DialConns <= 0:
+		return nil, fmt.Errorf("-dialconns = %d, want > 0", o.DialConns)
+	case o.Rounds < 0:
+		return nil, fmt.Errorf("-rounds = %d, want >= 0", o.Rounds)
 	case o.MsgRate <= 0:
 		return nil, fmt.Errorf("-msgrate = %d, want > 0", o.MsgRate)
 	case o.Sockets < 1:

@@ -13,7 +13,7 @@ import (
 )
 
 // tinyArgs make every scenario run for a fraction of a second per transport.
-var tinyArgs = []string{"-json", "-size", "1", "-duration", "200ms", "-idle", "300ms", "-conns", "20", "-msgrate", "500"}
+var tinyArgs = []string{"-json", "-size", "1", "-duration", "200ms", "-idle", "300ms", "-conns", "20", "-dialconns", "10", "-rounds", "3", "-msgrate", "500"}
 
 // mustHave is, per scenario, the metrics that must be positive in every
 // transport's result.
@@ -23,12 +23,14 @@ var mustHave = map[string][]string{
 	"msg":  {"p50", "p99", "delivered"},
 	// Memory per connection is a difference of page-granular totals: with
 	// a tiny K it can be zero, so it is only required to be present.
-	"conns": {"handshakes/s", "connect all"},
+	"conns":  {"handshakes/s", "connect all"},
+	"dialrr": {"all done", "dialed p50", "done p50"},
 }
 
 // mustReport is, per scenario, metrics that must be present (any value).
 var mustReport = map[string][]string{
-	"conns": {"mem/conn idle", "mem/conn after idle", "mem/conn active", "idle CPU"},
+	"conns":  {"mem/conn idle", "mem/conn after idle", "mem/conn active", "idle CPU"},
+	"dialrr": {"mem/conn active", "failures"},
 }
 
 func runJSON(t *testing.T, args ...string) *report {

@@ -215,6 +215,8 @@ func childArgs(o *options, env string) []string {
 		"-duration", o.Duration.String(),
 		"-idle", o.Idle.String(),
 		"-conns", strconv.Itoa(o.Conns),
+		"-dialconns", strconv.Itoa(o.DialConns),
+		"-rounds", strconv.Itoa(o.Rounds),
 		"-msgrate", strconv.Itoa(o.MsgRate),
 		"-seed", strconv.FormatUint(o.Seed, 10),
 		"-transports", strings.Join(o.Transports, ","),

@@ -377,6 +377,10 @@ func (r *report) evaluateTargets() {
 				fmt.Sprintf("rudp p99 %.0f µs [%s] / %.0f µs [%s] = %.2fx", a, imp, b, clean, q))
 		}
 	}
+	if q, a, b, ok := ratio("dialrr", "", "rudp", "", "tcp", "all done"); ok {
+		add("dialrr: K dials with their round trips <= TCP's time", q, 1, q <= 1,
+			fmt.Sprintf("rudp %.1f ms / tcp %.1f ms = %.2fx (K=%d, %d round trips each)", a, b, q, r.Options.DialConns, r.Options.Rounds))
+	}
 	for _, ph := range r.phases("conns") {
 		if v, ok := r.value("conns", ph, "rudp", "handshakes/s"); ok {
 			add("conns: >= 5,000 handshakes/s", v, 5000, v >= 5000, fmt.Sprintf("%.0f/s at K=%d", v, r.Options.Conns))

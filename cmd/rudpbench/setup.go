@@ -90,6 +90,8 @@ func (b *bench) runAll() *report {
 			b.runConns()
 		case "shard":
 			b.runShard()
+		case "dialrr":
+			b.runDialRR()
 		}
 		b.logf("%s done in %.1fs", sc, time.Since(start).Seconds())
 	}
