@@ -115,6 +115,31 @@ func rxPool(size, n int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
+// rxSmallSize is the datagram size of the one-buffer batches a lone small
+// datagram is moved into (smallRead): 2 KiB with the extra byte.
+const rxSmallSize = 2047
+
+// smallRead moves a lone datagram of b that fits rxSmallSize into a small
+// batch and gives b back, so that the big buffer (64 KiB with GRO or large
+// datagrams) is held only during the system call, not while the datagram is
+// handled, which may wait for its connection's lock: with hundreds of
+// request-response connections, each held one (issue 12: memory per active
+// connection). The copy is at most 2 KiB.
+func smallRead(b *rxBatch) *rxBatch {
+	if b.n != 1 || b.lens[0] > rxSmallSize || b.size <= rxSmallSize {
+		return b
+	}
+	s := rxSmallPool.Get().(*rxBatch)
+	s.n = 1
+	s.lens[0], s.segs[0], s.from[0] = b.lens[0], b.segs[0], b.from[0]
+	copy(s.bufs[0], b.bufs[0][:b.lens[0]])
+	b.release()
+	return s
+}
+
+// rxSmallPool is smallRead's pool.
+var rxSmallPool = rxPool(rxSmallSize, 1)
+
 // release returns b to the pool it came from, which is not the socket's
 // current one after the socket switched buffer sizes: a batch of small
 // buffers must never be handed out as large ones.
@@ -150,6 +175,7 @@ func txPool(size int) *sync.Pool {
 // batching.
 func (u *udpSocket) setRxPool() {
 	u.rxPool = rxPool(u.rxSize, rxBatchLenFor(u.rxSize, u.rxBatched))
+	u.rxLonePool = rxPool(u.rxSize, 1)
 }
 
 // receiveOne reads one datagram, waiting for it if wait is set (else

@@ -192,6 +192,8 @@ func (u *udpSocket) initIO() {
 		batched = batched && err == nil
 	}
 	u.rxBatched = batched
+	// A new socket's first datagrams are a handshake's, one at a time.
+	u.sys.rxOne = batched
 	u.txBatched.Store(batched)
 	u.sys.recv = u.recvmmsg
 }
@@ -251,7 +253,11 @@ func (u *udpSocket) recvmmsg(fd uintptr) bool {
 		}
 	}
 	if s.rxBatch == nil {
-		s.rxBatch = u.rxPool.Get().(*rxBatch)
+		if s.rxOne {
+			s.rxBatch = u.rxLonePool.Get().(*rxBatch)
+		} else {
+			s.rxBatch = u.rxPool.Get().(*rxBatch)
+		}
 	}
 	b := s.rxBatch
 	hdrs := b.sys.hdrs
@@ -315,6 +321,7 @@ func (u *udpSocket) recvmmsg(fd uintptr) bool {
 			}
 			b.from[i] = sockaddrAddrPort(&b.sys.names[i])
 		}
+		s.rxBatch = smallRead(b)
 		return true
 	}
 }

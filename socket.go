@@ -46,6 +46,10 @@ type udpSocket struct {
 	rxGRO     bool       // UDP GRO: a received buffer may hold coalesced datagrams
 	rxSize    int        // the longest datagram (or GRO buffer) the receive buffers take
 	rxPool    *sync.Pool // receive batches, borrowed for one read
+	// rxLonePool: batches of one buffer, for a read that expects a lone
+	// datagram (request-response traffic, muxSys.rxOne): it borrows
+	// rxSize bytes, not rxBatchBytes.
+	rxLonePool *sync.Pool
 }
 
 // listenUDP opens the socket of a Listener, PacketConn or Dial.
