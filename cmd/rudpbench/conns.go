@@ -67,6 +67,59 @@ type connSet struct {
 	echo    bool // the server side echoes by itself (raw UDP)
 }
 
+// serverEnds are the accepted ends of a run's connections.
+type serverEnds struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup // the accept loop and the serve goroutines
+}
+
+// acceptAll accepts until accept fails, keeping each end and, unless serve
+// is nil, serving it on a goroutine of its own.
+func (s *serverEnds) acceptAll(accept func() (net.Conn, error), serve func(net.Conn)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			if serve != nil {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					serve(c)
+				}()
+			}
+		}
+	}()
+}
+
+// list returns the ends accepted so far.
+func (s *serverEnds) list() []net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Conn(nil), s.conns...)
+}
+
+// closeAll closes the ends accepted so far.
+func (s *serverEnds) closeAll() {
+	for _, c := range s.list() {
+		c.Close()
+	}
+}
+
+// close closes the listener and the proxy, the last first.
+func (cs *connSet) close() {
+	for i := len(cs.closers) - 1; i >= 0; i-- {
+		cs.closers[i].Close()
+	}
+}
+
 func (b *bench) connsRun(t string, im impairment, r *result) error {
 	k := b.opts.Conns
 	fdsPerConn := uint64(1)
@@ -87,41 +140,14 @@ func (b *bench) connsRun(t string, im impairment, r *result) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for i := len(cs.closers) - 1; i >= 0; i-- {
-			cs.closers[i].Close()
-		}
-	}()
+	defer cs.close()
 
 	// The accept loop collects the server ends.
-	var (
-		mu      sync.Mutex
-		servers []net.Conn
-	)
-	acceptDone := make(chan struct{})
+	var servers serverEnds
 	if cs.accept != nil {
-		go func() {
-			defer close(acceptDone)
-			for {
-				c, err := cs.accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				servers = append(servers, c)
-				mu.Unlock()
-			}
-		}()
-	} else {
-		close(acceptDone)
+		servers.acceptAll(cs.accept, nil)
 	}
-	defer func() {
-		mu.Lock()
-		for _, c := range servers {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
+	defer servers.closeAll()
 
 	// Dial all K, at most maxDialsInFlight at a time.
 	clients := make([]net.Conn, k)
@@ -151,10 +177,7 @@ func (b *bench) connsRun(t string, im impairment, r *result) error {
 	if cs.accept != nil {
 		// Wait until every dialed connection has been accepted.
 		for {
-			mu.Lock()
-			n := len(servers)
-			mu.Unlock()
-			if n >= ok || ctx.Err() != nil {
+			if len(servers.list()) >= ok || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(time.Millisecond)
@@ -238,9 +261,7 @@ func (b *bench) connsRun(t string, im impairment, r *result) error {
 
 	var echoFails atomic.Int64
 	if !cs.echo {
-		mu.Lock()
-		srv := append([]net.Conn(nil), servers...)
-		mu.Unlock()
+		srv := servers.list()
 		serveBy := time.Now().Add(10 * time.Second)
 		parallel(len(srv), 32, func(i int) {
 			buf := make([]byte, activeBytes)
@@ -326,9 +347,7 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 		if b.opts.SharedDial {
 			client, err := rudp.Listen("udp", loopback, ccfg)
 			if err != nil {
-				for i := len(cs.closers) - 1; i >= 0; i-- {
-					cs.closers[i].Close()
-				}
+				cs.close()
 				return nil, err
 			}
 			cs.closers = append(cs.closers, client)

@@ -48,56 +48,26 @@ func (b *bench) dialRR(t string, im impairment, r *result) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for i := len(cs.closers) - 1; i >= 0; i-- {
-			cs.closers[i].Close()
-		}
-	}()
 
 	// The servers echo every 64-byte message until their peer closes.
-	var (
-		mu      sync.Mutex
-		servers []net.Conn
-		serveWG sync.WaitGroup
-	)
+	var servers serverEnds
 	if cs.accept != nil {
-		serveWG.Add(1)
-		go func() {
-			defer serveWG.Done()
+		servers.acceptAll(cs.accept, func(c net.Conn) {
+			buf := make([]byte, rrSize)
 			for {
-				c, err := cs.accept()
-				if err != nil {
+				if _, err := io.ReadFull(c, buf); err != nil {
 					return
 				}
-				mu.Lock()
-				servers = append(servers, c)
-				mu.Unlock()
-				serveWG.Add(1)
-				go func() {
-					defer serveWG.Done()
-					buf := make([]byte, rrSize)
-					for {
-						if _, err := io.ReadFull(c, buf); err != nil {
-							return
-						}
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
-				}()
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
 			}
-		}()
+		})
 	}
 	defer func() {
-		for i := len(cs.closers) - 1; i >= 0; i-- {
-			cs.closers[i].Close()
-		}
-		mu.Lock()
-		for _, c := range servers {
-			c.Close()
-		}
-		mu.Unlock()
-		serveWG.Wait()
+		cs.close()
+		servers.closeAll()
+		servers.wg.Wait()
 	}()
 
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
