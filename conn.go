@@ -59,7 +59,10 @@ type Conn struct {
 	readWake  chan struct{} // 1-buffered: something arrived or ended
 	writeWake chan struct{} // 1-buffered: send buffer space may have freed
 	// 1-buffered: the peer may have opened a stream (AcceptStream), or let
-	// us open more (OpenStream); signalled with the others.
+	// us open more (OpenStream); signalled with the others. Made by the
+	// first call that waits (waitStream), so that a connection whose
+	// application never opens or accepts a stream, most of them, does not
+	// carry two channels (192 bytes; issue 12: memory per connection).
 	acceptWake, openWake chan struct{}
 	closeOnce            sync.Once
 	closing              chan struct{} // closed by Close
@@ -82,22 +85,20 @@ type Conn struct {
 
 func newConn(m *mux, cc *core.Conn, raddr netip.AddrPort) *Conn {
 	return &Conn{
-		m:          m,
-		guarantee:  m.set.guarantee,
-		linger:     m.set.linger,
-		core:       cc,
-		stream:     stream.New(cc),
-		raddr:      raddr,
-		peer:       raddr,
-		origin:     raddr,
-		readWake:   make(chan struct{}, 1),
-		writeWake:  make(chan struct{}, 1),
-		acceptWake: make(chan struct{}, 1),
-		openWake:   make(chan struct{}, 1),
-		closing:    make(chan struct{}),
-		done:       make(chan struct{}),
-		cid:        cc.LocalCID(),
-		slot:       -1,
+		m:         m,
+		guarantee: m.set.guarantee,
+		linger:    m.set.linger,
+		core:      cc,
+		stream:    stream.New(cc),
+		raddr:     raddr,
+		peer:      raddr,
+		origin:    raddr,
+		readWake:  make(chan struct{}, 1),
+		writeWake: make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		cid:       cc.LocalCID(),
+		slot:      -1,
 	}
 }
 

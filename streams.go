@@ -101,7 +101,7 @@ func (c *Conn) OpenStream(ctx context.Context, o *StreamOptions) (*Stream, error
 		}
 		priority, weight, redundancy = o.Priority, max(o.Weight, 1), o.Redundancy
 	}
-	return c.waitStream(ctx, "open", c.openWake, func(now time.Time) (*Stream, error) {
+	return c.waitStream(ctx, "open", &c.openWake, func(now time.Time) (*Stream, error) {
 		id, err := c.core.OpenStream(g)
 		switch {
 		case errors.Is(err, core.ErrStreamLimit):
@@ -137,7 +137,7 @@ func checkWeight(field string, w int) error {
 // of its data). It returns an error matching ctx.Err() when ctx ends, and
 // the connection's error (io.EOF after the peer's close) once it ended.
 func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
-	return c.waitStream(ctx, "accept", c.acceptWake, func(time.Time) (*Stream, error) {
+	return c.waitStream(ctx, "accept", &c.acceptWake, func(time.Time) (*Stream, error) {
 		if id, g, ok := c.core.AcceptStream(); ok {
 			signal(c.acceptWake) // another AcceptStream may be waiting
 			return c.newStreamLocked(id, g), nil
@@ -154,10 +154,10 @@ func (c *Conn) AcceptStream(ctx context.Context) (*Stream, error) {
 
 // waitStream is the wait of OpenStream and AcceptStream: try, called under
 // c.mu, returns the stream, an error, or neither to wait on wake and try
-// again. In Manual mode the wait drives the socket (no goroutine). It ends
-// with an error matching ctx.Err() when ctx ends, and with the
-// connection's when it is closed.
-func (c *Conn) waitStream(ctx context.Context, op string, wake chan struct{}, try func(now time.Time) (*Stream, error)) (*Stream, error) {
+// again; *wake, guarded by c.mu, is made here when nil. In Manual mode the
+// wait drives the socket (no goroutine). It ends with an error matching
+// ctx.Err() when ctx ends, and with the connection's when it is closed.
+func (c *Conn) waitStream(ctx context.Context, op string, wake *chan struct{}, try func(now time.Time) (*Stream, error)) (*Stream, error) {
 	w := c.waiter()
 	w.done = ctx.Done()
 	defer w.stop()
@@ -170,6 +170,10 @@ func (c *Conn) waitStream(ctx context.Context, op string, wake chan struct{}, tr
 		}
 		now := monoNow()
 		c.mu.Lock()
+		if *wake == nil {
+			*wake = make(chan struct{}, 1)
+		}
+		ch := *wake
 		s, err := try(now)
 		c.mu.Unlock()
 		switch {
@@ -178,7 +182,7 @@ func (c *Conn) waitStream(ctx context.Context, op string, wake chan struct{}, tr
 		case s != nil:
 			return s, nil
 		}
-		w.wait(wake, &noDeadline)
+		w.wait(ch, &noDeadline)
 	}
 }
 
