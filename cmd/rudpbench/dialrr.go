@@ -44,6 +44,7 @@ func (b *bench) dialRR(t string, im impairment, r *result) error {
 	// be reused here and this run's RSS would look smaller than it is.
 	debug.FreeOSMemory()
 	mem0, rss0 := readMem(true), readRSS()
+	stack0 := stackInuse()
 	cs, err := b.connSetup(t, im, k)
 	if err != nil {
 		return err
@@ -109,6 +110,7 @@ func (b *bench) dialRR(t string, im impairment, r *result) error {
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	mem1, rss1 := readMem(true), readRSS()
+	stack1 := stackInuse()
 	if b.opts.memProfile != "" {
 		// What the active connections hold, for go tool pprof -sample_index=inuse_space.
 		if err := writeNamedProfile("heap", b.opts.memProfile+".dialrr-"+t); err != nil {
@@ -139,6 +141,11 @@ func (b *bench) dialRR(t string, im impairment, r *result) error {
 	// does not inflate as it does the times.
 	r.add("CPU/conn", "µs", float64(cpu)/float64(time.Microsecond)/float64(ok), "lower")
 	r.add("mem/conn active", "KiB", float64(int64(mem1.inuse)-int64(mem0.inuse))/float64(ok)/1024, "lower")
+	// The goroutine stacks in that figure: the servers' echo loops (one
+	// a connection for every transport), and rudp's reader goroutine of
+	// each dialed socket; a Read that reads its socket itself runs the
+	// protocol on its caller's stack.
+	r.add("stacks/conn active", "KiB", float64(int64(stack1)-int64(stack0))/float64(ok)/1024, "lower")
 	if rss0 > 0 && rss1 > 0 {
 		r.add("RSS/conn active", "KiB", float64(rss1-rss0)/float64(ok)/1024, "lower")
 	}
@@ -205,6 +212,13 @@ func nonZero(d []time.Duration) []time.Duration {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// stackInuse returns the bytes of goroutine stacks in use.
+func stackInuse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.StackInuse
 }
 
 // readRSS returns the process's resident set in bytes (Linux: VmRSS in
