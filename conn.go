@@ -26,32 +26,33 @@ import (
 // writers are serialized, each Write whole; concurrent readers each get
 // what arrives next (a Read that leaves data behind wakes the next one).
 type Conn struct {
-	m         *mux
-	guarantee Guarantee
-	pc        *PacketConn // the PacketConn this connection belongs to, if any
+	m  *mux
+	pc *PacketConn // the PacketConn this connection belongs to, if any
 
 	writeMu sync.Mutex // one Write at a time, so a Write's bytes stay together
 
-	mu      sync.Mutex // guards the fields below and every call on core and stream
-	core    *core.Conn
-	stream  *stream.Stream
-	raddr   netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
-	peer    netip.AddrPort // the peer's last validated address: RemoteAddr, ReadFrom's
-	origin  netip.AddrPort // the address the connection started with: the core's zero AddrPort
-	ended   bool           // core reported Closed; the mux forgot the connection
-	estDone bool           // the handshake ended (established or failed)
-	estCh   chan struct{}  // closed when estDone becomes true (dialed connections)
+	mu        sync.Mutex // guards the fields below and every call on core and stream
+	core      *core.Conn
+	stream    *stream.Stream
+	raddr     netip.AddrPort // the peer's address the core sends to now (followPeerLocked)
+	peer      netip.AddrPort // the peer's last validated address: RemoteAddr, ReadFrom's
+	origin    netip.AddrPort // the address the connection started with: the core's zero AddrPort
+	ended     bool           // core reported Closed; the mux forgot the connection
+	estDone   bool           // the handshake ended (established or failed)
+	guarantee Guarantee      // what Write sends
+	estCh     chan struct{}  // closed when estDone becomes true (dialed connections)
 	// offerLater: an accepted protected connection, offered to the
 	// acceptor once its handshake completes (offerLocked).
 	offerLater bool
 	inReady    bool               // in its PacketConn's ready list
 	readyNext  *Conn              // the next of its host's in that list; guarded by the PacketConn's mu
 	linger     time.Duration      // how long Close waits for the peer (see SetLinger)
-	closeBy    time.Time          // a graceful close nobody waits for, making no progress until then, is aborted
+	closeBy    monoTime           // a graceful close nobody waits for, making no progress until then, is aborted
 	closeBuf   int                // send buffer space free when closeBy was last set
-	nextAt     time.Time          // the timeout last passed to mux.schedule
+	nextAt     monoTime           // the timeout last passed to mux.schedule
 	nextKnown  bool               // nextAt is what the socket's timer holds for c
 	remoteSet  bool               // the peer's connection ID was given to the mux's Endpoint (for stateless resets)
+	registered bool               // in m.conns; guarded by m.mu
 	streams    map[uint64]*Stream // the streams handed out (streams.go), woken with the connection
 	// unsettledRead counts the bytes Reads took since the last settle.
 	unsettledRead int
@@ -69,13 +70,12 @@ type Conn struct {
 	done                 chan struct{} // closed when the connection has ended (ended becomes true)
 	rd, wd               deadline
 
-	// Guarded by m.mu.
-	registered bool // in m.conns
-	cid        uint64
-	peerKey    netip.AddrPort // set when this is its PacketConn's connection for that address
-	timer      timerSlot      // its place in m.timers
-	host       netip.Addr     // the host its PacketConn counts it against (set once, before it is registered)
-	slot       int            // its index among its host's in the peer table; -1: not counted
+	// Guarded by m.mu (and registered, above).
+	cid     uint64
+	peerKey netip.AddrPort // set when this is its PacketConn's connection for that address
+	timer   timerSlot      // its place in m.timers
+	host    netip.Addr     // the host its PacketConn counts it against (set once, before it is registered)
+	slot    int            // its index among its host's in the peer table; -1: not counted
 
 	// active is when a message last moved between the application and
 	// the peer, in nanoseconds since clockBase (a PacketConn's peer table
@@ -177,31 +177,31 @@ func (c *Conn) settleLocked(now time.Time) {
 		c.offerLocked(now)
 	}
 	next := c.core.NextTimeout()
-	if !c.closeBy.IsZero() && !c.core.Closed() {
+	if c.closeBy != 0 && !c.core.Closed() {
 		if free := c.core.SendBufferAvailable(); free > c.closeBuf {
 			// The peer is still taking data: the close is progressing.
 			c.closeBuf = free
-			c.closeBy = now.Add(closeStall(c.m.set.core.IdleTimeout))
+			c.closeBy = toMono(now.Add(closeStall(c.m.set.core.IdleTimeout)))
 		}
-		if !now.Before(c.closeBy) {
+		if closeBy := c.closeBy.time(); !now.Before(closeBy) {
 			// The graceful close made no end in time (a peer that stopped
 			// reading can hold it up forever): give up on it.
-			c.closeBy = time.Time{}
+			c.closeBy = 0
 			c.core.Abort(now, core.ErrClosed)
 			c.flushLocked(now)
 			next = c.core.NextTimeout()
-		} else if next.IsZero() || c.closeBy.Before(next) {
-			next = c.closeBy
+		} else if next.IsZero() || closeBy.Before(next) {
+			next = closeBy
 		}
 	}
 	if c.core.Closed() {
 		c.endLocked()
 		return
 	}
-	if c.nextKnown && next.Equal(c.nextAt) {
+	if c.nextKnown && toMono(next) == c.nextAt {
 		return // the socket's timer already knows (most settles change nothing)
 	}
-	c.nextAt, c.nextKnown = next, true
+	c.nextAt, c.nextKnown = toMono(next), true
 	c.m.schedule(c, next)
 }
 
@@ -728,7 +728,7 @@ func (c *Conn) startCloseLocked(now time.Time, linger time.Duration) bool {
 	// queued once it is established, then closes.)
 	c.core.Close(now)
 	if linger < 0 {
-		c.closeBy = now.Add(closeStall(c.m.set.core.IdleTimeout))
+		c.closeBy = toMono(now.Add(closeStall(c.m.set.core.IdleTimeout)))
 		c.closeBuf = c.core.SendBufferAvailable()
 	}
 	c.settleLocked(now)
@@ -771,7 +771,7 @@ func (c *Conn) awaitClose(dl *deadline, stop <-chan struct{}) error {
 			return err
 		}
 		if expired || stopped {
-			c.closeBy = time.Time{}
+			c.closeBy = 0
 			c.core.Abort(now, core.ErrClosed)
 			c.settleLocked(now)
 			c.mu.Unlock()
@@ -804,7 +804,7 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	}
 	if _, ok := ctx.Deadline(); ok {
 		c.mu.Lock()
-		c.closeBy = time.Time{} // ctx bounds this close, not its progress
+		c.closeBy = 0 // ctx bounds this close, not its progress
 		c.mu.Unlock()
 	}
 	switch err := c.awaitClose(&noDeadline, ctx.Done()); {

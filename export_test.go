@@ -37,7 +37,7 @@ func DebugListener(l *Listener) string {
 	l.m.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
-		s += fmt.Sprintf(" [cid=%x est=%v closed=%v err=%v closeBy=%v next=%v timerAt=%v pos=%d]", c.cid, c.core.Established(), c.core.Closed(), c.core.Err(), c.closeBy, c.core.NextTimeout(), c.timer.at, c.timer.pos)
+		s += fmt.Sprintf(" [cid=%x est=%v closed=%v err=%v closeBy=%v next=%v timerAt=%v pos=%d]", c.cid, c.core.Established(), c.core.Closed(), c.core.Err(), c.closeBy.time(), c.core.NextTimeout(), c.timer.at, c.timer.pos)
 		c.mu.Unlock()
 	}
 	return s
