@@ -115,6 +115,12 @@ func rxPool(size, n int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
+// drained reports whether the read that filled b most likely emptied the
+// socket: it took fewer datagrams than it had room for, or it was a read of
+// one datagram (a batch of one buffer: smallRead, muxSys.rxOne), which
+// looks for no second.
+func (b *rxBatch) drained() bool { return b.n < len(b.bufs) || len(b.bufs) == 1 }
+
 // rxSmallSize is the datagram size of the one-buffer batches a lone small
 // datagram is moved into (smallRead): 2 KiB with the extra byte.
 const rxSmallSize = 2047

@@ -192,8 +192,6 @@ func (u *udpSocket) initIO() {
 		batched = batched && err == nil
 	}
 	u.rxBatched = batched
-	// A new socket's first datagrams are a handshake's, one at a time.
-	u.sys.rxOne = batched
 	u.txBatched.Store(batched)
 	u.sys.recv = u.recvmmsg
 }

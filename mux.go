@@ -177,7 +177,7 @@ func (m *mux) readLoop() {
 			}
 			continue
 		}
-		drained := m.rxBatched && b.n < len(b.bufs)
+		drained := m.rxBatched && b.drained()
 		m.handleBatch(b)
 		if drained {
 			// The socket is most likely empty, and the next read would

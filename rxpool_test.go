@@ -65,3 +65,20 @@ func TestSmallRead(t *testing.T) {
 		b.release()
 	}
 }
+
+// TestRxBatchDrained: a lone datagram's read counts as having emptied the
+// socket, in a batch of one buffer too, so that the reader lets the
+// goroutine it woke run before it reads again (a dial's client, reading its
+// peer's HELLO and probes one at a time without that yield, acknowledged
+// them in two datagrams instead of one).
+func TestRxBatchDrained(t *testing.T) {
+	for _, c := range []struct {
+		bufs, n int
+		want    bool
+	}{{3, 1, true}, {3, 3, false}, {1, 1, true}, {32, 31, true}, {32, 32, false}} {
+		b := &rxBatch{bufs: make([][]byte, c.bufs), n: c.n}
+		if got := b.drained(); got != c.want {
+			t.Errorf("%d of %d buffers filled: drained %v, want %v", c.n, c.bufs, got, c.want)
+		}
+	}
+}
