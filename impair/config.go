@@ -1,5 +1,6 @@
 // Package impair degrades real UDP sockets on purpose: it loses, duplicates,
-// reorders, corrupts, delays and rate-limits datagrams on their way out, so
+// reorders, corrupts, delays and rate-limits datagrams on their way out (and
+// drops those too long for a path MTU it is told), so
 // that a program's tests can run it over a bad link on loopback — a game
 // over 5% loss and a 100 ms round trip, say — without root, a network
 // namespace or tc.
@@ -82,6 +83,14 @@ type Config struct {
 	// datagram that does not fit is dropped). Zero means DefaultQueueBytes.
 	// Only used when Rate > 0.
 	QueueBytes int
+
+	// MaxDatagramSize is the largest datagram (UDP payload bytes) the
+	// path carries, as a link's MTU bounds it (an Ethernet path of MTU
+	// 1500: 1472 bytes over IPv4): a longer datagram is dropped and
+	// counted in Stats.DroppedTooBig, as a router drops a packet that
+	// does not fit and may not be fragmented (no ICMP message is sent
+	// back). Zero means no limit; loopback's own is 65,507 bytes.
+	MaxDatagramSize int
 }
 
 // Validate reports the first field with a value out of range, naming it. The
@@ -115,6 +124,9 @@ func (c Config) Validate() error {
 	if c.QueueBytes < 0 {
 		return fmt.Errorf("%w: QueueBytes = %d, want >= 0", ErrInvalidConfig, c.QueueBytes)
 	}
+	if c.MaxDatagramSize < 0 {
+		return fmt.Errorf("%w: MaxDatagramSize = %d, want >= 0 bytes (0 = no limit)", ErrInvalidConfig, c.MaxDatagramSize)
+	}
 	return nil
 }
 
@@ -133,5 +145,5 @@ func (c Config) withDefaults() Config {
 // straight through without copying or scheduling.
 func (c Config) transparent() bool {
 	return c.Loss == 0 && c.Duplicate == 0 && c.Reorder == 0 && c.Corrupt == 0 &&
-		c.Delay == 0 && c.Jitter == 0 && c.Rate == 0
+		c.Delay == 0 && c.Jitter == 0 && c.Rate == 0 && c.MaxDatagramSize == 0
 }

@@ -146,6 +146,7 @@ func TestValidate(t *testing.T) {
 		{"ReorderDelay", Config{ReorderDelay: -1}},
 		{"Rate", Config{Rate: -1}},
 		{"QueueBytes", Config{QueueBytes: -1}},
+		{"MaxDatagramSize", Config{MaxDatagramSize: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -378,6 +379,51 @@ func TestRateLimit(t *testing.T) {
 	want := float64(rate) * window.Seconds()
 	require.GreaterOrEqual(t, float64(inWindow), 0.5*want) // slack for a slow scheduler
 }
+
+// TestMaxDatagramSize: a datagram longer than the path's MaxDatagramSize
+// is dropped and counted, one that fits passes, and the drop draws no
+// random decision (the next datagram's loss is what it would have been).
+func TestMaxDatagramSize(t *testing.T) {
+	c := newCollector(t)
+	pc := wrapUDP(t, Config{MaxDatagramSize: 1472})
+	for _, n := range []int{1472, 1473, 65000, 100} {
+		_, err := pc.WriteTo(make([]byte, n), c.addr())
+		require.NoError(t, err, "a dropped datagram is reported as written, as UDP does")
+	}
+	require.Equal(t, int64(2), c.waitFor(2, 3*time.Second))
+	require.Equal(t, int64(2), c.settle(50*time.Millisecond, time.Second))
+	for _, a := range c.arrivals() {
+		require.LessOrEqual(t, len(a.data), 1472)
+	}
+	st := pc.Stats()
+	require.Equal(t, uint64(2), st.DroppedTooBig)
+	require.Equal(t, uint64(2), st.Sent)
+
+	// The same seed loses the same small datagrams whether or not too big
+	// ones come between them.
+	lostOf := func(big bool) []int {
+		l := newLink(Config{Seed: 7, Loss: 0.5, MaxDatagramSize: 1000})
+		defer l.stop()
+		var lost []int
+		for i := range 64 {
+			if big {
+				_, _ = l.submit(make([]byte, 2000), discard{}, nil)
+			}
+			before := l.stats.droppedLoss.Load()
+			_, _ = l.submit(make([]byte, 10), discard{}, nil)
+			if l.stats.droppedLoss.Load() > before {
+				lost = append(lost, i)
+			}
+		}
+		return lost
+	}
+	require.Equal(t, lostOf(false), lostOf(true))
+}
+
+// discard is a sink that drops everything.
+type discard struct{}
+
+func (discard) send([]byte, net.Addr) error { return nil }
 
 func TestQueueOverflow(t *testing.T) {
 	const size, queue = 1000, 10_000

@@ -21,6 +21,8 @@ type Stats struct {
 	DroppedQueue uint64
 	// DroppedClose counts datagrams still waiting for their due time at Close.
 	DroppedClose uint64
+	// DroppedTooBig counts datagrams longer than Config.MaxDatagramSize.
+	DroppedTooBig uint64
 	// Duplicated, Reordered and Corrupted count datagrams that were
 	// duplicated, held back by ReorderDelay, and had a bit flipped.
 	Duplicated, Reordered, Corrupted uint64
@@ -34,22 +36,23 @@ type Stats struct {
 type counters struct {
 	sent, sentBytes                  atomic.Uint64
 	droppedLoss, droppedQueue        atomic.Uint64
-	droppedClose                     atomic.Uint64
+	droppedClose, droppedTooBig      atomic.Uint64
 	duplicated, reordered, corrupted atomic.Uint64
 	writeErrors                      atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		Sent:         c.sent.Load(),
-		SentBytes:    c.sentBytes.Load(),
-		DroppedLoss:  c.droppedLoss.Load(),
-		DroppedQueue: c.droppedQueue.Load(),
-		DroppedClose: c.droppedClose.Load(),
-		Duplicated:   c.duplicated.Load(),
-		Reordered:    c.reordered.Load(),
-		Corrupted:    c.corrupted.Load(),
-		WriteErrors:  c.writeErrors.Load(),
+		Sent:          c.sent.Load(),
+		SentBytes:     c.sentBytes.Load(),
+		DroppedLoss:   c.droppedLoss.Load(),
+		DroppedQueue:  c.droppedQueue.Load(),
+		DroppedClose:  c.droppedClose.Load(),
+		DroppedTooBig: c.droppedTooBig.Load(),
+		Duplicated:    c.duplicated.Load(),
+		Reordered:     c.reordered.Load(),
+		Corrupted:     c.corrupted.Load(),
+		WriteErrors:   c.writeErrors.Load(),
 	}
 }
 
@@ -174,6 +177,13 @@ func (l *link) submit(p []byte, dst sink, to net.Addr) (int, error) {
 	if l.closed {
 		l.mu.Unlock()
 		return 0, net.ErrClosed
+	}
+	if m := l.cfg.MaxDatagramSize; m > 0 && len(p) > m {
+		// Dropped before any random decision is drawn, so that a
+		// path MTU search changes none of the other datagrams' fates.
+		l.mu.Unlock()
+		l.stats.droppedTooBig.Add(1)
+		return len(p), nil
 	}
 	f := l.drawFate()
 	if f.lost {

@@ -44,10 +44,14 @@ func (b *bench) runBulk() {
 }
 
 // timeLimit bounds a transfer of size bytes so a stalled one never hangs.
-func (b *bench) timeLimit(size int64) time.Duration {
+func (b *bench) timeLimit(size int64) time.Duration { return limitAt(size, b.opts.Rate) }
+
+// limitAt bounds a transfer of size bytes through a bottleneck of rate
+// bytes/s (0: none).
+func limitAt(size, rate int64) time.Duration {
 	d := 30 * time.Second
-	if b.opts.Rate > 0 {
-		d += time.Duration(float64(size) / float64(b.opts.Rate) * 3 * float64(time.Second))
+	if rate > 0 {
+		d += time.Duration(float64(size) / float64(rate) * 3 * float64(time.Second))
 	}
 	return d
 }
@@ -72,6 +76,9 @@ func (b *bench) progressTicker(label string, got *atomic.Int64, total int64, sta
 // times it at the receiver.
 func (b *bench) bulkStream(t string, p *pair, size int64, im impairment, r *result) error {
 	limit := b.timeLimit(size)
+	if im.active && im.up.Rate > 0 {
+		limit = max(limit, limitAt(size, im.up.Rate))
+	}
 	var got atomic.Int64
 	type outcome struct {
 		n   int64

@@ -22,6 +22,11 @@
 //	dialrr -dialconns K clients dial at once and make -rounds round trips of 64 bytes
 //	       each: time until the last is done, memory per active connection (heap, RSS)
 //	all    all of the above
+//	longfat (not in all) -lfsize MiB over one connection through a bottleneck of
+//	       -lfrate (100 Mbit/s), -queue and a path MTU of -mtu (1500), at -shortrtt (2 ms)
+//	       and at -longrtt (100 ms) round trip, TCP through its relay as the baseline:
+//	       goodput at each, the proxy's drops, and the long's goodput as a share of the
+//	       short's (issue 12's target: >= 90%)
 //	shard  (not in all) -streams connections move -size MiB at once to a server process of
 //	       its own whose Listener has 1 socket, then -sockets (Config.Sockets, SO_REUSEPORT
 //	       steered by connection ID), TCP's streams as the baseline: goodput, and the server's
@@ -91,7 +96,7 @@ func main() {
 var allScenarios = []string{"bulk", "rr", "msg", "conns", "dialrr"}
 
 // extraScenarios are the scenarios "all" does not run.
-var extraScenarios = []string{"shard"}
+var extraScenarios = []string{"shard", "longfat"}
 
 var allTransports = []string{"rudp", "tcp", "udp"}
 
@@ -125,8 +130,15 @@ type options struct {
 	Rate       int64         `json:"rate_bytes_per_s"`
 	Queue      int           `json:"queue_bytes"`
 	Seed       uint64        `json:"seed"`
-	// LoMTU is the MTU of the -netns namespace's loopback (0: lo's own, 64 KiB).
+	// LoMTU is the MTU of the -netns namespace's loopback (0: lo's own,
+	// 64 KiB), or longfat's path MTU (0: 1500).
 	LoMTU int `json:"lo_mtu,omitempty"`
+	// longfat's path: the round trips compared, the bottleneck's rate
+	// and the MiB moved.
+	LongRTT   time.Duration `json:"longfat_long_rtt_ns,omitempty"`
+	ShortRTT  time.Duration `json:"longfat_short_rtt_ns,omitempty"`
+	LFRate    int64         `json:"longfat_rate_bytes_per_s,omitempty"`
+	LFSizeMiB int           `json:"longfat_size_mib,omitempty"`
 	// Repeat is how many times the scenarios ran (-repeat): every figure
 	// is then the median, with each run's value in the metric's runs.
 	Repeat     int      `json:"repeat"`
@@ -142,6 +154,7 @@ type options struct {
 	cpuProfile string
 	memProfile string
 	rateText   string
+	lfRateText string
 	// traceDir: -trace, where each traced run's qlog files and plots go.
 	traceDir string
 }
@@ -165,7 +178,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, dialrr, all, shard\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, dialrr, all, shard, longfat\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
@@ -192,7 +205,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.Queue, "queue", 0, "bottleneck queue in bytes (0 = impair default, 64 KiB)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the impairment's random decisions")
 	fs.BoolVar(&o.netns, "netns", false, "as root: re-run inside a fresh network namespace with kernel loss (iptables) and shaping (tc)")
-	fs.IntVar(&o.LoMTU, "mtu", 0, "with -netns: the MTU of the namespace's loopback, e.g. 1500 for an Ethernet path (0 = lo's default, 64 KiB)")
+	fs.IntVar(&o.LoMTU, "mtu", 0, "with -netns: the MTU of the namespace's loopback, e.g. 1500 for an Ethernet path (0 = lo's default, 64 KiB); longfat: its path's MTU (0 = 1500)")
+	fs.DurationVar(&o.LongRTT, "longrtt", defaultLongRTT, "longfat: the long round trip")
+	fs.DurationVar(&o.ShortRTT, "shortrtt", defaultShortRTT, "longfat: the short round trip, the long one's baseline")
+	fs.StringVar(&o.lfRateText, "lfrate", defaultLFRate, "longfat: the bottleneck's rate, each direction (its queue: -queue)")
+	fs.IntVar(&o.LFSizeMiB, "lfsize", defaultLFSizeMiB, "longfat: MiB moved at each round trip")
 	fs.IntVar(&o.Repeat, "repeat", 1, "run the scenarios this many times; every figure is then the median, printed with the runs' min-max (the JSON has each run's value)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
 	fs.BoolVar(&o.verbose, "v", false, "verbose progress on stderr")
@@ -213,6 +230,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-rate: %w", err)
 		}
 		o.Rate = r
+	}
+	if r, err := parseRate(o.lfRateText); err != nil {
+		return nil, fmt.Errorf("-lfrate: %w", err)
+	} else if r <= 0 {
+		return nil, fmt.Errorf("-lfrate = %q, want a rate above 0", o.lfRateText)
+	} else {
+		o.LFRate = r
 	}
 	for _, t := range strings.Split(*transports, ",") {
 		t = strings.TrimSpace(t)
@@ -243,7 +267,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			}
 		default:
 			fs.Usage()
-			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns, dialrr, all or shard)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want bulk, rr, msg, conns, dialrr, all, shard or longfat)", s)
 		}
 	}
 	if len(o.Scenarios) == 0 {
@@ -275,8 +299,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-repeat = %d, want > 0", o.Repeat)
 	case o.Repeat > 1 && o.traceDir != "":
 		return nil, errors.New("-trace with -repeat > 1: the runs would overwrite each other's traces; trace one run")
-	case o.LoMTU != 0 && !o.netns && o.Env == "":
-		return nil, fmt.Errorf("-mtu = %d sets the loopback MTU of the -netns namespace: it needs -netns", o.LoMTU)
+	case o.LoMTU != 0 && !o.netns && o.Env == "" && !contains(o.Scenarios, "longfat"):
+		return nil, fmt.Errorf("-mtu = %d sets the loopback MTU of the -netns namespace or longfat's path MTU: it needs -netns or longfat", o.LoMTU)
+	case o.netns && contains(o.Scenarios, "longfat"):
+		return nil, errors.New("longfat runs through the userspace proxy (its path has a round trip, which -netns cannot give: no tc netem here); run it without -netns")
+	case o.LFSizeMiB <= 0:
+		return nil, fmt.Errorf("-lfsize = %d, want > 0", o.LFSizeMiB)
+	case o.ShortRTT <= 0:
+		return nil, fmt.Errorf("-shortrtt = %v, want > 0", o.ShortRTT)
+	case o.LongRTT <= o.ShortRTT:
+		return nil, fmt.Errorf("-longrtt = %v, want above -shortrtt (%v)", o.LongRTT, o.ShortRTT)
 	case o.LoMTU != 0 && (o.LoMTU < 1280 || o.LoMTU > 65536):
 		return nil, fmt.Errorf("-mtu = %d, want 1280 to 65536 (an IPv6-capable link: rudp needs 1200-byte datagrams)", o.LoMTU)
 	}

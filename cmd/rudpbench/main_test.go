@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,5 +256,79 @@ func TestBadFlags(t *testing.T) {
 		if err := run(context.Background(), args, &out, &errOut); err == nil {
 			t.Errorf("run(%q) = nil error, want one", args)
 		}
+	}
+}
+
+// TestLongFatTiny runs longfat over a short path (1 MiB at 2 and 20 ms):
+// both round trips' goodput for rudp and TCP, the proxy's drops for rudp,
+// each transport's ratio and the target, all in the JSON; rudp's datagrams
+// fit the path's MTU (the proxy dropped none as too big).
+func TestLongFatTiny(t *testing.T) {
+	rep := measureJSON(t, "-json", "-lfsize", "1", "-shortrtt", "2ms", "-longrtt", "20ms", "-lfrate", "200mbit", "-transports", "rudp,tcp,udp", "longfat")
+	want := []string{"RTT 2ms", "RTT 20ms", "RTT 20ms / 2ms"}
+	if ph := rep.phases("longfat"); strings.Join(ph, ",") != strings.Join(want, ",") {
+		t.Fatalf("longfat phases %q, want %q", ph, want)
+	}
+	for _, tr := range []string{"rudp", "tcp"} {
+		for _, ph := range want[:2] {
+			r := rep.find("longfat", ph, tr)
+			if r == nil {
+				t.Fatalf("no result for longfat [%s] over %s: %+v", ph, tr, rep.Results)
+			}
+			if v, ok := r.get("goodput"); !ok || !(v > 0) {
+				t.Errorf("longfat [%s] over %s: goodput = %v (present %v)", ph, tr, v, ok)
+			}
+			if tr != "rudp" {
+				continue
+			}
+			if _, ok := r.get("proxy queue drops"); !ok {
+				t.Errorf("longfat [%s] over rudp: no proxy queue drops", ph)
+			}
+			if v, ok := r.get("proxy too-big drops"); !ok || v != 0 {
+				t.Errorf("longfat [%s] over rudp: %v datagrams too big for the path (present %v), want 0", ph, v, ok)
+			}
+		}
+		if v, ok := rep.value("longfat", want[2], tr, "goodput ratio"); !ok || !(v > 0) {
+			t.Errorf("longfat %s ratio = %v (present %v)", tr, v, ok)
+		}
+	}
+	if rep.find("longfat", want[0], "udp") != nil {
+		t.Errorf("raw UDP ran in longfat; a blast is no baseline for a bottleneck")
+	}
+	var found bool
+	for _, tg := range rep.Targets {
+		if strings.HasPrefix(tg.Goal, "longfat:") {
+			found = true
+			if q, _ := rep.value("longfat", want[2], "rudp", "goodput ratio"); tg.Value != q || tg.Pass != (q >= 0.9) {
+				t.Errorf("target %+v, want value %v", tg, q)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no longfat target in %+v", rep.Targets)
+	}
+}
+
+// TestLongFatBadFlags: a bad longfat flag is refused with an error naming it.
+func TestLongFatBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"-lfsize", "0", "longfat"}, "-lfsize"},
+		{[]string{"-shortrtt", "0s", "longfat"}, "-shortrtt"},
+		{[]string{"-longrtt", "2ms", "longfat"}, "-longrtt"},
+		{[]string{"-lfrate", "fast", "longfat"}, "-lfrate"},
+		{[]string{"-lfrate", "0", "longfat"}, "-lfrate"},
+		{[]string{"-mtu", "1000", "longfat"}, "-mtu"},
+		{[]string{"-netns", "longfat"}, "longfat"},
+	} {
+		_, err := parseFlags(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("parseFlags(%q) = %v, want an error naming %s", tc.args, err, tc.flag)
+		}
+	}
+	if _, err := parseFlags([]string{"-mtu", "9000", "longfat"}, io.Discard); err != nil {
+		t.Errorf("-mtu with longfat (its path MTU): %v", err)
 	}
 }

@@ -35,6 +35,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.Jitter, "jitter", 0, "extra uniformly random one-way delay in [0, jitter]")
 	rate := fs.String("rate", "", "bottleneck rate, e.g. 100mbit, 1gbit, 12.5MB (bytes/s); empty: unlimited")
 	fs.IntVar(&c.QueueBytes, "queue", 0, "bottleneck queue in bytes (0: 64 KiB)")
+	fs.IntVar(&c.MaxDatagramSize, "maxdatagram", 0, "largest datagram (UDP payload bytes) relayed, as a path MTU bounds it (1472: an Ethernet path over IPv4); longer ones are dropped; 0: no limit")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the upstream direction's random decisions (downstream: seed+1)")
 	every := fs.Duration("stats", 0, "print the counts every `interval` (0: only at exit)")
 	if err := fs.Parse(args); err != nil {
@@ -87,8 +88,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func printProxyStats(w io.Writer, s impair.ProxyStats) {
 	dir := func(name string, d impair.Stats) {
-		fmt.Fprintf(w, "proxy: %s: %d sent (%d bytes), %d lost, %d dropped by the queue, %d duplicated, %d reordered, %d corrupted\n",
-			name, d.Sent, d.SentBytes, d.DroppedLoss, d.DroppedQueue, d.Duplicated, d.Reordered, d.Corrupted)
+		fmt.Fprintf(w, "proxy: %s: %d sent (%d bytes), %d lost, %d dropped by the queue, %d too big, %d duplicated, %d reordered, %d corrupted\n",
+			name, d.Sent, d.SentBytes, d.DroppedLoss, d.DroppedQueue, d.DroppedTooBig, d.Duplicated, d.Reordered, d.Corrupted)
 	}
 	dir("up", s.Up)
 	dir("down", s.Down)

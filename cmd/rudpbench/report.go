@@ -352,6 +352,7 @@ func (r *report) evaluateTargets() {
 		r.evaluatePlainTargets(add, ratio)
 	}
 	r.evaluateLossLatency(add, ratio)
+	r.evaluateLongFat(add)
 	if lossless != "" && lossy != "" {
 		if q, a, b, ok := ratio("bulk", lossy, "rudp", lossless, "rudp", "goodput"); ok {
 			add("netns loss: bulk goodput >= 50% of lossless", q, 0.5, q >= 0.5,

@@ -92,6 +92,8 @@ func (b *bench) runAll() *report {
 			b.runShard()
 		case "dialrr":
 			b.runDialRR()
+		case "longfat":
+			b.runLongFat()
 		}
 		b.logf("%s done in %.1fs", sc, time.Since(start).Seconds())
 	}
@@ -199,6 +201,7 @@ type pair struct {
 	client, server net.Conn // stream transports: rudp, tcp
 	udpClient      *net.UDPConn
 	udpServer      *net.UDPConn
+	proxy          *impair.Proxy // the impair proxy in between, if any
 	closers        []io.Closer
 }
 
@@ -273,6 +276,7 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 			return nil, err
 		}
 		p.closers = append(p.closers, px)
+		p.proxy = px
 		addr = px.Addr().String()
 	}
 	type accepted struct {
@@ -373,6 +377,7 @@ func (b *bench) dialUDP(im impairment) (*pair, error) {
 			return nil, err
 		}
 		p.closers = append(p.closers, px)
+		p.proxy = px
 		addr = px.Addr().String()
 	}
 	raddr, err := net.ResolveUDPAddr("udp", addr)

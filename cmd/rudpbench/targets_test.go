@@ -55,3 +55,44 @@ func TestIssue12Targets(t *testing.T) {
 		t.Errorf("the CPU target used %q, want process + softirq", d)
 	}
 }
+
+// TestLongFatTarget: the long-fat-path goal is rudp's goodput ratio held to
+// 90%, with TCP's ratio in the detail, and absent when longfat did not run.
+func TestLongFatTarget(t *testing.T) {
+	o := &options{Transports: []string{"rudp", "tcp"}, Repeat: 1, LongRTT: defaultLongRTT, ShortRTT: defaultShortRTT, LFRate: 12_500_000, LFSizeMiB: 32}
+	for _, tc := range []struct {
+		ratio float64
+		pass  bool
+	}{{0.95, true}, {0.9, true}, {0.76, false}} {
+		rep := newReport(o)
+		for _, x := range []struct {
+			phase, tr, name string
+			v               float64
+		}{
+			{"RTT 2ms", "rudp", "goodput", 90},
+			{"RTT 100ms", "rudp", "goodput", 90 * tc.ratio},
+			{"RTT 100ms / 2ms", "rudp", "goodput ratio", tc.ratio},
+			{"RTT 100ms / 2ms", "tcp", "goodput ratio", 1.02},
+		} {
+			r := &result{Scenario: "longfat", Phase: x.phase, Transport: x.tr}
+			r.add(x.name, "", x.v, "higher")
+			rep.Results = append(rep.Results, r)
+		}
+		rep.evaluateTargets()
+		if len(rep.Targets) != 1 {
+			t.Fatalf("ratio %v: targets %+v, want the longfat one", tc.ratio, rep.Targets)
+		}
+		tg := rep.Targets[0]
+		if tg.Goal != "longfat: goodput at RTT 100ms >= 90% of RTT 2ms" || tg.Pass != tc.pass || tg.Value != tc.ratio || tg.Limit != 0.9 {
+			t.Errorf("ratio %v: target %+v, want pass %v", tc.ratio, tg, tc.pass)
+		}
+		if !strings.Contains(tg.Detail, "tcp through the relay 102%") {
+			t.Errorf("detail %q lacks TCP's ratio", tg.Detail)
+		}
+	}
+	rep := newReport(o)
+	rep.evaluateTargets()
+	if len(rep.Targets) != 0 {
+		t.Errorf("targets without a longfat run: %+v", rep.Targets)
+	}
+}
