@@ -372,12 +372,14 @@ func (u *udpSocket) send(b *txBatch, to netip.AddrPort) {
 	}
 	gso := u.gso.Load()
 	s.pack(b, 0, gso)
+	retried := 0 // the message at s.sent failed with a pending report's error (see reportRetries)
 	for s.sent < s.msgs {
 		if err := u.raw.Write(s.call); err != nil {
 			return // the socket is closed
 		}
 		if s.errno == 0 {
 			s.sent += s.k
+			retried = 0
 			continue
 		}
 		failed := s.sent
@@ -395,9 +397,14 @@ func (u *udpSocket) send(b *txBatch, to netip.AddrPort) {
 			return
 		case s.errno == unix.EAGAIN:
 			return // the rest is lost, as datagrams a full queue drops
+		case retried < reportRetries && isPendingReport(s.errno):
+			// Most likely not this datagram's error: send it again.
+			u.failed(s.errno)
+			retried++
 		default:
 			u.failed(s.errno)
 			s.sent++ // lost, as a datagram the network drops
+			retried = 0
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package rudp
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -65,9 +66,38 @@ func listenUDP(network string, laddr *net.UDPAddr) (*net.UDPConn, error) {
 }
 
 // writeTo sends one datagram; a failed send is a lost datagram, which
-// recovery repairs.
+// recovery repairs. A send that failed with a pending ICMP report's error
+// (see reportRetries) is made again.
 func (u *udpSocket) writeTo(b []byte, to netip.AddrPort) {
-	if _, err := u.sock.WriteToUDPAddrPort(b, to); err != nil {
+	for try := 0; ; try++ {
+		_, err := u.sock.WriteToUDPAddrPort(b, to)
+		if err == nil {
+			return
+		}
 		u.failed(err)
+		if try == reportRetries || !isPendingReport(err) {
+			return
+		}
 	}
+}
+
+// reportRetries is how many times a send that failed with an ICMP report's
+// error is made again. Such a failure is almost never about the datagram
+// being sent: with IP_RECVERR on (failfast.go), Linux keeps the error of
+// every ICMP report the socket receives, about any datagram to any peer,
+// as the socket's pending error (sk_err), and the next send on the socket
+// fails with it, and clears it, without sending its datagram. A listener
+// whose closing connections sent to a client port already closed would
+// otherwise lose the next datagram it sends to anyone: a new client's
+// Retry or HELLO, repaired only by a 300 ms retransmission (the dial
+// stalls of issue 12). A second attempt sends it; an error that is the
+// datagram's own (a route refusing it) fails again and ends the tries.
+const reportRetries = 2
+
+// isPendingReport reports whether a failed send's error is one an ICMP
+// report can leave pending on the socket (Linux's icmp_err_convert and
+// icmpv6_err_convert): the send may have failed for an earlier datagram.
+func isPendingReport(err error) bool {
+	return isReportErr(err) || errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.EPROTO) ||
+		errors.Is(err, syscall.ENOPROTOOPT) || errors.Is(err, syscall.EACCES)
 }
