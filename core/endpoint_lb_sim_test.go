@@ -105,14 +105,9 @@ func TestSimEndpointLoadBalancer(t *testing.T) {
 	if testing.Short() {
 		clients, seeds = 20, 2
 	}
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointLoadBalancer/"+name, seeds, func(seed uint64) error {
-				return runEpBalancer(t, seed, link, clients)
-			})
-		})
-	}
+	epSimEach(t, seeds, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		return runEpBalancer(t, seed, link, clients)
+	})
 }
 
 func runEpBalancer(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {

@@ -546,9 +546,20 @@ func epSimProfiles() map[string]sim.LinkConfig {
 	}
 }
 
-// epSeeds runs fn over the seeds of one Endpoint simulation: n by
-// default, -soak N, or only -simseed.
-func epSeeds(t *testing.T, name string, n int, fn func(seed uint64) error) {
+// epSimEach runs fn over epSeeds' seeds in a parallel subtest for each
+// link of epSimProfiles.
+func epSimEach(t *testing.T, seeds int, fn func(t *testing.T, link sim.LinkConfig, seed uint64) error) {
+	for name, link := range epSimProfiles() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			epSeeds(t, seeds, func(seed uint64) error { return fn(t, link, seed) })
+		})
+	}
+}
+
+// epSeeds runs fn over the seeds of one Endpoint simulation, the test t: n
+// by default, -soak N, or only -simseed.
+func epSeeds(t *testing.T, n int, fn func(seed uint64) error) {
 	first, count := *simFirst, uint64(n)
 	if *soakSeeds > 0 {
 		count = uint64(*soakSeeds)
@@ -558,7 +569,7 @@ func epSeeds(t *testing.T, name string, n int, fn func(seed uint64) error) {
 	}
 	for seed := first; seed < first+count; seed++ {
 		if err := fn(seed); err != nil {
-			t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run '%s$' -simseed %d -v", seed, err, name, seed)
+			t.Fatalf("seed %d: %v\nrerun: go test ./core/ -run '%s$' -simseed %d -v", seed, err, t.Name(), seed)
 		}
 	}
 }
@@ -578,34 +589,29 @@ func TestSimEndpointThousandClients(t *testing.T) {
 	if *epClientsFlag > 0 {
 		clients = *epClientsFlag
 	}
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointThousandClients/"+name, seeds, func(seed uint64) error {
-				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
-				s.server.accept = true
-				if err := s.run(120 * time.Second); err != nil {
-					return err
-				}
-				n, err := s.check()
-				if err != nil {
-					return err
-				}
-				st := s.server.ep.Stats()
-				switch {
-				case n != clients:
-					return fmt.Errorf("%d of %d clients established", n, clients)
-				case st.Accepted != uint64(clients) || s.server.ep.Len() != clients:
-					return fmt.Errorf("the listener accepted %d connections and routes to %d, want %d", st.Accepted, s.server.ep.Len(), clients)
-				case st.RetriesSent < uint64(clients):
-					return fmt.Errorf("%d Retries for %d clients", st.RetriesSent, clients)
-				case st.Refused != 0:
-					return fmt.Errorf("%d refusals within the budget", st.Refused)
-				}
-				return nil
-			})
-		})
-	}
+	epSimEach(t, seeds, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+		s.server.accept = true
+		if err := s.run(120 * time.Second); err != nil {
+			return err
+		}
+		n, err := s.check()
+		if err != nil {
+			return err
+		}
+		st := s.server.ep.Stats()
+		switch {
+		case n != clients:
+			return fmt.Errorf("%d of %d clients established", n, clients)
+		case st.Accepted != uint64(clients) || s.server.ep.Len() != clients:
+			return fmt.Errorf("the listener accepted %d connections and routes to %d, want %d", st.Accepted, s.server.ep.Len(), clients)
+		case st.RetriesSent < uint64(clients):
+			return fmt.Errorf("%d Retries for %d clients", st.RetriesSent, clients)
+		case st.Refused != 0:
+			return fmt.Errorf("%d refusals within the budget", st.Refused)
+		}
+		return nil
+	})
 }
 
 // TestSimEndpointBudget: an accept budget of 100 that the application
@@ -613,36 +619,31 @@ func TestSimEndpointThousandClients(t *testing.T) {
 // refused (ErrRefused, in about a round trip of its validated HELLO).
 func TestSimEndpointBudget(t *testing.T) {
 	const clients, budget = 300, 100
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointBudget/"+name, 2, func(seed uint64) error {
-				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: budget, HostShare: 1})
-				if err := s.run(120 * time.Second); err != nil {
-					return err
-				}
-				n, err := s.check()
-				if err != nil {
-					return err
-				}
-				if n != budget {
-					return fmt.Errorf("%d clients established, want the budget, %d", n, budget)
-				}
-				for i, c := range s.clients.conns {
-					if !c.Established() && !errors.Is(c.Err(), core.ErrRefused) {
-						return fmt.Errorf("client %d ended with %v, want ErrRefused", i, c.Err())
-					}
-				}
-				if st := s.server.ep.Stats(); st.Accepted != budget || st.Refused < clients-budget {
-					return fmt.Errorf("accepted %d, refused %d", st.Accepted, st.Refused)
-				}
-				if s.server.ep.Pending() != budget {
-					return fmt.Errorf("%d connections wait for Accept, want %d", s.server.ep.Pending(), budget)
-				}
-				return nil
-			})
-		})
-	}
+	epSimEach(t, 2, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: budget, HostShare: 1})
+		if err := s.run(120 * time.Second); err != nil {
+			return err
+		}
+		n, err := s.check()
+		if err != nil {
+			return err
+		}
+		if n != budget {
+			return fmt.Errorf("%d clients established, want the budget, %d", n, budget)
+		}
+		for i, c := range s.clients.conns {
+			if !c.Established() && !errors.Is(c.Err(), core.ErrRefused) {
+				return fmt.Errorf("client %d ended with %v, want ErrRefused", i, c.Err())
+			}
+		}
+		if st := s.server.ep.Stats(); st.Accepted != budget || st.Refused < clients-budget {
+			return fmt.Errorf("accepted %d, refused %d", st.Accepted, st.Refused)
+		}
+		if s.server.ep.Pending() != budget {
+			return fmt.Errorf("%d connections wait for Accept, want %d", s.server.ep.Pending(), budget)
+		}
+		return nil
+	})
 }
 
 // TestSimEndpointReplayedHello: the HELLOs that created connections,
@@ -651,84 +652,79 @@ func TestSimEndpointBudget(t *testing.T) {
 // refused; once the cookie expired, a Retry (stateless).
 func TestSimEndpointReplayedHello(t *testing.T) {
 	const clients = 50
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointReplayedHello/"+name, 2, func(seed uint64) error {
-				s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
-				s.server.accept = true
-				if err := s.run(60 * time.Second); err != nil {
-					return err
+	epSimEach(t, 2, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		s := newEpSim(t, seed, link, clients, core.EndpointConfig{AcceptBudget: clients})
+		s.server.accept = true
+		if err := s.run(60 * time.Second); err != nil {
+			return err
+		}
+		ep := s.server.ep
+		replay := func(want core.EventKind) error {
+			for _, h := range s.server.hellos {
+				if ev := ep.HandleDatagram(s.net.Now(), h.from, h.b); ev.Kind != want {
+					return fmt.Errorf("replayed HELLO from %s at %v: event %d, want %d", h.from, s.net.Elapsed(), ev.Kind, want)
 				}
-				ep := s.server.ep
-				replay := func(want core.EventKind) error {
-					for _, h := range s.server.hellos {
-						if ev := ep.HandleDatagram(s.net.Now(), h.from, h.b); ev.Kind != want {
-							return fmt.Errorf("replayed HELLO from %s at %v: event %d, want %d", h.from, s.net.Elapsed(), ev.Kind, want)
-						}
-					}
-					return nil
+			}
+			return nil
+		}
+		if len(s.server.hellos) != clients {
+			return fmt.Errorf("%d HELLOs created connections, want %d", len(s.server.hellos), clients)
+		}
+		if err := replay(core.EventDatagram); err != nil {
+			return err
+		}
+		// Both sides close; the listener forgets its connections.
+		now := s.net.Now()
+		for _, c := range s.clients.conns {
+			c.Close(now)
+			s.clients.set.touch(c)
+		}
+		for _, c := range s.server.all {
+			c.Close(now)
+			s.server.conns.touch(c)
+		}
+		if err := s.net.RunUntil(func() bool { return ep.Len() == 0 }, 30*time.Second); err != nil {
+			return fmt.Errorf("closing: %v (%d connections left)", err, ep.Len())
+		}
+		if s.net.Elapsed() >= 30*time.Second {
+			return fmt.Errorf("closed at %v: the cookies expired, the replay proves nothing", s.net.Elapsed())
+		}
+		before := ep.Stats()
+		if err := replay(core.EventNone); err != nil {
+			return err
+		}
+		after := ep.Stats()
+		buf := make([]byte, 2048)
+		for i := 0; ; i++ {
+			n, to, ok := ep.PollTransmit(s.net.Now(), buf)
+			if !ok {
+				if i != clients {
+					return fmt.Errorf("%d answers to %d replays", i, clients)
 				}
-				if len(s.server.hellos) != clients {
-					return fmt.Errorf("%d HELLOs created connections, want %d", len(s.server.hellos), clients)
-				}
-				if err := replay(core.EventDatagram); err != nil {
-					return err
-				}
-				// Both sides close; the listener forgets its connections.
-				now := s.net.Now()
-				for _, c := range s.clients.conns {
-					c.Close(now)
-					s.clients.set.touch(c)
-				}
-				for _, c := range s.server.all {
-					c.Close(now)
-					s.server.conns.touch(c)
-				}
-				if err := s.net.RunUntil(func() bool { return ep.Len() == 0 }, 30*time.Second); err != nil {
-					return fmt.Errorf("closing: %v (%d connections left)", err, ep.Len())
-				}
-				if s.net.Elapsed() >= 30*time.Second {
-					return fmt.Errorf("closed at %v: the cookies expired, the replay proves nothing", s.net.Elapsed())
-				}
-				before := ep.Stats()
-				if err := replay(core.EventNone); err != nil {
-					return err
-				}
-				after := ep.Stats()
-				buf := make([]byte, 2048)
-				for i := 0; ; i++ {
-					n, to, ok := ep.PollTransmit(s.net.Now(), buf)
-					if !ok {
-						if i != clients {
-							return fmt.Errorf("%d answers to %d replays", i, clients)
-						}
-						break
-					}
-					h := s.server.hellos[i]
-					if hello, _ := core.PeekHello(h.b[14:]); to != h.from || string(buf[:n]) != string(core.AppendRefuse(nil, hello.SrcCID)) {
-						return fmt.Errorf("replay %d answered with %x to %v, want a refusal to %v", i, buf[:n], to, h.from)
-					}
-				}
-				if ep.Len() != 0 || after.HellosReplayed-before.HellosReplayed != clients || after.Accepted != clients {
-					return fmt.Errorf("replays after the end: %d connections, %d counted as replays, %d accepted",
-						ep.Len(), after.HellosReplayed-before.HellosReplayed, after.Accepted)
-				}
-				// Past the cookie's life (two 30s buckets), the attempt is
-				// forgotten and its cookie no longer valid: a Retry.
-				if err := s.net.RunFor(61 * time.Second); err != nil {
-					return err
-				}
-				if err := replay(core.EventNone); err != nil {
-					return err
-				}
-				if st := ep.Stats(); st.RetriesSent-after.RetriesSent != clients || st.Accepted != clients {
-					return fmt.Errorf("expired replays: %d Retries, %d accepted", st.RetriesSent-after.RetriesSent, st.Accepted)
-				}
-				return s.server.err
-			})
-		})
-	}
+				break
+			}
+			h := s.server.hellos[i]
+			if hello, _ := core.PeekHello(h.b[14:]); to != h.from || string(buf[:n]) != string(core.AppendRefuse(nil, hello.SrcCID)) {
+				return fmt.Errorf("replay %d answered with %x to %v, want a refusal to %v", i, buf[:n], to, h.from)
+			}
+		}
+		if ep.Len() != 0 || after.HellosReplayed-before.HellosReplayed != clients || after.Accepted != clients {
+			return fmt.Errorf("replays after the end: %d connections, %d counted as replays, %d accepted",
+				ep.Len(), after.HellosReplayed-before.HellosReplayed, after.Accepted)
+		}
+		// Past the cookie's life (two 30s buckets), the attempt is
+		// forgotten and its cookie no longer valid: a Retry.
+		if err := s.net.RunFor(61 * time.Second); err != nil {
+			return err
+		}
+		if err := replay(core.EventNone); err != nil {
+			return err
+		}
+		if st := ep.Stats(); st.RetriesSent-after.RetriesSent != clients || st.Accepted != clients {
+			return fmt.Errorf("expired replays: %d Retries, %d accepted", st.RetriesSent-after.RetriesSent, st.Accepted)
+		}
+		return s.server.err
+	})
 }
 
 // TestSimEndpointUnacceptedFlood: clients handshake and at once send what
@@ -747,14 +743,9 @@ func TestSimEndpointUnacceptedFlood(t *testing.T) {
 	if testing.Short() {
 		clients, seeds = 20, 1
 	}
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointUnacceptedFlood/"+name, seeds, func(seed uint64) error {
-				return runEpFlood(t, seed, link, clients)
-			})
-		})
-	}
+	epSimEach(t, seeds, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		return runEpFlood(t, seed, link, clients)
+	})
 }
 
 // epMsg is one message of a client's workload: guarantee and bytes (the
@@ -1006,14 +997,9 @@ func TestSimEndpointPaths(t *testing.T) {
 	if testing.Short() {
 		clients, seeds = 12, 1
 	}
-	for name, link := range epSimProfiles() {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			epSeeds(t, "TestSimEndpointPaths/"+name, seeds, func(seed uint64) error {
-				return runEpPaths(t, seed, link, clients)
-			})
-		})
-	}
+	epSimEach(t, seeds, func(t *testing.T, link sim.LinkConfig, seed uint64) error {
+		return runEpPaths(t, seed, link, clients)
+	})
 }
 
 func runEpPaths(t *testing.T, seed uint64, link sim.LinkConfig, clients int) error {

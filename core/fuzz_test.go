@@ -37,17 +37,23 @@ func newWirePairWith(t testing.TB, cfg *Config, setup func(a, b *Conn)) *wirePai
 		setup(a, b)
 	}
 	p := &wirePair{now: now, a: a, b: b, buf: make([]byte, 2048)}
-	for i := 0; i < 100 && !(a.Established() && b.Established()); i++ {
+	p.establish(t)
+	return p
+}
+
+// establish steps p until both Conns are established, then ten steps more,
+// for the acknowledgements of the HELLOs to settle.
+func (p *wirePair) establish(t testing.TB) {
+	t.Helper()
+	for i := 0; i < 100 && !(p.a.Established() && p.b.Established()); i++ {
 		p.step()
 	}
-	if !a.Established() || !b.Established() {
-		t.Fatalf("handshake did not complete: a=%+v b=%+v", a.Stats(), b.Stats())
+	if !p.a.Established() || !p.b.Established() {
+		t.Fatalf("handshake did not complete: a=%+v b=%+v", p.a.Stats(), p.b.Stats())
 	}
-	// Let the acknowledgements of the HELLOs settle.
 	for i := 0; i < 10; i++ {
 		p.step()
 	}
-	return p
 }
 
 // newConnPair makes the two connections of a wirePair (a 0x1111, b 0x2222)

@@ -409,15 +409,7 @@ func TestDataAfterFinSeenByBothSides(t *testing.T) {
 // ends our direction at once (Send fails); the STREAM_FIN follows the data
 // queued before it once the connection is established.
 func TestCloseWriteDuringHandshake(t *testing.T) {
-	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	a, err := NewConn(&Config{Rand: rand.NewPCG(1, 2)}, 0x1111, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewConn(&Config{Rand: rand.NewPCG(3, 4)}, 0x2222, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, now := newConnPair(t, &Config{Rand: rand.NewPCG(1, 2)}, &Config{Rand: rand.NewPCG(3, 4)})
 	if err := a.Send(Delivery, []byte("early")); err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +421,7 @@ func TestCloseWriteDuringHandshake(t *testing.T) {
 	}
 	p := &wirePair{now: now, a: a, b: b, buf: make([]byte, 2048)}
 	var got [][]byte
+	var err error
 	for i := 0; i < 200 && err != io.EOF; i++ {
 		p.step()
 		var more [][]byte

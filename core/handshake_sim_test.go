@@ -104,7 +104,7 @@ func TestSimSecureHandshake(t *testing.T) {
 				if mode == "PSK" {
 					ccfg, scfg = protectedConfig(nil, psk), protectedConfig(nil, psk)
 				}
-				epSeeds(t, "TestSimSecureHandshake/"+name+"/"+mode, seeds, func(seed uint64) error {
+				epSeeds(t, seeds, func(seed uint64) error {
 					seedCrypto(t, seed) // (a TLS run is reproducible from its seed)
 					s, err := secureSim(t, seed, link, 3, ccfg, scfg)
 					if err != nil {

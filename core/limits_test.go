@@ -15,15 +15,7 @@ func newWirePairOf(t testing.TB, cfgA, cfgB *Config) *wirePair {
 	cfgA.Rand, cfgB.Rand = rand.NewPCG(1, 2), rand.NewPCG(3, 4)
 	a, b, now := newConnPair(t, cfgA, cfgB)
 	p := &wirePair{now: now, a: a, b: b, buf: make([]byte, 65536)}
-	for i := 0; i < 100 && !(a.Established() && b.Established()); i++ {
-		p.step()
-	}
-	if !a.Established() || !b.Established() {
-		t.Fatalf("handshake did not complete: a=%+v b=%+v", a.Stats(), b.Stats())
-	}
-	for i := 0; i < 10; i++ {
-		p.step()
-	}
+	p.establish(t)
 	return p
 }
 
@@ -356,15 +348,7 @@ func TestHelloCarriesLimits(t *testing.T) {
 // connection ends with an error matching ErrMessageTooLarge, and the peer
 // learns why (ErrAborted with the reason).
 func TestQueuedBeforeHandshakeOverPeerLimit(t *testing.T) {
-	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	a, err := NewConn(&Config{MaxMessageSize: 2 << 20, ReceiveWindow: 4 << 20}, 0x1111, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewConn(&Config{}, 0x2222, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, now := newConnPair(t, &Config{MaxMessageSize: 2 << 20, ReceiveWindow: 4 << 20}, &Config{})
 	if err := a.Send(Delivery, make([]byte, 1536<<10)); err != nil {
 		t.Fatalf("Send before the handshake: %v", err)
 	}

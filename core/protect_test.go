@@ -436,15 +436,7 @@ func TestProtectedNoAllocs(t *testing.T) {
 // message (anyone's, in plaintext) is dropped and counted, and nothing in
 // it is applied; once the peer sealed a packet, every plaintext packet is.
 func TestProtectedFirstFlight(t *testing.T) {
-	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	a, err := NewConn(&Config{Rand: rand.NewPCG(1, 2)}, 0x1111, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewConn(&Config{Rand: rand.NewPCG(3, 4)}, 0x2222, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, now := newConnPair(t, &Config{Rand: rand.NewPCG(1, 2)}, &Config{Rand: rand.NewPCG(3, 4)})
 	if err := ProtectPair(a, b, rand.New(rand.NewPCG(5, 6)), tls.TLS_AES_128_GCM_SHA256, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestSimSecureServerRestart(t *testing.T) {
 				if mode == "PSK" {
 					ccfg, scfg = protectedConfig(nil, psk), protectedConfig(nil, psk)
 				}
-				epSeeds(t, "TestSimSecureServerRestart/"+name, seeds, func(seed uint64) error {
+				epSeeds(t, seeds, func(seed uint64) error {
 					seedCrypto(t, seed)
 					s, err := secureSimWith(t, seed, sim.LinkConfig{Latency: latency}, 1, ccfg,
 						core.EndpointConfig{Conn: scfg, ResetKey: resetKeys[0]})

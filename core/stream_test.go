@@ -28,13 +28,7 @@ func newStreamPair(t testing.TB, cfgA, cfgB *Config) *wirePair {
 		return c
 	}
 	p := &wirePair{now: now, a: mk(cfgA, 0x1111), b: mk(cfgB, 0x2222), buf: make([]byte, 2048)}
-	for i := 0; i < 100 && !(p.a.Established() && p.b.Established()); i++ {
-		p.step()
-	}
-	require.True(t, p.a.Established() && p.b.Established(), "handshake")
-	for range 10 {
-		p.step()
-	}
+	p.establish(t)
 	return p
 }
 
