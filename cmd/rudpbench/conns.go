@@ -62,7 +62,7 @@ func settleGoroutines(base int, timeout time.Duration) int {
 // connSet is K connections of one transport and what it takes to make them.
 type connSet struct {
 	dial    func(ctx context.Context) (net.Conn, error)
-	closers []io.Closer // listener, proxy: closed last
+	closers closers // listener, proxy: closed last
 	accept  func() (net.Conn, error)
 	echo    bool // the server side echoes by itself (raw UDP)
 }
@@ -114,11 +114,7 @@ func (s *serverEnds) closeAll() {
 }
 
 // close closes the listener and the proxy, the last first.
-func (cs *connSet) close() {
-	for i := len(cs.closers) - 1; i >= 0; i-- {
-		cs.closers[i].Close()
-	}
-}
+func (cs *connSet) close() { cs.closers.Close() }
 
 func (b *bench) connsRun(t string, im impairment, r *result) error {
 	k := b.opts.Conns
@@ -330,15 +326,10 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 			return nil, err
 		}
 		cs.closers = append(cs.closers, ln)
-		addr := ln.Addr().String()
-		if im.active {
-			px, err := impair.NewProxy(loopback, addr, im.up, im.down, impair.WithMaxClients(k+16))
-			if err != nil {
-				ln.Close()
-				return nil, err
-			}
-			cs.closers = append(cs.closers, px)
-			addr = px.Addr().String()
+		_, addr, err := im.proxyTo(&cs.closers, ln.Addr().String(), impair.WithMaxClients(k+16))
+		if err != nil {
+			cs.close()
+			return nil, err
 		}
 		cs.accept = ln.Accept
 		cs.dial = func(ctx context.Context) (net.Conn, error) {
@@ -361,15 +352,10 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 			return nil, err
 		}
 		cs.closers = append(cs.closers, ln)
-		addr := ln.Addr().String()
-		if im.active && (im.up.Delay > 0 || im.up.Jitter > 0 || im.up.Rate > 0) {
-			rl, err := newRelay(addr, im.up, im.down)
-			if err != nil {
-				ln.Close()
-				return nil, err
-			}
-			cs.closers = append(cs.closers, rl)
-			addr = rl.Addr().String()
+		addr, err := im.relayTo(&cs.closers, ln.Addr().String())
+		if err != nil {
+			cs.close()
+			return nil, err
 		}
 		cs.accept = ln.Accept
 		var d net.Dialer
@@ -383,32 +369,16 @@ func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 		}
 		_ = s.SetReadBuffer(socketBuffer)
 		cs.closers = append(cs.closers, s)
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := s.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return
-					}
-					continue
-				}
-				_, _ = s.WriteToUDPAddrPort(buf[:n], from)
-			}
-		}()
-		addr := s.LocalAddr().String()
-		if im.active {
-			px, err := impair.NewProxy(loopback, addr, im.up, im.down, impair.WithMaxClients(k+16))
-			if err != nil {
-				s.Close()
-				return nil, err
-			}
-			cs.closers = append(cs.closers, px)
-			addr = px.Addr().String()
+		go echoUDP(s)
+		_, addr, err := im.proxyTo(&cs.closers, s.LocalAddr().String(), impair.WithMaxClients(k+16))
+		if err != nil {
+			cs.close()
+			return nil, err
 		}
 		cs.echo = true
 		raddr, err := net.ResolveUDPAddr("udp", addr)
 		if err != nil {
+			cs.close()
 			return nil, err
 		}
 		timeout := 200*time.Millisecond + 2*im.rtt()

@@ -77,22 +77,12 @@ func (b *bench) rrStream(t string, p *pair, r *result) error {
 	msg := make([]byte, rrSize)
 	reply := make([]byte, rrSize)
 	samples := make([]time.Duration, 0, 1<<16)
-	var start time.Time
-	var cpu0 time.Duration
-	var mem0 memSnapshot
-	var end time.Time
+	var w rrWindow
 	lastLog := time.Now()
 	// One deadline for the whole run, set once: a deadline per round trip
 	// would measure SetDeadline as much as the round trip.
 	_ = p.client.SetDeadline(time.Now().Add(b.opts.Duration + 30*time.Second))
-	for i := 0; ; i++ {
-		if i == rrWarmup {
-			start, cpu0, mem0 = time.Now(), cpuTime(), readMem(false)
-			end = start.Add(b.opts.Duration)
-		}
-		if i > rrWarmup && time.Now().After(end) || b.ctx.Err() != nil {
-			break
-		}
+	for i := 0; w.next(b, i); i++ {
 		binary.LittleEndian.PutUint64(msg, uint64(i))
 		t0 := time.Now()
 		if _, err := p.client.Write(msg); err != nil {
@@ -118,13 +108,7 @@ func (b *bench) rrStream(t string, p *pair, r *result) error {
 			b.debugf("  rr %s: %d round trips", t, len(samples))
 		}
 	}
-	elapsed := time.Since(start)
-	cpu, mem1 := cpuTime()-cpu0, readMem(false)
-	n := float64(len(samples))
-	addLatencies(r, samples)
-	r.add("round trips/s", "", n/elapsed.Seconds(), "higher")
-	r.add("CPU/round trip", "µs", float64(cpu)/float64(time.Microsecond)/n, "lower")
-	r.add("allocs/round trip", "", float64(mem1.mallocs-mem0.mallocs)/n, "lower")
+	w.report(r, samples)
 	if t == "rudp" {
 		b.addRUDPStats(r, p.client)
 	}
@@ -135,36 +119,14 @@ func (b *bench) rrStream(t string, p *pair, r *result) error {
 // impairment) counts as lost after a timeout; late replies are discarded by
 // their sequence number.
 func (b *bench) rrUDP(p *pair, im impairment, r *result) error {
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := p.udpServer.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			_, _ = p.udpServer.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	go echoUDP(p.udpServer)
 	timeout := 200*time.Millisecond + 2*im.rtt()
 	msg := make([]byte, rrSize)
 	reply := make([]byte, 2048)
 	samples := make([]time.Duration, 0, 1<<16)
 	var lost int
-	var start time.Time
-	var cpu0 time.Duration
-	var mem0 memSnapshot
-	var end time.Time
-	for i := 0; ; i++ {
-		if i == rrWarmup {
-			start, cpu0, mem0 = time.Now(), cpuTime(), readMem(false)
-			end = start.Add(b.opts.Duration)
-		}
-		if i > rrWarmup && time.Now().After(end) || b.ctx.Err() != nil {
-			break
-		}
+	var w rrWindow
+	for i := 0; w.next(b, i); i++ {
 		binary.LittleEndian.PutUint64(msg, uint64(i))
 		t0 := time.Now()
 		if _, err := p.udpClient.Write(msg); err != nil {
@@ -191,18 +153,44 @@ func (b *bench) rrUDP(p *pair, im impairment, r *result) error {
 			break
 		}
 	}
-	elapsed := time.Since(start)
-	cpu, mem1 := cpuTime()-cpu0, readMem(false)
 	if len(samples) == 0 {
 		return errors.New("no reply arrived")
 	}
+	w.report(r, samples)
+	n := float64(len(samples))
+	r.add("lost", "%", 100*float64(lost)/(n+float64(lost)), "lower")
+	return nil
+}
+
+// rrWindow is the measured part of a ping-pong: it opens after rrWarmup
+// round trips and closes -duration later; CPU and allocations are counted
+// inside it.
+type rrWindow struct {
+	start, end time.Time
+	cpu0       time.Duration
+	mem0       memSnapshot
+}
+
+// next says whether round trip i is to be made, opening the window when
+// the warm-up is over.
+func (w *rrWindow) next(b *bench, i int) bool {
+	if i == rrWarmup {
+		w.start, w.cpu0, w.mem0 = time.Now(), cpuTime(), readMem(false)
+		w.end = w.start.Add(b.opts.Duration)
+	}
+	return (i <= rrWarmup || !time.Now().After(w.end)) && b.ctx.Err() == nil
+}
+
+// report closes the window and adds to r the latencies of samples (the
+// round trips inside it) and what a round trip cost.
+func (w *rrWindow) report(r *result, samples []time.Duration) {
+	elapsed := time.Since(w.start)
+	cpu, mem1 := cpuTime()-w.cpu0, readMem(false)
 	n := float64(len(samples))
 	addLatencies(r, samples)
 	r.add("round trips/s", "", n/elapsed.Seconds(), "higher")
 	r.add("CPU/round trip", "µs", float64(cpu)/float64(time.Microsecond)/n, "lower")
-	r.add("allocs/round trip", "", float64(mem1.mallocs-mem0.mallocs)/n, "lower")
-	r.add("lost", "%", 100*float64(lost)/(n+float64(lost)), "lower")
-	return nil
+	r.add("allocs/round trip", "", float64(mem1.mallocs-w.mem0.mallocs)/n, "lower")
 }
 
 // addRUDPStats adds the connection's own counters, which say why a number is

@@ -202,12 +202,64 @@ type pair struct {
 	udpClient      *net.UDPConn
 	udpServer      *net.UDPConn
 	proxy          *impair.Proxy // the impair proxy in between, if any
-	closers        []io.Closer
+	closers        closers
 }
 
-func (p *pair) Close() {
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		p.closers[i].Close()
+func (p *pair) Close() { p.closers.Close() }
+
+// closers are what a set-up opened: listeners, proxies, connections.
+type closers []io.Closer
+
+// Close closes them, the last opened first.
+func (cs closers) Close() {
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i].Close()
+	}
+}
+
+// proxyTo puts the impairment proxy in front of the UDP server at addr if
+// im is active, adding it to cs; it returns the proxy (nil: none) and the
+// address clients send to.
+func (im impairment) proxyTo(cs *closers, addr string, opts ...impair.ProxyOption) (*impair.Proxy, string, error) {
+	if !im.active {
+		return nil, addr, nil
+	}
+	px, err := impair.NewProxy(loopback, addr, im.up, im.down, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	*cs = append(*cs, px)
+	return px, px.Addr().String(), nil
+}
+
+// relayTo puts the TCP relay in front of the server at addr if im delays or
+// limits the rate (a byte stream cannot lose packets in userspace), adding
+// it to cs; it returns the address clients dial.
+func (im impairment) relayTo(cs *closers, addr string) (string, error) {
+	if !im.active || im.up.Delay == 0 && im.up.Jitter == 0 && im.up.Rate == 0 {
+		return addr, nil
+	}
+	rl, err := newRelay(addr, im.up, im.down)
+	if err != nil {
+		return "", err
+	}
+	*cs = append(*cs, rl)
+	return rl.Addr().String(), nil
+}
+
+// echoUDP sends every datagram s receives back to where it came from, until
+// s is closed.
+func echoUDP(s *net.UDPConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := s.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		_, _ = s.WriteToUDPAddrPort(buf[:n], from)
 	}
 }
 
@@ -268,17 +320,12 @@ func (b *bench) dialRUDP(cfg *rudp.Config, im impairment) (*pair, error) {
 		return nil, err
 	}
 	p.closers = append(p.closers, ln)
-	addr := ln.Addr().String()
-	if im.active {
-		px, err := impair.NewProxy(loopback, addr, im.up, im.down)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.closers = append(p.closers, px)
-		p.proxy = px
-		addr = px.Addr().String()
+	px, addr, err := im.proxyTo(&p.closers, ln.Addr().String())
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
+	p.proxy = px
 	type accepted struct {
 		c   net.Conn
 		err error
@@ -330,15 +377,10 @@ func (b *bench) dialTCP(im impairment) (*pair, error) {
 		return nil, err
 	}
 	p.closers = append(p.closers, ln)
-	addr := ln.Addr().String()
-	if im.active && (im.up.Delay > 0 || im.up.Jitter > 0 || im.up.Rate > 0) {
-		rl, err := newRelay(addr, im.up, im.down)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.closers = append(p.closers, rl)
-		addr = rl.Addr().String()
+	addr, err := im.relayTo(&p.closers, ln.Addr().String())
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -369,17 +411,12 @@ func (b *bench) dialUDP(im impairment) (*pair, error) {
 	_ = s.SetWriteBuffer(socketBuffer)
 	p.udpServer = s
 	p.closers = append(p.closers, s)
-	addr := s.LocalAddr().String()
-	if im.active {
-		px, err := impair.NewProxy(loopback, addr, im.up, im.down)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		p.closers = append(p.closers, px)
-		p.proxy = px
-		addr = px.Addr().String()
+	px, addr, err := im.proxyTo(&p.closers, s.LocalAddr().String())
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
+	p.proxy = px
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		p.Close()
