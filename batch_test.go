@@ -1,9 +1,6 @@
 package rudp_test
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -64,19 +61,7 @@ func TestBatchIOModes(t *testing.T) {
 				for i := range data {
 					data[i] = byte(rng.Uint32())
 				}
-				werr := make(chan error, 1)
-				go func() {
-					_, err := from.Write(data)
-					werr <- err
-				}()
-				got := make([]byte, len(data))
-				if _, err := io.ReadFull(to, got); err != nil {
-					return err
-				}
-				if !bytes.Equal(data, got) {
-					return errors.New("stream corrupted")
-				}
-				return <-werr
+				return writeRead(from, to, data)
 			}
 			back := make(chan error, 1)
 			go func() { back <- transfer(1, s, c) }()

@@ -111,28 +111,9 @@ func TestNettestConn(t *testing.T) {
 	modes(t, func(t *testing.T, cfg *rudp.Config) {
 		nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) {
 			c1, c2, stop := pair(t, cfg)
-			if !cfg.Manual {
-				return c1, c2, stop, nil
-			}
-			done := make(chan struct{})
-			exited := make(chan struct{})
-			go func() {
-				defer close(exited)
-				tick := time.NewTicker(5 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-done:
-						return
-					case <-tick.C:
-						c1.Pump()
-						c2.Pump()
-					}
-				}
-			}()
+			stopPump := withPump(cfg, c1, c2)
 			return c1, c2, func() {
-				close(done)
-				<-exited
+				stopPump()
 				stop()
 			}, nil
 		})

@@ -3,7 +3,6 @@ package rudp_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -145,17 +144,8 @@ func TestListenerDialShares(t *testing.T) {
 		require.Equal(t, client.Addr().String(), c.LocalAddr().String())
 		g.Go(func() error {
 			defer c.Close()
-			want := randBytes(8<<10 + i)
-			go c.Write(want)
-			got := make([]byte, len(want))
 			c.SetReadDeadline(time.Now().Add(30 * time.Second))
-			if _, err := io.ReadFull(c, got); err != nil {
-				return err
-			}
-			if !bytes.Equal(got, want) {
-				return errors.New("echo differs")
-			}
-			return nil
+			return writeRead(c, c, randBytes(8<<10+i))
 		})
 	}
 	require.NoError(t, g.Wait())

@@ -1,9 +1,7 @@
 package rudp_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -137,19 +135,7 @@ func pmtuNetnsTransfer(t *testing.T, mtu int) {
 		for i := range data {
 			data[i] = byte(rng.Uint32())
 		}
-		werr := make(chan error, 1)
-		go func() {
-			_, err := from.Write(data)
-			werr <- err
-		}()
-		got := make([]byte, len(data))
-		if _, err := io.ReadFull(to, got); err != nil {
-			return err
-		}
-		if !bytes.Equal(data, got) {
-			return fmt.Errorf("%d bytes arrived different", len(data))
-		}
-		return <-werr
+		return writeRead(from, to, data)
 	}
 	back := make(chan error, 1)
 	go func() { back <- transfer(1, s, c) }()

@@ -37,6 +37,25 @@ func randBytes(n int) []byte {
 	return b
 }
 
+// writeRead writes data to w on a goroutine of its own and reads as many
+// bytes from r (the peer's end, or w itself for an echo): an error unless
+// the bytes read are data and the write succeeded.
+func writeRead(w io.Writer, r io.Reader, data []byte) error {
+	werr := make(chan error, 1)
+	go func() {
+		_, err := w.Write(data)
+		werr <- err
+	}()
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(r, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(data, got) {
+		return fmt.Errorf("%d bytes arrived different", len(data))
+	}
+	return <-werr
+}
+
 func TestYamux32Streams(t *testing.T) {
 	c1, c2, stop := pair(t, nil)
 	defer stop()
@@ -65,16 +84,7 @@ func TestYamux32Streams(t *testing.T) {
 				return err
 			}
 			defer s.Close()
-			want := randBytes(1 << 20)
-			go s.Write(want)
-			got := make([]byte, len(want))
-			if _, err := io.ReadFull(s, got); err != nil {
-				return err
-			}
-			if !bytes.Equal(got, want) {
-				return errors.New("echo differs")
-			}
-			return nil
+			return writeRead(s, s, randBytes(1<<20))
 		})
 	}
 	require.NoError(t, g.Wait())
@@ -235,16 +245,7 @@ func TestManyConnections(t *testing.T) {
 				return err
 			}
 			defer c.Close()
-			want := randBytes(10 << 10)
-			go c.Write(want)
-			got := make([]byte, len(want))
-			if _, err := io.ReadFull(c, got); err != nil {
-				return err
-			}
-			if !bytes.Equal(got, want) {
-				return errors.New("echo differs")
-			}
-			return nil
+			return writeRead(c, c, randBytes(10<<10))
 		})
 	}
 	require.NoError(t, g.Wait())

@@ -18,32 +18,13 @@ import (
 	"github.com/rudp-go/rudp/core"
 )
 
-// withPump runs an application loop pumping both connections every few
-// milliseconds in Manual mode (see TestNettestConn); it returns the stop.
+// withPump runs appLoop over both connections in Manual mode (nothing
+// else); it returns the stop.
 func withPump(cfg *rudp.Config, c1, c2 *rudp.Conn) func() {
 	if !cfg.Manual {
 		return func() {}
 	}
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				c1.Pump()
-				c2.Pump()
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-exited
-	}
+	return appLoop(c1, c2)
 }
 
 // streamPair opens a stream on a new connection's dialing side and accepts
