@@ -42,18 +42,7 @@ func TestCloseWriteRequestResponse(t *testing.T) {
 		if cfg.Manual {
 			// The server's Read and Write drive its socket; the client's
 			// socket needs a pump while nothing of the client's waits.
-			done := make(chan struct{})
-			defer close(done)
-			go func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(time.Millisecond):
-						client.Pump()
-					}
-				}
-			}()
+			defer appLoop(client)()
 		}
 		_, err := client.Write(request)
 		require.NoError(t, err)

@@ -375,9 +375,10 @@ func TestNettestConnImpaired(t *testing.T) {
 }
 
 // appLoop is a Manual mode application's loop: it pumps the connections
-// every few milliseconds, so that retransmissions and acknowledgements go
-// out while no blocking call drives the socket. The returned func stops it.
-func appLoop(conns ...*rudp.Conn) (stop func()) {
+// (or listeners) every few milliseconds, so that handshakes,
+// retransmissions and acknowledgements go out while no blocking call
+// drives the socket. The returned func stops it.
+func appLoop(conns ...interface{ Pump() error }) (stop func()) {
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
@@ -390,7 +391,7 @@ func appLoop(conns ...*rudp.Conn) (stop func()) {
 				return
 			case <-tick.C:
 				for _, c := range conns {
-					c.Pump()
+					_ = c.Pump()
 				}
 			}
 		}

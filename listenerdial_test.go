@@ -50,18 +50,7 @@ func sharedPair(t testing.TB, cfg *rudp.Config, up, down *impair.Config) (c1, c2
 		defer cancel()
 		if cfg != nil && cfg.Manual {
 			// Nobody pumps the server's socket but the handshake's wait.
-			done := make(chan struct{})
-			defer close(done)
-			go func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(100 * time.Microsecond):
-						_ = server.Pump()
-					}
-				}
-			}()
+			defer appLoop(server)()
 		}
 		c, err := client.DialContext(ctx, "udp", addr)
 		require.NoError(t, err)
