@@ -113,17 +113,7 @@ func TestImpairedDelivery8MiB(t *testing.T) {
 				sent <- err
 				return
 			}
-			// Close once everything arrived, driving the socket meanwhile
-			// (Manual mode), as an application's loop would: Close bounds
-			// a graceful close by a linger time, which a slow run might
-			// spend on the send buffer's last megabytes.
-			if !waitPumping(c1, arrived, 60*time.Second) {
-				sent <- errors.New("the bytes did not arrive")
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			sent <- c1.Shutdown(ctx)
+			sent <- shutdownWhenRead(c1, arrived)
 		}()
 		c2.SetReadDeadline(time.Now().Add(60 * time.Second))
 		h := &countingHash{Hash: sha256.New(), want: int64(size), reached: arrived}
@@ -177,15 +167,8 @@ func TestImpairedOrderStrictlyIncreasing(t *testing.T) {
 				sent <- err
 				return
 			}
-			// Done sending: close once the end arrived (see the Delivery
-			// test for why not at once).
-			if !waitPumping(c1, arrived, 60*time.Second) {
-				sent <- errors.New("the end did not arrive")
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			sent <- c1.Shutdown(ctx)
+			// Done sending: close once the end arrived.
+			sent <- shutdownWhenRead(c1, arrived)
 		}()
 
 		c2.SetReadDeadline(time.Now().Add(60 * time.Second))
@@ -238,19 +221,26 @@ func (h *countingHash) Write(p []byte) (int, error) {
 	return h.Hash.Write(p)
 }
 
-// waitPumping waits until ch is closed or d passed, pumping c meanwhile
-// (Manual mode; in default mode Pump does nothing).
-func waitPumping(c *rudp.Conn, ch <-chan struct{}, d time.Duration) bool {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
+// shutdownWhenRead closes c gracefully once read is closed (the peer's
+// application read everything), pumping c meanwhile (Manual mode; in
+// default mode Pump does nothing) as an application's loop would: Close
+// bounds a graceful close by a linger time, which a slow run might spend
+// on the send buffer's last megabytes. It gives up after 60 s.
+func shutdownWhenRead(c *rudp.Conn, read <-chan struct{}) error {
+	end := time.Now().Add(60 * time.Second)
+	for {
 		select {
-		case <-ch:
-			return true
+		case <-read:
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			return c.Shutdown(ctx)
 		case <-time.After(500 * time.Microsecond):
-			c.Pump()
+			if time.Now().After(end) {
+				return errors.New("the peer did not read everything within 60s")
+			}
+			_ = c.Pump()
 		}
 	}
-	return false
 }
 
 // transport makes a connected pair over one kind of path.
