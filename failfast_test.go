@@ -217,12 +217,7 @@ func TestServerRestartReset(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 
-	start := time.Now()
-	_, err = c.Write([]byte("after the restart"))
-	require.NoError(t, err)
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(40*time.Second)))
-	_, err = c.Read(make([]byte, 100))
-	elapsed := time.Since(start)
+	elapsed, err := writeThenRead(t, c, "after the restart")
 	t.Logf("client learnt of the restart after %v: %v", elapsed, err)
 	require.ErrorIs(t, err, syscall.ECONNRESET)
 	require.False(t, errors.Is(err, os.ErrDeadlineExceeded))
@@ -300,12 +295,7 @@ func TestServerGoneICMP(t *testing.T) {
 	echoOnce(t, c, "before the server dies")
 	kill()
 
-	start := time.Now()
-	_, err = c.Write([]byte("to nobody"))
-	require.NoError(t, err)
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(40*time.Second)))
-	_, err = c.Read(make([]byte, 100))
-	elapsed := time.Since(start)
+	elapsed, err := writeThenRead(t, c, "to nobody")
 	t.Logf("client learnt the server is gone after %v: %v (stats %+v)", elapsed, err, c.Stats())
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	require.ErrorIs(t, err, rudp.ErrUnreachable)
@@ -485,13 +475,20 @@ func TestClientGoneICMP(t *testing.T) {
 	defer s.Close()
 	kill()
 
-	start := time.Now()
-	_, err = s.Write([]byte("to a dead client"))
-	require.NoError(t, err)
-	require.NoError(t, s.SetReadDeadline(time.Now().Add(40*time.Second)))
-	_, err = s.Read(make([]byte, 100))
-	elapsed := time.Since(start)
+	elapsed, err := writeThenRead(t, s, "to a dead client")
 	t.Logf("server learnt the client is gone after %v: %v", elapsed, err)
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	require.Less(t, elapsed, 5*time.Second)
+}
+
+// writeThenRead writes msg to c, then reads until the connection ends (or
+// 40 s pass): the read's error and how long after the write it came.
+func writeThenRead(t *testing.T, c net.Conn, msg string) (time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	_, err := c.Write([]byte(msg))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(40*time.Second)))
+	_, err = c.Read(make([]byte, 100))
+	return time.Since(start), err
 }
