@@ -2,7 +2,6 @@ package rudp_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -129,17 +128,9 @@ func pmtuNetnsTransfer(t *testing.T, mtu int) {
 			}
 		}
 	}()
-	transfer := func(seed uint64, from, to *rudp.Conn) error {
-		data := make([]byte, 4<<20)
-		rng := rand.New(rand.NewPCG(seed, 3))
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
-		return writeRead(from, to, data)
-	}
 	back := make(chan error, 1)
-	go func() { back <- transfer(1, s, c) }()
-	err = transfer(2, c, s)
+	go func() { back <- writeRead(s, c, randBytes(4<<20)) }()
+	err = writeRead(c, s, randBytes(4<<20))
 	elapsed := time.Since(start)
 	close(transferred)
 	<-watched
