@@ -3,6 +3,7 @@
 //
 //	rudpbench [flags] scenario...
 //	rudpbench proxy -to host:port [-listen host:port] [-loss p] [-delay d] ...
+//	rudpbench compare before.json after.json
 //
 // Scenarios:
 //
@@ -60,6 +61,12 @@
 // any UDP client and server, until interrupted: clients send to -listen, it
 // relays to -to, impairing each direction by -loss, -dup, -reorder, -corrupt,
 // -delay, -jitter, -rate and -queue, and prints its counts at exit.
+//
+// "rudpbench compare before.json after.json" prints two -json reports of the
+// same scenarios (two builds, say) side by side, a Markdown table a
+// scenario and phase: every metric of every transport before and after,
+// rudp's after/before, and rudp's ratio to each baseline in each run; then
+// each run's targets.
 //
 // Everything runs in one process: both ends of every connection, the proxy and
 // the relay. CPU figures (getrusage) and memory figures (runtime.MemStats) are
@@ -178,7 +185,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("rudpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n\nscenarios: bulk, rr, msg, conns, dialrr, all, shard, longfat\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: rudpbench [flags] scenario...\n       rudpbench proxy -to host:port [flags] (see rudpbench proxy -h)\n       rudpbench compare before.json after.json\n\nscenarios: bulk, rr, msg, conns, dialrr, all, shard, longfat\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.SizeMiB, "size", 64, "bulk: MiB moved over one connection")
@@ -339,6 +346,9 @@ func contains(list []string, s string) bool {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "proxy" {
 		return runProxy(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == shardServerCmd {
 		return runShardServer(args[1:], stdout, stderr)
