@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 )
 
 // runCompare is the "compare" subcommand: two -json reports of the same
@@ -181,21 +180,6 @@ func comparedPhases(before, after *report) [][2]string {
 		}
 	}
 	return out
-}
-
-// metricLabel is a metric's name with its unit and the arrow of its better
-// direction, as the tables print it.
-func metricLabel(name, unit, better string) string {
-	if unit != "" {
-		name += " (" + unit + ")"
-	}
-	switch better {
-	case "higher":
-		name += " ↑"
-	case "lower":
-		name += " ↓"
-	}
-	return strings.ReplaceAll(name, "|", "/")
 }
 
 func cellOr(m metric, ok bool) string {

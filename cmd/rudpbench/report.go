@@ -219,17 +219,7 @@ func (r *report) writeTables(w io.Writer) {
 			fmt.Fprintln(tw, header)
 			for _, name := range r.metricNames(sc, ph) {
 				unit, better := r.metricInfo(sc, ph, name)
-				label := name
-				if unit != "" {
-					label += " (" + unit + ")"
-				}
-				switch better {
-				case "higher":
-					label += " ↑"
-				case "lower":
-					label += " ↓"
-				}
-				line := label + "\t"
+				line := metricLabel(name, unit, better) + "\t"
 				for _, t := range transports {
 					if m, ok := r.metricOf(sc, ph, t, name); ok {
 						line += formatCell(m) + "\t"
@@ -306,6 +296,21 @@ func (r *report) metricInfo(scenario, phase, name string) (unit, better string) 
 		}
 	}
 	return "", ""
+}
+
+// metricLabel is a metric's name with its unit and the arrow of its better
+// direction, as the tables print it (no metric's name has a "|").
+func metricLabel(name, unit, better string) string {
+	if unit != "" {
+		name += " (" + unit + ")"
+	}
+	switch better {
+	case "higher":
+		name += " ↑"
+	case "lower":
+		name += " ↓"
+	}
+	return name
 }
 
 func formatValue(v float64) string {
