@@ -38,6 +38,9 @@ type outFragment struct {
 	redund   uint8 // redundancy state (redundancy.go): 0 unless sent twice
 	inflight int32 // sent packets carrying it, not yet acked or lost
 	sends    int32
+	// joinable: a whole Delivery message queued by WriteStream, to which
+	// later WriteStream bytes are added while it waits unsent (joinTail).
+	joinable bool
 	copyDue  int64  // when its copy is due (a timerSet offset)
 	copyPN   uint64 // the packet its copy went in (redund has redundCopySent)
 }
@@ -139,10 +142,80 @@ func (c *Conn) unsentLimit() int {
 // A message queued before the peer's HELLO arrived that turns out to be
 // larger than the peer accepts ends the connection with an error matching
 // ErrMessageTooLarge (see handleHello): no call is left to report it to.
-func (c *Conn) Send(g Guarantee, p []byte) error { return c.send(&c.ord, nil, g, p) }
+func (c *Conn) Send(g Guarantee, p []byte) error { return c.send(&c.ord, nil, g, p, false) }
+
+// WriteStream queues a prefix of p as bytes of stream id's byte stream
+// (stream 0 is the connection's own), with guarantee Delivery, and returns
+// how many bytes it took. The bytes are added to the stream's last message
+// while that message waits unsent and was itself queued by WriteStream, as
+// TCP adds a write to a segment that has not left yet; otherwise they start
+// a new message of at most MaxFragmentPayload bytes (and MaxMessageSize).
+// So a sender ahead of its window sends full datagrams whatever its writes'
+// sizes: 64 KiB writes on a path of 64 KiB datagrams no longer cost two
+// datagrams each, a full one and one of their last hundred bytes. The
+// message boundaries of these bytes mean nothing: they are for a reader of
+// the byte stream (stream.Stream's Read). WriteStream fails as SendStream
+// does, taking nothing: ErrSendBufferFull (matching ErrWouldBlock) when the
+// send buffer cannot take the prefix now. An empty p queues nothing.
+func (c *Conn) WriteStream(id uint64, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o, s, q := &c.ord, (*stream)(nil), &c.queue
+	if id != 0 {
+		var err error
+		if s, err = c.stream(id); err != nil {
+			return 0, err
+		}
+		o, q = &s.ord, &s.queue
+	}
+	limit := min(c.fragPayload, c.MaxMessageSize())
+	n := min(len(p), limit)
+	if f := c.joinTail(q, 1); f != nil {
+		n = min(len(p), limit-len(f.msg.data))
+	}
+	if err := c.send(o, s, Delivery, p[:n], true); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// joinTail returns the last message of q if n more bytes may be added to
+// it (WriteStream): a whole Delivery message queued by WriteStream, not in
+// a set, not yet sent nor charged to the peer's credit, with room for them
+// within a datagram and the message size limit.
+func (c *Conn) joinTail(q *fragQueue, n int) *outFragment {
+	if q.len() == 0 {
+		return nil
+	}
+	f := q.items[len(q.items)-1]
+	if !f.joinable || f.sends > 0 || f.charged || f.acked || f.msg.inSet || f.msg.fragment ||
+		len(f.msg.data)+n > min(c.fragPayload, c.MaxMessageSize()) {
+		return nil
+	}
+	return f
+}
+
+// join adds p to f's data (joinTail said it may).
+func (c *Conn) join(f *outFragment, p []byte) {
+	k := len(f.msg.data)
+	if k+len(p) > cap(f.chunk) {
+		// A message that started small grows into a chunk of the size in
+		// use: copying what it has costs at most smallChunk bytes.
+		chunk := c.getChunk(c.fragPayload)
+		copy(chunk, f.msg.data)
+		c.putChunk(f.chunk)
+		f.chunk = chunk
+	}
+	f.msg.data = f.chunk[:k+len(p)]
+	copy(f.msg.data[k:], p)
+	f.msg.total = uint64(len(f.msg.data))
+	f.credit = uint64(msgCredit(len(f.msg.data)))
+}
 
 // send is Send on the ordering domain o: stream 0's (s nil) or stream s's.
-func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
+// join: p is WriteStream's, added to the last message if joinTail allows.
+func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte, join bool) error {
 	switch {
 	case !g.Valid():
 		return ErrInvalidGuarantee
@@ -172,10 +245,19 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		return ErrSendBufferFull
 	case *unsent > 0 && *unsent+len(p) > c.unsentLimit():
 		return ErrSendBufferFull // enough waits to be sent: keep it in cache
-	case c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags:
-		return ErrSendBufferFull // many small messages: bounded by count too
 	}
 	c.lean = false
+	if join {
+		if f := c.joinTail(q, len(p)); f != nil {
+			c.join(f, p)
+			*buffered += len(p)
+			*unsent += len(p)
+			return nil
+		}
+	}
+	if c.liveFrags+max(1, (len(p)+c.fragPayload-1)/c.fragPayload) > c.maxFrags {
+		return ErrSendBufferFull // many small messages: bounded by count too
+	}
 	var m msgFrame
 	o.number(g, &m)
 	if s != nil {
@@ -202,6 +284,7 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte) error {
 		if twice {
 			f.redund = redundWanted
 		}
+		f.joinable = join && !m.fragment && !twice
 		f.queued = true
 		q.push(f)
 		*buffered += n
@@ -248,25 +331,45 @@ func (c *Conn) newFragment(n int) *outFragment {
 		f = new(outFragment)
 	}
 	c.liveFrags++
+	f.chunk = c.getChunk(n)
+	return f
+}
+
+// getChunk returns storage for n bytes of a fragment's data, from the pools.
+func (c *Conn) getChunk(n int) []byte {
+	var b []byte
 	switch {
 	case n <= smallChunk && len(c.smallChunkFree) > 0:
 		k := len(c.smallChunkFree)
-		f.chunk = c.smallChunkFree[k-1]
+		b = c.smallChunkFree[k-1]
 		c.smallChunkFree = c.smallChunkFree[:k-1]
 	case n <= smallChunk:
-		f.chunk = make([]byte, smallChunk)
+		b = make([]byte, smallChunk)
 	case n > c.fragPayload:
 		// The rest of a fragment cut for a larger datagram size
 		// (splitFragment): not of the pooled size.
-		f.chunk = make([]byte, n)
+		b = make([]byte, n)
 	case len(c.chunkFree) > 0:
 		k := len(c.chunkFree)
-		f.chunk = c.chunkFree[k-1]
+		b = c.chunkFree[k-1]
 		c.chunkFree = c.chunkFree[:k-1]
 	default:
-		f.chunk = make([]byte, c.fragPayload)
+		b = make([]byte, c.fragPayload)
 	}
-	return f
+	return b
+}
+
+// putChunk returns a fragment's storage to its pool. The pools hold at
+// most what the send buffer bounds anyway, so that a steady stream
+// allocates nothing.
+func (c *Conn) putChunk(b []byte) {
+	if cap(b) == smallChunk {
+		if len(c.smallChunkFree) < c.maxFrags {
+			c.smallChunkFree = append(c.smallChunkFree, b)
+		}
+	} else if cap(b) == c.fragPayload && len(c.chunkFree) <= c.cfg.SendBufferSize/c.fragPayload {
+		c.chunkFree = append(c.chunkFree, b)
+	}
 }
 
 // freeFragment returns f and its chunk to the pools once nothing refers to it.
@@ -277,16 +380,8 @@ func (c *Conn) maybeFreeFragment(f *outFragment) {
 	if f.msg.guarantee == Delivery && !f.acked {
 		return // still owed to the peer
 	}
-	// The pools hold at most what the send buffer bounds anyway, so that a
-	// steady stream allocates nothing.
 	c.liveFrags--
-	if cap(f.chunk) == smallChunk {
-		if len(c.smallChunkFree) < c.maxFrags {
-			c.smallChunkFree = append(c.smallChunkFree, f.chunk)
-		}
-	} else if cap(f.chunk) == c.fragPayload && len(c.chunkFree) <= c.cfg.SendBufferSize/c.fragPayload {
-		c.chunkFree = append(c.chunkFree, f.chunk)
-	}
+	c.putChunk(f.chunk)
 	*f = outFragment{}
 	if len(c.fragFree) < c.maxFrags {
 		c.fragFree = append(c.fragFree, f)

@@ -1177,12 +1177,41 @@ func TestSimBulkHarsh(t *testing.T) {
 	t.Logf("%d seeds, slowest transfer and close: %v virtual", n, worst)
 }
 
+// TestSimBulkWriteStream is TestSimBulkHarsh with the data written as a
+// byte stream (WriteStream, which adds writes to the last message while it
+// waits unsent), also over loopback's path, where datagrams grow to 64 KiB
+// while writes are queued: the receiver reads every byte in order, once.
+func TestSimBulkWriteStream(t *testing.T) {
+	t.Parallel()
+	first, n := uint64(0), uint64(seedsPerProfile())
+	if *simSeed >= 0 {
+		first, n = uint64(*simSeed), 1
+	}
+	for _, name := range []string{"harsh", "loopback64k"} {
+		p, seeds := profileByName(name), n
+		if name == "loopback64k" && n > 1 {
+			seeds = n / 4 // (64 KiB datagrams: the slowest to simulate)
+		}
+		for seed := first; seed < first+seeds; seed++ {
+			if _, err := runBulkWith(p, seed, 1<<20, bulkTimeLimit, true); err != nil {
+				t.Fatalf("profile %s seed %d: %v\nrerun: go test ./core/ -run 'TestSimBulkWriteStream$' -simseed %d -v", p.name, seed, err, seed)
+			}
+		}
+	}
+}
+
 // bulkTimeLimit bounds a 1 MiB transfer plus close through the harsh profile.
 const bulkTimeLimit = 60 * time.Second
 
 // runBulk sends total bytes of Delivery data from a to b over profile p and
 // closes a; it returns the virtual time the transfer and close took.
 func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (_ time.Duration, err error) {
+	return runBulkWith(p, seed, total, limit, false)
+}
+
+// runBulkWith is runBulk, with the data written by WriteStream if
+// writeStream, by Send otherwise.
+func runBulkWith(p simProfile, seed uint64, total int, limit time.Duration, writeStream bool) (_ time.Duration, err error) {
 	r := rand.New(rand.NewPCG(seed, 0xb01c))
 	net := newSimNet(seed)
 	cfg := func(cid uint64) *core.Config {
@@ -1226,7 +1255,7 @@ func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (_ time.
 		}
 	}
 	b := &bulkReceiver{conn: cb, want: data}
-	a := &bulkSender{conn: ca, data: data, sizes: sizes}
+	a := &bulkSender{conn: ca, data: data, sizes: sizes, writeStream: writeStream}
 	net.AddNode(a)
 	net.AddNode(b)
 	if err := net.Connect(0, 1, p.ab); err != nil {
@@ -1258,20 +1287,29 @@ func runBulk(p simProfile, seed uint64, total int, limit time.Duration) (_ time.
 	return net.Elapsed(), nil
 }
 
-// bulkSender sends its data as the given message sizes, then closes.
+// bulkSender sends its data as the given message sizes, or writes of those
+// sizes to the byte stream (writeStream: WriteStream), then closes.
 type bulkSender struct {
-	conn  *core.Conn
-	data  []byte
-	sizes []int
-	off   int
-	next  int
-	err   error
-	close bool
+	conn        *core.Conn
+	data        []byte
+	sizes       []int
+	writeStream bool
+	off         int
+	next        int
+	taken       int // of the write in progress (writeStream)
+	err         error
+	close       bool
 }
 
 func (s *bulkSender) act(now time.Time) {
 	for s.next < len(s.sizes) {
 		n := s.sizes[s.next]
+		if s.writeStream {
+			if !s.write(n) {
+				return
+			}
+			continue
+		}
 		err := s.conn.Send(core.Delivery, s.data[s.off:s.off+n])
 		if errors.Is(err, core.ErrWouldBlock) {
 			return
@@ -1287,6 +1325,33 @@ func (s *bulkSender) act(now time.Time) {
 		s.close = true
 		s.conn.Close(now)
 	}
+}
+
+// write hands WriteStream what is left of the write of n bytes at s.off,
+// as stream.Stream's Write does; false when the send buffer pushed back.
+func (s *bulkSender) write(n int) bool {
+	for s.taken < n {
+		k, err := s.conn.WriteStream(0, s.data[s.off+s.taken:s.off+n])
+		switch {
+		case errors.Is(err, core.ErrWouldBlock):
+			return false
+		case err != nil:
+			s.err = err
+			return false
+		case k == 0 || k > s.conn.MaxFragmentPayload():
+			s.err = fmt.Errorf("WriteStream took %d of %d bytes (a datagram carries %d)", k, n-s.taken, s.conn.MaxFragmentPayload())
+			return false
+		}
+		s.taken += k
+		if err := core.CheckSendAccounting(s.conn); err != nil {
+			s.err = err
+			return false
+		}
+	}
+	s.off += n
+	s.next++
+	s.taken = 0
+	return true
 }
 
 func (s *bulkSender) HandleDatagram(now time.Time, b []byte) {

@@ -537,7 +537,7 @@ func (c *Conn) SendStream(id uint64, g Guarantee, p []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.send(&s.ord, s, g, p)
+	return c.send(&s.ord, s, g, p, false)
 }
 
 // RecvStream is Recv on stream id (Recv itself for 0): the next message of

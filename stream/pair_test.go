@@ -101,3 +101,17 @@ func (p *pair) runUntil(done func() bool) {
 		p.tb.Fatalf("condition not reached at %v; a=%+v b=%+v", p.now.Sub(epoch), p.a.Stats(), p.b.Stats())
 	}
 }
+
+// readAll steps the pair until b's Stream read n bytes, and returns them.
+func (p *pair) readAll(n int) []byte {
+	p.tb.Helper()
+	got := make([]byte, 0, n)
+	buf := make([]byte, 4096)
+	p.runUntil(func() bool {
+		k, err := p.sb.Read(buf)
+		require.NoError(p.tb, err)
+		got = append(got, buf[:k]...)
+		return len(got) >= n
+	})
+	return got
+}

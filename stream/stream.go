@@ -58,21 +58,21 @@ func (s *Stream) ID() uint64 { return s.id }
 
 // Write queues as much of p as the send buffer takes, as Delivery messages
 // of at most c.MaxFragmentPayload() bytes (one datagram each; fewer if the
-// peer's MaxMessageSize is smaller). n < len(p)
+// peer's MaxMessageSize is smaller), added to the stream's last message
+// while it waits unsent (core.Conn.WriteStream). n < len(p)
 // with an error matching core.ErrWouldBlock means the buffer is full: wait
 // for the core to make progress and retry p[n:]. Every other error from the
 // core (core.ErrClosed, core.ErrPeerClosed, the error that ended the
 // connection) is returned as is, with the bytes queued before it. An empty
 // p queues nothing.
 func (s *Stream) Write(p []byte) (n int, err error) {
-	chunkSize := min(s.conn.MaxFragmentPayload(), s.conn.MaxMessageSize())
 	for n < len(p) {
-		chunk := p[n:min(len(p), n+chunkSize)]
-		// A refused Send queues nothing, so p[n:] is exactly what is left.
-		if err := s.conn.SendStream(s.id, core.Delivery, chunk); err != nil {
+		// A refused WriteStream queues nothing, so p[n:] is exactly what is left.
+		k, err := s.conn.WriteStream(s.id, p[n:])
+		n += k
+		if err != nil {
 			return n, err
 		}
-		n += len(chunk)
 	}
 	return n, nil
 }

@@ -335,13 +335,28 @@ func TestWriteChunksWithinMessageLimit(t *testing.T) {
 	n, err := p.sa.Write(data)
 	require.NoError(t, err)
 	require.Equal(t, len(data), n)
-	got := make([]byte, 0, len(data))
-	buf := make([]byte, 4096)
-	p.runUntil(func() bool {
-		n, err := p.sb.Read(buf)
+	require.Equal(t, data, p.readAll(len(data)))
+}
+
+// TestWritesFillDatagrams: writes queued while the sender waits go out in
+// full datagrams, whatever the writes' sizes: three writes of a datagram's
+// payload and 100 bytes are four datagrams, not six (a full one and one of
+// 100 bytes each, as when every Write was cut into messages on its own).
+func TestWritesFillDatagrams(t *testing.T) {
+	// (At the first datagram size: no path MTU probe is sent.)
+	p := newPair(t, &core.Config{MaxDatagramSize: core.MinHelloDatagram})
+	limit := p.a.MaxFragmentPayload()
+	size := limit + 100
+	data := make([]byte, 3*size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for i := range 3 {
+		n, err := p.sa.Write(data[i*size : (i+1)*size])
 		require.NoError(t, err)
-		got = append(got, buf[:n]...)
-		return len(got) == len(data)
-	})
-	require.Equal(t, data, got)
+		require.Equal(t, size, n)
+	}
+	sent0 := p.a.Stats().PacketsSent
+	require.Equal(t, data, p.readAll(len(data)))
+	require.EqualValues(t, 4, p.a.Stats().PacketsSent-sent0, "datagrams the sender sent for the data")
 }
