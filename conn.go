@@ -237,11 +237,12 @@ func (c *Conn) orOrigin(a netip.AddrPort) netip.AddrPort {
 // send. Settling once readSettleBytes were read since the last settle (any
 // settle sends a due window update) makes the update at most that late,
 // far less than the data still buffered when it falls due, so a sender
-// waiting for it never waits on a reader that has run dry.
+// waiting for it never waits on a reader that has run dry. A zero now
+// means: read the clock if a settle needs it (a Read reads it only then).
 func (c *Conn) readLocked(now time.Time, n int) {
 	c.unsettledRead += n
 	if c.unsettledRead >= c.m.set.readSettleBytes() {
-		c.settleLocked(now)
+		c.settleLocked(orNow(now))
 	}
 }
 
@@ -252,8 +253,16 @@ func (c *Conn) readLocked(now time.Time, n int) {
 // and nothing else would send it before the next timer.
 func (c *Conn) drainedLocked(now time.Time) {
 	if c.unsettledRead > 0 {
-		c.settleLocked(now)
+		c.settleLocked(orNow(now))
 	}
+}
+
+// orNow is t, or the time now if t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return monoNow()
+	}
+	return t
 }
 
 // closeStall bounds how long a graceful close that nobody waits for (Close
@@ -990,14 +999,15 @@ type waiter struct {
 	read    time.Time // when a direct read handled what it read
 }
 
-// now returns the time a direct read just handled its datagrams at (a
-// clock read saved), or reads the clock.
+// now returns the time a direct read just handled its datagrams at, or
+// the zero time: a Read needs the clock only to check a read deadline
+// (checkAt reads it if one is set) or to settle what it read (readLocked
+// reads it then), and a round trip of small messages is CPU-bound on one
+// thread (issue 12 target 2), a clock read a message each way.
 func (w *waiter) now() time.Time {
-	if t := w.read; !t.IsZero() {
-		w.read = time.Time{}
-		return t
-	}
-	return monoNow()
+	t := w.read
+	w.read = time.Time{}
+	return t
 }
 
 // wait returns when the caller should look again: wake fired, the

@@ -304,7 +304,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 	w := s.waiter()
 	defer w.stop()
 	for {
-		now := monoNow()
+		now := w.now()
 		if err := s.check(&s.rd, now); err != nil {
 			s.closed(s.readWake)
 			return 0, s.opErr("read", err)
@@ -340,7 +340,7 @@ func (s *Stream) ReadMessage(p []byte) (n int, g Guarantee, err error) {
 	w := s.waiter()
 	defer w.stop()
 	for {
-		now := monoNow()
+		now := w.now()
 		if err := s.check(&s.rd, now); err != nil {
 			s.closed(s.readWake)
 			return 0, 0, s.opErr("read", err)
