@@ -55,7 +55,7 @@ func (a *acks) onPacket(now time.Time, pn uint64, eliciting bool, maxAckDelay ti
 	a.eliciting++
 	if !a.pending {
 		a.pending = true
-		timers.set(timerAck, now.Add(maxAckDelay))
+		timers.setAfter(timerAck, now, maxAckDelay)
 	}
 	if !inOrder || a.eliciting >= 2 || maxAckDelay == 0 {
 		a.now = true

@@ -29,18 +29,23 @@ func newMemPair(tb testing.TB) *memPair { return newMemPairTraced(tb, nil) }
 // not traced), setup (if any) called on the two Conns before their
 // handshake.
 func newMemPairTraced(tb testing.TB, tracer func(core.TraceInfo) *core.Tracer, setup ...func(a, b *core.Conn)) *memPair {
+	return newMemPairAt(tb, sim.Epoch, tracer, setup...)
+}
+
+// newMemPairAt is newMemPairTraced whose virtual clock starts at start.
+func newMemPairAt(tb testing.TB, start time.Time, tracer func(core.TraceInfo) *core.Tracer, setup ...func(a, b *core.Conn)) *memPair {
 	mk := func(cid uint64) *core.Conn {
 		cfg := &core.Config{Rand: rand.NewPCG(1, cid)}
 		if cid == 1 {
 			cfg.Tracer = tracer
 		}
-		c, err := core.NewConn(cfg, cid, sim.Epoch)
+		c, err := core.NewConn(cfg, cid, start)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return c
 	}
-	p := &memPair{now: sim.Epoch, a: mk(1), b: mk(2), buf: make([]byte, 2048)}
+	p := &memPair{now: start, a: mk(1), b: mk(2), buf: make([]byte, 2048)}
 	for _, f := range setup {
 		f(p.a, p.b)
 	}
@@ -139,7 +144,12 @@ func BenchmarkProtection(b *testing.B) {
 // its pools filled and windows grown by sending messages of size bytes,
 // the sender traced by tracer (nil: not traced), setup as newMemPairTraced's.
 func warmMemPair(tb testing.TB, size, streams int, tracer func(core.TraceInfo) *core.Tracer, setup ...func(a, b *core.Conn)) *memPair {
-	p := newMemPairTraced(tb, tracer, setup...)
+	return warmMemPairAt(tb, sim.Epoch, size, streams, tracer, setup...)
+}
+
+// warmMemPairAt is warmMemPair whose virtual clock starts at start.
+func warmMemPairAt(tb testing.TB, start time.Time, size, streams int, tracer func(core.TraceInfo) *core.Tracer, setup ...func(a, b *core.Conn)) *memPair {
+	p := newMemPairAt(tb, start, tracer, setup...)
 	for range streams {
 		if _, err := p.a.OpenStream(core.Delivery); err != nil {
 			tb.Fatal(err)

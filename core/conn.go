@@ -333,7 +333,7 @@ func (c *Conn) HandleTimeout(now time.Time) {
 	}
 	due(timerPacing)
 	c.onCopyTimer(at)
-	if due(timerHeartbeat) && !c.heartbeatAt().After(now) {
+	if due(timerHeartbeat) && c.heartbeatAt() <= at {
 		// (The timer may predate the peer's last PING, which moved the
 		// heartbeat on: then it is only re-armed, below.)
 		c.pingNeeded = true
@@ -360,27 +360,32 @@ func (c *Conn) armHeartbeat() {
 		c.timers.stop(timerHeartbeat)
 		return
 	}
-	c.timers.set(timerHeartbeat, c.heartbeatAt())
+	c.timers.at[timerHeartbeat] = c.heartbeatAt()
 }
 
-// heartbeatAt is when the next PING is due (see armHeartbeat). The side
-// with the larger connection ID answers: it pings only once the other's
-// pings stop, so that two sides whose timers fell in step (both sent at
-// once, then each heard the other) do not both ping every period forever.
-func (c *Conn) heartbeatAt() time.Time {
+// heartbeatAt is when the next PING is due (see armHeartbeat), as a
+// deadline offset: it is worked out on every ack-eliciting packet each way,
+// in integers (a time.Time's Add costs several times more). The side with
+// the larger connection ID answers: it pings only once the other's pings
+// stop, so that two sides whose timers fell in step (both sent at once,
+// then each heard the other) do not both ping every period forever.
+func (c *Conn) heartbeatAt() int64 {
 	p := c.cfg.HeartbeatPeriod
-	recvd := c.timers.timeOrZero(c.lastElicitingRecv)
+	sent := c.lastAckElicitingSent.Sub(c.timers.base)
+	// The peer's last ack-eliciting packet came after our last one (recvd
+	// is base plus the offset less one; 0: none yet).
+	recvd := c.lastElicitingRecv
+	heard := recvd != 0 && time.Duration(recvd-1) > sent
 	if c.localCID > c.remoteCID {
-		last := c.lastAckElicitingSent
-		if recvd.After(last) {
-			last = recvd
+		if heard {
+			return relOffset(time.Duration(recvd-1), p*3/2)
 		}
-		return last.Add(p * 3 / 2)
+		return relOffset(sent, p*3/2)
 	}
-	if recvd.After(c.lastAckElicitingSent) {
-		return recvd.Add(p * 5 / 4)
+	if heard {
+		return relOffset(time.Duration(recvd-1), p*5/4)
 	}
-	return c.lastAckElicitingSent.Add(p)
+	return relOffset(sent, p)
 }
 
 // trimIdle gives back the memory an idle connection keeps only to go fast

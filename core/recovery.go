@@ -16,10 +16,11 @@ const (
 // probe timeout's backoff. Its job, and nothing more: account for each
 // packet as sent, acknowledged or lost (onSent, onAck, onAcked, onLost,
 // discard), find the lost ones (detectLoss) and the oldest one a probe
-// sends again (oldestInFlight), say when the probe timer fires
-// (probeDeadline) and whether the window and the pacer let a packet go
-// (sendAllowed). What a packet carried, and what its fate means to the
-// other parts, is the Conn's (onPacketAcked, onPacketLost, requeue).
+// sends again (oldestInFlight), say how long after the last packet the
+// probe timer fires (probeTimeout) and whether the window and the pacer
+// let a packet go (sendAllowed). What a packet carried, and what its fate
+// means to the other parts, is the Conn's (onPacketAcked, onPacketLost,
+// requeue).
 type recovery struct {
 	nextPN               uint64
 	sent                 sentList
@@ -266,12 +267,10 @@ func (r *recovery) discard(forget func(*sentPacket)) {
 // inFlight reports whether an ack-eliciting packet is in flight.
 func (r *recovery) inFlight() bool { return r.elicitingInFlight > 0 }
 
-// probeDeadline is when the probe timer fires: a PTO after the last
-// ack-eliciting packet, doubled per consecutive timeout up to backoff
-// times.
-func (r *recovery) probeDeadline(backoff int) time.Time {
-	pto := r.rtt.pto(r.ptoAckDelay()) << min(r.ptoCount, backoff)
-	return r.lastAckElicitingSent.Add(pto)
+// probeTimeout is how long after the last ack-eliciting packet the probe
+// timer fires: a PTO, doubled per consecutive timeout up to backoff times.
+func (r *recovery) probeTimeout(backoff int) time.Duration {
+	return r.rtt.pto(r.ptoAckDelay()) << min(r.ptoCount, backoff)
 }
 
 // ptoAckDelay is the acknowledgement delay the probe timeout allows for.
@@ -513,7 +512,7 @@ func (c *Conn) requeue(p *sentPacket, probe bool) {
 	}
 }
 
-// armPTO sets the probe timer (recovery.probeDeadline) while anything is
+// armPTO sets the probe timer (recovery.probeTimeout) while anything is
 // in flight or owed.
 func (c *Conn) armPTO() {
 	if c.life.ended() {
@@ -527,7 +526,7 @@ func (c *Conn) armPTO() {
 	if c.life.closeSent() {
 		backoff = closeBackoff
 	}
-	c.timers.set(timerPTO, c.recovery.probeDeadline(backoff))
+	c.timers.setAfter(timerPTO, c.recovery.lastAckElicitingSent, c.recovery.probeTimeout(backoff))
 }
 
 // onProbeTimeout sends up to two probes carrying the oldest unacknowledged

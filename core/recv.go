@@ -251,11 +251,13 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		c.onPathPacket(now, from, pn, len(b), !had || pn > largest, probing)
 	}
 	c.lastRecv = c.timers.offset(now)
-	quiet := eliciting && now.Sub(c.timers.timeOrZero(c.lastElicitingRecv)) >= c.cfg.HeartbeatPeriod/2 &&
+	// (Offsets: now less the time an offset stands for, without making
+	// that time.)
+	quiet := eliciting && (c.lastElicitingRecv == 0 || time.Duration(c.lastRecv-c.lastElicitingRecv) >= c.cfg.HeartbeatPeriod/2) &&
 		now.Sub(c.lastAckElicitingSent) >= c.cfg.HeartbeatPeriod/2
 	c.acks.onPacket(now, pn, eliciting, c.cfg.MaxAckDelay, &c.timers)
 	if eliciting {
-		c.lastElicitingRecv = c.timers.offset(now)
+		c.lastElicitingRecv = c.lastRecv
 		c.armHeartbeat()
 	}
 	if quiet {
@@ -269,7 +271,7 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 		c.frameScratch = nil
 	}
 	if !c.timers.armed(timerIdle) {
-		c.timers.set(timerIdle, now.Add(c.cfg.IdleTimeout))
+		c.timers.setAfter(timerIdle, now, c.cfg.IdleTimeout)
 	}
 }
 

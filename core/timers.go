@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // timerKind names a connection's timer slots; the next timeout is their
 // minimum.
@@ -32,6 +35,23 @@ type timerSet struct {
 // offset encodes t as a deadline (a time before base counts as base).
 func (ts *timerSet) offset(t time.Time) int64 { return int64(max(t.Sub(ts.base), 0)) + 1 }
 
+// offsetAfter is offset(t.Add(d)) for d >= 0 without making that time:
+// time.Time's Add costs several times its Sub, and the hot paths arm a
+// timer or two per packet (rudp's request-response round trip is CPU-bound
+// on one thread, issue 12 target 2).
+func (ts *timerSet) offsetAfter(t time.Time, d time.Duration) int64 {
+	return relOffset(t.Sub(ts.base), d)
+}
+
+// relOffset is the offset of a time rel after base, plus d (d >= 0; rel
+// may be negative, before base).
+func relOffset(rel, d time.Duration) int64 {
+	if rel > math.MaxInt64-2-d {
+		return math.MaxInt64 - 1 // (t.Sub saturates: never)
+	}
+	return int64(max(rel+d, 0)) + 1
+}
+
 // time decodes a deadline offset (nonzero).
 func (ts *timerSet) time(off int64) time.Time { return ts.base.Add(time.Duration(off - 1)) }
 
@@ -45,6 +65,11 @@ func (ts *timerSet) timeOrZero(off int64) time.Time {
 
 // set arms slot k for t.
 func (ts *timerSet) set(k timerKind, t time.Time) { ts.at[k] = ts.offset(t) }
+
+// setAfter arms slot k for t.Add(d), d >= 0 (see offsetAfter).
+func (ts *timerSet) setAfter(k timerKind, t time.Time, d time.Duration) {
+	ts.at[k] = ts.offsetAfter(t, d)
+}
 
 // stop disarms slot k.
 func (ts *timerSet) stop(k timerKind) { ts.at[k] = 0 }
