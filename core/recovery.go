@@ -43,6 +43,11 @@ type recovery struct {
 	lossBursts uint64
 	lastLostPN uint64
 	anyAcked   bool
+	// pacerWaiting: the pacer held the last packet back (a pacing timer
+	// is set): its next call, at a later instant, may make up for the
+	// timer's lateness (pacer). pacerCredit: a call at the pacer's last
+	// instant did.
+	pacerWaiting, pacerCredit bool
 }
 
 func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController) {
@@ -342,11 +347,17 @@ func (r *recovery) pacing(mss int) (rate, burst float64) {
 // pacer holds it back, wait is when it may.
 func (r *recovery) sendAllowed(now time.Time, size, mss int, pace bool) (ok bool, wait time.Time) {
 	if r.bytesInFlight+size > r.cc.Window() {
+		// The window, not the pacer, holds it back.
+		r.pacerWaiting, r.pacerCredit = false, false
 		return false, time.Time{} // wait for acknowledgements
 	}
 	if pace {
 		rate, burst := r.pacing(mss)
-		if at := r.pacer.ready(now, size, rate, burst); at.After(now) {
+		later := r.pacer.last.IsZero() || now.After(r.pacer.last)
+		late, keep := later && r.pacerWaiting, !later && r.pacerCredit
+		at := r.pacer.ready(now, size, rate, burst, late, keep)
+		r.pacerCredit = late || keep
+		if r.pacerWaiting = at.After(now); r.pacerWaiting {
 			return false, at
 		}
 	}
