@@ -222,16 +222,7 @@ func TestStreamFinRetransmitted(t *testing.T) {
 // The half-closed peer may still be sent to.
 func TestStreamFinOverGap(t *testing.T) {
 	h := newHostilePeer(t)
-	h.send(hostileDelivery(0))
-	h.send(hostileDelivery(2))
-	received := h.c.Stats().PacketsReceived
-	h.send(hostileFin(3))
-	if s := h.c.Stats(); s.PacketsRefused != 1 || s.PacketsReceived != received || h.c.PeerWriteClosed() {
-		t.Fatalf("STREAM_FIN over a gap: refused %d, received %d (was %d), peer write closed %v", s.PacketsRefused, s.PacketsReceived, received, h.c.PeerWriteClosed())
-	}
-	if got, err := readAll(h.c); !bytes.Equal(got, []byte{0}) || err != nil {
-		t.Fatalf("read %v, %v over the gap; want message 0 and nothing more yet", got, err)
-	}
+	h.refusedOverGap(t, "STREAM_FIN", hostileFin(3), h.c.PeerWriteClosed)
 	h.send(hostileDelivery(1))
 	h.send(hostileFin(3))
 	if s := h.c.Stats(); s.PacketsRefused != 1 || !h.c.PeerWriteClosed() || h.c.PeerClosed() {

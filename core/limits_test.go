@@ -95,6 +95,24 @@ func readAll(c *Conn) ([]byte, error) {
 	}
 }
 
+// refusedOverGap sends Delivery messages 0 and 2, then end (a CLOSE or a
+// STREAM_FIN, named what) with the final position 3, over the gap at 1: it
+// must be refused and not received, not end the peer's direction (ended),
+// and only message 0 can be read.
+func (h *hostilePeer) refusedOverGap(t *testing.T, what string, end []byte, ended func() bool) {
+	t.Helper()
+	h.send(hostileDelivery(0))
+	h.send(hostileDelivery(2))
+	received := h.c.Stats().PacketsReceived
+	h.send(end)
+	if s := h.c.Stats(); s.PacketsRefused != 1 || s.PacketsReceived != received || ended() {
+		t.Fatalf("%s over a gap: refused %d, received %d (was %d), peer's direction ended %v", what, s.PacketsRefused, s.PacketsReceived, received, ended())
+	}
+	if got, err := readAll(h.c); !bytes.Equal(got, []byte{0}) || err != nil {
+		t.Fatalf("read %v, %v over the gap; want message 0 and nothing more yet", got, err)
+	}
+}
+
 // TestCloseOverGap: a graceful CLOSE whose final position lies beyond a
 // Delivery message not yet received is refused (not acknowledged, so the
 // peer sends it again) and the application never reads io.EOF over the
@@ -102,16 +120,7 @@ func readAll(c *Conn) ([]byte, error) {
 // the last message. If it never fills, the connection ends with an error.
 func TestCloseOverGap(t *testing.T) {
 	h := newHostilePeer(t)
-	h.send(hostileDelivery(0))
-	h.send(hostileDelivery(2))
-	received := h.c.Stats().PacketsReceived
-	h.send(hostileClose(3))
-	if s := h.c.Stats(); s.PacketsRefused != 1 || s.PacketsReceived != received || h.c.PeerClosed() {
-		t.Fatalf("CLOSE over a gap: refused %d, received %d (was %d), peer closed %v", s.PacketsRefused, s.PacketsReceived, received, h.c.PeerClosed())
-	}
-	if got, err := readAll(h.c); !bytes.Equal(got, []byte{0}) || err != nil {
-		t.Fatalf("read %v, %v over the gap; want message 0 and nothing more yet", got, err)
-	}
+	h.refusedOverGap(t, "CLOSE", hostileClose(3), h.c.PeerClosed)
 
 	h.send(hostileDelivery(1))
 	h.send(hostileClose(3))
