@@ -12,9 +12,10 @@ import (
 )
 
 // The send and receive path of a Conn over real loopback UDP, next to the same
-// shapes over loopback TCP so that one run gives the ratio:
+// shapes over loopback TCP (and the ping-pong over raw UDP) so that one run
+// gives the ratio:
 //
-//	go test -run '^$' -bench 'Conn|TCP' -benchmem .
+//	go test -run '^$' -bench 'Conn|TCP|UDP' -benchmem .
 //
 // The write benchmarks stop the clock only once the receiver has read every
 // byte, so they measure delivered throughput, not how fast a send buffer
@@ -53,6 +54,41 @@ func BenchmarkTCPPingPong(b *testing.B) {
 		benchPingPong(b, client, server, 64)
 	})
 }
+
+// BenchmarkUDPPingPong is BenchmarkConnPingPong over two plain connected UDP
+// sockets: raw UDP's round trip, the baseline of issue 12's target 2.
+func BenchmarkUDPPingPong(b *testing.B) {
+	b.Run("64", func(b *testing.B) {
+		client, server := udpBenchPair(b)
+		benchPingPong(b, client, server, 64)
+	})
+}
+
+// udpBenchPair returns a loopback UDP socket connected to another, and
+// that other as a net.Conn that writes to the first (udpPeerConn), closed
+// when the benchmark ends.
+func udpBenchPair(b *testing.B) (client, server net.Conn) {
+	b.Helper()
+	s, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	c, err := net.DialUDP("udp", nil, s.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c, udpPeerConn{s, c.LocalAddr().(*net.UDPAddr)}
+}
+
+// udpPeerConn is an unconnected UDP socket whose Write sends to peer.
+type udpPeerConn struct {
+	*net.UDPConn
+	peer *net.UDPAddr
+}
+
+func (u udpPeerConn) Write(p []byte) (int, error) { return u.WriteToUDP(p, u.peer) }
 
 // rudpBenchPair returns the two ends of one default-config rudp connection
 // over loopback, closed when the benchmark ends.
@@ -161,7 +197,10 @@ func benchWrite(b *testing.B, client, server net.Conn, size int) {
 }
 
 // benchPingPong sends size bytes from client, which server echoes: one round
-// trip per iteration.
+// trip per iteration. Besides the time it reports the process's CPU per
+// round trip (cpu-µs/op, both ends: where unix says): on loopback a round
+// trip runs on one thread, so its CPU is its latency, and a loaded machine
+// distorts it far less than ns/op.
 func benchPingPong(b *testing.B, client, server net.Conn, size int) {
 	done := make(chan error, 1)
 	go func() {
@@ -183,6 +222,7 @@ func benchPingPong(b *testing.B, client, server net.Conn, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
 	for range b.N {
 		if _, err := client.Write(msg); err != nil {
 			b.Fatal(err)
@@ -192,6 +232,9 @@ func benchPingPong(b *testing.B, client, server net.Conn, size int) {
 		}
 	}
 	b.StopTimer()
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+	}
 	server.Close() // ends the echo goroutine
 	if err := <-done; err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		b.Logf("echo side ended with: %v", err)
