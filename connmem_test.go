@@ -46,6 +46,54 @@ func TestStreamWakesOnDemand(t *testing.T) {
 	require.NoError(t, <-accepted)
 }
 
+// TestWriteWakeOnDemand: a connection carries the channel a blocked Write
+// waits on only once a Write waited (112 bytes on both ends of every
+// connection, whose writes mostly never wait), and a Write that blocks on
+// backpressure still wakes when the peer reads and frees the window.
+func TestWriteWakeOnDemand(t *testing.T) {
+	ln, err := Listen("udp", "127.0.0.1:0", &Config{ReceiveWindow: 64 << 10})
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := Dial("udp", ln.Addr().String(), &Config{SendBufferSize: 64 << 10})
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := ln.AcceptRUDP()
+	require.NoError(t, err)
+	defer s.Close()
+	writeWake := func(conn *Conn) chan struct{} {
+		conn.mu.Lock()
+		defer conn.mu.Unlock()
+		return conn.writeWake
+	}
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	for name, conn := range map[string]*Conn{"dialed": c, "accepted": s} {
+		require.Nil(t, writeWake(conn), "%s: a Write's wake channel made before any Write waited", name)
+	}
+	// The server reads nothing until the client's writes have filled its
+	// window and the send buffer: the next Write waits.
+	const total = 1 << 20
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, total))
+		wrote <- err
+	}()
+	for writeWake(c) == nil {
+		select {
+		case err := <-wrote:
+			t.Fatalf("a %d-byte Write returned (%v) without waiting, through a 64 KiB window and send buffer", total, err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	buf := make([]byte, 64<<10)
+	for got := 0; got < total+5; {
+		n, err := s.Read(buf)
+		require.NoError(t, err)
+		got += n
+	}
+	require.NoError(t, <-wrote)
+}
+
 // TestConnWrapperSize keeps the root Conn, which every connection end has
 // beside its core.Conn, in the allocator's 512-byte size class (it was 552
 // bytes, in the 576 class): its two times are monoTimes, not time.Times, and

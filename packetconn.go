@@ -201,12 +201,16 @@ func (p *PacketConn) WriteMessageTo(g Guarantee, b []byte, addr net.Addr) error 
 		// ended because of one queued before the handshake fails with an
 		// error matching ErrMessageTooLarge too.)
 		tooLarge := len(b) > c.core.MaxMessageSize()
+		var wake chan struct{}
+		if errors.Is(err, core.ErrWouldBlock) {
+			wake = wakeChan(&c.writeWake)
+		}
 		c.mu.Unlock()
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, core.ErrWouldBlock):
-			w.wait(c.writeWake, &p.wd)
+		case wake != nil:
+			w.wait(wake, &p.wd)
 		case tooLarge && errors.Is(err, core.ErrMessageTooLarge), errors.Is(err, core.ErrInvalidGuarantee), retried:
 			return p.opErr("write", to, err)
 		case isFailure(err) && !errors.Is(err, core.ErrPeerClosed):

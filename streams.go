@@ -170,10 +170,7 @@ func (c *Conn) waitStream(ctx context.Context, op string, wake *chan struct{}, t
 		}
 		now := monoNow()
 		c.mu.Lock()
-		if *wake == nil {
-			*wake = make(chan struct{}, 1)
-		}
-		ch := *wake
+		ch := wakeChan(wake)
 		s, err := try(now)
 		c.mu.Unlock()
 		switch {
