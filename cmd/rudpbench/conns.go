@@ -29,6 +29,7 @@ func (b *bench) runConns() {
 		b.rep.note("conns: the proxy keeps a socket, a goroutine and a 64 KiB buffer per client; its memory is inside the rudp and udp memory figures")
 	}
 	b.rep.note("conns: memory per connection is (HeapInuse+StackInuse after - before) / K with both ends in this process; kernel socket memory is not counted")
+	b.rep.note("conns: the rudp server's AcceptBacklog is %d, TCP's listen backlog here (somaxconn)", tcpListenBacklog)
 	base := runtime.NumGoroutine()
 	b.each("conns", "", func(t string, r *result) error {
 		// What the previous transport left behind must be gone, or its
@@ -312,12 +313,21 @@ func parallel(n, workers int, fn func(i int)) {
 	wg.Wait()
 }
 
+// tcpListenBacklog is the rudp server's AcceptBacklog in conns and dialrr:
+// TCP's listen backlog here (Go's net.Listen asks for somaxconn, 4096 on
+// Linux since 5.4). At rudp's default, 1024, a burst of 1000 dials from one
+// host is refused once 512 wait for an accept loop the load holds back:
+// past half the backlog a host gets a sixteenth of it (Config.AcceptBacklog,
+// the defence against one host filling the queue), and the benchmark's
+// client is one host.
+const tcpListenBacklog = 4096
+
 // connSetup opens the server side of transport t for k connections.
 func (b *bench) connSetup(t string, im impairment, k int) (*connSet, error) {
 	cs := &connSet{}
 	switch t {
 	case "rudp":
-		scfg, ccfg, err := b.protect(nil)
+		scfg, ccfg, err := b.protect(&rudp.Config{AcceptBacklog: tcpListenBacklog})
 		if err != nil {
 			return nil, err
 		}

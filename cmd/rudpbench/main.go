@@ -20,6 +20,7 @@
 //	       one-way delivery latency percentiles and the fraction delivered
 //	conns  -conns K concurrent connections: handshake rate, dial failures, memory per
 //	       connection idle and after a 1 KiB echo, CPU used by K idle connections over -idle
+//	       (the rudp server's AcceptBacklog, here and in dialrr, is TCP's listen backlog: 4096)
 //	dialrr -dialconns K clients dial at once and make -rounds round trips of 64 bytes
 //	       each: time until the last is done, memory per active connection (heap, RSS)
 //	all    all of the above
