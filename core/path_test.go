@@ -26,8 +26,18 @@ func (n *pathNet) send(t *testing.T, m []byte) {
 	n.queued = append(n.queued, m)
 }
 
+// Both sides' path MTU searches are done (started as a bulk transfer
+// would start them): the tests' exchanges count packets, and probes among
+// them would be counted too.
 func newPathNet(t *testing.T) *pathNet {
-	return &pathNet{wirePair: newWirePair(t, nil), sentTo: map[netip.AddrPort]int{}}
+	n := &pathNet{wirePair: newWirePair(t, nil), sentTo: map[netip.AddrPort]int{}}
+	n.a.startPathMTU()
+	n.b.startPathMTU()
+	for i := 0; i < 1000 && (n.a.pmtu.searching || n.b.pmtu.searching); i++ {
+		n.step()
+	}
+	require.False(t, n.a.pmtu.searching || n.b.pmtu.searching, "path MTU searches still running")
+	return n
 }
 
 // exchange moves every datagram either side has ready, by address.

@@ -10,9 +10,15 @@ import (
 //
 // Every path starts at BaseDatagramSize bytes of UDP payload, which every
 // IPv6 path carries and which the handshake itself confirms (a HELLO is
-// padded to it and acknowledged). Once the connection is established the
-// sender searches upwards with probes: a packet of only PING and PADDING,
-// padded to the size tried. A size is tried with pmtuMaxProbes probes, sent
+// padded to it and acknowledged). Once the connection is established and
+// has more data to send than one datagram of the size in use carries (a
+// packet of data left and more waits: maybeStartPathMTU), the sender
+// searches upwards with probes: a packet of only PING and PADDING, padded
+// to the size tried. A connection of small messages (request-response, a
+// dial and a few round trips) gains nothing from larger datagrams and never
+// probes: searching from the handshake's end cost every loopback dial three
+// probes of 64 KiB each way (RFC 8899 section 5.1.1 lets probing wait until
+// the application needs the size). A size is tried with pmtuMaxProbes probes, sent
 // one after the other without waiting (so that a size too large costs one
 // round trip, not three): the first acknowledged raises the datagram size
 // (the PLPMTU) to it; all of them lost mark it as too large. The search is a binary search between the
@@ -47,8 +53,9 @@ const (
 )
 
 // pathMTU is the search's state. A Conn holds it behind a pointer from the
-// handshake's end, and only when Config.MaxDatagramSize leaves room to
-// search: a connection limited to BaseDatagramSize never allocates it.
+// search's start, and only when Config.MaxDatagramSize leaves room to
+// search: a connection limited to BaseDatagramSize, or one that never has
+// more to send than a datagram, never allocates it.
 type pathMTU struct {
 	size int // the PLPMTU: the largest datagram data travels in
 	max  int // the search's ceiling: Config.MaxDatagramSize, or the peer's if smaller
@@ -86,15 +93,39 @@ func (c *Conn) datagramSize() int {
 // PollTransmit returns that is longer is a probe (it carries no data).
 func (c *Conn) DatagramSize() int { return c.datagramSize() }
 
-// startPathMTU begins the search once the handshake is complete.
-func (c *Conn) startPathMTU(now time.Time) {
+// maybeStartPathMTU begins the search (established, after a packet of
+// data was written) if the connection has more data to send than that
+// packet carried and room to search. (Send starts it too, when the data
+// waiting to be sent, with the message, is more than a datagram's
+// fragment carries: a message cut in two, say.)
+func (c *Conn) maybeStartPathMTU() {
+	if c.pmtu == nil && c.cfg.MaxDatagramSize > BaseDatagramSize && c.dataSendable() {
+		c.startPathMTU()
+	}
+}
+
+// pmtuCeiling is the largest datagram the search may find:
+// Config.MaxDatagramSize, or the peer's if smaller.
+func (c *Conn) pmtuCeiling() int {
 	ceiling := c.cfg.MaxDatagramSize
 	if peer := c.life.peerMaxDatagram(); peer != 0 {
 		// The peer reads no longer datagrams: probing them is wasted.
 		ceiling = min(ceiling, peer)
 	}
-	if c.pmtu != nil || ceiling <= BaseDatagramSize {
+	return ceiling
+}
+
+// startPathMTU begins the search (the connection is established).
+func (c *Conn) startPathMTU() {
+	if c.pmtu != nil {
 		return
+	}
+	ceiling := c.pmtuCeiling()
+	if ceiling <= BaseDatagramSize {
+		return
+	}
+	if c.debugOn() {
+		c.debug("rudp: path MTU search started: more data waits than a datagram carries", slog.Int("ceiling", ceiling))
 	}
 	c.pmtu = &pathMTU{size: BaseDatagramSize, max: ceiling}
 	c.pmtu.restart(BaseDatagramSize)

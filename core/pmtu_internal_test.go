@@ -8,8 +8,8 @@ import (
 
 // TestProbesHoldNoDataBack: a connection whose ceiling is 64 KiB (loopback,
 // the root's ceiling following the route) sends its first path MTU probes
-// when its handshake ends, with nothing else to send; the message the
-// application writes right after them goes at once. Before, each probe
+// once it had more to send than a datagram (a large message), after that
+// data; the message the application writes right after them goes at once. Before, each probe
 // spent its whole size of the pacer's budget, so the message
 // waited until the pacer had earned 64 KiB back: 10 ms here, at a new
 // connection's pacing rate over a 50 ms round trip (and on loopback a
@@ -23,7 +23,7 @@ func TestProbesHoldNoDataBack(t *testing.T) {
 }
 
 // probesHoldNoDataBack is TestProbesHoldNoDataBack with the message written
-// after the probes went, or (before) waiting when the handshake ends: then
+// after the probes went, or (before) waiting behind the large message: then
 // it goes first, and the probes after it.
 func probesHoldNoDataBack(t *testing.T, before bool) {
 	const oneWay = 25 * time.Millisecond
@@ -62,10 +62,15 @@ func probesHoldNoDataBack(t *testing.T, before bool) {
 			t.Fatal(err)
 		}
 	}
+	// More than a datagram carries: the search starts.
+	large := make([]byte, 3*a.DatagramSize())
+	if err := a.Send(Delivery, large); err != nil {
+		t.Fatal(err)
+	}
 	if before {
 		send()
 	}
-	// a's flush once established: its probes (and an ACK), and the
+	// a's flush: the large message, its probes (and an ACK), and the
 	// message if it waits.
 	probeAt := now
 	probes := 0
@@ -90,6 +95,9 @@ func probesHoldNoDataBack(t *testing.T, before bool) {
 			}
 		}
 		if m, _ := b.Recv(); m.Data != nil {
+			if len(m.Data) == len(large) {
+				continue // (read again at once: the clock has not moved)
+			}
 			if string(m.Data) != "first" {
 				t.Fatalf("read %q", m.Data)
 			}
@@ -106,4 +114,65 @@ func probesHoldNoDataBack(t *testing.T, before bool) {
 		now = next
 	}
 	t.Fatalf("the message did not leave within %v of the %d probes (a: %+v)", oneWay, probes, a.Stats())
+}
+
+// TestPathMTUSearchOnDemand: a connection of small messages never probes
+// for larger datagrams (searching from the handshake's end cost every
+// loopback dial three 64 KiB probes each way, and their acknowledgements);
+// the first time more waits to be sent than a datagram carries, the search
+// starts, on that side only, and the size grows.
+func TestPathMTUSearchOnDemand(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(c *Conn) error
+	}{
+		{"large message", func(c *Conn) error { return c.Send(Delivery, make([]byte, 20000)) }},
+		{"many small ones", func(c *Conn) error {
+			for range 40 {
+				if err := c.Send(Delivery, make([]byte, 100)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"message cut in two", func(c *Conn) error { return c.Send(Delivery, make([]byte, c.fragPayload+1)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newWirePair(t, &Config{MaxDatagramSize: 1452})
+			msg := make([]byte, 64)
+			for i := range 20 {
+				for _, d := range [][2]*Conn{{p.a, p.b}, {p.b, p.a}} {
+					if err := d[0].Send(Delivery, msg); err != nil {
+						t.Fatal(err)
+					}
+					got := 0
+					for j := 0; j < 100 && got == 0; j++ {
+						p.step()
+						recvEach(t, d[1], func(Message) { got++ })
+					}
+					if got != 1 {
+						t.Fatalf("round trip %d: %d messages arrived", i, got)
+					}
+				}
+			}
+			for name, c := range map[string]*Conn{"a": p.a, "b": p.b} {
+				if c.pmtu != nil || c.Stats().ProbesSent != 0 || c.DatagramSize() != BaseDatagramSize {
+					t.Fatalf("%s after small round trips: search %v, %d probes, datagram size %d", name, c.pmtu != nil, c.Stats().ProbesSent, c.DatagramSize())
+				}
+			}
+			if err := tc.write(p.a); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 1000 && p.a.DatagramSize() != 1452; i++ {
+				p.step()
+				recvEach(t, p.b, func(Message) {})
+			}
+			if p.a.DatagramSize() != 1452 {
+				t.Fatalf("a: datagram size %d once it had more to send than a datagram", p.a.DatagramSize())
+			}
+			if p.b.pmtu != nil || p.b.Stats().ProbesSent != 0 {
+				t.Fatalf("b, which only acknowledged, searched: %d probes", p.b.Stats().ProbesSent)
+			}
+		})
+	}
 }

@@ -480,7 +480,9 @@ func (c *Conn) establish(now time.Time) {
 		}
 		c.traceState(StateEstablished, nil)
 		c.timers.stop(timerHandshake)
-		c.startPathMTU(now)
+		if c.unsentBytes > c.fragPayload {
+			c.startPathMTU() // written before: more waits than a datagram carries (pmtu.go)
+		}
 		c.armHeartbeat()
 		c.maybeSendClose(now)
 	}

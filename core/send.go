@@ -246,6 +246,9 @@ func (c *Conn) send(o *ordering, s *stream, g Guarantee, p []byte, join bool) er
 	case *unsent > 0 && *unsent+len(p) > c.unsentLimit():
 		return ErrSendBufferFull // enough waits to be sent: keep it in cache
 	}
+	if *unsent+len(p) > c.fragPayload && c.life.established() {
+		c.startPathMTU() // more waits than a datagram carries (pmtu.go)
+	}
 	c.lean = false
 	if join {
 		if f := c.joinTail(q, len(p)); f != nil {
@@ -589,6 +592,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 			}
 			if wantData {
 				n = c.appendFragments(buf, n, limit, pkt)
+				c.maybeStartPathMTU()
 			}
 		}
 		if !pkt.ackEliciting() && (c.pingNeeded || probe) {

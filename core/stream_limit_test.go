@@ -120,7 +120,8 @@ func TestStreamLatestValueResent(t *testing.T) {
 			for range 200 {
 				p.step()
 			}
-			require.Equal(t, newer, reached(), "the newer value never reached the peer")
+			// (Or a later one: the stream's window may have grown since.)
+			require.GreaterOrEqual(t, reached(), newer, "the newer value never reached the peer")
 			require.False(t, p.b.ctlPending())
 		})
 	}
