@@ -411,3 +411,18 @@ func (b *BBR) checkBounds() error {
 	}
 	return nil
 }
+
+// UnsentBytes is the data c has queued and not yet sent once, every stream
+// together.
+func UnsentBytes(c *Conn) int {
+	n := c.unsentBytes
+	if c.streams != nil {
+		for _, s := range c.streams.list {
+			n += s.unsentBytes
+		}
+	}
+	return n
+}
+
+// FragPayload is the data one fragment carries at c's datagram size now.
+func FragPayload(c *Conn) int { return c.fragPayload }

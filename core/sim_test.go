@@ -482,6 +482,10 @@ type simNode struct {
 	nextRead  time.Time
 
 	maxDatagram int // Config.MaxDatagramSize
+	// needsSize: the connection had more data to send than a datagram
+	// carries (seen at a PollTransmit): only then may it probe the path
+	// MTU (checkDatagramSize's probes; PROTOCOL.md §15, When).
+	needsSize bool
 
 	// liftLimitAt, if set, is when the receive limit set at the start is
 	// lifted (as a listener's Accept does).
@@ -802,6 +806,9 @@ func (n *simNode) attackProtected(now time.Time, b []byte) {
 
 func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	n.act(now)
+	if core.UnsentBytes(n.conn) > core.FragPayload(n.conn) {
+		n.needsSize = true
+	}
 	var size int
 	if n.path != nil {
 		var err error
@@ -818,6 +825,12 @@ func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	}
 	if err := checkDatagramSize(n.conn, n.maxDatagram, buf[:size]); err != nil {
 		n.fail(err)
+	}
+	if size > n.conn.DatagramSize() && !n.needsSize {
+		n.fail(fmt.Errorf("a path MTU probe of %d bytes from a connection that never had more to send than a datagram", size))
+	}
+	if size > 0 && n.conn.HasPendingData() {
+		n.needsSize = true // (a packet left and more waits)
 	}
 	if n.protected && size > 0 {
 		if leak := core.PlaintextLeak(buf[:size]); leak != "" {
