@@ -86,3 +86,30 @@ func TestDatagramSizeFollowsRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteCacheKeeps: a dial asks the route's ceiling once per
+// destination address in routeCacheTTL (the port and a mapped form are the
+// same address), asks again after it, and the cache holds at most
+// routeCacheMax addresses.
+func TestRouteCacheKeeps(t *testing.T) {
+	var r routeCache
+	asked := map[netip.Addr]int{}
+	ask := func(to netip.AddrPort) int {
+		asked[to.Addr().Unmap()]++
+		return 1000 + int(to.Addr().Unmap().As4()[3])
+	}
+	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := netip.MustParseAddrPort("10.0.0.1:1000")
+	require.Equal(t, 1001, r.ceiling(a, now, ask))
+	require.Equal(t, 1001, r.ceiling(netip.MustParseAddrPort("10.0.0.1:2000"), now.Add(routeCacheTTL/2), ask))
+	require.Equal(t, 1001, r.ceiling(netip.MustParseAddrPort("[::ffff:10.0.0.1]:3000"), now.Add(routeCacheTTL/2), ask))
+	require.Equal(t, 1, asked[a.Addr()], "asked again within the TTL")
+	require.Equal(t, 1002, r.ceiling(netip.MustParseAddrPort("10.0.0.2:1000"), now, ask))
+	require.Equal(t, 1001, r.ceiling(a, now.Add(routeCacheTTL), ask))
+	require.Equal(t, 2, asked[a.Addr()], "not asked again after the TTL")
+	for i := range 3 * routeCacheMax {
+		b := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		r.ceiling(netip.AddrPortFrom(b, 1), now, ask)
+		require.LessOrEqual(t, len(r.m), routeCacheMax)
+	}
+}
