@@ -41,14 +41,25 @@ type rxBatch struct {
 }
 
 // txBatch is a flush's datagrams, packed back to back in buf: datagram i
-// is lens[i] bytes, starting where datagram i-1 ends. buf holds at least
-// two of the largest datagrams, and as many datagrams of the size in use
-// as one GSO buffer takes: a connection whose datagrams are smaller than
-// its socket's largest (a path that carries less) still batches.
+// is lens[i] bytes, of which parts[i].held are in buf, starting where
+// datagram i-1's end. buf holds at least two of the largest datagrams, and
+// as many datagrams of the size in use as one GSO buffer takes: a
+// connection whose datagrams are smaller than its socket's largest (a path
+// that carries less) still batches. A datagram may leave its data in its
+// connection's send buffer (parts[i].data: core.Conn.PollTransmitGather),
+// where it stays unchanged while the connection's lock is held: the
+// kernel takes it from there (an iovec), which saves copying every byte
+// of a bulk transfer into buf first.
 type txBatch struct {
 	buf  []byte
-	used int
-	lens []int
+	used int // bytes of buf used
+	// bytes is the datagrams' length, data elsewhere included: what
+	// bounds a batch, so that a flush's bursts are as large as when every
+	// datagram was in buf (a batch of a whole window of 64 KiB datagrams
+	// left in send buffers drew more probe timeouts on a loaded machine).
+	bytes int
+	lens  []int
+	parts []txParts
 	// probe is 1 + the index of a path MTU probe in the batch (0: none).
 	// It never shares a GSO buffer: one whose segment size the route's MTU
 	// refuses fails whole (EINVAL), and would turn GSO off for the socket.
@@ -56,21 +67,46 @@ type txBatch struct {
 	sys   txSys
 }
 
+// txParts is where a datagram of a txBatch is: its held bytes in buf, with
+// data, if any, in between at bytes and the rest.
+type txParts struct {
+	held, at int
+	data     []byte
+}
+
 // next returns the room left for more datagrams, or nil when the batch is
 // full: fewer than need bytes (the connection's datagram size) are left.
 // The room may be longer; a path MTU probe longer than need is written only
 // into room that holds it (core.Conn.PollTransmit).
 func (b *txBatch) next(need int) []byte {
-	if len(b.lens) == cap(b.lens) || b.used+need > len(b.buf) {
+	if len(b.lens) == cap(b.lens) || b.bytes+need > len(b.buf) {
 		return nil
 	}
 	return b.buf[b.used:]
 }
 
 // add records that the datagram written into next's room is n bytes.
-func (b *txBatch) add(n int) {
-	b.lens = append(b.lens, n)
+func (b *txBatch) add(n int) { b.addGathered(n, n, nil) }
+
+// addGathered records a datagram of which n bytes were written into next's
+// room, with data (nil: none) to go in between its first at bytes and the
+// rest: core.Conn.PollTransmitGather's datagram.
+func (b *txBatch) addGathered(n, at int, data []byte) {
+	b.lens = append(b.lens, n+len(data))
+	b.parts = append(b.parts, txParts{held: n, at: at, data: data})
 	b.used += n
+	b.bytes += n + len(data)
+}
+
+// datagram returns datagram i, whose held bytes start at off in buf, in
+// one piece: in buf, or put together in scratch if its data is elsewhere.
+func (b *txBatch) datagram(i, off int, scratch *[]byte) []byte {
+	p := b.parts[i]
+	if p.data == nil {
+		return b.buf[off : off+p.held]
+	}
+	*scratch = append(append(append((*scratch)[:0], b.buf[off:off+p.at]...), p.data...), b.buf[off+p.at:off+p.held]...)
+	return *scratch
 }
 
 // addProbe is add for a path MTU probe.
@@ -81,7 +117,9 @@ func (b *txBatch) addProbe(n int) {
 
 func (b *txBatch) reset() {
 	b.lens = b.lens[:0]
-	b.used = 0
+	clear(b.parts) // (no send buffer kept alive by a pooled batch)
+	b.parts = b.parts[:0]
+	b.used, b.bytes = 0, 0
 	b.probe = 0
 }
 
@@ -168,8 +206,9 @@ func txPool(size int) *sync.Pool {
 	}
 	p, _ := txPools.LoadOrStore(key, &sync.Pool{New: func() any {
 		b := &txBatch{
-			buf:  make([]byte, max(gsoMaxBytes, 2*size)),
-			lens: make([]int, 0, txBatchLen),
+			buf:   make([]byte, max(gsoMaxBytes, 2*size)),
+			lens:  make([]int, 0, txBatchLen),
+			parts: make([]txParts, 0, txBatchLen),
 		}
 		b.sys.init(b)
 		return b
@@ -209,10 +248,11 @@ func (u *udpSocket) receiveOne(wait bool) (*rxBatch, error) {
 // sendEach sends b's datagrams from datagram from on, one call each.
 func (u *udpSocket) sendEach(b *txBatch, from int, to netip.AddrPort) {
 	off := 0
-	for i, n := range b.lens {
+	var scratch []byte // (a datagram in pieces: only after a batch call failed)
+	for i, p := range b.parts {
 		if i >= from {
-			u.writeTo(b.buf[off:off+n], to)
+			u.writeTo(b.datagram(i, off, &scratch), to)
 		}
-		off += n
+		off += p.held
 	}
 }

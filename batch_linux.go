@@ -43,10 +43,12 @@ func (s *rxSys) init(b *rxBatch) {
 }
 
 // txSys is a flush batch's sendmmsg vectors: one message per datagram, or
-// per run of datagrams sent as one GSO buffer.
+// per run of datagrams sent as one GSO buffer, each message's iovecs the
+// pieces of buf and of send buffers its datagrams are in (txParts).
 type txSys struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
+	niov  int    // iovecs used
 	first []int  // the datagram each message starts with
 	cmsgs []byte // one UDP_SEGMENT control message per message
 	name  unix.RawSockaddrInet6
@@ -64,7 +66,7 @@ var gsoCmsgSpace = unix.CmsgSpace(2)
 func (s *txSys) init(b *txBatch) {
 	n := cap(b.lens)
 	s.hdrs = make([]unix.Mmsghdr, n)
-	s.iovs = make([]unix.Iovec, n)
+	s.iovs = make([]unix.Iovec, 3*n) // a datagram is at most three pieces
 	s.first = make([]int, n)
 	s.cmsgs = make([]byte, n*gsoCmsgSpace)
 	s.call = s.sendmmsg
@@ -94,10 +96,10 @@ func (s *txSys) setName(to netip.AddrPort, v6 bool) bool {
 // a run of equal-sized datagrams (the last may be shorter) is one message
 // that the kernel cuts at the size a UDP_SEGMENT control message gives.
 func (s *txSys) pack(b *txBatch, from int, gso bool) {
-	s.msgs, s.sent = 0, 0
+	s.msgs, s.sent, s.niov = 0, 0, 0
 	off := 0
 	for i := range from {
-		off += b.lens[i]
+		off += b.parts[i].held
 	}
 	for i := from; i < len(b.lens); {
 		seg := b.lens[i]
@@ -112,14 +114,22 @@ func (s *txSys) pack(b *txBatch, from int, gso bool) {
 			}
 		}
 		k := s.msgs
-		s.iovs[k].Base = &b.buf[off]
-		s.iovs[k].SetLen(total)
+		iov := s.niov
+		for d := i; d < j; d++ {
+			p := b.parts[d]
+			s.addPiece(b.buf[off:off+p.at], iov)
+			if p.data != nil {
+				s.addPiece(p.data, iov)
+				s.addPiece(b.buf[off+p.at:off+p.held], iov)
+			}
+			off += p.held
+		}
 		h := &s.hdrs[k].Hdr
-		*h = unix.Msghdr{Iov: &s.iovs[k]}
+		*h = unix.Msghdr{Iov: &s.iovs[iov]}
 		if s.nlen != 0 {
 			h.Name, h.Namelen = (*byte)(unsafe.Pointer(&s.name)), s.nlen
 		}
-		h.SetIovlen(1)
+		h.SetIovlen(s.niov - iov)
 		if j-i > 1 {
 			c := s.cmsgs[k*gsoCmsgSpace : (k+1)*gsoCmsgSpace]
 			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
@@ -132,9 +142,27 @@ func (s *txSys) pack(b *txBatch, from int, gso bool) {
 		}
 		s.first[k] = i
 		s.msgs++
-		off += total
 		i = j
 	}
+}
+
+// addPiece adds p to the iovecs of the message being packed, whose first
+// iovec is iovs[first]: it extends the message's last iovec if p follows it
+// in memory (datagrams back to back in buf are one piece).
+func (s *txSys) addPiece(p []byte, first int) {
+	if len(p) == 0 {
+		return
+	}
+	if k := s.niov - 1; k >= first {
+		last := &s.iovs[k]
+		if uintptr(unsafe.Pointer(last.Base))+uintptr(last.Len) == uintptr(unsafe.Pointer(&p[0])) {
+			last.SetLen(int(last.Len) + len(p))
+			return
+		}
+	}
+	s.iovs[s.niov].Base = &p[0]
+	s.iovs[s.niov].SetLen(len(p))
+	s.niov++
 }
 
 func (s *txSys) sendmmsg(fd uintptr) bool {
@@ -152,6 +180,11 @@ func (s *txSys) sendmmsg(fd uintptr) bool {
 		return true
 	}
 }
+
+// gathers reports whether the socket's flushes may send datagrams in
+// pieces (txParts): with sendmmsg's iovecs. (Once a batch call failed for
+// want of sendmmsg, sendEach puts each datagram together.)
+func (u *udpSocket) gathers() bool { return u.txBatched.Load() }
 
 // muxSys is the socket state of a mux for batched I/O.
 type muxSys struct {
@@ -359,7 +392,7 @@ func (u *udpSocket) send(b *txBatch, to netip.AddrPort) {
 	if len(b.lens) == 0 {
 		return
 	}
-	if len(b.lens) == 1 {
+	if len(b.lens) == 1 && b.parts[0].data == nil {
 		// A lone datagram (a request, a reply, an acknowledgement): one
 		// plain sendto costs less than packing a sendmmsg.
 		u.writeTo(b.buf[:b.lens[0]], to)

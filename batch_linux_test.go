@@ -150,3 +150,103 @@ func TestTxBatchRoom(t *testing.T) {
 		pool.Put(b)
 	}
 }
+
+// TestSendGathered: a flush's datagrams whose data stays in a send buffer
+// (txBatch.addGathered, from core's PollTransmitGather) go out as iovecs
+// pointing there, the datagrams back to back in buf as one iovec, and
+// arrive as the datagrams they are, GSO runs among them.
+func TestSendGathered(t *testing.T) {
+	set, err := (&Config{Manual: true, DisableGSO: true}).resolve()
+	require.NoError(t, err)
+	for _, gso := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "gso"}[gso], func(t *testing.T) {
+			cfg := *set
+			cfg.gso = gso
+			rx, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			require.NoError(t, err)
+			m := newMux(rx, &cfg, 1, false)
+			defer m.release()
+			tx, err := listenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			require.NoError(t, err)
+			tm := newMux(tx, &cfg, 1, false)
+			defer tm.release()
+			if gso && !tm.gso.Load() {
+				t.Skip("no UDP GSO on this kernel")
+			}
+			require.True(t, tm.gathers(), "sendmmsg is Linux's")
+
+			// Datagrams: two whole, one of 20 + 3000 + 4 bytes whose 3000
+			// are elsewhere, two whole, one in pieces again.
+			payload := func(n int, seed byte) []byte {
+				p := make([]byte, n)
+				for i := range p {
+					p[i] = seed + byte(i*7)
+				}
+				return p
+			}
+			type dgram struct {
+				head, data, tail []byte
+			}
+			want := []dgram{
+				{head: payload(1000, 1)},
+				{head: payload(1000, 2)},
+				{head: payload(20, 3), data: payload(3000, 4), tail: payload(4, 5)},
+				{head: payload(900, 6)},
+				{head: payload(900, 7)},
+				{head: payload(16, 8), data: payload(5000, 9), tail: payload(4, 10)},
+			}
+			b := tm.txBatches.Get().(*txBatch)
+			defer tm.txBatches.Put(b)
+			b.reset()
+			for _, d := range want {
+				room := b.next(len(d.head) + len(d.data) + len(d.tail))
+				n := copy(room, d.head)
+				n += copy(room[n:], d.tail)
+				b.addGathered(n, len(d.head), d.data)
+			}
+			b.sys.setName(netip.MustParseAddrPort(rx.LocalAddr().String()), false)
+			b.sys.pack(b, 0, gso)
+			// The gathered data's iovecs are the data itself.
+			var bases []*byte
+			for _, v := range b.sys.iovs[:b.sys.niov] {
+				bases = append(bases, v.Base)
+			}
+			require.Contains(t, bases, &want[2].data[0])
+			require.Contains(t, bases, &want[5].data[0])
+			if gso {
+				// Runs 0-1, 2-3, 4, 5; within a run, what is back to back
+				// in buf is one iovec: 0 and 1; 2's tail and 3.
+				require.Equal(t, 4, b.sys.msgs)
+				require.Equal(t, 1+3+1+3, b.sys.niov)
+			} else {
+				// A message a datagram: an iovec a piece.
+				require.Equal(t, 6, b.sys.msgs)
+				require.Equal(t, 1+1+3+1+1+3, b.sys.niov)
+			}
+
+			tm.send(b, netip.MustParseAddrPort(rx.LocalAddr().String()))
+			var got [][]byte
+			for end := time.Now().Add(5 * time.Second); len(got) < len(want); {
+				rb, err := m.receive(false)
+				if err != nil {
+					require.ErrorIs(t, err, unix.EAGAIN)
+					require.True(t, time.Now().Before(end), "received %d of %d datagrams", len(got), len(want))
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				for i := range rb.n {
+					buf := rb.bufs[i][:rb.lens[i]]
+					for seg := rb.segs[i]; seg > 0 && len(buf) > seg; buf = buf[seg:] {
+						got = append(got, append([]byte{}, buf[:seg]...))
+					}
+					got = append(got, append([]byte{}, buf...))
+				}
+				rb.release()
+			}
+			require.Len(t, got, len(want))
+			for i, d := range want {
+				require.Equal(t, append(append(append([]byte{}, d.head...), d.data...), d.tail...), got[i], "datagram %d", i)
+			}
+		})
+	}
+}

@@ -364,6 +364,7 @@ func (c *Conn) flushLocked(now time.Time) {
 		return
 	}
 	b := c.m.txBatches.Get().(*txBatch)
+	gather := c.m.gathers()
 	for {
 		need := c.core.DatagramSize()
 		room := b.next(need)
@@ -372,25 +373,50 @@ func (c *Conn) flushLocked(now time.Time) {
 			b.reset()
 			room = b.next(need)
 		}
-		n, to := c.core.PollTransmitTo(now, room)
+		var (
+			n, at int
+			data  []byte
+			to    netip.AddrPort
+		)
+		if gather {
+			// Large data goes from the send buffer (an iovec), not copied
+			// into room first: b is sent before c.mu is let go.
+			n, at, data, to = c.core.PollTransmitGather(now, room, gatherMin)
+		} else {
+			n, to = c.core.PollTransmitTo(now, room)
+			at = n
+		}
 		if n == 0 {
 			break
 		}
 		if to = c.orOrigin(to); to != c.raddr {
-			// A path challenge or its answer, for another address than
-			// the current one: rare, sent on its own.
-			c.m.writeTo(room[:n], to)
+			// A datagram for another address than the current one (a
+			// path challenge or its answer): rare, sent on its own.
+			c.m.writeTo(joinGathered(room, n, at, data), to)
 			continue
 		}
 		if n > c.core.DatagramSize() {
-			b.addProbe(n)
+			b.addProbe(n) // (PING and PADDING: never gathered)
 		} else {
-			b.add(n)
+			b.addGathered(n, at, data)
 		}
 	}
 	c.m.send(b, c.raddr)
 	b.reset()
 	c.m.txBatches.Put(b)
+}
+
+// gatherMin is the least data a flush leaves in the send buffer, sent from
+// there by an iovec of its own (PollTransmitGather): smaller data (a
+// 1500-byte path's) is copied, which costs less than the iovec.
+const gatherMin = 2048
+
+// joinGathered puts a datagram PollTransmitGather left in pieces together
+// in room (room[:at], data, room[at:n]; room holds a datagram) and returns it.
+func joinGathered(room []byte, n, at int, data []byte) []byte {
+	copy(room[at+len(data):], room[at:n])
+	copy(room[at:], data)
+	return room[:n+len(data)]
 }
 
 // wakeLocked tells blocked readers and writers that something changed.

@@ -196,10 +196,35 @@ func (c *Conn) HandleDatagramFrom(now time.Time, from netip.AddrPort, b []byte) 
 // after a change of address, challenges and their answers go to addresses
 // other than the current one.
 func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPort) {
+	return c.pollTransmitTo(now, buf, nil)
+}
+
+// PollTransmitGather is PollTransmitTo for a caller that sends a datagram
+// from several pieces (sendmsg's iovecs): the datagram is buf[:at], then
+// data, then buf[at:n], the same bytes PollTransmitTo would have written
+// into buf. data, nil or at least min bytes, is the data of one Delivery
+// message's fragment left in the send buffer instead of copied into buf: a
+// bulk sender's copy of every byte into its datagrams. It stays unchanged
+// until a call other than PollTransmit*, NextTimeout or Stats; send the
+// datagram before such a call. Only a plaintext connection gathers (a
+// protected packet is sealed whole into buf); when data is nil, the
+// datagram is buf[:n] and at is n. buf must hold DatagramSize bytes, as
+// for PollTransmit.
+func (c *Conn) PollTransmitGather(now time.Time, buf []byte, min int) (n, at int, data []byte, to netip.AddrPort) {
+	g := gathering{min: max(min, 1)}
+	size, to := c.pollTransmitTo(now, buf, &g)
+	if g.data == nil {
+		return size, size, nil, to
+	}
+	return size - len(g.data), g.at, g.data, to
+}
+
+// pollTransmitTo is PollTransmitTo, gathering with g if not nil.
+func (c *Conn) pollTransmitTo(now time.Time, buf []byte, g *gathering) (n int, to netip.AddrPort) {
 	c.traceAt(now)
 	p := c.paths
 	if p == nil {
-		return c.pollTransmit(now, buf, len(buf)), netip.AddrPort{}
+		return c.pollTransmit(now, buf, len(buf), g), netip.AddrPort{}
 	}
 	if c.life.ended() || len(buf) < c.datagramSize() {
 		return 0, netip.AddrPort{}
@@ -237,7 +262,7 @@ func (c *Conn) PollTransmitTo(now time.Time, buf []byte) (n int, to netip.AddrPo
 		reserve := uint64(challengeReserve + pathValidationPTOs*c.sealOverhead())
 		limit = int(min(p.allowance()-min(p.allowance(), reserve), uint64(len(buf))))
 	}
-	n = c.pollTransmit(now, buf, limit)
+	n = c.pollTransmit(now, buf, limit, g)
 	if n == 0 && limit < c.datagramSize() && (c.HasPendingData() || c.acks.owed()) {
 		p.stats.AmplificationLimited++
 	}

@@ -1,6 +1,8 @@
 package core
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"time"
 )
 
@@ -465,8 +467,11 @@ func (c *Conn) PollTransmit(now time.Time, buf []byte) int {
 }
 
 // pollTransmit is PollTransmit for a datagram of at most maxSize bytes (the
-// allowance of an unvalidated address, see path.go).
-func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
+// allowance of an unvalidated address, see path.go). With g (a plaintext
+// connection's PollTransmitGather), the packet may end with a MSG frame
+// whose data is left in the send buffer: g says where it goes, and the
+// length returned counts it.
+func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int, g *gathering) int {
 	if c.life.ended() || len(buf) < c.datagramSize() || maxSize < PacketOverhead+1 {
 		return 0
 	}
@@ -487,6 +492,11 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 	// routes a packet to no connection ID by its HELLO).
 	hello := (c.life.helloWanted(probe) || wantCrypto && !c.life.helloAcked()) &&
 		size >= MinHelloDatagram && level == levelInitial
+	if hello || c.sec != nil || c.obs != nil {
+		// (A HELLO's padding, a packet sealed whole, a tracer reading
+		// every frame: in one piece.)
+		g = nil
+	}
 	sendClose := c.life.closeOwed()
 	wantData := c.life.established() && !c.life.closeSent() && c.dataSendable()
 	wantCtl := c.life.established() && !c.life.closeSent() && c.ctlPending()
@@ -591,7 +601,7 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 				n, copied = c.appendCopies(buf, n, limit, pkt)
 			}
 			if wantData {
-				n = c.appendFragments(buf, n, limit, pkt)
+				n = c.appendFragments(buf, n, limit, pkt, g)
 				c.maybeStartPathMTU()
 			}
 		}
@@ -615,7 +625,11 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int) int {
 		clear(buf[n : MinHelloDatagram-trailerLen])
 		n = MinHelloDatagram - trailerLen
 	}
-	size = c.sealAt(buf, n, level)
+	if g != nil && g.data != nil {
+		size = c.sealGathered(buf, n, g)
+	} else {
+		size = c.sealAt(buf, n, level)
+	}
 	if pkt.close && c.life.closeIsCourtesy() {
 		// The peer closed too: we linger a few PTOs to acknowledge its
 		// CLOSE again should our ACK be lost. Our CLOSE, which carries that
@@ -688,6 +702,21 @@ func (c *Conn) sealAt(buf []byte, n int, l keyLevel) int {
 	return size
 }
 
+// sealGathered is sealAt for a plaintext packet that is buf[:g.at], then
+// g.data, then buf[g.at:n]: the checksum covers the three in that order
+// and goes at buf[n:]. It returns the datagram's length, data included.
+func (c *Conn) sealGathered(buf []byte, n int, g *gathering) int {
+	pn := c.recovery.takePN()
+	putHeader(buf, Header{Type: PacketData, DstCID: c.remoteCID, PacketNumber: uint32(pn)})
+	sum := crc32.Update(crc32.Checksum(buf[:g.at], castagnoli), castagnoli, g.data)
+	sum = crc32.Update(sum, castagnoli, buf[g.at:n])
+	binary.BigEndian.PutUint32(buf[n:n+trailerLen], sum)
+	size := n + len(g.data) + trailerLen
+	c.stats.PacketsSent++
+	c.stats.BytesSent += uint64(size)
+	return size
+}
+
 // sendPathProbe writes a path MTU probe of size bytes into buf and records
 // it in flight.
 func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
@@ -703,18 +732,51 @@ func (c *Conn) sendPathProbe(now time.Time, buf []byte, size int) int {
 }
 
 // appendFragments fills the packet with retransmissions first, then new
-// fragments, while they fit and flow control allows.
-func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket) int {
+// fragments, while they fit and flow control allows (g: see pollTransmit).
+func (c *Conn) appendFragments(buf []byte, n, limit int, pkt *sentPacket, g *gathering) int {
 	c.syncZeroReady()
-	n, st := c.appendQueue(&c.retransmit, false, buf, n, limit, pkt, false)
+	n, st := c.appendQueue(&c.retransmit, false, buf, n, limit, pkt, false, g)
 	if st != queueMore {
 		return n
 	}
 	if c.streams == nil || c.streams.ready.len() == 0 {
-		n, _ = c.appendQueue(&c.queue, true, buf, n, limit, pkt, false)
+		n, _ = c.appendQueue(&c.queue, true, buf, n, g.room(limit), pkt, false, g)
 		return n
 	}
-	return c.appendStreams(buf, n, limit, pkt)
+	return c.appendStreams(buf, n, limit, pkt, g)
+}
+
+// gathering is what PollTransmitGather asks of a packet and learns from
+// it: the data of one Delivery fragment of at least min bytes may be left
+// where it is (data), to go in the datagram at at, right after its frame's
+// header; whatever follows is written after the header in the buffer.
+// The packet is the same as one written whole: only where its bytes are
+// differs.
+type gathering struct {
+	min  int
+	at   int
+	data []byte
+}
+
+// room is the limit of the packet's length in the buffer, limit in the
+// datagram, once the gathered data (none yet if g is nil) is left out.
+func (g *gathering) room(limit int) int { return limit - g.len() }
+
+// len is the length of the data gathered (0 if g is nil).
+func (g *gathering) len() int {
+	if g == nil {
+		return 0
+	}
+	return len(g.data)
+}
+
+// gathers reports whether f's data may stay in the send buffer (g: see
+// pollTransmit). A Delivery fragment keeps its chunk until acknowledged,
+// and a fragment sent is never joined (joinTail), so the data does not
+// change before the caller sends it; None and Order fragments are freed
+// once sent, and their chunks reused.
+func (g *gathering) gathers(f *outFragment) bool {
+	return g != nil && g.data == nil && f.msg.guarantee == Delivery && len(f.msg.data) >= g.min
 }
 
 // What appendQueue stopped at.
@@ -729,7 +791,7 @@ const (
 // appendQueue appends q's fragments to the packet while they fit and the
 // connection's credit allows (one only if one is set), and says what it
 // stopped at. fresh: q holds new fragments, not yet sent.
-func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, pkt *sentPacket, one bool) (int, queueStop) {
+func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, pkt *sentPacket, one bool, g *gathering) (int, queueStop) {
 	for q.len() > 0 {
 		f := q.peek()
 		if f.acked { // acknowledged, or abandoned (a reset stream)
@@ -764,7 +826,13 @@ func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, p
 			c.onFirstSend(f)
 		}
 		f.queued = false
-		n = len(appendMsg(buf[:n], &f.msg))
+		if g.gathers(f) {
+			n = len(appendMsgHeader(buf[:n], &f.msg))
+			g.at, g.data = n, f.msg.data
+			limit -= len(f.msg.data) // (what follows is written after it in buf)
+		} else {
+			n = len(appendMsg(buf[:n], &f.msg))
+		}
 		pkt.eliciting = true
 		f.sends++
 		if f.sends > 1 {
@@ -796,21 +864,21 @@ func (c *Conn) appendQueue(q *fragQueue, fresh bool, buf []byte, n, limit int, p
 // peer's credit does not cover is passed over, not waited for: the rest of
 // a message already charged, on another stream, must go, or the peer could
 // never read it and give credit back.
-func (c *Conn) appendStreams(buf []byte, n, limit int, pkt *sentPacket) int {
+func (c *Conn) appendStreams(buf []byte, n, limit int, pkt *sentPacket, g *gathering) int {
 	r := &c.streams.ready
 	for e := r.peek(); e != nil; e = r.peek() {
 		q := c.schedQueue(e)
-		before := n
+		before := n + g.len() // (bytes of the datagram: gathered data counts)
 		var st queueStop
-		n, st = c.appendQueue(q, true, buf, n, limit, pkt, true)
+		n, st = c.appendQueue(q, true, buf, n, g.room(limit), pkt, true, g)
 		switch {
 		case st == queueFull:
 			// This stream's turn stays.
 			c.flowBlocked = false
 			r.unpass()
 			return n
-		case n > before:
-			r.served(e, n-before, q.len() > 0)
+		case n+g.len() > before:
+			r.served(e, n+g.len()-before, q.len() > 0)
 		case q.len() == 0:
 			r.remove(e) // (what it had was abandoned: a reset)
 		default: // queueBlocked

@@ -487,6 +487,11 @@ type simNode struct {
 	// MTU (checkDatagramSize's probes; PROTOCOL.md §15, When).
 	needsSize bool
 
+	// gather: send with PollTransmitGather, putting the pieces together
+	// (as the root's batched sender does with iovecs); the datagrams are
+	// the same as PollTransmit's, so a seed's run is too.
+	gather bool
+
 	// liftLimitAt, if set, is when the receive limit set at the start is
 	// lifted (as a listener's Accept does).
 	liftLimitAt time.Time
@@ -815,6 +820,9 @@ func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 		if size, err = n.path.poll(now, n.conn, buf); err != nil {
 			n.fail(err)
 		}
+	} else if n.gather {
+		k, at, data, _ := n.conn.PollTransmitGather(now, buf, 512)
+		size = joinGathered(buf, k, at, data)
 	} else {
 		size = n.conn.PollTransmit(now, buf)
 	}
@@ -839,6 +847,14 @@ func (n *simNode) PollTransmit(now time.Time, buf []byte) int {
 	}
 	n.checkHeld()
 	return size
+}
+
+// joinGathered puts a datagram PollTransmitGather left in pieces together
+// in buf (buf[:at], data, buf[at:n]) and returns its length.
+func joinGathered(buf []byte, n, at int, data []byte) int {
+	copy(buf[at+len(data):], buf[at:n])
+	copy(buf[at:], data)
+	return n + len(data)
 }
 
 // checkHeld is the memory invariant, on every step: what the connection
@@ -963,8 +979,8 @@ func runSimTimed(p simProfile, seed uint64, verbose bool) (elapsed time.Duration
 	}
 	fa := planFlow(r, 0, count, ca.MaxFragmentPayload())
 	fb := planFlow(r, 1, r.IntN(count+1), cb.MaxFragmentPayload())
-	a := &simNode{conn: ca, out: fa, in: fb, maxDatagram: cfgA.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf0))}
-	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1))}
+	a := &simNode{conn: ca, out: fa, in: fb, maxDatagram: cfgA.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf0)), gather: seed%2 == 1}
+	b := &simNode{conn: cb, out: fb, in: fa, maxDatagram: cfgB.MaxDatagramSize, forger: rand.New(rand.NewPCG(seed, 0xf1)), gather: seed%2 == 1}
 	a.protected, b.protected = p.protect != 0, p.protect != 0
 	a.redundant, b.redundant = p.redundancy, p.redundancy
 	// Streams (drawn from a source of their own: the other draws stay as

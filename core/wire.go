@@ -852,6 +852,11 @@ func decodeMsg(b []byte, f *frame) (int, error) {
 }
 
 func appendMsg(b []byte, m *msgFrame) []byte {
+	return append(appendMsgHeader(b, m), m.data...)
+}
+
+// appendMsgHeader appends m's frame up to its data, which follows it.
+func appendMsgHeader(b []byte, m *msgFrame) []byte {
 	b = append(b, msgType(m))
 	if m.stream != 0 {
 		b = binary.AppendUvarint(b, m.stream)
@@ -868,8 +873,7 @@ func appendMsg(b []byte, m *msgFrame) []byte {
 		b = binary.AppendUvarint(b, m.total)
 		b = binary.AppendUvarint(b, m.offset)
 	}
-	b = binary.AppendUvarint(b, uint64(len(m.data)))
-	return append(b, m.data...)
+	return binary.AppendUvarint(b, uint64(len(m.data)))
 }
 
 // msgType is the type byte of m: MSG or STREAM_MSG, with its flags.
