@@ -105,7 +105,10 @@ type Config struct {
 	StreamReceiveWindow int // default 2 MiB, or what a message of MaxMessageSize is charged if larger; at least that charge, at most 1 GiB
 
 	// ReceiveArenaSize is the stack-like arena received messages are stored
-	// in; when it is full, pooled heap buffers take over.
+	// in; when it is full, pooled heap buffers take over. Its block starts
+	// at 256 bytes and doubles up to this size when a message finds it
+	// empty and too small, so that small messages read as they come cost
+	// no more.
 	ReceiveArenaSize int // default 4 KiB (a few datagrams: in-order reads reuse it; bursts use pooled buffers)
 
 	// ReassemblyTimeout drops an incomplete None/Order message (and frees

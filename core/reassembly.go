@@ -302,19 +302,37 @@ func (r *reassembly) dropPools() {
 // arena is the stack-like receive store: messages are carved from one
 // block in arrival order and the block is reused from the start whenever
 // every message in it has been released. When it is full, bufPool serves.
+//
+// The block starts at minArenaBlock and doubles, up to size, when a
+// message finds it empty and too small: a connection of small messages
+// read as they come (request-response) holds 256 bytes, not the 4 KiB a
+// stream of full datagrams wants (issue 12: memory per active
+// connection).
 type arena struct {
-	size int
+	size int // the largest block
 	buf  []byte
 	top  int
 	live int
 }
 
+// minArenaBlock is an arena's first block.
+const minArenaBlock = 256
+
 func (a *arena) alloc(n int) ([]byte, bool) {
-	if a.size == 0 || n > a.size-a.top {
+	if a.size == 0 || n > a.size {
 		return nil, false
 	}
-	if a.buf == nil {
-		a.buf = make([]byte, a.size)
+	if a.buf == nil || n > len(a.buf)-a.top {
+		if a.live != 0 {
+			return nil, false
+		}
+		// None yet, or empty (top is 0) and too small: a larger block.
+		// (A message of 0 bytes gets one too: its data must not be nil.)
+		grow := max(minArenaBlock, 2*len(a.buf))
+		for grow < n {
+			grow *= 2
+		}
+		a.buf = make([]byte, min(grow, a.size))
 	}
 	b := a.buf[a.top : a.top+n : a.top+n]
 	a.top += n

@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestConnSize keeps an idle connection's fixed state in the allocator's
@@ -103,4 +106,74 @@ func TestRecvRecordCharged(t *testing.T) {
 	if n := unsafe.Sizeof(recvChunkRef{}); n != chunkEntryBytes {
 		t.Errorf("a chunk entry is %d bytes, chunkEntryBytes says %d", n, chunkEntryBytes)
 	}
+}
+
+// TestArenaGrowsOnDemand: a request-response connection of small messages,
+// each read as it arrives, holds an arena block of minArenaBlock bytes, not
+// ReceiveArenaSize (4 KiB on both ends of every active connection before);
+// larger messages grow the block, still in the arena, up to that size.
+func TestArenaGrowsOnDemand(t *testing.T) {
+	p := newWirePair(t, nil)
+	roundTrips := func(size, n int) {
+		t.Helper()
+		msg := make([]byte, size)
+		for i := range n {
+			require.NoError(t, p.a.Send(Delivery, msg))
+			got := 0
+			for j := 0; j < 100 && got == 0; j++ {
+				p.step()
+				recvEach(t, p.b, func(Message) { got++ })
+			}
+			require.Equal(t, 1, got, "round trip %d: request", i)
+			require.NoError(t, p.b.Send(Delivery, msg))
+			got = 0
+			for j := 0; j < 100 && got == 0; j++ {
+				p.step()
+				recvEach(t, p.a, func(Message) { got++ })
+			}
+			require.Equal(t, 1, got, "round trip %d: reply", i)
+		}
+	}
+	roundTrips(64, 50)
+	for name, c := range map[string]*Conn{"a": p.a, "b": p.b} {
+		assert.LessOrEqual(t, len(c.reasm.arena.buf), 256, "%s: arena block after 64-byte round trips", name)
+		assert.Nil(t, c.reasm.bufPool.classes, "%s: small messages overflowed the arena", name)
+	}
+	roundTrips(1000, 10)
+	for name, c := range map[string]*Conn{"a": p.a, "b": p.b} {
+		assert.Equal(t, 1024, len(c.reasm.arena.buf), "%s: arena block after 1000-byte round trips", name)
+		assert.Nil(t, c.reasm.bufPool.classes, "%s: 1000-byte messages overflowed the arena", name)
+	}
+}
+
+// TestArenaAlloc: the block doubles only while empty, never past size, and
+// a message larger than size is never carved from it.
+func TestArenaAlloc(t *testing.T) {
+	a := arena{size: 4096}
+	b, ok := a.alloc(100)
+	require.True(t, ok)
+	require.Len(t, b, 100)
+	require.Equal(t, 256, len(a.buf))
+	_, ok = a.alloc(200) // does not fit beside the first, which is live
+	require.False(t, ok)
+	a.release()
+	b, ok = a.alloc(200)
+	require.True(t, ok)
+	require.Len(t, b, 200)
+	require.Equal(t, 256, len(a.buf), "fits: no new block")
+	a.release()
+	_, ok = a.alloc(3000)
+	require.True(t, ok)
+	require.Equal(t, 4096, len(a.buf))
+	a.release()
+	_, ok = a.alloc(4097)
+	require.False(t, ok, "larger than the arena")
+	require.Equal(t, 4096, len(a.buf))
+	_, ok = (&arena{}).alloc(1)
+	require.False(t, ok, "an arena of size 0 holds nothing")
+	// An empty message's data is not nil: nil data means "in chunks" or
+	// "freed" to the reassembly.
+	b, ok = (&arena{size: 4096}).alloc(0)
+	require.True(t, ok)
+	require.NotNil(t, b)
 }
