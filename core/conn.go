@@ -396,7 +396,10 @@ func (c *Conn) trimIdle() {
 	c.reasm.trim()
 	c.fragFree, c.chunkFree, c.smallChunkFree = nil, nil, nil
 	c.sent.trim()
-	c.frameScratch, c.decodeRanges = nil, nil
+	c.frameScratch = nil
+	if c.bytesInFlight == 0 {
+		c.recovery.rate = nil
+	}
 	if c.sec != nil {
 		c.sec.opened = nil
 	}

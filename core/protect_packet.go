@@ -312,7 +312,7 @@ func (c *Conn) framesAllowed(l keyLevel, body []byte) bool {
 		c.frameScratch = new(frame)
 	}
 	f := c.frameScratch
-	f.ack.ranges = c.decodeRanges[:0]
+	f.ack.ranges = f.ack.ranges[:0]
 	for len(body) > 0 {
 		n, err := decodeFrame(body, f)
 		if err != nil {

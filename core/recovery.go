@@ -37,7 +37,15 @@ type recovery struct {
 	pacer           pacer
 	pacingRater     PacingRater  // cc, if it sets the pacing rate
 	rateObserver    RateObserver // cc, if it takes delivery-rate samples
-	rate            deliveryRate
+	// delivered is the bytes acknowledged so far: every packet remembers
+	// it (sentPacket.delivered), and a rate sample is the growth from there.
+	delivered uint64
+	// rate is the delivery-rate estimator's state while packets are in
+	// flight: made by the first send when the controller takes samples,
+	// dropped by trimIdle with nothing in flight (the next send after
+	// an idle period starts a fresh interval anyway), so that an idle
+	// connection does not carry its 200 bytes.
+	rate *deliveryRate
 	// lossBursts counts runs of consecutive packet numbers declared lost
 	// (handshake packets aside); lastLostPN is the newest of them.
 	lossBursts uint64
@@ -69,8 +77,7 @@ func (c *Conn) initRecovery(newCC func(maxDatagramSize int) CongestionController
 // much had been delivered when it was sent, so the acknowledgement of the
 // newest packet in an ACK gives the rate over the interval it spanned.
 type deliveryRate struct {
-	delivered   uint64    // bytes acknowledged
-	deliveredAt time.Time // when delivered last grew
+	deliveredAt time.Time // when recovery.delivered last grew
 	firstSentAt time.Time // send time of the packet most recently acknowledged
 	// the sample being built from one ACK frame
 	sample      RateSample
@@ -94,12 +101,18 @@ func (r *recovery) rttStats() RTTStats {
 func (r *recovery) onSent(now time.Time, p *sentPacket, pending, pace bool) {
 	r.sent.add(p)
 	p.appLimited = 2*(r.bytesInFlight+p.size) < r.cc.Window() && !pending
-	if r.bytesInFlight == 0 {
-		// Nothing in flight: the next interval starts now, not at the
-		// last acknowledgement before an idle period.
-		r.rate.firstSentAt, r.rate.deliveredAt = now, now
+	if r.rateObserver != nil {
+		if r.rate == nil {
+			r.rate = new(deliveryRate)
+		}
+		if r.bytesInFlight == 0 {
+			// Nothing in flight: the next interval starts now, not at the
+			// last acknowledgement before an idle period.
+			r.rate.firstSentAt, r.rate.deliveredAt = now, now
+		}
+		p.deliveredAt, p.firstSentAt = r.rate.deliveredAt, r.rate.firstSentAt
 	}
-	p.delivered, p.deliveredAt, p.firstSentAt = r.rate.delivered, r.rate.deliveredAt, r.rate.firstSentAt
+	p.delivered = r.delivered
 	r.bytesInFlight += p.size
 	r.elicitingInFlight++
 	r.lastAckElicitingSent = now
@@ -124,7 +137,9 @@ func (r *recovery) onSent(now time.Time, p *sentPacket, pending, pace bool) {
 // PING (only that resets the probe timeout's backoff: a flow-blocked sender
 // whose PING probes are answered keeps backing off).
 func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay time.Duration, maxLevel keyLevel, acked func(*sentPacket)) (ackedBytes int, progress bool) {
-	r.rate.sampling = false
+	if r.rate != nil {
+		r.rate.sampling = false
+	}
 	for _, rg := range a.ranges {
 		if rg.hi > largest {
 			break
@@ -167,19 +182,21 @@ func (r *recovery) onAck(now time.Time, a *ackFrame, largest uint64, ackDelay ti
 func (r *recovery) onAcked(now time.Time, p *sentPacket, rtt *RTTStats) {
 	r.bytesInFlight -= p.size
 	r.elicitingInFlight--
-	r.rate.delivered += uint64(p.size)
-	r.rate.deliveredAt = now
-	// The sample follows the newest packet acknowledged: most delivered
-	// when it was sent, the later send on a tie (ranges are walked newest
-	// range first, lowest number first within each).
-	if !r.rate.sampling || p.delivered > r.rate.sample.PriorDelivered ||
-		(p.delivered == r.rate.sample.PriorDelivered && !p.sentAt.Before(r.rate.newestSent)) {
-		// The packet is recycled next: keep what the sample needs.
-		r.rate.sampling = true
-		r.rate.sample.PriorDelivered = p.delivered
-		r.rate.sample.AppLimited = p.appLimited
-		r.rate.newestSent, r.rate.newestFirst, r.rate.newestAt = p.sentAt, p.firstSentAt, p.deliveredAt
-		r.rate.firstSentAt = p.sentAt
+	r.delivered += uint64(p.size)
+	if rt := r.rate; rt != nil {
+		rt.deliveredAt = now
+		// The sample follows the newest packet acknowledged: most
+		// delivered when it was sent, the later send on a tie (ranges are
+		// walked newest range first, lowest number first within each).
+		if !rt.sampling || p.delivered > rt.sample.PriorDelivered ||
+			(p.delivered == rt.sample.PriorDelivered && !p.sentAt.Before(rt.newestSent)) {
+			// The packet is recycled next: keep what the sample needs.
+			rt.sampling = true
+			rt.sample.PriorDelivered = p.delivered
+			rt.sample.AppLimited = p.appLimited
+			rt.newestSent, rt.newestFirst, rt.newestAt = p.sentAt, p.firstSentAt, p.deliveredAt
+			rt.firstSentAt = p.sentAt
+		}
 	}
 	if !p.appLimited {
 		*rtt = r.rttStats()
@@ -190,7 +207,7 @@ func (r *recovery) onAcked(now time.Time, p *sentPacket, rtt *RTTStats) {
 // onAckDone finishes an ACK frame's processing: a delivery-rate sample to
 // the controller, if it takes them and the frame acknowledged something.
 func (r *recovery) onAckDone(now time.Time, ackedBytes, lostBytes int) {
-	if r.rateObserver != nil && ackedBytes > 0 && r.rate.sampling {
+	if r.rateObserver != nil && ackedBytes > 0 && r.rate != nil && r.rate.sampling {
 		r.rateSample(now, ackedBytes, lostBytes)
 		r.rateObserver.OnRateSample(now, &r.rate.sample)
 	}
@@ -198,10 +215,10 @@ func (r *recovery) onAckDone(now time.Time, ackedBytes, lostBytes int) {
 
 // rateSample completes the delivery-rate sample of the ACK just processed.
 func (r *recovery) rateSample(now time.Time, acked, lost int) {
-	rt := &r.rate
+	rt := r.rate
 	s := &rt.sample
-	s.TotalDelivered = rt.delivered
-	s.Delivered = int(rt.delivered - s.PriorDelivered)
+	s.TotalDelivered = r.delivered
+	s.Delivered = int(r.delivered - s.PriorDelivered)
 	s.RTT = now.Sub(rt.newestSent)
 	s.NewlyAcked, s.NewlyLost = acked, lost
 	s.LossBursts = r.lossBursts

@@ -35,7 +35,8 @@ type receiver struct {
 	// tune is the auto-tuning epoch (tuneWindow).
 	tune tuneEpoch
 
-	decodeRanges []ackRange
+	// frameScratch is what handleFrames decodes into, with the ACK ranges'
+	// slice it reuses.
 	frameScratch *frame
 }
 
@@ -269,6 +270,9 @@ func (c *Conn) handleDatagram(now time.Time, from netip.AddrPort, b []byte) {
 	}
 	if c.lean {
 		c.frameScratch = nil
+		if c.bytesInFlight == 0 {
+			c.recovery.rate = nil // a heartbeat's, acknowledged
+		}
 	}
 	if !c.timers.armed(timerIdle) {
 		c.timers.setAfter(timerIdle, now, c.cfg.IdleTimeout)
@@ -373,7 +377,7 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 		c.frameScratch = new(frame)
 	}
 	f := c.frameScratch
-	f.ack.ranges = c.decodeRanges[:0]
+	f.ack.ranges = f.ack.ranges[:0]
 	probing = true
 	for len(body) > 0 {
 		n, err := decodeFrame(body, f)
@@ -419,7 +423,6 @@ func (c *Conn) handleFrames(now time.Time, from netip.AddrPort, body []byte) (el
 			break
 		}
 	}
-	c.decodeRanges = f.ack.ranges[:0]
 	return eliciting, probing, v, true
 }
 

@@ -10,14 +10,15 @@ import (
 )
 
 // TestConnSize keeps an idle connection's fixed state in the allocator's
-// 1792-byte size class: what it holds only while busy (buffer pools, decode
-// scratch) is allocated on demand and given back by trimIdle, timers are
-// offsets rather than time.Times, and only the settings a running
-// connection consults are copied from its Config. The next class up is
-// 2048 bytes: crossing into it costs 256 bytes per connection at once.
+// 1536-byte size class: what it holds only while busy (buffer pools, decode
+// scratch, the delivery-rate estimator) is allocated on demand and given
+// back by trimIdle, timers are offsets rather than time.Times, and only the
+// settings a running connection consults are copied from its Config. The
+// next class up is 1792 bytes (where it was until issue 12's memory target,
+// at 1760): crossing into it costs 256 bytes per connection at once.
 func TestConnSize(t *testing.T) {
-	if n := unsafe.Sizeof(Conn{}); n > 1792 {
-		t.Errorf("core.Conn is %d bytes, over the 1792-byte size class: move state only a busy connection needs behind a pointer allocated on demand", n)
+	if n := unsafe.Sizeof(Conn{}); n > 1536 {
+		t.Errorf("core.Conn is %d bytes, over the 1536-byte size class: move state only a busy connection needs behind a pointer allocated on demand", n)
 	}
 }
 
@@ -47,13 +48,17 @@ func TestIdleTrimBothSides(t *testing.T) {
 	for p.now.Before(end) {
 		p.step()
 	}
+	// Until a heartbeat's PING in flight, if any, was acknowledged.
+	for i := 0; i < 100 && (p.a.bytesInFlight > 0 || p.b.bytesInFlight > 0); i++ {
+		p.step()
+	}
 	for name, c := range map[string]*Conn{"a": p.a, "b": p.b} {
 		if c.Closed() {
 			t.Fatalf("%s ended: %v", name, c.Err())
 		}
-		if c.frameScratch != nil || c.sent.free != nil || c.fragFree != nil || c.reasm.arena.buf != nil {
-			t.Errorf("%s still holds busy-time memory after 3 heartbeat periods of silence: scratch %v, %d sent records, %d fragments, arena %d bytes",
-				name, c.frameScratch != nil, len(c.sent.free), len(c.fragFree), len(c.reasm.arena.buf))
+		if c.frameScratch != nil || c.sent.free != nil || c.fragFree != nil || c.reasm.arena.buf != nil || c.recovery.rate != nil {
+			t.Errorf("%s still holds busy-time memory after 3 heartbeat periods of silence: scratch %v, %d sent records, %d fragments, arena %d bytes, rate estimator %v",
+				name, c.frameScratch != nil, len(c.sent.free), len(c.fragFree), len(c.reasm.arena.buf), c.recovery.rate != nil)
 		}
 	}
 }
