@@ -36,8 +36,12 @@ type handshakeState struct {
 	// peerMaxDatagram is the largest UDP payload the peer accepts (its
 	// HELLO's MaxDatagramSize); 0 until the HELLO arrived.
 	peerMaxDatagram uint16
-	cookie          [MaxCookieLen]byte
-	peerInitial     uint64 // the peer's InitialSequence
+	// cookie is what a Retry gave us (cookieLen bytes of it), which our
+	// HELLO echoes: nil before a Retry, and once the handshake completed
+	// and our HELLO was acknowledged (dropCookie), so that only a dial in
+	// progress carries it.
+	cookie      *[MaxCookieLen]byte
+	peerInitial uint64 // the peer's InitialSequence
 }
 
 // closeState tracks a graceful close in both directions, and the
@@ -137,7 +141,20 @@ func (l *lifecycle) end(err error) error {
 
 // setCookie sets the cookie our HELLO echoes.
 func (l *lifecycle) setCookie(cookie []byte) {
+	if l.hs.cookie == nil {
+		l.hs.cookie = new([MaxCookieLen]byte)
+	}
 	l.hs.cookieLen = uint8(copy(l.hs.cookie[:], cookie))
+}
+
+// dropCookie forgets the cookie once nothing can echo it again: the
+// handshake completed (a protected one compares it with the listener's
+// transport parameters before) and our HELLO was acknowledged (it is not
+// sent again).
+func (l *lifecycle) dropCookie() {
+	if l.state == stateEstablished && l.hs.helloAcked {
+		l.hs.cookie, l.hs.cookieLen = nil, 0
+	}
 }
 
 // helloWanted reports whether our HELLO goes in the next packet: the first
@@ -149,19 +166,27 @@ func (l *lifecycle) helloWanted(probe bool) bool {
 
 // appendHello appends our HELLO h, with our cookie, to buf[:n].
 func (l *lifecycle) appendHello(buf []byte, n int, h *HelloFrame) int {
-	h.Cookie = l.hs.cookie[:l.hs.cookieLen]
+	h.Cookie = l.cookie()
 	l.hs.helloNeeded = false
 	return len(appendHello(buf[:n], h))
 }
 
 // cookie is the cookie our HELLO echoes (empty before a Retry).
-func (l *lifecycle) cookie() []byte { return l.hs.cookie[:l.hs.cookieLen] }
+func (l *lifecycle) cookie() []byte {
+	if l.hs.cookie == nil {
+		return nil
+	}
+	return l.hs.cookie[:l.hs.cookieLen]
+}
 
 // helloAcked reports whether the peer acknowledged our HELLO.
 func (l *lifecycle) helloAcked() bool { return l.hs.helloAcked }
 
 // onHelloAcked: a packet carrying our HELLO was acknowledged.
-func (l *lifecycle) onHelloAcked() { l.hs.helloAcked, l.hs.helloNeeded = true, false }
+func (l *lifecycle) onHelloAcked() {
+	l.hs.helloAcked, l.hs.helloNeeded = true, false
+	l.dropCookie()
+}
 
 // onHelloLost: a packet carrying our HELLO was lost (or probed again).
 func (l *lifecycle) onHelloLost() {
@@ -204,6 +229,7 @@ func (l *lifecycle) establish() bool {
 		return false
 	}
 	l.state = stateEstablished
+	l.dropCookie()
 	return true
 }
 
