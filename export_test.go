@@ -2,6 +2,7 @@ package rudp
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/rudp-go/rudp/core"
 )
@@ -48,4 +49,20 @@ func ListenerConns(l *Listener) int {
 	l.m.mu.Lock()
 	defer l.m.mu.Unlock()
 	return len(l.m.conns)
+}
+
+// PacketConnPeers is how many connections a PacketConn's socket holds, and
+// whether a WriteTo to addr would take one of them (not dial a new one).
+func PacketConnPeers(p *PacketConn, addr netip.AddrPort) (conns int, known bool) {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return len(p.m.conns), p.m.peers[addr] != nil || p.table.leftBy(addr) != nil
+}
+
+// PacketConnPeerAt reports whether a connection's validated peer address
+// is addr (WriteTo to addr takes it as its current address).
+func PacketConnPeerAt(p *PacketConn, addr netip.AddrPort) bool {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return p.m.peers[addr] != nil
 }

@@ -482,13 +482,17 @@ func (m *mux) addPeerLocked(c *Conn, addr netip.AddrPort) {
 func (m *mux) movePeer(c *Conn, to netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if c.registered && m.peers[c.peerKey] == c {
+	if !c.registered {
+		return
+	}
+	from := netip.AddrPort{}
+	if m.peers[c.peerKey] == c {
+		from = c.peerKey
 		delete(m.peers, c.peerKey)
 		c.peerKey = netip.AddrPort{}
 	}
-	if c.registered {
-		m.addPeerLocked(c, to)
-	}
+	c.pc.table.moved(c, from)
+	m.addPeerLocked(c, to)
 }
 
 // remove forgets an ended connection and releases its hold on the socket
@@ -506,6 +510,7 @@ func (m *mux) remove(c *Conn) {
 	m.owner.conns.Store(int32(len(m.conns)))
 	if c.pc != nil {
 		c.pc.table.drop(c)
+		c.pc.table.forgetLeft(c)
 		if m.peers[c.peerKey] == c {
 			delete(m.peers, c.peerKey)
 			if err := c.core.Err(); isFailure(err) {

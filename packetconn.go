@@ -259,6 +259,9 @@ func (p *PacketConn) peer(addr netip.AddrPort) (*Conn, error) {
 	if c := p.m.peers[addr]; c != nil {
 		return c, nil
 	}
+	if c := p.table.leftBy(addr); c != nil {
+		return c, nil // a reply to where its peer was: it moved on
+	}
 	return nil, p.table.takeFailure(addr)
 }
 
@@ -269,6 +272,7 @@ func (p *PacketConn) forget(c *Conn, addr netip.AddrPort) {
 		delete(p.m.peers, addr)
 		c.peerKey = netip.AddrPort{}
 	}
+	p.table.forgetLeft(c)
 	p.m.mu.Unlock()
 	c.closeAsync()
 }

@@ -45,6 +45,14 @@ type peerTable struct {
 	// a WriteTo to that address reports it or the peer connects again. At
 	// most maxPeers entries; beyond, one is dropped.
 	failed map[netip.AddrPort]error
+
+	// left and leftOf: the last validated address each connection's peer
+	// moved away from (NAT rebinding), one a connection. A message read
+	// before the move was validated was reported (ReadFrom) from the old
+	// address; a reply to it must still take the connection, now at the
+	// new address, not open a second one to a port nobody answers from.
+	left   map[netip.AddrPort]*Conn
+	leftOf map[*Conn]netip.AddrPort
 }
 
 // hostPeers are the counted connections of one host.
@@ -183,6 +191,35 @@ func (t *peerTable) fail(addr netip.AddrPort, err error) {
 		}
 	}
 	t.failed[addr] = err
+}
+
+// moved notes that c's peer left the validated address from (c.mu and
+// mux.mu held): until c moves again or ends, WriteTo to from takes c
+// where no other connection holds from.
+func (t *peerTable) moved(c *Conn, from netip.AddrPort) {
+	t.forgetLeft(c)
+	if !from.IsValid() {
+		return
+	}
+	if t.left == nil {
+		t.left = make(map[netip.AddrPort]*Conn)
+		t.leftOf = make(map[*Conn]netip.AddrPort)
+	}
+	if prev := t.left[from]; prev != nil {
+		delete(t.leftOf, prev) // another moved away from there before: the newest wins
+	}
+	t.left[from], t.leftOf[c] = c, from
+}
+
+// leftBy returns the connection whose peer last left addr, if any.
+func (t *peerTable) leftBy(addr netip.AddrPort) *Conn { return t.left[addr] }
+
+// forgetLeft forgets the address c's peer left (c moved again, or ended).
+func (t *peerTable) forgetLeft(c *Conn) {
+	if from, ok := t.leftOf[c]; ok {
+		delete(t.leftOf, c)
+		delete(t.left, from)
+	}
 }
 
 // takeFailure returns, and forgets, why the last connection to addr failed.

@@ -486,6 +486,9 @@ type natRelay struct {
 	// tells the server (which takes one as a hint that its peer is gone).
 	quiet bool
 	old   []*net.UDPConn
+	// down, when set, holds what comes back through a new outside socket
+	// until it is closed (a mapping whose return path is slow).
+	down chan struct{}
 }
 
 func newNATRelay(t *testing.T, target netip.AddrPort) *natRelay {
@@ -528,6 +531,7 @@ func (r *natRelay) rebind(t *testing.T) {
 	r.mu.Lock()
 	old := r.outside
 	r.outside = out
+	gate := r.down
 	if old != nil && r.quiet {
 		r.old = append(r.old, old)
 		old = nil
@@ -542,6 +546,9 @@ func (r *natRelay) rebind(t *testing.T) {
 			n, _, err := out.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
+			}
+			if gate != nil {
+				<-gate
 			}
 			r.mu.Lock()
 			client, current := r.client, r.outside == out
@@ -579,6 +586,62 @@ func TestPacketConnReplyFollowsRebinding(t *testing.T) {
 		require.NoError(t, err, "the echo of %q", msg)
 		require.Equal(t, msg, string(buf[:n]))
 	}
+}
+
+// TestPacketConnReplyToAddressLeft: a message that arrives from the peer's
+// new address before that address is validated is reported from the old
+// one (ReadFrom reports validated addresses only: a spoofed packet moves
+// nothing); a reply to it, made after the move was validated, still takes
+// the connection, now at the new address. Before, WriteTo found no
+// connection at the old address and dialed a second one there, to a port
+// nobody answers from: the reply was lost (a flake of
+// TestPacketConnReplyFollowsRebinding, 1 run in 1200 under load).
+func TestPacketConnReplyToAddressLeft(t *testing.T) {
+	cfg := &rudp.Config{Guarantee: rudp.Order}
+	pc, err := rudp.ListenPacket("udp4", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	defer pc.Close()
+	relay := newNATRelay(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c, err := rudp.Dial("udp4", relay.inside.LocalAddr().String(), cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	buf := make([]byte, 64)
+	read := func(want string) net.Addr {
+		t.Helper()
+		require.NoError(t, pc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		n, from, err := pc.ReadFrom(buf)
+		require.NoError(t, err)
+		require.Equal(t, want, string(buf[:n]))
+		return from
+	}
+	_, err = c.Write([]byte("before"))
+	require.NoError(t, err)
+	old := read("before")
+
+	gate := make(chan struct{})
+	relay.mu.Lock()
+	relay.down = gate // the new mapping's return path holds everything
+	relay.mu.Unlock()
+	relay.rebind(t)
+	_, err = c.Write([]byte("after"))
+	require.NoError(t, err)
+	from := read("after")
+	require.Equal(t, old.String(), from.String(), "a move not yet validated is not reported")
+
+	close(gate) // the path challenge's answer gets through: the move is validated
+	oldAP := old.(*net.UDPAddr).AddrPort()
+	require.Eventually(t, func() bool { return !rudp.PacketConnPeerAt(pc, oldAP) }, 10*time.Second, time.Millisecond,
+		"the connection never moved to the new address")
+	conns, known := rudp.PacketConnPeers(pc, oldAP)
+	require.True(t, known, "WriteTo to the address the peer left would dial a new connection")
+	_, err = pc.WriteTo([]byte("reply"), from)
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	n, err := c.Read(buf)
+	require.NoError(t, err, "the reply to the address the peer left")
+	require.Equal(t, "reply", string(buf[:n]))
+	after, _ := rudp.PacketConnPeers(pc, oldAP)
+	require.Equal(t, conns, after, "the reply opened another connection")
 }
 
 // TestPacketConnReadFromTakesHostsInTurn: ReadFrom takes one message from
