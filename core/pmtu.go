@@ -34,9 +34,12 @@ import (
 // below the size in use (a route change, a tunnel) is a black hole: every
 // full-sized packet vanishes while small ones still arrive. It is detected
 // by pmtuBlackHoleLosses full-sized packets (fullSized) declared lost with
-// no full-sized packet acknowledged after them (only smaller ones were), or
-// by a second probe timeout in a row whose oldest packet (probes aside) is
-// larger than BaseDatagramSize (then nothing at all came back). Either way the size
+// no full-sized packet acknowledged after them (only smaller ones were). A
+// second probe timeout in a row whose oldest packet (probes aside) is
+// larger than BaseDatagramSize (nothing at all came back) makes the next
+// probe a PING of BaseDatagramSize, so that small packets are acknowledged
+// and large ones declared lost if the path is a black hole, while a
+// stalled peer or path acknowledges both in the end. Either way the size
 // falls back to BaseDatagramSize and the search starts again; the data of
 // the lost packets is sent again in pieces that fit (see splitFragment).
 const (
@@ -76,6 +79,18 @@ type pathMTU struct {
 	largeAcked uint64
 	largeLost  int
 	blackHoles int // fallbacks so far
+	// smallProbe: a probe timeout found nothing acknowledged for the
+	// second time in a row with a large packet oldest; the next probe is a
+	// PING in a datagram of BaseDatagramSize. If it is acknowledged while
+	// the large packets sent before it are declared lost, the path is a
+	// black hole (onLargeLost); if they are acknowledged too, the peer or
+	// the path was only slow.
+	// smallPN is the newest such PING's packet number plus one (0: none
+	// out), smallAcked whether it was acknowledged; a larger packet sent
+	// before it and acknowledged clears smallPN (the path carries them).
+	smallProbe bool
+	smallAcked bool
+	smallPN    uint64
 }
 
 // datagramSize returns the largest datagram PollTransmit sends other than
@@ -271,7 +286,18 @@ func (p *pathMTU) fullSized(size int) bool {
 // onLargeAcked notes an acknowledged packet of size bytes numbered pn.
 func (c *Conn) onLargeAcked(pn uint64, size int) {
 	p := c.pmtu
-	if p == nil || !p.fullSized(size) {
+	if p == nil {
+		return
+	}
+	if p.smallPN != 0 {
+		switch {
+		case pn+1 == p.smallPN:
+			p.smallAcked = true
+		case pn+1 < p.smallPN && size > BaseDatagramSize:
+			p.smallPN, p.smallAcked = 0, false // a large packet got through: a stall
+		}
+	}
+	if !p.fullSized(size) {
 		return
 	}
 	if pn+1 > p.largeAcked {
@@ -286,7 +312,16 @@ func (c *Conn) onLargeAcked(pn uint64, size int) {
 // after them (smaller packets were, or the loss would not be known).
 func (c *Conn) onLargeLost(now time.Time, pn uint64, size int) {
 	p := c.pmtu
-	if p == nil || p.size <= BaseDatagramSize || !p.fullSized(size) || pn+1 <= p.largeAcked {
+	if p == nil || p.size <= BaseDatagramSize {
+		return
+	}
+	if p.smallAcked && pn+1 < p.smallPN && size > BaseDatagramSize {
+		// After a silence, a small probe got through and a larger packet
+		// sent before it did not, and none of those did: a black hole.
+		c.pathBlackHole(now)
+		return
+	}
+	if !p.fullSized(size) || pn+1 <= p.largeAcked {
 		return
 	}
 	p.largeLost++
@@ -303,6 +338,7 @@ func (c *Conn) pathBlackHole(now time.Time) {
 	}
 	p.largeLost = 0
 	p.largeAcked = c.nextPN // packets sent before now prove nothing
+	p.smallProbe, p.smallAcked, p.smallPN = false, false, 0
 	p.restart(BaseDatagramSize)
 	p.blackHoles++
 	c.setDatagramSize(BaseDatagramSize)
@@ -339,10 +375,20 @@ func appendProbe(buf []byte, size int) int {
 	return end
 }
 
-// maybeBlackHole falls back if datagrams larger than BaseDatagramSize are in
-// use (a probe timeout found the path silent).
-func (c *Conn) maybeBlackHole(now time.Time) {
+// suspectBlackHole asks for a small probe if datagrams larger than
+// BaseDatagramSize are in use (a probe timeout found the path silent
+// again). Silence alone does not tell a path that now drops large
+// datagrams from a peer or path that stalled (a receiver not scheduled
+// for a while, a burst of delay): falling back on it would cut every
+// queued fragment to the base size for nothing. A small PING that is
+// acknowledged while the large packets before it are not does tell
+// (RFC 8899 §4.3); onLargeLost then falls back.
+func (c *Conn) suspectBlackHole() {
 	if c.pmtu != nil && c.pmtu.size > BaseDatagramSize {
-		c.pathBlackHole(now)
+		c.pmtu.smallProbe = true
 	}
 }
+
+// smallProbeDue reports whether the next probe is suspectBlackHole's PING
+// of BaseDatagramSize.
+func (c *Conn) smallProbeDue() bool { return c.pmtu != nil && c.pmtu.smallProbe }

@@ -114,6 +114,10 @@ type pmtuRun struct {
 	total       int
 	// shrinkTo, if set, is the MTU the path drops to once shrinkAfter bytes were received.
 	shrinkTo, shrinkAfter int
+	// stall, if set, is how much longer the path takes, both ways, for
+	// datagrams sent during the stall that starts once shrinkAfter bytes
+	// were received (a receiver not scheduled for a while, a delay burst).
+	stall time.Duration
 }
 
 type pmtuResult struct {
@@ -162,8 +166,27 @@ func (r pmtuRun) run(seed uint64) (pmtuResult, error) {
 	if err := net.Connect(0, 1, link); err != nil {
 		return res, err
 	}
-	var shrunk time.Time
+	var shrunk, stalled time.Time
+	setLinks := func(c sim.LinkConfig) {
+		for _, l := range []*sim.Link{net.Link(0, 1), net.Link(1, 0)} {
+			if err := l.SetConfig(c); err != nil {
+				panic(err)
+			}
+		}
+	}
 	done := func() bool {
+		if r.stall != 0 && b.got >= r.shrinkAfter {
+			switch {
+			case stalled.IsZero():
+				stalled = net.Now()
+				slow := link
+				slow.Latency += r.stall
+				setLinks(slow)
+			case net.Now().Sub(stalled) >= r.stall && net.Now().Sub(stalled) < 2*r.stall:
+				setLinks(link)
+				stalled = stalled.Add(-2 * r.stall) // (once)
+			}
+		}
 		if r.shrinkTo != 0 && shrunk.IsZero() && b.got >= r.shrinkAfter {
 			shrunk = net.Now()
 			small := link
@@ -199,6 +222,34 @@ func (r pmtuRun) run(seed uint64) (pmtuResult, error) {
 		return res, describe("close", fmt.Errorf("sender ended with %v", ca.Err()))
 	}
 	return res, nil
+}
+
+// TestPathMTUStallIsNoBlackHole: a path (or a peer) that goes silent for
+// many probe timeouts without losing anything, a quarter into a transfer,
+// is not taken for a black hole: the sender's small probe is acknowledged
+// only with the large packets before it, so it keeps its datagram size.
+// Before, two probe timeouts in a row with a large packet oldest made the
+// sender fall back to the base size and cut every queued fragment (as a
+// loaded machine's stalled receiver did to loopback bulk transfers).
+func TestPathMTUStallIsNoBlackHole(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		res, err := pmtuRun{mtu: 1500, maxDatagram: 1472, total: 4 << 20, shrinkAfter: 1 << 20, stall: 400 * time.Millisecond}.run(seed)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if res.sender.ProbesSent < 2 {
+			t.Fatalf("seed %d: %d probe timeouts: the stall did not outlast two", seed, res.sender.ProbesSent)
+		}
+		if slices.Contains(res.sizes[1:], core.BaseDatagramSize) {
+			t.Fatalf("seed %d: sizes %v fell back to %d on a path that lost nothing", seed, res.sizes, core.BaseDatagramSize)
+		}
+		if res.settled != 1472 {
+			t.Fatalf("seed %d: settled at %d (sizes %v), want 1472", seed, res.settled, res.sizes)
+		}
+		if seed == 1 {
+			t.Logf("sizes %v, %d probe timeouts, %d lost, %v virtual", res.sizes, res.sender.ProbesSent, res.sender.PacketsLost, res.elapsed)
+		}
+	}
 }
 
 // TestPathMTUSettles: over paths of MTU 1280, 1300, 1500 and 9000 a 2 MiB

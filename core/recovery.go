@@ -595,9 +595,9 @@ func (c *Conn) onProbeTimeout(now time.Time) {
 	if oldest != nil {
 		if c.ptoCount >= pmtuBlackHolePTOs && oldest.size > BaseDatagramSize {
 			// Nothing came back for two timeouts, and the oldest packet
-			// is one a smaller path would drop: a black hole, maybe. Its
-			// data goes again in datagrams of the base size.
-			c.maybeBlackHole(now)
+			// is one a smaller path would drop: a black hole, maybe, or a
+			// stall. A small probe tells them apart (suspectBlackHole).
+			c.suspectBlackHole()
 		}
 		c.requeue(oldest, true)
 	}

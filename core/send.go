@@ -476,8 +476,12 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int, g *gathering
 		return 0
 	}
 	full, size := buf, min(c.datagramSize(), maxSize)
-	buf = buf[:size]
 	probe := c.probesOwed > 0
+	smallProbe := probe && c.smallProbeDue()
+	if smallProbe {
+		size = min(size, BaseDatagramSize) // a PING and an ACK only (below)
+	}
+	buf = buf[:size]
 	// The packet's key level (levelInitial on a plaintext connection)
 	// decides its trailer and what it may carry (levelAllows).
 	c.maybeStartClient(now)
@@ -508,6 +512,9 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int, g *gathering
 		wantData, wantCtl, wantCrypto, wantCopies = false, false, false, false
 	}
 	if c.sec != nil && level != levelApp {
+		wantData, wantCtl, wantFin, wantCopies = false, false, false, false
+	}
+	if smallProbe {
 		wantData, wantCtl, wantFin, wantCopies = false, false, false, false
 	}
 	if c.creditStarved() && !c.timers.armed(timerPTO) {
@@ -614,6 +621,9 @@ func (c *Conn) pollTransmit(now time.Time, buf []byte, maxSize int, g *gathering
 			c.pingNeeded = false
 			if probe {
 				c.probesOwed--
+			}
+			if smallProbe {
+				c.pmtu.smallProbe, c.pmtu.smallAcked, c.pmtu.smallPN = false, false, pkt.pn+1
 			}
 		}
 	}
